@@ -1,0 +1,45 @@
+// Memory handling shared by the host-resident backends (ref, cpu): 64-byte aligned, zeroed
+// allocations; copies are plain memcpy.
+#pragma once
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "cb/kernels/backend.h"
+
+namespace cb::kernels {
+
+class HostBackend : public Backend {
+ public:
+  Tensor alloc(DType dtype, std::initializer_list<int64_t> dims) override {
+    Tensor t(nullptr, dtype, dims);
+    const size_t bytes = (t.nbytes() + 63) / 64 * 64;
+    t.data = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
+    if (!t.data) throw std::bad_alloc();
+    std::memset(t.data, 0, bytes);
+    return t;
+  }
+  void release(Tensor& t) override {
+    std::free(t.data);
+    t.data = nullptr;
+  }
+  void copy_from_host(Tensor& dst, const void* src) override { std::memcpy(dst.data, src, dst.nbytes()); }
+  void copy_to_host(void* dst, const Tensor& src) override { std::memcpy(dst, src.data, src.nbytes()); }
+};
+
+// Reads element i of a f32/f16/bf16 tensor as float.
+inline float load_as_f32(const Tensor& t, int64_t i) {
+  switch (t.dtype) {
+    case DType::F32: return t.as<const float>()[i];
+    case DType::F16: return f16_to_f32(t.as<const uint16_t>()[i]);
+    case DType::BF16: return bf16_to_f32(t.as<const uint16_t>()[i]);
+    case DType::I8: return static_cast<float>(t.as<const int8_t>()[i]);
+    case DType::I32: return static_cast<float>(t.as<const int32_t>()[i]);
+  }
+  return 0.f;
+}
+
+inline bool is_float_dtype(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
+}  // namespace cb::kernels

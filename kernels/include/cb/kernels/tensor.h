@@ -1,0 +1,71 @@
+// Tensor views and dtypes shared by every backend.
+//
+// A Tensor is a non-owning view of a dense, row-major array of up to 4 dims (outermost first).
+// Its memory belongs to a backend allocation (see Backend::alloc) or to a memory-mapped file, and
+// may live in device memory: only the backend that owns it dereferences `data`.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+
+namespace cb::kernels {
+
+enum class DType : uint8_t { F32, F16, BF16, I8, I32 };
+
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);
+
+enum class MemSpace : uint8_t { Host, Device };
+
+struct Tensor {
+  void* data = nullptr;
+  DType dtype = DType::F32;
+  MemSpace mem = MemSpace::Host;
+  int ndim = 0;
+  std::array<int64_t, 4> shape{0, 0, 0, 0};
+
+  Tensor() = default;
+  Tensor(void* d, DType t, std::initializer_list<int64_t> dims, MemSpace m = MemSpace::Host);
+
+  int64_t numel() const;
+  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+  // Last dim, and product of all the others: how matrix ops see a tensor.
+  int64_t cols() const { return ndim == 0 ? 1 : shape[ndim - 1]; }
+  int64_t rows() const { return ndim == 0 ? 1 : numel() / cols(); }
+  bool empty() const { return data == nullptr; }
+  std::string describe() const;  // e.g. "f32[8, 2048]"
+
+  template <class T> T* as() const { return static_cast<T*>(data); }
+  // A view of rows [r0, r0 + n) of a matrix-shaped tensor (2-D view).
+  Tensor row_slice(int64_t r0, int64_t n) const;
+};
+
+// How a weight matrix is stored. Dense is `values` alone; the others add scales or metadata.
+enum class WeightLayout : uint8_t {
+  Dense,           // values [N, K] in f32/f16/bf16
+  Int8PerChannel,  // values i8 [N, K], scales f32 [N]: w = values * scales[row]
+  Sparse24,        // 2:4 sparse: values [N, K/2] kept, meta u8 [N, K/4] two 2-bit indices per group
+};
+
+// A weight matrix W of logical shape [N (out), K (in)], as Hugging Face stores linear layers.
+struct Weight {
+  WeightLayout layout = WeightLayout::Dense;
+  Tensor values;
+  Tensor scales;
+  Tensor meta;
+  int64_t n = 0;  // output features
+  int64_t k = 0;  // input features
+  DType dtype() const { return values.dtype; }
+  static Weight dense(const Tensor& w);
+};
+
+// Half-precision conversions (round to nearest even), used by every backend and the loader.
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+float bf16_to_f32(uint16_t b);
+uint16_t f32_to_bf16(float f);
+
+}  // namespace cb::kernels
