@@ -1,6 +1,130 @@
-// Placeholder until the vectorized backend lands: the cpu backend is the ref backend.
-#include "cb/kernels/backend.h"
+// The `cpu` backend: vectorized (AVX-512 / AVX2 / scalar, picked at run time) and threaded
+// (OpenMP) kernels behind the op table, with oneDNN for large-M GEMM. Results match `ref` up to
+// float32 rounding; see suites/conformance/test_ops.cpp for the limits.
+//
+// Environment:
+//   CB_CPU_ISA=scalar|avx2|avx512  use at most this ISA (default: the best the machine has)
+//   CB_CPU_ONEDNN_MIN_M=<rows>     matmul rows from which oneDNN does the GEMM (default 32)
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "../common/host_backend.h"
+#include "cpu_kernels.h"
+#include "cpu_ops.h"
+
 namespace cb::kernels {
-std::unique_ptr<Backend> make_ref_backend();
-std::unique_ptr<Backend> make_cpu_backend() { return make_ref_backend(); }
+namespace cpu {
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Scalar: return "scalar";
+    case Isa::Avx2: return "avx2";
+    case Isa::Avx512: return "avx512";
+  }
+  return "?";
+}
+
+namespace {
+Isa detect_isa() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  // __builtin_cpu_supports also checks that the OS saves the AVX / AVX-512 register state.
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl"))
+    return Isa::Avx512;
+  if (avx2) return Isa::Avx2;
+#endif
+  return Isa::Scalar;
+}
+}  // namespace
+
+Isa choose_isa() {
+  static const Isa best = detect_isa();
+  Isa isa = best;
+  if (const char* req = std::getenv("CB_CPU_ISA")) {
+    Isa want = best;
+    if (std::strcmp(req, "scalar") == 0) want = Isa::Scalar;
+    else if (std::strcmp(req, "avx2") == 0) want = Isa::Avx2;
+    else if (std::strcmp(req, "avx512") == 0) want = Isa::Avx512;
+    if (static_cast<int>(want) < static_cast<int>(isa)) isa = want;
+  }
+  return isa;
+}
+
+const KernelTable& kernels_for(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512: return kernels_avx512();
+    case Isa::Avx2: return kernels_avx2();
+    case Isa::Scalar: break;
+  }
+  return kernels_scalar();
+}
+
+bool supports(Op op, DType dtype, WeightLayout layout) {
+  switch (op) {
+    case Op::MatMul:
+      if (layout == WeightLayout::Dense) return is_float_dtype(dtype);
+      if (layout == WeightLayout::Int8PerChannel) return dtype == DType::I8;
+      return false;
+    case Op::RmsNorm:
+    case Op::Embedding:
+      return is_float_dtype(dtype);
+    default:
+      return dtype == DType::F32;
+  }
+}
+
+MatmulConfig matmul_config() {
+  MatmulConfig cfg;
+  if (const char* v = std::getenv("CB_CPU_ONEDNN_MIN_M")) {
+    char* end = nullptr;
+    const long long m = std::strtoll(v, &end, 10);
+    if (end != v && m > 0) cfg.onednn_min_m = m;
+  }
+  return cfg;
+}
+
+namespace {
+
+class CpuBackend final : public HostBackend {
+ public:
+  CpuBackend() : k_(kernels_for(choose_isa())), mm_(matmul_config()) {}
+
+  std::string name() const override { return "cpu"; }
+  bool supports(Op op, DType dtype, WeightLayout layout) const override { return cpu::supports(op, dtype, layout); }
+
+  Status matmul(const Tensor& x, const Weight& w, Tensor& y) override { return cpu::matmul(k_, mm_, x, w, y); }
+  Status rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor& y) override {
+    return cpu::rmsnorm(k_, x, weight, eps, y);
+  }
+  Status rope(Tensor& x, const Tensor& positions, int n_heads, int head_dim, float theta) override {
+    return cpu::rope(k_, x, positions, n_heads, head_dim, theta);
+  }
+  Status kv_store(const Tensor& k, const Tensor& v, KvView& kv, int pos0) override {
+    return cpu::kv_store(k, v, kv, pos0);
+  }
+  Status attention(const Tensor& q, const KvView& kv, const AttentionParams& p, Tensor& out) override {
+    return cpu::attention(k_, q, kv, p, out);
+  }
+  Status silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override {
+    return cpu::silu_mul(k_, gate, up, out);
+  }
+  Status softmax(const Tensor& x, Tensor& y) override { return cpu::softmax(k_, x, y); }
+  Status embedding(const Tensor& ids, const Tensor& table, Tensor& out) override {
+    return cpu::embedding(k_, ids, table, out);
+  }
+  Status add(const Tensor& a, const Tensor& b, Tensor& out) override { return cpu::add(k_, a, b, out); }
+
+ private:
+  const KernelTable& k_;
+  MatmulConfig mm_;
+};
+
+}  // namespace
+}  // namespace cpu
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<cpu::CpuBackend>(); }
+
 }  // namespace cb::kernels

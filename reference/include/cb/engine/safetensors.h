@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -23,7 +24,15 @@ struct TensorInfo {
 
 // One mapped .safetensors file. Validation on open: header length within the file, JSON parses,
 // every entry has a known dtype (F32, F16, BF16, I8, I32; others rejected by name), shape product
-// times dtype size equals end - begin, offsets within the data section, no two tensors overlap.
+// times dtype size equals end - begin, offsets within the data section, no two tensors overlap,
+// and (as the reference implementation requires) the tensors cover the data section without gaps.
+// Every error message starts with the file path and names the tensor.
+//
+// Views point into a read-only mapping: never write through them. The data section starts at
+// byte 8 + N; files from write_safetensors (and the reference Python/Rust writers) pad N to a
+// multiple of 8, so with tensors of one dtype every view is aligned to its element size. A file
+// that mixes dtypes (or has an unpadded header) can yield f32 views that are not 4-byte aligned;
+// consumers that read such views as float* rely on x86, where unaligned loads are fine.
 class SafetensorsFile {
  public:
   static std::unique_ptr<SafetensorsFile> open(const std::filesystem::path& path);
@@ -57,8 +66,13 @@ class WeightStore {
   kernels::Tensor view(const std::string& name) const;
   std::vector<std::string> names() const;
   size_t total_bytes() const;
+  // The file errors about the whole store name: model.safetensors, or the index json.
+  const std::filesystem::path& source() const { return source_; }
+  // The file that holds `name` (its shard when sharded), or source() when absent.
+  const std::filesystem::path& path_of(const std::string& name) const;
 
  private:
+  std::filesystem::path source_;
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
   std::map<std::string, std::shared_ptr<SafetensorsFile>> by_name_;
 };
@@ -69,7 +83,25 @@ struct NamedTensor {
 };
 
 // Writes tensors (in the given order, 8-byte aligned data) to `path` atomically (temp + rename).
+// Tensors lie back to back in the data section, as the format requires; the header is padded
+// with spaces to a multiple of 8 bytes.
 void write_safetensors(const std::filesystem::path& path, const std::vector<NamedTensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+
+// The same file, but each tensor's bytes are produced on demand: fill(i, dst, nbytes) writes
+// tensor i (row-major, in spec.dtype) to dst, and is written out while tensor i + 1 is filled.
+// Peak memory is two tensors' worth of buffers, not the model.
+struct TensorSpec {
+  std::string name;
+  kernels::DType dtype = kernels::DType::F32;
+  std::vector<int64_t> shape;
+};
+using TensorFill = std::function<void(size_t index, void* dst, size_t nbytes)>;
+void write_safetensors_streamed(const std::filesystem::path& path, const std::vector<TensorSpec>& specs,
+                                const TensorFill& fill,
+                                const std::map<std::string, std::string>& metadata = {});
+
+// Safetensors dtype names ("F32", "BF16", ...).
+const char* safetensors_dtype_name(kernels::DType t);
 
 }  // namespace cb::engine

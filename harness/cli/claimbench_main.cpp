@@ -1,0 +1,186 @@
+// claimbench: runs suites into results/runs/, checks claim sets, gates on regressions, renders
+// reports. See README.md for usage.
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "cb/engine/engine.h"
+#include "cb/harness/claims.h"
+#include "cb/harness/compare.h"
+#include "cb/harness/report.h"
+#include "cb/harness/run.h"
+
+namespace fs = std::filesystem;
+using namespace cb::harness;
+
+namespace {
+
+int g_exit = 0;
+
+void guarded(const char* cmd, const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    std::cerr << "claimbench " << cmd << ": error: " << e.what() << "\n";
+    g_exit = 2;
+  }
+}
+
+fs::path self_exe() { return fs::read_symlink("/proc/self/exe"); }
+
+std::string joined_args(int argc, char** argv) {
+  std::string s;
+  for (int i = 0; i < argc; ++i) s += (i ? " " : "") + std::string(argv[i]);
+  return s;
+}
+
+fs::path default_claim_set() { return fs::path(CB_SOURCE_DIR) / "suites" / "claims" / "deepseek-article.json"; }
+
+// check: evaluates a claim set against a run folder, prints the table, writes claims.json.
+int do_check(const fs::path& run_dir, const fs::path& claims_file, bool allow_fail) {
+  const ClaimSet set = load_claim_set(claims_file);
+  const RunData run = RunData::load(run_dir);
+  const auto results = evaluate(set, run);
+  std::printf("claim set: %s (%zu claims)\nrun: %s\n\n", claims_file.filename().c_str(), set.claims.size(), run.label().c_str());
+  print_claims_table(std::cout, results);
+  write_json_atomic(run_dir / "claims.json", claims_to_json(results, claims_file.string(), run_dir.string()));
+  std::printf("\nwrote %s\n", (run_dir / "claims.json").c_str());
+  return check_exit_code(results, allow_fail);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"claimbench: benchmark and conformance harness for LLM inference claims"};
+  app.require_subcommand(1);
+
+  // run
+  RunOptions ro;
+  std::string model, out;
+  bool then_check = false, allow_fail = false;
+  std::string check_claims;
+  auto* run = app.add_subcommand("run", "run suites and write a run folder under results/runs/");
+  run->add_option("--suite", ro.suites, "kernels | accuracy | load | scaling | cost | all (repeatable)")->delimiter(',');
+  run->add_flag("--quick", ro.quick, "small variants of every suite (CI, main job)");
+  run->add_option("--sut", ro.sut, "system under test: inprocess or http://HOST:PORT");
+  run->add_option("--model", model, "model directory (default: the embedded default model)");
+  run->add_option("--out", out, "folder to create the run folder in (default: results/runs)");
+  run->add_option("--seed", ro.seed, "seed for prompts and workloads");
+  run->add_option("--timeout-scale", ro.timeout_scale, "multiply every suite's time limit")->check(CLI::PositiveNumber);
+  run->add_flag("--check", then_check, "check the default claim set afterwards and print the table");
+  run->add_option("--claims", check_claims, "claim set for --check");
+  run->add_flag("--allow-fail", allow_fail, "with --check: exit 0 even when claims FAIL");
+  run->callback([&] {
+    guarded("run", [&] {
+      if (ro.suites.empty()) ro.suites = {"all"};
+      ro.model_dir = model;
+      ro.out_base = out;
+      ro.command_line = joined_args(argc, argv);
+      const fs::path dir = execute_run(ro, self_exe());
+      std::printf("%s\n", dir.c_str());
+      if (then_check) {
+        std::printf("\n");
+        g_exit = do_check(dir, check_claims.empty() ? default_claim_set() : fs::path(check_claims), allow_fail);
+      }
+    });
+  });
+
+  // run-suite (internal: the child process of `run`)
+  std::string rs_suite, rs_dir, rs_model, rs_sut = "inprocess";
+  bool rs_quick = false;
+  uint64_t rs_seed = 1;
+  auto* rsub = app.add_subcommand("run-suite", "(internal) run one suite into an existing run folder");
+  rsub->group("");  // hidden from --help
+  rsub->add_option("--suite", rs_suite)->required();
+  rsub->add_option("--run-dir", rs_dir)->required();
+  rsub->add_option("--model", rs_model);
+  rsub->add_option("--sut", rs_sut);
+  rsub->add_option("--seed", rs_seed);
+  rsub->add_flag("--quick", rs_quick);
+  rsub->callback([&] {
+    SuiteContext ctx;
+    ctx.run_dir = rs_dir;
+    ctx.model_dir = rs_model.empty() ? cb::engine::default_model_dir() : fs::path(rs_model);
+    ctx.sut = rs_sut;
+    ctx.quick = rs_quick;
+    ctx.seed = rs_seed;
+    ctx.progress = [](const std::string& m) { std::fprintf(stderr, "%s\n", m.c_str()); };
+    g_exit = run_suite_child(rs_suite, ctx);
+  });
+
+  // check
+  std::string ck_dir, ck_claims;
+  bool ck_allow = false;
+  auto* check = app.add_subcommand("check", "evaluate a claim set against a run: PASS / FAIL / SKIP / NOT MEASURED / ERROR");
+  check->add_option("RUN_DIR", ck_dir, "run folder")->required();
+  check->add_option("--claims", ck_claims, "claim set (default: suites/claims/deepseek-article.json)");
+  check->add_flag("--allow-fail", ck_allow, "exit 0 even when claims FAIL (reporting runs)");
+  check->callback([&] {
+    guarded("check", [&] { g_exit = do_check(ck_dir, ck_claims.empty() ? default_claim_set() : fs::path(ck_claims), ck_allow); });
+  });
+
+  // compare
+  std::string cmp_base, cmp_new, cmp_threshold = "5%", cmp_json;
+  std::vector<std::string> cmp_suites, cmp_noise, cmp_required;
+  bool cmp_allow_hw = false;
+  double cmp_alpha = 0.05;
+  auto* cmp = app.add_subcommand("compare", "regression gate: compare a new run against a baseline run");
+  cmp->add_option("BASE_RUN", cmp_base)->required();
+  cmp->add_option("NEW_RUN", cmp_new)->required();
+  cmp->add_option("--threshold", cmp_threshold, "relative change that counts as a regression, e.g. 5%");
+  cmp->add_option("--alpha", cmp_alpha, "significance level of the Mann-Whitney U test");
+  cmp->add_option("--suite", cmp_suites, "compare only these suites")->delimiter(',');
+  cmp->add_option("--noise", cmp_noise, "compare only these noise classes: exact, ratio, timing")->delimiter(',');
+  cmp->add_option("--require", cmp_required, "metric keys (or prefixes ending in *) that must be present")->delimiter(',');
+  cmp->add_flag("--allow-hardware-mismatch", cmp_allow_hw, "compare runs from different machine classes");
+  cmp->add_option("--json", cmp_json, "also write the comparison as JSON here");
+  cmp->callback([&] {
+    guarded("compare", [&] {
+      CompareOptions o;
+      std::string t = cmp_threshold;
+      const bool pct = !t.empty() && t.back() == '%';
+      if (pct) t.pop_back();
+      size_t used = 0;
+      double v = 0;
+      try {
+        v = std::stod(t, &used);
+      } catch (...) {
+        used = 0;
+      }
+      if (used != t.size() || v < 0) throw std::invalid_argument("--threshold '" + cmp_threshold + "': expected e.g. 5% or 0.05");
+      o.threshold = pct ? v / 100 : v;
+      o.alpha = cmp_alpha;
+      o.suites = cmp_suites;
+      for (const auto& n : cmp_noise) o.noise_classes.push_back(noise_from_string(n, "--noise"));
+      o.required = cmp_required;
+      o.allow_hardware_mismatch = cmp_allow_hw;
+      const auto r = compare_runs(RunData::load(cmp_base), RunData::load(cmp_new), o);
+      print_compare_table(std::cout, r);
+      if (!cmp_json.empty()) write_json_atomic(cmp_json, to_json(r));
+      g_exit = compare_exit_code(r);
+    });
+  });
+
+  // report
+  std::vector<std::string> rp_dirs;
+  std::string rp_out;
+  auto* rep = app.add_subcommand("report", "render report.md and a self-contained report.html from run folders");
+  rep->add_option("RUN_DIR", rp_dirs, "one or more run folders, shown side by side")->required();
+  rep->add_option("-o,--out", rp_out, "output folder")->required();
+  rep->callback([&] {
+    guarded("report", [&] {
+      std::vector<ReportInput> inputs;
+      for (const auto& d : rp_dirs) inputs.push_back(load_report_input(d));
+      write_report(inputs, rp_out);
+      std::printf("wrote %s and %s\n", (fs::path(rp_out) / "report.md").c_str(), (fs::path(rp_out) / "report.html").c_str());
+    });
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return g_exit;
+}

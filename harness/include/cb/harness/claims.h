@@ -1,0 +1,162 @@
+// Claim sets and `claimbench check`: a claim set (suites/claims/*.json) turns each claim of an
+// article into a metric, a comparator and a threshold; `evaluate` reads a run folder and gives each
+// claim a verdict: PASS, FAIL, SKIP (hardware it needs is absent), NOT MEASURED (the metric is not
+// in the run) or ERROR (its suite failed, or the value is NaN). SKIP is never turned into PASS.
+//
+// Claim-set schema (schema "claimbench.claimset", schema_version "1.0"):
+//   {
+//     "$comment": "...",                        // any key starting with '$' is a comment, ignored
+//     "schema": "claimbench.claimset", "schema_version": "1.0",
+//     "name": "deepseek-article",               // string, required
+//     "source": "where the claims come from",   // string, required
+//     "claims": [                               // array, required, ids unique
+//       { "id": "util-busy",                    // string, required, unique, non-empty
+//         "claim": "our wording",               // string, required
+//         "figure": "the article's figure",     // string, required
+//         "suite": "load",                      // string, required: the suite that measures it
+//         "unit": "fraction",                   // string, optional
+//         "scope": "what is compared",          // string, optional (printed next to the verdict)
+//         // single-metric form:
+//         "metric": "load.util.busy_fraction",  // string
+//         "comparator": ">=",                   // one of >=, <=, >, <, ==
+//         "threshold": 0.82,                    // number
+//         "tolerance": 0.005,                   // number >= 0, only with "==" (|v - t| <= tol); default 0
+//         // or the multi-part form (all parts must hold), instead of metric/comparator/threshold:
+//         "conditions": [ {"metric", "comparator", "threshold", "tolerance"?, "unit"?, "suite"?}, ... ],
+//         "requires": {"gpus": 8}                // optional; keys: "gpus": n, "devices": n,
+//                                               //   "cpu_flags": ["avx512_bf16", ...], "any_of": [req, ...];
+//                                               //   several keys in one object must all hold
+//       } ] }
+// Unknown keys (other than '$...') are errors, so a typo cannot silently drop a threshold.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cb/harness/results.h"
+
+namespace cb::harness {
+
+enum class Comparator { GE, LE, GT, LT, EQ };
+const char* to_string(Comparator c);  // ">=", "<=", ">", "<", "=="
+// Throws SchemaError "<where>: unknown comparator 'x' (expected one of >=, <=, >, <, ==)".
+Comparator comparator_from_string(const std::string& s, const std::string& where);
+// value <cmp> threshold; for EQ: |value - threshold| <= tolerance. NaN never holds.
+bool holds(double value, Comparator c, double threshold, double tolerance);
+
+struct Condition {
+  std::string metric;
+  Comparator comparator = Comparator::GE;
+  double threshold = 0;
+  double tolerance = 0;  // only meaningful for EQ
+  std::string unit;      // defaults to the claim's unit
+  std::string suite;     // defaults to the claim's suite
+};
+
+// What hardware a claim needs. Every field that is set must hold; any_of needs one alternative.
+struct Requirement {
+  std::optional<int> gpus;
+  std::optional<int> devices;
+  std::vector<std::string> cpu_flags;
+  std::vector<Requirement> any_of;
+  std::string describe() const;  // "8 GPUs", "avx512_bf16 CPU flag or 1 GPU", ...
+};
+
+struct Claim {
+  std::string id;
+  std::string claim;   // our wording
+  std::string figure;  // the article's figure, as text
+  std::vector<Condition> conditions;  // one for the single-metric form
+  std::string unit;
+  std::string suite;
+  std::string scope;
+  std::optional<Requirement> requirement;  // JSON key "requires"
+};
+
+struct ClaimSet {
+  std::filesystem::path file;  // where it was loaded from
+  std::string name;
+  std::string source;
+  std::vector<Claim> claims;
+  const Claim* find(const std::string& id) const;
+};
+
+// Throws SchemaError naming the file, the JSON path ("claims[3].comparator") and the problem.
+ClaimSet load_claim_set(const std::filesystem::path& path);
+// The same checks on an in-memory document; `source` names it in error messages.
+ClaimSet claim_set_from_json(const nlohmann::json& j, const std::string& source);
+
+enum class Verdict { Pass, Fail, Skip, NotMeasured, Error };
+const char* to_string(Verdict v);  // "PASS", "FAIL", "SKIP", "NOT MEASURED", "ERROR"
+Verdict verdict_from_string(const std::string& s, const std::string& where);
+
+struct ConditionResult {
+  Condition condition;
+  std::optional<double> measured;  // absent when the metric is not in the run; may be NaN
+  Verdict verdict = Verdict::NotMeasured;
+  std::string reason;
+};
+
+struct ClaimResult {
+  std::string id;
+  std::string description;  // the claim's wording
+  std::string figure;
+  std::string metric;       // the first condition's metric key
+  std::string unit;
+  std::optional<double> measured;  // the first condition's value
+  Comparator comparator = Comparator::GE;  // the first condition's
+  double threshold = 0;
+  double tolerance = 0;
+  Verdict verdict = Verdict::NotMeasured;
+  std::string reason;  // empty for a plain PASS/FAIL of a single condition
+  std::string scope;
+  std::vector<ConditionResult> parts;  // every condition (one for single-metric claims)
+};
+
+// The hardware a run had, as `evaluate` reads it from manifest.hardware / manifest.params.
+struct RunHardware {
+  int gpus = 0;
+  int devices = 1;       // manifest.params devices|ranks|world_size, else GPU count, else 1
+  std::string devices_from;  // where `devices` came from, for reasons
+  std::vector<std::string> cpu_flags;
+  bool recorded = false;  // manifest has a "hardware" object
+};
+RunHardware run_hardware(const nlohmann::json& manifest);
+// nullopt when the requirement holds, else "needs X; this machine has Y".
+std::optional<std::string> unmet(const Requirement& r, const RunHardware& hw);
+
+std::vector<ClaimResult> evaluate(const ClaimSet& set, const RunData& run);
+
+// Counts per verdict, every verdict present (zero when none).
+std::map<std::string, int> count_verdicts(const std::vector<ClaimResult>& results);
+// "3 PASS, 5 FAIL, 2 SKIP, 10 NOT MEASURED, 1 ERROR"
+std::string summary_line(const std::vector<ClaimResult>& results);
+// Fixed-width table: id, measured (unit), threshold, verdict, scope; a reason line under each
+// SKIP / NOT MEASURED / ERROR row (and under multi-part rows); the summary line last.
+void print_claims_table(std::ostream& os, const std::vector<ClaimResult>& results);
+
+// claims.json as pinned in docs/contracts.md (multi-part claims also carry "conditions").
+nlohmann::json claims_to_json(const std::vector<ClaimResult>& results, const std::string& claim_set_file,
+                              const std::string& run_dir);
+
+struct ClaimsReport {
+  std::string claim_set;
+  std::string run_dir;
+  std::vector<ClaimResult> results;
+  std::map<std::string, int> counts;
+};
+// Reads claims.json back (schema "claimbench.claims"); throws SchemaError.
+ClaimsReport load_claims_json(const std::filesystem::path& path);
+ClaimsReport claims_report_from_json(const nlohmann::json& j, const std::string& source);
+
+// 0 when no claim is FAIL or ERROR; 1 when some claim FAILs (0 with allow_fail);
+// 2 when some claim is ERROR (a broken measurement is never allowed).
+int check_exit_code(const std::vector<ClaimResult>& results, bool allow_fail = false);
+
+}  // namespace cb::harness

@@ -1,0 +1,34 @@
+// Child processes with a time limit, in their own process group so a kill reaches everything
+// they started.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace cb::harness {
+
+struct ProcessResult {
+  bool started = false;
+  bool timed_out = false;
+  bool interrupted = false;  // stop_requested() became true while it ran
+  int exit_code = -1;        // valid when it exited normally
+  int signal = 0;            // non-zero when killed by a signal
+  double seconds = 0;
+  std::string describe() const;  // "exit code 0", "killed by SIGSEGV", "timed out after 600 s"
+};
+
+// Runs argv[0] with stdout and stderr appended to `log` (or inherited when log is empty).
+// `tick` is called about every 100 ms while it runs (for progress displays).
+ProcessResult run_process(const std::vector<std::string>& argv, double timeout_seconds, const std::filesystem::path& log,
+                          const std::function<void(double elapsed)>& tick = {});
+
+// Set by SIGINT / SIGTERM once install_stop_handlers() ran; running children are then stopped.
+void install_stop_handlers();
+bool stop_requested();
+
+// The last n non-empty lines of a text file (for error reasons).
+std::string tail_lines(const std::filesystem::path& file, int n);
+
+}  // namespace cb::harness

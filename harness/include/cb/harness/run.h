@@ -1,0 +1,33 @@
+// `claimbench run`: creates a run folder (never overwriting), writes the manifest, runs each
+// requested suite in a child process with a timeout, and records what each produced.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "cb/harness/suites.h"
+
+namespace cb::harness {
+
+struct RunOptions {
+  std::vector<std::string> suites;  // names, or {"all"}
+  bool quick = false;
+  std::string sut = "inprocess";
+  std::filesystem::path model_dir;
+  std::filesystem::path out_base;   // default: <source>/results/runs
+  uint64_t seed = 1;
+  std::string command_line;
+  double timeout_scale = 1.0;       // multiplies every suite's timeout
+};
+
+// Runs and returns the run folder. Throws std::invalid_argument for unknown suites / bad options
+// before anything is written.
+std::filesystem::path execute_run(const RunOptions& opt, const std::filesystem::path& self_exe);
+
+// The child side: runs one suite and writes <suite>.json (+ CSVs) into ctx.run_dir.
+int run_suite_child(const std::string& suite, const SuiteContext& ctx);
+
+std::filesystem::path default_results_dir();
+
+}  // namespace cb::harness

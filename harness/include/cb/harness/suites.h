@@ -1,0 +1,46 @@
+// The suites `claimbench run` knows, and what each needs. A suite runs in its own child process
+// (so a crash or a hang becomes an ERROR / TIMEOUT entry and the other suites still run) and
+// writes <suite>.json into the run folder.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cb/harness/results.h"
+
+namespace cb::harness {
+
+struct SuiteContext {
+  std::filesystem::path run_dir;
+  std::filesystem::path model_dir;  // model for engine-level measurements
+  std::string sut = "inprocess";    // "inprocess" or "http://HOST:PORT"
+  bool quick = false;
+  uint64_t seed = 1;
+  std::function<void(const std::string&)> progress;  // one line of progress
+};
+
+struct SuiteInfo {
+  std::string name;
+  std::string description;
+  int timeout_seconds_quick = 600;
+  int timeout_seconds_full = 3600;
+  std::function<SuiteResult(const SuiteContext&)> run;
+};
+
+const std::vector<SuiteInfo>& all_suites();
+const SuiteInfo* find_suite(const std::string& name);
+
+// Individual suites.
+SuiteResult run_kernels_suite(const SuiteContext& ctx);
+SuiteResult run_cost_suite(const SuiteContext& ctx);
+// A suite whose measurements land with a later issue: status not_built with the reason.
+SuiteResult not_built_suite(const std::string& name, const std::string& reason);
+
+// Where the Google Benchmark binary is (next to the build's other tools), or empty.
+std::filesystem::path kernel_bench_binary();
+
+}  // namespace cb::harness

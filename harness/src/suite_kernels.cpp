@@ -1,0 +1,218 @@
+// The kernels suite: runs the Google Benchmark binary (machine peaks + every op), ingests its JSON,
+// adds roofline fractions against the peaks measured in the same run and same-run ratios (stable
+// on shared machines), then measures the engine's batch-1 decode and prefill on the run's model.
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "cb/engine/engine_bench.h"
+#include "cb/harness/process.h"
+#include "cb/harness/suites.h"
+
+namespace cb::harness {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+fs::path kernel_bench_binary() {
+#ifdef CB_KERNEL_BENCH_PATH
+  const fs::path p = CB_KERNEL_BENCH_PATH;
+  if (fs::exists(p)) return p;
+#endif
+  return {};
+}
+
+namespace {
+
+// The quick subset: peaks, the decode- and prefill-sized f32/bf16/int8 matmuls with the oneDNN
+// peer, the cpu-vs-ref pair, and one decode-sized case of every other op.
+const char* kQuickFilter =
+    "^BM_(peak_fp32_fma|peak_bf16_dot|peak_int8_dot|mem_read_bw)$"
+    "|^matmul/(cpu|ref)/f32/K512_N512/M8$"
+    "|^matmul/cpu/(f32|bf16|int8pc)/K2048_N2048/M(1|128)$"
+    "|^matmul/onednn_sgemm/f32/K2048_N2048/M(1|128)$"
+    "|^(rmsnorm|rope|silu_mul|add|softmax|kv_store)/cpu/f32/[^/]+/M1$"
+    "|^embedding/cpu/f32/[^/]+/M1$"
+    "|^attention/cpu/f32/[^/]+/decode_ctx512/M1$";
+
+struct BenchSeries {
+  std::string name;
+  std::vector<double> gflops, gbs, ns;
+  json counters = json::object();
+  std::string label;
+};
+
+double counter(const json& e, const char* key) {
+  return e.contains(key) && e[key].is_number() ? e[key].get<double>() : std::nan("");
+}
+
+double to_ns(double t, const std::string& unit) {
+  if (unit == "ms") return t * 1e6;
+  if (unit == "us") return t * 1e3;
+  if (unit == "s") return t * 1e9;
+  return t;
+}
+
+// Per-repetition ratio a[i] / b[i]; the samples a regression gate compares.
+std::vector<double> ratio_samples(const BenchSeries& a, const BenchSeries& b, bool use_gbs = false) {
+  const auto& x = use_gbs ? a.gbs : a.gflops;
+  const auto& y = use_gbs ? b.gbs : b.gflops;
+  std::vector<double> out;
+  for (size_t i = 0; i < std::min(x.size(), y.size()); ++i)
+    if (y[i] > 0) out.push_back(x[i] / y[i]);
+  return out;
+}
+
+}  // namespace
+
+SuiteResult run_kernels_suite(const SuiteContext& ctx) {
+  SuiteResult r;
+  r.suite = "kernels";
+  const fs::path bin = kernel_bench_binary();
+  if (bin.empty()) {
+    r.status = SuiteStatus::NotBuilt;
+    r.reason = "cb_kernel_bench was not built (configure with -DCB_BUILD_BENCHMARKS=ON)";
+    return r;
+  }
+  const int reps = ctx.quick ? 3 : 5;
+  const std::string min_time = ctx.quick ? "0.05" : "0.2";
+  const fs::path raw = ctx.run_dir / "kernels.gbench.json";
+  std::vector<std::string> argv = {bin.string(), "--benchmark_format=console", "--benchmark_out_format=json",
+                                   "--benchmark_out=" + raw.string(), "--benchmark_repetitions=" + std::to_string(reps),
+                                   "--benchmark_min_time=" + min_time, "--benchmark_enable_random_interleaving=false"};
+  if (ctx.quick) argv.push_back(std::string("--benchmark_filter=") + kQuickFilter);
+  r.params = {{"binary", bin.string()}, {"repetitions", reps}, {"min_time_s", min_time}, {"quick", ctx.quick},
+              {"filter", ctx.quick ? kQuickFilter : "all"}, {"raw_output", raw.filename().string()}};
+  if (ctx.progress) ctx.progress("running cb_kernel_bench (" + std::to_string(reps) + " repetitions)");
+  const ProcessResult pr = run_process(argv, ctx.quick ? 600 : 3000, {});
+  if (pr.exit_code != 0 || !fs::exists(raw)) {
+    r.status = pr.timed_out ? SuiteStatus::Timeout : SuiteStatus::Error;
+    r.reason = "cb_kernel_bench " + pr.describe();
+    return r;
+  }
+
+  // Ingest: one series per benchmark, one sample per repetition.
+  const json gb = read_json_file(raw);
+  std::map<std::string, BenchSeries> series;
+  for (const auto& e : gb.at("benchmarks")) {
+    if (e.value("run_type", "iteration") != "iteration") continue;
+    if (e.contains("error_occurred") && e["error_occurred"].get<bool>()) {
+      r.tables["errors"].push_back({{"name", e.value("run_name", e.value("name", ""))}, {"error", e.value("error_message", "")}});
+      continue;
+    }
+    const std::string name = e.value("run_name", e.value("name", ""));
+    BenchSeries& s = series[name];
+    s.name = name;
+    s.gflops.push_back(counter(e, "GFLOP/s"));
+    s.gbs.push_back(counter(e, "GB/s"));
+    s.ns.push_back(to_ns(e.value("real_time", 0.0), e.value("time_unit", "ns")));
+    s.label = e.value("label", "");
+    for (const char* k : {"M", "N", "K"})
+      if (e.contains(k)) s.counters[k] = e[k];
+  }
+  r.params["context"] = gb.value("context", json::object());
+
+  auto med = [](const std::vector<double>& v) {
+    std::vector<double> f;
+    for (double x : v)
+      if (std::isfinite(x)) f.push_back(x);
+    return median(f);
+  };
+  auto peak_metric = [&](const char* bench, const char* col, const std::string& key, const std::string& unit) -> double {
+    auto it = series.find(bench);
+    if (it == series.end()) return std::nan("");
+    const auto& v = std::string(col) == "GB/s" ? it->second.gbs : it->second.gflops;
+    Metric m{key, med(v), unit, Direction::HigherIsBetter, NoiseClass::Timing, v, {{"benchmark", bench}}, "best ISA path, all threads"};
+    if (!std::isfinite(m.value) || m.value <= 0) return std::nan("");
+    r.add(m);
+    return m.value;
+  };
+  const double peak = peak_metric("BM_peak_fp32_fma", "GFLOP/s", "kernels.peak.fp32_fma_gflops", "GFLOP/s");
+  const double bw = peak_metric("BM_mem_read_bw", "GB/s", "kernels.peak.mem_read_gbs", "GB/s");
+  const double bf16_peak = peak_metric("BM_peak_bf16_dot", "GFLOP/s", "kernels.peak.bf16_dot_gflops", "GFLOP/s");
+  peak_metric("BM_peak_int8_dot", "GFLOP/s", "kernels.peak.int8_dot_gops", "GOP/s");
+  if (std::isfinite(peak) && std::isfinite(bf16_peak))
+    r.add({"kernels.peak.bf16_vs_fp32", bf16_peak / peak, "x", Direction::Neutral, NoiseClass::Ratio, {}, {},
+           "instruction-rate ratio of vdpbf16ps to vfmadd (hardware ceiling for a BF16 GEMM, not a GEMM result)"});
+
+  // Table rows with roofline fractions, and a timing metric per kernel.
+  json rows = json::array();
+  for (const auto& [name, s] : series) {
+    if (name.rfind("BM_", 0) == 0) continue;
+    const double gf = med(s.gflops), gbs = med(s.gbs);
+    const double intensity = (gbs > 0 && gf > 0) ? gf / gbs : 0;
+    double roof = std::nan("");
+    if (std::isfinite(peak) && std::isfinite(bw)) {
+      const double attainable = intensity > 0 ? std::min(peak, intensity * bw) : bw;
+      roof = intensity > 0 ? gf / attainable : gbs / attainable;
+    }
+    std::string op = name.substr(0, name.find('/'));
+    std::string rest = name.substr(name.find('/') + 1);
+    std::string backend = rest.substr(0, rest.find('/'));
+    rest = rest.substr(rest.find('/') + 1);
+    std::string dtype = rest.substr(0, rest.find('/'));
+    json row = {{"name", name}, {"op", op}, {"backend", backend}, {"dtype", dtype}, {"gflops", gf}, {"gbs", gbs},
+                {"intensity", intensity}, {"ns_per_iter", med(s.ns)}, {"roofline_fraction", roof}};
+    for (const char* k : {"M", "N", "K"}) row[k] = s.counters.value(k, json());
+    rows.push_back(row);
+    const bool compute = gf > 0;
+    r.add({"kernels.bench." + name + (compute ? ".gflops" : ".gbs"), compute ? gf : gbs, compute ? "GFLOP/s" : "GB/s",
+           Direction::HigherIsBetter, NoiseClass::Timing, compute ? s.gflops : s.gbs, {{"label", s.label}}, ""});
+  }
+  r.tables["benchmarks"] = rows;
+
+  // Same-run ratios: the noise of a shared machine mostly cancels, so the CI gate uses these.
+  auto ratio = [&](const std::string& key, const std::string& a, const std::string& b, const std::string& note) {
+    auto ia = series.find(a), ib = series.find(b);
+    if (ia == series.end() || ib == series.end()) return;
+    auto samples = ratio_samples(ia->second, ib->second);
+    if (samples.empty()) return;
+    r.add({key, median(samples), "x", Direction::HigherIsBetter, NoiseClass::Ratio, samples, {{"numerator", a}, {"denominator", b}}, note});
+  };
+  ratio("kernels.matmul.cpu_vs_ref.speedup", "matmul/cpu/f32/K512_N512/M8", "matmul/ref/f32/K512_N512/M8",
+        "optimized cpu backend vs the plain-loop oracle, same shape");
+  for (const char* m : {"M1", "M128"}) {
+    const std::string sm = m;
+    ratio("kernels.matmul.cpu_vs_onednn." + sm, "matmul/cpu/f32/K2048_N2048/" + sm, "matmul/onednn_sgemm/f32/K2048_N2048/" + sm,
+          "cpu backend f32 matmul vs oneDNN sgemm, same shape (1.0 = as fast as the peer)");
+    ratio("kernels.matmul.int8_vs_f32." + sm, "matmul/cpu/int8pc/K2048_N2048/" + sm, "matmul/cpu/f32/K2048_N2048/" + sm,
+          "INT8 per-channel weights vs f32 weights, cpu backend, same shape");
+    ratio("kernels.matmul.bf16w_vs_f32." + sm, "matmul/cpu/bf16/K2048_N2048/" + sm, "matmul/cpu/f32/K2048_N2048/" + sm,
+          "bf16-stored weights (converted to f32 in registers) vs f32 weights; not a BF16 dot-product GEMM");
+  }
+  // The claim reads the compute-bound (prefill-sized) INT8 GEMM speedup.
+  if (const Metric* m = r.find("kernels.matmul.int8_vs_f32.M128")) {
+    Metric c = *m;
+    c.key = "kernels.matmul.int8_vs_f32.speedup";
+    c.note = "INT8 GEMM / FP32 GEMM at M=128, K=N=2048 (cpu backend, its current INT8 kernel)";
+    r.add(c);
+  }
+
+  // Engine-level: batch-1 decode vs bandwidth limit, prefill vs peak FMA, on the run's model.
+  if (ctx.progress) ctx.progress("engine bench on " + ctx.model_dir.string());
+  engine::EngineBenchOptions eo;
+  eo.model_dir = ctx.model_dir;
+  eo.prefill_tokens = ctx.quick ? 64 : 128;
+  eo.decode_tokens = ctx.quick ? 8 : 16;
+  eo.repetitions = 3;
+  eo.seed = ctx.seed;
+  const json eb = engine::run_engine_bench(eo, ctx.progress);
+  const json mparams = {{"model", ctx.model_dir.filename().string()}, {"weight_bytes", eb["model"]["weight_bytes"]},
+                        {"prefill_tokens", eo.prefill_tokens}, {"decode_tokens", eo.decode_tokens}};
+  r.add({"engine.decode.tokens_per_s", eb["decode"]["tokens_per_s"]["median"], "tokens/s", Direction::HigherIsBetter,
+         NoiseClass::Timing, eb["decode"]["tokens_per_s"]["samples"].get<std::vector<double>>(), mparams, "batch 1"});
+  r.add({"engine.decode.bw_fraction", eb["ratios"]["decode_bw_fraction"], "fraction", Direction::HigherIsBetter,
+         NoiseClass::Ratio, {}, mparams,
+         "decode tokens/s x bytes read per token / measured memory read bandwidth (>1 means the model fits in cache)"});
+  r.add({"engine.prefill.gflops", eb["prefill"]["gflops"]["median"], "GFLOP/s", Direction::HigherIsBetter, NoiseClass::Timing,
+         eb["prefill"]["gflops"]["samples"].get<std::vector<double>>(), mparams, ""});
+  r.add({"engine.prefill.peak_fraction", eb["ratios"]["prefill_peak_fraction"], "fraction", Direction::HigherIsBetter,
+         NoiseClass::Ratio, {}, mparams, "prefill FLOP/s / measured peak FP32 FMA"});
+  r.tables["engine_bench"] = json::array({{{"model", ctx.model_dir.string()},
+                                           {"decode_tokens_per_s", eb["decode"]["tokens_per_s"]["median"]},
+                                           {"decode_bw_fraction", eb["ratios"]["decode_bw_fraction"]},
+                                           {"prefill_gflops", eb["prefill"]["gflops"]["median"]},
+                                           {"prefill_peak_fraction", eb["ratios"]["prefill_peak_fraction"]}}});
+  return r;
+}
+
+}  // namespace cb::harness

@@ -1,0 +1,537 @@
+// cb_kernel_bench: microbenchmarks of every op of the table (kernels/include/cb/kernels/backend.h)
+// on the llama-1b shapes, a oneDNN sgemm peer for the f32 matmuls, and the machine peaks, in one
+// binary, so one run measures the roofline and the kernels together.
+//
+// Run (Google Benchmark flags; this build takes --benchmark_min_time as seconds, with or without
+// an "s" suffix, on every libbenchmark version):
+//   cb_kernel_bench                                            # everything (slow while cpu == ref)
+//   cb_kernel_bench --benchmark_filter='peak|mem_read|M1$' --benchmark_min_time=0.05s
+//   cb_kernel_bench --benchmark_filter='^matmul/(cpu|onednn_sgemm)/f32/K2048_N5632/'
+//                   --benchmark_format=json --benchmark_out=results/<run>/kernels.json   (one line)
+//   cb_kernel_bench --benchmark_filter='/K512_N512/' --benchmark_repetitions=5   # cpu vs ref ratio
+//
+// Names: <op>/<backend>/<dtype>/<shape>/M<tokens>, every kernel name ends in M<tokens> so
+// 'M1$' selects the decode-sized cases:
+//   matmul/{cpu,ref}/{f32,f16,bf16,int8pc}/K<in>_N<out>/M<m>   y[M,N] = x[M,K] W[N,K]^T
+//   matmul/onednn_sgemm/f32/K<in>_N<out>/M<m>                  dnnl_sgemm on the same data
+//   rmsnorm/cpu/f32/D2048/M<m>          rope/cpu/f32/H32_D64/M<m>
+//   kv_store/cpu/f32/KV4_D64_B16/M<m>   attention/cpu/f32/H32_KV4_D64_B16/{decode,prefill}_ctx<n>/M<m>
+//   silu_mul/cpu/f32/F5632/M<m>         softmax/cpu/f32/N32000/M<m>
+//   embedding/cpu/{f32,f16,bf16}/V32000_D2048/M<m>              add/cpu/f32/D2048/M<m>
+//   BM_peak_fp32_fma  BM_peak_bf16_dot  BM_peak_int8_dot  BM_mem_read_bw     (machine peaks)
+// `ref` runs only the small K512_N512 matmuls: the cpu/ref ratio there is a stable CI metric.
+//
+// Counters: GFLOP/s and GB/s are rates over real time (ops are multi-threaded). Per iteration,
+// matmul flops = 2*M*N*K and bytes = weight bytes (+ int8 scales) + x + y; the other ops count
+// their compulsory traffic (inputs read once, outputs written once) and these flops per element:
+// rmsnorm 4, rope 3 (6 per rotated pair), silu_mul 4 (exp counted as 1), softmax 4, add 1,
+// attention 4*head_dim per (query head, visible key), kv_store and embedding 0 (pure data
+// movement). M, N, K (or the op's own sizes) are counters too; the label gives backend, dtype
+// and the role of the shape. Inputs come from fixed seeds (splitmix64), so every run sees the same
+// data.
+#include <benchmark/benchmark.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "cb/bench/machine_peaks.h"
+#include "cb/kernels/backend.h"
+
+#ifndef CB_BENCHMARK_VERSION_MAJOR
+#define CB_BENCHMARK_VERSION_MAJOR 0
+#define CB_BENCHMARK_VERSION_MINOR 0
+#define CB_BENCHMARK_VERSION "unknown"
+#endif
+
+namespace {
+
+using namespace cb::kernels;
+
+// ---- llama-1b (TinyLlama-1.1B) shapes ----------------------------------------------------------
+constexpr int64_t kHidden = 2048, kHeads = 32, kKvHeads = 4, kHeadDim = 64, kFfn = 5632, kVocab = 32000;
+constexpr int kBlockSize = 16;
+constexpr float kRopeTheta = 10000.f, kEps = 1e-5f;
+const int kTokens[] = {1, 8, 128};
+
+struct MatShape {
+  const char* role;
+  int64_t k, n;
+};
+const MatShape kMatShapes[] = {
+    {"q/o proj", kHidden, kHidden},        {"k/v proj", kHidden, kKvHeads * kHeadDim},
+    {"gate/up proj", kHidden, kFfn},       {"down proj", kFfn, kHidden},
+    {"lm_head", kHidden, kVocab},
+};
+const MatShape kSmallShape = {"small (cpu/ref ratio)", 512, 512};
+
+// ---- deterministic inputs ----------------------------------------------------------------------
+uint64_t splitmix64(uint64_t& s) {
+  uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+float uniform(uint64_t& s) { return float(splitmix64(s) >> 40) * (2.f / float(1 << 24)) - 1.f; }  // [-1, 1)
+
+uint64_t seed_of(const std::string& what) {  // stable per-tensor seed (FNV-1a of its name)
+  uint64_t h = 1469598103934665603ull;
+  for (char c : what) h = (h ^ uint8_t(c)) * 1099511628211ull;
+  return h;
+}
+
+// 64-byte aligned host memory.
+struct HostBuf {
+  std::unique_ptr<void, decltype(&std::free)> p{nullptr, &std::free};
+  explicit HostBuf(size_t bytes) : p(std::aligned_alloc(64, (std::max<size_t>(bytes, 1) + 63) / 64 * 64), &std::free) {
+    if (!p) throw std::bad_alloc();
+  }
+  template <class T> T* as() const { return static_cast<T*>(p.get()); }
+};
+
+HostBuf random_host(DType dt, int64_t n, const std::string& name, float scale) {
+  HostBuf b(size_t(n) * dtype_size(dt));
+  uint64_t s = seed_of(name);
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = uniform(s) * scale;
+    switch (dt) {
+      case DType::F32: b.as<float>()[i] = v; break;
+      case DType::F16: b.as<uint16_t>()[i] = f32_to_f16(v); break;
+      case DType::BF16: b.as<uint16_t>()[i] = f32_to_bf16(v); break;
+      case DType::I8: b.as<int8_t>()[i] = int8_t(std::lround(uniform(s) * 127.f)); break;
+      case DType::I32: b.as<int32_t>()[i] = int32_t(splitmix64(s) & 0x7fffffff); break;
+    }
+  }
+  return b;
+}
+
+// ---- backends and tensors ----------------------------------------------------------------------
+Backend& backend(const std::string& name) {
+  static std::map<std::string, std::unique_ptr<Backend>> cache;
+  auto& b = cache[name];
+  if (!b) b = make_backend(name);
+  return *b;
+}
+
+// A tensor allocated by a backend, released with it.
+struct Owned {
+  Backend* b = nullptr;
+  Tensor t;
+  Owned(Backend& be, DType dt, std::initializer_list<int64_t> dims) : b(&be), t(be.alloc(dt, dims)) {}
+  Owned(Owned&& o) noexcept : b(o.b), t(o.t) { o.t.data = nullptr; }
+  Owned(const Owned&) = delete;
+  Owned& operator=(const Owned&) = delete;
+  ~Owned() {
+    if (b && t.data) b->release(t);
+  }
+};
+
+Owned random_tensor(Backend& be, DType dt, std::initializer_list<int64_t> dims, const std::string& name,
+                    float scale = 1.f) {
+  Owned o(be, dt, dims);
+  HostBuf h = random_host(dt, o.t.numel(), name, scale);
+  be.copy_from_host(o.t, h.p.get());
+  return o;
+}
+
+Owned host_tensor(Backend& be, DType dt, std::initializer_list<int64_t> dims, const void* data) {
+  Owned o(be, dt, dims);
+  be.copy_from_host(o.t, data);
+  return o;
+}
+
+// Big constant inputs (weights, the embedding table) are built once and reused while consecutive
+// benchmarks ask for the same one: Google Benchmark calls a benchmark function several times
+// (iteration estimation, repetitions), and rebuilding 262 MB each time would dominate the run.
+// One entry only, so memory stays bounded by the largest weight.
+struct BigInput {
+  std::string key;
+  std::vector<HostBuf> host;  // values, scales
+  Weight weight;              // for backends: what upload_weight returned
+};
+
+BigInput& cached_weight(const std::string& backend_name, const std::string& dt, int64_t n, int64_t k) {
+  static std::unique_ptr<BigInput> cur;
+  const std::string key = backend_name + "/" + dt + "/" + std::to_string(n) + "x" + std::to_string(k);
+  if (cur && cur->key == key) return *cur;
+  cur.reset();  // free the previous one first
+  auto in = std::make_unique<BigInput>();
+  in->key = key;
+  const std::string seed_name = "W/" + std::to_string(n) + "x" + std::to_string(k);  // same values in every dtype
+  const float scale = 1.f / std::sqrt(float(k));
+  Weight w;
+  w.n = n;
+  w.k = k;
+  if (dt == "int8pc") {
+    in->host.push_back(random_host(DType::I8, n * k, seed_name, 1.f));
+    in->host.push_back(random_host(DType::F32, n, seed_name + "/scales", 1.f));
+    for (int64_t i = 0; i < n; ++i) in->host[1].as<float>()[i] = scale / 127.f * (1.5f + 0.5f * in->host[1].as<float>()[i]);
+    w.layout = WeightLayout::Int8PerChannel;
+    w.values = Tensor(in->host[0].p.get(), DType::I8, {n, k});
+    w.scales = Tensor(in->host[1].p.get(), DType::F32, {n});
+  } else {
+    const DType d = dt == "f32" ? DType::F32 : dt == "f16" ? DType::F16 : DType::BF16;
+    in->host.push_back(random_host(d, n * k, seed_name, scale));
+    w = Weight::dense(Tensor(in->host[0].p.get(), d, {n, k}));
+  }
+  in->weight = backend_name == "host" ? w : backend(backend_name).upload_weight(w);
+  cur = std::move(in);
+  return *cur;
+}
+
+double weight_bytes(const Weight& w) {
+  return double(w.values.nbytes()) + (w.layout == WeightLayout::Int8PerChannel ? double(w.scales.nbytes()) : 0.0);
+}
+
+// ---- counters ----------------------------------------------------------------------------------
+void set_rates(benchmark::State& st, double flops, double bytes) {
+  // Value per iteration, multiplied by iterations and divided by the (real) time: a rate.
+  st.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+bool check(benchmark::State& st, const Status& s) {
+  if (s.ok()) return true;
+  st.SkipWithError((std::string(s.code == StatusCode::Unsupported ? "unsupported: " : "error: ") + s.message).c_str());
+  return false;
+}
+
+// Runs op() once to check it, then times it.
+template <class Op>
+void time_op(benchmark::State& st, Backend& be, Op&& op) {
+  if (!check(st, op())) return;
+  be.synchronize();
+  for (auto _ : st) {
+    op();
+    be.synchronize();
+  }
+}
+
+// ---- op benchmarks -----------------------------------------------------------------------------
+void bm_matmul(benchmark::State& st, std::string bname, std::string dt, MatShape sh, int64_t m) {
+  Backend& be = backend(bname);
+  const Weight& w = cached_weight(bname, dt, sh.n, sh.k).weight;
+  Owned x = random_tensor(be, DType::F32, {m, sh.k}, "x/" + std::to_string(m) + "x" + std::to_string(sh.k));
+  Owned y(be, DType::F32, {m, sh.n});
+  time_op(st, be, [&] { return be.matmul(x.t, w, y.t); });
+  set_rates(st, 2.0 * double(m) * double(sh.n) * double(sh.k), weight_bytes(w) + double(x.t.nbytes() + y.t.nbytes()));
+  st.counters["M"] = double(m);
+  st.counters["N"] = double(sh.n);
+  st.counters["K"] = double(sh.k);
+  st.SetLabel(bname + " " + dt + " " + sh.role);
+}
+
+void bm_onednn_sgemm(benchmark::State& st, MatShape sh, int64_t m) {
+  const BigInput& in = cached_weight("host", "f32", sh.n, sh.k);
+  const float* wp = in.host[0].as<const float>();
+  HostBuf x = random_host(DType::F32, m * sh.k, "x/" + std::to_string(m) + "x" + std::to_string(sh.k), 1.f);
+  HostBuf y(size_t(m * sh.n) * sizeof(float));
+  // Row-major y[M,N] = x[M,K] * W[N,K]^T.
+  auto run = [&] {
+    return dnnl_sgemm('N', 'T', m, sh.n, sh.k, 1.f, x.as<const float>(), sh.k, wp, sh.k, 0.f, y.as<float>(), sh.n);
+  };
+  if (run() != dnnl_success) {
+    st.SkipWithError("error: dnnl_sgemm failed");
+    return;
+  }
+  for (auto _ : st) run();
+  benchmark::DoNotOptimize(y.as<float>()[0]);
+  set_rates(st, 2.0 * double(m) * double(sh.n) * double(sh.k), double(sh.n * sh.k + m * sh.k + m * sh.n) * 4.0);
+  st.counters["M"] = double(m);
+  st.counters["N"] = double(sh.n);
+  st.counters["K"] = double(sh.k);
+  st.SetLabel(std::string("onednn f32 ") + sh.role);
+}
+
+void bm_rmsnorm(benchmark::State& st, int64_t m) {
+  Backend& be = backend("cpu");
+  Owned x = random_tensor(be, DType::F32, {m, kHidden}, "rmsnorm/x");
+  Owned w = random_tensor(be, DType::F32, {kHidden}, "rmsnorm/w");
+  Owned y(be, DType::F32, {m, kHidden});
+  time_op(st, be, [&] { return be.rmsnorm(x.t, w.t, kEps, y.t); });
+  set_rates(st, 4.0 * double(m * kHidden), double(2 * m * kHidden + kHidden) * 4.0);
+  st.counters["M"] = double(m);
+  st.counters["D"] = double(kHidden);
+  st.SetLabel("cpu f32 (weight f32)");
+}
+
+void bm_rope(benchmark::State& st, int64_t m) {
+  Backend& be = backend("cpu");
+  Owned x = random_tensor(be, DType::F32, {m, kHeads * kHeadDim}, "rope/x");
+  std::vector<int32_t> pos(static_cast<size_t>(m));
+  std::iota(pos.begin(), pos.end(), 500);  // a prompt continuing at position 500
+  Owned p = host_tensor(be, DType::I32, {m}, pos.data());
+  // Rotations keep the norm, so applying rope to the same buffer every iteration stays finite.
+  time_op(st, be, [&] { return be.rope(x.t, p.t, int(kHeads), int(kHeadDim), kRopeTheta); });
+  set_rates(st, 3.0 * double(m * kHeads * kHeadDim), double(2 * m * kHeads * kHeadDim + m) * 4.0);
+  st.counters["M"] = double(m);
+  st.counters["heads"] = double(kHeads);
+  st.counters["head_dim"] = double(kHeadDim);
+  st.SetLabel("cpu f32 q (32 heads)");
+}
+
+// A paged cache of `ctx` tokens in blocks of 16, with a shuffled block table (physical blocks out
+// of order, as a real pool hands them out).
+struct PagedCache {
+  Owned k, v, table;
+  KvView view;
+  PagedCache(Backend& be, int64_t ctx, bool fill)
+      : k(fill ? random_tensor(be, DType::F32, {blocks(ctx), kBlockSize, kKvHeads, kHeadDim}, "cache/k")
+               : Owned(be, DType::F32, {blocks(ctx), kBlockSize, kKvHeads, kHeadDim})),
+        v(fill ? random_tensor(be, DType::F32, {blocks(ctx), kBlockSize, kKvHeads, kHeadDim}, "cache/v")
+               : Owned(be, DType::F32, {blocks(ctx), kBlockSize, kKvHeads, kHeadDim})),
+        table(be, DType::I32, {blocks(ctx)}) {
+    std::vector<int32_t> ids(size_t(blocks(ctx)));
+    std::iota(ids.begin(), ids.end(), 0);
+    uint64_t s = seed_of("cache/block_table");
+    for (size_t i = ids.size(); i > 1; --i) std::swap(ids[i - 1], ids[splitmix64(s) % i]);  // Fisher-Yates
+    be.copy_from_host(table.t, ids.data());
+    view.k_pool = k.t;
+    view.v_pool = v.t;
+    view.block_table = table.t;
+    view.block_size = kBlockSize;
+    view.n_kv_heads = int(kKvHeads);
+    view.head_dim = int(kHeadDim);
+  }
+  static int64_t blocks(int64_t ctx) { return (ctx + kBlockSize - 1) / kBlockSize; }
+};
+
+void bm_kv_store(benchmark::State& st, int64_t m) {
+  Backend& be = backend("cpu");
+  const int64_t row = kKvHeads * kHeadDim;
+  PagedCache cache(be, 2048, false);
+  Owned k = random_tensor(be, DType::F32, {m, row}, "kv_store/k");
+  Owned v = random_tensor(be, DType::F32, {m, row}, "kv_store/v");
+  const int pos0 = 1000;  // not block aligned: the write starts mid-block
+  time_op(st, be, [&] { return be.kv_store(k.t, v.t, cache.view, pos0); });
+  set_rates(st, 0.0, 2.0 * double(m * row) * 4.0 * 2.0);  // k and v, read + written
+  st.counters["M"] = double(m);
+  st.counters["kv_heads"] = double(kKvHeads);
+  st.counters["head_dim"] = double(kHeadDim);
+  st.SetLabel("cpu f32 block 16, pos0 1000");
+}
+
+void bm_attention(benchmark::State& st, int64_t ctx, int64_t m) {
+  Backend& be = backend("cpu");
+  PagedCache cache(be, ctx, true);
+  Owned q = random_tensor(be, DType::F32, {m, kHeads * kHeadDim}, "attention/q");
+  Owned out(be, DType::F32, {m, kHeads * kHeadDim});
+  AttentionParams p;
+  p.n_heads = int(kHeads);
+  p.n_kv_heads = int(kKvHeads);
+  p.head_dim = int(kHeadDim);
+  p.n_ctx = int(ctx);
+  p.q_pos0 = int(ctx - m);  // the last m tokens of the context are the queries
+  p.scale = 1.f / std::sqrt(float(kHeadDim));
+  time_op(st, be, [&] { return be.attention(q.t, cache.view, p, out.t); });
+  double visible = 0;  // (query row, key) pairs under the causal mask
+  for (int64_t i = 0; i < m; ++i) visible += double(p.q_pos0 + i + 1);
+  const double kv_bytes = 2.0 * double(ctx * kKvHeads * kHeadDim) * 4.0;
+  set_rates(st, 4.0 * double(kHeadDim) * double(kHeads) * visible,
+            kv_bytes + double(2 * m * kHeads * kHeadDim) * 4.0 + double(PagedCache::blocks(ctx)) * 4.0);
+  st.counters["M"] = double(m);
+  st.counters["ctx"] = double(ctx);
+  st.counters["heads"] = double(kHeads);
+  st.counters["kv_heads"] = double(kKvHeads);
+  st.counters["head_dim"] = double(kHeadDim);
+  st.SetLabel(std::string("cpu f32 paged block 16, ") + (m == ctx ? "prefill" : "decode"));
+}
+
+void bm_silu_mul(benchmark::State& st, int64_t m) {
+  Backend& be = backend("cpu");
+  Owned g = random_tensor(be, DType::F32, {m, kFfn}, "silu/gate", 4.f);
+  Owned u = random_tensor(be, DType::F32, {m, kFfn}, "silu/up");
+  Owned o(be, DType::F32, {m, kFfn});
+  time_op(st, be, [&] { return be.silu_mul(g.t, u.t, o.t); });
+  set_rates(st, 4.0 * double(m * kFfn), 3.0 * double(m * kFfn) * 4.0);
+  st.counters["M"] = double(m);
+  st.counters["F"] = double(kFfn);
+  st.SetLabel("cpu f32");
+}
+
+void bm_softmax(benchmark::State& st, int64_t m) {
+  Backend& be = backend("cpu");
+  Owned x = random_tensor(be, DType::F32, {m, kVocab}, "softmax/x", 8.f);
+  Owned y(be, DType::F32, {m, kVocab});
+  time_op(st, be, [&] { return be.softmax(x.t, y.t); });
+  set_rates(st, 4.0 * double(m * kVocab), 2.0 * double(m * kVocab) * 4.0);
+  st.counters["M"] = double(m);
+  st.counters["N"] = double(kVocab);
+  st.SetLabel("cpu f32 (vocab rows)");
+}
+
+void bm_embedding(benchmark::State& st, std::string dt, int64_t m) {
+  Backend& be = backend("cpu");
+  // The table is a [V, D] weight; the weight cache keeps it across M.
+  const Weight& table = cached_weight("cpu", dt, kVocab, kHidden).weight;
+  std::vector<int32_t> ids(static_cast<size_t>(m));
+  uint64_t s = seed_of("embedding/ids");
+  for (auto& id : ids) id = int32_t(splitmix64(s) % uint64_t(kVocab));
+  Owned idt = host_tensor(be, DType::I32, {m}, ids.data());
+  Owned out(be, DType::F32, {m, kHidden});
+  time_op(st, be, [&] { return be.embedding(idt.t, table.values, out.t); });
+  set_rates(st, 0.0, double(m * kHidden) * double(dtype_size(table.values.dtype) + 4) + double(m) * 4.0);
+  st.counters["M"] = double(m);
+  st.counters["V"] = double(kVocab);
+  st.counters["D"] = double(kHidden);
+  st.SetLabel("cpu table " + dt);
+}
+
+void bm_add(benchmark::State& st, int64_t m) {
+  Backend& be = backend("cpu");
+  Owned a = random_tensor(be, DType::F32, {m, kHidden}, "add/a");
+  Owned b = random_tensor(be, DType::F32, {m, kHidden}, "add/b");
+  Owned o(be, DType::F32, {m, kHidden});
+  time_op(st, be, [&] { return be.add(a.t, b.t, o.t); });
+  set_rates(st, double(m * kHidden), 3.0 * double(m * kHidden) * 4.0);
+  st.counters["M"] = double(m);
+  st.counters["D"] = double(kHidden);
+  st.SetLabel("cpu f32 (residual)");
+}
+
+// ---- machine peaks -----------------------------------------------------------------------------
+// Each iteration is a fixed amount of work on all threads (2^20 rounds of 16 vector instructions,
+// a few milliseconds, for the compute peaks; one pass over a >= 1 GiB buffer for memory), timed by
+// Google Benchmark like every other case. The library's own measure_* functions (best of several)
+// are what other tools record; these sit next to the kernels in one run.
+using WorkFn = double (*)(int, int64_t, cb::bench::Isa, std::string*, int*);
+
+void bm_compute_peak(benchmark::State& st, WorkFn fn, const char* counter) {
+  constexpr int64_t kRounds = 1 << 20;  // amortizes starting the parallel region
+  std::string method;
+  int threads = 0;
+  const double ops = fn(0, kRounds, cb::bench::Isa::Auto, &method, &threads);  // warm-up + method
+  if (ops == 0) {
+    st.SkipWithError(method.c_str());
+    return;
+  }
+  for (auto _ : st) fn(0, kRounds, cb::bench::Isa::Auto, nullptr, nullptr);
+  st.counters[counter] = benchmark::Counter(ops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["threads"] = double(threads);
+  st.SetLabel(method);
+}
+
+void bm_mem_read_bw(benchmark::State& st) {
+  static std::unique_ptr<cb::bench::ReadBuffer> buf;  // allocated on first use, kept for the run
+  if (!buf) buf = std::make_unique<cb::bench::ReadBuffer>(0, 0);
+  buf->read_pass();  // warm-up
+  for (auto _ : st) buf->read_pass();
+  benchmark::DoNotOptimize(buf->checksum());
+  st.counters["GB/s"] = benchmark::Counter(double(buf->bytes()) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["threads"] = double(buf->threads());
+  st.SetLabel(buf->method());
+}
+
+// ---- registration ------------------------------------------------------------------------------
+std::string shape_name(const MatShape& s) {
+  std::string out = "K";  // built with += (GCC 12 warns falsely on "literal" + std::string&&)
+  out += std::to_string(s.k);
+  out += "_N";
+  out += std::to_string(s.n);
+  return out;
+}
+
+void reg(const std::string& name, std::function<void(benchmark::State&)> fn) {
+  benchmark::RegisterBenchmark(name.c_str(), [fn](benchmark::State& st) { fn(st); })
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
+}
+
+void register_all() {
+  using cb::bench::bf16_dot_work;
+  using cb::bench::fp32_fma_work;
+  using cb::bench::int8_dot_work;
+  benchmark::RegisterBenchmark("BM_peak_fp32_fma", bm_compute_peak, fp32_fma_work, "GFLOP/s")->UseRealTime();
+  benchmark::RegisterBenchmark("BM_peak_bf16_dot", bm_compute_peak, bf16_dot_work, "GFLOP/s")->UseRealTime();
+  benchmark::RegisterBenchmark("BM_peak_int8_dot", bm_compute_peak, int8_dot_work, "GOP/s")->UseRealTime();
+  benchmark::RegisterBenchmark("BM_mem_read_bw", bm_mem_read_bw)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+  // Matmul: dtype, then shape, then M, so consecutive cases share the cached weight.
+  for (const char* dt : {"f32", "f16", "bf16", "int8pc"}) {
+    for (const char* bn : {"cpu", "ref"})
+      for (int64_t m : {1, 8})
+        reg(std::string("matmul/") + bn + "/" + dt + "/" + shape_name(kSmallShape) + "/M" + std::to_string(m),
+            [=](benchmark::State& st) { bm_matmul(st, bn, dt, kSmallShape, m); });
+    for (const MatShape& sh : kMatShapes)
+      for (int m : kTokens)
+        reg(std::string("matmul/cpu/") + dt + "/" + shape_name(sh) + "/M" + std::to_string(m),
+            [=](benchmark::State& st) { bm_matmul(st, "cpu", dt, sh, m); });
+  }
+  for (const MatShape& sh : kMatShapes)
+    for (int m : kTokens)
+      reg("matmul/onednn_sgemm/f32/" + shape_name(sh) + "/M" + std::to_string(m),
+          [=](benchmark::State& st) { bm_onednn_sgemm(st, sh, m); });
+
+  for (int m : kTokens) {
+    const std::string ms = "/M" + std::to_string(m);
+    reg("rmsnorm/cpu/f32/D2048" + ms, [=](benchmark::State& st) { bm_rmsnorm(st, m); });
+    reg("rope/cpu/f32/H32_D64" + ms, [=](benchmark::State& st) { bm_rope(st, m); });
+    reg("kv_store/cpu/f32/KV4_D64_B16" + ms, [=](benchmark::State& st) { bm_kv_store(st, m); });
+    reg("silu_mul/cpu/f32/F5632" + ms, [=](benchmark::State& st) { bm_silu_mul(st, m); });
+    reg("softmax/cpu/f32/N32000" + ms, [=](benchmark::State& st) { bm_softmax(st, m); });
+    reg("add/cpu/f32/D2048" + ms, [=](benchmark::State& st) { bm_add(st, m); });
+  }
+  for (const char* dt : {"f32", "f16", "bf16"})
+    for (int m : kTokens)
+      reg(std::string("embedding/cpu/") + dt + "/V32000_D2048/M" + std::to_string(m),
+          [=](benchmark::State& st) { bm_embedding(st, dt, m); });
+  // Attention: decode (1 and 8 new tokens at the end of a 512 / 2048 context) and a 128-token prefill.
+  for (int64_t ctx : {512, 2048})
+    for (int64_t m : {1, 8})
+      reg("attention/cpu/f32/H32_KV4_D64_B16/decode_ctx" + std::to_string(ctx) + "/M" + std::to_string(m),
+          [=](benchmark::State& st) { bm_attention(st, ctx, m); });
+  reg("attention/cpu/f32/H32_KV4_D64_B16/prefill_ctx128/M128", [](benchmark::State& st) { bm_attention(st, 128, 128); });
+}
+
+// libbenchmark < 1.8 parses --benchmark_min_time as a bare double and rejects "0.05s"; >= 1.8
+// wants the suffix (and warns without it). Strip a trailing "s" on old versions so one command
+// line works everywhere.
+void normalize_flags(int argc, char** argv, std::vector<std::string>& storage) {
+  const std::string flag = "--benchmark_min_time=";
+  storage.reserve(size_t(argc));
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (CB_BENCHMARK_VERSION_MAJOR == 1 && CB_BENCHMARK_VERSION_MINOR < 8 && a.rfind(flag, 0) == 0 &&
+        a.size() > flag.size() + 1 && a.back() == 's') {
+      a.pop_back();
+      storage.push_back(a);
+      argv[i] = storage.back().data();
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> storage;
+  normalize_flags(argc, argv, storage);
+  register_all();
+  benchmark::AddCustomContext("google_benchmark_version", CB_BENCHMARK_VERSION);
+  benchmark::AddCustomContext("omp_max_threads", std::to_string(omp_get_max_threads()));
+  std::string isa;
+  for (auto i : {cb::bench::Isa::Avx2, cb::bench::Isa::Avx512, cb::bench::Isa::Avx512Bf16, cb::bench::Isa::Avx512Vnni})
+    if (cb::bench::cpu_has(i)) {
+      if (!isa.empty()) isa += ",";
+      isa += cb::bench::isa_name(i);
+    }
+  benchmark::AddCustomContext("cpu_isa", isa.empty() ? "baseline" : isa);
+  benchmark::AddCustomContext("llc_bytes", std::to_string(cb::bench::last_level_cache_bytes()));
+  const dnnl_version_t* dv = dnnl_version();
+  benchmark::AddCustomContext("onednn_version",
+                              std::to_string(dv->major) + "." + std::to_string(dv->minor) + "." + std::to_string(dv->patch));
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

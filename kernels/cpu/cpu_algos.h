@@ -1,0 +1,424 @@
+// Every cpu kernel body, written once as a template over a SIMD struct V (VScalar, VAvx2, VAvx512)
+// that provides: vec, W (lanes), zero/set1, load/load_n (f32, f16_t, bf16_t, int8_t -> f32 lanes),
+// store/store_n, fma/add/sub/mul/div/max, reduce_add/reduce_max, exp.
+//
+// Included by the cpu_isa_*.cpp files inside their target pragma region, after all system headers
+// (the includes below are then no-ops), so each instantiation is compiled for that ISA. Everything
+// here has internal linkage: the AVX-512 copy of a helper can never stand in for the scalar one.
+// No function here spawns threads; the drivers split work into ranges and call these per range.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "cpu_kernels.h"
+#include "cpu_types.h"
+
+namespace cb::kernels::cpu {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// matmul, small M: y[m, n] = sum_k x[m, k] * w[n, k] (* scale[n])
+// A tile is MR rows of x against NR rows of W: each W vector is loaded (and converted to f32 in
+// registers) once and used for MR FMAs, so W streams from memory exactly once per MR rows.
+// ---------------------------------------------------------------------------------------------
+
+// Rows of W per tile for MR rows of x: keep MR*NR accumulators + NR W vectors + 1 x vector
+// within the 32 (AVX-512) registers; AVX2 has 16, so it takes a narrower tile.
+template <class V, int MR> constexpr int gemv_nr() {
+  if (V::W >= 16) return MR <= 6 ? 4 : 3;
+  return MR <= 2 ? 4 : MR <= 6 ? 2 : 1;
+}
+
+template <class V, class WT, int MR, int NR>
+inline void gemv_tile(const float* x, int64_t K, const WT* w, const float* scales, float* y, int64_t ldy,
+                      int64_t n0) {
+  using vec = typename V::vec;
+  constexpr int W = V::W;
+  vec acc[NR][MR];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) acc[r][m] = V::zero();
+  const WT* wr[NR];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) wr[r] = w + (n0 + r) * K;
+
+  int64_t k = 0;
+  for (; k + W <= K; k += W) {
+    vec wv[NR];
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) wv[r] = V::load(wr[r] + k);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+      const vec xv = V::load(x + m * K + k);
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) acc[r][m] = V::fma(wv[r], xv, acc[r][m]);
+    }
+  }
+  if (k < K) {
+    const int rem = static_cast<int>(K - k);
+    vec wv[NR];
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) wv[r] = V::load_n(wr[r] + k, rem);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+      const vec xv = V::load_n(x + m * K + k, rem);
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) acc[r][m] = V::fma(wv[r], xv, acc[r][m]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) {
+    const float s = scales ? scales[n0 + r] : 1.f;
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) y[m * ldy + n0 + r] = V::reduce_add(acc[r][m]) * s;
+  }
+}
+
+// MR rows of x (at x, row stride K) against W rows [n0, n1).
+template <class V, class WT, int MR>
+void gemv_rows(const float* x, int64_t K, const WT* w, const float* scales, float* y, int64_t ldy, int64_t n0,
+               int64_t n1) {
+  constexpr int NR = gemv_nr<V, MR>();
+  int64_t n = n0;
+  for (; n + NR <= n1; n += NR) gemv_tile<V, WT, MR, NR>(x, K, w, scales, y, ldy, n);
+  for (; n < n1; ++n) gemv_tile<V, WT, MR, 1>(x, K, w, scales, y, ldy, n);
+}
+
+template <class V, class WT>
+void gemv_typed(const GemvArgs& a, int64_t n0, int64_t n1) {
+  const WT* w = static_cast<const WT*>(a.w);
+  constexpr int64_t kMaxRows = 8;
+  // With more than 8 rows of x, walk W in blocks that stay in L2 (~256 KiB) while every group of
+  // 8 rows passes over them, so W still comes from memory once.
+  const int64_t block =
+      a.M <= kMaxRows ? (n1 - n0) : std::max<int64_t>(16, (int64_t(256) << 10) / std::max<int64_t>(1, a.K * int64_t(sizeof(WT))));
+  for (int64_t b0 = n0; b0 < n1; b0 += block) {
+    const int64_t b1 = std::min(n1, b0 + block);
+    for (int64_t m0 = 0; m0 < a.M; m0 += kMaxRows) {
+      const float* x = a.x + m0 * a.K;
+      float* y = a.y + m0 * a.N;
+      switch (std::min(kMaxRows, a.M - m0)) {
+        case 1: gemv_rows<V, WT, 1>(x, a.K, w, a.scales, y, a.N, b0, b1); break;
+        case 2: gemv_rows<V, WT, 2>(x, a.K, w, a.scales, y, a.N, b0, b1); break;
+        case 3: gemv_rows<V, WT, 3>(x, a.K, w, a.scales, y, a.N, b0, b1); break;
+        case 4: gemv_rows<V, WT, 4>(x, a.K, w, a.scales, y, a.N, b0, b1); break;
+        case 5: gemv_rows<V, WT, 5>(x, a.K, w, a.scales, y, a.N, b0, b1); break;
+        case 6: gemv_rows<V, WT, 6>(x, a.K, w, a.scales, y, a.N, b0, b1); break;
+        case 7: gemv_rows<V, WT, 7>(x, a.K, w, a.scales, y, a.N, b0, b1); break;
+        default: gemv_rows<V, WT, 8>(x, a.K, w, a.scales, y, a.N, b0, b1); break;
+      }
+    }
+  }
+}
+
+template <class V>
+void gemv(const GemvArgs& a, int64_t n0, int64_t n1) {
+  switch (a.wdt) {
+    case DType::F32: gemv_typed<V, float>(a, n0, n1); break;
+    case DType::F16: gemv_typed<V, f16_t>(a, n0, n1); break;
+    case DType::BF16: gemv_typed<V, bf16_t>(a, n0, n1); break;
+    case DType::I8: gemv_typed<V, int8_t>(a, n0, n1); break;
+    case DType::I32: break;  // rejected by the backend before any kernel runs
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight rows to f32 (optionally times a per-row scale).
+// ---------------------------------------------------------------------------------------------
+template <class V, class WT>
+void convert_rows_typed(const WT* w, const float* scales, int64_t row0, int64_t rows, int64_t K, float* out) {
+  constexpr int W = V::W;
+  for (int64_t r = 0; r < rows; ++r) {
+    const WT* src = w + (row0 + r) * K;
+    float* dst = out + r * K;
+    const auto s = V::set1(scales ? scales[row0 + r] : 1.f);
+    int64_t k = 0;
+    for (; k + W <= K; k += W) V::store(dst + k, V::mul(V::load(src + k), s));
+    if (k < K) V::store_n(dst + k, V::mul(V::load_n(src + k, int(K - k)), s), int(K - k));
+  }
+}
+
+template <class V>
+void convert_rows(const void* w, DType wdt, const float* scales, int64_t row0, int64_t rows, int64_t K, float* out) {
+  switch (wdt) {
+    case DType::F32: convert_rows_typed<V>(static_cast<const float*>(w), scales, row0, rows, K, out); break;
+    case DType::F16: convert_rows_typed<V>(static_cast<const f16_t*>(w), scales, row0, rows, K, out); break;
+    case DType::BF16: convert_rows_typed<V>(static_cast<const bf16_t*>(w), scales, row0, rows, K, out); break;
+    case DType::I8: convert_rows_typed<V>(static_cast<const int8_t*>(w), scales, row0, rows, K, out); break;
+    case DType::I32: break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention, flash style: for one query row and G query heads sharing a kv head, walk the keys
+// 0..q_pos0+m in tiles of kAttnTile, keeping a running max and sum per head (online softmax) and
+// an unnormalized output accumulator; each K and V row is loaded once for all G heads.
+// ---------------------------------------------------------------------------------------------
+template <class V, int G>
+void attention_item(const AttnArgs& a, int64_t item, float* scratch) {
+  using vec = typename V::vec;
+  constexpr int W = V::W;
+  constexpr int T = kAttnTile;
+  const int D = a.head_dim;
+  const int group = a.n_heads / a.n_kv_heads, chunks = group / G;
+  const int64_t m = item / (int64_t(a.n_kv_heads) * chunks);
+  const int rem = static_cast<int>(item % (int64_t(a.n_kv_heads) * chunks));
+  const int kvh = rem / chunks, h0 = kvh * group + (rem % chunks) * G;
+  const int64_t qcols = int64_t(a.n_heads) * D, pool_row = int64_t(a.n_kv_heads) * D;
+
+  float* qs = scratch;          // [G][D] queries times scale
+  float* acc = scratch + G * D;  // [G][D] unnormalized outputs
+  for (int g = 0; g < G; ++g)
+    for (int d = 0; d < D; ++d) {
+      qs[g * D + d] = a.q[m * qcols + int64_t(h0 + g) * D + d] * a.scale;
+      acc[g * D + d] = 0.f;
+    }
+  float run_max[G], run_sum[G];
+  for (int g = 0; g < G; ++g) {
+    run_max[g] = -std::numeric_limits<float>::infinity();
+    run_sum[g] = 0.f;
+  }
+
+  const int64_t n_keys = a.q_pos0 + m + 1;  // causal: keys 0 .. q_pos0 + m
+  const float* kp[T];
+  const float* vp[T];
+  float p[G][T];
+  for (int64_t t0 = 0; t0 < n_keys; t0 += T) {
+    const int nt = static_cast<int>(std::min<int64_t>(T, n_keys - t0));
+    for (int j = 0; j < nt; ++j) {
+      const int64_t t = t0 + j;
+      const int64_t phys = a.block_table[t / a.block_size];
+      const int64_t off = (phys * a.block_size + t % a.block_size) * pool_row + int64_t(kvh) * D;
+      kp[j] = a.k_pool + off;
+      vp[j] = a.v_pool + off;
+    }
+    // Scores s = (q * scale) . k for the tile.
+    for (int j = 0; j < nt; ++j) {
+      vec s[G];
+#pragma GCC unroll 8
+      for (int g = 0; g < G; ++g) s[g] = V::zero();
+      int d = 0;
+      for (; d + W <= D; d += W) {
+        const vec kv = V::load(kp[j] + d);
+#pragma GCC unroll 8
+        for (int g = 0; g < G; ++g) s[g] = V::fma(V::load(qs + g * D + d), kv, s[g]);
+      }
+      if (d < D) {
+        const vec kv = V::load_n(kp[j] + d, D - d);
+#pragma GCC unroll 8
+        for (int g = 0; g < G; ++g) s[g] = V::fma(V::load_n(qs + g * D + d, D - d), kv, s[g]);
+      }
+#pragma GCC unroll 8
+      for (int g = 0; g < G; ++g) p[g][j] = V::reduce_add(s[g]);
+    }
+    // Online softmax: new running max, rescale of the old sum/accumulator, p = e^(s - max).
+    float corr[G];
+    for (int g = 0; g < G; ++g) {
+      float tmax = p[g][0];
+      for (int j = 1; j < nt; ++j) tmax = std::max(tmax, p[g][j]);
+      const float new_max = std::max(run_max[g], tmax);
+      corr[g] = std::exp(run_max[g] - new_max);  // 0 on the first tile (run_max = -inf)
+      run_max[g] = new_max;
+      const vec mx = V::set1(new_max);
+      vec sum = V::zero();
+      int j = 0;
+      for (; j + W <= nt; j += W) {
+        const vec e = V::exp(V::sub(V::load(&p[g][j]), mx));
+        V::store(&p[g][j], e);
+        sum = V::add(sum, e);
+      }
+      float tail = 0.f;
+      for (; j < nt; ++j) tail += (p[g][j] = std::exp(p[g][j] - new_max));
+      run_sum[g] = run_sum[g] * corr[g] + V::reduce_add(sum) + tail;
+    }
+    // acc = acc * corr + sum_j p_j v_j, one vector of head_dim at a time held in registers.
+    for (int d = 0; d < D; d += W) {
+      const int n = std::min(W, D - d);
+      vec o[G];
+#pragma GCC unroll 8
+      for (int g = 0; g < G; ++g) o[g] = V::mul(V::load_n(acc + g * D + d, n), V::set1(corr[g]));
+      if (n == W) {
+        for (int j = 0; j < nt; ++j) {
+          const vec vv = V::load(vp[j] + d);
+#pragma GCC unroll 8
+          for (int g = 0; g < G; ++g) o[g] = V::fma(V::set1(p[g][j]), vv, o[g]);
+        }
+      } else {
+        for (int j = 0; j < nt; ++j) {
+          const vec vv = V::load_n(vp[j] + d, n);
+#pragma GCC unroll 8
+          for (int g = 0; g < G; ++g) o[g] = V::fma(V::set1(p[g][j]), vv, o[g]);
+        }
+      }
+#pragma GCC unroll 8
+      for (int g = 0; g < G; ++g) V::store_n(acc + g * D + d, o[g], n);
+    }
+  }
+  for (int g = 0; g < G; ++g) {
+    const float inv = 1.f / run_sum[g];
+    float* o = a.out + m * qcols + int64_t(h0 + g) * D;
+    for (int d = 0; d < D; ++d) o[d] = acc[g * D + d] * inv;
+  }
+}
+
+template <class V>
+void attention(const AttnArgs& a, int64_t i0, int64_t i1, float* scratch) {
+  for (int64_t i = i0; i < i1; ++i) {
+    switch (a.heads_per_item) {
+      case 1: attention_item<V, 1>(a, i, scratch); break;
+      case 2: attention_item<V, 2>(a, i, scratch); break;
+      case 3: attention_item<V, 3>(a, i, scratch); break;
+      case 4: attention_item<V, 4>(a, i, scratch); break;
+      case 5: attention_item<V, 5>(a, i, scratch); break;
+      case 6: attention_item<V, 6>(a, i, scratch); break;
+      case 7: attention_item<V, 7>(a, i, scratch); break;
+      default: attention_item<V, 8>(a, i, scratch); break;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row and element-wise ops.
+// ---------------------------------------------------------------------------------------------
+// Long row sums are added up in float over chunks of this many elements and the chunk sums in
+// double, so the error does not grow with the row length (32K-wide softmax rows, scalar path).
+constexpr int64_t kSumChunk = 256;
+
+template <class V>
+double sumsq(const float* x, int64_t n) {
+  constexpr int W = V::W;
+  double total = 0;
+  for (int64_t c0 = 0; c0 < n; c0 += kSumChunk) {
+    const int64_t c1 = std::min(n, c0 + kSumChunk);
+    auto s0 = V::zero(), s1 = V::zero();
+    int64_t i = c0;
+    for (; i + 2 * W <= c1; i += 2 * W) {
+      const auto a = V::load(x + i), b = V::load(x + i + W);
+      s0 = V::fma(a, a, s0);
+      s1 = V::fma(b, b, s1);
+    }
+    for (; i < c1; i += W) {
+      const auto a = V::load_n(x + i, int(std::min<int64_t>(W, c1 - i)));
+      s0 = V::fma(a, a, s0);
+    }
+    total += V::reduce_add(V::add(s0, s1));
+  }
+  return total;
+}
+
+template <class V, class WT>
+void scale_mul_typed(const float* x, float s, const WT* w, float* y, int64_t n) {
+  constexpr int W = V::W;
+  const auto vs = V::set1(s);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) V::store(y + i, V::mul(V::mul(V::load(x + i), vs), V::load(w + i)));
+  if (i < n) {
+    const int r = int(n - i);
+    V::store_n(y + i, V::mul(V::mul(V::load_n(x + i, r), vs), V::load_n(w + i, r)), r);
+  }
+}
+
+template <class V>
+void scale_mul(const float* x, float s, const void* w, DType wdt, float* y, int64_t n) {
+  switch (wdt) {
+    case DType::F32: scale_mul_typed<V>(x, s, static_cast<const float*>(w), y, n); break;
+    case DType::F16: scale_mul_typed<V>(x, s, static_cast<const f16_t*>(w), y, n); break;
+    case DType::BF16: scale_mul_typed<V>(x, s, static_cast<const bf16_t*>(w), y, n); break;
+    default: break;
+  }
+}
+
+template <class V>
+void rope_row(float* x, const float* cs, const float* sn, int n_heads, int head_dim) {
+  constexpr int W = V::W;
+  const int half = head_dim / 2;
+  for (int h = 0; h < n_heads; ++h) {
+    float* a = x + int64_t(h) * head_dim;
+    float* b = a + half;
+    for (int i = 0; i < half; i += W) {
+      const int n = std::min(W, half - i);
+      const auto va = V::load_n(a + i, n), vb = V::load_n(b + i, n);
+      const auto c = V::load_n(cs + i, n), s = V::load_n(sn + i, n);
+      V::store_n(a + i, V::sub(V::mul(va, c), V::mul(vb, s)), n);
+      V::store_n(b + i, V::fma(va, s, V::mul(vb, c)), n);
+    }
+  }
+}
+
+template <class V>
+void silu_mul(const float* g, const float* u, float* out, int64_t n) {
+  constexpr int W = V::W;
+  const auto one = V::set1(1.f), zero = V::zero();
+  for (int64_t i = 0; i < n; i += W) {
+    const int r = int(std::min<int64_t>(W, n - i));
+    const auto vg = V::load_n(g + i, r);
+    const auto e = V::exp(V::sub(zero, vg));
+    V::store_n(out + i, V::mul(V::div(vg, V::add(one, e)), V::load_n(u + i, r)), r);
+  }
+}
+
+template <class V>
+void softmax_row(const float* x, float* y, int64_t n) {
+  constexpr int W = V::W;
+  if (n <= 0) return;
+  auto vmax = V::set1(-std::numeric_limits<float>::infinity());
+  int64_t i = 0;
+  for (; i + W <= n; i += W) vmax = V::max(vmax, V::load(x + i));
+  float mx = V::reduce_max(vmax);
+  for (; i < n; ++i) mx = std::max(mx, x[i]);
+  const auto vm = V::set1(mx);
+  double sum = 0;
+  for (int64_t c0 = 0; c0 < n; c0 += kSumChunk) {
+    const int64_t c1 = std::min(n, c0 + kSumChunk);
+    auto vsum = V::zero();
+    float tail = 0.f;
+    i = c0;
+    for (; i + W <= c1; i += W) {
+      const auto e = V::exp(V::sub(V::load(x + i), vm));
+      V::store(y + i, e);
+      vsum = V::add(vsum, e);
+    }
+    for (; i < c1; ++i) tail += (y[i] = std::exp(x[i] - mx));
+    sum += double(V::reduce_add(vsum)) + tail;
+  }
+  const auto inv = V::set1(static_cast<float>(1.0 / sum));
+  for (i = 0; i < n; i += W) {
+    const int r = int(std::min<int64_t>(W, n - i));
+    V::store_n(y + i, V::mul(V::load_n(y + i, r), inv), r);
+  }
+}
+
+template <class V>
+void add(const float* a, const float* b, float* out, int64_t n) {
+  constexpr int W = V::W;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) V::store(out + i, V::add(V::load(a + i), V::load(b + i)));
+  if (i < n) {
+    const int r = int(n - i);
+    V::store_n(out + i, V::add(V::load_n(a + i, r), V::load_n(b + i, r)), r);
+  }
+}
+
+template <class V>
+KernelTable make_table(Isa isa) {
+  KernelTable t{};
+  t.isa = isa;
+  t.gemv = &gemv<V>;
+  t.convert_rows = &convert_rows<V>;
+  t.attention = &attention<V>;
+  t.sumsq = &sumsq<V>;
+  t.scale_mul = &scale_mul<V>;
+  t.rope_row = &rope_row<V>;
+  t.silu_mul = &silu_mul<V>;
+  t.softmax_row = &softmax_row<V>;
+  t.add = &add<V>;
+  return t;
+}
+
+}  // namespace
+}  // namespace cb::kernels::cpu

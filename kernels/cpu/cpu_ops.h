@@ -1,0 +1,55 @@
+// The cpu backend's op drivers: argument checks, work split over OpenMP threads, and calls into
+// one ISA's KernelTable. CpuBackend (cpu_backend.cpp) forwards each Backend op here.
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "cb/kernels/backend.h"
+#include "cpu_kernels.h"
+
+namespace cb::kernels::cpu {
+
+// What the cpu backend implements (the same table as ref).
+bool supports(Op op, DType dtype, WeightLayout layout);
+
+struct MatmulConfig {
+  // From this many rows of x on, f32 GEMM goes to oneDNN (other dtypes via f32 weight panels).
+  int64_t onednn_min_m = 32;
+};
+MatmulConfig matmul_config();  // defaults, with $CB_CPU_ONEDNN_MIN_M overriding the threshold
+
+Status matmul(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, const Weight& w, Tensor& y);
+Status rmsnorm(const KernelTable& k, const Tensor& x, const Tensor& weight, float eps, Tensor& y);
+Status rope(const KernelTable& k, Tensor& x, const Tensor& positions, int n_heads, int head_dim, float theta);
+Status kv_store(const Tensor& key, const Tensor& value, KvView& kv, int pos0);
+Status attention(const KernelTable& k, const Tensor& q, const KvView& kv, const AttentionParams& p, Tensor& out);
+Status silu_mul(const KernelTable& k, const Tensor& gate, const Tensor& up, Tensor& out);
+Status softmax(const KernelTable& k, const Tensor& x, Tensor& y);
+Status embedding(const KernelTable& k, const Tensor& ids, const Tensor& table, Tensor& out);
+Status add(const KernelTable& k, const Tensor& a, const Tensor& b, Tensor& out);
+
+// Runs f(begin, end) over [0, n) split into one contiguous range per thread, each range a
+// multiple of `align` (except the last); stays on the calling thread when the work is too small
+// to pay for waking the pool (fewer than `min_per_thread` units per thread).
+template <class F>
+void parallel_ranges(int64_t n, int64_t min_per_thread, int64_t align, F&& f) {
+  if (n <= 0) return;
+  const int64_t max_threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const int64_t nt = std::clamp<int64_t>(n / std::max<int64_t>(1, min_per_thread), 1, max_threads);
+  if (nt <= 1) {
+    f(int64_t(0), n);
+    return;
+  }
+  const int64_t per = (n + nt - 1) / nt;
+  const int64_t step = (per + align - 1) / align * align;
+#pragma omp parallel for num_threads(static_cast<int>(nt)) schedule(static, 1)
+  for (int64_t t = 0; t < nt; ++t) {
+    const int64_t b = std::min(n, t * step), e = std::min(n, b + step);
+    if (b < e) f(b, e);
+  }
+}
+
+}  // namespace cb::kernels::cpu

@@ -1,0 +1,69 @@
+// 16-lane AVX-512 vector ops for the kernel templates in cpu_algos.h. Include only inside the
+// `#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")` region of cpu_isa_avx512.cpp.
+// Tails use masked loads and stores, so no kernel reads or writes past the end of a row.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "cpu_types.h"
+
+namespace cb::kernels::cpu {
+
+struct VAvx512 {
+  using vec = __m512;
+  static constexpr int W = 16;
+  static __mmask16 mask(int n) { return static_cast<__mmask16>((1u << n) - 1u); }  // n in [0, 16]
+
+  static vec zero() { return _mm512_setzero_ps(); }
+  static vec set1(float a) { return _mm512_set1_ps(a); }
+  static vec load(const float* p) { return _mm512_loadu_ps(p); }
+  static vec load(const f16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static vec load(const bf16_t* p) {
+    return bf16_widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static vec load(const int8_t* p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
+  static vec load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
+  static vec load_n(const f16_t* p, int n) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask(n), p)); }
+  static vec load_n(const bf16_t* p, int n) { return bf16_widen(_mm256_maskz_loadu_epi16(mask(n), p)); }
+  static vec load_n(const int8_t* p, int n) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask(n), p)));
+  }
+  static void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
+  static void store_n(float* p, vec v, int n) { _mm512_mask_storeu_ps(p, mask(n), v); }
+
+  static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
+  static vec sub(vec a, vec b) { return _mm512_sub_ps(a, b); }
+  static vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
+  static vec div(vec a, vec b) { return _mm512_div_ps(a, b); }
+  static vec max(vec a, vec b) { return _mm512_max_ps(a, b); }
+  static float reduce_add(vec a) { return _mm512_reduce_add_ps(a); }
+  static float reduce_max(vec a) { return _mm512_reduce_max_ps(a); }
+
+  // e^x to ~2 ulp (Cephes expf): x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial,
+  // 2^n by scalef, which also gives inf above ~88.7 and 0 far below; NaN propagates.
+  static vec exp(vec x) {
+    x = _mm512_max_ps(_mm512_set1_ps(-104.f), _mm512_min_ps(_mm512_set1_ps(89.f), x));
+    const vec n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    vec r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    vec p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    const vec y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.f));
+    return _mm512_scalef_ps(y, n);
+  }
+
+ private:
+  static vec bf16_widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+};
+
+}  // namespace cb::kernels::cpu

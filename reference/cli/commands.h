@@ -1,0 +1,14 @@
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace cb::cli {
+// Each adds a subcommand whose callback runs it; errors print "refengine <cmd>: <message>" to
+// stderr and set a non-zero exit code (no exception escapes to the user).
+void add_init_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
+int exit_code();
+void set_exit_code(int code);
+// Runs fn, turning exceptions into a message naming the command and exit code 1.
+void run_guarded(const char* command, const std::function<void()>& fn);
+}  // namespace cb::cli

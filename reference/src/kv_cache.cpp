@@ -1,0 +1,54 @@
+#include "cb/engine/kv_cache.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace cb::engine {
+
+KvCache::KvCache(kernels::Backend& backend, const ModelConfig& cfg, int num_blocks, int block_size)
+    : backend_(backend), num_blocks_(num_blocks), block_size_(block_size),
+      n_kv_heads_(cfg.num_key_value_heads), head_dim_(cfg.head_dim()) {
+  if (num_blocks <= 0 || block_size <= 0)
+    throw std::invalid_argument("KvCache: num_blocks and block_size must be positive (got " +
+                                std::to_string(num_blocks) + ", " + std::to_string(block_size) + ")");
+  for (int l = 0; l < cfg.num_hidden_layers; ++l) {
+    k_pools_.push_back(backend_.alloc(kernels::DType::F32, {num_blocks, block_size, n_kv_heads_, head_dim_}));
+    v_pools_.push_back(backend_.alloc(kernels::DType::F32, {num_blocks, block_size, n_kv_heads_, head_dim_}));
+  }
+  free_list_.reserve(num_blocks);
+  for (int b = num_blocks - 1; b >= 0; --b) free_list_.push_back(b);  // hands out 0, 1, 2, ... first
+}
+
+KvCache::~KvCache() {
+  for (auto& t : k_pools_) backend_.release(t);
+  for (auto& t : v_pools_) backend_.release(t);
+}
+
+size_t KvCache::bytes_per_block() const {
+  return 2 * k_pools_.size() * size_t(block_size_) * n_kv_heads_ * head_dim_ * sizeof(float);
+}
+
+int KvCache::allocate_block() {
+  if (free_list_.empty()) return -1;
+  const int id = free_list_.back();
+  free_list_.pop_back();
+  return id;
+}
+
+void KvCache::free_block(int id) {
+  if (id < 0 || id >= num_blocks_) throw std::out_of_range("KvCache::free_block: bad block id " + std::to_string(id));
+  free_list_.push_back(id);
+}
+
+kernels::KvView KvCache::view(int layer, const kernels::Tensor& table) const {
+  kernels::KvView v;
+  v.k_pool = k_pools_.at(layer);
+  v.v_pool = v_pools_.at(layer);
+  v.block_table = table;
+  v.block_size = block_size_;
+  v.n_kv_heads = n_kv_heads_;
+  v.head_dim = head_dim_;
+  return v;
+}
+
+}  // namespace cb::engine

@@ -1,0 +1,169 @@
+#include "cb/engine/model.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace cb::engine {
+using kernels::DType;
+using kernels::Tensor;
+
+Model::Model(const ModelConfig& cfg, ModelWeights weights, kernels::Backend& backend)
+    : cfg_(cfg), w_(std::move(weights)), backend_(backend) {}
+
+Model::~Model() {
+  release_buffers();
+  if (!tables_.empty()) backend_.release(tables_);
+}
+
+void Model::release_buffers() {
+  for (Tensor* t : {&ids_, &pos_, &x_, &h_, &q_, &k_, &v_, &att_, &o_, &gate_, &up_, &ffn_, &last_, &logits_})
+    if (!t->empty()) backend_.release(*t);
+  cap_tokens_ = cap_logit_rows_ = 0;
+}
+
+void Model::ensure_capacity(int64_t tokens, int64_t logit_rows) {
+  if (tokens <= cap_tokens_ && logit_rows <= cap_logit_rows_) return;
+  const int64_t T = std::max(tokens, cap_tokens_), R = std::max(logit_rows, cap_logit_rows_);
+  release_buffers();
+  const int64_t D = cfg_.hidden_size, KV = cfg_.kv_dim(), F = cfg_.intermediate_size, V = cfg_.vocab_size;
+  ids_ = backend_.alloc(DType::I32, {T});
+  pos_ = backend_.alloc(DType::I32, {T});
+  x_ = backend_.alloc(DType::F32, {T, D});
+  h_ = backend_.alloc(DType::F32, {T, D});
+  q_ = backend_.alloc(DType::F32, {T, D});
+  k_ = backend_.alloc(DType::F32, {T, KV});
+  v_ = backend_.alloc(DType::F32, {T, KV});
+  att_ = backend_.alloc(DType::F32, {T, D});
+  o_ = backend_.alloc(DType::F32, {T, D});
+  gate_ = backend_.alloc(DType::F32, {T, F});
+  up_ = backend_.alloc(DType::F32, {T, F});
+  ffn_ = backend_.alloc(DType::F32, {T, F});
+  last_ = backend_.alloc(DType::F32, {R, D});
+  logits_ = backend_.alloc(DType::F32, {R, V});
+  cap_tokens_ = T;
+  cap_logit_rows_ = R;
+}
+
+void Model::check(const kernels::Status& s, const char* what, int layer) const {
+  if (s.ok()) return;
+  std::string where = std::string("forward: ") + what;
+  if (layer >= 0) where += " (layer " + std::to_string(layer) + ")";
+  throw std::runtime_error(where + " on backend '" + backend_.name() + "': " + s.message);
+}
+
+namespace {
+// Rows [r0, r0 + n) of a [rows, cols] buffer, as a 2-D view.
+Tensor rows(const Tensor& t, int64_t r0, int64_t n) { return t.row_slice(r0, n); }
+
+// A 1-D view of n elements starting at element e0 of an i32 buffer.
+Tensor span_i32(const Tensor& t, int64_t e0, int64_t n) {
+  Tensor v = t;
+  v.ndim = 1;
+  v.shape = {n, 0, 0, 0};
+  v.data = static_cast<int32_t*>(t.data) + e0;
+  return v;
+}
+}  // namespace
+
+std::vector<float> Model::forward(const std::vector<SeqStep>& batch, KvCache& kv) {
+  // Gather token ids, positions and block tables of the whole batch; check positions fit.
+  std::vector<int32_t> ids, pos, tables;
+  std::vector<int64_t> tok0(batch.size()), tab0(batch.size());
+  int64_t logit_rows = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const SeqStep& st = batch[s];
+    if (st.tokens.empty()) throw std::invalid_argument("forward: sequence " + std::to_string(s) + " has no tokens");
+    const int64_t end = st.pos0 + int64_t(st.tokens.size());
+    if (end > cfg_.max_position_embeddings)
+      throw std::invalid_argument("forward: sequence " + std::to_string(s) + " reaches position " + std::to_string(end) +
+                                  " past the context of " + std::to_string(cfg_.max_position_embeddings));
+    if (int64_t(st.block_table.size()) * kv.block_size() < end)
+      throw std::invalid_argument("forward: sequence " + std::to_string(s) + " block table covers " +
+                                  std::to_string(st.block_table.size() * kv.block_size()) + " positions, needs " + std::to_string(end));
+    tok0[s] = ids.size();
+    tab0[s] = tables.size();
+    for (size_t i = 0; i < st.tokens.size(); ++i) {
+      ids.push_back(st.tokens[i]);
+      pos.push_back(st.pos0 + int32_t(i));
+    }
+    tables.insert(tables.end(), st.block_table.begin(), st.block_table.end());
+    logit_rows += st.all_logits ? int64_t(st.tokens.size()) : 1;
+  }
+  const int64_t T = ids.size();
+  ensure_capacity(T, logit_rows);
+  if (int64_t(tables.size()) > tables_cap_) {
+    if (!tables_.empty()) backend_.release(tables_);
+    tables_cap_ = std::max<int64_t>(tables.size(), 2 * tables_cap_);
+    tables_ = backend_.alloc(DType::I32, {tables_cap_});
+  }
+  const int H = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads, Dh = cfg_.head_dim();
+
+  Tensor ids_t = span_i32(ids_, 0, T), pos_t = span_i32(pos_, 0, T);
+  backend_.copy_from_host(ids_t, ids.data());
+  backend_.copy_from_host(pos_t, pos.data());
+  Tensor tab_all = span_i32(tables_, 0, int64_t(tables.size()));
+  if (!tables.empty()) backend_.copy_from_host(tab_all, tables.data());
+
+  Tensor x = rows(x_, 0, T), h = rows(h_, 0, T), q = rows(q_, 0, T), k = rows(k_, 0, T), v = rows(v_, 0, T);
+  Tensor att = rows(att_, 0, T), o = rows(o_, 0, T), gate = rows(gate_, 0, T), up = rows(up_, 0, T),
+         ffn = rows(ffn_, 0, T);
+  kernels::Backend& be = backend_;
+
+  // x[T, D] = embed[ids]
+  check(be.embedding(ids_t, w_.embed, x), "embedding");
+  for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
+    const LayerWeights& L = w_.layers[l];
+    // Attention block: x += Wo * attn(rope(Wq h), rope(Wk h), Wv h), h = rmsnorm(x)
+    check(be.rmsnorm(x, L.attn_norm, cfg_.rms_norm_eps, h), "attn rmsnorm", l);
+    check(be.matmul(h, L.wq, q), "q_proj", l);  // q[T, D]
+    check(be.matmul(h, L.wk, k), "k_proj", l);  // k[T, KV]
+    check(be.matmul(h, L.wv, v), "v_proj", l);  // v[T, KV]
+    check(be.rope(q, pos_t, H, Dh, cfg_.rope_theta), "rope q", l);
+    check(be.rope(k, pos_t, Hkv, Dh, cfg_.rope_theta), "rope k", l);
+    for (size_t s = 0; s < batch.size(); ++s) {
+      const int64_t n = batch[s].tokens.size();
+      Tensor table = span_i32(tables_, tab0[s], int64_t(batch[s].block_table.size()));
+      kernels::KvView view = kv.view(l, table);
+      Tensor ks = rows(k, tok0[s], n), vs = rows(v, tok0[s], n);
+      check(be.kv_store(ks, vs, view, batch[s].pos0), "kv_store", l);
+      kernels::AttentionParams p;
+      p.n_heads = H;
+      p.n_kv_heads = Hkv;
+      p.head_dim = Dh;
+      p.q_pos0 = batch[s].pos0;
+      p.n_ctx = batch[s].pos0 + int(n);
+      p.scale = 1.0f / std::sqrt(float(Dh));
+      Tensor qs = rows(q, tok0[s], n), as = rows(att, tok0[s], n);
+      check(be.attention(qs, view, p, as), "attention", l);
+    }
+    check(be.matmul(att, L.wo, o), "o_proj", l);  // o[T, D]
+    check(be.add(x, o, x), "residual add (attention)", l);
+    // MLP block: x += Wdown (silu(Wgate h) * Wup h), h = rmsnorm(x)
+    check(be.rmsnorm(x, L.ffn_norm, cfg_.rms_norm_eps, h), "ffn rmsnorm", l);
+    check(be.matmul(h, L.w_gate, gate), "gate_proj", l);  // gate[T, F]
+    check(be.matmul(h, L.w_up, up), "up_proj", l);        // up[T, F]
+    check(be.silu_mul(gate, up, ffn), "silu_mul", l);
+    check(be.matmul(ffn, L.w_down, o), "down_proj", l);   // o[T, D]
+    check(be.add(x, o, x), "residual add (mlp)", l);
+  }
+
+  // Final norm on the rows whose logits are wanted, then logits[R, V] = lm_head * norm(x).
+  int64_t r = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const int64_t n = batch[s].tokens.size();
+    const int64_t first = batch[s].all_logits ? tok0[s] : tok0[s] + n - 1;
+    const int64_t count = batch[s].all_logits ? n : 1;
+    Tensor src = rows(x, first, count), dst = rows(last_, r, count);
+    check(be.rmsnorm(src, w_.final_norm, cfg_.rms_norm_eps, dst), "final rmsnorm");
+    r += count;
+  }
+  Tensor last = rows(last_, 0, logit_rows), logits = rows(logits_, 0, logit_rows);
+  check(be.matmul(last, w_.lm_head, logits), "lm_head");
+  std::vector<float> out(static_cast<size_t>(logits.numel()));
+  be.copy_to_host(out.data(), logits);
+  be.synchronize();
+  return out;
+}
+
+}  // namespace cb::engine

@@ -1,0 +1,447 @@
+// Op test cases in the style of llama.cpp's test-backend-ops: one small struct per op that knows
+// its parameters, builds its inputs from a seed, runs the op on any backend, and carries its own
+// error limit (with the reason for it) and its FLOPs and bytes, so the same cases can drive a perf
+// sweep. The conformance driver (test_ops.cpp) runs every case on `ref` and on each backend under
+// test, with the same seed, and compares the outputs.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cb/kernels/backend.h"
+
+namespace cb::conformance {
+
+using kernels::Backend;
+using kernels::DType;
+using kernels::Status;
+using kernels::Tensor;
+using kernels::Weight;
+using kernels::WeightLayout;
+
+// ------------------------------------------------------------------------------------------------
+// Helpers: seeded data, backend buffers that free themselves, the error metric.
+// ------------------------------------------------------------------------------------------------
+
+struct Rng {
+  std::mt19937 gen;
+  explicit Rng(uint32_t seed) : gen(seed) {}
+  float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(gen); }
+  int randint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(gen); }  // [lo, hi]
+  std::vector<float> uniform_vec(int64_t n, float lo = -1.f, float hi = 1.f) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& e : v) e = uniform(lo, hi);
+    return v;
+  }
+};
+
+// Raw bytes of `v` stored as dtype dt (f32, f16, bf16).
+inline std::vector<uint8_t> encode(const std::vector<float>& v, DType dt) {
+  std::vector<uint8_t> out(v.size() * kernels::dtype_size(dt));
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (dt == DType::F32) {
+      std::memcpy(out.data() + 4 * i, &v[i], 4);
+    } else {
+      const uint16_t h = dt == DType::F16 ? kernels::f32_to_f16(v[i]) : kernels::f32_to_bf16(v[i]);
+      std::memcpy(out.data() + 2 * i, &h, 2);
+    }
+  }
+  return out;
+}
+
+// A tensor allocated on a backend and released when it goes out of scope.
+class Buf {
+ public:
+  Buf(Backend& be, DType dt, std::initializer_list<int64_t> dims) : be_(&be), t_(be.alloc(dt, dims)) {}
+  Buf(Backend& be, DType dt, std::initializer_list<int64_t> dims, const void* host) : Buf(be, dt, dims) {
+    if (host != nullptr && t_.nbytes() > 0) be_->copy_from_host(t_, host);
+  }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  ~Buf() { be_->release(t_); }
+  Tensor& t() { return t_; }
+  std::vector<float> f32() const {  // host copy of an f32 tensor
+    std::vector<float> v(static_cast<size_t>(t_.numel()));
+    if (!v.empty()) be_->copy_to_host(v.data(), t_);
+    return v;
+  }
+
+ private:
+  Backend* be_;
+  Tensor t_;
+};
+
+inline std::vector<float> nan_vec(int64_t n) {
+  return std::vector<float>(static_cast<size_t>(n), std::numeric_limits<float>::quiet_NaN());
+}
+
+// Normalized mean squared error sum((a-b)^2) / sum(b^2) of `got` against the oracle `want`, the
+// largest absolute difference, and how many outputs are NaN/Inf where the oracle is finite
+// (untouched poisoned outputs show up here).
+struct ErrorStats {
+  double nmse = 0;
+  double max_abs = 0;
+  int64_t max_abs_at = -1;
+  int64_t nonfinite = 0;
+  int64_t first_nonfinite = -1;
+  bool size_mismatch = false;
+};
+
+inline ErrorStats error_stats(const std::vector<float>& got, const std::vector<float>& want) {
+  ErrorStats s;
+  if (got.size() != want.size()) {
+    s.size_mismatch = true;
+    return s;
+  }
+  double num = 0, den = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i]) && std::isfinite(want[i])) {
+      if (s.nonfinite++ == 0) s.first_nonfinite = int64_t(i);
+      continue;
+    }
+    if (!std::isfinite(want[i])) continue;  // the oracle itself overflowed: nothing to compare
+    const double d = double(got[i]) - double(want[i]);
+    num += d * d;
+    den += double(want[i]) * want[i];
+    if (std::fabs(d) > s.max_abs) {
+      s.max_abs = std::fabs(d);
+      s.max_abs_at = int64_t(i);
+    }
+  }
+  s.nmse = num == 0 ? 0 : num / std::max(den, 1e-300);
+  return s;
+}
+
+// ------------------------------------------------------------------------------------------------
+// The case interface.
+// ------------------------------------------------------------------------------------------------
+
+struct OpCase {
+  virtual ~OpCase() = default;
+  virtual std::string name() const = 0;  // op and parameters, e.g. "matmul(f16, M=5, K=33, N=17)"
+  // What Backend::supports() is asked before running; unsupported cases must say Unsupported.
+  virtual kernels::Op op() const = 0;
+  virtual DType dtype() const { return DType::F32; }
+  virtual WeightLayout layout() const { return WeightLayout::Dense; }
+  virtual double max_nmse() const = 0;   // 0 means the outputs must match exactly
+  virtual double flops() const { return 0; }
+  virtual double bytes() const = 0;  // bytes an ideal kernel reads and writes
+  // Builds the inputs from `seed`, runs the op on `be`, and returns the outputs (host copy).
+  virtual Status run(Backend& be, uint32_t seed, std::vector<float>& out) const = 0;
+};
+
+// ---- matmul: y[M, N] = x[M, K] W[N, K]^T ------------------------------------------------------
+struct MatMulCase : OpCase {
+  DType wdt;  // F32, F16, BF16: dense; I8: int8 per channel
+  int64_t M, K, N;
+  MatMulCase(DType dt, int64_t m, int64_t k, int64_t n) : wdt(dt), M(m), K(k), N(n) {}
+  kernels::Op op() const override { return kernels::Op::MatMul; }
+  DType dtype() const override { return wdt; }
+  WeightLayout layout() const override { return wdt == DType::I8 ? WeightLayout::Int8PerChannel : WeightLayout::Dense; }
+  std::string name() const override {
+    std::ostringstream os;
+    os << "matmul(" << kernels::dtype_name(wdt) << (wdt == DType::I8 ? "/ch" : "") << ", M=" << M << ", K=" << K
+       << ", N=" << N << ")";
+    return os.str();
+  }
+  // f32 accumulation (SIMD lanes, oneDNN blocks) vs the double-accumulating oracle: each of the K
+  // products and sums rounds at 2^-24, adding up to NMSE ~ K * 2^-48 (3e-11 at K = 8192) for
+  // random signs; measured worst 3e-12 (scalar path, K = 5632). f16/bf16/int8 weights hold the
+  // same values in both backends, so only the accumulation differs. 1e-8 leaves room for other
+  // summation orders (split-K on a GPU) yet fails TF32 or f16 accumulation (NMSE ~1e-7 and up) and
+  // any wrong element (one of 10^5 off by its own size is 1e-5).
+  double max_nmse() const override { return 1e-8; }
+  double flops() const override { return 2.0 * M * N * K; }
+  double bytes() const override { return double(N * K) * kernels::dtype_size(wdt) + 4.0 * (M * K + M * N); }
+  Status run(Backend& be, uint32_t seed, std::vector<float>& out) const override {
+    Rng r(seed);
+    const auto x = r.uniform_vec(M * K);
+    Buf bx(be, DType::F32, {M, K}, x.data());
+    std::vector<uint8_t> wbytes;
+    std::vector<float> scales;
+    if (wdt == DType::I8) {
+      wbytes.resize(size_t(N * K));
+      for (auto& b : wbytes) b = static_cast<uint8_t>(static_cast<int8_t>(r.randint(-127, 127)));
+      scales = r.uniform_vec(N, 0.001f, 0.02f);
+    } else {
+      wbytes = encode(r.uniform_vec(N * K), wdt);
+    }
+    Buf bw(be, wdt, {N, K}, wbytes.data());
+    Buf bs(be, DType::F32, {N}, scales.empty() ? nullptr : scales.data());
+    Weight w = Weight::dense(bw.t());
+    if (wdt == DType::I8) {
+      w.layout = WeightLayout::Int8PerChannel;
+      w.scales = bs.t();
+    }
+    w = be.upload_weight(w);
+    const auto poison = nan_vec(M * N);
+    Buf by(be, DType::F32, {M, N}, poison.data());
+    Status s = be.matmul(bx.t(), w, by.t());
+    be.synchronize();
+    out = by.f32();
+    return s;
+  }
+};
+
+// ---- rmsnorm ----------------------------------------------------------------------------------
+struct RmsNormCase : OpCase {
+  DType wdt;
+  int64_t M, D;
+  float eps;
+  RmsNormCase(DType dt, int64_t m, int64_t d, float e) : wdt(dt), M(m), D(d), eps(e) {}
+  kernels::Op op() const override { return kernels::Op::RmsNorm; }
+  DType dtype() const override { return wdt; }
+  std::string name() const override {
+    return "rmsnorm(w " + std::string(kernels::dtype_name(wdt)) + ", M=" + std::to_string(M) + ", D=" +
+           std::to_string(D) + ", eps=" + std::to_string(eps) + ")";
+  }
+  // float sum of squares over D <= 8192 and two float products per element vs double: a few
+  // 2^-24 roundings per element, NMSE ~1e-14; 1e-10 leaves ample headroom.
+  double max_nmse() const override { return 1e-10; }
+  double flops() const override { return 4.0 * M * D; }
+  double bytes() const override { return 8.0 * M * D + double(D) * kernels::dtype_size(wdt); }
+  Status run(Backend& be, uint32_t seed, std::vector<float>& out) const override {
+    Rng r(seed);
+    const auto x = r.uniform_vec(M * D, -3.f, 3.f);
+    const auto w = encode(r.uniform_vec(D, 0.5f, 1.5f), wdt);
+    Buf bx(be, DType::F32, {M, D}, x.data()), bw(be, wdt, {D}, w.data());
+    const auto poison = nan_vec(M * D);
+    Buf by(be, DType::F32, {M, D}, poison.data());
+    Status s = be.rmsnorm(bx.t(), bw.t(), eps, by.t());
+    be.synchronize();
+    out = by.f32();
+    return s;
+  }
+};
+
+// ---- rope (in place) --------------------------------------------------------------------------
+struct RopeCase : OpCase {
+  int64_t M;
+  int n_heads, head_dim;
+  float theta;
+  RopeCase(int64_t m, int h, int d, float t) : M(m), n_heads(h), head_dim(d), theta(t) {}
+  kernels::Op op() const override { return kernels::Op::Rope; }
+  std::string name() const override {
+    return "rope(M=" + std::to_string(M) + ", heads=" + std::to_string(n_heads) + ", head_dim=" +
+           std::to_string(head_dim) + ", theta=" + std::to_string(theta) + ")";
+  }
+  // Angles in double on both sides; cos/sin rounded to float and float products add ~3 roundings
+  // per element: NMSE ~1e-14. 1e-10 fails on any phase error (a float angle at pos 16K is off by
+  // ~1e-3 rad, NMSE ~1e-6).
+  double max_nmse() const override { return 1e-10; }
+  double flops() const override { return 6.0 * M * n_heads * head_dim / 2; }
+  double bytes() const override { return 8.0 * M * n_heads * head_dim + 4.0 * M; }
+  Status run(Backend& be, uint32_t seed, std::vector<float>& out) const override {
+    Rng r(seed);
+    const int64_t C = int64_t(n_heads) * head_dim;
+    const auto x = r.uniform_vec(M * C);
+    std::vector<int32_t> pos(static_cast<size_t>(M));
+    for (int64_t m = 0; m < M; ++m) pos[size_t(m)] = m == 0 ? 16383 : m == 1 ? 0 : r.randint(0, 16383);
+    Buf bx(be, DType::F32, {M, C}, x.data()), bp(be, DType::I32, {M}, pos.data());
+    Status s = be.rope(bx.t(), bp.t(), n_heads, head_dim, theta);
+    be.synchronize();
+    out = bx.f32();
+    return s;
+  }
+};
+
+// ---- paged KV cache: geometry shared by kv_store and attention --------------------------------
+// A pool with more blocks than the sequence needs; the sequence's blocks are a random
+// permutation of a random subset, so logical order never matches physical order.
+struct PagedCache {
+  int block_size, n_kv_heads, head_dim;
+  int64_t n_tokens;  // tokens the block table must cover
+  int64_t used_blocks() const { return (n_tokens + block_size - 1) / block_size; }
+  int64_t pool_blocks() const { return 2 * used_blocks() + 3; }
+  int64_t row() const { return int64_t(n_kv_heads) * head_dim; }
+  int64_t pool_floats() const { return pool_blocks() * block_size * row(); }
+  std::vector<int32_t> make_table(Rng& r) const {
+    std::vector<int32_t> all(static_cast<size_t>(pool_blocks()));
+    std::iota(all.begin(), all.end(), 0);
+    std::shuffle(all.begin(), all.end(), r.gen);
+    all.resize(static_cast<size_t>(used_blocks()));
+    return all;
+  }
+  // Float offset of logical token t's row.
+  int64_t offset(const std::vector<int32_t>& table, int64_t t) const {
+    return (int64_t(table[size_t(t / block_size)]) * block_size + t % block_size) * row();
+  }
+};
+
+struct KvStoreCase : OpCase {
+  PagedCache c;
+  int64_t M;
+  int pos0;
+  KvStoreCase(int bs, int kvh, int hd, int64_t m, int p0) : c{bs, kvh, hd, p0 + m}, M(m), pos0(p0) {}
+  kernels::Op op() const override { return kernels::Op::KvStore; }
+  std::string name() const override {
+    return "kv_store(block=" + std::to_string(c.block_size) + ", kv_heads=" + std::to_string(c.n_kv_heads) +
+           ", head_dim=" + std::to_string(c.head_dim) + ", M=" + std::to_string(M) + ", pos0=" + std::to_string(pos0) +
+           ")";
+  }
+  double max_nmse() const override { return 0; }  // a copy: both pools must match bit for bit
+  double bytes() const override { return 16.0 * M * c.row(); }
+  Status run(Backend& be, uint32_t seed, std::vector<float>& out) const override {
+    Rng r(seed);
+    const auto table = c.make_table(r);
+    const auto kp = r.uniform_vec(c.pool_floats()), vp = r.uniform_vec(c.pool_floats());
+    const auto k = r.uniform_vec(M * c.row()), v = r.uniform_vec(M * c.row());
+    const int64_t nb = c.pool_blocks();
+    Buf bkp(be, DType::F32, {nb, c.block_size, c.n_kv_heads, c.head_dim}, kp.data());
+    Buf bvp(be, DType::F32, {nb, c.block_size, c.n_kv_heads, c.head_dim}, vp.data());
+    Buf bt(be, DType::I32, {c.used_blocks()}, table.data());
+    Buf bk(be, DType::F32, {M, c.row()}, k.data()), bv(be, DType::F32, {M, c.row()}, v.data());
+    kernels::KvView kv{bkp.t(), bvp.t(), bt.t(), c.block_size, c.n_kv_heads, c.head_dim};
+    Status s = be.kv_store(bk.t(), bv.t(), kv, pos0);
+    be.synchronize();
+    out = bkp.f32();
+    const auto vout = bvp.f32();
+    out.insert(out.end(), vout.begin(), vout.end());
+    return s;
+  }
+};
+
+// ---- attention over the paged cache -----------------------------------------------------------
+struct AttentionCase : OpCase {
+  PagedCache c;
+  int n_heads;
+  int64_t M;
+  int q_pos0;
+  float q_amp;  // q magnitude: 1 gives soft attention, larger values make a few keys dominate
+  AttentionCase(int bs, int heads, int kvh, int hd, int64_t m, int p0, float amp = 1.f)
+      : c{bs, kvh, hd, p0 + m}, n_heads(heads), M(m), q_pos0(p0), q_amp(amp) {}
+  kernels::Op op() const override { return kernels::Op::Attention; }
+  std::string name() const override {
+    std::ostringstream os;
+    os << "attention(block=" << c.block_size << ", heads=" << n_heads << "/" << c.n_kv_heads
+       << ", head_dim=" << c.head_dim << ", M=" << M << ", q_pos0=" << q_pos0 << ", n_ctx=" << q_pos0 + M
+       << (q_amp != 1.f ? ", sharp" : "") << ")";
+    return os.str();
+  }
+  // Online softmax in float with a ~2 ulp vector exp and float sums over up to a few thousand
+  // keys, vs double throughout: NMSE ~1e-12 measured; 1e-8 keeps headroom and still catches a
+  // wrong mask, block or head (NMSE > 1e-3).
+  double max_nmse() const override { return 1e-8; }
+  double flops() const override {
+    const double keys = double(M) * q_pos0 + double(M) * (M + 1) / 2;
+    return 4.0 * keys * n_heads * c.head_dim;
+  }
+  double bytes() const override { return 8.0 * M * n_heads * c.head_dim + 8.0 * (q_pos0 + M) * c.row(); }
+  Status run(Backend& be, uint32_t seed, std::vector<float>& out) const override {
+    Rng r(seed);
+    const auto table = c.make_table(r);
+    // Every slot the sequence does not own is NaN: reading the wrong block or a slot past n_ctx
+    // poisons the output.
+    auto kp = nan_vec(c.pool_floats()), vp = nan_vec(c.pool_floats());
+    for (int64_t t = 0; t < c.n_tokens; ++t) {
+      const int64_t off = c.offset(table, t);
+      for (int64_t j = 0; j < c.row(); ++j) {
+        kp[size_t(off + j)] = r.uniform(-1.f, 1.f);
+        vp[size_t(off + j)] = r.uniform(-1.f, 1.f);
+      }
+    }
+    const int64_t C = int64_t(n_heads) * c.head_dim;
+    const auto q = r.uniform_vec(M * C, -q_amp, q_amp);
+    const int64_t nb = c.pool_blocks();
+    Buf bkp(be, DType::F32, {nb, c.block_size, c.n_kv_heads, c.head_dim}, kp.data());
+    Buf bvp(be, DType::F32, {nb, c.block_size, c.n_kv_heads, c.head_dim}, vp.data());
+    Buf bt(be, DType::I32, {c.used_blocks()}, table.data());
+    Buf bq(be, DType::F32, {M, C}, q.data());
+    const auto poison = nan_vec(M * C);
+    Buf bo(be, DType::F32, {M, C}, poison.data());
+    kernels::KvView kv{bkp.t(), bvp.t(), bt.t(), c.block_size, c.n_kv_heads, c.head_dim};
+    kernels::AttentionParams p;
+    p.n_heads = n_heads;
+    p.n_kv_heads = c.n_kv_heads;
+    p.head_dim = c.head_dim;
+    p.q_pos0 = q_pos0;
+    p.n_ctx = int(q_pos0 + M);
+    p.scale = 1.f / std::sqrt(float(c.head_dim));
+    Status s = be.attention(bq.t(), kv, p, bo.t());
+    be.synchronize();
+    out = bo.f32();
+    return s;
+  }
+};
+
+// ---- element-wise and row ops: silu_mul, softmax, add -----------------------------------------
+enum class Elementwise { SiluMul, Softmax, Add };
+
+struct ElementwiseCase : OpCase {
+  Elementwise kind;
+  int64_t M, N;
+  float amp;     // inputs uniform in [-amp, amp]
+  bool in_place;  // output aliases the first input
+  ElementwiseCase(Elementwise o, int64_t m, int64_t n, float a, bool ip = false) : kind(o), M(m), N(n), amp(a), in_place(ip) {}
+  kernels::Op op() const override {
+    return kind == Elementwise::SiluMul ? kernels::Op::SiluMul : kind == Elementwise::Softmax ? kernels::Op::Softmax : kernels::Op::Add;
+  }
+  const char* op_name() const { return kind == Elementwise::SiluMul ? "silu_mul" : kind == Elementwise::Softmax ? "softmax" : "add"; }
+  std::string name() const override {
+    std::ostringstream os;
+    os << op_name() << "(M=" << M << ", N=" << N << ", amp=" << amp << (in_place ? ", in place" : "") << ")";
+    return os.str();
+  }
+  // silu_mul, softmax: float exp (~2 ulp) and a division or a float row sum vs double: NMSE
+  // ~1e-14; 1e-10 leaves headroom. add: one float addition on both sides, so exact.
+  double max_nmse() const override { return kind == Elementwise::Add ? 0 : 1e-10; }
+  double flops() const override { return (kind == Elementwise::Add ? 1.0 : 5.0) * M * N; }
+  double bytes() const override { return (kind == Elementwise::Softmax ? 8.0 : 12.0) * M * N; }
+  Status run(Backend& be, uint32_t seed, std::vector<float>& out) const override {
+    Rng r(seed);
+    const auto a = r.uniform_vec(M * N, -amp, amp), b = r.uniform_vec(M * N, -amp, amp);
+    Buf ba(be, DType::F32, {M, N}, a.data()), bb(be, DType::F32, {M, N}, b.data());
+    const auto poison = nan_vec(M * N);
+    Buf bo(be, DType::F32, {M, N}, poison.data());
+    Tensor& o = in_place ? ba.t() : bo.t();
+    Status s;
+    switch (kind) {
+      case Elementwise::SiluMul: s = be.silu_mul(ba.t(), bb.t(), o); break;
+      case Elementwise::Softmax: s = be.softmax(ba.t(), o); break;
+      case Elementwise::Add: s = be.add(ba.t(), bb.t(), o); break;
+    }
+    be.synchronize();
+    out = in_place ? ba.f32() : bo.f32();
+    return s;
+  }
+};
+
+// ---- embedding --------------------------------------------------------------------------------
+struct EmbeddingCase : OpCase {
+  DType tdt;
+  int64_t V, D, M;
+  EmbeddingCase(DType dt, int64_t v, int64_t d, int64_t m) : tdt(dt), V(v), D(d), M(m) {}
+  kernels::Op op() const override { return kernels::Op::Embedding; }
+  DType dtype() const override { return tdt; }
+  std::string name() const override {
+    return "embedding(" + std::string(kernels::dtype_name(tdt)) + ", V=" + std::to_string(V) + ", D=" +
+           std::to_string(D) + ", M=" + std::to_string(M) + ")";
+  }
+  double max_nmse() const override { return 0; }  // widening f16/bf16 to f32 is exact
+  double bytes() const override { return double(M * D) * (4.0 + kernels::dtype_size(tdt)); }
+  Status run(Backend& be, uint32_t seed, std::vector<float>& out) const override {
+    Rng r(seed);
+    const auto table = encode(r.uniform_vec(V * D), tdt);
+    std::vector<int32_t> ids(static_cast<size_t>(M));
+    for (int64_t m = 0; m < M; ++m) ids[size_t(m)] = m == 0 ? int32_t(V - 1) : r.randint(0, int(V - 1));
+    Buf bt(be, tdt, {V, D}, table.data()), bi(be, DType::I32, {M}, ids.data());
+    const auto poison = nan_vec(M * D);
+    Buf bo(be, DType::F32, {M, D}, poison.data());
+    Status s = be.embedding(bi.t(), bt.t(), bo.t());
+    be.synchronize();
+    out = bo.f32();
+    return s;
+  }
+};
+
+}  // namespace cb::conformance

@@ -1,0 +1,581 @@
+// Conformance of every op on every backend against `ref` (llama.cpp test-backend-ops style).
+//
+// Each case (op_cases.h) builds its inputs from a fixed seed, runs on `ref` (the double-accumulating
+// oracle) and on each backend under test, and the outputs are compared by NMSE against the case's
+// own limit, with NaN/Inf checks; outputs are poisoned with NaN before each call so an unwritten
+// element fails. The `cpu` backend is tested once per code path this machine can run (AVX-512,
+// AVX2, scalar via $CB_CPU_ISA). Failure messages name the backend, the case and the seed.
+//
+// Also here: bad shapes must return InvalidArgument and unsupported dtypes Unsupported, never a
+// crash, and supports() must agree with what the ops do.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <map>
+
+#include "conformance/op_cases.h"
+
+namespace cb::conformance {
+namespace {
+
+using kernels::AttentionParams;
+using kernels::KvView;
+using kernels::Op;
+using kernels::StatusCode;
+
+// ------------------------------------------------------------------------------------------------
+// Backends under test
+// ------------------------------------------------------------------------------------------------
+
+struct UnderTest {
+  std::string label;  // "cpu[avx2]", "cuda", ...
+  std::unique_ptr<Backend> be;
+};
+
+// Builds the cpu backend restricted to `isa` (empty: the best one) through $CB_CPU_ISA, restoring
+// the variable afterwards. The backend reads it once, at construction.
+std::unique_ptr<Backend> make_cpu_with_isa(const std::string& isa) {
+  const char* old = std::getenv("CB_CPU_ISA");
+  const std::string saved = old ? old : "";
+  if (isa.empty()) unsetenv("CB_CPU_ISA");
+  else setenv("CB_CPU_ISA", isa.c_str(), 1);
+  auto be = kernels::make_backend("cpu");
+  if (old) setenv("CB_CPU_ISA", saved.c_str(), 1);
+  else unsetenv("CB_CPU_ISA");
+  return be;
+}
+
+std::vector<UnderTest>& backends_under_test() {
+  static std::vector<UnderTest> list = [] {
+    std::vector<UnderTest> out;
+    for (const auto& name : kernels::available_backends()) {
+      if (name == "ref") continue;
+      if (name == "cpu" && std::getenv("CB_CPU_ISA") == nullptr) {
+        // Paths the machine lacks fall back to the best it has, so they still run (twice).
+        out.push_back({"cpu", make_cpu_with_isa("")});
+        out.push_back({"cpu[avx2]", make_cpu_with_isa("avx2")});
+        out.push_back({"cpu[scalar]", make_cpu_with_isa("scalar")});
+      } else {
+        out.push_back({name, kernels::make_backend(name)});
+      }
+    }
+    return out;
+  }();
+  return list;
+}
+
+Backend& ref_backend() {
+  static std::unique_ptr<Backend> ref = kernels::make_backend("ref");
+  return *ref;
+}
+
+// ------------------------------------------------------------------------------------------------
+// The driver
+// ------------------------------------------------------------------------------------------------
+
+using Cases = std::vector<std::unique_ptr<OpCase>>;
+
+template <class C, class... A>
+void add_case(Cases& cases, A&&... args) {
+  cases.push_back(std::make_unique<C>(std::forward<A>(args)...));
+}
+
+// Runs every case on ref and on each backend under test with seed base_seed + index. Prints one
+// summary line per backend (cases run, worst NMSE against the limit).
+void check_cases(const char* what, const Cases& cases, uint32_t base_seed) {
+  struct Worst {
+    int run = 0, skipped = 0;
+    double nmse = 0;
+    double ratio = 0;  // worst nmse / limit
+    std::string at;
+  };
+  std::map<std::string, Worst> worst;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const OpCase& c = *cases[i];
+    const uint32_t seed = base_seed + static_cast<uint32_t>(i);
+    std::vector<float> want;
+    const Status rs = c.run(ref_backend(), seed, want);
+    ASSERT_TRUE(rs.ok()) << "ref " << c.name() << " seed=" << seed << ": " << rs.message;
+    for (auto& ut : backends_under_test()) {
+      Worst& w = worst[ut.label];
+      std::vector<float> got;
+      if (!ut.be->supports(c.op(), c.dtype(), c.layout())) {
+        const Status s = c.run(*ut.be, seed, got);
+        EXPECT_EQ(s.code, StatusCode::Unsupported)
+            << ut.label << " " << c.name() << ": supports() says no, so the op must return Unsupported";
+        ++w.skipped;
+        continue;
+      }
+      const Status s = c.run(*ut.be, seed, got);
+      ++w.run;
+      if (!s.ok()) {
+        ADD_FAILURE() << ut.label << " " << c.name() << " seed=" << seed << ": status " << int(s.code) << " "
+                      << s.message;
+        continue;
+      }
+      const ErrorStats e = error_stats(got, want);
+      const bool ok = !e.size_mismatch && e.nonfinite == 0 && e.nmse <= c.max_nmse();
+      if (!ok) {
+        std::ostringstream os;
+        os << ut.label << " " << c.name() << " seed=" << seed << ": NMSE " << e.nmse << " (limit " << c.max_nmse()
+           << "), max |diff| " << e.max_abs;
+        if (e.max_abs_at >= 0)
+          os << " at [" << e.max_abs_at << "] (got " << got[size_t(e.max_abs_at)] << ", want "
+             << want[size_t(e.max_abs_at)] << ")";
+        if (e.nonfinite)
+          os << ", " << e.nonfinite << " NaN/Inf outputs, first at [" << e.first_nonfinite << "] (want "
+             << want[size_t(e.first_nonfinite)] << ")";
+        if (e.size_mismatch) os << ", output size " << got.size() << " vs " << want.size();
+        ADD_FAILURE() << os.str();
+      }
+      const double ratio = c.max_nmse() > 0 ? e.nmse / c.max_nmse() : (e.nmse > 0 ? 1e300 : 0);
+      if (ratio >= w.ratio) {
+        w.ratio = ratio;
+        w.nmse = e.nmse;
+        w.at = c.name();
+      }
+    }
+  }
+  for (const auto& [label, w] : worst)
+    std::printf("  %-10s %-12s %4d cases (%d unsupported)  worst NMSE %.2e  %s\n", what, label.c_str(), w.run,
+                w.skipped, w.nmse, w.at.c_str());
+}
+
+const DType kWeightDtypes[] = {DType::F32, DType::F16, DType::BF16, DType::I8};
+const DType kFloatDtypes[] = {DType::F32, DType::F16, DType::BF16};
+
+// ------------------------------------------------------------------------------------------------
+// Op grids: odd sizes so every SIMD tail (16 and 8 lanes), the 8-row GEMV blocking and the
+// oneDNN large-M threshold are crossed.
+// ------------------------------------------------------------------------------------------------
+
+TEST(Conformance, MatMul) {
+  Cases cases;
+  for (DType dt : kWeightDtypes)
+    for (int64_t M : {1, 2, 5, 8, 9, 64, 130})
+      for (int64_t K : {1, 7, 33, 257})
+        for (int64_t N : {1, 3, 17, 130}) add_case<MatMulCase>(cases, dt, M, K, N);
+  check_cases("matmul", cases, 1000);
+}
+
+TEST(Conformance, MatMulModelShapes) {
+  // A slice of llama-1b's projections (K = 2048 or 5632) at decode and prefill row counts: long
+  // accumulations, and every row count around the GEMV / oneDNN switch.
+  Cases cases;
+  for (DType dt : kWeightDtypes) {
+    for (int64_t M : {1, 8, 16, 31, 32, 33, 128}) add_case<MatMulCase>(cases, dt, M, 2048, 96);
+    for (int64_t M : {3, 40}) add_case<MatMulCase>(cases, dt, M, 5632, 40);
+  }
+  check_cases("matmul", cases, 2000);
+}
+
+TEST(Conformance, RmsNorm) {
+  Cases cases;
+  for (DType dt : kFloatDtypes)
+    for (int64_t M : {1, 5, 64})
+      for (int64_t D : {1, 7, 33, 257, 2048}) add_case<RmsNormCase>(cases, dt, M, D, 1e-5f);
+  add_case<RmsNormCase>(cases, DType::F32, 3, 5632, 1e-6f);
+  check_cases("rmsnorm", cases, 3000);
+}
+
+TEST(Conformance, Rope) {
+  Cases cases;
+  for (int64_t M : {1, 5, 64})
+    for (auto [heads, hd] : {std::pair{1, 2}, {3, 8}, {2, 6}, {8, 64}, {4, 128}, {2, 34}})
+      for (float theta : {10000.f, 500000.f}) add_case<RopeCase>(cases, M, heads, hd, theta);
+  check_cases("rope", cases, 4000);
+}
+
+TEST(Conformance, KvStore) {
+  Cases cases;
+  for (int bs : {1, 16, 64})
+    for (auto [kvh, hd] : {std::pair{1, 8}, {4, 64}, {2, 128}})
+      for (auto [M, pos0] : {std::pair{1, 0}, {1, 77}, {17, 5}, {100, 0}, {64, 64}})
+        add_case<KvStoreCase>(cases, bs, kvh, hd, M, pos0);
+  check_cases("kv_store", cases, 5000);
+}
+
+TEST(Conformance, Attention) {
+  // Every block size x GQA ratio x head_dim, each as prefill (q_pos0 = 0), chunked prefill
+  // (q_pos0 > 0) and decode (one row at the end of the context).
+  Cases cases;
+  for (int bs : {1, 16, 64})
+    for (auto [heads, kvh] : {std::pair{4, 4}, {4, 2}, {8, 2}, {8, 1}})
+      for (int hd : {64, 128, 8}) {
+        add_case<AttentionCase>(cases, bs, heads, kvh, hd, 33, 0);
+        add_case<AttentionCase>(cases, bs, heads, kvh, hd, 9, 70);
+        add_case<AttentionCase>(cases, bs, heads, kvh, hd, 1, 150 + bs);
+      }
+  // Heads that do not split evenly into chunks of 8, and a group larger than 8.
+  add_case<AttentionCase>(cases, 16, 12, 4, 64, 5, 20);
+  add_case<AttentionCase>(cases, 16, 16, 1, 16, 3, 40);
+  // One key (the first token), and a prefill spanning many 64-key tiles.
+  add_case<AttentionCase>(cases, 16, 4, 2, 64, 1, 0);
+  add_case<AttentionCase>(cases, 64, 8, 2, 64, 200, 0);
+  // Peaked softmax: one key dominates, so rescaling between key tiles must be exact.
+  add_case<AttentionCase>(cases, 16, 8, 2, 64, 20, 300, 6.f);
+  add_case<AttentionCase>(cases, 1, 4, 1, 128, 1, 1000, 8.f);
+  // Long contexts: decode and a chunked-prefill step at n_ctx = 2048.
+  add_case<AttentionCase>(cases, 16, 32, 4, 64, 1, 2047);
+  add_case<AttentionCase>(cases, 64, 8, 8, 128, 1, 2047);
+  add_case<AttentionCase>(cases, 16, 8, 2, 64, 48, 2000);
+  check_cases("attention", cases, 6000);
+}
+
+TEST(Conformance, SiluMul) {
+  Cases cases;
+  for (auto [M, N] : {std::pair<int64_t, int64_t>{1, 1}, {1, 7}, {3, 33}, {5, 257}, {64, 2048}, {1, 100000}})
+    for (float amp : {1.f, 20.f, 100.f}) add_case<ElementwiseCase>(cases, Elementwise::SiluMul, M, N, amp);
+  add_case<ElementwiseCase>(cases, Elementwise::SiluMul, 5, 100, 4.f, true);
+  check_cases("silu_mul", cases, 7000);
+}
+
+TEST(Conformance, Softmax) {
+  Cases cases;
+  for (int64_t M : {1, 3, 8})
+    for (int64_t N : {1, 7, 33, 257, 32000})
+      for (float amp : {1.f, 30.f}) add_case<ElementwiseCase>(cases, Elementwise::Softmax, M, N, amp);
+  add_case<ElementwiseCase>(cases, Elementwise::Softmax, 4, 1000, 10.f, true);
+  check_cases("softmax", cases, 8000);
+}
+
+TEST(Conformance, Add) {
+  Cases cases;
+  for (auto [M, N] : {std::pair<int64_t, int64_t>{1, 1}, {1, 7}, {3, 33}, {5, 257}, {64, 2048}, {1, 100000}})
+    add_case<ElementwiseCase>(cases, Elementwise::Add, M, N, 2.f);
+  add_case<ElementwiseCase>(cases, Elementwise::Add, 7, 999, 2.f, true);
+  check_cases("add", cases, 9000);
+}
+
+TEST(Conformance, Embedding) {
+  Cases cases;
+  for (DType dt : kFloatDtypes)
+    for (int64_t V : {1, 100})
+      for (int64_t D : {1, 7, 33, 2048})
+        for (int64_t M : {1, 9}) add_case<EmbeddingCase>(cases, dt, V, D, M);
+  check_cases("embedding", cases, 10000);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Bad calls: a status, never a crash
+// ------------------------------------------------------------------------------------------------
+
+struct BadCall {
+  const char* what;
+  StatusCode expect;
+  bool ref_checks;  // ref validates this too; the others are checks ref skips (it would misread)
+  std::function<Status(Backend&)> call;
+};
+
+Weight dense(Buf& b) { return Weight::dense(b.t()); }
+
+KvView cache_view(Buf& kp, Buf& vp, Buf& table, int block_size, int kv_heads, int head_dim) {
+  return KvView{kp.t(), vp.t(), table.t(), block_size, kv_heads, head_dim};
+}
+
+AttentionParams attn_params(int heads, int kv_heads, int head_dim, int q_pos0, int n_ctx) {
+  AttentionParams p;
+  p.n_heads = heads;
+  p.n_kv_heads = kv_heads;
+  p.head_dim = head_dim;
+  p.q_pos0 = q_pos0;
+  p.n_ctx = n_ctx;
+  p.scale = 0.25f;
+  return p;
+}
+
+// A cache of 4 blocks of 4 slots, 2 kv heads of dim 8, whose table names blocks `b0`, `b1`.
+struct SmallCache {
+  Buf kp, vp, table;
+  SmallCache(Backend& be, int32_t b0 = 2, int32_t b1 = 0, int64_t table_len = 2)
+      : kp(be, DType::F32, {4, 4, 2, 8}), vp(be, DType::F32, {4, 4, 2, 8}), table(be, DType::I32, {table_len}) {
+    const int32_t ids[2] = {b0, b1};
+    if (table_len > 0) be.copy_from_host(table.t(), ids);
+  }
+  KvView view(int block_size = 4) { return cache_view(kp, vp, table, block_size, 2, 8); }
+};
+
+std::vector<BadCall> bad_calls() {
+  const auto I = StatusCode::InvalidArgument;
+  const auto U = StatusCode::Unsupported;
+  return {
+      {"matmul: x has K+1 columns", I, true, [](Backend& be) {
+         Buf x(be, DType::F32, {2, 9}), w(be, DType::F32, {4, 8}), y(be, DType::F32, {2, 4});
+         return be.matmul(x.t(), dense(w), y.t());
+       }},
+      {"matmul: y has N+1 columns", I, true, [](Backend& be) {
+         Buf x(be, DType::F32, {2, 8}), w(be, DType::F32, {4, 8}), y(be, DType::F32, {2, 5});
+         return be.matmul(x.t(), dense(w), y.t());
+       }},
+      {"matmul: y has one row too many", I, true, [](Backend& be) {
+         Buf x(be, DType::F32, {2, 8}), w(be, DType::F32, {4, 8}), y(be, DType::F32, {3, 4});
+         return be.matmul(x.t(), dense(w), y.t());
+       }},
+      {"matmul: f16 activations", I, true, [](Backend& be) {
+         Buf x(be, DType::F16, {2, 8}), w(be, DType::F32, {4, 8}), y(be, DType::F32, {2, 4});
+         return be.matmul(x.t(), dense(w), y.t());
+       }},
+      {"matmul: dense i8 weight", U, true, [](Backend& be) {
+         Buf x(be, DType::F32, {2, 8}), w(be, DType::I8, {4, 8}), y(be, DType::F32, {2, 4});
+         return be.matmul(x.t(), dense(w), y.t());
+       }},
+      {"matmul: dense i32 weight", U, true, [](Backend& be) {
+         Buf x(be, DType::F32, {2, 8}), w(be, DType::I32, {4, 8}), y(be, DType::F32, {2, 4});
+         return be.matmul(x.t(), dense(w), y.t());
+       }},
+      {"matmul: 2:4 sparse weight", U, true, [](Backend& be) {
+         Buf x(be, DType::F32, {2, 8}), w(be, DType::F16, {4, 4}), meta(be, DType::I8, {4, 2}), y(be, DType::F32, {2, 4});
+         Weight sw;
+         sw.layout = WeightLayout::Sparse24;
+         sw.values = w.t();
+         sw.meta = meta.t();
+         sw.n = 4;
+         sw.k = 8;
+         return be.matmul(x.t(), sw, y.t());
+       }},
+      {"matmul: weight values smaller than N x K", I, false, [](Backend& be) {
+         Buf x(be, DType::F32, {2, 8}), w(be, DType::F32, {3, 8}), y(be, DType::F32, {2, 4});
+         Weight wt = dense(w);
+         wt.n = 4;
+         return be.matmul(x.t(), wt, y.t());
+       }},
+      {"matmul: int8 scales of the wrong length", I, false, [](Backend& be) {
+         Buf x(be, DType::F32, {2, 8}), w(be, DType::I8, {4, 8}), s(be, DType::F32, {3}), y(be, DType::F32, {2, 4});
+         Weight wt = dense(w);
+         wt.layout = WeightLayout::Int8PerChannel;
+         wt.scales = s.t();
+         return be.matmul(x.t(), wt, y.t());
+       }},
+      {"matmul: int8 without scales", I, false, [](Backend& be) {
+         Buf x(be, DType::F32, {2, 8}), w(be, DType::I8, {4, 8}), y(be, DType::F32, {2, 4});
+         Weight wt = dense(w);
+         wt.layout = WeightLayout::Int8PerChannel;
+         return be.matmul(x.t(), wt, y.t());
+       }},
+      {"rmsnorm: y shape differs", I, true, [](Backend& be) {
+         Buf x(be, DType::F32, {2, 8}), w(be, DType::F32, {8}), y(be, DType::F32, {2, 9});
+         return be.rmsnorm(x.t(), w.t(), 1e-5f, y.t());
+       }},
+      {"rmsnorm: weight length differs", I, true, [](Backend& be) {
+         Buf x(be, DType::F32, {2, 8}), w(be, DType::F32, {7}), y(be, DType::F32, {2, 8});
+         return be.rmsnorm(x.t(), w.t(), 1e-5f, y.t());
+       }},
+      {"rmsnorm: i8 weight", U, false, [](Backend& be) {
+         Buf x(be, DType::F32, {2, 8}), w(be, DType::I8, {8}), y(be, DType::F32, {2, 8});
+         return be.rmsnorm(x.t(), w.t(), 1e-5f, y.t());
+       }},
+      {"rope: odd head_dim", I, true, [](Backend& be) {
+         Buf x(be, DType::F32, {1, 6}), pos(be, DType::I32, {1});
+         return be.rope(x.t(), pos.t(), 2, 3, 10000.f);
+       }},
+      {"rope: one position for two rows", I, true, [](Backend& be) {
+         Buf x(be, DType::F32, {2, 8}), pos(be, DType::I32, {1});
+         return be.rope(x.t(), pos.t(), 2, 4, 10000.f);
+       }},
+      {"rope: columns != heads x head_dim", I, true, [](Backend& be) {
+         Buf x(be, DType::F32, {1, 8}), pos(be, DType::I32, {1});
+         return be.rope(x.t(), pos.t(), 3, 4, 10000.f);
+       }},
+      {"rope: f32 positions", I, false, [](Backend& be) {
+         Buf x(be, DType::F32, {1, 8}), pos(be, DType::F32, {1});
+         return be.rope(x.t(), pos.t(), 2, 4, 10000.f);
+       }},
+      {"rope: f16 activations", U, false, [](Backend& be) {
+         Buf x(be, DType::F16, {1, 8}), pos(be, DType::I32, {1});
+         return be.rope(x.t(), pos.t(), 2, 4, 10000.f);
+       }},
+      {"kv_store: k row is not kv_heads x head_dim", I, true, [](Backend& be) {
+         SmallCache c(be);
+         Buf k(be, DType::F32, {1, 15}), v(be, DType::F32, {1, 15});
+         KvView kv = c.view();
+         return be.kv_store(k.t(), v.t(), kv, 0);
+       }},
+      {"kv_store: k and v row counts differ", I, true, [](Backend& be) {
+         SmallCache c(be);
+         Buf k(be, DType::F32, {2, 16}), v(be, DType::F32, {3, 16});
+         KvView kv = c.view();
+         return be.kv_store(k.t(), v.t(), kv, 0);
+       }},
+      {"kv_store: positions past the block table", I, true, [](Backend& be) {
+         SmallCache c(be);
+         Buf k(be, DType::F32, {2, 16}), v(be, DType::F32, {2, 16});
+         KvView kv = c.view();
+         return be.kv_store(k.t(), v.t(), kv, 7);  // table covers 8 tokens; writes 7 and 8
+       }},
+      {"kv_store: table names a block outside the pool", I, false, [](Backend& be) {
+         SmallCache c(be, 2, 4);
+         Buf k(be, DType::F32, {2, 16}), v(be, DType::F32, {2, 16});
+         KvView kv = c.view();
+         return be.kv_store(k.t(), v.t(), kv, 3);
+       }},
+      {"kv_store: negative position", I, false, [](Backend& be) {
+         SmallCache c(be);
+         Buf k(be, DType::F32, {1, 16}), v(be, DType::F32, {1, 16});
+         KvView kv = c.view();
+         return be.kv_store(k.t(), v.t(), kv, -1);
+       }},
+      {"kv_store: f16 k and v", U, false, [](Backend& be) {
+         SmallCache c(be);
+         Buf k(be, DType::F16, {1, 16}), v(be, DType::F16, {1, 16});
+         KvView kv = c.view();
+         return be.kv_store(k.t(), v.t(), kv, 0);
+       }},
+      {"attention: heads not a multiple of kv heads", I, true, [](Backend& be) {
+         SmallCache c(be);
+         Buf q(be, DType::F32, {1, 24}), o(be, DType::F32, {1, 24});
+         return be.attention(q.t(), c.view(), attn_params(3, 2, 8, 0, 1), o.t());
+       }},
+      {"attention: q columns != heads x head_dim", I, true, [](Backend& be) {
+         SmallCache c(be);
+         Buf q(be, DType::F32, {1, 30}), o(be, DType::F32, {1, 30});
+         return be.attention(q.t(), c.view(), attn_params(4, 2, 8, 0, 1), o.t());
+       }},
+      {"attention: q_pos0 + rows > n_ctx", I, true, [](Backend& be) {
+         SmallCache c(be);
+         Buf q(be, DType::F32, {2, 32}), o(be, DType::F32, {2, 32});
+         return be.attention(q.t(), c.view(), attn_params(4, 2, 8, 5, 6), o.t());
+       }},
+      {"attention: cache head_dim differs", I, true, [](Backend& be) {
+         SmallCache c(be);
+         Buf q(be, DType::F32, {1, 16}), o(be, DType::F32, {1, 16});
+         return be.attention(q.t(), c.view(), attn_params(4, 2, 4, 0, 1), o.t());
+       }},
+      {"attention: zero kv heads", I, true, [](Backend& be) {
+         SmallCache c(be);
+         Buf q(be, DType::F32, {1, 32}), o(be, DType::F32, {1, 32});
+         return be.attention(q.t(), c.view(), attn_params(4, 0, 8, 0, 1), o.t());
+       }},
+      {"attention: keys past the block table", I, false, [](Backend& be) {
+         SmallCache c(be);
+         Buf q(be, DType::F32, {1, 32}), o(be, DType::F32, {1, 32});
+         return be.attention(q.t(), c.view(), attn_params(4, 2, 8, 8, 9), o.t());
+       }},
+      {"attention: table names a block outside the pool", I, false, [](Backend& be) {
+         SmallCache c(be, 2, -1);
+         Buf q(be, DType::F32, {1, 32}), o(be, DType::F32, {1, 32});
+         return be.attention(q.t(), c.view(), attn_params(4, 2, 8, 5, 6), o.t());
+       }},
+      {"attention: block size 0", I, false, [](Backend& be) {
+         SmallCache c(be);
+         Buf q(be, DType::F32, {1, 32}), o(be, DType::F32, {1, 32});
+         return be.attention(q.t(), c.view(0), attn_params(4, 2, 8, 0, 1), o.t());
+       }},
+      {"attention: out shape differs from q", I, false, [](Backend& be) {
+         SmallCache c(be);
+         Buf q(be, DType::F32, {1, 32}), o(be, DType::F32, {2, 32});
+         return be.attention(q.t(), c.view(), attn_params(4, 2, 8, 0, 1), o.t());
+       }},
+      {"attention: f16 q", U, false, [](Backend& be) {
+         SmallCache c(be);
+         Buf q(be, DType::F16, {1, 32}), o(be, DType::F32, {1, 32});
+         return be.attention(q.t(), c.view(), attn_params(4, 2, 8, 0, 1), o.t());
+       }},
+      {"silu_mul: up shape differs", I, true, [](Backend& be) {
+         Buf g(be, DType::F32, {2, 8}), u(be, DType::F32, {2, 7}), o(be, DType::F32, {2, 8});
+         return be.silu_mul(g.t(), u.t(), o.t());
+       }},
+      {"silu_mul: out shape differs", I, true, [](Backend& be) {
+         Buf g(be, DType::F32, {2, 8}), u(be, DType::F32, {2, 8}), o(be, DType::F32, {1, 8});
+         return be.silu_mul(g.t(), u.t(), o.t());
+       }},
+      {"silu_mul: f16", U, false, [](Backend& be) {
+         Buf g(be, DType::F16, {2, 8}), u(be, DType::F16, {2, 8}), o(be, DType::F16, {2, 8});
+         return be.silu_mul(g.t(), u.t(), o.t());
+       }},
+      {"softmax: y shape differs", I, true, [](Backend& be) {
+         Buf x(be, DType::F32, {2, 8}), y(be, DType::F32, {4, 4});
+         return be.softmax(x.t(), y.t());
+       }},
+      {"softmax: bf16", U, false, [](Backend& be) {
+         Buf x(be, DType::BF16, {2, 8}), y(be, DType::BF16, {2, 8});
+         return be.softmax(x.t(), y.t());
+       }},
+      {"embedding: out has the wrong width", I, true, [](Backend& be) {
+         Buf ids(be, DType::I32, {2}), t(be, DType::F32, {10, 8}), o(be, DType::F32, {2, 7});
+         return be.embedding(ids.t(), t.t(), o.t());
+       }},
+      {"embedding: out has the wrong row count", I, true, [](Backend& be) {
+         Buf ids(be, DType::I32, {2}), t(be, DType::F32, {10, 8}), o(be, DType::F32, {3, 8});
+         return be.embedding(ids.t(), t.t(), o.t());
+       }},
+      {"embedding: id == vocab size", I, true, [](Backend& be) {
+         const int32_t id[2] = {3, 10};
+         Buf ids(be, DType::I32, {2}, id), t(be, DType::F32, {10, 8}), o(be, DType::F32, {2, 8});
+         return be.embedding(ids.t(), t.t(), o.t());
+       }},
+      {"embedding: negative id", I, true, [](Backend& be) {
+         const int32_t id[1] = {-1};
+         Buf ids(be, DType::I32, {1}, id), t(be, DType::F32, {10, 8}), o(be, DType::F32, {1, 8});
+         return be.embedding(ids.t(), t.t(), o.t());
+       }},
+      {"embedding: f32 ids", I, false, [](Backend& be) {
+         Buf ids(be, DType::F32, {1}), t(be, DType::F32, {10, 8}), o(be, DType::F32, {1, 8});
+         return be.embedding(ids.t(), t.t(), o.t());
+       }},
+      {"embedding: i8 table", U, false, [](Backend& be) {
+         Buf ids(be, DType::I32, {1}), t(be, DType::I8, {10, 8}), o(be, DType::F32, {1, 8});
+         return be.embedding(ids.t(), t.t(), o.t());
+       }},
+      {"add: b shape differs", I, true, [](Backend& be) {
+         Buf a(be, DType::F32, {2, 8}), b(be, DType::F32, {2, 9}), o(be, DType::F32, {2, 8});
+         return be.add(a.t(), b.t(), o.t());
+       }},
+      {"add: out shape differs", I, true, [](Backend& be) {
+         Buf a(be, DType::F32, {2, 8}), b(be, DType::F32, {2, 8}), o(be, DType::F32, {8, 2});
+         return be.add(a.t(), b.t(), o.t());
+       }},
+      {"add: f16", U, false, [](Backend& be) {
+         Buf a(be, DType::F16, {2, 8}), b(be, DType::F16, {2, 8}), o(be, DType::F16, {2, 8});
+         return be.add(a.t(), b.t(), o.t());
+       }},
+  };
+}
+
+TEST(Conformance, BadCallsReturnStatus) {
+  for (const BadCall& bc : bad_calls()) {
+    std::vector<std::pair<std::string, Backend*>> targets;
+    if (bc.ref_checks) targets.emplace_back("ref", &ref_backend());
+    for (auto& ut : backends_under_test()) targets.emplace_back(ut.label, ut.be.get());
+    for (auto& [label, be] : targets) {
+      const Status s = bc.call(*be);
+      EXPECT_EQ(int(s.code), int(bc.expect))
+          << label << " " << bc.what << ": expected " << (bc.expect == StatusCode::Unsupported ? "Unsupported" : "InvalidArgument")
+          << ", got code " << int(s.code) << " '" << s.message << "'";
+      if (s.code != StatusCode::Ok) {
+        EXPECT_FALSE(s.message.empty()) << label << " " << bc.what << ": no message";
+      }
+    }
+  }
+}
+
+// supports() must describe what the ops do: every combination the grids above run is claimed,
+// and the combinations the bad calls reject as Unsupported are not.
+TEST(Conformance, SupportsIsTruthful) {
+  for (auto& ut : backends_under_test()) {
+    Backend& be = *ut.be;
+    EXPECT_FALSE(be.supports(Op::MatMul, DType::I8, WeightLayout::Dense)) << ut.label;
+    EXPECT_FALSE(be.supports(Op::MatMul, DType::I32, WeightLayout::Dense)) << ut.label;
+    EXPECT_FALSE(be.supports(Op::RmsNorm, DType::I8)) << ut.label;
+    EXPECT_FALSE(be.supports(Op::Embedding, DType::I8)) << ut.label;
+    for (Op op : {Op::Rope, Op::Attention, Op::KvStore, Op::SiluMul, Op::Softmax, Op::Add})
+      EXPECT_FALSE(be.supports(op, DType::F16)) << ut.label << " " << kernels::op_name(op);
+    if (ut.label.rfind("cpu", 0) == 0) {
+      // The cpu backend implements the full table of ref (other backends may skip some: the
+      // grids then check that they say Unsupported).
+      for (DType dt : kFloatDtypes) {
+        EXPECT_TRUE(be.supports(Op::MatMul, dt, WeightLayout::Dense)) << ut.label;
+        EXPECT_TRUE(be.supports(Op::RmsNorm, dt)) << ut.label;
+        EXPECT_TRUE(be.supports(Op::Embedding, dt)) << ut.label;
+      }
+      EXPECT_TRUE(be.supports(Op::MatMul, DType::I8, WeightLayout::Int8PerChannel)) << ut.label;
+      EXPECT_FALSE(be.supports(Op::MatMul, DType::F16, WeightLayout::Sparse24)) << ut.label;
+      for (Op op : {Op::Rope, Op::Attention, Op::KvStore, Op::SiluMul, Op::Softmax, Op::Add})
+        EXPECT_TRUE(be.supports(op, DType::F32)) << ut.label << " " << kernels::op_name(op);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cb::conformance
