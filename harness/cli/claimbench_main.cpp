@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
   run->add_option("--out", out, "folder to create the run folder in (default: results/runs)");
   run->add_option("--seed", ro.seed, "seed for prompts and workloads");
   run->add_option("--timeout-scale", ro.timeout_scale, "multiply every suite's time limit")->check(CLI::PositiveNumber);
+  run->add_option("--bench-filter", ro.bench_filter, "kernels suite: regex of benchmarks to run (default: all, or the quick set)");
   run->add_flag("--check", then_check, "check the default claim set afterwards and print the table");
   run->add_option("--claims", check_claims, "claim set for --check");
   run->add_flag("--allow-fail", allow_fail, "with --check: exit 0 even when claims FAIL");
@@ -98,6 +99,8 @@ int main(int argc, char** argv) {
   rsub->add_option("--sut", rs_sut);
   rsub->add_option("--seed", rs_seed);
   rsub->add_flag("--quick", rs_quick);
+  std::string rs_filter;
+  rsub->add_option("--bench-filter", rs_filter);
   rsub->callback([&] {
     SuiteContext ctx;
     ctx.run_dir = rs_dir;
@@ -105,6 +108,7 @@ int main(int argc, char** argv) {
     ctx.sut = rs_sut;
     ctx.quick = rs_quick;
     ctx.seed = rs_seed;
+    ctx.bench_filter = rs_filter;
     ctx.progress = [](const std::string& m) { std::fprintf(stderr, "%s\n", m.c_str()); };
     g_exit = run_suite_child(rs_suite, ctx);
   });

@@ -160,6 +160,13 @@ bool constant(const std::vector<double>& v) {
   return std::all_of(v.begin(), v.end(), [&](double x) { return x == v.front(); });
 }
 
+std::string num(const std::optional<double>& v) {
+  if (!v) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.5g", *v);
+  return buf;
+}
+
 std::string pct(double v) {
   if (std::isinf(v)) return v > 0 ? "+inf%" : "-inf%";
   char buf[32];
@@ -209,7 +216,7 @@ void judge(MetricComparison& mc, const Metric& b, const Metric& n, const Compare
       for (size_t i = 1; i <= mc.n_base; ++i) orderings = orderings * static_cast<double>(mc.n_next + i) / static_cast<double>(i);
       if (2.0 / orderings >= o.alpha)
         mc.note = "too few repetitions (" + std::to_string(mc.n_base) + "/" + std::to_string(mc.n_next) +
-                  ") for p < alpha: the smallest possible p is " + std::to_string(2.0 / orderings);
+                  ") for p < alpha: the smallest possible p is " + num(2.0 / orderings);
     }
   } else if (mc.noise == NoiseClass::Exact || mc.noise == NoiseClass::Ratio) {
     significant = true;
@@ -314,9 +321,12 @@ CompareResult compare_runs(const RunData& base, const RunData& next, const Compa
     if (mc.note.find("too few repetitions") != std::string::npos) ++underpowered;
     r.metrics.push_back(std::move(mc));
   }
-  if (underpowered)
-    r.warnings.push_back(std::to_string(underpowered) + " metric(s) have too few repetitions for the Mann-Whitney test to reach p < " +
-                         std::to_string(o.alpha) + " (at alpha 0.05, use >= 4 repetitions per side): they can never be called a regression");
+  if (underpowered) {
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "%d metric(s) have too few repetitions for the Mann-Whitney test to reach p < %g "
+                  "(at alpha 0.05, use >= 4 per side): they can never be called a regression", underpowered, o.alpha);
+    r.warnings.push_back(buf);
+  }
   for (const auto& [key, ne] : ni) {
     if (bi.count(key)) continue;
     MetricComparison mc;
@@ -348,12 +358,6 @@ CompareResult compare_runs(const RunData& base, const RunData& next, const Compa
 // Printing and JSON
 
 namespace {
-std::string num(const std::optional<double>& v) {
-  if (!v) return "-";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.5g", *v);
-  return buf;
-}
 std::string cell(const std::string& s, size_t w, bool left = false) {
   std::string t = s.size() > w ? s.substr(0, w - 1) + "~" : s;
   const std::string fill(w - t.size(), ' ');

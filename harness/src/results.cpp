@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <unistd.h>
 
@@ -93,7 +94,11 @@ Metric metric_from_json(const json& j, const std::string& where) {
   m.direction = direction_from_string(j.value("direction", "neutral"), w);
   m.noise = noise_from_string(j.value("noise", "timing"), w);
   if (j.contains("samples")) {
-    for (const auto& s : j.at("samples")) m.samples.push_back(s.is_null() ? std::numeric_limits<double>::quiet_NaN() : s.get<double>());
+    if (!j.at("samples").is_array()) throw SchemaError(w + ".samples: must be an array");
+    for (const auto& s : j.at("samples")) {
+      if (!s.is_null() && !s.is_number()) throw SchemaError(w + ".samples: '" + s.dump() + "' is not a number");
+      m.samples.push_back(s.is_null() ? std::numeric_limits<double>::quiet_NaN() : s.get<double>());
+    }
   }
   if (j.contains("params")) m.params = j.at("params");
   m.note = j.value("note", "");

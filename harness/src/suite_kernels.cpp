@@ -3,7 +3,10 @@
 // on shared machines), then measures the engine's batch-1 decode and prefill on the run's model.
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <map>
+#include <regex>
+#include <sstream>
 
 #include "cb/engine/engine_bench.h"
 #include "cb/harness/process.h"
@@ -25,18 +28,28 @@ namespace {
 
 // The quick subset: peaks, the decode- and prefill-sized f32/bf16/int8 matmuls with the oneDNN
 // peer, the cpu-vs-ref pair, and one decode-sized case of every other op.
+// Kernel names end in "/real_time" (the ops are multi-threaded, so they are timed in real time).
 const char* kQuickFilter =
-    "^BM_(peak_fp32_fma|peak_bf16_dot|peak_int8_dot|mem_read_bw)$"
-    "|^matmul/(cpu|ref)/f32/K512_N512/M8$"
-    "|^matmul/cpu/(f32|bf16|int8pc)/K2048_N2048/M(1|128)$"
-    "|^matmul/onednn_sgemm/f32/K2048_N2048/M(1|128)$"
-    "|^(rmsnorm|rope|silu_mul|add|softmax|kv_store)/cpu/f32/[^/]+/M1$"
-    "|^embedding/cpu/f32/[^/]+/M1$"
-    "|^attention/cpu/f32/[^/]+/decode_ctx512/M1$";
+    "^BM_(peak_fp32_fma|peak_bf16_dot|peak_int8_dot|mem_read_bw)"
+    "|^matmul/(cpu|ref)/f32/K512_N512/M8/"
+    "|^matmul/cpu/(f32|bf16|int8pc)/K2048_N2048/M(1|128)/"
+    "|^matmul/onednn_sgemm/f32/K2048_N2048/M(1|128)/"
+    "|^(rmsnorm|rope|silu_mul|add|softmax|kv_store)/cpu/f32/[^/]+/M1/"
+    "|^embedding/cpu/f32/[^/]+/M1/"
+    "|^attention/cpu/f32/[^/]+/decode_ctx512/M1/";
+
+// "matmul/cpu/f32/K2048_N2048/M1/real_time" -> "matmul/cpu/f32/K2048_N2048/M1"
+std::string strip_suffix(std::string name) {
+  for (const char* suffix : {"/real_time", "/process_time"}) {
+    const std::string sfx = suffix;
+    if (name.size() > sfx.size() && name.compare(name.size() - sfx.size(), sfx.size(), sfx) == 0) name.resize(name.size() - sfx.size());
+  }
+  return name;
+}
 
 struct BenchSeries {
   std::string name;
-  std::vector<double> gflops, gbs, ns;
+  std::vector<double> gflops, gbs, gops, ns;
   json counters = json::object();
   std::string label;
 };
@@ -62,6 +75,22 @@ std::vector<double> ratio_samples(const BenchSeries& a, const BenchSeries& b, bo
   return out;
 }
 
+// Google Benchmark writes non-finite aggregates (e.g. the CV of a counter that is always 0) as
+// bare NaN / -nan / inf, which is not JSON; read them as null.
+json read_benchmark_json(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw SchemaError(path.string() + ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  static const std::regex non_finite(R"((:\s*)-?(nan|NaN|inf|Inf|Infinity)\b)");
+  const std::string text = std::regex_replace(ss.str(), non_finite, "$1null");
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw SchemaError(path.string() + ": invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
+  }
+}
+
 }  // namespace
 
 SuiteResult run_kernels_suite(const SuiteContext& ctx) {
@@ -73,15 +102,19 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
     r.reason = "cb_kernel_bench was not built (configure with -DCB_BUILD_BENCHMARKS=ON)";
     return r;
   }
-  const int reps = ctx.quick ? 3 : 5;
+  // 5 repetitions: with fewer, a two-sided Mann-Whitney U test can never reach p < 0.05.
+  const int reps = 5;
   const std::string min_time = ctx.quick ? "0.05" : "0.2";
-  const fs::path raw = ctx.run_dir / "kernels.gbench.json";
+  // Raw output goes to raw/: the run folder's top level holds only files in the claimbench schema.
+  fs::create_directories(ctx.run_dir / "raw");
+  const fs::path raw = ctx.run_dir / "raw" / "kernels.gbench.json";
   std::vector<std::string> argv = {bin.string(), "--benchmark_format=console", "--benchmark_out_format=json",
                                    "--benchmark_out=" + raw.string(), "--benchmark_repetitions=" + std::to_string(reps),
                                    "--benchmark_min_time=" + min_time, "--benchmark_enable_random_interleaving=false"};
-  if (ctx.quick) argv.push_back(std::string("--benchmark_filter=") + kQuickFilter);
+  const std::string filter = !ctx.bench_filter.empty() ? ctx.bench_filter : ctx.quick ? kQuickFilter : "";
+  if (!filter.empty()) argv.push_back("--benchmark_filter=" + filter);
   r.params = {{"binary", bin.string()}, {"repetitions", reps}, {"min_time_s", min_time}, {"quick", ctx.quick},
-              {"filter", ctx.quick ? kQuickFilter : "all"}, {"raw_output", raw.filename().string()}};
+              {"filter", filter.empty() ? "all" : filter}, {"raw_output", "raw/kernels.gbench.json"}};
   if (ctx.progress) ctx.progress("running cb_kernel_bench (" + std::to_string(reps) + " repetitions)");
   const ProcessResult pr = run_process(argv, ctx.quick ? 600 : 3000, {});
   if (pr.exit_code != 0 || !fs::exists(raw)) {
@@ -91,7 +124,7 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
   }
 
   // Ingest: one series per benchmark, one sample per repetition.
-  const json gb = read_json_file(raw);
+  const json gb = read_benchmark_json(raw);
   std::map<std::string, BenchSeries> series;
   for (const auto& e : gb.at("benchmarks")) {
     if (e.value("run_type", "iteration") != "iteration") continue;
@@ -99,11 +132,12 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
       r.tables["errors"].push_back({{"name", e.value("run_name", e.value("name", ""))}, {"error", e.value("error_message", "")}});
       continue;
     }
-    const std::string name = e.value("run_name", e.value("name", ""));
+    const std::string name = strip_suffix(e.value("run_name", e.value("name", "")));
     BenchSeries& s = series[name];
     s.name = name;
     s.gflops.push_back(counter(e, "GFLOP/s"));
     s.gbs.push_back(counter(e, "GB/s"));
+    s.gops.push_back(counter(e, "GOP/s"));
     s.ns.push_back(to_ns(e.value("real_time", 0.0), e.value("time_unit", "ns")));
     s.label = e.value("label", "");
     for (const char* k : {"M", "N", "K"})
@@ -120,7 +154,8 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
   auto peak_metric = [&](const char* bench, const char* col, const std::string& key, const std::string& unit) -> double {
     auto it = series.find(bench);
     if (it == series.end()) return std::nan("");
-    const auto& v = std::string(col) == "GB/s" ? it->second.gbs : it->second.gflops;
+    const std::string c = col;
+    const auto& v = c == "GB/s" ? it->second.gbs : c == "GOP/s" ? it->second.gops : it->second.gflops;
     Metric m{key, med(v), unit, Direction::HigherIsBetter, NoiseClass::Timing, v, {{"benchmark", bench}}, "best ISA path, all threads"};
     if (!std::isfinite(m.value) || m.value <= 0) return std::nan("");
     r.add(m);
@@ -129,7 +164,7 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
   const double peak = peak_metric("BM_peak_fp32_fma", "GFLOP/s", "kernels.peak.fp32_fma_gflops", "GFLOP/s");
   const double bw = peak_metric("BM_mem_read_bw", "GB/s", "kernels.peak.mem_read_gbs", "GB/s");
   const double bf16_peak = peak_metric("BM_peak_bf16_dot", "GFLOP/s", "kernels.peak.bf16_dot_gflops", "GFLOP/s");
-  peak_metric("BM_peak_int8_dot", "GFLOP/s", "kernels.peak.int8_dot_gops", "GOP/s");
+  peak_metric("BM_peak_int8_dot", "GOP/s", "kernels.peak.int8_dot_gops", "GOP/s");
   if (std::isfinite(peak) && std::isfinite(bf16_peak))
     r.add({"kernels.peak.bf16_vs_fp32", bf16_peak / peak, "x", Direction::Neutral, NoiseClass::Ratio, {}, {},
            "instruction-rate ratio of vdpbf16ps to vfmadd (hardware ceiling for a BF16 GEMM, not a GEMM result)"});
@@ -188,6 +223,8 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
   }
 
   // Engine-level: batch-1 decode vs bandwidth limit, prefill vs peak FMA, on the run's model.
+  // A --bench-filter run is a focused microbenchmark run: no engine measurement.
+  if (!ctx.bench_filter.empty()) return r;
   if (ctx.progress) ctx.progress("engine bench on " + ctx.model_dir.string());
   engine::EngineBenchOptions eo;
   eo.model_dir = ctx.model_dir;
@@ -200,13 +237,18 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
                         {"prefill_tokens", eo.prefill_tokens}, {"decode_tokens", eo.decode_tokens}};
   r.add({"engine.decode.tokens_per_s", eb["decode"]["tokens_per_s"]["median"], "tokens/s", Direction::HigherIsBetter,
          NoiseClass::Timing, eb["decode"]["tokens_per_s"]["samples"].get<std::vector<double>>(), mparams, "batch 1"});
+  auto scaled = [](const json& samples, double by) {
+    std::vector<double> v;
+    for (const auto& x : samples) v.push_back(x.get<double>() / by);
+    return v;
+  };
   r.add({"engine.decode.bw_fraction", eb["ratios"]["decode_bw_fraction"], "fraction", Direction::HigherIsBetter,
-         NoiseClass::Ratio, {}, mparams,
+         NoiseClass::Ratio, scaled(eb["decode"]["tokens_per_s"]["samples"], eb["decode"]["bandwidth_limit_tokens_per_s"].get<double>()), mparams,
          "decode tokens/s x bytes read per token / measured memory read bandwidth (>1 means the model fits in cache)"});
   r.add({"engine.prefill.gflops", eb["prefill"]["gflops"]["median"], "GFLOP/s", Direction::HigherIsBetter, NoiseClass::Timing,
          eb["prefill"]["gflops"]["samples"].get<std::vector<double>>(), mparams, ""});
   r.add({"engine.prefill.peak_fraction", eb["ratios"]["prefill_peak_fraction"], "fraction", Direction::HigherIsBetter,
-         NoiseClass::Ratio, {}, mparams, "prefill FLOP/s / measured peak FP32 FMA"});
+         NoiseClass::Ratio, scaled(eb["prefill"]["gflops"]["samples"], eb["peaks"]["fp32_fma"]["value"].get<double>()), mparams, "prefill FLOP/s / measured peak FP32 FMA"});
   r.tables["engine_bench"] = json::array({{{"model", ctx.model_dir.string()},
                                            {"decode_tokens_per_s", eb["decode"]["tokens_per_s"]["median"]},
                                            {"decode_bw_fraction", eb["ratios"]["decode_bw_fraction"]},

@@ -2,16 +2,18 @@
 // on the llama-1b shapes, a oneDNN sgemm peer for the f32 matmuls, and the machine peaks, in one
 // binary, so one run measures the roofline and the kernels together.
 //
-// Run (Google Benchmark flags; this build takes --benchmark_min_time as seconds, with or without
-// an "s" suffix, on every libbenchmark version):
+// Run (Google Benchmark flags; this binary takes --benchmark_min_time in seconds with or without
+// the "s" suffix: libbenchmark < 1.8 (Debian 12 ships 1.7.1) only knows the bare number, so the
+// suffix is stripped there before the library parses the flags):
 //   cb_kernel_bench                                            # everything (slow while cpu == ref)
-//   cb_kernel_bench --benchmark_filter='peak|mem_read|M1$' --benchmark_min_time=0.05s
+//   cb_kernel_bench --benchmark_filter='peak|mem_read|M1/' --benchmark_min_time=0.05s
 //   cb_kernel_bench --benchmark_filter='^matmul/(cpu|onednn_sgemm)/f32/K2048_N5632/'
 //                   --benchmark_format=json --benchmark_out=results/<run>/kernels.json   (one line)
 //   cb_kernel_bench --benchmark_filter='/K512_N512/' --benchmark_repetitions=5   # cpu vs ref ratio
 //
-// Names: <op>/<backend>/<dtype>/<shape>/M<tokens>, every kernel name ends in M<tokens> so
-// 'M1$' selects the decode-sized cases:
+// Names: <op>/<backend>/<dtype>/<shape>/M<tokens>/real_time. Every case is timed in real time
+// (the ops are multi-threaded) and Google Benchmark appends "/real_time" to such names, so select
+// the decode-sized cases with 'M1/' (not 'M1$'):
 //   matmul/{cpu,ref}/{f32,f16,bf16,int8pc}/K<in>_N<out>/M<m>   y[M,N] = x[M,K] W[N,K]^T
 //   matmul/onednn_sgemm/f32/K<in>_N<out>/M<m>                  dnnl_sgemm on the same data
 //   rmsnorm/cpu/f32/D2048/M<m>          rope/cpu/f32/H32_D64/M<m>
@@ -19,6 +21,9 @@
 //   silu_mul/cpu/f32/F5632/M<m>         softmax/cpu/f32/N32000/M<m>
 //   embedding/cpu/{f32,f16,bf16}/V32000_D2048/M<m>              add/cpu/f32/D2048/M<m>
 //   BM_peak_fp32_fma  BM_peak_bf16_dot  BM_peak_int8_dot  BM_mem_read_bw     (machine peaks)
+// with m in {1, 8, 128} (attention: decode_ctx{512,2048} at M1 and M8, prefill_ctx128 at M128)
+// and matmul shapes K2048_N2048 (q/o), K2048_N256 (k/v), K2048_N5632 (gate/up), K5632_N2048
+// (down), K2048_N32000 (lm_head).
 // `ref` runs only the small K512_N512 matmuls: the cpu/ref ratio there is a stable CI metric.
 //
 // Counters: GFLOP/s and GB/s are rates over real time (ops are multi-threaded). Per iteration,
@@ -36,6 +41,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -217,13 +223,31 @@ void time_op(benchmark::State& st, Backend& be, Op&& op) {
   }
 }
 
+// Test hook for the regression gate's self-test (ci/gate-selftest.sh): CB_BENCH_PLANT_SLOWDOWN=N
+// makes every cpu-backend matmul case do its work N times per iteration, a planted N x slowdown
+// of the optimized kernel that leaves the kernel code itself untouched. Unset: 1.
+int planted_slowdown() {
+  static const int factor = [] {
+    const char* v = std::getenv("CB_BENCH_PLANT_SLOWDOWN");
+    const int f = v ? std::atoi(v) : 1;
+    if (v) std::fprintf(stderr, "cb_kernel_bench: CB_BENCH_PLANT_SLOWDOWN=%d (cpu matmul cases run %dx)\n", f, f);
+    return f >= 1 ? f : 1;
+  }();
+  return factor;
+}
+
 // ---- op benchmarks -----------------------------------------------------------------------------
 void bm_matmul(benchmark::State& st, std::string bname, std::string dt, MatShape sh, int64_t m) {
   Backend& be = backend(bname);
   const Weight& w = cached_weight(bname, dt, sh.n, sh.k).weight;
   Owned x = random_tensor(be, DType::F32, {m, sh.k}, "x/" + std::to_string(m) + "x" + std::to_string(sh.k));
   Owned y(be, DType::F32, {m, sh.n});
-  time_op(st, be, [&] { return be.matmul(x.t, w, y.t); });
+  const int repeat = bname == "cpu" ? planted_slowdown() : 1;
+  time_op(st, be, [&] {
+    Status s;
+    for (int r = 0; r < repeat && s.ok(); ++r) s = be.matmul(x.t, w, y.t);
+    return s;
+  });
   set_rates(st, 2.0 * double(m) * double(sh.n) * double(sh.k), weight_bytes(w) + double(x.t.nbytes() + y.t.nbytes()));
   st.counters["M"] = double(m);
   st.counters["N"] = double(sh.n);

@@ -174,6 +174,12 @@ TEST(CompareGate, TimingNotSignificantIsUnchanged) {
                               run({{"load", make("load.tps", {50, 51}, Direction::HigherIsBetter, NoiseClass::Timing)}}));
   EXPECT_NEAR(*r.metrics[0].p_value, 1.0 / 3.0, 1e-15);
   EXPECT_EQ(r.metrics[0].verdict, CompareVerdict::Unchanged);
+  EXPECT_NE(r.metrics[0].note.find("too few repetitions"), std::string::npos) << r.metrics[0].note;
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_NE(r.warnings[0].find("too few repetitions"), std::string::npos);
+  std::ostringstream os;
+  print_compare_table(os, r);
+  EXPECT_NE(os.str().find("unchanged (not significant)"), std::string::npos);
 }
 
 TEST(CompareGate, ExactMetricWithConstantSamplesIsJudgedOnThreshold) {

@@ -89,7 +89,7 @@ class SafetensorsTest : public ::testing::Test {
 TEST_F(SafetensorsTest, RoundTripsEveryDtype) {
   std::vector<float> f32 = {1.f, -2.5f, 3.25f, 0.f, 1e-3f, -7.f};
   std::vector<uint16_t> f16, bf16;
-  for (float v : {0.5f, -1.f, 65504.f, 3.14159f, -0.f}) f16.push_back(cb::kernels::f32_to_f16(v));
+  for (float v : {0.5f, -1.f, 65504.f, 3.14159f, -0.f, 1e-7f}) f16.push_back(cb::kernels::f32_to_f16(v));
   for (float v : {1.f, 2.f, -3.f, 1e20f}) bf16.push_back(cb::kernels::f32_to_bf16(v));
   std::vector<int32_t> i32 = {1, -2, 2147483647, -2147483647 - 1};
   std::vector<int8_t> i8 = {-128, 0, 127};
@@ -98,7 +98,7 @@ TEST_F(SafetensorsTest, RoundTripsEveryDtype) {
 
   const std::vector<NamedTensor> tensors = {
       {"w.f32", Tensor(f32.data(), DType::F32, {2, 3})},
-      {"w.f16", Tensor(f16.data(), DType::F16, {5})},
+      {"w.f16", Tensor(f16.data(), DType::F16, {2, 3})},
       {"w.bf16", Tensor(bf16.data(), DType::BF16, {2, 2})},
       {"w.i32", Tensor(i32.data(), DType::I32, {2, 1, 2})},
       {"scalar", Tensor(&scalar, DType::F32, {})},
@@ -118,7 +118,7 @@ TEST_F(SafetensorsTest, RoundTripsEveryDtype) {
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
   EXPECT_EQ(n % 8, 0u);
-  EXPECT_EQ(bytes.size(), 8 + n + 24 + 10 + 8 + 16 + 4 + 0 + 3);
+  EXPECT_EQ(bytes.size(), 8 + n + 24 + 12 + 8 + 16 + 4 + 0 + 3);
 
   auto f = SafetensorsFile::open(p);
   EXPECT_EQ(f->path(), p);
