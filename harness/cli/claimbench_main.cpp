@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
   run->add_option("--seed", ro.seed, "seed for prompts and workloads");
   run->add_option("--timeout-scale", ro.timeout_scale, "multiply every suite's time limit")->check(CLI::PositiveNumber);
   run->add_option("--bench-filter", ro.bench_filter, "kernels suite: regex of benchmarks to run (default: all, or the quick set)");
+  run->add_option("--repetitions", ro.repetitions, "kernels suite: repetitions per benchmark (default 5)")->check(CLI::Range(2, 100));
   run->add_flag("--check", then_check, "check the default claim set afterwards and print the table");
   run->add_option("--claims", check_claims, "claim set for --check");
   run->add_flag("--allow-fail", allow_fail, "with --check: exit 0 even when claims FAIL");
@@ -100,6 +101,8 @@ int main(int argc, char** argv) {
   rsub->add_option("--seed", rs_seed);
   rsub->add_flag("--quick", rs_quick);
   std::string rs_filter;
+  int rs_reps = 0;
+  rsub->add_option("--repetitions", rs_reps);
   rsub->add_option("--bench-filter", rs_filter);
   rsub->callback([&] {
     SuiteContext ctx;
@@ -109,6 +112,7 @@ int main(int argc, char** argv) {
     ctx.quick = rs_quick;
     ctx.seed = rs_seed;
     ctx.bench_filter = rs_filter;
+    ctx.repetitions = rs_reps;
     ctx.progress = [](const std::string& m) { std::fprintf(stderr, "%s\n", m.c_str()); };
     g_exit = run_suite_child(rs_suite, ctx);
   });

@@ -105,7 +105,7 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
                    {"hardware", hw},
                    {"started_at", utc_now_iso()},
                    {"params", {{"suites", names}, {"quick", opt.quick}, {"sut", opt.sut}, {"model_dir", fs::absolute(model).string()},
-                               {"timeout_scale", opt.timeout_scale}, {"bench_filter", opt.bench_filter}}},
+                               {"timeout_scale", opt.timeout_scale}, {"bench_filter", opt.bench_filter}, {"repetitions", opt.repetitions}}},
                    {"seeds", {{"run", opt.seed}, {"prompts", opt.seed}, {"kernel_inputs", "fixed per benchmark (splitmix64)"}}},
                    {"suites", json::object()}};
   write_json_atomic(dir / "manifest.json", manifest);
@@ -119,6 +119,10 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
     std::vector<std::string> argv = {self_exe.string(), "run-suite", "--suite", info.name, "--run-dir", dir.string(),
                                      "--model", model.string(), "--sut", opt.sut, "--seed", std::to_string(opt.seed)};
     if (opt.quick) argv.push_back("--quick");
+    if (opt.repetitions > 0) {
+      argv.push_back("--repetitions");
+      argv.push_back(std::to_string(opt.repetitions));
+    }
     if (!opt.bench_filter.empty()) {
       argv.push_back("--bench-filter");
       argv.push_back(opt.bench_filter);

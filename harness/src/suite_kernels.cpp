@@ -103,7 +103,7 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
     return r;
   }
   // 5 repetitions: with fewer, a two-sided Mann-Whitney U test can never reach p < 0.05.
-  const int reps = 5;
+  const int reps = ctx.repetitions > 0 ? ctx.repetitions : 5;
   const std::string min_time = ctx.quick ? "0.05" : "0.2";
   // Raw output goes to raw/: the run folder's top level holds only files in the claimbench schema.
   fs::create_directories(ctx.run_dir / "raw");

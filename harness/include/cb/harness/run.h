@@ -19,6 +19,7 @@ struct RunOptions {
   uint64_t seed = 1;
   std::string command_line;
   double timeout_scale = 1.0;       // multiplies every suite's timeout
+  int repetitions = 0;              // kernels suite: repetitions per benchmark (0 = default)
   std::string bench_filter;         // kernels suite: benchmark regex instead of the default set
 };
 

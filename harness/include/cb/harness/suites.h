@@ -20,6 +20,7 @@ struct SuiteContext {
   std::string sut = "inprocess";    // "inprocess" or "http://HOST:PORT"
   bool quick = false;
   uint64_t seed = 1;
+  int repetitions = 0;       // kernels suite: benchmark repetitions (0 = default 5)
   std::string bench_filter;  // overrides the kernels suite's benchmark selection (regex)
   std::function<void(const std::string&)> progress;  // one line of progress
 };

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Performance gate for CI: runs the gate's kernel microbenchmarks and compares them with the
+# committed baseline using only metrics that are stable on a shared 2-core machine: ratios of two
+# kernels measured in the same run (cpu vs the ref oracle, cpu vs oneDNN, int8 / bf16 vs f32).
+# Absolute times are not gated: they move with whatever else the machine is doing.
+#
+#   ci/perf-gate.sh                 gate against results/baselines/ci-2core/kernels-gate
+#   ci/perf-gate.sh --update        re-measure and replace that baseline (commit the result)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin=${CLAIMBENCH:-build/default/harness/claimbench}
+baseline=results/baselines/ci-2core/kernels-gate
+# Keep in sync with the gate self-test (suites/gate/gate_selftest.sh uses the same set).
+filter='^matmul/(cpu|ref)/f32/K512_N512/M8/|^matmul/(cpu|onednn_sgemm)/f32/K2048_N2048/M(1|128)/|^matmul/cpu/(bf16|int8pc)/K2048_N2048/M128/'
+threshold=${CB_GATE_THRESHOLD:-25%}
+
+[ -x "$bin" ] || { echo "perf-gate: $bin not built (run ci/test.sh or cmake --build --preset default)" >&2; exit 2; }
+
+runs=build/perf-gate/runs
+new=$("$bin" run --suite kernels --quick --repetitions 10 --bench-filter "$filter" --out "$runs" | tail -n 1)
+
+if [ "${1:-}" = "--update" ]; then
+  rm -rf "$baseline"
+  mkdir -p "$(dirname "$baseline")"
+  cp -r "$new" "$baseline"
+  rm -f "$baseline/run.log"
+  echo "perf-gate: baseline replaced with $new -> $baseline"
+  exit 0
+fi
+
+"$bin" compare "$baseline" "$new" --suite kernels --noise ratio,exact --threshold "$threshold" \
+  --require 'kernels.matmul.cpu_vs_ref.speedup,kernels.matmul.cpu_vs_onednn.*' --allow-hardware-mismatch \
+  --json "$new/compare.json"
