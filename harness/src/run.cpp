@@ -1,5 +1,6 @@
 #include "cb/harness/run.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -72,13 +73,18 @@ std::string compact_time() {
 }  // namespace
 
 fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
-  // Validate everything before writing anything.
+  // Validate everything before writing anything. A suite named twice (or also covered by "all")
+  // runs once, at its first position: the manifest has one entry per suite.
   std::vector<std::string> names;
+  auto add = [&](const std::string& n) {
+    if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+  };
   for (const auto& s : opt.suites) {
     if (s == "all") {
-      for (const auto& info : all_suites()) names.push_back(info.name);
+      for (const auto& info : all_suites())
+        if (!info.test_only) add(info.name);  // self-test suites are never part of "all"
     } else if (find_suite(s)) {
-      names.push_back(s);
+      add(s);
     } else {
       std::string known;
       for (const auto& info : all_suites()) known += info.name + ", ";

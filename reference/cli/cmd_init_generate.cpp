@@ -9,7 +9,23 @@
 namespace cb::cli {
 namespace {
 int g_exit = 0;
+
+// Text for a terminal: printable ASCII, newlines and tabs as they are; other bytes (a random-weight
+// model produces plenty, and partial UTF-8) as \xNN so output never garbles the terminal.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if ((c >= 0x20 && c < 0x7f) || c == '\n' || c == '\t') {
+      out += char(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  return out;
 }
+}  // namespace
 int exit_code() { return g_exit; }
 void set_exit_code(int code) { g_exit = code; }
 
@@ -82,9 +98,9 @@ void add_generate_command(CLI::App& app) {
       g.sampling.validate();
       g.stop_at_eos = !o->no_stop;
       g.prefill_chunk = o->prefill_chunk;
-      std::fputs(tok.decode(prompt).c_str(), stdout);
+      std::fputs(printable(tok.decode(prompt)).c_str(), stdout);
       auto r = engine::generate(*lm, prompt, g, [&](int32_t t) {
-        std::fputs(tok.decode_one(t).c_str(), stdout);
+        std::fputs(printable(tok.decode_one(t)).c_str(), stdout);
         std::fflush(stdout);
       });
       std::printf("\n\n[%s, backend %s] prompt %d tokens, generated %zu (stop: %s)\n", dir.filename().c_str(),
