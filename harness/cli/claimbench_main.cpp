@@ -8,6 +8,7 @@
 #include "cb/engine/engine.h"
 #include "cb/harness/claims.h"
 #include "cb/harness/compare.h"
+#include "cb/harness/process.h"
 #include "cb/harness/report.h"
 #include "cb/harness/run.h"
 
@@ -81,6 +82,11 @@ int main(int argc, char** argv) {
       ro.command_line = joined_args(argc, argv);
       const fs::path dir = execute_run(ro, self_exe());
       std::printf("%s\n", dir.c_str());
+      if (stop_requested()) {  // Ctrl-C / SIGTERM: what finished is kept; exit as an interrupted command
+        std::fprintf(stderr, "claimbench run: interrupted; finished suites are kept in %s\n", dir.c_str());
+        g_exit = 130;
+        return;
+      }
       if (then_check) {
         std::printf("\n");
         g_exit = do_check(dir, check_claims.empty() ? default_claim_set() : fs::path(check_claims), allow_fail);

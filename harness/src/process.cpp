@@ -87,8 +87,9 @@ ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s
   return r;
 }
 
-std::string tail_lines(const std::filesystem::path& file, int n) {
+std::string tail_lines(const std::filesystem::path& file, int n, std::uintmax_t from) {
   std::ifstream in(file);
+  in.seekg(static_cast<std::streamoff>(from));
   std::deque<std::string> lines;
   std::string line;
   while (std::getline(in, line)) {

@@ -253,7 +253,7 @@ RunData RunData::load(const fs::path& dir) {
     const fs::path p = entry.path();
     if (p.extension() != ".json" || p.filename() == "manifest.json" || p.filename() == "claims.json") continue;
     const json j = read_json_file(p);
-    if (j.value("schema", "") != "claimbench.suite") continue;  // other JSON (e.g. raw benchmark output)
+    if (!j.is_object() || j.value("schema", "") != "claimbench.suite") continue;  // other JSON (not ours)
     SuiteResult r = SuiteResult::from_json(j, p.string());
     run.suites[r.suite] = std::move(r);
   }

@@ -141,7 +141,9 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
         std::fclose(f);
       }
     }
-    const ProcessResult pr = run_process(argv, timeout, log, [&](double e) { progress.tick(e, tail_lines(log, 1)); });
+    std::error_code size_ec;
+    const std::uintmax_t log_from = fs::exists(log) ? fs::file_size(log, size_ec) : 0;
+    const ProcessResult pr = run_process(argv, timeout, log, [&](double e) { progress.tick(e, tail_lines(log, 1, log_from)); });
     const fs::path file = dir / (info.name + ".json");
     SuiteResult result;
     bool have = false;
@@ -157,7 +159,7 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
       // The child crashed, hung or failed: record that, keep going with the other suites.
       result.suite = info.name;
       result.status = pr.timed_out ? SuiteStatus::Timeout : SuiteStatus::Error;
-      if (result.reason.empty()) result.reason = "suite process " + pr.describe() + "; last log lines:\n" + tail_lines(log, 5);
+      if (result.reason.empty()) result.reason = "suite process " + pr.describe() + "; last log lines:\n" + tail_lines(log, 5, log_from);
       result.seconds = pr.seconds;
       write_json_atomic(file, result.to_json());
     }

@@ -54,16 +54,14 @@ SuiteResult selftest_ok(const SuiteContext&) {
   std::fflush(stdout);
   SuiteResult r;
   r.suite = "selftest-ok";
-  Metric m;
-  m.key = "selftest.value";
-  m.value = 42;
-  m.unit = "x";
-  m.direction = Direction::HigherIsBetter;
-  m.noise = NoiseClass::Exact;
-  m.samples = {42, 42};
-  m.params = {{"planted", true}};
-  m.note = "self-test suite (CLAIMBENCH_TEST_SUITES=1)";
-  r.add(std::move(m));
+  r.add(Metric{.key = "selftest.value",
+                .value = 42,
+                .unit = "x",
+                .direction = Direction::HigherIsBetter,
+                .noise = NoiseClass::Exact,
+                .samples = {42, 42},
+                .params = {{"planted", true}},
+                .note = "self-test suite (CLAIMBENCH_TEST_SUITES=1)"});
   r.tables["rows"] = nlohmann::json::array({{{"name", "a"}, {"value", 1}}, {{"name", "b, \"quoted\""}, {"value", 2.5}}});
   return r;
 }

@@ -136,10 +136,11 @@ TEST(ResultsSchema, SuiteResultRoundTripThroughText) {
 
 TEST(ResultsSchema, StatusesAndReasonRoundTrip) {
   for (auto st : {SuiteStatus::Ok, SuiteStatus::Error, SuiteStatus::Timeout, SuiteStatus::Skipped, SuiteStatus::NotBuilt}) {
+    const std::string name = to_string(st);
     SuiteResult r;
-    r.suite = "s";
+    r.suite = "suite-" + name;
     r.status = st;
-    r.reason = std::string("because ") + to_string(st);
+    r.reason = "because " + name;
     const SuiteResult back = SuiteResult::from_json(json::parse(r.to_json().dump()), "s.json");
     EXPECT_EQ(back.status, st);
     EXPECT_EQ(back.reason, r.reason);
@@ -278,16 +279,16 @@ TEST(ResultsSchema, AddReplacesSameKey) {
 TEST(ResultsFiles, CreateUniqueDirNeverReusesAFolder) {
   const fs::path base = temp_dir("unique") / "runs";  // created by the first call
   const fs::path a = create_unique_dir(base, "20261129T000000Z-abc");
-  EXPECT_EQ(a, base / "20261129T000000Z-abc");
+  EXPECT_EQ(a.string(), (base / "20261129T000000Z-abc").string());
   { std::ofstream(a / "keep.txt") << "first run"; }
   const fs::path b = create_unique_dir(base, "20261129T000000Z-abc");
-  EXPECT_EQ(b, base / "20261129T000000Z-abc-2");
+  EXPECT_EQ(b.string(), (base / "20261129T000000Z-abc-2").string());
   const fs::path c = create_unique_dir(base, "20261129T000000Z-abc");
-  EXPECT_EQ(c, base / "20261129T000000Z-abc-3");
+  EXPECT_EQ(c.string(), (base / "20261129T000000Z-abc-3").string());
   // A name taken by something else (here -4, made by hand) is skipped as well.
   fs::create_directory(base / "20261129T000000Z-abc-4");
   const fs::path d = create_unique_dir(base, "20261129T000000Z-abc");
-  EXPECT_EQ(d, base / "20261129T000000Z-abc-5");
+  EXPECT_EQ(d.string(), (base / "20261129T000000Z-abc-5").string());
   EXPECT_EQ(slurp(a / "keep.txt"), "first run") << "an existing run folder is never touched";
   EXPECT_TRUE(fs::is_empty(b));
   fs::remove_all(base.parent_path());
@@ -404,7 +405,7 @@ TEST(ResultsRunData, LoadsSuitesAndIgnoresOtherJson) {
   std::ofstream(dir / "raw" / "demo.gbench.json") << "{ not even json";  // subfolders are not read
 
   const RunData run = RunData::load(dir);
-  EXPECT_EQ(run.dir, dir);
+  EXPECT_EQ(run.dir.string(), dir.string());
   EXPECT_EQ(run.manifest["run_id"], "test-run");
   ASSERT_EQ(run.suites.size(), 2u);
   EXPECT_EQ(run.suites.count("demo"), 1u);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -28,7 +29,8 @@ ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s
 void install_stop_handlers();
 bool stop_requested();
 
-// The last n non-empty lines of a text file (for error reasons).
-std::string tail_lines(const std::filesystem::path& file, int n);
+// The last n non-empty lines of a text file from byte `from` on (for error reasons: the part of a
+// shared log that one child wrote).
+std::string tail_lines(const std::filesystem::path& file, int n, std::uintmax_t from = 0);
 
 }  // namespace cb::harness

@@ -1,0 +1,101 @@
+// KV block accounting for the paged cache (vLLM style): which physical blocks each sequence owns,
+// reference counts so that `n > 1` samples of one prompt share the prompt's blocks, copy-on-write
+// when a shared block is about to be written, and an optional prefix cache keyed by the hash of
+// all tokens up to the end of a full block, whose unreferenced blocks are evicted LRU.
+//
+// It only allocates or says no; whom to run, queue or preempt is the scheduler's decision.
+// The storage itself lives in KvCache; this class hands out block ids of that pool.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace cb::engine {
+
+using SeqId = int64_t;
+
+struct BlockStats {
+  int num_blocks = 0;
+  int free_blocks = 0;       // never used or evicted: immediately allocatable
+  int cached_blocks = 0;     // unreferenced but holding a cached prefix (allocatable by eviction)
+  int used_blocks = 0;       // referenced by at least one sequence
+  int64_t tokens_stored = 0; // sum over sequences of tokens written (shared blocks counted once per owner)
+  int peak_used_blocks = 0;
+  int64_t prefix_hits = 0;   // blocks reused from the prefix cache
+  int64_t prefix_queries = 0;
+  int64_t cow_copies = 0;
+  int64_t evictions = 0;
+};
+
+// A block copy the caller must perform in the KV storage before writing (copy-on-write).
+struct BlockCopy {
+  int src = -1;
+  int dst = -1;
+};
+
+class BlockManager {
+ public:
+  BlockManager(int num_blocks, int block_size, bool enable_prefix_cache = false);
+
+  int block_size() const { return block_size_; }
+  int blocks_for(int tokens) const { return (tokens + block_size_ - 1) / block_size_; }
+  // Blocks allocatable right now (free + evictable cached ones).
+  int available_blocks() const;
+
+  // Admits a sequence whose first `tokens.size()` tokens will be written. With the prefix cache,
+  // leading full blocks whose prefix hash is cached are shared instead of allocated. Returns the
+  // number of leading tokens whose KV is already present (a multiple of block_size, and always
+  // < tokens.size() so at least one token is computed), or nullopt — with nothing allocated —
+  // when there are not enough blocks.
+  std::optional<int> allocate(SeqId seq, std::span<const int32_t> tokens);
+
+  // Makes room to write token position `pos` (== current length) of `seq`: allocates a new block
+  // when pos starts one; when the block holding pos is shared, copies it (copy-on-write) and
+  // returns the copy to perform. nullopt when no block is available (nothing changed).
+  // `ok` is false only in the nullopt case.
+  struct AppendResult {
+    bool ok = false;
+    std::optional<BlockCopy> copy;
+  };
+  AppendResult append_slot(SeqId seq, int pos);
+
+  // Records that tokens [0, n) of seq are written (for accounting and for registering full blocks
+  // in the prefix cache; `tokens` are all of the sequence's tokens so far).
+  void commit_tokens(SeqId seq, std::span<const int32_t> tokens);
+
+  // child shares every block of parent (reference counts +1); child must be new.
+  void fork(SeqId parent, SeqId child);
+
+  // Releases the sequence's blocks; unreferenced blocks go back to the free list, or to the
+  // evictable cached list when they hold a registered prefix.
+  void free(SeqId seq);
+
+  bool has(SeqId seq) const { return seqs_.count(seq) != 0; }
+  const std::vector<int32_t>& block_table(SeqId seq) const;
+  int ref_count(int block) const { return ref_[block]; }
+  BlockStats stats() const;
+
+ private:
+  struct Seq {
+    std::vector<int32_t> blocks;
+    int64_t tokens = 0;
+  };
+  int take_block();  // free list first, then evict LRU cached; -1 when none
+  void release_block(int block);
+
+  int num_blocks_, block_size_;
+  bool prefix_cache_;
+  std::vector<int> ref_;
+  std::vector<int> free_;                      // LIFO
+  std::vector<uint64_t> block_hash_;           // 0 = not registered
+  std::unordered_map<uint64_t, int> hash_to_block_;
+  std::vector<int> lru_;                       // unreferenced cached blocks, least recently used first
+  std::unordered_map<SeqId, Seq> seqs_;
+  mutable BlockStats stats_;
+};
+
+}  // namespace cb::engine
