@@ -94,13 +94,15 @@ std::vector<SuiteInfo> make_suites() {
   std::vector<SuiteInfo> suites = {
       {"kernels", "op microbenchmarks with machine peaks and roofline fractions; engine prefill/decode speed", 900, 3600,
        run_kernels_suite},
+      {"engine", "serving engine offline: batching policies, paged vs contiguous KV, batch policy, 16K context", 600, 3600,
+       run_engine_suite},
       {"accuracy", "task accuracy and perplexity per technique (dense, INT8, 2:4, structured)", 600, 3600,
        [](const SuiteContext&) {
          return not_built_suite("accuracy", "the accuracy suite lands with issue #6 (training, INT8 QAT, sparsity)");
        }},
       {"load", "end-to-end load workloads with SLO metrics", 600, 3600,
        [](const SuiteContext&) {
-         return not_built_suite("load", "the load generator and server land with issues #4 and #5 (batching, OpenAI server)");
+         return not_built_suite("load", "the load generator and OpenAI-compatible server land with issue #5");
        }},
       {"scaling", "collective sweeps and tensor-parallel scaling", 600, 3600,
        [](const SuiteContext&) {

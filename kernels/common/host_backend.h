@@ -26,6 +26,7 @@ class HostBackend : public Backend {
   }
   void copy_from_host(Tensor& dst, const void* src) override { std::memcpy(dst.data, src, dst.nbytes()); }
   void copy_to_host(void* dst, const Tensor& src) override { std::memcpy(dst, src.data, src.nbytes()); }
+  void copy(Tensor& dst, const Tensor& src) override { std::memmove(dst.data, src.data, dst.nbytes()); }
 };
 
 // Reads element i of a f32/f16/bf16 tensor as float.

@@ -54,7 +54,7 @@ inline void gemv_tile(const float* x, int64_t K, const WT* w, const float* scale
     for (int r = 0; r < NR; ++r) wv[r] = V::load(wr[r] + k);
 #pragma GCC unroll 8
     for (int m = 0; m < MR; ++m) {
-      const vec xv = V::load(x + m * K + k);
+      const vec xv = V::keep(V::load(x + m * K + k));
 #pragma GCC unroll 8
       for (int r = 0; r < NR; ++r) acc[r][m] = V::fma(wv[r], xv, acc[r][m]);
     }

@@ -39,6 +39,11 @@ struct VAvx2 {
     std::memcpy(p, tmp, sizeof(float) * static_cast<size_t>(n));
   }
 
+  // Pins v in a register (see VAvx512::keep).
+  static vec keep(vec v) {
+    __asm__("" : "+x"(v));
+    return v;
+  }
   static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
   static vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
   static vec sub(vec a, vec b) { return _mm256_sub_ps(a, b); }

@@ -35,6 +35,12 @@ struct VAvx512 {
   static void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
   static void store_n(float* p, vec v, int n) { _mm512_mask_storeu_ps(p, mask(n), v); }
 
+  // Pins v in a register: stops the compiler from folding a load into each FMA that uses it
+  // (which would re-read the same x vector from cache once per W row of a GEMV tile).
+  static vec keep(vec v) {
+    __asm__("" : "+v"(v));
+    return v;
+  }
   static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
   static vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
   static vec sub(vec a, vec b) { return _mm512_sub_ps(a, b); }

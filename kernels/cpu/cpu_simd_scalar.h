@@ -23,6 +23,7 @@ struct VScalar {
   template <class T> static vec load_n(const T* p, int n) { return n > 0 ? load(p) : 0.f; }
   static void store(float* p, vec v) { *p = v; }
   static void store_n(float* p, vec v, int n) { if (n > 0) *p = v; }
+  static vec keep(vec v) { return v; }
   static vec fma(vec a, vec b, vec c) { return a * b + c; }
   static vec add(vec a, vec b) { return a + b; }
   static vec sub(vec a, vec b) { return a - b; }

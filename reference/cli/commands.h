@@ -7,6 +7,7 @@ namespace cb::cli {
 void add_init_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_bench_batching_command(CLI::App& app);
 int exit_code();
 void set_exit_code(int code);
 // Runs fn, turning exceptions into a message naming the command and exit code 1.

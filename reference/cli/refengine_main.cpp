@@ -3,6 +3,7 @@
 //   refengine generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-tokens N
 //                      [--temperature T --top-k K --top-p P --seed S --backend cpu|ref]
 //   refengine bench --model DIR [--prefill-tokens 128 --decode-tokens 16 --out FILE]
+//   refengine bench-batching [--model DIR --quick --out FILE]
 #include <cstdio>
 #include <iostream>
 
@@ -16,6 +17,7 @@ int main(int argc, char** argv) {
   cb::cli::add_init_command(app);
   cb::cli::add_generate_command(app);
   cb::cli::add_bench_command(app);
+  cb::cli::add_bench_batching_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

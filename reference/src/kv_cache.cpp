@@ -40,6 +40,18 @@ void KvCache::free_block(int id) {
   free_list_.push_back(id);
 }
 
+void KvCache::copy_block(int src, int dst) {
+  if (src < 0 || src >= num_blocks_ || dst < 0 || dst >= num_blocks_)
+    throw std::out_of_range("KvCache::copy_block: bad block ids " + std::to_string(src) + " -> " + std::to_string(dst));
+  const int64_t per_block = int64_t(block_size_) * n_kv_heads_ * head_dim_;
+  for (auto* pools : {&k_pools_, &v_pools_})
+    for (auto& pool : *pools) {
+      kernels::Tensor s(static_cast<float*>(pool.data) + src * per_block, kernels::DType::F32, {per_block}, pool.mem);
+      kernels::Tensor d(static_cast<float*>(pool.data) + dst * per_block, kernels::DType::F32, {per_block}, pool.mem);
+      backend_.copy(d, s);
+    }
+}
+
 kernels::KvView KvCache::view(int layer, const kernels::Tensor& table) const {
   kernels::KvView v;
   v.k_pool = k_pools_.at(layer);

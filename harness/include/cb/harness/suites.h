@@ -41,6 +41,7 @@ const SuiteInfo* find_suite(const std::string& name);
 
 // Individual suites.
 SuiteResult run_kernels_suite(const SuiteContext& ctx);
+SuiteResult run_engine_suite(const SuiteContext& ctx);
 SuiteResult run_cost_suite(const SuiteContext& ctx);
 // A suite whose measurements land with a later issue: status not_built with the reason.
 SuiteResult not_built_suite(const std::string& name, const std::string& reason);

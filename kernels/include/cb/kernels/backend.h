@@ -63,6 +63,13 @@ class Backend {
   virtual void release(Tensor& t) = 0;
   virtual void copy_from_host(Tensor& dst, const void* src) = 0;  // dst.nbytes() bytes
   virtual void copy_to_host(void* dst, const Tensor& src) = 0;
+  // dst.nbytes() bytes from src to dst, both this backend's memory. The default stages through
+  // the host; backends override it with a direct copy.
+  virtual void copy(Tensor& dst, const Tensor& src) {
+    std::vector<unsigned char> staging(dst.nbytes());
+    copy_to_host(staging.data(), src);
+    copy_from_host(dst, staging.data());
+  }
   virtual void synchronize() {}
   // Makes a weight usable by this backend: host-resident backends return it unchanged (no copy);
   // device backends upload it and keep ownership until the backend dies.

@@ -46,6 +46,10 @@ std::unique_ptr<BatchPolicy> make_queue_table_policy(std::vector<QueueTableRow> 
 std::unique_ptr<BatchPolicy> make_slo_policy(double tpot_target_s, int max_batch = 256);
 
 // By name: "static", "queue-table", "slo" with defaults (static: B=8, timeout 0.05 s; slo: 50 ms).
+// An unknown name throws std::invalid_argument listing the known ones.
 std::unique_ptr<BatchPolicy> make_policy(const std::string& name);
+
+// The names make_policy accepts, in that order ("static", "queue-table", "slo").
+std::vector<std::string> batch_policy_names();
 
 }  // namespace cb::engine

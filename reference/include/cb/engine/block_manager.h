@@ -76,26 +76,45 @@ class BlockManager {
 
   bool has(SeqId seq) const { return seqs_.count(seq) != 0; }
   const std::vector<int32_t>& block_table(SeqId seq) const;
-  int ref_count(int block) const { return ref_[block]; }
+  int ref_count(int block) const { return ref_.at(block); }
   BlockStats stats() const;
+
+  // Verifies the internal invariants (every block in exactly one of free list / evictable cached
+  // list / referenced; reference counts equal block-table entries; the hash index is a bijection;
+  // counters agree). Throws std::logic_error naming the first violation. O(blocks + table entries).
+  void check_consistency() const;
 
  private:
   struct Seq {
     std::vector<int32_t> blocks;
     int64_t tokens = 0;
+    // Prefix-hash chain state: the first `hashed_blocks` full blocks have been hashed (and
+    // registered where possible); `chain` is the hash of the last of them (0 before the first).
+    int hashed_blocks = 0;
+    uint64_t chain = 0;
   };
-  int take_block();  // free list first, then evict LRU cached; -1 when none
-  void release_block(int block);
+  Seq& seq_at(SeqId seq);
+  const Seq& seq_at(SeqId seq) const;
+  int take_block();  // free list first, then evict LRU cached; -1 when none. Returns it with ref 1.
+  void release_block(int block);  // ref - 1; at 0 to the LRU cached list or the free list
+  void acquire(int block);        // ref + 1 (taking it out of the LRU list when it was there)
+  void lru_push_back(int block);
+  void lru_remove(int block);
 
   int num_blocks_, block_size_;
   bool prefix_cache_;
   std::vector<int> ref_;
-  std::vector<int> free_;                      // LIFO
+  std::vector<int> free_;                      // LIFO: back is handed out next
   std::vector<uint64_t> block_hash_;           // 0 = not registered
   std::unordered_map<uint64_t, int> hash_to_block_;
-  std::vector<int> lru_;                       // unreferenced cached blocks, least recently used first
+  // Unreferenced cached blocks as an intrusive doubly linked list, least recently used at the head
+  // (O(1) removal on a prefix hit). -1 terminates; lru_in_ says whether a block is on the list.
+  std::vector<int> lru_prev_, lru_next_;
+  std::vector<char> lru_in_;
+  int lru_head_ = -1, lru_tail_ = -1, lru_size_ = 0;
   std::unordered_map<SeqId, Seq> seqs_;
-  mutable BlockStats stats_;
+  int used_ = 0;  // blocks with ref > 0
+  BlockStats stats_;  // counters only (hits, queries, copies, evictions, peak); the rest is computed
 };
 
 }  // namespace cb::engine

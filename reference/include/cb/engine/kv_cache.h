@@ -33,6 +33,10 @@ class KvCache {
   // Blocks needed to hold n_tokens tokens.
   int blocks_for(int n_tokens) const { return (n_tokens + block_size_ - 1) / block_size_; }
 
+  // Copies block src to block dst in every layer (copy-on-write of a shared block).
+  void copy_block(int src, int dst);
+  size_t bytes_per_token() const { return bytes_per_block() / block_size_; }
+
   // The op-table view of one layer for a sequence whose block table is `table` (backend memory).
   kernels::KvView view(int layer, const kernels::Tensor& table) const;
 

@@ -1,0 +1,126 @@
+// The serving engine: iteration-level continuous batching over the paged KV cache.
+//
+// Each step runs a mix of decode tokens (one per running sequence) and prefill chunks under a
+// token budget (chunked prefill), so a long prompt does not stall running decodes. A batch-size
+// policy decides how many sequences run; the block manager allocates or says no; when blocks run
+// out the most recently arrived running request is preempted (its KV freed) and recomputed later,
+// so no request is lost or duplicated. Tokens reach the caller through a callback as produced.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cb/engine/batch_policy.h"
+#include "cb/engine/block_manager.h"
+#include "cb/engine/engine.h"
+#include "cb/engine/kv_cache.h"
+#include "cb/engine/sampler.h"
+
+namespace cb::engine {
+
+using RequestId = int64_t;
+
+struct RequestParams {
+  std::vector<int32_t> prompt;
+  int max_tokens = 16;
+  SamplingParams sampling;  // sample i of n uses seed + i
+  int n = 1;                // samples sharing the prompt's KV blocks (copy-on-write)
+  bool stop_at_eos = true;
+};
+
+struct TokenEvent {
+  RequestId request = 0;
+  int sample = 0;              // 0 .. n-1
+  int32_t token = -1;          // the sampled token; -1 in the finish event that ends each sample
+  bool finished = false;       // this sample is done
+  std::string finish_reason;   // "length", "eos", "context", "abort", or "error: ..."
+};
+using TokenCallback = std::function<void(const TokenEvent&)>;
+
+enum class KvMode {
+  Paged,       // blocks allocated as tokens arrive
+  Contiguous,  // a max-context reservation per sequence at admission (systems without paging)
+};
+
+struct EngineOptions {
+  int num_blocks = 1024;
+  int block_size = 16;
+  bool prefix_cache = false;
+  KvMode kv_mode = KvMode::Paged;
+  int contiguous_reserve = 0;    // tokens reserved per sequence in Contiguous mode (0 = model context)
+  int token_budget = 512;        // tokens per step (decodes + prefill chunks)
+  std::string policy = "queue-table";
+  std::unique_ptr<BatchPolicy> custom_policy;  // overrides `policy` when set
+};
+
+struct EngineStats {
+  int64_t steps = 0;
+  double busy_seconds = 0;       // inside the model's forward pass
+  double wall_seconds = 0;       // since the first request arrived
+  int64_t prefill_tokens = 0, decode_tokens = 0;
+  int64_t kv_tokens_read = 0;    // sum over planned sequences of context length attended (for MBU)
+  int64_t preemptions = 0;
+  int64_t finished_requests = 0;
+  int queued = 0, running = 0;   // now
+  std::vector<double> step_seconds;
+  std::vector<int> step_batch;   // sequences per step
+  std::vector<int> step_tokens;  // tokens per step
+  std::vector<int> step_queue;   // queue length when the step was planned
+  // KV accounting: bytes of blocks held by sequences, and of tokens actually stored.
+  size_t kv_bytes_reserved = 0, kv_bytes_used = 0;
+  size_t kv_bytes_reserved_peak = 0, kv_bytes_used_peak = 0;
+  BlockStats blocks;
+};
+
+class ServingEngine {
+ public:
+  ServingEngine(LoadedModel& model, EngineOptions opt);
+  ~ServingEngine();
+
+  // Queues a request (FCFS). Throws std::invalid_argument naming the field for an empty prompt,
+  // ids outside the vocabulary, max_tokens <= 0, n < 1, prompt + max_tokens past the context, or a
+  // request that could never fit in the KV pool.
+  RequestId add_request(RequestParams params, TokenCallback on_token);
+  void abort(RequestId id);
+
+  // Runs one engine step; false when there was nothing to do.
+  bool step();
+  void run_until_idle();
+  bool idle() const;
+
+  EngineStats stats() const;
+  const BatchPolicy& policy() const { return *policy_; }
+  const EngineOptions& options() const { return opt_; }
+
+ private:
+  struct Sequence;
+  struct Request;
+  struct Planned;
+
+  bool admit(Request& r);
+  void preempt(Request& r);
+  void finish_sequence(Request& r, Sequence& s, const std::string& reason);
+  void fail_request(Request& r, const std::string& reason);
+  bool ensure_slot(Sequence& s, int pos);
+  Request* newest_running_except(const Request* keep);
+  void account_kv();
+
+  LoadedModel& model_;
+  EngineOptions opt_;
+  std::unique_ptr<BatchPolicy> policy_;
+  std::unique_ptr<KvCache> kv_;
+  std::unique_ptr<BlockManager> blocks_;
+  std::map<RequestId, std::unique_ptr<Request>> requests_;
+  std::deque<RequestId> queue_;     // waiting (new or preempted), FCFS by arrival
+  std::vector<RequestId> running_;  // admitted, in arrival order
+  RequestId next_id_ = 1;
+  SeqId next_seq_ = 1;
+  EngineStats stats_;
+  double t0_ = -1;
+};
+
+}  // namespace cb::engine

@@ -1,0 +1,376 @@
+#include "cb/engine/serving_engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <stdexcept>
+
+namespace cb::engine {
+
+namespace {
+double now_seconds() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+// One sample of a request. Its KV holds tokens[0, computed); tokens past `computed` are fed in
+// the next steps (the whole prompt at first, then the one token sampled last), so prefill chunks
+// and decodes are the same operation.
+struct ServingEngine::Sequence {
+  SeqId id = 0;
+  int sample = 0;
+  std::vector<int32_t> tokens;
+  int computed = 0;
+  int generated = 0;
+  bool finished = false;
+  bool holds_blocks = false;
+  Sampler sampler;
+  Sequence(SeqId i, int s, std::vector<int32_t> t, const SamplingParams& sp) : id(i), sample(s), tokens(std::move(t)), sampler(sp) {}
+};
+
+struct ServingEngine::Request {
+  RequestId id = 0;
+  RequestParams p;
+  TokenCallback cb;
+  double arrival = 0;
+  std::vector<Sequence> seqs;  // sample 0 only until the prompt is prefilled, then n
+  bool forked = false;
+  bool admitted = false;
+  bool done = false;
+  int unfinished() const {
+    int n = 0;
+    for (const auto& s : seqs) n += !s.finished;
+    return n + (forked ? 0 : p.n - 1);  // samples not forked yet still count
+  }
+};
+
+struct ServingEngine::Planned {
+  Request* req;
+  Sequence* seq;
+  int chunk;
+};
+
+ServingEngine::ServingEngine(LoadedModel& model, EngineOptions opt) : model_(model), opt_(std::move(opt)) {
+  if (opt_.token_budget < 1) throw std::invalid_argument("token_budget must be >= 1");
+  policy_ = opt_.custom_policy ? std::move(opt_.custom_policy) : make_policy(opt_.policy);
+  kv_ = std::make_unique<KvCache>(model_.backend(), model_.config(), opt_.num_blocks, opt_.block_size);
+  // The contiguous baseline never shares a prefix: it reserves per sequence.
+  blocks_ = std::make_unique<BlockManager>(opt_.num_blocks, opt_.block_size,
+                                           opt_.prefix_cache && opt_.kv_mode == KvMode::Paged);
+  if (opt_.contiguous_reserve <= 0) opt_.contiguous_reserve = model_.config().max_position_embeddings;
+}
+
+ServingEngine::~ServingEngine() = default;
+
+RequestId ServingEngine::add_request(RequestParams p, TokenCallback on_token) {
+  const ModelConfig& cfg = model_.config();
+  if (p.prompt.empty()) throw std::invalid_argument("prompt: empty");
+  for (size_t i = 0; i < p.prompt.size(); ++i)
+    if (p.prompt[i] < 0 || p.prompt[i] >= cfg.vocab_size)
+      throw std::invalid_argument("prompt: token #" + std::to_string(i) + " = " + std::to_string(p.prompt[i]) +
+                                  " is outside the vocabulary [0, " + std::to_string(cfg.vocab_size) + ")");
+  if (p.max_tokens <= 0) throw std::invalid_argument("max_tokens: must be > 0 (got " + std::to_string(p.max_tokens) + ")");
+  if (p.n < 1) throw std::invalid_argument("n: must be >= 1 (got " + std::to_string(p.n) + ")");
+  p.sampling.validate();
+  const int total = int(p.prompt.size()) + p.max_tokens;
+  if (total > cfg.max_position_embeddings)
+    throw std::invalid_argument("prompt (" + std::to_string(p.prompt.size()) + " tokens) + max_tokens (" +
+                                std::to_string(p.max_tokens) + ") exceeds the model's context of " +
+                                std::to_string(cfg.max_position_embeddings));
+  const int per_seq = opt_.kv_mode == KvMode::Contiguous ? opt_.contiguous_reserve : total;
+  if (opt_.kv_mode == KvMode::Contiguous && total > opt_.contiguous_reserve)
+    throw std::invalid_argument("prompt + max_tokens (" + std::to_string(total) + ") exceeds the contiguous reservation of " +
+                                std::to_string(opt_.contiguous_reserve) + " tokens");
+  if (blocks_->blocks_for(per_seq) > opt_.num_blocks)
+    throw std::invalid_argument("request needs " + std::to_string(blocks_->blocks_for(per_seq)) +
+                                " KV blocks but the pool has " + std::to_string(opt_.num_blocks));
+  auto r = std::make_unique<Request>();
+  r->id = next_id_++;
+  r->arrival = now_seconds();
+  if (t0_ < 0) t0_ = r->arrival;
+  r->cb = std::move(on_token);
+  r->seqs.reserve(p.n);  // forks never reallocate: planned Sequence pointers stay valid
+  r->seqs.emplace_back(next_seq_++, 0, p.prompt, p.sampling);
+  r->p = std::move(p);
+  const RequestId id = r->id;
+  requests_[id] = std::move(r);
+  queue_.push_back(id);
+  return id;
+}
+
+bool ServingEngine::admit(Request& r) {
+  // All unfinished samples get their blocks, or none does.
+  std::vector<Sequence*> got;
+  for (auto& s : r.seqs) {
+    if (s.finished) continue;
+    std::optional<int> cached;
+    if (opt_.kv_mode == KvMode::Contiguous) {
+      const std::vector<int32_t> reserve(opt_.contiguous_reserve, 0);
+      cached = blocks_->allocate(s.id, reserve);
+      if (cached) cached = 0;
+    } else {
+      cached = blocks_->allocate(s.id, s.tokens);
+    }
+    if (!cached) {
+      for (Sequence* g : got) {
+        blocks_->free(g->id);
+        g->holds_blocks = false;
+        g->computed = 0;
+      }
+      return false;
+    }
+    s.holds_blocks = true;
+    s.computed = *cached;  // prefix-cache hits need no recompute
+    got.push_back(&s);
+  }
+  r.admitted = true;
+  return true;
+}
+
+void ServingEngine::preempt(Request& r) {
+  for (auto& s : r.seqs) {
+    if (s.holds_blocks) blocks_->free(s.id);
+    s.holds_blocks = false;
+    s.computed = 0;  // recomputed from its tokens when readmitted
+  }
+  r.admitted = false;
+  running_.erase(std::remove(running_.begin(), running_.end(), r.id), running_.end());
+  // Back into the queue in arrival order (ids grow with arrival): FCFS is kept.
+  queue_.insert(std::lower_bound(queue_.begin(), queue_.end(), r.id), r.id);
+  ++stats_.preemptions;
+}
+
+ServingEngine::Request* ServingEngine::newest_running_except(const Request* keep) {
+  for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
+    Request* r = requests_.at(*it).get();
+    if (r != keep) return r;
+  }
+  return nullptr;
+}
+
+bool ServingEngine::ensure_slot(Sequence& s, int pos) {
+  const auto res = blocks_->append_slot(s.id, pos);
+  if (!res.ok) return false;
+  if (res.copy) kv_->copy_block(res.copy->src, res.copy->dst);
+  return true;
+}
+
+void ServingEngine::finish_sequence(Request& r, Sequence& s, const std::string& reason) {
+  s.finished = true;
+  if (s.holds_blocks) blocks_->free(s.id);
+  s.holds_blocks = false;
+  if (r.cb) r.cb({r.id, s.sample, -1, true, reason});
+}
+
+void ServingEngine::fail_request(Request& r, const std::string& reason) {
+  for (auto& s : r.seqs)
+    if (!s.finished) finish_sequence(r, s, reason);
+  r.done = true;
+}
+
+void ServingEngine::abort(RequestId id) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return;
+  Request& r = *it->second;
+  queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
+  running_.erase(std::remove(running_.begin(), running_.end(), id), running_.end());
+  r.forked = true;  // samples never forked are simply dropped
+  fail_request(r, "abort");
+  requests_.erase(it);
+}
+
+bool ServingEngine::idle() const { return queue_.empty() && running_.empty(); }
+
+bool ServingEngine::step() {
+  if (idle()) return false;
+  const double plan_start = now_seconds();
+  int running_seqs = 0;
+  for (RequestId id : running_) running_seqs += requests_.at(id)->unfinished();
+  SchedulerView view;
+  view.queued = int(queue_.size());
+  view.running = running_seqs;
+  view.now_s = plan_start - t0_;
+  view.oldest_wait_s = queue_.empty() ? 0 : plan_start - requests_.at(queue_.front())->arrival;
+  const int max_batch = std::max(1, policy_->max_batch(view));
+
+  // Admission, FCFS: stop at the first request that does not fit (batch size or blocks).
+  const bool may_admit = policy_->admits_while_running() || running_.empty();
+  if (may_admit && (!running_.empty() || policy_->ready_to_start(view))) {
+    while (!queue_.empty()) {
+      Request& r = *requests_.at(queue_.front());
+      if (running_seqs > 0 && running_seqs + r.unfinished() > max_batch) break;
+      if (!admit(r)) break;
+      queue_.pop_front();
+      running_.push_back(r.id);
+      running_seqs += r.unfinished();
+    }
+  }
+  if (running_.empty()) {
+    // Waiting (static batching not ready) or the head of the queue needs blocks nobody holds.
+    if (!queue_.empty() && policy_->ready_to_start(view)) {
+      Request& head = *requests_.at(queue_.front());
+      queue_.pop_front();
+      fail_request(head, "error: not enough free KV blocks to start this request");
+      requests_.erase(head.id);
+      return true;
+    }
+    return !queue_.empty();
+  }
+
+  // Plan the batch under the token budget: decodes first (one token each), then prefill chunks.
+  std::vector<Planned> plan;
+  auto planned_tokens = [&] {
+    int t = 0;
+    for (const Planned& p : plan) t += p.chunk;
+    return t;
+  };
+  const std::vector<RequestId> order = running_;  // preemption edits running_ while we plan
+  for (int pass = 0; pass < 2; ++pass) {
+    for (RequestId id : order) {
+      auto it = requests_.find(id);
+      if (it == requests_.end() || !it->second->admitted) continue;  // failed or preempted meanwhile
+      Request* r = it->second.get();
+      bool failed = false;
+      for (auto& s : r->seqs) {
+        const int budget = opt_.token_budget - planned_tokens();
+        if (budget <= 0 || failed || !r->admitted) break;
+        if (s.finished || !s.holds_blocks) continue;
+        const int pending = int(s.tokens.size()) - s.computed;
+        if ((pass == 0) != (pending == 1)) continue;
+        const int chunk = std::min(pending, budget);
+        // Room for positions [computed, computed + chunk); when blocks run out, preempt the most
+        // recently arrived other request (its planned tokens are dropped) and retry.
+        for (int pos = s.computed; pos < s.computed + chunk && !failed; ++pos) {
+          while (!ensure_slot(s, pos)) {
+            Request* victim = newest_running_except(r);
+            if (!victim) {
+              failed = true;
+              break;
+            }
+            plan.erase(std::remove_if(plan.begin(), plan.end(), [&](const Planned& p) { return p.req == victim; }), plan.end());
+            preempt(*victim);
+          }
+        }
+        if (!failed) plan.push_back({r, &s, chunk});
+      }
+      if (failed) {
+        // Nothing left to preempt: this request alone fails; the engine goes on.
+        plan.erase(std::remove_if(plan.begin(), plan.end(), [&](const Planned& p) { return p.req == r; }), plan.end());
+        running_.erase(std::remove(running_.begin(), running_.end(), r->id), running_.end());
+        r->forked = true;
+        fail_request(*r, "error: out of KV blocks with nothing left to preempt");
+        requests_.erase(r->id);
+      }
+    }
+  }
+  if (plan.empty()) return true;
+
+  std::vector<SeqStep> batch;
+  batch.reserve(plan.size());
+  for (const Planned& p : plan) {
+    const auto& table = blocks_->block_table(p.seq->id);
+    batch.push_back(SeqStep{std::span<const int32_t>(p.seq->tokens.data() + p.seq->computed, p.chunk), p.seq->computed,
+                            std::span<const int32_t>(table.data(), table.size()), false});
+  }
+  const double t_fwd = now_seconds();
+  const std::vector<float> logits = model_.model().forward(batch, *kv_);
+  const double fwd = now_seconds() - t_fwd;
+  const int V = model_.config().vocab_size;
+
+  int tokens = 0;
+  for (size_t b = 0; b < plan.size(); ++b) {
+    Request& r = *plan[b].req;
+    Sequence& s = *plan[b].seq;
+    const bool was_prefill = int(s.tokens.size()) - s.computed > 1 || s.generated == 0;
+    stats_.kv_tokens_read += s.computed + plan[b].chunk;
+    s.computed += plan[b].chunk;
+    tokens += plan[b].chunk;
+    (was_prefill ? stats_.prefill_tokens : stats_.decode_tokens) += plan[b].chunk;
+    blocks_->commit_tokens(s.id, std::span<const int32_t>(s.tokens.data(), s.computed));
+    if (s.computed < int(s.tokens.size())) continue;  // prefill chunk not at the end yet
+    std::span<const float> row(logits.data() + b * V, V);
+    // The prompt is done: fork the other samples, sharing its blocks (copy-on-write). r.seqs has
+    // capacity for n, so `s` and planned pointers stay valid.
+    std::vector<Sequence*> draw = {&s};
+    if (!r.forked) {
+      r.forked = true;
+      for (int i = 1; i < r.p.n; ++i) {
+        SamplingParams sp = r.p.sampling;
+        sp.seed += uint64_t(i);
+        r.seqs.emplace_back(next_seq_++, i, s.tokens, sp);
+        Sequence& child = r.seqs.back();
+        child.computed = s.computed;
+        if (opt_.kv_mode == KvMode::Contiguous) {
+          // Without paging each sample owns a full reservation, filled by copying the prompt's KV.
+          const std::vector<int32_t> reserve(opt_.contiguous_reserve, 0);
+          if (!blocks_->allocate(child.id, reserve)) {
+            finish_sequence(r, child, "error: out of KV blocks for sample " + std::to_string(i));
+            continue;
+          }
+          const auto& src = blocks_->block_table(s.id);
+          const auto& dst = blocks_->block_table(child.id);
+          for (int blk = 0; blk < blocks_->blocks_for(s.computed); ++blk) kv_->copy_block(src[blk], dst[blk]);
+          blocks_->commit_tokens(child.id, std::span<const int32_t>(child.tokens.data(), child.computed));
+        } else {
+          blocks_->fork(s.id, child.id);
+        }
+        child.holds_blocks = true;
+        draw.push_back(&child);
+      }
+    }
+    for (Sequence* t : draw) {
+      const int32_t tok = t->sampler.sample(row);
+      t->tokens.push_back(tok);
+      ++t->generated;
+      if (r.cb) r.cb({r.id, t->sample, tok, false, ""});
+      if (r.p.stop_at_eos && tok == model_.config().eos_token_id) finish_sequence(r, *t, "eos");
+      else if (t->generated >= r.p.max_tokens) finish_sequence(r, *t, "length");
+      else if (int(t->tokens.size()) >= model_.config().max_position_embeddings) finish_sequence(r, *t, "context");
+    }
+  }
+  // Retire finished requests.
+  for (size_t i = 0; i < running_.size();) {
+    Request& r = *requests_.at(running_[i]);
+    if (r.forked && r.unfinished() == 0) {
+      running_.erase(running_.begin() + i);
+      ++stats_.finished_requests;
+      requests_.erase(r.id);
+    } else {
+      ++i;
+    }
+  }
+  const double end = now_seconds();
+  policy_->observe_step(int(plan.size()), tokens, fwd);
+  ++stats_.steps;
+  stats_.busy_seconds += fwd;
+  stats_.step_seconds.push_back(end - plan_start);
+  stats_.step_batch.push_back(int(plan.size()));
+  stats_.step_tokens.push_back(tokens);
+  stats_.step_queue.push_back(view.queued);
+  account_kv();
+  return true;
+}
+
+void ServingEngine::account_kv() {
+  const BlockStats b = blocks_->stats();
+  stats_.kv_bytes_reserved = size_t(b.used_blocks) * kv_->bytes_per_block();
+  stats_.kv_bytes_used = size_t(b.tokens_stored) * kv_->bytes_per_token();
+  stats_.kv_bytes_reserved_peak = std::max(stats_.kv_bytes_reserved_peak, stats_.kv_bytes_reserved);
+  stats_.kv_bytes_used_peak = std::max(stats_.kv_bytes_used_peak, stats_.kv_bytes_used);
+}
+
+void ServingEngine::run_until_idle() {
+  while (step()) {
+  }
+}
+
+EngineStats ServingEngine::stats() const {
+  EngineStats s = stats_;
+  s.queued = int(queue_.size());
+  s.running = int(running_.size());
+  s.wall_seconds = t0_ < 0 ? 0 : now_seconds() - t0_;
+  s.blocks = blocks_->stats();
+  return s;
+}
+
+}  // namespace cb::engine
