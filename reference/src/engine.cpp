@@ -51,8 +51,7 @@ GenerateResult generate(LoadedModel& lm, const std::vector<int32_t>& prompt, con
 
   const int total = int(prompt.size()) + opt.max_tokens;
   KvCache kv(lm.backend(), cfg, (total + 15) / 16, 16);
-  std::vector<int32_t> table;
-  for (int b = 0; b < kv.blocks_for(total); ++b) table.push_back(kv.allocate_block());
+  const std::vector<int32_t> table = KvCache::sequential_table(kv.blocks_for(total));
 
   Sampler sampler(opt.sampling);
   GenerateResult r;

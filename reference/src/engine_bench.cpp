@@ -55,8 +55,7 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
   for (auto& t : prompt) t = tok(rng);
 
   KvCache kv(lm->backend(), cfg, (T + steps + 15) / 16, 16);
-  std::vector<int32_t> table;
-  for (int b = 0; b < kv.blocks_for(T + steps); ++b) table.push_back(kv.allocate_block());
+  const std::vector<int32_t> table = KvCache::sequential_table(kv.blocks_for(T + steps));
 
   std::vector<double> prefill_s, decode_tps;
   for (int rep = 0; rep < opt.repetitions; ++rep) {

@@ -15,8 +15,6 @@ KvCache::KvCache(kernels::Backend& backend, const ModelConfig& cfg, int num_bloc
     k_pools_.push_back(backend_.alloc(kernels::DType::F32, {num_blocks, block_size, n_kv_heads_, head_dim_}));
     v_pools_.push_back(backend_.alloc(kernels::DType::F32, {num_blocks, block_size, n_kv_heads_, head_dim_}));
   }
-  free_list_.reserve(num_blocks);
-  for (int b = num_blocks - 1; b >= 0; --b) free_list_.push_back(b);  // hands out 0, 1, 2, ... first
 }
 
 KvCache::~KvCache() {
@@ -28,16 +26,10 @@ size_t KvCache::bytes_per_block() const {
   return 2 * k_pools_.size() * size_t(block_size_) * n_kv_heads_ * head_dim_ * sizeof(float);
 }
 
-int KvCache::allocate_block() {
-  if (free_list_.empty()) return -1;
-  const int id = free_list_.back();
-  free_list_.pop_back();
-  return id;
-}
-
-void KvCache::free_block(int id) {
-  if (id < 0 || id >= num_blocks_) throw std::out_of_range("KvCache::free_block: bad block id " + std::to_string(id));
-  free_list_.push_back(id);
+std::vector<int32_t> KvCache::sequential_table(int n_blocks) {
+  std::vector<int32_t> t(n_blocks);
+  for (int i = 0; i < n_blocks; ++i) t[i] = i;
+  return t;
 }
 
 void KvCache::copy_block(int src, int dst) {

@@ -44,8 +44,7 @@ bool all_finite(const std::vector<float>& v) {
 // Logits for every position of `prompt`, in one step (or chunks of `chunk` tokens).
 std::vector<float> all_logits(LoadedModel& m, const std::vector<int32_t>& prompt, int chunk = 0) {
   KvCache kv(m.backend(), m.config(), int(prompt.size() + 15) / 16, 16);
-  std::vector<int32_t> table;
-  for (int b = 0; b < kv.blocks_for(int(prompt.size())); ++b) table.push_back(kv.allocate_block());
+  const std::vector<int32_t> table = KvCache::sequential_table(kv.blocks_for(int(prompt.size())));
   std::vector<float> out;
   const int step = chunk > 0 ? chunk : int(prompt.size());
   for (int p = 0; p < int(prompt.size()); p += step) {
