@@ -306,11 +306,11 @@ TEST(RunOrchestration, AllExcludesTestSuitesAndDuplicatesRunOnce) {
   ASSERT_EQ(c.rc, 0) << describe(c);
   const fs::path dir = last_line(c.out);
   const json m = manifest_of(dir);
-  const json expected = {"kernels", "accuracy", "load", "scaling", "cost", "selftest-ok"};
+  const json expected = {"kernels", "engine", "accuracy", "load", "scaling", "cost", "selftest-ok"};
   EXPECT_EQ(m["params"]["suites"], expected) << m.dump(2);
   std::set<std::string> keys;
   for (const auto& [k, v] : m["suites"].items()) keys.insert(k);
-  EXPECT_EQ(keys, (std::set<std::string>{"kernels", "accuracy", "load", "scaling", "cost", "selftest-ok"}));
+  EXPECT_EQ(keys, (std::set<std::string>{"kernels", "engine", "accuracy", "load", "scaling", "cost", "selftest-ok"}));
   EXPECT_TRUE(m["finished_at"].is_string());
   fs::remove_all(base);
 }
