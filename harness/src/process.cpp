@@ -38,7 +38,7 @@ std::string ProcessResult::describe() const {
 }
 
 ProcessResult run_process(const std::vector<std::string>& argv, double timeout_seconds, const std::filesystem::path& log,
-                          const std::function<void(double)>& tick) {
+                          const std::function<void(double)>& tick, bool own_group) {
   ProcessResult r;
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
@@ -49,8 +49,10 @@ ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s
   posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-  posix_spawnattr_setpgroup(&attr, 0);  // its own group: a kill reaches its children too
+  if (own_group) {
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);  // its own group: a kill reaches its children too
+  }
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -72,11 +74,11 @@ ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s
     if (!killing && (e > timeout_seconds || stop_requested())) {
       r.timed_out = e > timeout_seconds;
       r.interrupted = !r.timed_out;
-      kill(-pid, SIGTERM);
+      kill(own_group ? -pid : pid, SIGTERM);
       killing = true;
       kill_time = e;
     } else if (killing && e - kill_time > 5) {
-      kill(-pid, SIGKILL);
+      kill(own_group ? -pid : pid, SIGKILL);
     }
     if (tick) tick(e);
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -116,7 +116,8 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
   r.params = {{"binary", bin.string()}, {"repetitions", reps}, {"min_time_s", min_time}, {"quick", ctx.quick},
               {"filter", filter.empty() ? "all" : filter}, {"raw_output", "raw/kernels.gbench.json"}};
   if (ctx.progress) ctx.progress("running cb_kernel_bench (" + std::to_string(reps) + " repetitions)");
-  const ProcessResult pr = run_process(argv, ctx.quick ? 600 : 3000, {});
+  // Same process group as this suite: when `run` kills the suite on a timeout, the benchmark dies too.
+  const ProcessResult pr = run_process(argv, ctx.quick ? 600 : 3000, {}, {}, /*own_group=*/false);
   if (pr.exit_code != 0 || !fs::exists(raw)) {
     r.status = pr.timed_out ? SuiteStatus::Timeout : SuiteStatus::Error;
     r.reason = "cb_kernel_bench " + pr.describe();

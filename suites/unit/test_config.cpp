@@ -2,51 +2,24 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
-#include <random>
 #include <stdexcept>
 #include <string>
 
 #include "cb/engine/config.h"
-#include "cb/engine/errors.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using cb::engine::ModelConfig;
-using cb::engine::ModelError;
+using cb::test::model_error;
 using nlohmann::json;
 
 namespace {
 
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "message: " << (haystack)
-
-// The ModelError message f throws, or "" (and a test failure) when it throws none.
-template <class F>
-std::string model_error(F&& f) {
-  try {
-    f();
-  } catch (const ModelError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a ModelError";
-  return "";
-}
-
 class ConfigTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("cb-config-" + std::string(info->name()) + "-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
   fs::path write(const std::string& text) {
     const fs::path p = dir_ / "config.json";
-    std::ofstream(p) << text;
+    cb::test::write_file(p, text);
     return p;
   }
   // from_json on the tiny preset's JSON after `edit`.
@@ -56,7 +29,8 @@ class ConfigTest : public ::testing::Test {
     edit(j);
     return ModelConfig::from_json(j, "config.json");
   }
-  fs::path dir_;
+  const cb::test::TempDir tmp_{"cb-config"};
+  const fs::path dir_ = tmp_.path();
 };
 
 TEST_F(ConfigTest, TinyPreset) {

@@ -7,10 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -20,40 +17,20 @@
 #endif
 
 #include "cb/engine/config.h"
-#include "cb/engine/errors.h"
 #include "cb/engine/model_init.h"
 #include "cb/engine/safetensors.h"
 #include "cb/engine/weights.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using cb::engine::ModelConfig;
-using cb::engine::ModelError;
 using cb::engine::SafetensorsFile;
 using cb::engine::WeightStore;
 using cb::kernels::DType;
+using cb::test::model_error;
+using cb::test::read_file;
 
 namespace {
-
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "message: " << (haystack)
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-template <class F>
-std::string model_error(F&& f) {
-  try {
-    f();
-  } catch (const ModelError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a ModelError";
-  return "";
-}
 
 struct Stats {
   double mean = 0, std = 0, max_abs = 0;
@@ -76,19 +53,9 @@ Stats stats_of(const cb::kernels::Tensor& t) {
 
 class ModelInitTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("cb-model-init-" + std::string(info->name()) + "-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
-    cfg_ = cb::engine::preset_config("tiny");
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  fs::path dir_;
-  ModelConfig cfg_;
+  const cb::test::TempDir tmp_{"cb-model-init"};
+  const fs::path dir_ = tmp_.path();
+  ModelConfig cfg_ = cb::engine::preset_config("tiny");
 };
 
 TEST_F(ModelInitTest, TinyModelLayoutAndSize) {

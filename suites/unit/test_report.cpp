@@ -6,17 +6,17 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <unistd.h>
 
 #include "cb/harness/report.h"
 #include "cb/harness/results.h"
 #include "cb/harness/svg_charts.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace cb::harness;
+using cb::test::read_file;
 
 namespace cb_report_test {
 
@@ -157,13 +157,6 @@ std::vector<fs::path> make_sample_runs(const fs::path& base) {
   return dirs;
 }
 
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 size_t count(const std::string& hay, const std::string& needle) {
   size_t n = 0;
   for (size_t pos = hay.find(needle); pos != std::string::npos; pos = hay.find(needle, pos + 1)) ++n;
@@ -196,7 +189,7 @@ TEST_F(ReportTest, WritesBothFilesWithAllCharts) {
   write_report(runs_, out);
   ASSERT_TRUE(fs::exists(out / "report.md"));
   ASSERT_TRUE(fs::exists(out / "report.html"));
-  const std::string html = read_all(out / "report.html");
+  const std::string html = read_file(out / "report.html");
   // claims, roofline, TTFT CDF, E2E CDF, throughput vs rate, p99 vs rate
   EXPECT_EQ(count(html, "<svg"), 6u);
   for (const char* id : {"chart-claims", "chart-roofline", "chart-latency-cdf-ttft", "chart-latency-cdf-e2e",
@@ -213,7 +206,7 @@ TEST_F(ReportTest, WritesBothFilesWithAllCharts) {
   EXPECT_EQ(count(html, "http"), count(html, "xmlns=\"http://www.w3.org/2000/svg\""));
   EXPECT_EQ(html.find("no load results in these runs"), std::string::npos);
 
-  const std::string md = read_all(out / "report.md");
+  const std::string md = read_file(out / "report.md");
   EXPECT_NE(md.find("see report.html"), std::string::npos);
   EXPECT_NE(md.find("| util-busy |"), std::string::npos);
   EXPECT_NE(md.find("| 0.86 fraction | PASS |"), std::string::npos);  // run-b's measured + verdict
@@ -237,8 +230,8 @@ TEST_F(ReportTest, DeterministicOutput) {
   std::vector<ReportInput> again;
   for (const auto& d : dirs_) again.push_back(load_report_input(d));
   write_report(again, base_ / "out2");
-  EXPECT_EQ(read_all(base_ / "out1" / "report.html"), read_all(base_ / "out2" / "report.html"));
-  EXPECT_EQ(read_all(base_ / "out1" / "report.md"), read_all(base_ / "out2" / "report.md"));
+  EXPECT_EQ(read_file(base_ / "out1" / "report.html"), read_file(base_ / "out2" / "report.html"));
+  EXPECT_EQ(read_file(base_ / "out1" / "report.md"), read_file(base_ / "out2" / "report.md"));
 }
 
 TEST_F(ReportTest, SkippedClaimsAreListedNotDrawn) {
@@ -272,11 +265,11 @@ TEST_F(ReportTest, SingleRunWithoutLoadOrClaims) {
   const ReportInput in = load_report_input(dirs_[0]);
   EXPECT_FALSE(in.claims.has_value());
   write_report({in}, base_ / "single");
-  const std::string html = read_all(base_ / "single" / "report.html");
+  const std::string html = read_file(base_ / "single" / "report.html");
   EXPECT_EQ(count(html, "<svg"), 1u);  // the roofline only
   EXPECT_NE(html.find("no load results in these runs"), std::string::npos);
   EXPECT_NE(html.find("No claims.json in these runs"), std::string::npos);
-  const std::string md = read_all(base_ / "single" / "report.md");
+  const std::string md = read_file(base_ / "single" / "report.md");
   EXPECT_NE(md.find("no load results in these runs"), std::string::npos);
 }
 

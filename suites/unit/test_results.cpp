@@ -4,15 +4,16 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
-#include <sstream>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include "cb/harness/results.h"
+#include "test_support.h"
 
 using namespace cb::harness;
 namespace fs = std::filesystem;
+using cb::test::read_file;
 using nlohmann::json;
 
 namespace {
@@ -22,13 +23,6 @@ fs::path temp_dir(const std::string& tag) {
   fs::remove_all(p);
   fs::create_directories(p);
   return p;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // The message of the SchemaError `fn` throws, or a test failure when it throws nothing.
@@ -289,7 +283,7 @@ TEST(ResultsFiles, CreateUniqueDirNeverReusesAFolder) {
   fs::create_directory(base / "20261129T000000Z-abc-4");
   const fs::path d = create_unique_dir(base, "20261129T000000Z-abc");
   EXPECT_EQ(d.string(), (base / "20261129T000000Z-abc-5").string());
-  EXPECT_EQ(slurp(a / "keep.txt"), "first run") << "an existing run folder is never touched";
+  EXPECT_EQ(read_file(a / "keep.txt"), "first run") << "an existing run folder is never touched";
   EXPECT_TRUE(fs::is_empty(b));
   fs::remove_all(base.parent_path());
 }
@@ -303,11 +297,11 @@ TEST(ResultsFiles, WriteJsonAtomicReplacesAndLeavesNoTempFile) {
   const json back = read_json_file(f);
   EXPECT_EQ(back["v"], 2);
   EXPECT_FALSE(back.contains("long")) << "the old content is replaced, not merged or appended";
-  EXPECT_EQ(slurp(f), json({{"v", 2}}).dump(2) + "\n");
+  EXPECT_EQ(read_file(f), json({{"v", 2}}).dump(2) + "\n");
   for (const auto& e : fs::recursive_directory_iterator(dir))
     EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << "left behind: " << e.path();
   write_text_atomic(dir / "t.txt", "hello");
-  EXPECT_EQ(slurp(dir / "t.txt"), "hello");
+  EXPECT_EQ(read_file(dir / "t.txt"), "hello");
   fs::remove_all(dir);
 }
 
@@ -345,12 +339,12 @@ TEST(ResultsFiles, SuiteCsvColumnsAndEscaping) {
   r.tables["empty"] = json::array();
   write_suite_csvs(dir, r);
 
-  EXPECT_EQ(slurp(dir / "demo.csv"),
+  EXPECT_EQ(read_file(dir / "demo.csv"),
             "key,value,unit,direction,noise,n_samples,params\n"
             "\"demo.we,ird\"\"key\",1.5,GB/s,higher,exact,3,\"{\"\"a\"\":1,\"\"b\"\":\"\"c\"\"}\"\n"
             "demo.nan,null,,neutral,timing,0,{}\n");
   // Columns in order of first appearance (keys sorted within a row); missing or null -> empty; NaN -> null.
-  EXPECT_EQ(slurp(dir / "demo.t.csv"),
+  EXPECT_EQ(read_file(dir / "demo.t.csv"),
             "name,v,extra\n"
             "\"x, \"\"y\"\"\",2,\n"
             ",null,\n"

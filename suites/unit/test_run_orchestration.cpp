@@ -312,6 +312,18 @@ TEST(RunOrchestration, AllExcludesTestSuitesAndDuplicatesRunOnce) {
   for (const auto& [k, v] : m["suites"].items()) keys.insert(k);
   EXPECT_EQ(keys, (std::set<std::string>{"kernels", "engine", "accuracy", "load", "scaling", "cost", "selftest-ok"}));
   EXPECT_TRUE(m["finished_at"].is_string());
+  // The kernels suite timed out at once; the benchmark it had started must be gone with it (it
+  // writes into the run folder, so its command line names the folder).
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::string leftover;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string pid = e.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(e.path() / "cmdline", std::ios::binary);  // empty for zombies: those are dead
+    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmd.find(dir.string()) != std::string::npos) leftover += pid + " ";
+  }
+  EXPECT_TRUE(leftover.empty()) << "processes of the timed-out suite outlived it: " << leftover;
   fs::remove_all(base);
 }
 

@@ -5,9 +5,6 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,6 +12,7 @@
 
 #include "cb/engine/errors.h"
 #include "cb/engine/safetensors.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using cb::engine::ModelError;
@@ -23,44 +21,15 @@ using cb::engine::SafetensorsFile;
 using cb::engine::WeightStore;
 using cb::kernels::DType;
 using cb::kernels::Tensor;
+using cb::test::model_error;
+using cb::test::read_file;
+using cb::test::write_file;
 using nlohmann::json;
 
 namespace {
 
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "message: " << (haystack)
-
-template <class F>
-std::string model_error(F&& f) {
-  try {
-    f();
-  } catch (const ModelError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a ModelError";
-  return "";
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 class SafetensorsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("cb-safetensors-" + std::string(info->name()) + "-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
   // A file with header length `len` (default: the header's), the header text, then `data`.
   fs::path raw(const std::string& header, const std::string& data = "", int64_t len = -1,
                const std::string& name = "bad.safetensors") {
@@ -69,7 +38,7 @@ class SafetensorsTest : public ::testing::Test {
     std::string bytes(8, '\0');
     for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((n >> (8 * i)) & 0xff);
     bytes += header + data;
-    std::ofstream(p, std::ios::binary) << bytes;
+    write_file(p, bytes);
     return p;
   }
   // The ModelError opening a raw file throws; asserts it starts with the file path.
@@ -80,7 +49,8 @@ class SafetensorsTest : public ::testing::Test {
     return msg;
   }
 
-  fs::path dir_;
+  const cb::test::TempDir tmp_{"cb-safetensors"};
+  const fs::path dir_ = tmp_.path();
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -224,7 +194,7 @@ TEST_F(SafetensorsTest, WriterRejectsBadInputAndLeavesNothing) {
 
 TEST_F(SafetensorsTest, RejectsFileShorterThanLengthField) {
   const fs::path p = dir_ / "short.safetensors";
-  std::ofstream(p, std::ios::binary) << "abc";
+  write_file(p, "abc");
   EXPECT_EQ(model_error([&] { SafetensorsFile::open(p); }),
             p.string() + ": file is 3 bytes, shorter than the 8-byte header length field");
 }
@@ -343,7 +313,7 @@ class WeightStoreTest : public SafetensorsTest {
     cb::engine::write_safetensors(dir_ / "model-00001-of-00002.safetensors",
                                   {{"a", Tensor(a_.data(), DType::F32, {2, 2})}, {"b", Tensor(b_.data(), DType::BF16, {3})}});
     cb::engine::write_safetensors(dir_ / "model-00002-of-00002.safetensors", {{"c", Tensor(c_.data(), DType::F32, {2})}});
-    std::ofstream(dir_ / "model.safetensors.index.json") << json{{"metadata", {{"total_size", 30}}}, {"weight_map", weight_map}}.dump(2);
+    write_file(dir_ / "model.safetensors.index.json", json{{"metadata", {{"total_size", 30}}}, {"weight_map", weight_map}}.dump(2));
   }
   json default_map() const {
     return {{"a", "model-00001-of-00002.safetensors"},
@@ -414,15 +384,15 @@ TEST_F(WeightStoreTest, IndexShardOutsideDirectory) {
 }
 
 TEST_F(WeightStoreTest, BadIndexFile) {
-  std::ofstream(index()) << R"({"metadata": {}})";
+  write_file(index(), R"({"metadata": {}})");
   EXPECT_EQ(model_error([&] { WeightStore::open_dir(dir_); }), index().string() + ": key 'weight_map': missing");
-  std::ofstream(index()) << "{oops";
+  write_file(index(), "{oops");
   EXPECT_CONTAINS(model_error([&] { WeightStore::open_dir(dir_); }), index().string() + ": JSON does not parse");
 }
 
 TEST_F(WeightStoreTest, CorruptShardNamesShard) {
   write_sharded(default_map());
-  std::ofstream(dir_ / "model-00002-of-00002.safetensors", std::ios::binary) << "xx";
+  write_file(dir_ / "model-00002-of-00002.safetensors", "xx");
   EXPECT_CONTAINS(model_error([&] { WeightStore::open_dir(dir_); }),
                   (dir_ / "model-00002-of-00002.safetensors").string() + ": file is 2 bytes");
 }

@@ -3,10 +3,8 @@
 
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <map>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -16,6 +14,7 @@
 #include "cb/engine/errors.h"
 #include "cb/engine/safetensors.h"
 #include "cb/engine/weights.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using cb::engine::ModelConfig;
@@ -23,37 +22,12 @@ using cb::engine::ModelError;
 using cb::engine::TensorSpec;
 using cb::engine::WeightStore;
 using cb::kernels::DType;
+using cb::test::model_error;
 
 namespace {
 
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "message: " << (haystack)
-
-template <class F>
-std::string model_error(F&& f) {
-  try {
-    f();
-  } catch (const ModelError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a ModelError";
-  return "";
-}
-
 class WeightsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("cb-weights-" + std::string(info->name()) + "-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
-    cfg_ = cb::engine::preset_config("tiny");
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
   // Writes model.safetensors with every tensor cfg implies (bytes = tensor index), then `edit`
   // may drop, reshape or retype entries first.
   void write_model(const ModelConfig& cfg, DType dtype,
@@ -72,8 +46,9 @@ class WeightsTest : public ::testing::Test {
   }
   std::string model_file() const { return (dir_ / "model.safetensors").string(); }
 
-  fs::path dir_;
-  ModelConfig cfg_;
+  const cb::test::TempDir tmp_{"cb-weights"};
+  const fs::path dir_ = tmp_.path();
+  ModelConfig cfg_ = cb::engine::preset_config("tiny");
 };
 
 TEST_F(WeightsTest, ExpectedNamesAndShapes) {
@@ -230,7 +205,7 @@ TEST_F(WeightsTest, ShardedModelNamesTheShard) {
   auto zero = [](size_t, void* dst, size_t n) { std::memset(dst, 0, n); };
   cb::engine::write_safetensors_streamed(dir_ / "model-00001-of-00002.safetensors", s1, zero);
   cb::engine::write_safetensors_streamed(dir_ / "model-00002-of-00002.safetensors", s2, zero);
-  std::ofstream(dir_ / "model.safetensors.index.json") << nlohmann::json{{"weight_map", map}}.dump();
+  cb::test::write_file(dir_ / "model.safetensors.index.json", nlohmann::json{{"weight_map", map}}.dump());
   const WeightStore store = WeightStore::open_dir(dir_);
   EXPECT_EQ(model_error([&] { cb::engine::bind_weights(store, cfg_); }),
             (dir_ / "model-00002-of-00002.safetensors").string() +

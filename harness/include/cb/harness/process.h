@@ -22,8 +22,11 @@ struct ProcessResult {
 
 // Runs argv[0] with stdout and stderr appended to `log` (or inherited when log is empty).
 // `tick` is called about every 100 ms while it runs (for progress displays).
+// own_group: start it in a new process group (what `run` does for each suite, so a kill reaches
+// everything the suite started); a suite's own helper processes pass false and stay in the
+// suite's group, so killing the suite kills them too.
 ProcessResult run_process(const std::vector<std::string>& argv, double timeout_seconds, const std::filesystem::path& log,
-                          const std::function<void(double elapsed)>& tick = {});
+                          const std::function<void(double elapsed)>& tick = {}, bool own_group = true);
 
 // Set by SIGINT / SIGTERM once install_stop_handlers() ran; running children are then stopped.
 void install_stop_handlers();

@@ -1,0 +1,87 @@
+// Helpers the test suites share: a substring expectation, the message of an expected ModelError,
+// a per-test temporary directory, and whole-file byte I/O.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include "cb/engine/errors.h"
+
+// EXPECT that `haystack` (anything std::string takes) contains `needle`; prints the haystack when not.
+#define EXPECT_CONTAINS(haystack, needle) \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "message: " << (haystack)
+
+namespace cb::test {
+
+// The ModelError message f throws, or "" (and a test failure) when it throws none.
+template <class F>
+std::string model_error(F&& f) {
+  try {
+    std::forward<F>(f)();
+  } catch (const cb::engine::ModelError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a ModelError";
+  return "";
+}
+
+// The whole file, byte for byte. Throws std::runtime_error when it cannot be opened.
+inline std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) throw std::runtime_error(p.string() + ": cannot open for reading");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Replaces the file with `bytes`, byte for byte. Throws std::runtime_error when that fails.
+inline void write_file(const std::filesystem::path& p, const std::string& bytes) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << bytes;
+  out.close();
+  if (!out) throw std::runtime_error(p.string() + ": cannot write");
+}
+
+// A fresh directory under the system temp directory, named `<tag>-<test name>-<random>`, removed
+// with everything in it on destruction. Made as a fixture member it lives for exactly one test.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag = "cb-test") {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string test = info != nullptr ? info->name() : "no-test";
+    for (char& c : test)  // parameterized names hold '/'
+      if (std::isalnum(static_cast<unsigned char>(c)) == 0 && c != '-' && c != '_') c = '_';
+    std::random_device rd;
+    for (int attempt = 0;; ++attempt) {
+      const std::filesystem::path p =
+          std::filesystem::temp_directory_path() / (tag + "-" + test + "-" + std::to_string(rd()));
+      if (std::filesystem::create_directories(p)) {
+        path_ = p;
+        return;
+      }
+      if (attempt == 100) throw std::runtime_error(p.string() + ": no unused temporary directory name");
+    }
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace cb::test
