@@ -29,6 +29,10 @@ if [ "${1:-}" = "--update" ]; then
   exit 0
 fi
 
+# Gated: the optimized cpu matmul against the oracle and against oneDNN on the same shapes. The other
+# ratios (int8 / bf16 weights vs f32) are reported by `compare` runs without --metric but are not
+# gated here: at M=128 both sides are multi-threaded oneDNN calls whose ratio swings with the load
+# of a shared 2-core machine.
+gated='kernels.matmul.cpu_vs_ref.speedup,kernels.matmul.cpu_vs_onednn.*'
 "$bin" compare "$baseline" "$new" --suite kernels --noise ratio,exact --threshold "$threshold" \
-  --require 'kernels.matmul.cpu_vs_ref.speedup,kernels.matmul.cpu_vs_onednn.*' --allow-hardware-mismatch \
-  --json "$new/compare.json"
+  --metric "$gated" --require "$gated" --allow-hardware-mismatch --json "$new/compare.json"

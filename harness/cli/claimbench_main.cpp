@@ -146,6 +146,8 @@ int main(int argc, char** argv) {
   cmp->add_option("--alpha", cmp_alpha, "significance level of the Mann-Whitney U test");
   cmp->add_option("--suite", cmp_suites, "compare only these suites")->delimiter(',');
   cmp->add_option("--noise", cmp_noise, "compare only these noise classes: exact, ratio, timing")->delimiter(',');
+  std::vector<std::string> cmp_metrics;
+  cmp->add_option("--metric", cmp_metrics, "compare only these metric keys (or prefixes ending in *)")->delimiter(',');
   cmp->add_option("--require", cmp_required, "metric keys (or prefixes ending in *) that must be present")->delimiter(',');
   cmp->add_flag("--allow-hardware-mismatch", cmp_allow_hw, "compare runs from different machine classes");
   cmp->add_option("--json", cmp_json, "also write the comparison as JSON here");
@@ -168,6 +170,7 @@ int main(int argc, char** argv) {
       o.suites = cmp_suites;
       for (const auto& n : cmp_noise) o.noise_classes.push_back(noise_from_string(n, "--noise"));
       o.required = cmp_required;
+      o.metrics = cmp_metrics;
       o.allow_hardware_mismatch = cmp_allow_hw;
       const auto r = compare_runs(RunData::load(cmp_base), RunData::load(cmp_new), o);
       print_compare_table(std::cout, r);

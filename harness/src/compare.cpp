@@ -135,12 +135,21 @@ struct Entry {
   const Metric* metric = nullptr;
 };
 
+// "a.b" matches the key a.b; "a.*" matches every key starting with "a.".
+bool key_matches(const std::string& pattern, const std::string& key) {
+  if (!pattern.empty() && pattern.back() == '*') return key.rfind(pattern.substr(0, pattern.size() - 1), 0) == 0;
+  return pattern == key;
+}
+
 std::map<std::string, Entry> index_run(const RunData& run, const CompareOptions& o) {
   std::map<std::string, Entry> idx;
   for (const auto& [name, s] : run.suites) {
     if (!o.suites.empty() && std::find(o.suites.begin(), o.suites.end(), name) == o.suites.end()) continue;
     for (const auto& m : s.metrics) {
       if (!o.noise_classes.empty() && std::find(o.noise_classes.begin(), o.noise_classes.end(), m.noise) == o.noise_classes.end())
+        continue;
+      if (!o.metrics.empty() &&
+          std::none_of(o.metrics.begin(), o.metrics.end(), [&](const std::string& pat) { return key_matches(pat, m.key); }))
         continue;
       idx.emplace(m.key, Entry{name, &m});  // first suite wins when two suites share a key
     }

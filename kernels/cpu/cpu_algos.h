@@ -51,7 +51,12 @@ inline void gemv_tile(const float* x, int64_t K, const WT* w, const float* scale
   for (; k + W <= K; k += W) {
     vec wv[NR];
 #pragma GCC unroll 8
-    for (int r = 0; r < NR; ++r) wv[r] = V::load(wr[r] + k);
+    for (int r = 0; r < NR; ++r) {
+#ifdef CB_GEMV_PF
+      __builtin_prefetch(reinterpret_cast<const char*>(wr[r] + k) + CB_GEMV_PF);
+#endif
+      wv[r] = V::load(wr[r] + k);
+    }
 #pragma GCC unroll 8
     for (int m = 0; m < MR; ++m) {
       const vec xv = V::keep(V::load(x + m * K + k));

@@ -47,6 +47,7 @@ struct CompareOptions {
   std::map<std::string, double> prefix_threshold; // overrides per key prefix (longest wins)
   std::vector<std::string> suites;                // compare only these suites (empty: all)
   std::vector<NoiseClass> noise_classes;          // compare only these noise classes (empty: all); CI: exact+ratio
+  std::vector<std::string> metrics;               // compare only these keys (empty: all); "prefix*" allowed
   std::vector<std::string> required;              // keys that must be present in the new run;
                                                   //   an entry ending in '*' is a prefix
   bool allow_hardware_mismatch = false;
