@@ -27,15 +27,21 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 
 // Rows of W per tile for MR rows of x: keep MR*NR accumulators + NR W vectors + 1 x vector
-// within the 32 (AVX-512) registers; AVX2 has 16, so it takes a narrower tile.
+// within the 32 (AVX-512) registers; AVX2 has 16, so it takes a narrower tile. For one or two
+// rows of x (decode), 8 concurrent W rows stream from DRAM ~5% faster than 4 on Zen 4.
 template <class V, int MR> constexpr int gemv_nr() {
-  if (V::W >= 16) return MR <= 6 ? 4 : 3;
+  if (V::W >= 16) return MR <= 2 ? 8 : MR <= 6 ? 4 : 3;
   return MR <= 2 ? 4 : MR <= 6 ? 2 : 1;
 }
 
+// With 4+ rows of x (or int8 W, 16 bytes per row per step) a tile streams W slowly enough that
+// the hardware prefetcher falls behind; prefetching each W row 512 B ahead gains 5-8% at M = 8
+// and ~10% for int8 at M = 1 (larger distances lose).
+constexpr int kGemvPrefetchBytes = 512;
+
 template <class V, class WT, int MR, int NR>
-inline void gemv_tile(const float* x, int64_t K, const WT* w, const float* scales, float* y, int64_t ldy,
-                      int64_t n0) {
+inline void gemv_tile(const float* x, int64_t ldx, int64_t K, const WT* w, const float* scales, float* y,
+                      int64_t ldy, int64_t n0) {
   using vec = typename V::vec;
   constexpr int W = V::W;
   vec acc[NR][MR];
@@ -52,14 +58,13 @@ inline void gemv_tile(const float* x, int64_t K, const WT* w, const float* scale
     vec wv[NR];
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
-#ifdef CB_GEMV_PF
-      __builtin_prefetch(reinterpret_cast<const char*>(wr[r] + k) + CB_GEMV_PF);
-#endif
+      if constexpr ((MR >= 4 || sizeof(WT) == 1) && V::W > 1)
+        __builtin_prefetch(reinterpret_cast<const char*>(wr[r] + k) + kGemvPrefetchBytes);
       wv[r] = V::load(wr[r] + k);
     }
 #pragma GCC unroll 8
     for (int m = 0; m < MR; ++m) {
-      const vec xv = V::keep(V::load(x + m * K + k));
+      const vec xv = V::keep(V::load(x + m * ldx + k));
 #pragma GCC unroll 8
       for (int r = 0; r < NR; ++r) acc[r][m] = V::fma(wv[r], xv, acc[r][m]);
     }
@@ -71,7 +76,7 @@ inline void gemv_tile(const float* x, int64_t K, const WT* w, const float* scale
     for (int r = 0; r < NR; ++r) wv[r] = V::load_n(wr[r] + k, rem);
 #pragma GCC unroll 8
     for (int m = 0; m < MR; ++m) {
-      const vec xv = V::load_n(x + m * K + k, rem);
+      const vec xv = V::load_n(x + m * ldx + k, rem);
 #pragma GCC unroll 8
       for (int r = 0; r < NR; ++r) acc[r][m] = V::fma(wv[r], xv, acc[r][m]);
     }
@@ -84,14 +89,14 @@ inline void gemv_tile(const float* x, int64_t K, const WT* w, const float* scale
   }
 }
 
-// MR rows of x (at x, row stride K) against W rows [n0, n1).
+// MR rows of x (at x, row stride ldx) against W rows [n0, n1).
 template <class V, class WT, int MR>
-void gemv_rows(const float* x, int64_t K, const WT* w, const float* scales, float* y, int64_t ldy, int64_t n0,
-               int64_t n1) {
+void gemv_rows(const float* x, int64_t ldx, int64_t K, const WT* w, const float* scales, float* y, int64_t ldy,
+               int64_t n0, int64_t n1) {
   constexpr int NR = gemv_nr<V, MR>();
   int64_t n = n0;
-  for (; n + NR <= n1; n += NR) gemv_tile<V, WT, MR, NR>(x, K, w, scales, y, ldy, n);
-  for (; n < n1; ++n) gemv_tile<V, WT, MR, 1>(x, K, w, scales, y, ldy, n);
+  for (; n + NR <= n1; n += NR) gemv_tile<V, WT, MR, NR>(x, ldx, K, w, scales, y, ldy, n);
+  for (; n < n1; ++n) gemv_tile<V, WT, MR, 1>(x, ldx, K, w, scales, y, ldy, n);
 }
 
 template <class V, class WT>
@@ -99,23 +104,25 @@ void gemv_typed(const GemvArgs& a, int64_t n0, int64_t n1) {
   const WT* w = static_cast<const WT*>(a.w);
   constexpr int64_t kMaxRows = 8;
   // With more than 8 rows of x, walk W in blocks that stay in L2 (~256 KiB) while every group of
-  // 8 rows passes over them, so W still comes from memory once.
-  const int64_t block =
-      a.M <= kMaxRows ? (n1 - n0) : std::max<int64_t>(16, (int64_t(256) << 10) / std::max<int64_t>(1, a.K * int64_t(sizeof(WT))));
+  // 8 rows passes over them, so W still comes from memory once. Blocks are whole multiples of
+  // every tile height (24 = lcm of 8, 4, 3), so no block ends in single-row tiles.
+  constexpr int64_t kL2Bytes = int64_t(256) << 10, kTileLcm = 24;
+  const int64_t fit = kL2Bytes / std::max<int64_t>(1, a.K * int64_t(sizeof(WT)));
+  const int64_t block = a.M <= kMaxRows ? (n1 - n0) : std::max<int64_t>(1, (fit + kTileLcm - 1) / kTileLcm) * kTileLcm;
   for (int64_t b0 = n0; b0 < n1; b0 += block) {
     const int64_t b1 = std::min(n1, b0 + block);
     for (int64_t m0 = 0; m0 < a.M; m0 += kMaxRows) {
-      const float* x = a.x + m0 * a.K;
+      const float* x = a.x + m0 * a.ldx;
       float* y = a.y + m0 * a.N;
       switch (std::min(kMaxRows, a.M - m0)) {
-        case 1: gemv_rows<V, WT, 1>(x, a.K, w, a.scales, y, a.N, b0, b1); break;
-        case 2: gemv_rows<V, WT, 2>(x, a.K, w, a.scales, y, a.N, b0, b1); break;
-        case 3: gemv_rows<V, WT, 3>(x, a.K, w, a.scales, y, a.N, b0, b1); break;
-        case 4: gemv_rows<V, WT, 4>(x, a.K, w, a.scales, y, a.N, b0, b1); break;
-        case 5: gemv_rows<V, WT, 5>(x, a.K, w, a.scales, y, a.N, b0, b1); break;
-        case 6: gemv_rows<V, WT, 6>(x, a.K, w, a.scales, y, a.N, b0, b1); break;
-        case 7: gemv_rows<V, WT, 7>(x, a.K, w, a.scales, y, a.N, b0, b1); break;
-        default: gemv_rows<V, WT, 8>(x, a.K, w, a.scales, y, a.N, b0, b1); break;
+        case 1: gemv_rows<V, WT, 1>(x, a.ldx, a.K, w, a.scales, y, a.N, b0, b1); break;
+        case 2: gemv_rows<V, WT, 2>(x, a.ldx, a.K, w, a.scales, y, a.N, b0, b1); break;
+        case 3: gemv_rows<V, WT, 3>(x, a.ldx, a.K, w, a.scales, y, a.N, b0, b1); break;
+        case 4: gemv_rows<V, WT, 4>(x, a.ldx, a.K, w, a.scales, y, a.N, b0, b1); break;
+        case 5: gemv_rows<V, WT, 5>(x, a.ldx, a.K, w, a.scales, y, a.N, b0, b1); break;
+        case 6: gemv_rows<V, WT, 6>(x, a.ldx, a.K, w, a.scales, y, a.N, b0, b1); break;
+        case 7: gemv_rows<V, WT, 7>(x, a.ldx, a.K, w, a.scales, y, a.N, b0, b1); break;
+        default: gemv_rows<V, WT, 8>(x, a.ldx, a.K, w, a.scales, y, a.N, b0, b1); break;
       }
     }
   }

@@ -3,7 +3,7 @@
 //
 // Layout of kernels/cpu/:
 //   cpu_backend.cpp      the Backend class: argument checks, supports(), ISA choice
-//   cpu_matmul.cpp       matmul driver: small-M GEMV path, large-M oneDNN path, threading
+//   cpu_matmul.cpp       matmul driver: GEMV-style kernel, oneDNN for large-M f32, threading
 //   cpu_attention.cpp    kv_store and the attention driver (work split, scratch)
 //   cpu_elementwise.cpp  rmsnorm, rope, silu_mul, softmax, embedding, add drivers
 //   cpu_algos.h          every kernel body, written once as a template over a SIMD "V" struct
@@ -28,7 +28,8 @@ Isa choose_isa();
 
 // y[m, n] = sum_k x[m, k] * w[n, k] (* scales[n] for i8 weights).
 struct GemvArgs {
-  const float* x = nullptr;  // [M, K], row stride K
+  const float* x = nullptr;  // [M, K], row stride ldx >= K
+  int64_t ldx = 0;
   const void* w = nullptr;   // [N, K] in wdt, row stride K
   DType wdt = DType::F32;
   const float* scales = nullptr;  // [N] for i8 weights, else nullptr
@@ -60,8 +61,8 @@ struct KernelTable {
   Isa isa;
   // Output columns [n0, n1) for all M rows; streams each W row once per 8 rows of x.
   void (*gemv)(const GemvArgs& a, int64_t n0, int64_t n1);
-  // out[r, :] = float(w[row0 + r, :]) (* scales[row0 + r]) for r in [0, rows): weight panels
-  // for the large-M path and embedding rows.
+  // out[r, :] = float(w[row0 + r, :]) (* scales[row0 + r]) for r in [0, rows): embedding rows
+  // (and any other widening of f16/bf16/i8 rows to f32).
   void (*convert_rows)(const void* w, DType wdt, const float* scales, int64_t row0, int64_t rows, int64_t K,
                        float* out);
   // Attention work items [i0, i1); scratch has a.scratch_floats() floats.

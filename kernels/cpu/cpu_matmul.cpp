@@ -1,10 +1,18 @@
 // matmul driver: y[M, N] = x[M, K] * W[N, K]^T for dense f32/f16/bf16 and int8 per-channel W.
 //
-// Small M (decode, M < onednn_min_m): the per-ISA GEMV kernel, threads split the N output columns
-// so each thread streams its own rows of W, once per 8 rows of x (bandwidth bound).
-// Large M: oneDNN's sgemm (compute bound). For f16/bf16/i8 weights, W is widened to f32 one
-// L2-sized panel of rows at a time (threaded), and each panel goes through sgemm; the widening
-// costs N*K per call against M*N*K FMAs, so it is small once M is large.
+// The per-ISA GEMV kernel (cpu_algos.h) does every dtype at every M: threads split the N output
+// columns, each streams its rows of W once per 8 rows of x (f16/bf16/i8 widened in registers),
+// and past 8 rows it walks W in L2-sized blocks. From MatmulConfig::onednn_min_m rows on, dense
+// f32 goes to oneDNN's sgemm instead.
+//
+// Why that split (Zen 4 EPYC, 2 threads, peak ~220 GFLOP/s; GFLOP/s own kernel vs oneDNN 2.6):
+//   f32 K=2048 N=5632  M=1 46 vs 29 | M=8 96 vs 80 | M=128 182 vs 103 | M=256 187 vs 141
+//                      M=512 176 vs 166 | M=1024 155 vs 204
+//   f32 K=5632 N=2048  M=128 168 vs 128 | M=512 142 vs 180 | M=1024 129 vs 200
+//   bf16 M=128 208 vs 103, M=2048 193 vs 152; f16 M=2048 194 vs 150; i8 M=2048 204 vs 150
+//     (oneDNN here ran on f32 panels of W widened per call)
+// so oneDNN pays only for f32 weights and only from ~512 rows (long prefills); half and int8
+// weights stay on the own kernel, whose in-register widening beats widening panels for sgemm.
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
@@ -18,38 +26,20 @@
 namespace cb::kernels::cpu {
 namespace {
 
-// Rows of W per thread chunk are a multiple of this (a whole number of GEMV tiles).
-constexpr int64_t kRowAlign = 16;
+// Rows of W per thread chunk are a multiple of this: whole tiles of 8, 4 or 3 rows.
+constexpr int64_t kRowAlign = 24;
 
-bool sgemm(int64_t M, int64_t N, int64_t K, const float* x, const float* w, int64_t ldw, float* y, int64_t ldy) {
-  // Row-major C[M, N] = A[M, K] * B^T, with B = W[N, K]: transa 'N', transb 'T'.
-  return dnnl_sgemm('N', 'T', M, N, K, 1.f, x, K, w, ldw, 0.f, y, ldy) == dnnl_success;
-}
-
-bool matmul_onednn(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y) {
+bool matmul_onednn(const Tensor& x, const Weight& w, Tensor& y) {
+  // Row-major C[M, N] = A[M, K] * B^T with B = W[N, K]: transa 'N', transb 'T'.
   const int64_t M = x.rows(), N = w.n, K = w.k;
-  const float* xp = x.as<const float>();
-  float* yp = y.as<float>();
-  if (w.layout == WeightLayout::Dense && w.dtype() == DType::F32)
-    return sgemm(M, N, K, xp, w.values.as<const float>(), K, yp, N);
-
-  // ~2 MiB f32 panels: big enough for sgemm to run well, small enough to stay in cache.
-  const int64_t panel_rows = std::clamp<int64_t>((int64_t(1) << 19) / K / kRowAlign * kRowAlign, kRowAlign, N);
-  std::vector<float> panel(static_cast<size_t>(panel_rows * K));
-  const float* scales = w.layout == WeightLayout::Int8PerChannel ? w.scales.as<const float>() : nullptr;
-  for (int64_t n0 = 0; n0 < N; n0 += panel_rows) {
-    const int64_t nb = std::min(panel_rows, N - n0);
-    parallel_ranges(nb, 8, 1, [&](int64_t r0, int64_t r1) {
-      k.convert_rows(w.values.data, w.dtype(), scales, n0 + r0, r1 - r0, K, panel.data() + r0 * K);
-    });
-    if (!sgemm(M, nb, K, xp, panel.data(), K, yp + n0, N)) return false;
-  }
-  return true;
+  return dnnl_sgemm('N', 'T', M, N, K, 1.f, x.as<const float>(), K, w.values.as<const float>(), K, 0.f, y.as<float>(),
+                    N) == dnnl_success;
 }
 
 void matmul_gemv(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y) {
   GemvArgs a;
   a.x = x.as<const float>();
+  a.ldx = x.cols();
   a.w = w.values.data;
   a.wdt = w.dtype();
   a.scales = w.layout == WeightLayout::Int8PerChannel ? w.scales.as<const float>() : nullptr;
@@ -57,6 +47,19 @@ void matmul_gemv(const KernelTable& k, const Tensor& x, const Weight& w, Tensor&
   a.M = x.rows();
   a.N = w.n;
   a.K = w.k;
+  // Rows of x a multiple of 2 KiB apart fall into the same few L1 sets, and the 8 rows a GEMV
+  // tile reads at one k then evict each other (K = 2048 f32: 133 vs 170 GFLOP/s at M = 128 on
+  // Zen 4). Such x is copied to rows padded by one cache line first; the copy is M*K floats
+  // against M*N*K multiply-adds.
+  std::vector<float> padded;
+  if (a.M > 1 && a.K % 512 == 0) {
+    const int64_t ld = a.K + 16;
+    padded.resize(static_cast<size_t>(a.M * ld));
+    for (int64_t m = 0; m < a.M; ++m)
+      std::memcpy(padded.data() + m * ld, a.x + m * a.K, sizeof(float) * static_cast<size_t>(a.K));
+    a.x = padded.data();
+    a.ldx = ld;
+  }
   // Below ~64K multiply-adds per thread, one thread finishes before a second one wakes up.
   const int64_t min_rows = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, a.M * a.K));
   parallel_ranges(a.N, min_rows, kRowAlign, [&](int64_t n0, int64_t n1) { k.gemv(a, n0, n1); });
@@ -68,9 +71,9 @@ Status matmul(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, co
   if (auto s = check_matmul_args(x, w, y); !s.ok()) return s;
   if (!supports(Op::MatMul, w.dtype(), w.layout))
     return Status::unsupported(std::string("cpu matmul: weight dtype ") + dtype_name(w.dtype()) +
-                               (w.layout == WeightLayout::Dense ? " (dense)" : w.layout == WeightLayout::Sparse24
-                                                                                   ? " (2:4 sparse)"
-                                                                                   : " (int8 per channel)"));
+                               (w.layout == WeightLayout::Dense      ? " (dense)"
+                                : w.layout == WeightLayout::Sparse24 ? " (2:4 sparse)"
+                                                                     : " (int8 per channel)"));
   const int64_t M = x.rows(), N = w.n, K = w.k;
   if (N < 0 || K < 0 || w.values.numel() != N * K)
     return Status::invalid("cpu matmul: weight values " + w.values.describe() + " do not hold [" + std::to_string(N) +
@@ -85,7 +88,8 @@ Status matmul(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, co
     std::memset(y.data, 0, y.nbytes());
     return Status::Ok();
   }
-  if (M >= cfg.onednn_min_m && matmul_onednn(k, x, w, y)) return Status::Ok();
+  const bool dense_f32 = w.layout == WeightLayout::Dense && w.dtype() == DType::F32;
+  if (dense_f32 && M >= cfg.onednn_min_m && matmul_onednn(x, w, y)) return Status::Ok();
   matmul_gemv(k, x, w, y);  // also the fallback should oneDNN refuse a call
   return Status::Ok();
 }

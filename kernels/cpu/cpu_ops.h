@@ -16,8 +16,9 @@ namespace cb::kernels::cpu {
 bool supports(Op op, DType dtype, WeightLayout layout);
 
 struct MatmulConfig {
-  // From this many rows of x on, f32 GEMM goes to oneDNN (other dtypes via f32 weight panels).
-  int64_t onednn_min_m = 32;
+  // From this many rows of x on, dense f32 matmul goes to oneDNN's sgemm (see cpu_matmul.cpp
+  // for the timings behind 512).
+  int64_t onednn_min_m = 512;
 };
 MatmulConfig matmul_config();  // defaults, with $CB_CPU_ONEDNN_MIN_M overriding the threshold
 

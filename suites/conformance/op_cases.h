@@ -202,8 +202,9 @@ struct RmsNormCase : OpCase {
   kernels::Op op() const override { return kernels::Op::RmsNorm; }
   DType dtype() const override { return wdt; }
   std::string name() const override {
-    return "rmsnorm(w " + std::string(kernels::dtype_name(wdt)) + ", M=" + std::to_string(M) + ", D=" +
-           std::to_string(D) + ", eps=" + std::to_string(eps) + ")";
+    std::ostringstream os;
+    os << "rmsnorm(w " << kernels::dtype_name(wdt) << ", M=" << M << ", D=" << D << ", eps=" << eps << ")";
+    return os.str();
   }
   // float sum of squares over D <= 8192 and two float products per element vs double: a few
   // 2^-24 roundings per element, NMSE ~1e-14; 1e-10 leaves ample headroom.
@@ -232,8 +233,9 @@ struct RopeCase : OpCase {
   RopeCase(int64_t m, int h, int d, float t) : M(m), n_heads(h), head_dim(d), theta(t) {}
   kernels::Op op() const override { return kernels::Op::Rope; }
   std::string name() const override {
-    return "rope(M=" + std::to_string(M) + ", heads=" + std::to_string(n_heads) + ", head_dim=" +
-           std::to_string(head_dim) + ", theta=" + std::to_string(theta) + ")";
+    std::ostringstream os;
+    os << "rope(M=" << M << ", heads=" << n_heads << ", head_dim=" << head_dim << ", theta=" << theta << ")";
+    return os.str();
   }
   // Angles in double on both sides; cos/sin rounded to float and float products add ~3 roundings
   // per element: NMSE ~1e-14. 1e-10 fails on any phase error (a float angle at pos 16K is off by

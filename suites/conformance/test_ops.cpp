@@ -34,16 +34,16 @@ struct UnderTest {
   std::unique_ptr<Backend> be;
 };
 
-// Builds the cpu backend restricted to `isa` (empty: the best one) through $CB_CPU_ISA, restoring
-// the variable afterwards. The backend reads it once, at construction.
-std::unique_ptr<Backend> make_cpu_with_isa(const std::string& isa) {
-  const char* old = std::getenv("CB_CPU_ISA");
+// Builds the cpu backend with one of its environment knobs set (empty value: unset), restoring
+// the variable afterwards; the backend reads it once, at construction.
+std::unique_ptr<Backend> make_cpu_with(const char* var, const std::string& value) {
+  const char* old = std::getenv(var);
   const std::string saved = old ? old : "";
-  if (isa.empty()) unsetenv("CB_CPU_ISA");
-  else setenv("CB_CPU_ISA", isa.c_str(), 1);
+  if (value.empty()) unsetenv(var);
+  else setenv(var, value.c_str(), 1);
   auto be = kernels::make_backend("cpu");
-  if (old) setenv("CB_CPU_ISA", saved.c_str(), 1);
-  else unsetenv("CB_CPU_ISA");
+  if (old) setenv(var, saved.c_str(), 1);
+  else unsetenv(var);
   return be;
 }
 
@@ -54,10 +54,13 @@ std::vector<UnderTest>& backends_under_test() {
       if (name == "ref") continue;
       const char* forced = std::getenv("CB_CPU_ISA");
       if (name == "cpu" && (forced == nullptr || *forced == '\0')) {
-        // Paths the machine lacks fall back to the best it has, so they still run (twice).
-        out.push_back({"cpu", make_cpu_with_isa("")});
-        out.push_back({"cpu[avx2]", make_cpu_with_isa("avx2")});
-        out.push_back({"cpu[scalar]", make_cpu_with_isa("scalar")});
+        // Each code path: $CB_CPU_ISA picks AVX2 or scalar kernels (paths the machine lacks fall
+        // back to the best it has, so they still run), and $CB_CPU_ONEDNN_MIN_M=1 sends every
+        // f32 matmul, whatever its M, through oneDNN.
+        out.push_back({"cpu", make_cpu_with("CB_CPU_ISA", "")});
+        out.push_back({"cpu[avx2]", make_cpu_with("CB_CPU_ISA", "avx2")});
+        out.push_back({"cpu[scalar]", make_cpu_with("CB_CPU_ISA", "scalar")});
+        out.push_back({"cpu[onednn]", make_cpu_with("CB_CPU_ONEDNN_MIN_M", "1")});
       } else {
         out.push_back({name, kernels::make_backend(name)});
       }
@@ -149,7 +152,7 @@ const DType kFloatDtypes[] = {DType::F32, DType::F16, DType::BF16};
 
 // ------------------------------------------------------------------------------------------------
 // Op grids: odd sizes so every SIMD tail (16 and 8 lanes), the 8-row GEMV blocking and the
-// oneDNN large-M threshold are crossed.
+// oneDNN large-M threshold are crossed (and cpu[onednn] runs every f32 shape through oneDNN).
 // ------------------------------------------------------------------------------------------------
 
 TEST(Conformance, MatMul) {
@@ -163,12 +166,16 @@ TEST(Conformance, MatMul) {
 
 TEST(Conformance, MatMulModelShapes) {
   // A slice of llama-1b's projections (K = 2048 or 5632) at decode and prefill row counts: long
-  // accumulations, and every row count around the GEMV / oneDNN switch.
+  // accumulations, power-of-two K (x rows padded against cache aliasing), 8-row blocking.
   Cases cases;
   for (DType dt : kWeightDtypes) {
     for (int64_t M : {1, 8, 16, 31, 32, 33, 128}) add_case<MatMulCase>(cases, dt, M, 2048, 96);
     for (int64_t M : {3, 40}) add_case<MatMulCase>(cases, dt, M, 5632, 40);
   }
+  // Past the default oneDNN threshold (512 rows, f32 only) and the same rows with other dtypes.
+  for (DType dt : kWeightDtypes)
+    for (int64_t M : {511, 512, 600}) add_case<MatMulCase>(cases, dt, M, 257, 17);
+  add_case<MatMulCase>(cases, DType::F32, 520, 2048, 24);
   check_cases("matmul", cases, 2000);
 }
 
