@@ -111,7 +111,8 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
                    {"hardware", hw},
                    {"started_at", utc_now_iso()},
                    {"params", {{"suites", names}, {"quick", opt.quick}, {"sut", opt.sut}, {"model_dir", fs::absolute(model).string()},
-                               {"timeout_scale", opt.timeout_scale}, {"bench_filter", opt.bench_filter}, {"repetitions", opt.repetitions}}},
+                               {"timeout_scale", opt.timeout_scale}, {"bench_filter", opt.bench_filter}, {"repetitions", opt.repetitions},
+                               {"omp_num_threads", std::getenv("OMP_NUM_THREADS") ? json(std::getenv("OMP_NUM_THREADS")) : json()}}},
                    {"seeds", {{"run", opt.seed}, {"prompts", opt.seed}, {"kernel_inputs", "fixed per benchmark (splitmix64)"}}},
                    {"suites", json::object()}};
   write_json_atomic(dir / "manifest.json", manifest);
