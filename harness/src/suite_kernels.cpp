@@ -244,8 +244,8 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
     return v;
   };
   r.add({"engine.decode.bw_fraction", eb["ratios"]["decode_bw_fraction"], "fraction", Direction::HigherIsBetter,
-         NoiseClass::Ratio, scaled(eb["decode"]["tokens_per_s"]["samples"], eb["decode"]["bandwidth_limit_tokens_per_s"].get<double>()), mparams,
-         "decode tokens/s x bytes read per token / measured memory read bandwidth (>1 means the model fits in cache)"});
+         NoiseClass::Ratio, eb["decode"]["bw_fraction"]["samples"].get<std::vector<double>>(), mparams,
+         "decode tokens/s x bytes read per token / memory read bandwidth measured just before each repetition (>1 means the model fits in cache)"});
   r.add({"engine.prefill.gflops", eb["prefill"]["gflops"]["median"], "GFLOP/s", Direction::HigherIsBetter, NoiseClass::Timing,
          eb["prefill"]["gflops"]["samples"].get<std::vector<double>>(), mparams, ""});
   r.add({"engine.prefill.peak_fraction", eb["ratios"]["prefill_peak_fraction"], "fraction", Direction::HigherIsBetter,
