@@ -378,7 +378,17 @@ ConditionResult evaluate_condition(const Condition& c, const RunData& run) {
   else if (*status == SuiteStatus::Error || *status == SuiteStatus::Timeout) set(Verdict::Error, std::string("has status ") + to_string(*status) + why);
   else if (*status == SuiteStatus::NotBuilt) set(Verdict::NotMeasured, "is not built" + why);
   else if (*status == SuiteStatus::Skipped) set(Verdict::NotMeasured, "was skipped" + why);
-  else if (from_file) set(Verdict::NotMeasured, "ran without producing metric " + c.metric);
+  else if (from_file) {
+    // A suite may say why it could not produce a metric: params.not_measured.<metric key>.
+    std::string detail;
+    if (auto it = run.suites.find(sname); it != run.suites.end()) {
+      const json& p = it->second.params;
+      if (p.is_object() && p.contains("not_measured") && p["not_measured"].is_object() && p["not_measured"].contains(c.metric) &&
+          p["not_measured"][c.metric].is_string())
+        detail = ": " + p["not_measured"][c.metric].get<std::string>();
+    }
+    set(Verdict::NotMeasured, "ran without producing metric " + c.metric + detail);
+  }
   else set(Verdict::Error, "is listed as ok in the manifest but its results file is not in the run folder");
   return r;
 }

@@ -305,6 +305,11 @@ SuiteResult cost_suite(const RunData* measured, const CostDefaults& d) {
     std::string list;
     for (const auto& a : absent) list += (list.empty() ? "" : ", ") + a;
     s.params["measured_inputs"] = measured ? "absent: " + list : "no measured run";
+    const std::string why = "needs measured throughput (" + (measured ? list : std::string("no measured run")) +
+                            ") from the load suite";
+    for (const char* key : {"cost.cost_per_qps.reduction", "cost.energy_per_qps.reduction", "cost.measured.margin",
+                            "cost.measured.cost_per_m_output_tokens", "cost.measured.energy_per_request_j"})
+      s.params["not_measured"][key] = why;
     return s;
   }
   MeasuredThroughput t;

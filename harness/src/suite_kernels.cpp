@@ -215,6 +215,9 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
     ratio("kernels.matmul.bf16w_vs_f32." + sm, "matmul/cpu/bf16/K2048_N2048/" + sm, "matmul/cpu/f32/K2048_N2048/" + sm,
           "bf16-stored weights (converted to f32 in registers) vs f32 weights; not a BF16 dot-product GEMM");
   }
+  r.params["not_measured"]["kernels.matmul.bf16_vs_f32.speedup"] =
+      "needs a GEMM on BF16 dot-product instructions (vdpbf16ps) or a GPU; the cpu backend widens bf16 weights to f32 "
+      "(see kernels.matmul.bf16w_vs_f32.* and the hardware ratio kernels.peak.bf16_vs_fp32)";
   // The claim reads the compute-bound (prefill-sized) INT8 GEMM speedup.
   if (const Metric* m = r.find("kernels.matmul.int8_vs_f32.M128")) {
     Metric c = *m;
