@@ -84,6 +84,8 @@ class RefBackend final : public HostBackend {
     const int64_t row = int64_t(kv.n_kv_heads) * kv.head_dim;
     if (k.cols() != row || v.cols() != row || k.rows() != v.rows())
       return Status::invalid("kv_store: k " + k.describe() + ", v " + v.describe() + ", cache row " + std::to_string(row));
+    // Checked before writing anything, so a bad call leaves the cache as it was.
+    if (auto s = check_block_table(kv, pos0 + k.rows(), "kv_store"); !s.ok()) return s;
     for (int64_t m = 0; m < k.rows(); ++m) {
       const int64_t off = slot_offset(kv, pos0 + m);
       if (off < 0) return Status::invalid("kv_store: position " + std::to_string(pos0 + m) + " is past the block table");
@@ -100,6 +102,7 @@ class RefBackend final : public HostBackend {
         kv.head_dim != p.head_dim || kv.n_kv_heads != p.n_kv_heads || p.q_pos0 + q.rows() > p.n_ctx)
       return Status::invalid("attention: q " + q.describe() + " with heads " + std::to_string(p.n_heads) + "/" +
                              std::to_string(p.n_kv_heads) + ", n_ctx " + std::to_string(p.n_ctx));
+    if (auto s = check_block_table(kv, p.n_ctx, "attention"); !s.ok()) return s;
     const int group = p.n_heads / p.n_kv_heads;
     std::vector<double> scores(p.n_ctx);
     for (int64_t m = 0; m < q.rows(); ++m) {
@@ -177,6 +180,24 @@ class RefBackend final : public HostBackend {
     if (w.layout == WeightLayout::Int8PerChannel)
       return double(w.values.as<const int8_t>()[n * w.k + k]) * w.scales.as<const float>()[n];
     return load_as_f32(w.values, n * w.k + k);
+  }
+
+  // Every block the first n_tokens positions use must be listed and inside the pools: a short or
+  // wrong table would otherwise read outside the cache.
+  static Status check_block_table(const KvView& kv, int64_t n_tokens, const char* op) {
+    const int64_t row = int64_t(kv.n_kv_heads) * kv.head_dim;
+    const int64_t pool_blocks = (row > 0 && kv.block_size > 0) ? kv.k_pool.numel() / (row * kv.block_size) : 0;
+    const int64_t needed = kv.block_size > 0 ? (n_tokens + kv.block_size - 1) / kv.block_size : 0;
+    if (kv.block_size <= 0 || kv.block_table.numel() < needed)
+      return Status::invalid(std::string(op) + ": block table has " + std::to_string(kv.block_table.numel()) + " blocks, " +
+                             std::to_string(n_tokens) + " tokens need " + std::to_string(needed));
+    for (int64_t b = 0; b < needed; ++b) {
+      const int32_t id = kv.block_table.as<const int32_t>()[b];
+      if (id < 0 || id >= pool_blocks)
+        return Status::invalid(std::string(op) + ": block table entry " + std::to_string(b) + " = " + std::to_string(id) +
+                               " is outside the pool of " + std::to_string(pool_blocks) + " blocks");
+    }
+    return Status::Ok();
   }
 
   // Float offset of token t's row in the pools, or -1 when t is past the block table.

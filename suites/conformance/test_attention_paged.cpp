@@ -132,4 +132,26 @@ TEST(PagedAttention16K, OptimizedBackendsMatchRef) {
   }
 }
 
+// A block table shorter than the context, or naming a block outside the pool, is an
+// InvalidArgument in every backend, never a read outside the cache.
+TEST(PagedAttentionArgs, BadBlockTablesAreRejected) {
+  const Shape s{4, 2, 16};
+  for (const auto& name : available_backends()) {
+    auto be = make_backend(name);
+    const int bs = 4, pool = 4, n_ctx = 12;  // 12 tokens need 3 blocks
+    std::vector<float> kv(size_t(pool) * bs * s.kv_heads * s.head_dim, 0.5f), q(size_t(s.heads) * s.head_dim, 0.1f);
+    Owned kp(*be, DType::F32, {pool, bs, s.kv_heads, s.head_dim}, kv.data());
+    Owned vp(*be, DType::F32, {pool, bs, s.kv_heads, s.head_dim}, kv.data());
+    Owned qt(*be, DType::F32, {1, int64_t(s.heads) * s.head_dim}, q.data());
+    Owned out(*be, DType::F32, {1, int64_t(s.heads) * s.head_dim}, nullptr);
+    const AttentionParams p{s.heads, s.kv_heads, s.head_dim, n_ctx - 1, n_ctx, 0.25f};
+    for (const std::vector<int32_t>& table : {std::vector<int32_t>{0, 1}, std::vector<int32_t>{0, 1, 7}, std::vector<int32_t>{0, -1, 2}}) {
+      Owned tab(*be, DType::I32, {int64_t(table.size())}, table.data());
+      KvView view{kp.t, vp.t, tab.t, bs, s.kv_heads, s.head_dim};
+      const Status st = be->attention(qt.t, view, p, out.t);
+      EXPECT_EQ(st.code, StatusCode::InvalidArgument) << name << " table size " << table.size() << ": " << st.message;
+    }
+  }
+}
+
 }  // namespace
