@@ -64,7 +64,8 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "run suites and write a run folder under results/runs/");
   run->add_option("--suite", ro.suites, "kernels | accuracy | load | scaling | cost | all (repeatable)")->delimiter(',');
   run->add_flag("--quick", ro.quick, "small variants of every suite (CI, main job)");
-  run->add_option("--sut", ro.sut, "system under test: inprocess or http://HOST:PORT");
+  run->add_option("--sut", ro.sut, "system under test: inprocess, null (load generator overhead) or http://HOST:PORT");
+  run->add_option("--driver", ro.driver, "load suite driver: native (own generator) or locust")->check(CLI::IsMember({"native", "locust"}));
   run->add_option("--model", model, "model directory (default: the embedded default model)");
   run->add_option("--out", out, "folder to create the run folder in (default: results/runs)");
   run->add_option("--seed", ro.seed, "seed for prompts and workloads");
@@ -95,7 +96,7 @@ int main(int argc, char** argv) {
   });
 
   // run-suite (internal: the child process of `run`)
-  std::string rs_suite, rs_dir, rs_model, rs_sut = "inprocess";
+  std::string rs_suite, rs_dir, rs_model, rs_sut = "inprocess", rs_driver = "native";
   bool rs_quick = false;
   uint64_t rs_seed = 1;
   auto* rsub = app.add_subcommand("run-suite", "(internal) run one suite into an existing run folder");
@@ -104,6 +105,7 @@ int main(int argc, char** argv) {
   rsub->add_option("--run-dir", rs_dir)->required();
   rsub->add_option("--model", rs_model);
   rsub->add_option("--sut", rs_sut);
+  rsub->add_option("--driver", rs_driver);
   rsub->add_option("--seed", rs_seed);
   rsub->add_flag("--quick", rs_quick);
   std::string rs_filter;
@@ -115,6 +117,7 @@ int main(int argc, char** argv) {
     ctx.run_dir = rs_dir;
     ctx.model_dir = rs_model.empty() ? cb::engine::default_model_dir() : fs::path(rs_model);
     ctx.sut = rs_sut;
+    ctx.driver = rs_driver;
     ctx.quick = rs_quick;
     ctx.seed = rs_seed;
     ctx.bench_filter = rs_filter;

@@ -95,8 +95,8 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
   const fs::path model = opt.model_dir.empty() ? engine::default_model_dir() : opt.model_dir;
   if (!fs::exists(model / "config.json"))
     throw std::invalid_argument("--model " + model.string() + ": not a model directory (no config.json)");
-  if (opt.sut != "inprocess" && opt.sut.rfind("http://", 0) != 0)
-    throw std::invalid_argument("--sut '" + opt.sut + "': expected 'inprocess' or http://HOST:PORT");
+  if (opt.sut != "inprocess" && opt.sut != "null" && opt.sut.rfind("http://", 0) != 0)
+    throw std::invalid_argument("--sut '" + opt.sut + "': expected 'inprocess', 'null' or http://HOST:PORT");
 
   const json hw = hardware_info();
   const fs::path base = opt.out_base.empty() ? default_results_dir() : opt.out_base;
@@ -110,7 +110,7 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
                    {"build", build_info()},
                    {"hardware", hw},
                    {"started_at", utc_now_iso()},
-                   {"params", {{"suites", names}, {"quick", opt.quick}, {"sut", opt.sut}, {"model_dir", fs::absolute(model).string()},
+                   {"params", {{"suites", names}, {"quick", opt.quick}, {"sut", opt.sut}, {"driver", opt.driver}, {"model_dir", fs::absolute(model).string()},
                                {"timeout_scale", opt.timeout_scale}, {"bench_filter", opt.bench_filter}, {"repetitions", opt.repetitions},
                                {"omp_num_threads", std::getenv("OMP_NUM_THREADS") ? json(std::getenv("OMP_NUM_THREADS")) : json()}}},
                    {"seeds", {{"run", opt.seed}, {"prompts", opt.seed}, {"kernel_inputs", "fixed per benchmark (splitmix64)"}}},
@@ -126,6 +126,7 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
     std::vector<std::string> argv = {self_exe.string(), "run-suite", "--suite", info.name, "--run-dir", dir.string(),
                                      "--model", model.string(), "--sut", opt.sut, "--seed", std::to_string(opt.seed)};
     if (opt.quick) argv.push_back("--quick");
+    if (opt.driver != "native") { argv.push_back("--driver"); argv.push_back(opt.driver); }
     if (opt.repetitions > 0) {
       argv.push_back("--repetitions");
       argv.push_back(std::to_string(opt.repetitions));

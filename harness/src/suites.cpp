@@ -97,17 +97,11 @@ std::vector<SuiteInfo> make_suites() {
       {"engine", "serving engine offline: batching policies, paged vs contiguous KV, batch policy, 16K context", 600, 3600,
        run_engine_suite},
       {"accuracy", "task accuracy and perplexity per technique (dense, INT8, 2:4, structured)", 600, 3600,
-       [](const SuiteContext&) {
-         return not_built_suite("accuracy", "the accuracy suite lands with issue #6 (training, INT8 QAT, sparsity)");
-       }},
+       run_accuracy_suite},
       {"load", "end-to-end load workloads with SLO metrics", 600, 3600,
-       [](const SuiteContext&) {
-         return not_built_suite("load", "the load generator and OpenAI-compatible server land with issue #5");
-       }},
+       run_load_suite},
       {"scaling", "collective sweeps and tensor-parallel scaling", 600, 3600,
-       [](const SuiteContext&) {
-         return not_built_suite("scaling", "tensor parallelism and collective benchmarks land with issue #7");
-       }},
+       run_scaling_suite},
       // Last, so it can price what the suites before it measured.
       {"cost", "cost model: the article's arithmetic and the margin of the measured run", 60, 60, run_cost_suite},
   };

@@ -8,6 +8,9 @@ void add_init_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_bench_batching_command(CLI::App& app);
+void add_serve_command(CLI::App& app);     // cmd_serve.cpp (issue #5)
+void add_train_command(CLI::App& app);     // cmd_train.cpp (issue #6)
+void add_compress_commands(CLI::App& app); // cmd_compress.cpp: quantize, prune (issue #6)
 int exit_code();
 void set_exit_code(int code);
 // Runs fn, turning exceptions into a message naming the command and exit code 1.

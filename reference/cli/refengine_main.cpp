@@ -18,6 +18,9 @@ int main(int argc, char** argv) {
   cb::cli::add_generate_command(app);
   cb::cli::add_bench_command(app);
   cb::cli::add_bench_batching_command(app);
+  cb::cli::add_serve_command(app);
+  cb::cli::add_train_command(app);
+  cb::cli::add_compress_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

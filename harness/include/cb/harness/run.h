@@ -14,6 +14,7 @@ struct RunOptions {
   std::vector<std::string> suites;  // names, or {"all"}
   bool quick = false;
   std::string sut = "inprocess";
+  std::string driver = "native";  // load suite: "native" (own generator) or "locust"
   std::filesystem::path model_dir;
   std::filesystem::path out_base;   // default: <source>/results/runs
   uint64_t seed = 1;

@@ -17,7 +17,8 @@ namespace cb::harness {
 struct SuiteContext {
   std::filesystem::path run_dir;
   std::filesystem::path model_dir;  // model for engine-level measurements
-  std::string sut = "inprocess";    // "inprocess" or "http://HOST:PORT"
+  std::string sut = "inprocess";    // "inprocess", "null" or "http://HOST:PORT"
+  std::string driver = "native";    // load suite: "native" (own load generator) or "locust"
   bool quick = false;
   uint64_t seed = 1;
   int repetitions = 0;       // kernels suite: benchmark repetitions (0 = default 5)
@@ -43,6 +44,9 @@ const SuiteInfo* find_suite(const std::string& name);
 SuiteResult run_kernels_suite(const SuiteContext& ctx);
 SuiteResult run_engine_suite(const SuiteContext& ctx);
 SuiteResult run_cost_suite(const SuiteContext& ctx);
+SuiteResult run_load_suite(const SuiteContext& ctx);      // suite_load.cpp (issue #5)
+SuiteResult run_accuracy_suite(const SuiteContext& ctx);  // suite_accuracy.cpp (issue #6)
+SuiteResult run_scaling_suite(const SuiteContext& ctx);   // suite_scaling.cpp (issue #7)
 // A suite whose measurements land with a later issue: status not_built with the reason.
 SuiteResult not_built_suite(const std::string& name, const std::string& reason);
 
