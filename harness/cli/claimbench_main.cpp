@@ -66,6 +66,8 @@ int main(int argc, char** argv) {
   run->add_flag("--quick", ro.quick, "small variants of every suite (CI, main job)");
   run->add_option("--sut", ro.sut, "system under test: inprocess, null (load generator overhead) or http://HOST:PORT");
   run->add_option("--driver", ro.driver, "load suite driver: native (own generator) or locust")->check(CLI::IsMember({"native", "locust"}));
+  run->add_option("--ppl-text", ro.ppl_text, "accuracy suite: text file whose perplexity to measure (bring your own)")->check(CLI::ExistingFile);
+  run->add_option("--qa-jsonl", ro.qa_jsonl, "accuracy suite: JSONL of {\"prompt\", \"answer\"} for exact-match accuracy")->check(CLI::ExistingFile);
   run->add_option("--model", model, "model directory (default: the embedded default model)");
   run->add_option("--out", out, "folder to create the run folder in (default: results/runs)");
   run->add_option("--seed", ro.seed, "seed for prompts and workloads");
@@ -106,6 +108,9 @@ int main(int argc, char** argv) {
   rsub->add_option("--model", rs_model);
   rsub->add_option("--sut", rs_sut);
   rsub->add_option("--driver", rs_driver);
+  std::string rs_ppl, rs_qa;
+  rsub->add_option("--ppl-text", rs_ppl);
+  rsub->add_option("--qa-jsonl", rs_qa);
   rsub->add_option("--seed", rs_seed);
   rsub->add_flag("--quick", rs_quick);
   std::string rs_filter;
@@ -118,6 +123,8 @@ int main(int argc, char** argv) {
     ctx.model_dir = rs_model.empty() ? cb::engine::default_model_dir() : fs::path(rs_model);
     ctx.sut = rs_sut;
     ctx.driver = rs_driver;
+    ctx.ppl_text = rs_ppl;
+    ctx.qa_jsonl = rs_qa;
     ctx.quick = rs_quick;
     ctx.seed = rs_seed;
     ctx.bench_filter = rs_filter;

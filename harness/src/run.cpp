@@ -111,7 +111,7 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
                    {"hardware", hw},
                    {"started_at", utc_now_iso()},
                    {"params", {{"suites", names}, {"quick", opt.quick}, {"sut", opt.sut}, {"driver", opt.driver}, {"model_dir", fs::absolute(model).string()},
-                               {"timeout_scale", opt.timeout_scale}, {"bench_filter", opt.bench_filter}, {"repetitions", opt.repetitions},
+                               {"timeout_scale", opt.timeout_scale}, {"bench_filter", opt.bench_filter}, {"repetitions", opt.repetitions}, {"ppl_text", opt.ppl_text.string()}, {"qa_jsonl", opt.qa_jsonl.string()},
                                {"omp_num_threads", std::getenv("OMP_NUM_THREADS") ? json(std::getenv("OMP_NUM_THREADS")) : json()}}},
                    {"seeds", {{"run", opt.seed}, {"prompts", opt.seed}, {"kernel_inputs", "fixed per benchmark (splitmix64)"}}},
                    {"suites", json::object()}};
@@ -131,6 +131,11 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
       argv.push_back("--repetitions");
       argv.push_back(std::to_string(opt.repetitions));
     }
+    for (const auto& [flag, path] : {std::pair{"--ppl-text", opt.ppl_text}, std::pair{"--qa-jsonl", opt.qa_jsonl}})
+      if (!path.empty()) {
+        argv.push_back(flag);
+        argv.push_back(fs::absolute(path).string());
+      }
     if (!opt.bench_filter.empty()) {
       argv.push_back("--bench-filter");
       argv.push_back(opt.bench_filter);

@@ -21,6 +21,8 @@ struct RunOptions {
   std::string command_line;
   double timeout_scale = 1.0;       // multiplies every suite's timeout
   int repetitions = 0;              // kernels suite: repetitions per benchmark (0 = default)
+  std::filesystem::path ppl_text;   // accuracy suite: bring-your-own text file for perplexity
+  std::filesystem::path qa_jsonl;   // accuracy suite: bring-your-own prompt/answer pairs (JSONL)
   std::string bench_filter;         // kernels suite: benchmark regex instead of the default set
 };
 
