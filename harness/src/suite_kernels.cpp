@@ -2,10 +2,12 @@
 // adds roofline fractions against the peaks measured in the same run and same-run ratios (stable
 // on shared machines), then measures the engine's batch-1 decode and prefill on the run's model.
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <fstream>
 #include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "cb/engine/engine_bench.h"
@@ -26,14 +28,15 @@ fs::path kernel_bench_binary() {
 
 namespace {
 
-// The quick subset: peaks, the decode- and prefill-sized f32/bf16/int8 matmuls with the oneDNN
-// peer, the cpu-vs-ref pair, and one decode-sized case of every other op.
+// The quick subset: peaks, the decode- and prefill-sized matmuls of one llama-1b shape in every
+// precision (f32, weight-only bf16/int8, W8A8, bf16 dot, 2:4 sparse) with the oneDNN peers, the
+// cpu-vs-ref pair, and one decode-sized case of every other op.
 // Kernel names end in "/real_time" (the ops are multi-threaded, so they are timed in real time).
 const char* kQuickFilter =
     "^BM_(peak_fp32_fma|peak_bf16_dot|peak_int8_dot|mem_read_bw)"
     "|^matmul/(cpu|ref)/f32/K512_N512/M8/"
-    "|^matmul/cpu/(f32|bf16|int8pc)/K2048_N2048/M(1|128)/"
-    "|^matmul/onednn_sgemm/f32/K2048_N2048/M(1|128)/"
+    "|^matmul/cpu/(f32|bf16|int8pc|w8a8|bf16dot|sparse24)/K2048_N2048/M(1|128)/"
+    "|^matmul/onednn_(sgemm|s8s8)/[a-z0-9]+/K2048_N2048/M(1|128)/"
     "|^(rmsnorm|rope|silu_mul|add|softmax|kv_store)/cpu/f32/[^/]+/M1/"
     "|^embedding/cpu/f32/[^/]+/M1/"
     "|^attention/cpu/f32/[^/]+/decode_ctx512/M1/";
@@ -197,34 +200,89 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
   r.tables["benchmarks"] = rows;
 
   // Same-run ratios: the noise of a shared machine mostly cancels, so the CI gate uses these.
-  auto ratio = [&](const std::string& key, const std::string& a, const std::string& b, const std::string& note) {
+  // Each sample is one repetition: the two kernels' GFLOP/s in that repetition, divided.
+  const json ctxj = r.params["context"];
+  const std::string threads = ctxj.is_object() && ctxj.contains("omp_max_threads") ? ctxj["omp_max_threads"].get<std::string>() : "?";
+  auto ratio = [&](const std::string& key, const std::string& a, const std::string& b, const std::string& note) -> const Metric* {
     auto ia = series.find(a), ib = series.find(b);
-    if (ia == series.end() || ib == series.end()) return;
+    if (ia == series.end() || ib == series.end()) return nullptr;
     auto samples = ratio_samples(ia->second, ib->second);
-    if (samples.empty()) return;
-    r.add({key, median(samples), "x", Direction::HigherIsBetter, NoiseClass::Ratio, samples, {{"numerator", a}, {"denominator", b}}, note});
+    if (samples.empty()) return nullptr;
+    json p = {{"numerator", a}, {"denominator", b}, {"threads", threads},
+              {"samples", "one per repetition: numerator GFLOP/s / denominator GFLOP/s in that repetition"}};
+    for (const char* k : {"M", "N", "K"})
+      if (ia->second.counters.contains(k)) p[k] = ia->second.counters[k];
+    r.add({key, median(samples), "x", Direction::HigherIsBetter, NoiseClass::Ratio, samples, p, note});
+    return r.find(key);
   };
   ratio("kernels.matmul.cpu_vs_ref.speedup", "matmul/cpu/f32/K512_N512/M8", "matmul/ref/f32/K512_N512/M8",
         "optimized cpu backend vs the plain-loop oracle, same shape");
-  for (const char* m : {"M1", "M128"}) {
-    const std::string sm = m;
-    ratio("kernels.matmul.cpu_vs_onednn." + sm, "matmul/cpu/f32/K2048_N2048/" + sm, "matmul/onednn_sgemm/f32/K2048_N2048/" + sm,
-          "cpu backend f32 matmul vs oneDNN sgemm, same shape (1.0 = as fast as the peer)");
-    ratio("kernels.matmul.int8_vs_f32." + sm, "matmul/cpu/int8pc/K2048_N2048/" + sm, "matmul/cpu/f32/K2048_N2048/" + sm,
-          "INT8 per-channel weights vs f32 weights, cpu backend, same shape");
-    ratio("kernels.matmul.bf16w_vs_f32." + sm, "matmul/cpu/bf16/K2048_N2048/" + sm, "matmul/cpu/f32/K2048_N2048/" + sm,
-          "bf16-stored weights (converted to f32 in registers) vs f32 weights; not a BF16 dot-product GEMM");
+  // Per row count (decode M=1..16, prefill M=128) on every llama-1b shape the run measured.
+  std::set<std::string> shapes, row_counts;
+  static const std::regex f32_name(R"(^matmul/cpu/f32/(K\d+_N\d+)/(M\d+)$)");
+  for (const auto& [name, s] : series) {
+    std::smatch mt;
+    if (std::regex_match(name, mt, f32_name) && mt[1] != "K512_N512") {
+      shapes.insert(mt[1]);
+      row_counts.insert(mt[2]);
+    }
   }
-  r.params["not_measured"]["kernels.matmul.bf16_vs_f32.speedup"] =
-      "needs a GEMM on BF16 dot-product instructions (vdpbf16ps) or a GPU; the cpu backend widens bf16 weights to f32 "
-      "(see kernels.matmul.bf16w_vs_f32.* and the hardware ratio kernels.peak.bf16_vs_fp32)";
-  // The claim reads the compute-bound (prefill-sized) INT8 GEMM speedup.
-  if (const Metric* m = r.find("kernels.matmul.int8_vs_f32.M128")) {
-    Metric c = *m;
-    c.key = "kernels.matmul.int8_vs_f32.speedup";
-    c.note = "INT8 GEMM / FP32 GEMM at M=128, K=N=2048 (cpu backend, its current INT8 kernel)";
-    r.add(c);
+  for (const std::string& sh : shapes)
+    for (const std::string& m : row_counts) {
+      const std::string sfx = sh == "K2048_N2048" ? m : sh + "." + m;  // q/o proj keeps the short keys
+      const std::string f32 = "matmul/cpu/f32/" + sh + "/" + m;
+      ratio("kernels.matmul.cpu_vs_onednn." + sfx, f32, "matmul/onednn_sgemm/f32/" + sh + "/" + m,
+            "cpu backend f32 matmul vs oneDNN sgemm, same shape (1.0 = as fast as the peer)");
+      ratio("kernels.matmul.int8_vs_f32." + sfx, "matmul/cpu/w8a8/" + sh + "/" + m, f32,
+            "W8A8 INT8 GEMM (x quantized per token inside each call) vs f32 GEMM, cpu backend, same shape");
+      ratio("kernels.matmul.w8a8_vs_onednn." + sfx, "matmul/cpu/w8a8/" + sh + "/" + m,
+            "matmul/onednn_s8s8/w8a8/" + sh + "/" + m,
+            "cpu W8A8 (with quantize + dequantize) vs oneDNN's integer GEMM alone (dnnl_gemm_s8s8s32)");
+      ratio("kernels.matmul.int8w_vs_f32." + sfx, "matmul/cpu/int8pc/" + sh + "/" + m, f32,
+            "int8 weight-only (x stays f32, W widened in registers) vs f32 weights");
+      ratio("kernels.matmul.bf16_vs_f32." + sfx, "matmul/cpu/bf16dot/" + sh + "/" + m, f32,
+            "bf16 x bf16 dot-product GEMM (x rounded to bf16 per call) vs f32 GEMM, same shape");
+      ratio("kernels.matmul.bf16w_vs_f32." + sfx, "matmul/cpu/bf16/" + sh + "/" + m, f32,
+            "bf16-stored weights (converted to f32 in registers) vs f32 weights; not a BF16 dot-product GEMM");
+      ratio("kernels.matmul.sparse24_vs_f32." + sfx, "matmul/cpu/sparse24/" + sh + "/" + m, f32,
+            "2:4 sparse (f32 kept values + 2-bit indices) vs dense f32 GEMM, same shape: a time ratio");
+    }
+  // The claims read the compute-bound (prefill, M=128) GEMM of the q/o projection shape.
+  auto headline = [&](const std::string& from, const std::string& key, const std::string& note) {
+    if (const Metric* m = r.find(from)) {
+      Metric c = *m;
+      c.key = key;
+      c.note = note;
+      r.add(c);
+      return true;
+    }
+    return false;
+  };
+  const std::string cpu_isa = ctxj.is_object() ? ctxj.value("cpu_isa", "") : "";
+  const char* forced_isa = std::getenv("CB_CPU_ISA");
+  const bool have_bf16 = cpu_isa.find("avx512_bf16") != std::string::npos &&
+                         (forced_isa == nullptr || *forced_isa == '\0' || std::string(forced_isa) == "avx512_bf16");
+  const bool have_vnni = cpu_isa.find("avx512_vnni") != std::string::npos;
+  if (!headline("kernels.matmul.int8_vs_f32.M128", "kernels.matmul.int8_vs_f32.speedup",
+                std::string("W8A8 INT8 GEMM / FP32 GEMM at M=128, K=N=2048 (cpu backend, ") +
+                    (have_vnni ? "AVX512_VNNI vpdpbusd" : "no VNNI on this CPU: vpmaddubsw or scalar") + ")"))
+    r.params["not_measured"]["kernels.matmul.int8_vs_f32.speedup"] =
+        "matmul/cpu/w8a8 or matmul/cpu/f32 at K2048_N2048/M128 was not in this run (filter)";
+  if (!have_bf16) {
+    r.params["not_measured"]["kernels.matmul.bf16_vs_f32.speedup"] =
+        "needs BF16 dot-product instructions (avx512_bf16) or a GPU; this CPU (" + (cpu_isa.empty() ? "?" : cpu_isa) +
+        (forced_isa ? std::string(", CB_CPU_ISA=") + forced_isa : std::string()) +
+        ") runs the bf16 GEMM by widening to f32 FMAs (kernels.matmul.bf16_vs_f32.M* still record it)";
+  } else if (!headline("kernels.matmul.bf16_vs_f32.M128", "kernels.matmul.bf16_vs_f32.speedup",
+                       "BF16 dot-product GEMM (vdpbf16ps, x rounded to bf16) / FP32 GEMM at M=128, K=N=2048, cpu backend")) {
+    r.params["not_measured"]["kernels.matmul.bf16_vs_f32.speedup"] =
+        "matmul/cpu/bf16dot or matmul/cpu/f32 at K2048_N2048/M128 was not in this run (filter)";
   }
+  if (!headline("kernels.matmul.sparse24_vs_f32.M128", "kernels.matmul.sparse24_vs_f32.speedup",
+                "2:4 sparse GEMM / dense FP32 GEMM time ratio at M=128, K=N=2048 (compute-bound; the decode-sized "
+                "kernels.matmul.sparse24_vs_f32.M1 is memory-bound)"))
+    r.params["not_measured"]["kernels.matmul.sparse24_vs_f32.speedup"] =
+        "matmul/cpu/sparse24 or matmul/cpu/f32 at K2048_N2048/M128 was not in this run (filter)";
 
   // Engine-level: batch-1 decode vs bandwidth limit, prefill vs peak FMA, on the run's model.
   // A --bench-filter run is a focused microbenchmark run: no engine measurement.

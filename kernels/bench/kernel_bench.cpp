@@ -15,19 +15,30 @@
 // (the ops are multi-threaded) and Google Benchmark appends "/real_time" to such names, so select
 // the decode-sized cases with 'M1/' (not 'M1$'):
 //   matmul/{cpu,ref}/{f32,f16,bf16,int8pc}/K<in>_N<out>/M<m>   y[M,N] = x[M,K] W[N,K]^T
+//       (f16, bf16, int8pc: weight-only low precision, x stays f32 and W widens in registers)
+//   matmul/cpu/w8a8/K<in>_N<out>/M<m>      int8 W per channel, x quantized per token per call
+//                                          (ActQuant::PerTokenInt8): the INT8 GEMM
+//   matmul/cpu/bf16dot/K<in>_N<out>/M<m>   bf16 W, x rounded to bf16 per call (ActQuant::Bf16):
+//                                          the BF16 dot-product GEMM (vdpbf16ps where present)
+//   matmul/cpu/sparse24/K<in>_N<out>/M<m>  2:4 sparse W, f32 kept values + 2-bit indices
 //   matmul/onednn_sgemm/f32/K<in>_N<out>/M<m>                  dnnl_sgemm on the same data
+//   matmul/onednn_s8s8/w8a8/K<in>_N<out>/M<m>   dnnl_gemm_s8s8s32 on x already quantized (the
+//                                          integer GEMM alone: no quantize or dequantize step)
 //   rmsnorm/cpu/f32/D2048/M<m>          rope/cpu/f32/H32_D64/M<m>
 //   kv_store/cpu/f32/KV4_D64_B16/M<m>   attention/cpu/f32/H32_KV4_D64_B16/{decode,prefill}_ctx<n>/M<m>
 //   silu_mul/cpu/f32/F5632/M<m>         softmax/cpu/f32/N32000/M<m>
 //   embedding/cpu/{f32,f16,bf16}/V32000_D2048/M<m>              add/cpu/f32/D2048/M<m>
 //   BM_peak_fp32_fma  BM_peak_bf16_dot  BM_peak_int8_dot  BM_mem_read_bw     (machine peaks)
-// with m in {1, 8, 128} (attention: decode_ctx{512,2048} at M1 and M8, prefill_ctx128 at M128)
+// with m in {1, 8, 128} (matmul also 16; attention: decode_ctx{512,2048} at M1 and M8,
+// prefill_ctx128 at M128)
 // and matmul shapes K2048_N2048 (q/o), K2048_N256 (k/v), K2048_N5632 (gate/up), K5632_N2048
 // (down), K2048_N32000 (lm_head).
 // `ref` runs only the small K512_N512 matmuls: the cpu/ref ratio there is a stable CI metric.
 //
 // Counters: GFLOP/s and GB/s are rates over real time (ops are multi-threaded). Per iteration,
-// matmul flops = 2*M*N*K and bytes = weight bytes (+ int8 scales) + x + y; the other ops count
+// matmul flops = 2*M*N*K (integer ops for int8, and dense-equivalent for 2:4 sparse, so GFLOP/s
+// ratios between dtypes of one shape are time ratios) and bytes = weight bytes (+ int8 scales,
+// + 2:4 meta) + x + y; the other ops count
 // their compulsory traffic (inputs read once, outputs written once) and these flops per element:
 // rmsnorm 4, rope 3 (6 per rotated pair), silu_mul 4 (exp counted as 1), softmax 4, add 1,
 // attention 4*head_dim per (query head, visible key), kv_store and embedding 0 (pure data
@@ -53,6 +64,7 @@
 
 #include "cb/bench/machine_peaks.h"
 #include "cb/kernels/backend.h"
+#include "cb/kernels/int8_scheme.h"
 
 #ifndef CB_BENCHMARK_VERSION_MAJOR
 #define CB_BENCHMARK_VERSION_MAJOR 0
@@ -69,6 +81,7 @@ constexpr int64_t kHidden = 2048, kHeads = 32, kKvHeads = 4, kHeadDim = 64, kFfn
 constexpr int kBlockSize = 16;
 constexpr float kRopeTheta = 10000.f, kEps = 1e-5f;
 const int kTokens[] = {1, 8, 128};
+const int kMatTokens[] = {1, 8, 16, 128};  // matmul: decode batches up to 16 and a 128-token prefill
 
 struct MatShape {
   const char* role;
@@ -178,17 +191,29 @@ BigInput& cached_weight(const std::string& backend_name, const std::string& dt, 
   Weight w;
   w.n = n;
   w.k = k;
-  if (dt == "int8pc") {
+  if (dt == "int8pc" || dt == "w8a8") {
     in->host.push_back(random_host(DType::I8, n * k, seed_name, 1.f));
     in->host.push_back(random_host(DType::F32, n, seed_name + "/scales", 1.f));
     for (int64_t i = 0; i < n; ++i) in->host[1].as<float>()[i] = scale / 127.f * (1.5f + 0.5f * in->host[1].as<float>()[i]);
     w.layout = WeightLayout::Int8PerChannel;
     w.values = Tensor(in->host[0].p.get(), DType::I8, {n, k});
     w.scales = Tensor(in->host[1].p.get(), DType::F32, {n});
+    if (dt == "w8a8") w.act_quant = ActQuant::PerTokenInt8;
+  } else if (dt == "sparse24") {
+    // Kept values as the f32 weight's, and two random columns of every group of 4.
+    in->host.push_back(random_host(DType::F32, n * (k / 2), seed_name, scale));
+    in->host.emplace_back(size_t(n * (k / 4)));
+    static const uint8_t kPairs[6] = {0x4, 0x8, 0xc, 0x9, 0xd, 0xe};  // i0 | i1 << 2, i0 < i1
+    uint64_t st = seed_of(seed_name + "/meta");
+    for (int64_t i = 0; i < n * (k / 4); ++i) in->host[1].as<uint8_t>()[i] = kPairs[splitmix64(st) % 6];
+    w.layout = WeightLayout::Sparse24;
+    w.values = Tensor(in->host[0].p.get(), DType::F32, {n, k / 2});
+    w.meta = Tensor(in->host[1].p.get(), DType::I8, {n, k / 4});
   } else {
-    const DType d = dt == "f32" ? DType::F32 : dt == "f16" ? DType::F16 : DType::BF16;
+    const DType d = dt == "f32" ? DType::F32 : dt == "f16" ? DType::F16 : DType::BF16;  // bf16, bf16dot
     in->host.push_back(random_host(d, n * k, seed_name, scale));
     w = Weight::dense(Tensor(in->host[0].p.get(), d, {n, k}));
+    if (dt == "bf16dot") w.act_quant = ActQuant::Bf16;
   }
   in->weight = backend_name == "host" ? w : backend(backend_name).upload_weight(w);
   cur = std::move(in);
@@ -196,7 +221,8 @@ BigInput& cached_weight(const std::string& backend_name, const std::string& dt, 
 }
 
 double weight_bytes(const Weight& w) {
-  return double(w.values.nbytes()) + (w.layout == WeightLayout::Int8PerChannel ? double(w.scales.nbytes()) : 0.0);
+  return double(w.values.nbytes()) + (w.layout == WeightLayout::Int8PerChannel ? double(w.scales.nbytes()) : 0.0) +
+         (w.layout == WeightLayout::Sparse24 ? double(w.meta.nbytes()) : 0.0);
 }
 
 // ---- counters ----------------------------------------------------------------------------------
@@ -275,6 +301,33 @@ void bm_onednn_sgemm(benchmark::State& st, MatShape sh, int64_t m) {
   st.counters["N"] = double(sh.n);
   st.counters["K"] = double(sh.k);
   st.SetLabel(std::string("onednn f32 ") + sh.role);
+}
+
+// The integer GEMM of oneDNN on the W8A8 data: x quantized per token beforehand (not timed), W
+// int8, C int32; no dequantization. oneDNN packs W inside every call.
+void bm_onednn_s8s8(benchmark::State& st, MatShape sh, int64_t m) {
+  const BigInput& in = cached_weight("host", "w8a8", sh.n, sh.k);
+  const int8_t* wp = in.host[0].as<const int8_t>();
+  HostBuf x = random_host(DType::F32, m * sh.k, "x/" + std::to_string(m) + "x" + std::to_string(sh.k), 1.f);
+  HostBuf xq(size_t(m * sh.k));
+  for (int64_t r = 0; r < m; ++r) int8::quantize_row(x.as<float>() + r * sh.k, sh.k, xq.as<int8_t>() + r * sh.k);
+  HostBuf c(size_t(m * sh.n) * sizeof(int32_t));
+  const int32_t co = 0;
+  auto run = [&] {
+    return dnnl_gemm_s8s8s32('N', 'T', 'F', m, sh.n, sh.k, 1.f, xq.as<const int8_t>(), sh.k, 0, wp, sh.k, 0, 0.f,
+                             c.as<int32_t>(), sh.n, &co);
+  };
+  if (run() != dnnl_success) {
+    st.SkipWithError("error: dnnl_gemm_s8s8s32 failed");
+    return;
+  }
+  for (auto _ : st) run();
+  benchmark::DoNotOptimize(c.as<int32_t>()[0]);
+  set_rates(st, 2.0 * double(m) * double(sh.n) * double(sh.k), double(sh.n * sh.k + m * sh.k) + double(m * sh.n) * 4.0);
+  st.counters["M"] = double(m);
+  st.counters["N"] = double(sh.n);
+  st.counters["K"] = double(sh.k);
+  st.SetLabel(std::string("onednn s8s8s32 ") + sh.role);
 }
 
 void bm_rmsnorm(benchmark::State& st, int64_t m) {
@@ -481,20 +534,24 @@ void register_all() {
   benchmark::RegisterBenchmark("BM_mem_read_bw", bm_mem_read_bw)->UseRealTime()->Unit(benchmark::kMillisecond);
 
   // Matmul: dtype, then shape, then M, so consecutive cases share the cached weight.
-  for (const char* dt : {"f32", "f16", "bf16", "int8pc"}) {
-    for (const char* bn : {"cpu", "ref"})
+  for (const char* dt : {"f32", "f16", "bf16", "int8pc", "w8a8", "bf16dot", "sparse24"}) {
+    for (const char* bn : {"cpu", "ref"})  // the cpu/ref pair (ref is slow: only the small shape)
       for (int64_t m : {1, 8})
         reg(std::string("matmul/") + bn + "/" + dt + "/" + shape_name(kSmallShape) + "/M" + std::to_string(m),
             [=](benchmark::State& st) { bm_matmul(st, bn, dt, kSmallShape, m); });
     for (const MatShape& sh : kMatShapes)
-      for (int m : kTokens)
+      for (int m : kMatTokens)
         reg(std::string("matmul/cpu/") + dt + "/" + shape_name(sh) + "/M" + std::to_string(m),
             [=](benchmark::State& st) { bm_matmul(st, "cpu", dt, sh, m); });
   }
   for (const MatShape& sh : kMatShapes)
-    for (int m : kTokens)
+    for (int m : kMatTokens)
       reg("matmul/onednn_sgemm/f32/" + shape_name(sh) + "/M" + std::to_string(m),
           [=](benchmark::State& st) { bm_onednn_sgemm(st, sh, m); });
+  for (const MatShape& sh : kMatShapes)
+    for (int m : kMatTokens)
+      reg("matmul/onednn_s8s8/w8a8/" + shape_name(sh) + "/M" + std::to_string(m),
+          [=](benchmark::State& st) { bm_onednn_s8s8(st, sh, m); });
 
   for (int m : kTokens) {
     const std::string ms = "/M" + std::to_string(m);

@@ -28,6 +28,15 @@ const char* dtype_name(DType t) {
   return "?";
 }
 
+const char* act_quant_name(ActQuant a) {
+  switch (a) {
+    case ActQuant::None: return "none";
+    case ActQuant::PerTokenInt8: return "per-token int8";
+    case ActQuant::Bf16: return "bf16";
+  }
+  return "?";
+}
+
 Tensor::Tensor(void* d, DType t, std::initializer_list<int64_t> dims, MemSpace m) : data(d), dtype(t), mem(m) {
   if (dims.size() > 4) throw std::invalid_argument("Tensor: at most 4 dims");
   for (int64_t v : dims) shape[ndim++] = v;

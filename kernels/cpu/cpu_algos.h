@@ -416,7 +416,55 @@ void add(const float* a, const float* b, float* out, int64_t n) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Per-token int8 quantization of activations (the scheme of int8_scheme.h, bit for bit: the same
+// IEEE division v / scale and round-half-to-even, which is what std::nearbyint does by default).
+// ---------------------------------------------------------------------------------------------
 template <class V>
+void quantize_rows(const float* x, int64_t ldx, int64_t K, int64_t m0, int64_t m1, int8_t* q, int64_t ldq,
+                   float* scales, int offset) {
+  constexpr int W = V::W;
+  for (int64_t m = m0; m < m1; ++m) {
+    const float* xr = x + m * ldx;
+    int8_t* qr = q + m * ldq;
+    // amax of |x|, and v * 0 summed: 0 while every value is finite, NaN once one is not.
+    auto amax = V::zero(), nonfinite = V::zero();
+    for (int64_t k = 0; k < K; k += W) {
+      const auto v = V::load_n(xr + k, int(std::min<int64_t>(W, K - k)));
+      amax = V::max(amax, V::abs(v));
+      nonfinite = V::fma(v, V::zero(), nonfinite);
+    }
+    if (!(V::reduce_add(nonfinite) == 0.f)) {
+      scales[m] = std::numeric_limits<float>::quiet_NaN();
+      std::memset(qr, offset, static_cast<size_t>(ldq));
+      continue;
+    }
+    const float a = V::reduce_max(amax);
+    const float scale = a > 0.f ? a / 127.f : 1.f;
+    scales[m] = scale;
+    const auto vs = V::set1(scale), lo = V::set1(-127.f), hi = V::set1(127.f);
+    for (int64_t k = 0; k < K; k += W) {
+      const int n = int(std::min<int64_t>(W, K - k));
+      V::store_i8(qr + k, V::min(hi, V::max(lo, V::div(V::load_n(xr + k, n), vs))), n);
+    }
+    if (offset != 0)
+      for (int64_t k = 0; k < K; ++k) qr[k] = static_cast<int8_t>(static_cast<uint8_t>(qr[k]) ^ 0x80u);
+    std::memset(qr + K, offset, static_cast<size_t>(ldq - K));
+  }
+}
+
+}  // namespace
+}  // namespace cb::kernels::cpu
+
+// The GEMM tiles for int8 / bf16 dot products and 2:4 sparsity build on the pieces above.
+#include "cpu_algos_dot.h"
+#include "cpu_algos_sparse24.h"
+
+namespace cb::kernels::cpu {
+namespace {
+
+// The table of one ISA: V for the float kernels, DI8 for the W8A8 GEMM, DBF for the bf16 one.
+template <class V, class DI8, class DBF = DWidenBf16<V>>
 KernelTable make_table(Isa isa) {
   KernelTable t{};
   t.isa = isa;
@@ -429,6 +477,13 @@ KernelTable make_table(Isa isa) {
   t.silu_mul = &silu_mul<V>;
   t.softmax_row = &softmax_row<V>;
   t.add = &add<V>;
+  t.quantize_rows = &quantize_rows<V>;
+  t.w8a8_x_offset = DI8::kXOffset;
+  t.w8a8 = &w8a8_range<DI8>;
+  t.w8a8_small = nullptr;
+  t.w8a8_small_max_m = 0;
+  t.bf16dot = &bf16dot_range<DBF>;
+  t.sparse24 = &sparse24<V>;
   return t;
 }
 

@@ -3,7 +3,9 @@
 // float32 rounding; see suites/conformance/test_ops.cpp for the limits.
 //
 // Environment:
-//   CB_CPU_ISA=scalar|avx2|avx512  use at most this ISA (default: the best the machine has)
+//   CB_CPU_ISA=scalar|avx2|avx512|avx512_vnni|avx512_bf16
+//                                  use at most this ISA level (default: the best the machine has;
+//                                  avx512 = F/BW/VL without the VNNI and BF16 extensions)
 //   CB_CPU_ONEDNN_MIN_M=<rows>     rows from which dense f32 matmul goes to oneDNN (default 512)
 #include <cstdlib>
 #include <cstring>
@@ -21,6 +23,8 @@ const char* isa_name(Isa isa) {
     case Isa::Scalar: return "scalar";
     case Isa::Avx2: return "avx2";
     case Isa::Avx512: return "avx512";
+    case Isa::Avx512Vnni: return "avx512_vnni";
+    case Isa::Avx512Bf16: return "avx512_bf16";
   }
   return "?";
 }
@@ -32,8 +36,10 @@ Isa detect_isa() {
   // __builtin_cpu_supports also checks that the OS saves the AVX / AVX-512 register state.
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl"))
-    return Isa::Avx512;
+      __builtin_cpu_supports("avx512vl")) {
+    if (!__builtin_cpu_supports("avx512vnni")) return Isa::Avx512;
+    return __builtin_cpu_supports("avx512bf16") ? Isa::Avx512Bf16 : Isa::Avx512Vnni;
+  }
   if (avx2) return Isa::Avx2;
 #endif
   return Isa::Scalar;
@@ -48,6 +54,8 @@ Isa choose_isa() {
     if (std::strcmp(req, "scalar") == 0) want = Isa::Scalar;
     else if (std::strcmp(req, "avx2") == 0) want = Isa::Avx2;
     else if (std::strcmp(req, "avx512") == 0) want = Isa::Avx512;
+    else if (std::strcmp(req, "avx512_vnni") == 0) want = Isa::Avx512Vnni;
+    else if (std::strcmp(req, "avx512_bf16") == 0) want = Isa::Avx512Bf16;
     if (static_cast<int>(want) < static_cast<int>(isa)) isa = want;
   }
   return isa;
@@ -55,6 +63,8 @@ Isa choose_isa() {
 
 const KernelTable& kernels_for(Isa isa) {
   switch (isa) {
+    case Isa::Avx512Bf16: return kernels_avx512_bf16();
+    case Isa::Avx512Vnni: return kernels_avx512_vnni();
     case Isa::Avx512: return kernels_avx512();
     case Isa::Avx2: return kernels_avx2();
     case Isa::Scalar: break;
@@ -65,7 +75,7 @@ const KernelTable& kernels_for(Isa isa) {
 bool supports(Op op, DType dtype, WeightLayout layout) {
   switch (op) {
     case Op::MatMul:
-      if (layout == WeightLayout::Dense) return is_float_dtype(dtype);
+      if (layout == WeightLayout::Dense || layout == WeightLayout::Sparse24) return is_float_dtype(dtype);
       if (layout == WeightLayout::Int8PerChannel) return dtype == DType::I8;
       return false;
     case Op::RmsNorm:
@@ -74,6 +84,15 @@ bool supports(Op op, DType dtype, WeightLayout layout) {
     default:
       return dtype == DType::F32;
   }
+}
+
+bool supports_matmul(DType dtype, WeightLayout layout, ActQuant act) {
+  switch (act) {
+    case ActQuant::None: return supports(Op::MatMul, dtype, layout);
+    case ActQuant::PerTokenInt8: return layout == WeightLayout::Int8PerChannel && dtype == DType::I8;
+    case ActQuant::Bf16: return layout == WeightLayout::Dense && dtype == DType::BF16;
+  }
+  return false;
 }
 
 MatmulConfig matmul_config() {
@@ -94,6 +113,9 @@ class CpuBackend final : public HostBackend {
 
   std::string name() const override { return "cpu"; }
   bool supports(Op op, DType dtype, WeightLayout layout) const override { return cpu::supports(op, dtype, layout); }
+  bool supports_matmul(DType dtype, WeightLayout layout, ActQuant act) const override {
+    return cpu::supports_matmul(dtype, layout, act);
+  }
 
   Status matmul(const Tensor& x, const Weight& w, Tensor& y) override { return cpu::matmul(k_, mm_, x, w, y); }
   Status rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor& y) override {

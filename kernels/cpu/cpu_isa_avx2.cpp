@@ -15,11 +15,12 @@
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
 #include "cpu_simd_avx2.h"
+#include "cpu_dot_avx2.h"
 #include "cpu_algos.h"
 
 namespace cb::kernels::cpu {
 const KernelTable& kernels_avx2() {
-  static const KernelTable table = make_table<VAvx2>(Isa::Avx2);
+  static const KernelTable table = make_table<VAvx2, DAvx2I8>(Isa::Avx2);
   return table;
 }
 }  // namespace cb::kernels::cpu

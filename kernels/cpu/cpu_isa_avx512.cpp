@@ -21,11 +21,12 @@
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
 #include "cpu_simd_avx512.h"
+#include "cpu_dot_avx512.h"
 #include "cpu_algos.h"
 
 namespace cb::kernels::cpu {
 const KernelTable& kernels_avx512() {
-  static const KernelTable table = make_table<VAvx512>(Isa::Avx512);
+  static const KernelTable table = make_table<VAvx512, DAvx512I8>(Isa::Avx512);
   return table;
 }
 }  // namespace cb::kernels::cpu

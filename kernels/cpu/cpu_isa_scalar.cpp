@@ -5,7 +5,7 @@
 
 namespace cb::kernels::cpu {
 const KernelTable& kernels_scalar() {
-  static const KernelTable table = make_table<VScalar>(Isa::Scalar);
+  static const KernelTable table = make_table<VScalar, DScalarI8>(Isa::Scalar);
   return table;
 }
 }  // namespace cb::kernels::cpu

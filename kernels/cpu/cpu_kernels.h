@@ -3,13 +3,21 @@
 //
 // Layout of kernels/cpu/:
 //   cpu_backend.cpp      the Backend class: argument checks, supports(), ISA choice
-//   cpu_matmul.cpp       matmul driver: GEMV-style kernel, oneDNN for large-M f32, threading
+//   cpu_matmul.cpp       matmul driver: GEMV-style kernel, oneDNN for large-M f32, threading;
+//                        hands W8A8, bf16-dot and 2:4 sparse weights to the three files below
+//   cpu_matmul_int8.cpp  W8A8: per-token quantization of x, integer GEMM (VNNI where present)
+//   cpu_matmul_bf16.cpp  bf16 x bf16 dot-product GEMM (AVX512_BF16 where present)
+//   cpu_matmul_sparse24.cpp  2:4 sparse GEMM over compressed values + 2-bit indices
 //   cpu_attention.cpp    kv_store and the attention driver (work split, scratch)
 //   cpu_elementwise.cpp  rmsnorm, rope, silu_mul, softmax, embedding, add drivers
 //   cpu_algos.h          every kernel body, written once as a template over a SIMD "V" struct
-//   cpu_simd_*.h         the V structs: scalar, AVX2 (+FMA, F16C), AVX-512 (F, BW, VL)
-//   cpu_isa_*.cpp        instantiate cpu_algos.h for one V under that ISA's target pragma and
-//                        export a KernelTable
+//   cpu_algos_dot.h      GEMM tiles over a "D" struct of dot-product steps (int8, bf16)
+//   cpu_algos_sparse24.h the 2:4 sparse tile over V
+//   cpu_simd_*.h         the V structs: scalar, AVX2 (+FMA, F16C), AVX-512 (F, BW, VL), and
+//                        the D structs of each ISA (cpu_dot_*.h)
+//   cpu_isa_*.cpp        instantiate the algos for one V under that ISA's target pragma and
+//                        export a KernelTable; avx512_vnni and avx512_bf16 start from the
+//                        AVX-512 table and replace the kernels those extensions speed up
 // Drivers own OpenMP parallel regions and call kernels on ranges; kernels never spawn threads,
 // so no OpenMP region is compiled under a target pragma.
 #pragma once
@@ -20,9 +28,11 @@
 
 namespace cb::kernels::cpu {
 
-enum class Isa : uint8_t { Scalar, Avx2, Avx512 };
-const char* isa_name(Isa isa);
-// Best ISA this machine and OS support, lowered to $CB_CPU_ISA (scalar | avx2 | avx512) when that
+// Levels, each including the ones before it: avx512 is F+BW+VL; avx512_vnni adds VNNI (int8 dot
+// products); avx512_bf16 adds AVX512_BF16 on top of VNNI (every CPU with BF16 has VNNI).
+enum class Isa : uint8_t { Scalar, Avx2, Avx512, Avx512Vnni, Avx512Bf16 };
+const char* isa_name(Isa isa);  // "scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16"
+// Best ISA this machine and OS support, lowered to $CB_CPU_ISA (one of the names above) when that
 // is set: tests use it to run every code path on one machine, benchmarks to compare them.
 Isa choose_isa();
 
@@ -34,6 +44,38 @@ struct GemvArgs {
   DType wdt = DType::F32;
   const float* scales = nullptr;  // [N] for i8 weights, else nullptr
   float* y = nullptr;             // [M, N], row stride N
+  int64_t M = 0, N = 0, K = 0;
+};
+
+// W8A8: y[m, n] = (sum_k xq[m, k] * w[n, k]) * xs[m] * ws[n], integer products and sums.
+struct W8A8Args {
+  const int8_t* xq = nullptr;  // [M, ldx]: q, or q + 128 read as u8 when KernelTable::w8a8_x_offset
+  int64_t ldx = 0;             // is 128; columns K .. ldx-1 hold (offset) zeros; ldx % 64 == 0
+  const float* xs = nullptr;   // [M] scale per row of x (NaN: the row had NaN/Inf)
+  const int32_t* xsum = nullptr;  // [M] sum of the q row (w8a8_small only)
+  const int8_t* w = nullptr;   // [N, K]
+  const float* ws = nullptr;   // [N]
+  float* y = nullptr;          // [M, N]
+  int64_t M = 0, N = 0, K = 0;
+};
+
+// bf16 dot: y[m, n] = sum_k xb[m, k] * w[n, k], both bf16 bit patterns, f32 accumulation.
+struct Bf16Args {
+  const uint16_t* xb = nullptr;  // [M, ldx]; columns K .. ldx-1 zero; ldx % 32 == 0
+  int64_t ldx = 0;
+  const uint16_t* w = nullptr;   // [N, K]
+  float* y = nullptr;            // [M, N]
+  int64_t M = 0, N = 0, K = 0;
+};
+
+// 2:4 sparse (tensor.h): y[m, n] = sum_g vals[n, 2g] x[m, 4g + i0] + vals[n, 2g + 1] x[m, 4g + i1].
+struct Sparse24Args {
+  const float* x = nullptr;  // [M, ldx]
+  int64_t ldx = 0;
+  const void* vals = nullptr;  // [N, K/2] in wdt (f32/f16/bf16)
+  DType wdt = DType::F32;
+  const uint8_t* meta = nullptr;  // [N, K/4]
+  float* y = nullptr;             // [M, N]
   int64_t M = 0, N = 0, K = 0;
 };
 
@@ -76,11 +118,30 @@ struct KernelTable {
   // Row softmax; y may alias x.
   void (*softmax_row)(const float* x, float* y, int64_t n);
   void (*add)(const float* a, const float* b, float* out, int64_t n);
+
+  // Rows [m0, m1) of x[., K] (row stride ldx) quantized per token as int8_scheme.h says into
+  // q (row stride ldq, columns K .. ldq-1 zero), plus w8a8_x_offset; scales[m] the row's scale,
+  // NaN for a row holding NaN/Inf (its q row is then zeros).
+  void (*quantize_rows)(const float* x, int64_t ldx, int64_t K, int64_t m0, int64_t m1, int8_t* q, int64_t ldq,
+                        float* scales, int offset);
+  int w8a8_x_offset;  // 128 where the int8 dot product takes u8 x (VNNI's vpdpbusd), else 0
+  // Output columns [n0, n1) for all M rows.
+  void (*w8a8)(const W8A8Args& a, int64_t n0, int64_t n1);
+  // For up to w8a8_small_max_m rows (0: none): a variant taking x as plain q (offset 0) and
+  // W + 128 as the unsigned operand, corrected by 128 * xsum[m] (no pass over W for row sums).
+  void (*w8a8_small)(const W8A8Args& a, int64_t n0, int64_t n1);
+  int64_t w8a8_small_max_m;
+  void (*bf16dot)(const Bf16Args& a, int64_t n0, int64_t n1);
+  // Output columns [n0, n1); returns false when a meta byte in those rows is malformed (the
+  // outputs are then garbage and the driver reports InvalidArgument).
+  bool (*sparse24)(const Sparse24Args& a, int64_t n0, int64_t n1);
 };
 
 const KernelTable& kernels_scalar();
 const KernelTable& kernels_avx2();
 const KernelTable& kernels_avx512();
+const KernelTable& kernels_avx512_vnni();
+const KernelTable& kernels_avx512_bf16();
 const KernelTable& kernels_for(Isa isa);
 
 }  // namespace cb::kernels::cpu

@@ -1,4 +1,7 @@
-// matmul driver: y[M, N] = x[M, K] * W[N, K]^T for dense f32/f16/bf16 and int8 per-channel W.
+// matmul driver: y[M, N] = x[M, K] * W[N, K]^T for dense f32/f16/bf16 and int8 per-channel W
+// with f32 activations. Weights that ask for low-precision activations (Weight::act_quant: W8A8,
+// bf16 x bf16) and 2:4 sparse weights go to cpu_matmul_int8.cpp, cpu_matmul_bf16.cpp and
+// cpu_matmul_sparse24.cpp after the shared checks here.
 //
 // The per-ISA GEMV kernel (cpu_algos.h) does every dtype at every M: threads split the N output
 // columns, each streams its rows of W once per 8 rows of x (f16/bf16/i8 widened in registers),
@@ -69,25 +72,27 @@ void matmul_gemv(const KernelTable& k, const Tensor& x, const Weight& w, Tensor&
 
 Status matmul(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, const Weight& w, Tensor& y) {
   if (auto s = check_matmul_args(x, w, y); !s.ok()) return s;
-  if (!supports(Op::MatMul, w.dtype(), w.layout))
-    return Status::unsupported(std::string("cpu matmul: weight dtype ") + dtype_name(w.dtype()) +
-                               (w.layout == WeightLayout::Dense      ? " (dense)"
-                                : w.layout == WeightLayout::Sparse24 ? " (2:4 sparse)"
-                                                                     : " (int8 per channel)"));
+  if (auto s = check_matmul_weight(w, "cpu matmul"); !s.ok()) return s;
+  if (!supports_matmul(w.dtype(), w.layout, w.act_quant)) {
+    const char* layout = w.layout == WeightLayout::Dense      ? " (dense)"
+                         : w.layout == WeightLayout::Sparse24 ? " (2:4 sparse)"
+                                                              : " (int8 per channel)";
+    return Status::unsupported(std::string("cpu matmul: weight dtype ") + dtype_name(w.dtype()) + layout + " with " +
+                               act_quant_name(w.act_quant) + " activations");
+  }
   const int64_t M = x.rows(), N = w.n, K = w.k;
-  if (N < 0 || K < 0 || w.values.numel() != N * K)
-    return Status::invalid("cpu matmul: weight values " + w.values.describe() + " do not hold [" + std::to_string(N) +
-                           ", " + std::to_string(K) + "]");
-  if (w.layout == WeightLayout::Int8PerChannel && (w.scales.dtype != DType::F32 || w.scales.numel() != N))
-    return Status::invalid("cpu matmul: int8 scales " + w.scales.describe() + " must be f32[" + std::to_string(N) + "]");
   if (M == 0 || N == 0) return Status::Ok();
   if (y.data == nullptr || (K > 0 && (x.data == nullptr || w.values.data == nullptr)) ||
-      (w.layout == WeightLayout::Int8PerChannel && w.scales.data == nullptr))
+      (w.layout == WeightLayout::Int8PerChannel && w.scales.data == nullptr) ||
+      (w.layout == WeightLayout::Sparse24 && K > 0 && w.meta.data == nullptr))
     return Status::invalid("cpu matmul: missing data pointer");
   if (K == 0) {
     std::memset(y.data, 0, y.nbytes());
     return Status::Ok();
   }
+  if (w.act_quant == ActQuant::PerTokenInt8) return matmul_w8a8(k, x, w, y);
+  if (w.act_quant == ActQuant::Bf16) return matmul_bf16dot(k, x, w, y);
+  if (w.layout == WeightLayout::Sparse24) return matmul_sparse24(k, x, w, y);
   const bool dense_f32 = w.layout == WeightLayout::Dense && w.dtype() == DType::F32;
   if (dense_f32 && M >= cfg.onednn_min_m && matmul_onednn(x, w, y)) return Status::Ok();
   matmul_gemv(k, x, w, y);  // also the fallback should oneDNN refuse a call

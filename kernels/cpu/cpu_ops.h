@@ -14,6 +14,7 @@ namespace cb::kernels::cpu {
 
 // What the cpu backend implements (the same table as ref).
 bool supports(Op op, DType dtype, WeightLayout layout);
+bool supports_matmul(DType dtype, WeightLayout layout, ActQuant act);
 
 struct MatmulConfig {
   // From this many rows of x on, dense f32 matmul goes to oneDNN's sgemm (see cpu_matmul.cpp
@@ -23,6 +24,10 @@ struct MatmulConfig {
 MatmulConfig matmul_config();  // defaults, with $CB_CPU_ONEDNN_MIN_M overriding the threshold
 
 Status matmul(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, const Weight& w, Tensor& y);
+// The three special matmuls, called by matmul() after its checks (shapes, pointers, M, N, K > 0).
+Status matmul_w8a8(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y);
+Status matmul_bf16dot(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y);
+Status matmul_sparse24(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y);
 Status rmsnorm(const KernelTable& k, const Tensor& x, const Tensor& weight, float eps, Tensor& y);
 Status rope(const KernelTable& k, Tensor& x, const Tensor& positions, int n_heads, int head_dim, float theta);
 Status kv_store(const Tensor& key, const Tensor& value, KvView& kv, int pos0);

@@ -50,6 +50,52 @@ struct VAvx2 {
   static vec mul(vec a, vec b) { return _mm256_mul_ps(a, b); }
   static vec div(vec a, vec b) { return _mm256_div_ps(a, b); }
   static vec max(vec a, vec b) { return _mm256_max_ps(a, b); }
+  static vec min(vec a, vec b) { return _mm256_min_ps(a, b); }
+  static vec abs(vec a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.f), a); }
+  // Rounds to nearest even (MXCSR default) into int8, saturating; n lanes.
+  static void store_i8(int8_t* p, vec v, int n) {
+    const __m256i i = _mm256_cvtps_epi32(v);
+    const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+    const __m128i b = _mm_packs_epi16(w16, w16);
+    int8_t tmp[16];
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(tmp), b);
+    std::memcpy(p, tmp, static_cast<size_t>(n));
+  }
+
+  // 2:4 sparse steps (cpu_algos_sparse24.h): 8 kept values = 4 groups = 16 input columns.
+  using ivec = __m256i;
+  using mraw = __m128i;  // the 4 meta bytes in the low dword
+  static mraw sp24_meta(const uint8_t* p) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return _mm_cvtsi32_si128(v);
+  }
+  static mraw sp24_meta_n(const uint8_t* p, int groups) {
+    uint8_t b[4] = {4, 4, 4, 4};  // padding: i0 = 0, i1 = 1 (valid; its values are zero)
+    std::memcpy(b, p, static_cast<size_t>(groups));
+    return sp24_meta(b);
+  }
+  // Lane j -> column 4 (j / 2) + ((byte_{j/2} >> 2 (j % 2)) & 3) of the step (see VAvx512).
+  static ivec sp24_index(mraw m) {
+    const __m128i lo = _mm_setr_epi8(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);  // b & 3
+    const __m128i hi = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);  // b >> 2
+    const __m128i pairs = _mm_unpacklo_epi8(_mm_shuffle_epi8(lo, m), _mm_shuffle_epi8(hi, m));
+    const __m128i base = _mm_setr_epi8(0, 0, 4, 4, 8, 8, 12, 12, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm256_cvtepu8_epi32(_mm_add_epi8(pairs, base));
+  }
+  // Marks bytes whose high nibble is set or whose i0 >= i1.
+  static void sp24_check(mraw m, mraw& bad) {
+    const __m128i three = _mm_set1_epi8(3);
+    const __m128i i0 = _mm_and_si128(m, three), i1 = _mm_and_si128(_mm_srli_epi16(m, 2), three);
+    const __m128i not_ok = _mm_andnot_si128(_mm_cmpgt_epi8(i1, i0), _mm_set1_epi8(-1));
+    bad = _mm_or_si128(bad, _mm_or_si128(not_ok, _mm_and_si128(m, _mm_set1_epi8(static_cast<char>(0xF0)))));
+  }
+  static mraw sp24_nobad() { return _mm_setzero_si128(); }
+  static bool sp24_any(mraw bad) { return _mm_cvtsi128_si32(bad) != 0; }  // the 4 bytes in use
+  static vec perm2(vec a, ivec idx, vec b) {
+    const vec pa = _mm256_permutevar8x32_ps(a, idx), pb = _mm256_permutevar8x32_ps(b, idx);
+    return _mm256_blendv_ps(pa, pb, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));  // bit 3 -> sign
+  }
   static float reduce_add(vec a) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

@@ -47,6 +47,39 @@ struct VAvx512 {
   static vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
   static vec div(vec a, vec b) { return _mm512_div_ps(a, b); }
   static vec max(vec a, vec b) { return _mm512_max_ps(a, b); }
+  static vec min(vec a, vec b) { return _mm512_min_ps(a, b); }
+  static vec abs(vec a) { return _mm512_abs_ps(a); }
+  // Rounds to nearest even (MXCSR default) into int8, saturating; n lanes.
+  static void store_i8(int8_t* p, vec v, int n) {
+    _mm_mask_storeu_epi8(p, mask(n), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(v)));
+  }
+
+  // 2:4 sparse steps (cpu_algos_sparse24.h): 16 kept values = 8 groups = 32 input columns.
+  using ivec = __m512i;
+  using mraw = __m128i;  // the 8 meta bytes in the low qword
+  static mraw sp24_meta(const uint8_t* p) { return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)); }
+  static mraw sp24_meta_n(const uint8_t* p, int groups) {  // padding 0x04: i0 = 0, i1 = 1 (valid)
+    return _mm_mask_loadu_epi8(_mm_set1_epi8(4), static_cast<__mmask16>((1u << groups) - 1u), p);
+  }
+  // Lane j -> column 4 (j / 2) + ((byte_{j/2} >> 2 (j % 2)) & 3) of the step: both 2-bit fields
+  // looked up with pshufb (byte-wide, cheaper than shifting 16 dword lanes), interleaved, offset.
+  static ivec sp24_index(mraw m) {
+    const __m128i lo = _mm_setr_epi8(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);  // b & 3
+    const __m128i hi = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);  // b >> 2
+    const __m128i pairs = _mm_unpacklo_epi8(_mm_shuffle_epi8(lo, m), _mm_shuffle_epi8(hi, m));
+    const __m128i base = _mm_setr_epi8(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
+    return _mm512_cvtepu8_epi32(_mm_add_epi8(pairs, base));
+  }
+  // Marks bytes whose high nibble is set or whose i0 >= i1.
+  static void sp24_check(mraw m, mraw& bad) {
+    const __m128i three = _mm_set1_epi8(3);
+    const __m128i i0 = _mm_and_si128(m, three), i1 = _mm_and_si128(_mm_srli_epi16(m, 2), three);
+    const __m128i not_ok = _mm_andnot_si128(_mm_cmpgt_epi8(i1, i0), _mm_set1_epi8(-1));
+    bad = _mm_or_si128(bad, _mm_or_si128(not_ok, _mm_and_si128(m, _mm_set1_epi8(static_cast<char>(0xF0)))));
+  }
+  static mraw sp24_nobad() { return _mm_setzero_si128(); }
+  static bool sp24_any(mraw bad) { return _mm_cvtsi128_si64(bad) != 0; }  // the 8 bytes in use
+  static vec perm2(vec a, ivec idx, vec b) { return _mm512_permutex2var_ps(a, idx, b); }
   static float reduce_add(vec a) { return _mm512_reduce_add_ps(a); }
   static float reduce_max(vec a) { return _mm512_reduce_max_ps(a); }
 

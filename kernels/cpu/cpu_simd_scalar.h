@@ -30,6 +30,12 @@ struct VScalar {
   static vec mul(vec a, vec b) { return a * b; }
   static vec div(vec a, vec b) { return a / b; }
   static vec max(vec a, vec b) { return a > b ? a : b; }
+  static vec min(vec a, vec b) { return a < b ? a : b; }
+  static vec abs(vec a) { return std::fabs(a); }
+  // Rounds half to even (the default rounding mode) into int8; v is already in [-127, 127].
+  static void store_i8(int8_t* p, vec v, int n) {
+    if (n > 0) *p = static_cast<int8_t>(std::nearbyint(v));
+  }
   static float reduce_add(vec a) { return a; }
   static float reduce_max(vec a) { return a; }
   static vec exp(vec a) { return std::exp(a); }

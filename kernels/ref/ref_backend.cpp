@@ -1,9 +1,11 @@
 // The `ref` backend: plain scalar loops in double accumulation, written to be read. It is the
 // oracle every other backend is tested against, so clarity beats speed here.
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "../common/host_backend.h"
+#include "cb/kernels/int8_scheme.h"
 
 namespace cb::kernels {
 namespace {
@@ -15,7 +17,7 @@ class RefBackend final : public HostBackend {
   bool supports(Op op, DType dtype, WeightLayout layout) const override {
     switch (op) {
       case Op::MatMul:
-        if (layout == WeightLayout::Dense) return is_float_dtype(dtype);
+        if (layout == WeightLayout::Dense || layout == WeightLayout::Sparse24) return is_float_dtype(dtype);
         if (layout == WeightLayout::Int8PerChannel) return dtype == DType::I8;
         return false;
       case Op::RmsNorm:
@@ -26,20 +28,47 @@ class RefBackend final : public HostBackend {
     }
   }
 
-  // y[m, n] = sum_k x[m, k] * w(n, k)
+  bool supports_matmul(DType dtype, WeightLayout layout, ActQuant act) const override {
+    switch (act) {
+      case ActQuant::None: return supports(Op::MatMul, dtype, layout);
+      case ActQuant::PerTokenInt8: return layout == WeightLayout::Int8PerChannel && dtype == DType::I8;
+      case ActQuant::Bf16: return layout == WeightLayout::Dense && dtype == DType::BF16;
+    }
+    return false;
+  }
+
+  // y[m, n] = sum_k x[m, k] * w(n, k), with x first rounded or quantized as w.act_quant says.
   Status matmul(const Tensor& x, const Weight& w, Tensor& y) override {
     if (auto s = check_matmul_args(x, w, y); !s.ok()) return s;
-    if (!supports(Op::MatMul, w.dtype(), w.layout))
-      return Status::unsupported(std::string("ref matmul: weight dtype ") + dtype_name(w.dtype()));
+    if (auto s = check_matmul_weight(w, "ref matmul"); !s.ok()) return s;
+    if (!supports_matmul(w.dtype(), w.layout, w.act_quant))
+      return Status::unsupported(std::string("ref matmul: weight dtype ") + dtype_name(w.dtype()) + " with " +
+                                 act_quant_name(w.act_quant) + " activations");
+    if (w.layout == WeightLayout::Sparse24)
+      if (auto s = check_sparse24_meta(w, "ref matmul"); !s.ok()) return s;
+    if (w.act_quant == ActQuant::PerTokenInt8) return matmul_w8a8(x, w, y);
     const int64_t M = x.rows(), N = w.n, K = w.k;
-    const float* xp = x.as<const float>();
-    float* yp = y.as<float>();
-    for (int64_t m = 0; m < M; ++m)
+    std::vector<double> xr(static_cast<size_t>(K));
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t k = 0; k < K; ++k) {
+        const float v = x.as<const float>()[m * K + k];
+        xr[size_t(k)] = w.act_quant == ActQuant::Bf16 ? bf16_to_f32(f32_to_bf16(v)) : v;
+      }
       for (int64_t n = 0; n < N; ++n) {
         double acc = 0;
-        for (int64_t k = 0; k < K; ++k) acc += double(xp[m * K + k]) * weight_at(w, n, k);
-        yp[m * N + n] = static_cast<float>(acc);
+        if (w.layout == WeightLayout::Sparse24) {
+          // Group g keeps columns 4g + i0 and 4g + i1 (meta byte i0 | i1 << 2), values in that order.
+          for (int64_t g = 0; g < K / 4; ++g) {
+            const unsigned b = w.meta.as<const uint8_t>()[n * (K / 4) + g];
+            acc += xr[size_t(4 * g + (b & 3))] * load_as_f32(w.values, n * (K / 2) + 2 * g);
+            acc += xr[size_t(4 * g + (b >> 2))] * load_as_f32(w.values, n * (K / 2) + 2 * g + 1);
+          }
+        } else {
+          for (int64_t k = 0; k < K; ++k) acc += xr[size_t(k)] * weight_at(w, n, k);
+        }
+        y.as<float>()[m * N + n] = static_cast<float>(acc);
       }
+    }
     return Status::Ok();
   }
 
@@ -176,6 +205,25 @@ class RefBackend final : public HostBackend {
   }
 
  private:
+  // W8A8: each row of x quantized per token (int8_scheme.h), exact integer dot products,
+  // y = acc * x_scale * w_scale. A row with NaN/Inf has no int8 form: its outputs are NaN.
+  static Status matmul_w8a8(const Tensor& x, const Weight& w, Tensor& y) {
+    const int64_t M = x.rows(), N = w.n, K = w.k;
+    std::vector<int8_t> q(static_cast<size_t>(K));
+    for (int64_t m = 0; m < M; ++m) {
+      const float* xr = x.as<const float>() + m * K;
+      bool finite = true;
+      for (int64_t k = 0; k < K; ++k) finite = finite && std::isfinite(xr[k]);
+      const float xs = finite ? int8::quantize_row(xr, K, q.data()) : std::numeric_limits<float>::quiet_NaN();
+      for (int64_t n = 0; n < N; ++n) {
+        int64_t acc = 0;
+        for (int64_t k = 0; finite && k < K; ++k) acc += int64_t(q[size_t(k)]) * w.values.as<const int8_t>()[n * K + k];
+        y.as<float>()[m * N + n] = static_cast<float>(double(acc) * xs * w.scales.as<const float>()[n]);
+      }
+    }
+    return Status::Ok();
+  }
+
   static double weight_at(const Weight& w, int64_t n, int64_t k) {
     if (w.layout == WeightLayout::Int8PerChannel)
       return double(w.values.as<const int8_t>()[n * w.k + k]) * w.scales.as<const float>()[n];

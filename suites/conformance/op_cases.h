@@ -133,6 +133,7 @@ struct OpCase {
   virtual kernels::Op op() const = 0;
   virtual DType dtype() const { return DType::F32; }
   virtual WeightLayout layout() const { return WeightLayout::Dense; }
+  virtual kernels::ActQuant act() const { return kernels::ActQuant::None; }  // matmul only
   virtual double max_nmse() const = 0;   // 0 means the outputs must match exactly
   virtual double flops() const { return 0; }
   virtual double bytes() const = 0;  // bytes an ideal kernel reads and writes
@@ -183,6 +184,141 @@ struct MatMulCase : OpCase {
       w.layout = WeightLayout::Int8PerChannel;
       w.scales = bs.t();
     }
+    w = be.upload_weight(w);
+    const auto poison = nan_vec(M * N);
+    Buf by(be, DType::F32, {M, N}, poison.data());
+    Status s = be.matmul(bx.t(), w, by.t());
+    be.synchronize();
+    out = by.f32();
+    return s;
+  }
+};
+
+// ---- low-precision matmuls: W8A8 and bf16 dot -------------------------------------------------
+// Rows of x: uniform in [-1, 1]; Spiky: one value per row 50x the others (the int8 scale follows
+// the outlier, most values land on few levels); ZeroRows: every third row all zero (scale 1).
+enum class XKind { Uniform, Spiky, ZeroRows };
+
+inline std::vector<float> make_x(Rng& r, int64_t M, int64_t K, XKind kind) {
+  auto x = r.uniform_vec(M * K);
+  for (int64_t m = 0; m < M; ++m) {
+    if (kind == XKind::Spiky && K > 0) x[size_t(m * K + r.randint(0, int(K - 1)))] = r.uniform(-50.f, 50.f);
+    if (kind == XKind::ZeroRows && m % 3 == 0) std::fill(x.begin() + m * K, x.begin() + (m + 1) * K, 0.f);
+  }
+  return x;
+}
+
+struct QuantMatMulCase : OpCase {
+  kernels::ActQuant aq;  // PerTokenInt8 (i8 per-channel W) or Bf16 (dense bf16 W)
+  int64_t M, K, N;
+  XKind xk;
+  QuantMatMulCase(kernels::ActQuant a, int64_t m, int64_t k, int64_t n, XKind x = XKind::Uniform)
+      : aq(a), M(m), K(k), N(n), xk(x) {}
+  bool w8a8() const { return aq == kernels::ActQuant::PerTokenInt8; }
+  kernels::Op op() const override { return kernels::Op::MatMul; }
+  DType dtype() const override { return w8a8() ? DType::I8 : DType::BF16; }
+  WeightLayout layout() const override { return w8a8() ? WeightLayout::Int8PerChannel : WeightLayout::Dense; }
+  kernels::ActQuant act() const override { return aq; }
+  std::string name() const override {
+    std::ostringstream os;
+    os << "matmul(" << (w8a8() ? "w8a8" : "bf16 x bf16") << ", M=" << M << ", K=" << K << ", N=" << N
+       << (xk == XKind::Spiky ? ", spiky x" : xk == XKind::ZeroRows ? ", zero rows" : "") << ")";
+    return os.str();
+  }
+  // W8A8: ref and backend quantize x the same way (one IEEE division and round-half-to-even per
+  // element), so the products and sums are exact integers on both sides; only acc * x_scale *
+  // w_scale rounds (float vs double: ~3 roundings of 2^-24, NMSE ~1e-15). 1e-12 fails a single
+  // x element quantized one step off (at K = 2048 that row's outputs move by ~3e-4 relative,
+  // NMSE ~1e-9 even spread over 128 rows).
+  // bf16: both sides round x to bf16 (nearest even) and a product of two bf16 values is exact in
+  // f32, so only the f32 summation differs from the double oracle, as for f32 matmul (1e-8; see
+  // MatMulCase). vdpbf16ps also flushes denormal inputs, which uniform inputs never produce.
+  double max_nmse() const override { return w8a8() ? 1e-12 : 1e-8; }
+  double flops() const override { return 2.0 * M * N * K; }
+  double bytes() const override { return double(N * K) * kernels::dtype_size(dtype()) + 4.0 * (M * K + M * N); }
+  Status run(Backend& be, uint32_t seed, std::vector<float>& out) const override {
+    Rng r(seed);
+    const auto x = make_x(r, M, K, xk);
+    Buf bx(be, DType::F32, {M, K}, x.data());
+    std::vector<uint8_t> wbytes;
+    std::vector<float> scales;
+    if (w8a8()) {
+      // The full int8 range, -128 included: the scheme never produces it, but an imported weight
+      // may hold it and the kernels' sign tricks must stay exact there.
+      wbytes.resize(size_t(N * K));
+      for (auto& b : wbytes) b = static_cast<uint8_t>(static_cast<int8_t>(r.randint(-128, 127)));
+      scales = r.uniform_vec(N, 0.001f, 0.02f);
+    } else {
+      wbytes = encode(r.uniform_vec(N * K), DType::BF16);
+    }
+    Buf bw(be, dtype(), {N, K}, wbytes.data());
+    Buf bs(be, DType::F32, {N}, scales.empty() ? nullptr : scales.data());
+    Weight w = Weight::dense(bw.t());
+    if (w8a8()) {
+      w.layout = WeightLayout::Int8PerChannel;
+      w.scales = bs.t();
+    }
+    w.act_quant = aq;
+    w = be.upload_weight(w);
+    const auto poison = nan_vec(M * N);
+    Buf by(be, DType::F32, {M, N}, poison.data());
+    Status s = be.matmul(bx.t(), w, by.t());
+    be.synchronize();
+    out = by.f32();
+    return s;
+  }
+};
+
+// ---- 2:4 sparse matmul (layout in kernels/include/cb/kernels/tensor.h) -------------------------
+inline uint8_t sparse24_meta(int i0, int i1) { return static_cast<uint8_t>(i0 | (i1 << 2)); }
+
+struct Sparse24MatMulCase : OpCase {
+  DType vdt;  // kept values f32/f16/bf16
+  int64_t M, K, N;
+  bool poison_unkept;  // no row keeps column 4g+3, and x is NaN there: a kernel reading it fails
+  Sparse24MatMulCase(DType dt, int64_t m, int64_t k, int64_t n, bool poison = false)
+      : vdt(dt), M(m), K(k), N(n), poison_unkept(poison) {}
+  kernels::Op op() const override { return kernels::Op::MatMul; }
+  DType dtype() const override { return vdt; }
+  WeightLayout layout() const override { return WeightLayout::Sparse24; }
+  std::string name() const override {
+    std::ostringstream os;
+    os << "matmul(2:4 " << kernels::dtype_name(vdt) << ", M=" << M << ", K=" << K << ", N=" << N
+       << (poison_unkept ? ", NaN in unkept columns" : "") << ")";
+    return os.str();
+  }
+  // f32 sums of K/2 products vs the double oracle, as MatMulCase (1e-8); a wrong index picks an
+  // unrelated x value (NMSE ~1 for that product, >1e-4 overall).
+  double max_nmse() const override { return 1e-8; }
+  double flops() const override { return double(M) * N * K; }  // kept multiply-adds only
+  double bytes() const override {
+    return double(N * K / 2) * kernels::dtype_size(vdt) + double(N * K / 4) + 4.0 * (M * K + M * N);
+  }
+  Status run(Backend& be, uint32_t seed, std::vector<float>& out) const override {
+    Rng r(seed);
+    auto x = r.uniform_vec(M * K);
+    if (poison_unkept)
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t g = 0; g < K / 4; ++g) x[size_t(m * K + 4 * g + 3)] = std::numeric_limits<float>::quiet_NaN();
+    static const std::pair<int, int> kPairs[6] = {{0, 1}, {0, 2}, {1, 2}, {0, 3}, {1, 3}, {2, 3}};
+    std::vector<uint8_t> meta(size_t(N * (K / 4)));
+    for (auto& b : meta) {
+      const auto [i0, i1] = kPairs[r.randint(0, poison_unkept ? 2 : 5)];
+      b = sparse24_meta(i0, i1);
+    }
+    auto vals = r.uniform_vec(N * (K / 2));
+    for (size_t i = 0; i + 1 < vals.size(); i += 2)
+      if (r.randint(0, 9) == 0) vals[i + 1] = 0.f;  // groups with a single nonzero keep an explicit zero
+    const auto vbytes = encode(vals, vdt);
+    Buf bx(be, DType::F32, {M, K}, x.data());
+    Buf bv(be, vdt, {N, K / 2}, vbytes.data());
+    Buf bm(be, DType::I8, {N, K / 4}, meta.data());
+    Weight w;
+    w.layout = WeightLayout::Sparse24;
+    w.values = bv.t();
+    w.meta = bm.t();
+    w.n = N;
+    w.k = K;
     w = be.upload_weight(w);
     const auto poison = nan_vec(M * N);
     Buf by(be, DType::F32, {M, N}, poison.data());

@@ -3,8 +3,10 @@
 // Each case (op_cases.h) builds its inputs from a fixed seed, runs on `ref` (the double-accumulating
 // oracle) and on each backend under test, and the outputs are compared by NMSE against the case's
 // own limit, with NaN/Inf checks; outputs are poisoned with NaN before each call so an unwritten
-// element fails. The `cpu` backend is tested once per code path this machine can run (AVX-512,
-// AVX2, scalar via $CB_CPU_ISA). Failure messages name the backend, the case and the seed.
+// element fails. The `cpu` backend is tested once per code path this machine can run (its best
+// ISA, and lower levels forced by $CB_CPU_ISA: see op_driver.h). Failure messages name the
+// backend, the case and the seed. Low-precision matmuls (W8A8, bf16 dot, 2:4 sparse) have their
+// own grids in test_matmul_lowp.cpp.
 //
 // Also here: bad shapes must return InvalidArgument and unsupported dtypes Unsupported, never a
 // crash, and supports() must agree with what the ops do.
@@ -15,7 +17,7 @@
 #include <functional>
 #include <map>
 
-#include "conformance/op_cases.h"
+#include "conformance/op_driver.h"
 
 namespace cb::conformance {
 namespace {
@@ -24,128 +26,6 @@ using kernels::AttentionParams;
 using kernels::KvView;
 using kernels::Op;
 using kernels::StatusCode;
-
-// ------------------------------------------------------------------------------------------------
-// Backends under test
-// ------------------------------------------------------------------------------------------------
-
-struct UnderTest {
-  std::string label;  // "cpu[avx2]", "cuda", ...
-  std::unique_ptr<Backend> be;
-};
-
-// Builds the cpu backend with one of its environment knobs set (empty value: unset), restoring
-// the variable afterwards; the backend reads it once, at construction.
-std::unique_ptr<Backend> make_cpu_with(const char* var, const std::string& value) {
-  const char* old = std::getenv(var);
-  const std::string saved = old ? old : "";
-  if (value.empty()) unsetenv(var);
-  else setenv(var, value.c_str(), 1);
-  auto be = kernels::make_backend("cpu");
-  if (old) setenv(var, saved.c_str(), 1);
-  else unsetenv(var);
-  return be;
-}
-
-std::vector<UnderTest>& backends_under_test() {
-  static std::vector<UnderTest> list = [] {
-    std::vector<UnderTest> out;
-    for (const auto& name : kernels::available_backends()) {
-      if (name == "ref") continue;
-      const char* forced = std::getenv("CB_CPU_ISA");
-      if (name == "cpu" && (forced == nullptr || *forced == '\0')) {
-        // Each code path: $CB_CPU_ISA picks AVX2 or scalar kernels (paths the machine lacks fall
-        // back to the best it has, so they still run), and $CB_CPU_ONEDNN_MIN_M=1 sends every
-        // f32 matmul, whatever its M, through oneDNN.
-        out.push_back({"cpu", make_cpu_with("CB_CPU_ISA", "")});
-        out.push_back({"cpu[avx2]", make_cpu_with("CB_CPU_ISA", "avx2")});
-        out.push_back({"cpu[scalar]", make_cpu_with("CB_CPU_ISA", "scalar")});
-        out.push_back({"cpu[onednn]", make_cpu_with("CB_CPU_ONEDNN_MIN_M", "1")});
-      } else {
-        out.push_back({name, kernels::make_backend(name)});
-      }
-    }
-    return out;
-  }();
-  return list;
-}
-
-Backend& ref_backend() {
-  static std::unique_ptr<Backend> ref = kernels::make_backend("ref");
-  return *ref;
-}
-
-// ------------------------------------------------------------------------------------------------
-// The driver
-// ------------------------------------------------------------------------------------------------
-
-using Cases = std::vector<std::unique_ptr<OpCase>>;
-
-template <class C, class... A>
-void add_case(Cases& cases, A&&... args) {
-  cases.push_back(std::make_unique<C>(std::forward<A>(args)...));
-}
-
-// Runs every case on ref and on each backend under test with seed base_seed + index. Prints one
-// summary line per backend (cases run, worst NMSE against the limit).
-void check_cases(const char* what, const Cases& cases, uint32_t base_seed) {
-  struct Worst {
-    int run = 0, skipped = 0;
-    double nmse = 0;
-    double ratio = 0;  // worst nmse / limit
-    std::string at;
-  };
-  std::map<std::string, Worst> worst;
-  for (size_t i = 0; i < cases.size(); ++i) {
-    const OpCase& c = *cases[i];
-    const uint32_t seed = base_seed + static_cast<uint32_t>(i);
-    std::vector<float> want;
-    const Status rs = c.run(ref_backend(), seed, want);
-    ASSERT_TRUE(rs.ok()) << "ref " << c.name() << " seed=" << seed << ": " << rs.message;
-    for (auto& ut : backends_under_test()) {
-      Worst& w = worst[ut.label];
-      std::vector<float> got;
-      if (!ut.be->supports(c.op(), c.dtype(), c.layout())) {
-        const Status s = c.run(*ut.be, seed, got);
-        EXPECT_EQ(s.code, StatusCode::Unsupported)
-            << ut.label << " " << c.name() << ": supports() says no, so the op must return Unsupported";
-        ++w.skipped;
-        continue;
-      }
-      const Status s = c.run(*ut.be, seed, got);
-      ++w.run;
-      if (!s.ok()) {
-        ADD_FAILURE() << ut.label << " " << c.name() << " seed=" << seed << ": status " << int(s.code) << " "
-                      << s.message;
-        continue;
-      }
-      const ErrorStats e = error_stats(got, want);
-      const bool ok = !e.size_mismatch && e.nonfinite == 0 && e.nmse <= c.max_nmse();
-      if (!ok) {
-        std::ostringstream os;
-        os << ut.label << " " << c.name() << " seed=" << seed << ": NMSE " << e.nmse << " (limit " << c.max_nmse()
-           << "), max |diff| " << e.max_abs;
-        if (e.max_abs_at >= 0)
-          os << " at [" << e.max_abs_at << "] (got " << got[size_t(e.max_abs_at)] << ", want "
-             << want[size_t(e.max_abs_at)] << ")";
-        if (e.nonfinite)
-          os << ", " << e.nonfinite << " NaN/Inf outputs, first at [" << e.first_nonfinite << "] (want "
-             << want[size_t(e.first_nonfinite)] << ")";
-        if (e.size_mismatch) os << ", output size " << got.size() << " vs " << want.size();
-        ADD_FAILURE() << os.str();
-      }
-      const double ratio = c.max_nmse() > 0 ? e.nmse / c.max_nmse() : (e.nmse > 0 ? 1e300 : 0);
-      if (ratio >= w.ratio) {
-        w.ratio = ratio;
-        w.nmse = e.nmse;
-        w.at = c.name();
-      }
-    }
-  }
-  for (const auto& [label, w] : worst)
-    std::printf("  %-10s %-12s %4d cases (%d unsupported)  worst NMSE %.2e  %s\n", what, label.c_str(), w.run,
-                w.skipped, w.nmse, w.at.c_str());
-}
 
 const DType kWeightDtypes[] = {DType::F32, DType::F16, DType::BF16, DType::I8};
 const DType kFloatDtypes[] = {DType::F32, DType::F16, DType::BF16};
@@ -333,7 +213,7 @@ std::vector<BadCall> bad_calls() {
          Buf x(be, DType::F32, {2, 8}), w(be, DType::I32, {4, 8}), y(be, DType::F32, {2, 4});
          return be.matmul(x.t(), dense(w), y.t());
        }},
-      {"matmul: 2:4 sparse weight", U, true, [](Backend& be) {
+      {"matmul: 2:4 sparse weight with zero (malformed) meta", I, true, [](Backend& be) {
          Buf x(be, DType::F32, {2, 8}), w(be, DType::F16, {4, 4}), meta(be, DType::I8, {4, 2}), y(be, DType::F32, {2, 4});
          Weight sw;
          sw.layout = WeightLayout::Sparse24;
@@ -567,6 +447,14 @@ TEST(Conformance, SupportsIsTruthful) {
     EXPECT_FALSE(be.supports(Op::MatMul, DType::I32, WeightLayout::Dense)) << ut.label;
     EXPECT_FALSE(be.supports(Op::RmsNorm, DType::I8)) << ut.label;
     EXPECT_FALSE(be.supports(Op::Embedding, DType::I8)) << ut.label;
+    EXPECT_FALSE(be.supports(Op::MatMul, DType::I8, WeightLayout::Sparse24)) << ut.label;
+    // Low-precision activations: only W8A8 on int8 per-channel and bf16 x bf16 on dense bf16.
+    EXPECT_FALSE(be.supports_matmul(DType::F32, WeightLayout::Dense, kernels::ActQuant::PerTokenInt8)) << ut.label;
+    EXPECT_FALSE(be.supports_matmul(DType::F32, WeightLayout::Dense, kernels::ActQuant::Bf16)) << ut.label;
+    EXPECT_FALSE(be.supports_matmul(DType::F32, WeightLayout::Sparse24, kernels::ActQuant::PerTokenInt8)) << ut.label;
+    EXPECT_EQ(be.supports_matmul(DType::F32, WeightLayout::Dense, kernels::ActQuant::None),
+              be.supports(Op::MatMul, DType::F32, WeightLayout::Dense))
+        << ut.label;
     for (Op op : {Op::Rope, Op::Attention, Op::KvStore, Op::SiluMul, Op::Softmax, Op::Add})
       EXPECT_FALSE(be.supports(op, DType::F16)) << ut.label << " " << kernels::op_name(op);
     if (ut.label.rfind("cpu", 0) == 0) {
@@ -578,7 +466,10 @@ TEST(Conformance, SupportsIsTruthful) {
         EXPECT_TRUE(be.supports(Op::Embedding, dt)) << ut.label;
       }
       EXPECT_TRUE(be.supports(Op::MatMul, DType::I8, WeightLayout::Int8PerChannel)) << ut.label;
-      EXPECT_FALSE(be.supports(Op::MatMul, DType::F16, WeightLayout::Sparse24)) << ut.label;
+      EXPECT_TRUE(be.supports_matmul(DType::I8, WeightLayout::Int8PerChannel, kernels::ActQuant::PerTokenInt8))
+          << ut.label;
+      EXPECT_TRUE(be.supports_matmul(DType::BF16, WeightLayout::Dense, kernels::ActQuant::Bf16)) << ut.label;
+      for (DType dt : kFloatDtypes) EXPECT_TRUE(be.supports(Op::MatMul, dt, WeightLayout::Sparse24)) << ut.label;
       for (Op op : {Op::Rope, Op::Attention, Op::KvStore, Op::SiluMul, Op::Softmax, Op::Add})
         EXPECT_TRUE(be.supports(op, DType::F32)) << ut.label << " " << kernels::op_name(op);
     }

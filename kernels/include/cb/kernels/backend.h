@@ -57,6 +57,11 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
   virtual bool supports(Op op, DType dtype, WeightLayout layout = WeightLayout::Dense) const = 0;
+  // Whether matmul runs weights of this dtype and layout with activations treated as `act` (see
+  // ActQuant in tensor.h). The default: f32 activations only, wherever supports() says yes.
+  virtual bool supports_matmul(DType dtype, WeightLayout layout, ActQuant act) const {
+    return act == ActQuant::None && supports(Op::MatMul, dtype, layout);
+  }
 
   // Memory. alloc returns a zero-initialized tensor owned by this backend; release frees it.
   virtual Tensor alloc(DType dtype, std::initializer_list<int64_t> dims) = 0;
@@ -103,6 +108,13 @@ std::vector<std::string> available_backends();
 
 // Shared argument checks, so every backend rejects the same bad calls with the same message.
 Status check_matmul_args(const Tensor& x, const Weight& w, const Tensor& y);
+// The weight's own consistency: values (and scales, meta) hold [N, K] in its layout, data pointers
+// are set, act_quant fits the layout and dtype, and for Sparse24 K % 4 == 0. `who` prefixes the
+// message ("cpu matmul"). Meta *contents* are checked separately (check_sparse24_meta).
+Status check_matmul_weight(const Weight& w, const char* who);
+// Every Sparse24 meta byte is i0 | i1 << 2 with i0 < i1 and a zero high nibble (tensor.h); names
+// the first bad byte by row and group. Plain loop: the reference check for backends.
+Status check_sparse24_meta(const Weight& w, const char* who);
 Status check_same_shape(const char* op, const Tensor& a, const Tensor& b);
 
 }  // namespace cb::kernels

@@ -49,6 +49,22 @@ enum class WeightLayout : uint8_t {
   Int8PerChannel,  // values i8 [N, K], scales f32 [N]: w = values * scales[row]
   Sparse24,        // 2:4 sparse: values [N, K/2] kept, meta u8 [N, K/4] two 2-bit indices per group
 };
+// Sparse24 in detail: K % 4 == 0; values f32/f16/bf16 [N, K/2]; meta i8 [N, K/4] read as bytes.
+// Group g of row n covers input columns 4g .. 4g+3 and keeps two of them: meta byte
+// b = i0 | (i1 << 2) with 0 <= i0 < i1 <= 3 and the high 4 bits zero (anything else is
+// InvalidArgument); values[n, 2g] sits at column 4g + i0, values[n, 2g + 1] at 4g + i1. A group
+// with fewer than two nonzeros stores explicit zeros (as NVIDIA's 2:4 format does).
+
+// What matmul does with the activations (f32 x) before multiplying. None: f32 x against the
+// weight as stored (f16/bf16/i8 weights widen to f32: "weight-only" low precision).
+//   PerTokenInt8 (W8A8, needs Int8PerChannel): each row of x is quantized with the scheme of
+//     int8_scheme.h (symmetric, per token, at call time), products and sums are exact integers,
+//     y[m, n] = acc * x_scale[m] * w_scale[n]. A row of x holding NaN/Inf gives a NaN row of y.
+//   Bf16 (needs Dense BF16): x is rounded to bf16 (nearest even) and multiplied in bf16
+//     dot-product instructions (vdpbf16ps where present) with f32 accumulation.
+// A backend says which combinations it runs through Backend::supports_matmul.
+enum class ActQuant : uint8_t { None, PerTokenInt8, Bf16 };
+const char* act_quant_name(ActQuant a);
 
 // A weight matrix W of logical shape [N (out), K (in)], as Hugging Face stores linear layers.
 struct Weight {
@@ -58,6 +74,7 @@ struct Weight {
   Tensor meta;
   int64_t n = 0;  // output features
   int64_t k = 0;  // input features
+  ActQuant act_quant = ActQuant::None;  // see ActQuant
   DType dtype() const { return values.dtype; }
   static Weight dense(const Tensor& w);
 };
