@@ -1,11 +1,13 @@
 // ModelConfig: Hugging Face LlamaForCausalLM config.json in and out, validation, presets.
 #include "cb/engine/config.h"
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <limits>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 
@@ -92,20 +94,163 @@ double clean_float(float f) {
   return std::strtod(buf, nullptr);
 }
 
+// A member of a nested object; a missing one is named by its full key path ("a.b.c").
+const json& require_at(const json& obj, const std::string& field, const std::string& path, const std::string& source) {
+  const json* v = find(obj, field);
+  if (!v) key_error(source, path + "." + field, "missing");
+  return *v;
+}
+
+// compressed-tensors module matching: "Linear" (every linear layer), an exact module name, or
+// "re:<regex>" matched against the whole name.
+bool target_matches(const std::string& t, const std::string& module) {
+  if (t == "Linear") return true;
+  if (t.rfind("re:", 0) == 0) return std::regex_match(module, std::regex(t.substr(3)));
+  return t == module;
+}
+
+bool covered(const std::vector<std::string>& targets, const std::vector<std::string>& ignore, const std::string& module) {
+  bool hit = false;
+  for (const auto& t : targets) hit = hit || target_matches(t, module);
+  for (const auto& t : ignore)
+    if (target_matches(t, module)) return false;
+  return hit;
+}
+
+std::string lower(std::string s) {
+  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+// A list of module patterns; "re:" entries must compile.
+std::vector<std::string> module_list(const json& v, const std::string& key, const std::string& source) {
+  if (!v.is_array()) key_error(source, key, "expected a list of strings, got " + type_name(v) + " " + v.dump());
+  std::vector<std::string> out;
+  for (const json& e : v) {
+    const std::string t = as_string(e, key, source);
+    if (t.rfind("re:", 0) == 0) {
+      try {
+        std::regex r(t.substr(3));
+      } catch (const std::regex_error& err) {
+        key_error(source, key, "'" + t + "' is not a valid regular expression (" + err.what() + ")");
+      }
+    }
+    out.push_back(t);
+  }
+  return out;
+}
+
+// One compressed-tensors QuantizationArgs object: the engine implements 8-bit symmetric integers,
+// per channel and static for weights, per token and dynamic for activations (int8_scheme.h).
+void check_int8_args(const json& a, const std::string& key, const std::string& source, const char* strategy, bool dynamic) {
+  if (!a.is_object()) key_error(source, key, "expected an object, got " + type_name(a) + " " + a.dump());
+  auto want = [&](const char* field, const json& expected) {
+    const json* v = find(a, field);
+    const std::string k = key + "." + field;
+    json got = v ? *v : json();
+    if (got.is_string()) got = lower(got.get<std::string>());
+    if (got != expected)
+      key_error(source, k, (v ? v->dump() : std::string("missing")) + " is unsupported (expected " + expected.dump() + ")");
+  };
+  want("num_bits", 8);
+  want("type", "int");
+  want("symmetric", true);
+  want("strategy", strategy);
+  if (const json* v = find(a, "dynamic"); dynamic || v) want("dynamic", dynamic);
+  if (const json* v = find(a, "group_size"); v && *v != json(-1))
+    key_error(source, key + ".group_size", v->dump() + " is unsupported (per-channel scales only)");
+  for (const char* field : {"block_structure", "actorder"})
+    if (const json* v = find(a, field)) key_error(source, key + "." + field, v->dump() + " is unsupported");
+}
+
 }  // namespace
 
+CompressionConfig CompressionConfig::from_json(const json& q, const std::string& source) {
+  const std::string base = "quantization_config";
+  if (!q.is_object()) key_error(source, base, "expected an object, got " + type_name(q) + " " + q.dump());
+  CompressionConfig c;
+  c.raw = q;
+  const std::string method = as_string(require_at(q, "quant_method", base, source), base + ".quant_method", source);
+  if (method != "compressed-tensors")
+    key_error(source, base + ".quant_method", "'" + method + "' is unsupported (expected 'compressed-tensors')");
+  const json* fmt = find(q, "format");
+  const std::string format = fmt ? as_string(*fmt, base + ".format", source) : "";
+  if (const json* kv = find(q, "kv_cache_scheme"))
+    key_error(source, base + ".kv_cache_scheme", kv->dump() + " is unsupported (the KV cache stays f32)");
+
+  const json* groups = find(q, "config_groups");
+  if (groups && !groups->is_object())
+    key_error(source, base + ".config_groups", "expected an object, got " + type_name(*groups));
+  if (groups && !groups->empty()) {
+    if (format != "int-quantized")
+      key_error(source, base + ".format", (fmt ? "'" + format + "' is unsupported" : std::string("missing")) +
+                                              " with config_groups (expected 'int-quantized')");
+    bool first = true;
+    for (const auto& [name, g] : groups->items()) {
+      const std::string key = base + ".config_groups." + name;
+      if (!g.is_object())
+        key_error(source, key, "expected a scheme object, got " + type_name(g) + " (preset scheme names are unsupported)");
+      if (const json* f = find(g, "format"); f && as_string(*f, key + ".format", source) != "int-quantized")
+        key_error(source, key + ".format", f->dump() + " is unsupported (expected 'int-quantized')");
+      const auto targets = module_list(require_at(g, "targets", key, source), key + ".targets", source);
+      if (targets.empty()) key_error(source, key + ".targets", "is empty");
+      check_int8_args(require_at(g, "weights", key, source), key + ".weights", source, "channel", false);
+      const json* in = find(g, "input_activations");
+      if (in) check_int8_args(*in, key + ".input_activations", source, "token", true);
+      if (const json* out = find(g, "output_activations"))
+        key_error(source, key + ".output_activations", out->dump() + " is unsupported");
+      if (!first && bool(in) != c.int8_dynamic_activations)
+        key_error(source, key + ".input_activations", "differs from the first group's (one activation scheme per model)");
+      c.int8_dynamic_activations = in != nullptr;
+      c.quant_targets.insert(c.quant_targets.end(), targets.begin(), targets.end());
+      first = false;
+    }
+    c.int8_weights = true;
+    if (const json* ig = find(q, "ignore")) c.quant_ignore = module_list(*ig, base + ".ignore", source);
+  } else if (!format.empty() && format != "dense") {
+    key_error(source, base + ".format", "'" + format + "' without config_groups is unsupported");
+  }
+
+  if (const json* sp = find(q, "sparsity_config")) {
+    const std::string key = base + ".sparsity_config";
+    if (!sp->is_object()) key_error(source, key, "expected an object, got " + type_name(*sp));
+    c.sparsity_format = as_string(require_at(*sp, "format", key, source), key + ".format", source);
+    if (c.sparsity_format != "dense" && c.sparsity_format != "sparse-24-bitmask")
+      key_error(source, key + ".format", "'" + c.sparsity_format + "' is unsupported (expected 'dense' or 'sparse-24-bitmask')");
+    const json* st = find(*sp, "sparsity_structure");
+    c.sparsity_structure = st ? lower(as_string(*st, key + ".sparsity_structure", source)) : "unstructured";
+    if (c.sparsity_format == "sparse-24-bitmask" && c.sparsity_structure != "2:4")
+      key_error(source, key + ".sparsity_structure", "'" + c.sparsity_structure + "' is unsupported with sparse-24-bitmask (expected '2:4')");
+    c.sparse_targets = {"Linear"};  // compressed-tensors: no targets = every layer
+    if (const json* t = find(*sp, "targets")) c.sparse_targets = module_list(*t, key + ".targets", source);
+    if (const json* ig = find(*sp, "ignore")) c.sparse_ignore = module_list(*ig, key + ".ignore", source);
+    if (const json* gs = find(*sp, "global_sparsity")) c.global_sparsity = as_float(*gs, key + ".global_sparsity", source);
+  }
+  if (c.int8_weights && c.sparsity_format == "sparse-24-bitmask")
+    key_error(source, base, "INT8 weights stored as sparse-24-bitmask are unsupported (export the 2:4 model as 'dense' before quantizing)");
+  return c;
+}
+
+bool CompressionConfig::quantizes(const std::string& module) const {
+  return int8_weights && covered(quant_targets, quant_ignore, module);
+}
+
+bool CompressionConfig::sparse_compressed(const std::string& module) const {
+  return sparsity_format == "sparse-24-bitmask" && covered(sparse_targets, sparse_ignore, module);
+}
+
 int64_t ModelConfig::parameter_count() const {
-  const int64_t V = vocab_size, D = hidden_size, F = intermediate_size, KV = kv_dim();
+  const int64_t V = vocab_size, D = hidden_size, F = intermediate_size, KV = kv_dim(), Q = q_dim();
   const int64_t per_layer = 2 * D            // input_layernorm, post_attention_layernorm
-                            + 2 * D * D      // q_proj, o_proj
+                            + 2 * Q * D      // q_proj, o_proj
                             + 2 * KV * D     // k_proj, v_proj
                             + 3 * F * D;     // gate_proj, up_proj, down_proj
   return V * D + per_layer * num_hidden_layers + D + (tie_word_embeddings ? 0 : V * D);
 }
 
 int64_t ModelConfig::matmul_flops_per_token() const {
-  const int64_t V = vocab_size, D = hidden_size, F = intermediate_size, KV = kv_dim();
-  const int64_t per_layer = 2 * D * D + 2 * KV * D + 3 * F * D;
+  const int64_t V = vocab_size, D = hidden_size, F = intermediate_size, KV = kv_dim(), Q = q_dim();
+  const int64_t per_layer = 2 * Q * D + 2 * KV * D + 3 * F * D;
   // The lm_head is a matmul whether or not its weight is shared with the embedding.
   return 2 * (per_layer * num_hidden_layers + V * D);
 }
@@ -153,12 +298,23 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
     if (const json* v = find(j, key); v && as_bool(*v, key, source))
       key_error(source, key, "true is unsupported (LLaMA linear layers have no bias)");
   }
+  // An explicit head size (Hugging Face LlamaConfig's "head_dim"): models whose attention heads were
+  // pruned keep their head size while hidden_size stays, so q_proj has heads * head_dim rows.
   if (const json* v = find(j, "head_dim")) {
     const int hd = as_int(*v, "head_dim", source);
-    if (c.num_attention_heads > 0 && hd != c.hidden_size / c.num_attention_heads)
-      key_error(source, "head_dim", std::to_string(hd) + " is unsupported (must equal hidden_size / num_attention_heads = " +
-                                        std::to_string(c.hidden_size / c.num_attention_heads) + ")");
+    if (hd <= 0) key_error(source, "head_dim", std::to_string(hd) + " must be positive");
+    // Only heads x head_dim <= hidden_size (what pruning produces) is exercised; wider
+    // attention (as some other architectures use) is refused rather than run untested.
+    if (c.num_attention_heads > 0 && int64_t(hd) * c.num_attention_heads > c.hidden_size)
+      key_error(source, "head_dim", std::to_string(hd) + " is unsupported (num_attention_heads x head_dim = " +
+                                        std::to_string(int64_t(hd) * c.num_attention_heads) + " exceeds hidden_size " +
+                                        std::to_string(c.hidden_size) + ")");
+    if (c.num_attention_heads <= 0 || c.hidden_size % c.num_attention_heads != 0 ||
+        hd != c.hidden_size / c.num_attention_heads)
+      c.head_dim_key = hd;
   }
+  if (const json* v = find(j, "quantization_config"))
+    c.compression = CompressionConfig::from_json(*v, source);
   c.validate(source);
   return c;
 }
@@ -175,16 +331,19 @@ void ModelConfig::validate(const std::string& source) const {
   };
   for (const auto& [key, v] : sizes)
     if (v <= 0) key_error(source, key, std::to_string(v) + " must be positive");
-  if (hidden_size % num_attention_heads != 0)
+  if (head_dim_key < 0) key_error(source, "head_dim", std::to_string(head_dim_key) + " must be positive");
+  if (head_dim_key == 0 && hidden_size % num_attention_heads != 0)
     key_error(source, "hidden_size", std::to_string(hidden_size) + " is not divisible by num_attention_heads " +
                                          std::to_string(num_attention_heads));
   if (num_attention_heads % num_key_value_heads != 0)
     key_error(source, "num_key_value_heads", std::to_string(num_key_value_heads) +
                                                  " does not divide num_attention_heads " +
                                                  std::to_string(num_attention_heads));
-  if (head_dim() % 2 != 0)
+  if (head_dim() % 2 != 0) {
+    if (head_dim_key > 0) key_error(source, "head_dim", std::to_string(head_dim_key) + " must be even for RoPE");
     key_error(source, "hidden_size", "head_dim " + std::to_string(head_dim()) +
                                          " (hidden_size / num_attention_heads) must be even for RoPE");
+  }
   if (!(rms_norm_eps > 0.f) || !std::isfinite(rms_norm_eps))
     key_error(source, "rms_norm_eps", "must be positive and finite");
   if (!(rope_theta > 0.f) || !std::isfinite(rope_theta))
@@ -239,6 +398,8 @@ json ModelConfig::to_json() const {
   j["eos_token_id"] = eos_token_id;
   j["pad_token_id"] = pad_token_id;
   j["torch_dtype"] = torch_dtype;
+  if (head_dim_key > 0) j["head_dim"] = head_dim_key;
+  if (compression.present()) j["quantization_config"] = compression.raw;
   return j;
 }
 
