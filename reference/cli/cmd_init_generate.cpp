@@ -1,5 +1,11 @@
+#include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "cb/comm/communicator.h"
 
 #include "cb/engine/config.h"
 #include "cb/engine/engine.h"
@@ -62,15 +68,148 @@ void add_init_command(CLI::App& app) {
   });
 }
 
+namespace {
+
+struct GenerateOpts {
+  std::string model, prompt, prompt_ids, backend = "cpu", tp_comm = "auto", stats_json;
+  int max_tokens = 32, top_k = 0, prefill_chunk = 0, tp = 1, repeat = 1;
+  float temperature = 0.f, top_p = 1.f;
+  uint64_t seed = 0;
+  bool no_stop = false, verify_tp = false;
+};
+
+// --verify-tp tolerance on logits: |tp - single| <= kAtol + kRtol * |single|. The sharded pass
+// sums the o_proj / down_proj dot products in a different order (per-rank partial sums, then the
+// all-reduce), which moves f32 results by a few ulps per layer; 1e-4 leaves two orders of magnitude
+// over what the default model shows (max ~1e-6), and stays far below any change of a greedy pick.
+constexpr double kAtol = 1e-4, kRtol = 1e-4;
+
+std::filesystem::path model_dir(const GenerateOpts& o) {
+  return o.model.empty() ? engine::default_model_dir() : std::filesystem::path(o.model);
+}
+
+// Runs the generation(s) on rank 0 (or alone) and prints; returns the JSON record. `steps` gets
+// the logits of every step of the first run (for --verify-tp).
+nlohmann::json generate_and_print(engine::LoadedModel& lm, const GenerateOpts& o, std::vector<std::vector<float>>* steps,
+                                  std::vector<int32_t>& tokens, const std::string& tp_desc) {
+  const auto& tok = lm.tokenizer();
+  const auto dir = model_dir(o);
+  std::vector<int32_t> prompt = o.prompt_ids.empty() ? tok.encode(o.prompt) : engine::parse_token_ids(o.prompt_ids, lm.config().vocab_size);
+  engine::GenerateOptions g;
+  g.max_tokens = o.max_tokens;
+  g.sampling = {o.temperature, o.top_k, o.top_p, o.seed};
+  g.sampling.validate();
+  g.stop_at_eos = !o.no_stop;
+  g.prefill_chunk = o.prefill_chunk;
+  nlohmann::json runs = nlohmann::json::array();
+  for (int rep = 0; rep < o.repeat; ++rep) {
+    const bool first = rep == 0;
+    if (first && steps) g.on_logits = [&](const std::vector<float>& l) { steps->push_back(l); };
+    else g.on_logits = nullptr;
+    if (first) std::fputs(printable(tok.decode(prompt)).c_str(), stdout);
+    auto r = engine::generate(lm, prompt, g, [&](int32_t t) {
+      if (!first) return;
+      std::fputs(printable(tok.decode_one(t)).c_str(), stdout);
+      std::fflush(stdout);
+    });
+    if (first) {
+      tokens = r.tokens;
+      std::printf("\n\n[%s, backend %s%s] prompt %d tokens, generated %zu (stop: %s)\n", dir.filename().c_str(),
+                  lm.backend().name().c_str(), tp_desc.c_str(), r.prompt_tokens, r.tokens.size(), r.stop_reason.c_str());
+    }
+    std::printf("prefill: %.1f tokens/s (%.3f s)   decode: %.2f tokens/s (%d steps, %.3f s)\n", r.prefill_tokens_per_s(),
+                r.prefill_seconds, r.decode_tokens_per_s(), r.decode_steps, r.decode_seconds);
+    std::fflush(stdout);
+    runs.push_back({{"prefill_tokens_per_s", r.prefill_tokens_per_s()}, {"decode_tokens_per_s", r.decode_tokens_per_s()},
+                    {"prefill_seconds", r.prefill_seconds}, {"decode_seconds", r.decode_seconds},
+                    {"decode_steps", r.decode_steps}, {"prompt_tokens", r.prompt_tokens}, {"stop_reason", r.stop_reason}});
+  }
+  return {{"model", dir.string()}, {"backend", lm.backend().name()}, {"runs", runs}, {"tokens", tokens},
+          {"weight_bytes_per_rank", lm.weight_bytes()}};
+}
+
+// --verify-tp: the same generation without tensor parallelism; tokens must match exactly and
+// logits within kAtol + kRtol * |ref|.
+nlohmann::json verify_against_single(const GenerateOpts& o, const std::vector<std::vector<float>>& tp_steps,
+                                     const std::vector<int32_t>& tp_tokens) {
+  auto ref = engine::LoadedModel::open(model_dir(o), o.backend);
+  std::vector<int32_t> prompt = o.prompt_ids.empty() ? ref->tokenizer().encode(o.prompt)
+                                                     : engine::parse_token_ids(o.prompt_ids, ref->config().vocab_size);
+  engine::GenerateOptions g;
+  g.max_tokens = o.max_tokens;
+  g.sampling = {o.temperature, o.top_k, o.top_p, o.seed};
+  g.stop_at_eos = !o.no_stop;
+  g.prefill_chunk = o.prefill_chunk;
+  std::vector<std::vector<float>> steps;
+  g.on_logits = [&](const std::vector<float>& l) { steps.push_back(l); };
+  const auto r = engine::generate(*ref, prompt, g);
+  double max_abs = 0, worst_excess = -1;
+  bool shapes_ok = steps.size() == tp_steps.size();
+  for (size_t s = 0; shapes_ok && s < steps.size(); ++s) {
+    if (steps[s].size() != tp_steps[s].size()) { shapes_ok = false; break; }
+    for (size_t i = 0; i < steps[s].size(); ++i) {
+      const double d = std::fabs(double(tp_steps[s][i]) - steps[s][i]);
+      max_abs = std::max(max_abs, d);
+      worst_excess = std::max(worst_excess, d - (kAtol + kRtol * std::fabs(double(steps[s][i]))));
+    }
+  }
+  size_t same = 0;
+  for (size_t i = 0; i < std::min(r.tokens.size(), tp_tokens.size()); ++i) {
+    if (r.tokens[i] != tp_tokens[i]) break;
+    ++same;
+  }
+  const bool tokens_ok = r.tokens == tp_tokens, logits_ok = shapes_ok && worst_excess <= 0;
+  std::printf("tp check: tokens %s (%zu of %zu equal before the first difference), max |logit diff| %.3g over %zu steps "
+              "(tolerance %.0e + %.0e x |logit|): %s\n",
+              tokens_ok ? "identical" : "DIFFER", same, r.tokens.size(), max_abs, steps.size(), kAtol, kRtol,
+              tokens_ok && logits_ok ? "PASS" : "FAIL");
+  return {{"tokens_identical", tokens_ok}, {"max_abs_logit_diff", max_abs}, {"steps", steps.size()},
+          {"atol", kAtol}, {"rtol", kRtol}, {"pass", tokens_ok && logits_ok}};
+}
+
+// One rank of `generate --tp N` (or the only process): rank 0 generates, the others follow.
+void run_rank(const GenerateOpts& o, comm::Communicator* c) {
+  auto lm = engine::LoadedModel::open(model_dir(o), o.backend, c);
+  if (c && c->rank() != 0) {
+    try {
+      engine::run_tp_follower(*lm);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "refengine generate: tensor parallel rank %d: error: %s\n", c->rank(), e.what());
+      c->abort_group(e.what());
+      throw;
+    }
+    return;
+  }
+  const std::string tp_desc = c ? ", tp " + std::to_string(c->size()) + " over " + c->describe() : "";
+  std::vector<std::vector<float>> steps;
+  std::vector<int32_t> tokens;
+  nlohmann::json rec;
+  try {
+    rec = generate_and_print(*lm, o, o.verify_tp ? &steps : nullptr, tokens, tp_desc);
+  } catch (const std::exception& e) {
+    engine::finish_tp_leader(*lm, true, e.what());
+    throw;
+  }
+  engine::finish_tp_leader(*lm);
+  rec["tp"] = c ? c->size() : 1;
+  rec["tp_comm"] = c ? c->describe() : "none";
+  bool pass = true;
+  if (o.verify_tp) {
+    rec["verify_tp"] = verify_against_single(o, steps, tokens);
+    pass = rec["verify_tp"]["pass"].get<bool>();
+  }
+  if (!o.stats_json.empty()) {
+    std::ofstream out(o.stats_json);
+    out << rec.dump(1) << "\n";
+    if (!out) throw std::runtime_error(o.stats_json + ": cannot write --stats-json");
+  }
+  if (!pass) set_exit_code(1);
+}
+
+}  // namespace
+
 void add_generate_command(CLI::App& app) {
-  struct Opts {
-    std::string model, prompt, prompt_ids, backend = "cpu";
-    int max_tokens = 32, top_k = 0, prefill_chunk = 0;
-    float temperature = 0.f, top_p = 1.f;
-    uint64_t seed = 0;
-    bool no_stop = false;
-  };
-  auto o = std::make_shared<Opts>();
+  auto o = std::make_shared<GenerateOpts>();
   auto* c = app.add_subcommand("generate", "generate text and report prefill / decode tokens per second");
   c->add_option("--model", o->model, "model directory (default: the embedded default model)");
   auto* p1 = c->add_option("--prompt", o->prompt, "prompt text (byte-level tokens, BOS prepended)");
@@ -84,29 +223,36 @@ void add_generate_command(CLI::App& app) {
   c->add_option("--backend", o->backend, "ref | cpu | cuda");
   c->add_option("--prefill-chunk", o->prefill_chunk, "prefill in chunks of this many tokens (0 = one step)");
   c->add_flag("--ignore-eos", o->no_stop, "keep generating past the end-of-sequence token");
+  c->add_option("--tp", o->tp, "tensor-parallel ranks: under mpirun, -n must equal it; else ranks are threads")
+      ->check(CLI::Range(1, 256));
+  c->add_option("--tp-comm", o->tp_comm, "auto | mpi | threads (auto: mpi when launched by mpirun, else threads)")
+      ->check(CLI::IsMember({"auto", "mpi", "threads"}));
+  c->add_flag("--verify-tp", o->verify_tp,
+              "rank 0 reruns the generation without tensor parallelism and compares tokens (exact) and logits "
+              "(1e-4 abs + 1e-4 rel); exit 1 on a mismatch");
+  c->add_option("--stats-json", o->stats_json, "write timings, tokens and the --verify-tp result as JSON (rank 0)");
+  c->add_option("--repeat", o->repeat, "generate this many times (timings of each; text printed once)")->check(CLI::Range(1, 1000));
   c->callback([o] {
     run_guarded("generate", [&] {
       if (o->prompt.empty() && o->prompt_ids.empty()) throw std::invalid_argument("give --prompt TEXT or --prompt-ids 1,2,3");
-      const auto dir = o->model.empty() ? engine::default_model_dir() : std::filesystem::path(o->model);
-      auto lm = engine::LoadedModel::open(dir, o->backend);
-      const auto& tok = lm->tokenizer();
-      std::vector<int32_t> prompt = o->prompt_ids.empty() ? tok.encode(o->prompt)
-                                                          : engine::parse_token_ids(o->prompt_ids, lm->config().vocab_size);
-      engine::GenerateOptions g;
-      g.max_tokens = o->max_tokens;
-      g.sampling = {o->temperature, o->top_k, o->top_p, o->seed};
-      g.sampling.validate();
-      g.stop_at_eos = !o->no_stop;
-      g.prefill_chunk = o->prefill_chunk;
-      std::fputs(printable(tok.decode(prompt)).c_str(), stdout);
-      auto r = engine::generate(*lm, prompt, g, [&](int32_t t) {
-        std::fputs(printable(tok.decode_one(t)).c_str(), stdout);
-        std::fflush(stdout);
-      });
-      std::printf("\n\n[%s, backend %s] prompt %d tokens, generated %zu (stop: %s)\n", dir.filename().c_str(),
-                  lm->backend().name().c_str(), r.prompt_tokens, r.tokens.size(), r.stop_reason.c_str());
-      std::printf("prefill: %.1f tokens/s (%.3f s)   decode: %.2f tokens/s (%d steps, %.3f s)\n", r.prefill_tokens_per_s(),
-                  r.prefill_seconds, r.decode_tokens_per_s(), r.decode_steps, r.decode_seconds);
+      const bool under_mpirun = comm::launched_by_mpirun();
+      const int world = comm::mpirun_world_size();
+      const std::string how = o->tp_comm != "auto" ? o->tp_comm : under_mpirun ? "mpi" : "threads";
+      if (how == "mpi" || under_mpirun) {
+        if (how != "mpi") throw std::invalid_argument("--tp-comm " + how + " under mpirun: use --tp-comm mpi (or auto)");
+        if (world != o->tp)
+          throw std::invalid_argument("--tp " + std::to_string(o->tp) + " but " +
+                                      (under_mpirun ? "mpirun started " + std::to_string(world) + " rank(s)"
+                                                    : std::string("this process was not started by mpirun")) +
+                                      ": launch with mpirun -n " + std::to_string(o->tp) + " refengine generate ... --tp " +
+                                      std::to_string(o->tp));
+        if (o->tp == 1) return run_rank(*o, nullptr);
+        auto c = comm::make_mpi();  // MPI_Init here, MPI_Finalize when it goes out of scope
+        run_rank(*o, c.get());
+        return;
+      }
+      if (o->tp == 1) return run_rank(*o, nullptr);
+      comm::run_thread_group(o->tp, [&](comm::Communicator& c) { run_rank(*o, &c); });
     });
   });
 }

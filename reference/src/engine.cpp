@@ -8,13 +8,23 @@
 namespace cb::engine {
 namespace fs = std::filesystem;
 
-std::unique_ptr<LoadedModel> LoadedModel::open(const fs::path& dir, const std::string& backend) {
+std::unique_ptr<LoadedModel> LoadedModel::open(const fs::path& dir, const std::string& backend, comm::Communicator* tp) {
   if (!fs::is_directory(dir)) throw ModelError(dir.string() + ": model directory does not exist");
   auto m = std::unique_ptr<LoadedModel>(new LoadedModel());
   m->dir_ = dir;
   m->cfg_ = ModelConfig::load(dir / "config.json");
   m->store_ = WeightStore::open_dir(dir);
   ModelWeights w = bind_weights(m->store_, m->cfg_);
+  TpContext ctx;
+  if (tp && tp->size() > 1) {
+    // This rank's slice of every weight, copied out of the mapping (the rest stays unread).
+    m->shard_ = plan_shard(m->cfg_, tp->rank(), tp->size());
+    w = shard_weights(w, m->cfg_, m->shard_, m->shard_store_);
+    ctx = {tp, m->shard_};
+  } else {
+    m->shard_ = plan_shard(m->cfg_, 0, 1);
+  }
+  m->kv_cfg_ = kv_config_for(m->cfg_, m->shard_);
   m->backend_ = kernels::make_backend(backend);
   // Host backends use the mapped weights in place; device backends upload them here.
   auto up = [&](kernels::Weight& x) { x = m->backend_->upload_weight(x); };
@@ -27,7 +37,7 @@ std::unique_ptr<LoadedModel> LoadedModel::open(const fs::path& dir, const std::s
     up_t(L.ffn_norm);
     for (kernels::Weight* x : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) up(*x);
   }
-  m->model_ = std::make_unique<Model>(m->cfg_, std::move(w), *m->backend_);
+  m->model_ = std::make_unique<Model>(m->cfg_, std::move(w), *m->backend_, ctx);
   m->tok_ = ByteTokenizer(m->cfg_.vocab_size, m->cfg_.bos_token_id, m->cfg_.eos_token_id, m->cfg_.pad_token_id);
   return m;
 }
@@ -50,7 +60,7 @@ GenerateResult generate(LoadedModel& lm, const std::vector<int32_t>& prompt, con
                                 std::to_string(opt.max_tokens) + ") exceeds the model's context of " + std::to_string(ctx));
 
   const int total = int(prompt.size()) + opt.max_tokens;
-  KvCache kv(lm.backend(), cfg, (total + 15) / 16, 16);
+  KvCache kv(lm.backend(), lm.kv_config(), (total + 15) / 16, 16);
   const std::vector<int32_t> table = KvCache::sequential_table(kv.blocks_for(total));
 
   Sampler sampler(opt.sampling);
@@ -67,6 +77,7 @@ GenerateResult generate(LoadedModel& lm, const std::vector<int32_t>& prompt, con
     SeqStep st{std::span<const int32_t>(prompt.data() + p, n), p, table, false};
     logits = lm.model().forward({st}, kv);
   }
+  if (opt.on_logits) opt.on_logits(logits);
   int32_t next = sampler.sample(logits);
   r.prefill_seconds = std::chrono::duration<double>(clock::now() - t0).count();
   r.tokens.push_back(next);
@@ -82,6 +93,7 @@ GenerateResult generate(LoadedModel& lm, const std::vector<int32_t>& prompt, con
     }
     SeqStep st{std::span<const int32_t>(&next, 1), pos, table, false};
     logits = lm.model().forward({st}, kv);
+    if (opt.on_logits) opt.on_logits(logits);
     next = sampler.sample(logits);
     ++pos;
     ++r.decode_steps;

@@ -1,15 +1,45 @@
 #include "cb/engine/model.h"
 
+#include <algorithm>
+
 #include <cmath>
 #include <stdexcept>
 #include <string>
+
+#include "cb/engine/tp_step.h"
 
 namespace cb::engine {
 using kernels::DType;
 using kernels::Tensor;
 
-Model::Model(const ModelConfig& cfg, ModelWeights weights, kernels::Backend& backend)
-    : cfg_(cfg), w_(std::move(weights)), backend_(backend) {}
+Model::Model(const ModelConfig& cfg, ModelWeights weights, kernels::Backend& backend, TpContext tp)
+    : cfg_(cfg), w_(std::move(weights)), backend_(backend), tp_(tp) {
+  heads_ = cfg_.num_attention_heads;
+  kv_heads_ = cfg_.num_key_value_heads;
+  ffn_ = cfg_.intermediate_size;
+  vocab_cols_ = cfg_.vocab_size;
+  if (!tp_.active()) return;
+  const TpShard& s = tp_.shard;
+  const std::string who = "tensor parallel rank " + std::to_string(s.rank) + " of " + std::to_string(s.ranks);
+  if (tp_.comm->rank() != s.rank || tp_.comm->size() != s.ranks)
+    throw std::invalid_argument(who + ": the communicator is rank " + std::to_string(tp_.comm->rank()) + " of " +
+                                std::to_string(tp_.comm->size()));
+  // The collectives run on the activations in place: both must live in host memory.
+  if (tp_.comm->device_memory())
+    throw std::invalid_argument(who + ": the '" + tp_.comm->backend() + "' communicator needs GPU buffers; the engine's "
+                                "tensor parallelism runs on host backends over mpi or threads");
+  if (w_.lm_head.values.mem != kernels::MemSpace::Host)
+    throw std::invalid_argument(who + ": backend '" + backend_.name() + "' keeps tensors on the device; tensor "
+                                "parallelism over '" + tp_.comm->backend() + "' needs host tensors");
+  heads_ = s.heads;
+  kv_heads_ = s.kv_heads;
+  ffn_ = s.ffn;
+  vocab_cols_ = s.vocab_pad;
+  const int64_t Dh = cfg_.head_dim();
+  if (w_.layers.empty() || w_.layers[0].wq.n != heads_ * Dh || w_.layers[0].w_gate.n != ffn_ || w_.lm_head.n != vocab_cols_)
+    throw std::invalid_argument(who + ": weights are not this rank's shard (q_proj rows, gate_proj rows or lm_head "
+                                "rows differ from the plan; build them with shard_weights)");
+}
 
 Model::~Model() {
   release_buffers();
@@ -17,7 +47,7 @@ Model::~Model() {
 }
 
 void Model::release_buffers() {
-  for (Tensor* t : {&ids_, &pos_, &x_, &h_, &q_, &k_, &v_, &att_, &o_, &gate_, &up_, &ffn_, &last_, &logits_})
+  for (Tensor* t : {&ids_, &pos_, &x_, &h_, &q_, &k_, &v_, &att_, &o_, &gate_, &up_, &ffn_buf_, &last_, &logits_})
     if (!t->empty()) backend_.release(*t);
   cap_tokens_ = cap_logit_rows_ = 0;
 }
@@ -26,19 +56,20 @@ void Model::ensure_capacity(int64_t tokens, int64_t logit_rows) {
   if (tokens <= cap_tokens_ && logit_rows <= cap_logit_rows_) return;
   const int64_t T = std::max(tokens, cap_tokens_), R = std::max(logit_rows, cap_logit_rows_);
   release_buffers();
-  const int64_t D = cfg_.hidden_size, KV = cfg_.kv_dim(), F = cfg_.intermediate_size, V = cfg_.vocab_size;
+  // Local sizes: this rank's heads, FFN columns and logits (the whole model when not sharded).
+  const int64_t D = cfg_.hidden_size, Dh = cfg_.head_dim(), Q = heads_ * Dh, KV = kv_heads_ * Dh, F = ffn_, V = vocab_cols_;
   ids_ = backend_.alloc(DType::I32, {T});
   pos_ = backend_.alloc(DType::I32, {T});
   x_ = backend_.alloc(DType::F32, {T, D});
   h_ = backend_.alloc(DType::F32, {T, D});
-  q_ = backend_.alloc(DType::F32, {T, D});
+  q_ = backend_.alloc(DType::F32, {T, Q});
   k_ = backend_.alloc(DType::F32, {T, KV});
   v_ = backend_.alloc(DType::F32, {T, KV});
-  att_ = backend_.alloc(DType::F32, {T, D});
+  att_ = backend_.alloc(DType::F32, {T, Q});
   o_ = backend_.alloc(DType::F32, {T, D});
   gate_ = backend_.alloc(DType::F32, {T, F});
   up_ = backend_.alloc(DType::F32, {T, F});
-  ffn_ = backend_.alloc(DType::F32, {T, F});
+  ffn_buf_ = backend_.alloc(DType::F32, {T, F});
   last_ = backend_.alloc(DType::F32, {R, D});
   logits_ = backend_.alloc(DType::F32, {R, V});
   cap_tokens_ = T;
@@ -90,6 +121,49 @@ std::vector<float> Model::forward(const std::vector<SeqStep>& batch, KvCache& kv
     tables.insert(tables.end(), st.block_table.begin(), st.block_table.end());
     logit_rows += st.all_logits ? int64_t(st.tokens.size()) : 1;
   }
+  if (const int held = kv.view(0, kernels::Tensor{}).n_kv_heads; held != kv_heads_)
+    throw std::invalid_argument("forward: the KV cache holds " + std::to_string(held) + " KV heads per layer but this model" +
+                                (tp_.active() ? " shard (rank " + std::to_string(tp_.shard.rank) + ")" : std::string()) +
+                                " computes " + std::to_string(kv_heads_) + " (build the cache from LoadedModel::kv_config())");
+  if (tp_.active() && tp_.leader()) {
+    // The followers run the same step: send it (with pending KV copies) once it passed the checks.
+    TpStepMessage m;
+    m.step = ++step_no_;
+    m.kv_blocks = kv.num_blocks();
+    m.kv_block_size = kv.block_size();
+    m.copies.swap(pending_copies_);
+    for (const SeqStep& st : batch)
+      m.seqs.push_back({{st.tokens.begin(), st.tokens.end()}, int32_t(st.pos0), {st.block_table.begin(), st.block_table.end()},
+                        st.all_logits});
+    in_step_ = true;
+    send_step(*tp_.comm, m);
+  }
+  std::vector<float> out = run(batch, kv, ids, pos, tables, tok0, tab0, logit_rows);
+  in_step_ = false;
+  return out;
+}
+
+void Model::copy_kv_block(KvCache& kv, int src, int dst) {
+  kv.copy_block(src, dst);
+  if (tp_.active() && tp_.leader()) pending_copies_.emplace_back(src, dst);
+}
+
+void Model::stop_followers() {
+  if (!tp_.active() || !tp_.leader()) return;
+  TpStepMessage m;
+  m.kind = TpStepMessage::Kind::Stop;
+  m.step = ++step_no_;
+  send_step(*tp_.comm, m);
+}
+
+void Model::all_reduce(Tensor& t) {
+  backend_.synchronize();  // the op that wrote t may still be queued
+  tp_.comm->all_reduce_sum(t.data, t.data, size_t(t.numel()), comm::DataType::F32);
+}
+
+std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, const std::vector<int32_t>& ids,
+                              const std::vector<int32_t>& pos, const std::vector<int32_t>& tables,
+                              const std::vector<int64_t>& tok0, const std::vector<int64_t>& tab0, int64_t logit_rows) {
   const int64_t T = ids.size();
   ensure_capacity(T, logit_rows);
   if (int64_t(tables.size()) > tables_cap_) {
@@ -97,7 +171,8 @@ std::vector<float> Model::forward(const std::vector<SeqStep>& batch, KvCache& kv
     tables_cap_ = std::max<int64_t>(tables.size(), 2 * tables_cap_);
     tables_ = backend_.alloc(DType::I32, {tables_cap_});
   }
-  const int H = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads, Dh = cfg_.head_dim();
+  // This rank's heads (all of them unless tensor parallel); head_dim is the model's.
+  const int H = heads_, Hkv = kv_heads_, Dh = cfg_.head_dim();
 
   Tensor ids_t = span_i32(ids_, 0, T), pos_t = span_i32(pos_, 0, T);
   backend_.copy_from_host(ids_t, ids.data());
@@ -107,18 +182,20 @@ std::vector<float> Model::forward(const std::vector<SeqStep>& batch, KvCache& kv
 
   Tensor x = rows(x_, 0, T), h = rows(h_, 0, T), q = rows(q_, 0, T), k = rows(k_, 0, T), v = rows(v_, 0, T);
   Tensor att = rows(att_, 0, T), o = rows(o_, 0, T), gate = rows(gate_, 0, T), up = rows(up_, 0, T),
-         ffn = rows(ffn_, 0, T);
+         ffn = rows(ffn_buf_, 0, T);
   kernels::Backend& be = backend_;
+  const bool tp = tp_.active();
 
   // x[T, D] = embed[ids]
   check(be.embedding(ids_t, w_.embed, x), "embedding");
   for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
     const LayerWeights& L = w_.layers[l];
-    // Attention block: x += Wo * attn(rope(Wq h), rope(Wk h), Wv h), h = rmsnorm(x)
+    // Attention block: x += Wo * attn(rope(Wq h), rope(Wk h), Wv h), h = rmsnorm(x).
+    // Column-parallel q/k/v (this rank's heads), row-parallel o_proj summed over ranks.
     check(be.rmsnorm(x, L.attn_norm, cfg_.rms_norm_eps, h), "attn rmsnorm", l);
-    check(be.matmul(h, L.wq, q), "q_proj", l);  // q[T, D]
-    check(be.matmul(h, L.wk, k), "k_proj", l);  // k[T, KV]
-    check(be.matmul(h, L.wv, v), "v_proj", l);  // v[T, KV]
+    check(be.matmul(h, L.wq, q), "q_proj", l);  // q[T, H * Dh]
+    check(be.matmul(h, L.wk, k), "k_proj", l);  // k[T, Hkv * Dh]
+    check(be.matmul(h, L.wv, v), "v_proj", l);  // v[T, Hkv * Dh]
     check(be.rope(q, pos_t, H, Dh, cfg_.rope_theta), "rope q", l);
     check(be.rope(k, pos_t, Hkv, Dh, cfg_.rope_theta), "rope k", l);
     for (size_t s = 0; s < batch.size(); ++s) {
@@ -137,14 +214,17 @@ std::vector<float> Model::forward(const std::vector<SeqStep>& batch, KvCache& kv
       Tensor qs = rows(q, tok0[s], n), as = rows(att, tok0[s], n);
       check(be.attention(qs, view, p, as), "attention", l);
     }
-    check(be.matmul(att, L.wo, o), "o_proj", l);  // o[T, D]
+    check(be.matmul(att, L.wo, o), "o_proj", l);  // o[T, D] (a partial sum per rank when tensor parallel)
+    if (tp) all_reduce(o);
     check(be.add(x, o, x), "residual add (attention)", l);
-    // MLP block: x += Wdown (silu(Wgate h) * Wup h), h = rmsnorm(x)
+    // MLP block: x += Wdown (silu(Wgate h) * Wup h), h = rmsnorm(x).
+    // Column-parallel gate/up (this rank's FFN columns), row-parallel down_proj summed over ranks.
     check(be.rmsnorm(x, L.ffn_norm, cfg_.rms_norm_eps, h), "ffn rmsnorm", l);
     check(be.matmul(h, L.w_gate, gate), "gate_proj", l);  // gate[T, F]
     check(be.matmul(h, L.w_up, up), "up_proj", l);        // up[T, F]
     check(be.silu_mul(gate, up, ffn), "silu_mul", l);
     check(be.matmul(ffn, L.w_down, o), "down_proj", l);   // o[T, D]
+    if (tp) all_reduce(o);
     check(be.add(x, o, x), "residual add (mlp)", l);
   }
 
@@ -159,11 +239,23 @@ std::vector<float> Model::forward(const std::vector<SeqStep>& batch, KvCache& kv
     r += count;
   }
   Tensor last = rows(last_, 0, logit_rows), logits = rows(logits_, 0, logit_rows);
-  check(be.matmul(last, w_.lm_head, logits), "lm_head");
+  check(be.matmul(last, w_.lm_head, logits), "lm_head");  // this rank's vocabulary slice when tensor parallel
   std::vector<float> out(static_cast<size_t>(logits.numel()));
   be.copy_to_host(out.data(), logits);
   be.synchronize();
-  return out;
+  if (!tp) return out;
+  // Vocabulary-parallel logits: gather [ranks][R][Vp] and interleave into [R][V], dropping padding.
+  const int64_t R = logit_rows, Vp = vocab_cols_, V = cfg_.vocab_size, n = tp_.shard.ranks;
+  gathered_.resize(size_t(n * R * Vp));
+  tp_.comm->all_gather(out.data(), gathered_.data(), size_t(R * Vp), comm::DataType::F32);
+  std::vector<float> full(size_t(R * V));
+  for (int64_t q = 0; q < n; ++q)
+    for (int64_t row = 0; row < R; ++row) {
+      const int64_t v0 = q * Vp, cnt = std::min(Vp, V - v0);
+      if (cnt <= 0) continue;
+      std::copy_n(gathered_.data() + (q * R + row) * Vp, cnt, full.data() + row * V + v0);
+    }
+  return full;
 }
 
 }  // namespace cb::engine

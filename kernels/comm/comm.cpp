@@ -1,0 +1,137 @@
+// The interface's shared parts: data types, host buffers, the single-rank backend, the factory
+// and the list of backends this build has.
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+
+#include "comm_internal.h"
+
+namespace cb::comm {
+
+size_t type_size(DataType t) {
+  switch (t) {
+    case DataType::F32: return 4;
+    case DataType::I32: return 4;
+    case DataType::U8: return 1;
+  }
+  return 1;
+}
+
+const char* type_name(DataType t) {
+  switch (t) {
+    case DataType::F32: return "float";
+    case DataType::I32: return "int32";
+    case DataType::U8: return "uint8";
+  }
+  return "?";
+}
+
+void* Communicator::alloc(size_t bytes) {
+  const size_t rounded = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+  if (!p) throw CommError(backend() + ": cannot allocate " + std::to_string(bytes) + " bytes of host memory");
+  std::memset(p, 0, rounded == 0 ? 64 : rounded);
+  return p;
+}
+void Communicator::free(void* p) { std::free(p); }
+void Communicator::upload(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+void Communicator::download(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+
+namespace detail {
+void check_count(const char* op, size_t count, DataType t, bool reduce) {
+  // MPI and NCCL counts are int / size_t; keep every backend to what all of them accept.
+  if (count > size_t(std::numeric_limits<int>::max()))
+    throw CommError(std::string(op) + ": count " + std::to_string(count) + " exceeds the largest MPI count (2^31 - 1)");
+  if (reduce && t == DataType::U8) throw CommError(std::string(op) + ": sum of uint8 is not supported (use float or int32)");
+}
+void check_root(const char* op, int root, int size) {
+  if (root < 0 || root >= size)
+    throw CommError(std::string(op) + ": root " + std::to_string(root) + " is not a rank of this group of " +
+                    std::to_string(size));
+}
+}  // namespace detail
+
+namespace {
+
+class SingleComm final : public Communicator {
+ public:
+  std::string backend() const override { return "single"; }
+  std::string describe() const override { return "single (1 rank, no communication)"; }
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  void all_reduce_sum(const void* send, void* recv, size_t count, DataType t) override {
+    detail::check_count("all_reduce", count, t, true);
+    if (send != recv) std::memmove(recv, send, count * type_size(t));
+  }
+  void all_gather(const void* send, void* recv, size_t count, DataType t) override {
+    detail::check_count("all_gather", count, t, false);
+    if (send != recv) std::memmove(recv, send, count * type_size(t));
+  }
+  void broadcast(void*, size_t count, DataType t, int root) override {
+    detail::check_count("broadcast", count, t, false);
+    detail::check_root("broadcast", root, 1);
+  }
+  void barrier() override {}
+  void abort_group(const std::string&) override {}  // nobody else to stop
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_single() { return std::make_unique<SingleComm>(); }
+
+#ifdef CB_COMM_HAVE_MPI
+std::unique_ptr<Communicator> make_mpi() { return detail::make_mpi_impl(); }
+#else
+std::unique_ptr<Communicator> make_mpi() {
+  throw CommError("backend 'mpi': this build has no MPI (install libopenmpi-dev and reconfigure)");
+}
+#endif
+
+#ifdef CB_COMM_HAVE_NCCL
+std::unique_ptr<Communicator> make_nccl() { return detail::make_nccl_impl(); }
+std::string nccl_unavailable_reason() { return detail::nccl_unavailable_impl(); }
+int cuda_device_count() { return detail::cuda_device_count_impl(); }
+#else
+std::unique_ptr<Communicator> make_nccl() { throw CommError("backend 'nccl': " + nccl_unavailable_reason()); }
+std::string nccl_unavailable_reason() {
+  return "this build has no NCCL (configure with CUDA on, nvcc and nccl.h / libnccl found)";
+}
+int cuda_device_count() { return 0; }
+#endif
+
+std::unique_ptr<Communicator> make_communicator(const std::string& backend) {
+  if (backend == "single") return make_single();
+  if (backend == "mpi") return make_mpi();
+  if (backend == "nccl") return make_nccl();
+  if (backend == "auto") return launched_by_mpirun() && mpirun_world_size() > 1 ? make_mpi() : make_single();
+  throw CommError("unknown communicator backend '" + backend + "' (expected single, mpi, nccl or auto; threads "
+                  "are started with run_thread_group)");
+}
+
+std::vector<BackendStatus> backend_status() {
+  std::vector<BackendStatus> v;
+  v.push_back({"single", true, "", ""});
+  v.push_back({"threads", true, "", ""});
+#ifdef CB_COMM_HAVE_MPI
+  v.push_back({"mpi", true, "", detail::mpi_library_version()});
+#else
+  v.push_back({"mpi", false, "this build has no MPI (install libopenmpi-dev and reconfigure)", ""});
+#endif
+#ifdef CB_COMM_HAVE_NCCL
+  v.push_back({"nccl", true, nccl_unavailable_reason(), detail::nccl_library_version()});
+#else
+  v.push_back({"nccl", false, nccl_unavailable_reason(), ""});
+#endif
+  return v;
+}
+
+std::string comm_bench_binary() {
+#ifdef CB_COMM_BENCH_PATH
+  std::error_code ec;
+  if (std::filesystem::exists(CB_COMM_BENCH_PATH, ec)) return CB_COMM_BENCH_PATH;
+#endif
+  return "";
+}
+
+}  // namespace cb::comm

@@ -1,0 +1,235 @@
+// Collectives (kernels/comm): the single-rank and thread-group backends exactly, the sweep's
+// #wrong and bandwidth definitions, the alpha-beta fit and the ring projection, launcher flags.
+// MPI and NCCL run under mpirun in the "mpi" CTest label (suites/cmake/mpi.cmake).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <numeric>
+
+#include "cb/comm/communicator.h"
+#include "cb/comm/sweep.h"
+
+using namespace cb::comm;
+
+namespace {
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Sets an environment variable for one scope, restoring the old value after.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
+    if (value) setenv(name, value, 1);
+    else unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (had_) setenv(name_.c_str(), old_.c_str(), 1);
+    else unsetenv(name_.c_str());
+  }
+
+ private:
+  std::string name_, old_;
+  bool had_ = false;
+};
+
+TEST(CommSingle, CollectivesAreCopiesOnOneRank) {
+  auto c = make_single();
+  EXPECT_EQ(c->rank(), 0);
+  EXPECT_EQ(c->size(), 1);
+  std::vector<float> a = {1.5f, -2.f, 3.f}, b(3, 0.f);
+  c->all_reduce_sum(a.data(), b.data(), 3, DataType::F32);
+  EXPECT_EQ(b, a);
+  c->all_reduce_sum(a.data(), a.data(), 3, DataType::F32);  // in place: unchanged
+  EXPECT_EQ(a, (std::vector<float>{1.5f, -2.f, 3.f}));
+  std::vector<int32_t> g(2, 0), s = {7, 8};
+  c->all_gather(s.data(), g.data(), 2, DataType::I32);
+  EXPECT_EQ(g, s);
+  c->broadcast(a.data(), 3, DataType::F32, 0);
+  c->barrier();
+  EXPECT_NE(error_of([&] { c->broadcast(a.data(), 3, DataType::F32, 1); }).find("root 1 is not a rank of this group of 1"),
+            std::string::npos);
+  uint8_t u = 1;
+  EXPECT_NE(error_of([&] { c->all_reduce_sum(&u, &u, 1, DataType::U8); }).find("sum of uint8 is not supported"), std::string::npos);
+}
+
+TEST(CommFactory, NamesBackendsAndReasons) {
+  EXPECT_EQ(make_communicator("single")->backend(), "single");
+  EXPECT_NE(error_of([] { make_communicator("gloo"); }).find("unknown communicator backend 'gloo' (expected single, mpi, nccl or auto"),
+            std::string::npos);
+  const auto st = backend_status();
+  ASSERT_EQ(st.size(), 4u);
+  EXPECT_EQ(st[0].name, "single");
+  EXPECT_EQ(st[1].name, "threads");
+  EXPECT_EQ(st[2].name, "mpi");
+  EXPECT_EQ(st[3].name, "nccl");
+  EXPECT_TRUE(st[0].compiled && st[0].unavailable.empty());
+  // NCCL without a device must say why (this test machine class has no GPU; with one, it is usable).
+  if (cuda_device_count() == 0) {
+    EXPECT_FALSE(st[3].unavailable.empty());
+    EXPECT_FALSE(nccl_unavailable_reason().empty());
+    EXPECT_NE(error_of([] { make_nccl(); }).find("nccl"), std::string::npos);
+  }
+  if (st[2].compiled) {
+    EXPECT_FALSE(st[2].version.empty());
+  }
+}
+
+TEST(CommThreads, AllReduceIsTheSameExactSumOnEveryRank) {
+  for (int n : {1, 2, 3, 4}) {
+    std::vector<std::vector<float>> got(n);
+    run_thread_group(n, [&](Communicator& c) {
+      EXPECT_EQ(c.size(), n);
+      std::vector<float> x(1001);  // not a multiple of n: uneven reduce-scatter slices
+      for (size_t i = 0; i < x.size(); ++i) x[i] = 0.1f * float(c.rank() + 1) + 1e-3f * float(i);
+      c.all_reduce_sum(x.data(), x.data(), x.size(), DataType::F32);  // in place
+      got[c.rank()] = x;
+    });
+    for (size_t i = 0; i < got[0].size(); ++i) {
+      float want = 0;  // the same order the backend sums in: rank 0, 1, ...
+      for (int r = 0; r < n; ++r) want += 0.1f * float(r + 1) + 1e-3f * float(i);
+      ASSERT_EQ(got[0][i], want) << "n=" << n << " i=" << i;
+    }
+    for (int r = 1; r < n; ++r) EXPECT_EQ(got[r], got[0]) << "rank " << r << " of " << n << " differs (bitwise)";
+  }
+}
+
+TEST(CommThreads, AllGatherBroadcastAndIntSums) {
+  const int n = 3;
+  run_thread_group(n, [&](Communicator& c) {
+    const int r = c.rank();
+    std::vector<int32_t> mine = {10 * r, 10 * r + 1}, all(2 * n, -1);
+    c.all_gather(mine.data(), all.data(), 2, DataType::I32);
+    EXPECT_EQ(all, (std::vector<int32_t>{0, 1, 10, 11, 20, 21}));
+    std::vector<uint8_t> b(5, uint8_t(r));
+    c.broadcast(b.data(), b.size(), DataType::U8, 1);
+    EXPECT_EQ(b, std::vector<uint8_t>(5, 1));
+    int32_t v = r + 1, s = 0;
+    c.all_reduce_sum(&v, &s, 1, DataType::I32);
+    EXPECT_EQ(s, 6);
+    c.barrier();
+  });
+}
+
+TEST(CommThreads, AFailingRankStopsTheGroupInsteadOfHanging) {
+  std::atomic<int> woken{0};
+  const std::string msg = error_of([&] {
+    run_thread_group(3, [&](Communicator& c) {
+      if (c.rank() == 2) throw std::runtime_error("rank two failed on purpose");
+      float x = 1;
+      try {
+        c.all_reduce_sum(&x, &x, 1, DataType::F32);  // never completes: rank 2 is gone
+      } catch (const CommError& e) {
+        EXPECT_NE(std::string(e.what()).find("aborted"), std::string::npos) << e.what();
+        ++woken;
+        throw;
+      }
+    });
+  });
+  EXPECT_EQ(msg, "rank two failed on purpose");  // the first failure, not the wake-ups it caused
+  EXPECT_EQ(woken.load(), 2);
+}
+
+TEST(CommSweep, RowsAreCorrectAndFollowTheNcclTestsDefinitions) {
+  SweepOptions o;
+  o.ops = {Collective::AllReduce, Collective::AllGather, Collective::Broadcast};
+  o.min_bytes = 8;
+  o.max_bytes = 4096;
+  o.factor = 4;
+  o.warmup = 1;
+  o.trials = 3;
+  o.min_iters = o.max_iters = 2;
+  std::vector<SweepRow> rows;
+  run_thread_group(2, [&](Communicator& c) {
+    auto r = run_sweep(c, o);
+    if (c.rank() == 0) rows = r;
+  });
+  // Sizes 8, 32, 128, 512, 2048 B per collective; all_gather's 8 B hold one float per rank.
+  ASSERT_EQ(rows.size(), 3u * 5u);
+  EXPECT_EQ(rows[0].bytes, 8u);
+  EXPECT_EQ(rows[0].count, 2u);
+  EXPECT_EQ(rows[4].bytes, 2048u);
+  EXPECT_EQ(rows[5].op, Collective::AllGather);
+  EXPECT_EQ(rows[5].count, 1u);  // 8 B gathered from 2 ranks: one float each
+  EXPECT_EQ(rows[10].op, Collective::Broadcast);
+  EXPECT_EQ(rows[10].root, 0);
+  for (const auto& r : rows) {
+    EXPECT_EQ(r.wrong, 0) << collective_name(r.op) << " " << r.bytes;
+    EXPECT_EQ(r.iters, 2);
+    EXPECT_EQ(r.trials, 3);
+    EXPECT_GT(r.time_us, 0);
+    EXPECT_NEAR(r.algbw_gbs, double(r.bytes) / (r.time_us * 1e-6) / 1e9, 1e-12);
+    EXPECT_NEAR(r.busbw_gbs, r.algbw_gbs * bus_factor(r.op, 2), 1e-12);
+  }
+  EXPECT_DOUBLE_EQ(bus_factor(Collective::AllReduce, 8), 2.0 * 7 / 8);
+  EXPECT_DOUBLE_EQ(bus_factor(Collective::AllGather, 4), 0.75);
+  EXPECT_DOUBLE_EQ(bus_factor(Collective::Broadcast, 4), 1.0);
+  EXPECT_DOUBLE_EQ(bus_factor(Collective::AllReduce, 1), 0.0);
+  // Fixed width: every data line as long as the header lines.
+  const std::string h = sweep_header(), line = format_row(rows[3]);
+  EXPECT_EQ(h.find('\n'), line.size());
+  EXPECT_NE(h.find("#wrong"), std::string::npos);
+  EXPECT_NE(error_of([] { collective_from_name("reduce_scatter"); }).find("expected all_reduce, all_gather or broadcast"),
+            std::string::npos);
+}
+
+TEST(CommFit, AlphaBetaRecoversAnExactLineAndRejectsTooFewPoints) {
+  const double alpha = 5e-6, beta = 2e9;
+  std::vector<std::pair<double, double>> pts;
+  for (double m = 8; m <= 64e6; m *= 4) pts.emplace_back(m, alpha + m / beta);
+  const AlphaBeta f = fit_alpha_beta(pts);
+  EXPECT_NEAR(f.alpha_s, alpha, alpha * 1e-9);
+  EXPECT_NEAR(f.beta_bytes_per_s, beta, beta * 1e-9);
+  EXPECT_LT(f.rms_rel_err, 1e-9);
+  EXPECT_EQ(f.points, int(pts.size()));
+  EXPECT_NEAR(f.predict(1e6), alpha + 1e6 / beta, 1e-15);
+  // Time that does not grow with size: zero time per byte (infinite bandwidth), alpha the mean.
+  const AlphaBeta flat = fit_alpha_beta({{8, 2e-6}, {1024, 2e-6}, {65536, 2e-6}});
+  EXPECT_TRUE(std::isinf(flat.beta_bytes_per_s));
+  EXPECT_NEAR(flat.alpha_s, 2e-6, 1e-15);
+  EXPECT_NE(error_of([] { fit_alpha_beta({{8, 1e-6}}); }).find("at least 2"), std::string::npos);
+  EXPECT_NE(error_of([] { fit_alpha_beta({{8, 1e-6}, {16, 0}}); }).find("not positive"), std::string::npos);
+}
+
+TEST(CommFit, RingModelReproducesTheFitAndProjectsByItsFormula) {
+  AlphaBeta f;
+  f.alpha_s = 4e-6;            // measured 2-rank latency
+  f.beta_bytes_per_s = 1e9;    // measured 2-rank effective bandwidth
+  const RingModel m = ring_from_fit(f, 2);
+  EXPECT_DOUBLE_EQ(m.step_latency_s, 2e-6);      // alpha / (2 (n - 1))
+  EXPECT_DOUBLE_EQ(m.link_bytes_per_s, 1e9);     // beta * 2 (n - 1) / n
+  for (double bytes : {8.0, 1e6, 256e6}) EXPECT_NEAR(m.seconds(2, bytes), f.predict(bytes), 1e-15);
+  // 8 ranks: 14 steps of latency, 2 * 7/8 of the message over each link.
+  EXPECT_NEAR(m.seconds(8, 256e6), 14 * 2e-6 + 1.75 * 256e6 / 1e9, 1e-12);
+  EXPECT_NE(error_of([&] { ring_from_fit(f, 1); }).find(">= 2 ranks"), std::string::npos);
+}
+
+TEST(CommLaunch, EnvironmentAndLauncherFlags) {
+  {
+    ScopedEnv a("OMPI_COMM_WORLD_SIZE", "3"), b("PMI_SIZE", nullptr);
+    EXPECT_TRUE(launched_by_mpirun());
+    EXPECT_EQ(mpirun_world_size(), 3);
+  }
+  {
+    ScopedEnv a("OMPI_COMM_WORLD_SIZE", nullptr), b("PMI_SIZE", nullptr), c("PMIX_RANK", nullptr), d("MPI_LOCALNRANKS", nullptr);
+    EXPECT_FALSE(launched_by_mpirun());
+    EXPECT_EQ(mpirun_world_size(), 1);
+  }
+  if (mpirun_path().empty()) {
+    EXPECT_TRUE(mpirun_prefix(2).empty());
+    return;
+  }
+  ScopedEnv f("CB_MPIRUN_FLAGS", "--foo  --bar=1");
+  EXPECT_EQ(mpirun_prefix(4), (std::vector<std::string>{mpirun_path(), "-n", "4", "--foo", "--bar=1"}));
+}
+
+}  // namespace
