@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <stdexcept>
+#include <thread>
+#include <type_traits>
 
 namespace cb::engine {
 
@@ -62,7 +64,7 @@ ServingEngine::ServingEngine(LoadedModel& model, EngineOptions opt) : model_(mod
 
 ServingEngine::~ServingEngine() = default;
 
-RequestId ServingEngine::add_request(RequestParams p, TokenCallback on_token) {
+void ServingEngine::validate(const RequestParams& p) const {
   const ModelConfig& cfg = model_.config();
   if (p.prompt.empty()) throw std::invalid_argument("prompt: empty");
   for (size_t i = 0; i < p.prompt.size(); ++i)
@@ -84,6 +86,10 @@ RequestId ServingEngine::add_request(RequestParams p, TokenCallback on_token) {
   if (blocks_->blocks_for(per_seq) > opt_.num_blocks)
     throw std::invalid_argument("request needs " + std::to_string(blocks_->blocks_for(per_seq)) +
                                 " KV blocks but the pool has " + std::to_string(opt_.num_blocks));
+}
+
+RequestId ServingEngine::add_request(RequestParams p, TokenCallback on_token) {
+  validate(p);
   auto r = std::make_unique<Request>();
   r->id = next_id_++;
   r->arrival = now_seconds();
@@ -165,6 +171,10 @@ void ServingEngine::finish_sequence(Request& r, Sequence& s, const std::string& 
 void ServingEngine::fail_request(Request& r, const std::string& reason) {
   for (auto& s : r.seqs)
     if (!s.finished) finish_sequence(r, s, reason);
+  // Samples not forked yet end too, so a caller counting finish events sees all n.
+  if (!r.forked && r.cb)
+    for (int i = int(r.seqs.size()); i < r.p.n; ++i) r.cb({r.id, i, -1, true, reason});
+  r.forked = true;
   r.done = true;
 }
 
@@ -174,23 +184,30 @@ void ServingEngine::abort(RequestId id) {
   Request& r = *it->second;
   queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
   running_.erase(std::remove(running_.begin(), running_.end(), id), running_.end());
-  r.forked = true;  // samples never forked are simply dropped
   fail_request(r, "abort");
   requests_.erase(it);
 }
 
 bool ServingEngine::idle() const { return queue_.empty() && running_.empty(); }
 
+SchedulerView ServingEngine::view_at(double now) const {
+  SchedulerView view;
+  for (RequestId id : running_) view.running += requests_.at(id)->unfinished();
+  view.queued = int(queue_.size());
+  view.now_s = now - t0_;
+  view.oldest_wait_s = queue_.empty() ? 0 : now - requests_.at(queue_.front())->arrival;
+  return view;
+}
+
+bool ServingEngine::stalled() const {
+  return running_.empty() && !queue_.empty() && !policy_->ready_to_start(view_at(now_seconds()));
+}
+
 bool ServingEngine::step() {
   if (idle()) return false;
   const double plan_start = now_seconds();
-  int running_seqs = 0;
-  for (RequestId id : running_) running_seqs += requests_.at(id)->unfinished();
-  SchedulerView view;
-  view.queued = int(queue_.size());
-  view.running = running_seqs;
-  view.now_s = plan_start - t0_;
-  view.oldest_wait_s = queue_.empty() ? 0 : plan_start - requests_.at(queue_.front())->arrival;
+  const SchedulerView view = view_at(plan_start);
+  int running_seqs = view.running;
   const int max_batch = std::max(1, policy_->max_batch(view));
 
   // Admission, FCFS: stop at the first request that does not fit (batch size or blocks).
@@ -257,7 +274,6 @@ bool ServingEngine::step() {
         // Nothing left to preempt: this request alone fails; the engine goes on.
         plan.erase(std::remove_if(plan.begin(), plan.end(), [&](const Planned& p) { return p.req == r; }), plan.end());
         running_.erase(std::remove(running_.begin(), running_.end(), r->id), running_.end());
-        r->forked = true;
         fail_request(*r, "error: out of KV blocks with nothing left to preempt");
         requests_.erase(r->id);
       }
@@ -343,10 +359,12 @@ bool ServingEngine::step() {
   policy_->observe_step(int(plan.size()), tokens, fwd);
   ++stats_.steps;
   stats_.busy_seconds += fwd;
-  stats_.step_seconds.push_back(end - plan_start);
-  stats_.step_batch.push_back(int(plan.size()));
-  stats_.step_tokens.push_back(tokens);
-  stats_.step_queue.push_back(view.queued);
+  if (opt_.record_steps) {
+    step_seconds_.push_back(end - plan_start);
+    step_batch_.push_back(int(plan.size()));
+    step_tokens_.push_back(tokens);
+    step_queue_.push_back(view.queued);
+  }
   account_kv();
   return true;
 }
@@ -361,13 +379,26 @@ void ServingEngine::account_kv() {
 
 void ServingEngine::run_until_idle() {
   while (step()) {
+    // Static batching waiting for its timeout: nothing can arrive here, so sleep, don't spin.
+    if (stalled()) std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
 }
 
-EngineStats ServingEngine::stats() const {
-  EngineStats s = stats_;
+EngineStats ServingEngine::stats() const { return stats_since(0); }
+
+EngineStats ServingEngine::stats_since(size_t first_step) const {
+  EngineStats s = stats_;  // cheap: its step vectors are empty
+  auto tail = [first_step](const auto& v) {
+    using V = std::decay_t<decltype(v)>;
+    return first_step >= v.size() ? V{} : V(v.begin() + std::ptrdiff_t(first_step), v.end());
+  };
+  s.step_seconds = tail(step_seconds_);
+  s.step_batch = tail(step_batch_);
+  s.step_tokens = tail(step_tokens_);
+  s.step_queue = tail(step_queue_);
   s.queued = int(queue_.size());
   s.running = int(running_.size());
+  for (RequestId id : running_) s.running_seqs += requests_.at(id)->unfinished();
   s.wall_seconds = t0_ < 0 ? 0 : now_seconds() - t0_;
   s.blocks = blocks_->stats();
   return s;

@@ -55,6 +55,9 @@ struct EngineOptions {
   int token_budget = 512;        // tokens per step (decodes + prefill chunks)
   std::string policy = "queue-table";
   std::unique_ptr<BatchPolicy> custom_policy;  // overrides `policy` when set
+  // Keep per-step samples (EngineStats::step_*). A long-running server turns this off so its
+  // memory does not grow with uptime.
+  bool record_steps = true;
 };
 
 struct EngineStats {
@@ -65,7 +68,8 @@ struct EngineStats {
   int64_t kv_tokens_read = 0;    // sum over planned sequences of context length attended (for MBU)
   int64_t preemptions = 0;
   int64_t finished_requests = 0;
-  int queued = 0, running = 0;   // now
+  int queued = 0, running = 0;   // requests now
+  int running_seqs = 0;          // sequences of the running requests now (the running batch)
   std::vector<double> step_seconds;
   std::vector<int> step_batch;   // sequences per step
   std::vector<int> step_tokens;  // tokens per step
@@ -84,15 +88,26 @@ class ServingEngine {
   // Queues a request (FCFS). Throws std::invalid_argument naming the field for an empty prompt,
   // ids outside the vocabulary, max_tokens <= 0, n < 1, prompt + max_tokens past the context, or a
   // request that could never fit in the KV pool.
+  // Every sample of an accepted request gets exactly one finish event (also on abort or error).
   RequestId add_request(RequestParams params, TokenCallback on_token);
+  // The checks add_request makes, without queueing. Reads only state fixed at construction, so
+  // other threads may call it while step() runs.
+  void validate(const RequestParams& params) const;
   void abort(RequestId id);
 
   // Runs one engine step; false when there was nothing to do.
   bool step();
   void run_until_idle();
   bool idle() const;
+  // True when requests are queued, none runs, and the policy waits for more (static batching
+  // filling a batch): step() would do nothing until a request arrives or time passes, so a
+  // driver should sleep instead of spinning.
+  bool stalled() const;
 
   EngineStats stats() const;
+  // As stats(), but the step_* vectors hold only steps [first_step, steps): lets a poller copy
+  // only what is new instead of the whole history.
+  EngineStats stats_since(size_t first_step) const;
   const BatchPolicy& policy() const { return *policy_; }
   const EngineOptions& options() const { return opt_; }
 
@@ -108,6 +123,7 @@ class ServingEngine {
   bool ensure_slot(Sequence& s, int pos);
   Request* newest_running_except(const Request* keep);
   void account_kv();
+  SchedulerView view_at(double now) const;
 
   LoadedModel& model_;
   EngineOptions opt_;
@@ -119,7 +135,9 @@ class ServingEngine {
   std::vector<RequestId> running_;  // admitted, in arrival order
   RequestId next_id_ = 1;
   SeqId next_seq_ = 1;
-  EngineStats stats_;
+  EngineStats stats_;  // scalars only; the per-step samples live below, copied out on demand
+  std::vector<double> step_seconds_;
+  std::vector<int> step_batch_, step_tokens_, step_queue_;
   double t0_ = -1;
 };
 
