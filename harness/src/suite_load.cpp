@@ -1,7 +1,443 @@
-// Placeholder until issue #5 lands: the suite reports not_built with the reason.
+// The load suite (`claimbench run --suite load [--quick] [--sut inprocess|null|http://HOST:PORT]`):
+// the named workloads of workloads/ replayed by the native load generator against the SUT.
+//
+//   overhead      the generator against the null SUT (always): issue lag, per-request cost
+//   saturation    chat, closed loop at a saturating concurrency: throughput (the cost suite reads
+//                 it), steady-window busy fraction, MFU, MBU; the same with the static baseline
+//   batch gain    chat SLO search, adaptive policy vs static batching: ratio of max rates
+//   rt-service    SLO search for the highest rate with p99 E2E under 80 ms
+//   representative runs of chat, burst, rt-service at their spec rates (the "requests" table)
+//   long-context  engine config vs baseline config output tokens/s; paged vs contiguous KV peak
+// Comparisons of engine configurations need control of the engine: in-process only; against an
+// HTTP endpoint they are listed in params.not_measured with the reason.
+#include <omp.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "cb/bench/machine_peaks.h"
+#include "cb/harness/load/experiments.h"
+#include "cb/harness/load/http_sut.h"
+#include "cb/harness/load_locust.h"
 #include "cb/harness/suites.h"
+
 namespace cb::harness {
-SuiteResult run_load_suite(const SuiteContext&) {
-  return not_built_suite("load", "the load suite lands with issue #5");
+using nlohmann::json;
+using namespace load;
+
+namespace {
+
+constexpr auto T = NoiseClass::Timing;
+constexpr auto R = NoiseClass::Ratio;
+constexpr auto Hi = Direction::HigherIsBetter;
+constexpr auto Lo = Direction::LowerIsBetter;
+
+std::string g(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.4g", v);
+  return b;
 }
+
+std::string key_part(std::string name) {  // workload name -> metric key part ("rt-service" -> "rt_service")
+  for (char& c : name)
+    if (c == '-') c = '_';
+  return name;
+}
+
+// Metric from a run: params carry the run label and its validity; an INVALID run is flagged.
+Metric run_metric(const std::string& key, double v, const std::string& unit, Direction d, NoiseClass n, const Measured& m,
+                  std::string note, json extra = json::object()) {
+  json p = {{"run", m.label}, {"valid", m.result.validity.valid}};
+  for (auto& [k, x] : extra.items()) p[k] = x;
+  if (!m.result.validity.valid) {
+    p["validity"] = m.result.validity.line();
+    std::string why;
+    for (const auto& x : m.result.validity.reasons()) why += (why.empty() ? "" : "; ") + x;
+    note = "INVALID run (" + why + "): " + note;
+  }
+  return Metric{key, v, unit, d, n, {}, p, note};
+}
+
+const json& engine_section(const WorkloadSpec& w, const char* key) {
+  static const json empty = json::object();
+  return w.engine.contains(key) ? w.engine[key] : empty;
+}
+
+InProcessConfig config_of(const WorkloadSpec& w, const char* key, const std::string& label) {
+  InProcessConfig c;
+  c.label = label;
+  return inprocess_config_from_json(engine_section(w, key), c, w.file.string() + ": engine." + key);
+}
+
+int engine_int(const WorkloadSpec& w, const char* key, int def) {
+  if (!w.engine.contains(key)) return def;
+  if (!w.engine[key].is_number_integer() || w.engine[key].get<int>() < 1)
+    throw WorkloadError(w.file.string() + ": engine." + key + ": expected a positive integer");
+  return w.engine[key].get<int>();
+}
+
+// The generator's own cost, against the null SUT.
+void measure_overhead(LoadContext& lc, const WorkloadSpec& chat, SuiteResult& r, bool quick) {
+  // Open loop: the issue lag is what is measured here, so it is no validity condition.
+  WorkloadSpec w = chat;
+  w.name = "overhead";
+  w.duration_s = quick ? 1.0 : 5.0;
+  w.min_requests = quick ? 2000 : 10000;
+  w.max_requests = 1000000;
+  w.validity.min_duration_s = w.duration_s;
+  w.validity.min_completed = w.min_requests;
+  w.validity.max_issue_lag_p99_ms = 1e9;
+  MeasureOptions open;
+  open.rate_rps = quick ? 2000 : 5000;
+  open.sweep_row = false;
+  LoadContext nlc = lc;
+  nlc.make_sut = [](const InProcessConfig&) { return std::make_unique<NullSut>(); };
+  nlc.runs = json::object();
+  const Measured o = measure(nlc, w, InProcessConfig{}, "overhead.open@" + g(open.rate_rps), open);
+  // Closed loop at concurrency 1: a fixed count of back-to-back requests (a few hundred ms).
+  w.duration_s = 0;
+  w.min_requests = w.max_requests = quick ? 50000 : 200000;
+  w.validity.min_duration_s = 0;
+  w.validity.min_completed = w.min_requests;
+  MeasureOptions closed;
+  closed.concurrency = 1;
+  closed.sweep_row = false;
+  const Measured c = measure(nlc, w, InProcessConfig{}, "overhead.closed@1", closed);
+  for (auto& [k, v] : nlc.runs.items()) lc.runs[k] = v;
+  const RunSummary& os = o.result.summary;
+  const RunSummary& cs = c.result.summary;
+  const json rate = {{"offered_rps", open.rate_rps}};
+  r.add(run_metric("load.overhead.issue_lag_us_p99", os.issue_lag_ms.p99 * 1e3, "us", Lo, T, o,
+                   "null SUT, open-loop Poisson: p99 of (actual - scheduled) issue time; the generator's timing error", rate));
+  r.add(run_metric("load.overhead.issue_lag_us_p50", os.issue_lag_ms.median * 1e3, "us", Lo, T, o, "as above, median", rate));
+  r.add(run_metric("load.overhead.per_request_us", cs.e2e_ms.mean * 1e3, "us", Lo, T, c,
+                   "null SUT answering inline: mean time to record one request of the chat mix (issue, " + g(double(cs.output_tokens) / std::max<size_t>(cs.completed, 1)) +
+                       " token callbacks, completion)"));
+  r.add(run_metric("load.overhead.max_rate_rps", cs.requests_per_s, "req/s", Hi, T, c,
+                   "null SUT, closed loop at concurrency 1: the most requests/s this generator can issue and record on one thread"));
+}
+
+// Steady-window utilization of a saturating run: busy fraction, MFU, MBU.
+void add_utilization(SuiteResult& r, const Measured& m, const engine::LoadedModel& model, double peak_gflops, double peak_gbs) {
+  const RunResult& res = m.result;
+  if (!res.steady_begin || !res.steady_end) return;
+  const double window = res.steady_end_s - res.steady_begin_s;
+  const SutCounters& a = *res.steady_begin;
+  const SutCounters& b = *res.steady_end;
+  const json w = {{"window_s", {res.steady_begin_s, res.steady_end_s}}, {"steps", b.steps - a.steps}};
+  r.add(run_metric("load.util.busy_fraction", res.busy_fraction(), "fraction", Hi, R, m,
+                   "time inside the model's forward pass / wall time, steady-state window (after the first 20% of the issue window, "
+                   "until issuing stops) of a closed-loop saturating chat run, adaptive (queue-table) policy",
+                   w));
+  const auto& cfg = model.config();
+  const double tokens = double((b.prefill_tokens - a.prefill_tokens) + (b.decode_tokens - a.decode_tokens));
+  const double flops = double(cfg.matmul_flops_per_token()) * tokens;
+  const double kv_bytes_per_token = 2.0 * cfg.num_hidden_layers * cfg.kv_dim() * 4.0;
+  const double bytes = double(model.weight_bytes()) * double(b.steps - a.steps) + double(b.kv_tokens_read - a.kv_tokens_read) * kv_bytes_per_token;
+  if (peak_gflops > 0 && window > 0)
+    r.add(run_metric("load.util.mfu", flops / window / (peak_gflops * 1e9), "fraction", Hi, R, m,
+                     "matmul FLOP/s in the steady window / measured peak FP32 FMA (" + g(peak_gflops) + " GFLOP/s)", w));
+  if (peak_gbs > 0 && window > 0)
+    r.add(run_metric("load.util.mbu", bytes / window / (peak_gbs * 1e9), "fraction", Hi, R, m,
+                     "(weights once per step + KV attended) bytes/s in the steady window / measured memory read bandwidth (" +
+                         g(peak_gbs) + " GB/s)",
+                     w));
+}
+
+void add_workload_metrics(SuiteResult& r, const Measured& m, const std::string& wname) {
+  const RunSummary& s = m.result.summary;
+  const std::string k = "load." + key_part(wname) + ".";
+  r.add(run_metric(k + "ttft_ms_p50", s.ttft_ms.median, "ms", Lo, T, m, "nearest rank"));
+  r.add(run_metric(k + "ttft_ms_p99", s.ttft_ms.p99, "ms", Lo, T, m, "nearest rank"));
+  r.add(run_metric(k + "tpot_ms_p99", s.tpot_ms.p99, "ms", Lo, T, m, "(E2E - TTFT) / (output tokens - 1)"));
+  r.add(run_metric(k + "e2e_ms_p99", s.e2e_ms.p99, "ms", Lo, T, m, "nearest rank"));
+  r.add(run_metric(k + "goodput_rps", s.goodput_rps, "req/s", Hi, T, m, "completed requests meeting every SLO limit / duration"));
+  r.add(run_metric(k + "requests_per_s", s.requests_per_s, "req/s", Hi, T, m, "completed / duration"));
+  r.add(run_metric(k + "error_fraction", s.issued ? double(s.failed) / double(s.issued) : 0.0, "fraction", Lo, T, m, ""));
+}
+
+double host_load_1m() {  // first field of /proc/loadavg; -1 when unreadable
+  std::ifstream f("/proc/loadavg");
+  double v = -1;
+  f >> v;
+  return f ? v : -1;
+}
+
+SuiteResult finish(SuiteResult r, LoadContext& lc) {
+  if (r.params.contains("host")) r.params["host"]["load_avg_1m_end"] = host_load_1m();
+  r.tables["sweep"] = lc.sweep_rows;
+  r.tables["requests"] = lc.request_rows;
+  r.params["runs"] = lc.runs;
+  // The runs whose figures are metrics decide the suite's line; SLO-search trials that are invalid
+  // (stopped early once the SLO was out of reach, or lagging) only count as failing trials.
+  std::set<std::string> behind;
+  for (const auto& m : r.metrics)
+    if (m.params.contains("run")) behind.insert(m.params["run"].get<std::string>());
+  json lines = json::object();
+  json invalid = json::array(), invalid_behind = json::array();
+  size_t invalid_trials = 0;
+  for (auto& [label, e] : lc.runs.items()) {
+    lines[label] = e["validity"]["line"];
+    if (e["validity"]["valid"].get<bool>()) continue;
+    invalid.push_back(label);
+    if (behind.count(label)) invalid_behind.push_back(label);
+    else if (label.find(".trial") != std::string::npos) ++invalid_trials;
+  }
+  r.params["validity"] = lines;
+  r.params["invalid_runs"] = invalid;
+  if (lc.request_rows_dropped) r.params["requests_table_rows_dropped"] = lc.request_rows_dropped;
+  std::string line = invalid_behind.empty()
+                         ? "load: VALID (every run behind a metric; " + std::to_string(lc.runs.size()) + " runs in all)"
+                         : "load: INVALID runs behind metrics: " + invalid_behind.dump() + " (their metrics carry valid=false; see params.validity)";
+  if (invalid_trials)
+    line += "; " + std::to_string(invalid_trials) + " SLO-search trial(s) invalid (stopped early or lagging), counted as failing";
+  r.params["validity_summary"] = line;
+  if (lc.say) lc.say(line);
+  return r;
+}
+
+void not_measured(SuiteResult& r, const std::vector<std::string>& keys, const std::string& why) {
+  for (const auto& k : keys) r.params["not_measured"][k] = why;
+}
+
+}  // namespace
+
+SuiteResult run_load_suite(const SuiteContext& ctx) {
+  if (ctx.driver == "locust") return run_locust_load(ctx);
+  SuiteResult r;
+  r.suite = "load";
+  auto say = [&](const std::string& s) {
+    if (ctx.progress) ctx.progress(s);
+  };
+  const bool http = ctx.sut.rfind("http://", 0) == 0;
+  const bool inprocess = ctx.sut == "inprocess";
+  if (!http && !inprocess && ctx.sut != "null") throw std::invalid_argument("--sut '" + ctx.sut + "': expected inprocess, null or http://HOST:PORT");
+  r.params["sut"] = ctx.sut;
+  r.params["driver"] = "native";
+  r.params["quick"] = ctx.quick;
+  r.params["seed"] = ctx.seed;
+  r.params["workloads_dir"] = workloads_dir().string();
+  r.params["omp_max_threads"] = omp_get_max_threads();
+  // Latency on a shared machine is only as good as its quietness: record how busy the host was.
+  const double load0 = host_load_1m();
+  const unsigned cores = std::thread::hardware_concurrency();
+  r.params["host"] = {{"cores", cores}, {"load_avg_1m_start", load0}};
+  if (cores > 0 && load0 > double(cores))
+    say("note: host load average " + g(load0) + " on " + std::to_string(cores) +
+        " cores: other processes compete for the CPU; latency figures and issue lag will show it");
+
+  const WorkloadSpec chat = load_workload("chat", ctx.quick);
+  const WorkloadSpec burst = load_workload("burst", ctx.quick);
+  const WorkloadSpec rt = load_workload("rt-service", ctx.quick);
+  const WorkloadSpec lctx = load_workload("long-context", ctx.quick);
+  r.params["workloads"] = {{"chat", chat.effective}, {"burst", burst.effective}, {"rt-service", rt.effective}, {"long-context", lctx.effective}};
+
+  LoadContext lc;
+  lc.inprocess = inprocess;
+  lc.say = say;
+  lc.plan.run_seed = ctx.seed;
+  lc.run.drain_timeout_s = ctx.quick ? 15 : 120;
+
+  std::unique_ptr<engine::LoadedModel> model;
+  if (inprocess) {
+    model = engine::LoadedModel::open(ctx.model_dir);
+    const auto& cfg = model->config();
+    lc.plan.bos_token = cfg.bos_token_id;
+    lc.plan.max_context = cfg.max_position_embeddings;
+    lc.plan.vocab_limit = std::min(256, cfg.vocab_size);
+    r.params["model"] = ctx.model_dir.filename().string();
+    r.params["model_context"] = cfg.max_position_embeddings;
+    lc.make_sut = [&](const InProcessConfig& c) { return std::make_unique<InProcessSut>(*model, c); };
+  }
+  HttpSutOptions ho;
+  if (http) {
+    ho.base_url = ctx.sut;
+    lc.make_sut = [ho](const InProcessConfig&) { return std::make_unique<HttpSut>(ho); };
+  }
+
+  say("overhead: the load generator against the null SUT");
+  measure_overhead(lc, chat, r, ctx.quick);
+  const std::vector<std::string> claim_keys = {"load.util.busy_fraction",         "load.util.mfu",
+                                               "load.util.mbu",                   "load.batch_gain.throughput_ratio",
+                                               "load.rt_service.max_rate_rps",    "load.long_context.throughput_ratio",
+                                               "load.kv.paged_vs_contiguous.reduction", "load.throughput.requests_per_s",
+                                               "load.throughput.input_tokens_per_s", "load.throughput.output_tokens_per_s"};
+  if (!inprocess && !http) {
+    not_measured(r, claim_keys, "--sut null measures the load generator's own overhead only (load.overhead.*)");
+    return finish(std::move(r), lc);
+  }
+
+  // Saturation: throughput and utilization (chat, closed loop).
+  const int sat_conc = engine_int(chat, "saturation_concurrency", 64);
+  const InProcessConfig adaptive = config_of(chat, "config", "adaptive");
+  const InProcessConfig stat = config_of(chat, "baseline", "static");
+  double peak_gflops = 0, peak_gbs = 0;
+  if (inprocess) {
+    say("measuring machine peaks for MFU / MBU");
+    peak_gflops = bench::measure_peak_fp32_fma(0, 0.2).value;
+    peak_gbs = bench::measure_memory_read_bandwidth(0, 0, 0.2).value;
+    r.params["peak_fp32_gflops"] = peak_gflops;
+    r.params["peak_mem_read_gbs"] = peak_gbs;
+  }
+  MeasureOptions sat;
+  sat.concurrency = sat_conc;
+  sat.table_workload = "chat saturation [" + adaptive.label + "]";
+  say("saturation: chat, closed loop at concurrency " + std::to_string(sat_conc));
+  const Measured s1 = measure(lc, chat, adaptive, "chat.saturation." + adaptive.label, sat);
+  const RunSummary& ss = s1.result.summary;
+  const json satp = {{"concurrency", sat_conc}, {"config", inprocess ? adaptive.to_json() : json("endpoint")}};
+  const std::string satn = "chat workload, closed loop at concurrency " + std::to_string(sat_conc) + " (saturating); " +
+                           (inprocess ? "adaptive (" + adaptive.policy + ") policy" : std::string("the endpoint's own configuration"));
+  r.add(run_metric("load.throughput.requests_per_s", ss.requests_per_s, "req/s", Hi, T, s1, satn, satp));
+  r.add(run_metric("load.throughput.input_tokens_per_s", ss.input_tokens_per_s, "tokens/s", Hi, T, s1, satn, satp));
+  r.add(run_metric("load.throughput.output_tokens_per_s", ss.output_tokens_per_s, "tokens/s", Hi, T, s1, satn, satp));
+  if (inprocess) {
+    add_utilization(r, s1, *model, peak_gflops, peak_gbs);
+    sat.table_workload = "chat saturation [" + stat.label + "]";
+    const Measured s2 = measure(lc, chat, stat, "chat.saturation." + stat.label, sat);
+    const json bp = {{"concurrency", sat_conc}, {"config", stat.to_json()}};
+    r.add(run_metric("load.baseline.requests_per_s", s2.result.summary.requests_per_s, "req/s", Hi, T, s2,
+                     "as load.throughput.requests_per_s with static batching (the baseline the cost suite compares with)", bp));
+    r.add(run_metric("load.baseline.output_tokens_per_s", s2.result.summary.output_tokens_per_s, "tokens/s", Hi, T, s2,
+                     "as load.throughput.output_tokens_per_s with static batching", bp));
+  } else {
+    if (auto busy = HttpSut(ho).scrape_gauge("refengine_busy_fraction")) {
+      r.add(run_metric("load.util.busy_fraction", *busy, "fraction", Hi, R, s1,
+                       "the endpoint's /metrics gauge refengine_busy_fraction, read after the saturating chat run (the server's "
+                       "own definition and window)"));
+    } else {
+      not_measured(r, {"load.util.busy_fraction"}, "the endpoint exposes no refengine_busy_fraction gauge on /metrics");
+    }
+    not_measured(r, {"load.util.mfu", "load.util.mbu"}, "needs the engine's step counters: in-process SUT only");
+  }
+
+  // Batch gain: SLO search on chat, adaptive vs static.
+  const SloSearchOptions chat_so = slo_search_options_from_json(chat.slo_search);
+  if (inprocess) {
+    say("batch gain: chat SLO search, " + adaptive.label + " vs " + stat.label);
+    const SloSearchResult sa = search_max_rate(lc, chat, adaptive, "chat.slo." + adaptive.label, chat_so, "chat [" + adaptive.label + "]");
+    const SloSearchResult sb = search_max_rate(lc, chat, stat, "chat.slo." + stat.label, chat_so, "chat [" + stat.label + "]");
+    r.params["batch_gain"] = {{"method", "ratio of the max offered rates meeting the chat SLO (SLO search per policy)"},
+                              {"slo", chat.slo.to_json()},
+                              {"search", chat_so.to_json()},
+                              {adaptive.label, sa.to_json()},
+                              {stat.label, sb.to_json()}};
+    const json p = {{"slo", chat.slo.to_json()}, {"adaptive_max_rate_rps", sa.max_rate_rps}, {"static_max_rate_rps", sb.max_rate_rps},
+                    {"adaptive", adaptive.to_json()}, {"static", stat.to_json()}};
+    if (sa.max_rate_rps > 0 && sb.max_rate_rps > 0) {
+      r.add(Metric{"load.batch_gain.throughput_ratio", sa.max_rate_rps / sb.max_rate_rps, "x", Hi, R, {}, p,
+                   "max offered rate meeting the chat SLO (" + chat.slo.to_json().dump() + "), " + adaptive.policy +
+                       " continuous batching / static batching (" + g(sa.max_rate_rps) + " vs " + g(sb.max_rate_rps) +
+                       " req/s); SLO search resolution " + g(chat_so.rel_tolerance * 100) + "%"});
+    } else {
+      not_measured(r, {"load.batch_gain.throughput_ratio"},
+                   std::string("no passing rate for ") + (sa.max_rate_rps > 0 ? stat.label : adaptive.label) + " (" +
+                       (sa.max_rate_rps > 0 ? sb.stop_reason : sa.stop_reason) + ")");
+    }
+  } else {
+    not_measured(r, {"load.batch_gain.throughput_ratio", "load.baseline.requests_per_s"},
+                 "compares batching policies of one engine: needs control of the engine, in-process SUT only");
+  }
+
+  // rt-service: highest rate with p99 E2E within its SLO.
+  const InProcessConfig rt_cfg = config_of(rt, "config", "adaptive");
+  say("rt-service: SLO search (" + rt.slo.to_json().dump() + ")");
+  const SloSearchResult rs = search_max_rate(lc, rt, rt_cfg, "rt-service.slo", slo_search_options_from_json(rt.slo_search), "rt-service");
+  r.params["rt_service_search"] = rs.to_json();
+  if (rs.max_rate_rps > 0) {
+    const json p = {{"slo", rt.slo.to_json()}, {"trials", rs.trials.size()}, {"stop_reason", rs.stop_reason},
+                    {"config", inprocess ? rt_cfg.to_json() : json("endpoint")}, {"best_trial", rs.trials[size_t(rs.best_trial)].detail}};
+    r.add(Metric{"load.rt_service.max_rate_rps", rs.max_rate_rps, "req/s", Hi, T, {}, p,
+                 "SLO search: highest offered Poisson rate whose p99 E2E stays under " + g(rt.slo.e2e_ms) + " ms (valid runs only; " +
+                     std::to_string(rs.trials.size()) + " trials, " + rs.stop_reason + ")"});
+  } else {
+    not_measured(r, {"load.rt_service.max_rate_rps"}, "no trial met the SLO: " + rs.stop_reason);
+  }
+
+  // Representative runs at the spec rates (the "requests" table).
+  for (const WorkloadSpec* w : {&chat, &burst, &rt}) {
+    MeasureOptions mo;
+    mo.requests_table = true;
+    const InProcessConfig c = config_of(*w, "config", "adaptive");
+    say(w->name + ": " + w->arrival.to_json().dump());
+    const Measured m = measure(lc, *w, c, w->name + ".spec_rate", mo);
+    add_workload_metrics(r, m, w->name);
+    // The workload's rate sweep (full variants), into the same curve as its SLO-search trials.
+    for (const auto& rate : w->sweep) {
+      MeasureOptions so;
+      so.rate_rps = rate.get<double>();
+      so.table_workload = w->name + " [" + c.label + "]";
+      measure(lc, *w, c, w->name + ".sweep@" + g(so.rate_rps), so);
+    }
+  }
+
+  // Long context: engine config vs baseline config on the trace, replayed saturating.
+  const int lc_conc = engine_int(lctx, "saturation_concurrency", 16);
+  const InProcessConfig le = config_of(lctx, "config", "engine");
+  const InProcessConfig lb = config_of(lctx, "baseline", "baseline");
+  MeasureOptions lmo;
+  lmo.concurrency = lc_conc;
+  lmo.requests_table = true;
+  lmo.table_workload = "long-context [" + le.label + "]";
+  say("long-context: " + le.label + " config, closed loop at concurrency " + std::to_string(lc_conc));
+  const Measured me = measure(lc, lctx, le, "long-context." + le.label, lmo);
+  add_workload_metrics(r, me, "long-context");
+  r.add(run_metric("load.long_context.output_tokens_per_s", me.result.summary.output_tokens_per_s, "tokens/s", Hi, T, me,
+                   "long-context trace, closed loop at concurrency " + std::to_string(lc_conc) + "; " +
+                       (inprocess ? le.label + " config " + le.to_json().dump() : std::string("the endpoint's configuration"))));
+  if (inprocess) {
+    lmo.requests_table = false;
+    lmo.table_workload = "long-context [" + lb.label + "]";
+    say("long-context: " + lb.label + " config");
+    const Measured mb = measure(lc, lctx, lb, "long-context." + lb.label, lmo);
+    const double eb = mb.result.summary.output_tokens_per_s;
+    const json p = {{"engine_config", le.to_json()}, {"baseline_config", lb.to_json()}, {"concurrency", lc_conc},
+                    {"engine_run_valid", me.result.validity.valid}, {"baseline_run_valid", mb.result.validity.valid}};
+    if (eb > 0)
+      r.add(run_metric("load.long_context.throughput_ratio", me.result.summary.output_tokens_per_s / eb, "x", Hi, R, me,
+                       "output tokens/s on the long-context trace (closed loop, concurrency " + std::to_string(lc_conc) + "), engine (" +
+                           le.label + ": " + (le.kv_mode == engine::KvMode::Paged ? "paged KV" : "contiguous KV") + ", token budget " +
+                           std::to_string(le.token_budget) + ", " + le.policy + ") / baseline (" + lb.label + ": " +
+                           (lb.kv_mode == engine::KvMode::Paged ? "paged KV" : "contiguous max-length KV reservation") +
+                           ", token budget " + std::to_string(lb.token_budget) + ", " + lb.policy + " batching); same KV pool of " +
+                           std::to_string(le.kv_pool_tokens) + " vs " + std::to_string(lb.kv_pool_tokens) + " tokens",
+                       p));
+    r.add(run_metric("load.long_context.baseline_output_tokens_per_s", eb, "tokens/s", Hi, T, mb, "baseline config " + lb.to_json().dump()));
+
+    // KV reservation: the same adaptive engine, paged vs contiguous, on a pool that fits every
+    // request's max-length reservation, so both admit the same requests and only reservation differs.
+    InProcessConfig kp = le, kc = le;
+    kp.label = "kv-paged";
+    kc.label = "kv-contiguous";
+    kc.kv_mode = engine::KvMode::Contiguous;
+    kc.contiguous_reserve = 0;  // the model's context
+    const int pool = engine_int(lctx, "kv_compare_pool_tokens", lc_conc * lc.plan.max_context);
+    kp.kv_pool_tokens = kc.kv_pool_tokens = pool;
+    lmo.table_workload = "long-context [kv-paged]";
+    const Measured kvp = measure(lc, lctx, kp, "long-context.kv-paged", lmo);
+    lmo.table_workload = "long-context [kv-contiguous]";
+    const Measured kvc = measure(lc, lctx, kc, "long-context.kv-contiguous", lmo);
+    const auto pk = kvp.result.at_end->kv_bytes_reserved_peak, ck = kvc.result.at_end->kv_bytes_reserved_peak;
+    const json kvpar = {{"pool_tokens", pool}, {"paged", kp.to_json()}, {"contiguous", kc.to_json()},
+                        {"paged_reserved_peak_bytes", pk}, {"contiguous_reserved_peak_bytes", ck},
+                        {"paged_used_peak_bytes", kvp.result.at_end->kv_bytes_used_peak},
+                        {"contiguous_used_peak_bytes", kvc.result.at_end->kv_bytes_used_peak}};
+    if (ck > 0)
+      r.add(run_metric("load.kv.paged_vs_contiguous.reduction", 1.0 - double(pk) / double(ck), "fraction", Hi, R, kvp,
+                       "1 - peak KV bytes reserved (paged, " + std::to_string(kp.block_size) + "-token blocks) / (contiguous reservation of the "
+                       "model context per sequence), long-context trace at concurrency " + std::to_string(lc_conc) +
+                           ", same adaptive policy, pool large enough for both (EngineStats)",
+                       kvpar));
+    r.add(run_metric("load.kv.paged.reserved_peak_bytes", double(pk), "bytes", Lo, R, kvp, "EngineStats peak", kvpar));
+    r.add(run_metric("load.kv.contiguous.reserved_peak_bytes", double(ck), "bytes", Lo, R, kvc, "EngineStats peak", kvpar));
+  } else {
+    not_measured(r, {"load.long_context.throughput_ratio", "load.kv.paged_vs_contiguous.reduction"},
+                 "compares engine configurations (KV layout, batching): needs control of the engine, in-process SUT only");
+  }
+  return finish(std::move(r), lc);
+}
+
 }  // namespace cb::harness

@@ -1,0 +1,338 @@
+// The null SUT and the HTTP SUT (OpenAI /v1/completions, streamed).
+#include <httplib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+#include "cb/harness/load/http_sut.h"
+
+namespace cb::harness::load {
+using nlohmann::json;
+
+// ---- null ---------------------------------------------------------------------------------------
+
+json NullSut::describe() const {
+  return {{"sut", "null"}, {"answers", "synchronously on the issuing thread: max_tokens tokens, then completion"}};
+}
+
+void NullSut::issue(const LoadRequest& req, SutCallbacks cb) {
+  for (int i = 0; i < req.max_tokens; ++i) cb.on_tokens(1);
+  cb.on_complete(-1);
+}
+
+// ---- SSE ----------------------------------------------------------------------------------------
+
+void SseParser::feed(std::string_view bytes) {
+  buf_.append(bytes);
+  size_t start = 0;
+  for (;;) {
+    const size_t nl = buf_.find('\n', start);
+    if (nl == std::string::npos) break;
+    std::string_view l(buf_.data() + start, nl - start);
+    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+    line(l);
+    start = nl + 1;
+  }
+  buf_.erase(0, start);
+}
+
+void SseParser::finish() {
+  if (!buf_.empty()) {
+    std::string rest;
+    rest.swap(buf_);
+    if (!rest.empty() && rest.back() == '\r') rest.pop_back();
+    line(rest);
+  }
+  line("");
+}
+
+void SseParser::line(std::string_view l) {
+  if (l.empty()) {  // end of event
+    if (have_data_) {
+      std::string d;
+      d.swap(data_);
+      have_data_ = false;
+      on_event_(d);
+    }
+    return;
+  }
+  if (l.front() == ':') return;  // comment
+  const size_t colon = l.find(':');
+  const std::string_view field = l.substr(0, colon);
+  std::string_view value = colon == std::string_view::npos ? std::string_view() : l.substr(colon + 1);
+  if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+  if (field != "data") return;  // event:, id:, retry: carry nothing we use
+  if (have_data_) data_ += '\n';
+  data_.append(value);
+  have_data_ = true;
+}
+
+CompletionChunk parse_completion_chunk(const std::string& text) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw std::invalid_argument(std::string("chunk is not JSON (") + e.what() + "): " + text.substr(0, 120));
+  }
+  if (!j.is_object()) throw std::invalid_argument("chunk is not a JSON object: " + text.substr(0, 120));
+  CompletionChunk c;
+  if (j.contains("error")) {
+    c.error = j["error"].is_object() && j["error"].contains("message") ? j["error"]["message"].dump() : j["error"].dump();
+    return c;
+  }
+  if (j.contains("usage") && j["usage"].is_object() && j["usage"].contains("completion_tokens") &&
+      j["usage"]["completion_tokens"].is_number_integer())
+    c.usage_completion_tokens = j["usage"]["completion_tokens"].get<int>();
+  if (!j.contains("choices") || !j["choices"].is_array())
+    throw std::invalid_argument("chunk has no \"choices\" array: " + text.substr(0, 120));
+  if (j["choices"].empty()) {
+    if (c.usage_completion_tokens < 0) throw std::invalid_argument("chunk has empty \"choices\" and no usage: " + text.substr(0, 120));
+    return c;  // the usage-only chunk of stream_options.include_usage
+  }
+  const json& ch = j["choices"][0];
+  if (!ch.is_object()) throw std::invalid_argument("choices[0] is not an object: " + text.substr(0, 120));
+  if (ch.contains("finish_reason") && ch["finish_reason"].is_string()) c.finish_reason = ch["finish_reason"];
+  int ids = -1;
+  if (ch.contains("token_ids") && ch["token_ids"].is_array()) ids = int(ch["token_ids"].size());
+  else if (j.contains("token_ids") && j["token_ids"].is_array()) ids = int(j["token_ids"].size());
+  else if (ch.contains("logprobs") && ch["logprobs"].is_object() && ch["logprobs"].contains("tokens") &&
+           ch["logprobs"]["tokens"].is_array())
+    ids = int(ch["logprobs"]["tokens"].size());
+  const bool text_nonempty = ch.contains("text") && ch["text"].is_string() && !ch["text"].get<std::string>().empty();
+  c.tokens = ids >= 0 ? ids : (text_nonempty ? 1 : 0);
+  c.has_text = c.tokens > 0 || text_nonempty;
+  return c;
+}
+
+// ---- HTTP ---------------------------------------------------------------------------------------
+
+std::pair<std::string, int> parse_http_url(const std::string& url) {
+  const std::string pre = "http://";
+  if (url.rfind(pre, 0) != 0) throw std::invalid_argument("SUT URL '" + url + "': expected http://HOST:PORT");
+  std::string rest = url.substr(pre.size());
+  while (!rest.empty() && rest.back() == '/') rest.pop_back();
+  if (rest.find('/') != std::string::npos)
+    throw std::invalid_argument("SUT URL '" + url + "': expected http://HOST:PORT without a path (the API paths are fixed)");
+  const size_t colon = rest.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    if (rest.empty()) throw std::invalid_argument("SUT URL '" + url + "': no host");
+    return {rest, 80};
+  }
+  const std::string host = rest.substr(0, colon), port = rest.substr(colon + 1);
+  int p = 0;
+  try {
+    size_t used = 0;
+    p = std::stoi(port, &used);
+    if (used != port.size()) throw std::invalid_argument("trailing");
+  } catch (const std::exception&) {
+    throw std::invalid_argument("SUT URL '" + url + "': port '" + port + "' is not a number");
+  }
+  if (p < 1 || p > 65535) throw std::invalid_argument("SUT URL '" + url + "': port " + port + " outside 1..65535");
+  return {host, p};
+}
+
+std::optional<double> prometheus_gauge(const std::string& text, const std::string& name) {
+  std::istringstream in(text);
+  std::string l;
+  while (std::getline(in, l)) {
+    if (l.empty() || l[0] == '#' || l.rfind(name, 0) != 0) continue;
+    size_t i = name.size();
+    if (i < l.size() && l[i] != ' ' && l[i] != '{') continue;  // a longer name with this prefix
+    if (i < l.size() && l[i] == '{') {
+      i = l.find('}', i);
+      if (i == std::string::npos) continue;
+      ++i;
+    }
+    try {
+      return std::stod(l.substr(i));
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
+
+namespace {
+void configure(httplib::Client& c, const HttpSutOptions& o) {
+  c.set_keep_alive(true);
+  const auto secs = [](double s) { return std::make_pair(time_t(s), time_t(std::fmod(s, 1.0) * 1e6)); };
+  const auto [cs, cu] = secs(o.connect_timeout_s);
+  const auto [rs, ru] = secs(o.read_timeout_s);
+  c.set_connection_timeout(cs, cu);
+  c.set_read_timeout(rs, ru);
+  c.set_write_timeout(rs, ru);
+}
+}  // namespace
+
+HttpSut::HttpSut(HttpSutOptions opt) : opt_(std::move(opt)) {
+  std::tie(host_, port_) = parse_http_url(opt_.base_url);
+  if (opt_.max_connections < 1) throw std::invalid_argument("max_connections: must be >= 1");
+  model_ = opt_.model;
+  if (model_.empty()) {
+    // Outside any timed region: which model name the server wants.
+    httplib::Client c(host_, port_);
+    c.set_connection_timeout(time_t(opt_.connect_timeout_s), 0);
+    c.set_read_timeout(10, 0);
+    if (auto r = c.Get("/v1/models"); r && r->status == 200) {
+      try {
+        const json j = json::parse(r->body);
+        if (j.contains("data") && j["data"].is_array() && !j["data"].empty() && j["data"][0].contains("id"))
+          model_ = j["data"][0]["id"].get<std::string>();
+      } catch (const std::exception&) {
+      }
+    }
+    if (model_.empty()) model_ = "default";
+  }
+}
+
+HttpSut::~HttpSut() {
+  {
+    std::lock_guard lk(m_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+json HttpSut::describe() const {
+  return {{"sut", "http"},
+          {"base_url", opt_.base_url},
+          {"endpoint", "/v1/completions (stream, prompt as token ids, ignore_eos)"},
+          {"model", model_},
+          {"max_connections", opt_.max_connections},
+          {"connect_timeout_s", opt_.connect_timeout_s},
+          {"read_timeout_s", opt_.read_timeout_s}};
+}
+
+void HttpSut::issue(const LoadRequest& req, SutCallbacks cb) {
+  std::lock_guard lk(m_);
+  jobs_.push_back({req, std::move(cb)});
+  // One connection per worker: start another while every worker is busy, up to the cap.
+  if (idle_ < int(jobs_.size()) && int(threads_.size()) < opt_.max_connections)
+    threads_.emplace_back([this] { worker(); });
+  cv_.notify_one();
+}
+
+void HttpSut::abort_all() {
+  ++generation_;
+  std::lock_guard lk(m_);
+  for (auto& j : jobs_) j.cb.on_error(ErrorKind::Timeout, "aborted before it was sent");
+  jobs_.clear();
+  // Requests still waiting for response headers see no content callback: shut their sockets.
+  for (void* c : clients_) static_cast<httplib::Client*>(c)->stop();
+}
+
+void HttpSut::worker() {
+  httplib::Client client(host_, port_);
+  configure(client, opt_);
+  std::unique_lock lk(m_);
+  clients_.push_back(&client);
+  struct Unregister {
+    std::vector<void*>& v;
+    void* c;
+    ~Unregister() { v.erase(std::find(v.begin(), v.end(), c)); }  // runs with m_ held (lk outlives it)
+  } unregister{clients_, &client};
+  for (;;) {
+    ++idle_;
+    cv_.wait(lk, [&] { return stop_ || !jobs_.empty(); });
+    --idle_;
+    if (jobs_.empty()) return;  // stop_ and nothing left
+    Job job = std::move(jobs_.front());
+    jobs_.pop_front();
+    lk.unlock();
+    run_one(&client, job);
+    lk.lock();
+  }
+}
+
+void HttpSut::run_one(void* client_ptr, Job& job) {
+  auto& client = *static_cast<httplib::Client*>(client_ptr);
+  const uint64_t gen = generation_.load();
+  json body = {{"model", model_},
+               {"prompt", job.req.prompt},
+               {"max_tokens", job.req.max_tokens},
+               {"stream", true},
+               {"temperature", 0},
+               {"ignore_eos", true},
+               {"stream_options", {{"include_usage", true}}}};
+  httplib::Request rq;
+  rq.method = "POST";
+  rq.path = "/v1/completions";
+  rq.headers = {{"Accept", "text/event-stream"}};
+  rq.set_header("Content-Type", "application/json");
+  rq.body = body.dump();
+
+  int status = 0;
+  std::string error_body;
+  bool done_marker = false, failed = false;
+  std::string finish_reason;
+  int usage = -1, seen = 0;
+  SutCallbacks& cb = job.cb;
+  auto fail = [&](ErrorKind k, const std::string& msg) {
+    if (failed) return;
+    failed = true;
+    cb.on_error(k, msg);
+  };
+  SseParser sse([&](const std::string& data) {
+    if (failed || done_marker) return;
+    if (data == "[DONE]") {
+      done_marker = true;
+      return;
+    }
+    try {
+      const CompletionChunk c = parse_completion_chunk(data);
+      if (!c.error.empty()) return fail(ErrorKind::Protocol, "server sent an error event: " + c.error);
+      if (c.usage_completion_tokens >= 0) usage = c.usage_completion_tokens;
+      if (!c.finish_reason.empty()) finish_reason = c.finish_reason;
+      if (c.tokens > 0) {
+        seen += c.tokens;
+        cb.on_tokens(c.tokens);
+      }
+    } catch (const std::invalid_argument& e) {
+      fail(ErrorKind::Protocol, e.what());
+    }
+  });
+  rq.response_handler = [&](const httplib::Response& r) {
+    status = r.status;
+    return true;
+  };
+  rq.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    if (generation_.load() != gen) return false;  // aborted: close the stream
+    if (status != 200) {
+      if (error_body.size() < 512) error_body.append(data, std::min<size_t>(n, 512 - error_body.size()));
+      return true;
+    }
+    sse.feed(std::string_view(data, n));
+    return !failed;
+  };
+  httplib::Response res;
+  httplib::Error err = httplib::Error::Success;
+  const bool ok = client.send(rq, res, err);
+  if (generation_.load() != gen) return;  // the run already recorded this request as timed out
+  if (failed) return;
+  if (!ok) {
+    return fail(ErrorKind::Connection, std::string("POST /v1/completions: ") + httplib::to_string(err));
+  }
+  if (status != 200) {
+    const ErrorKind k = status == 429 ? ErrorKind::Http429 : status >= 500 ? ErrorKind::Http5xx : ErrorKind::Http4xx;
+    return fail(k, "HTTP " + std::to_string(status) + ": " + error_body);
+  }
+  sse.finish();
+  if (failed) return;
+  if (!done_marker && finish_reason.empty())
+    return fail(ErrorKind::Protocol, "stream ended without a finish_reason or data: [DONE] after " + std::to_string(seen) + " tokens");
+  cb.on_complete(usage);
+}
+
+std::optional<double> HttpSut::scrape_gauge(const std::string& name) const {
+  httplib::Client c(host_, port_);
+  c.set_connection_timeout(time_t(opt_.connect_timeout_s), 0);
+  c.set_read_timeout(10, 0);
+  auto r = c.Get("/metrics");
+  if (!r || r->status != 200) return std::nullopt;
+  return prometheus_gauge(r->body, name);
+}
+
+}  // namespace cb::harness::load
