@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
   bool then_check = false, allow_fail = false;
   std::string check_claims;
   auto* run = app.add_subcommand("run", "run suites and write a run folder under results/runs/");
-  run->add_option("--suite", ro.suites, "kernels | accuracy | load | scaling | cost | all (repeatable)")->delimiter(',');
+  run->add_option("--suite", ro.suites, "kernels | engine | accuracy | load | scaling | cost | all (repeatable)")->delimiter(',');
   run->add_flag("--quick", ro.quick, "small variants of every suite (CI, main job)");
   run->add_option("--sut", ro.sut, "system under test: inprocess, null (load generator overhead) or http://HOST:PORT");
   run->add_option("--driver", ro.driver, "load suite driver: native (own generator) or locust")->check(CLI::IsMember({"native", "locust"}));

@@ -227,7 +227,7 @@ RunResult run_load(Sut& sut, const Plan& plan, const Slo& slo, const ValidityRul
     }
     res.records = st->recs;  // a copy: late callbacks may still touch st after this
   }
-  res.at_end = sut.counters();
+  res.at_end = sut.settled_counters();
 
   res.summary = summarize_run(res.records, slo);
   res.validity = check_validity(res.summary, rules, !plan.closed_loop);

@@ -76,8 +76,8 @@ void InProcessSut::issue(const LoadRequest& req, SutCallbacks cb) {
   }
 }
 
-std::optional<SutCounters> InProcessSut::counters() const {
-  const engine::EngineStats s = loop_->stats();
+namespace {
+SutCounters counters_of(const engine::EngineStats& s) {
   SutCounters c;
   c.busy_seconds = s.busy_seconds;
   c.steps = s.steps;
@@ -88,6 +88,14 @@ std::optional<SutCounters> InProcessSut::counters() const {
   c.kv_bytes_reserved_peak = s.kv_bytes_reserved_peak;
   c.kv_bytes_used_peak = s.kv_bytes_used_peak;
   return c;
+}
+}  // namespace
+
+std::optional<SutCounters> InProcessSut::counters() const { return counters_of(loop_->stats()); }
+
+std::optional<SutCounters> InProcessSut::settled_counters() const {
+  // Only requests the runner gave up on (already aborted) can still be in flight: a short wait.
+  return counters_of(loop_->stats_when_settled(5.0));
 }
 
 void InProcessSut::abort_all() {

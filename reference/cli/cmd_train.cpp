@@ -64,7 +64,7 @@ void add_train_command(CLI::App& app) {
   c->add_option("--eval-every", o->t.eval_every, "also evaluate every N steps on --eval-every-examples examples");
   c->add_option("--eval-every-examples", o->t.eval_every_examples, "held-out examples per task for --eval-every");
   c->add_option("--log-every", o->t.log_every, "log every N steps")->check(CLI::PositiveNumber);
-  c->add_flag("--force", o->t.overwrite, "overwrite an existing model in --out");
+  c->add_flag("--force,--overwrite", o->t.overwrite, "overwrite an existing model in --out");
   c->callback([o] {
     run_guarded("train", [&] {
       auto& t = o->t;

@@ -83,6 +83,14 @@ EngineStats EngineLoop::stats() const {
   return s;
 }
 
+EngineStats EngineLoop::stats_when_settled(double timeout_s) const {
+  {
+    std::unique_lock lk(m_);
+    done_.wait_for(lk, std::chrono::duration<double>(timeout_s), [&] { return outstanding_ == 0; });
+  }
+  return stats();
+}
+
 int EngineLoop::waiting() const {
   std::lock_guard lk(m_);
   return waiting_locked();

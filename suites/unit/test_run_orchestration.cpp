@@ -55,6 +55,9 @@ fs::path temp_root() {
   return temp_root_path();
 }
 struct TempCleanup {
+  // Construct gtest's UnitTest singleton first, so it is destroyed after this object and the
+  // destructor below never reads a destroyed singleton.
+  TempCleanup() { (void)::testing::UnitTest::GetInstance(); }
   ~TempCleanup() {
     std::error_code ec;
     if (fs::exists(temp_root_path(), ec) && ::testing::UnitTest::GetInstance()->Passed()) fs::remove_all(temp_root_path(), ec);

@@ -219,7 +219,9 @@ TEST_F(ServingEngineTest, ContiguousModeReservesTheFullContextPerSequence) {
   EXPECT_EQ(eng.stats().blocks.used_blocks, 2 * 8) << "two samples x 32 reserved tokens / 4 per block";
   eng.run_until_idle();
   for (int i = 0; i < 2; ++i) EXPECT_EQ(c.of(id, i), alone(*model, p.prompt, 3, sp(1.0f, 0, 1.f, uint64_t(9 + i))));
-  EXPECT_EQ(eng.stats().kv_bytes_reserved_peak, size_t(16) * 4 * (2 * 2 * 2 * 16 * 4)) << "16 blocks x 4 tokens x bytes/token";
+  const auto& cfg = model->config();
+  const size_t bytes_per_token = size_t(2) * cfg.num_hidden_layers * cfg.kv_dim() * sizeof(float);  // K and V, F32 cache
+  EXPECT_EQ(eng.stats().kv_bytes_reserved_peak, size_t(16) * 4 * bytes_per_token) << "16 blocks x 4 tokens x bytes/token";
 }
 
 TEST_F(ServingEngineTest, AbortAndBadRequests) {

@@ -45,6 +45,9 @@ class EngineLoop {
   // A consistent snapshot taken between engine steps. `queued` counts waiting(); wall_seconds
   // runs on to now.
   EngineStats stats() const;
+  // stats() once every accepted request's last step is published (or after timeout_s): a client
+  // sees its last token inside a step, before that step's counters are, so end-of-run readers wait.
+  EngineStats stats_when_settled(double timeout_s) const;
   // Queued in the engine + submitted not yet handed to it.
   int waiting() const;
   // Accepted and not finished (waiting + running).
@@ -81,7 +84,7 @@ class EngineLoop {
 
   mutable std::mutex m_;
   std::condition_variable wake_;   // the loop thread: work arrived or stop
-  std::condition_variable done_;   // drain(): a request finished
+  mutable std::condition_variable done_;   // drain(), stats_when_settled(): a request finished
   std::deque<Pending> pending_;
   std::vector<RequestId> aborts_;
   bool accepting_ = true;

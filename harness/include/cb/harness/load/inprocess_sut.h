@@ -34,6 +34,7 @@ class InProcessSut : public Sut {
   nlohmann::json describe() const override;
   void issue(const LoadRequest& req, SutCallbacks cb) override;
   std::optional<SutCounters> counters() const override;
+  std::optional<SutCounters> settled_counters() const override;
   void abort_all() override;
   engine::EngineStats stats() const { return loop_->stats(); }
 

@@ -54,6 +54,9 @@ class Sut {
   virtual void issue(const LoadRequest& req, SutCallbacks cb) = 0;
   // Engine counters now, when the SUT can see inside (in-process only).
   virtual std::optional<SutCounters> counters() const { return std::nullopt; }
+  // Counters once every request the client saw finish is also counted by the engine (a client
+  // sees its last token inside an engine step, before that step's counters are published).
+  virtual std::optional<SutCounters> settled_counters() const { return counters(); }
   // Ends what is still running (after a drain timeout); callbacks then report errors or nothing.
   virtual void abort_all() {}
 };
