@@ -253,7 +253,7 @@ std::string Requirement::describe() const {
   return join(parts, " and ");
 }
 
-RunHardware run_hardware(const json& manifest) {
+RunHardware run_hardware(const json& manifest, const json& suite_params) {
   RunHardware hw;
   if (manifest.is_object() && manifest.contains("hardware") && manifest["hardware"].is_object()) {
     hw.recorded = true;
@@ -263,16 +263,20 @@ RunHardware run_hardware(const json& manifest) {
       for (const auto& f : h["cpu_flags"])
         if (f.is_string()) hw.cpu_flags.push_back(f.get<std::string>());
   }
-  if (manifest.is_object() && manifest.contains("params") && manifest["params"].is_object()) {
-    for (const char* k : {"devices", "ranks", "world_size"}) {
-      const json& p = manifest["params"];
+  // The ranks a suite actually measured on (e.g. the scaling suite's MPI processes) come first:
+  // they are what its metrics describe; then what the run's command line recorded.
+  auto from_params = [&](const json& p, const std::string& where) {
+    if (!p.is_object()) return false;
+    for (const char* k : {"devices", "ranks", "world_size"})
       if (p.contains(k) && p[k].is_number() && p[k].get<double>() >= 1) {
         hw.devices = static_cast<int>(p[k].get<double>());
-        hw.devices_from = std::string("manifest params.") + k;
-        return hw;
+        hw.devices_from = where + k;
+        return true;
       }
-    }
-  }
+    return false;
+  };
+  if (from_params(suite_params, "suite params.")) return hw;
+  if (manifest.is_object() && manifest.contains("params") && from_params(manifest["params"], "manifest params.")) return hw;
   if (hw.gpus > 0) {
     hw.devices = hw.gpus;
     hw.devices_from = "GPU count";
@@ -395,9 +399,10 @@ ConditionResult evaluate_condition(const Condition& c, const RunData& run) {
 }  // namespace
 
 std::vector<ClaimResult> evaluate(const ClaimSet& set, const RunData& run) {
-  const RunHardware hw = run_hardware(run.manifest);
   std::vector<ClaimResult> out;
   for (const Claim& c : set.claims) {
+    const auto suite = run.suites.find(c.suite);
+    const RunHardware hw = run_hardware(run.manifest, suite != run.suites.end() ? suite->second.params : json());
     ClaimResult r;
     r.id = c.id;
     r.description = c.claim;

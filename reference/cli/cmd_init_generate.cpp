@@ -11,6 +11,7 @@
 #include "cb/engine/engine.h"
 #include "cb/engine/model_init.h"
 #include "commands.h"
+#include "tp_launch.h"
 
 namespace cb::cli {
 namespace {
@@ -235,24 +236,7 @@ void add_generate_command(CLI::App& app) {
   c->callback([o] {
     run_guarded("generate", [&] {
       if (o->prompt.empty() && o->prompt_ids.empty()) throw std::invalid_argument("give --prompt TEXT or --prompt-ids 1,2,3");
-      const bool under_mpirun = comm::launched_by_mpirun();
-      const int world = comm::mpirun_world_size();
-      const std::string how = o->tp_comm != "auto" ? o->tp_comm : under_mpirun ? "mpi" : "threads";
-      if (how == "mpi" || under_mpirun) {
-        if (how != "mpi") throw std::invalid_argument("--tp-comm " + how + " under mpirun: use --tp-comm mpi (or auto)");
-        if (world != o->tp)
-          throw std::invalid_argument("--tp " + std::to_string(o->tp) + " but " +
-                                      (under_mpirun ? "mpirun started " + std::to_string(world) + " rank(s)"
-                                                    : std::string("this process was not started by mpirun")) +
-                                      ": launch with mpirun -n " + std::to_string(o->tp) + " refengine generate ... --tp " +
-                                      std::to_string(o->tp));
-        if (o->tp == 1) return run_rank(*o, nullptr);
-        auto c = comm::make_mpi();  // MPI_Init here, MPI_Finalize when it goes out of scope
-        run_rank(*o, c.get());
-        return;
-      }
-      if (o->tp == 1) return run_rank(*o, nullptr);
-      comm::run_thread_group(o->tp, [&](comm::Communicator& c) { run_rank(*o, &c); });
+      run_tp_group("generate", o->tp, o->tp_comm, [&](comm::Communicator* c) { run_rank(*o, c); });
     });
   });
 }

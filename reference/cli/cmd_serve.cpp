@@ -12,7 +12,9 @@
 #include <thread>
 
 #include "cb/engine/server.h"
+#include "cb/engine/engine.h"
 #include "commands.h"
+#include "tp_launch.h"
 
 namespace cb::cli {
 
@@ -29,6 +31,20 @@ sigset_t shutdown_signals() {
 
 const char* signal_name(int sig) { return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "signal"; }
 
+// A tensor-parallel rank > 0: mirrors rank 0's engine steps over its shard until rank 0's server
+// is gone.
+template <class Opts>
+void follow(const Opts& o, comm::Communicator* tp) {
+  auto lm = engine::LoadedModel::open(o.model.empty() ? engine::default_model_dir() : std::filesystem::path(o.model), o.backend, tp);
+  try {
+    engine::run_tp_follower(*lm);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "refengine serve: tensor parallel rank %d: error: %s\n", tp->rank(), e.what());
+    tp->abort_group(e.what());
+    throw;
+  }
+}
+
 }  // namespace
 
 void add_serve_command(CLI::App& app) {
@@ -38,6 +54,8 @@ void add_serve_command(CLI::App& app) {
     size_t max_body_bytes = size_t(1) << 20;
     double step_delay_ms = 0;
     bool prefix_cache = false;
+    int tp = 1;
+    std::string tp_comm = "auto";
   };
   auto o = std::make_shared<Opts>();
   auto* c = app.add_subcommand("serve", "OpenAI-compatible HTTP server (/v1/completions, /v1/models, /health, /metrics)");
@@ -57,64 +75,74 @@ void add_serve_command(CLI::App& app) {
   c->add_option("--http-threads", o->http_threads, "HTTP worker threads (default: max-queue + 64)")->check(CLI::NonNegativeNumber);
   c->add_option("--step-delay-ms", o->step_delay_ms, "sleep after each engine step, emulating a slower model (client and load-tool testing)")
       ->check(CLI::Range(0.0, 10000.0));
+  c->add_option("--tp", o->tp, "tensor-parallel ranks: under mpirun, -n must equal it (rank 0 serves); else ranks are threads")
+      ->check(CLI::Range(1, 256));
+  c->add_option("--tp-comm", o->tp_comm, "auto | mpi | threads (auto: mpi when launched by mpirun, else threads)")
+      ->check(CLI::IsMember({"auto", "mpi", "threads"}));
   c->callback([o] {
     run_guarded("serve", [&] {
       // Block the shutdown signals before any thread starts, so every thread inherits the mask
-      // and only the sigtimedwait below receives them.
+      // and only rank 0's sigtimedwait receives them (follower ranks leave them pending: rank 0
+      // drains, then releases them).
       const sigset_t sigs = shutdown_signals();
       pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+      run_tp_group("serve", o->tp, o->tp_comm, [&](comm::Communicator* tp) {
+        if (tp && tp->rank() != 0) return follow(*o, tp);
 
-      engine::ServerOptions so;
-      if (!o->model.empty()) so.model_dir = o->model;
-      so.backend = o->backend;
-      so.model_name = o->served_name;
-      so.engine.num_blocks = o->num_blocks;
-      so.engine.block_size = o->block_size;
-      so.engine.policy = o->policy;
-      so.engine.token_budget = o->token_budget;
-      so.engine.prefix_cache = o->prefix_cache;
-      so.max_queue = o->max_queue;
-      so.max_body_bytes = o->max_body_bytes;
-      so.http_threads = o->http_threads;
-      so.api_key = o->api_key;
-      so.step_delay_s = o->step_delay_ms / 1000.0;
-      if (so.api_key.empty())
-        if (const char* env = std::getenv("REFENGINE_API_KEY")) so.api_key = env;
-      if (o->host != "127.0.0.1" && o->host != "localhost" && o->host != "::1")
-        std::fprintf(stderr, "refengine serve: warning: binding %s, which is reachable beyond this machine%s\n", o->host.c_str(),
-                     so.api_key.empty() ? " and has no --api-key" : "");
+        engine::ServerOptions so;
+        if (!o->model.empty()) so.model_dir = o->model;
+        so.backend = o->backend;
+        so.model_name = o->served_name;
+        so.engine.num_blocks = o->num_blocks;
+        so.engine.block_size = o->block_size;
+        so.engine.policy = o->policy;
+        so.engine.token_budget = o->token_budget;
+        so.engine.prefix_cache = o->prefix_cache;
+        so.max_queue = o->max_queue;
+        so.max_body_bytes = o->max_body_bytes;
+        so.http_threads = o->http_threads;
+        so.api_key = o->api_key;
+        so.step_delay_s = o->step_delay_ms / 1000.0;
+        so.tp = tp;
+        if (so.api_key.empty())
+          if (const char* env = std::getenv("REFENGINE_API_KEY")) so.api_key = env;
+        if (o->host != "127.0.0.1" && o->host != "localhost" && o->host != "::1")
+          std::fprintf(stderr, "refengine serve: warning: binding %s, which is reachable beyond this machine%s\n", o->host.c_str(),
+                       so.api_key.empty() ? " and has no --api-key" : "");
 
-      engine::Server server(std::move(so));
-      server.start(o->host, o->port);
-      std::printf("refengine serve: listening on %s\n", server.url().c_str());
-      std::printf("refengine serve: model '%s', policy %s, max queue %d\n", server.model_name().c_str(),
-                  server.engine().policy().name().c_str(), server.engine().max_queue());
-      std::fflush(stdout);
+        engine::Server server(std::move(so));
+        server.start(o->host, o->port);
+        std::printf("refengine serve: listening on %s\n", server.url().c_str());
+        std::printf("refengine serve: model '%s', policy %s, max queue %d%s\n", server.model_name().c_str(),
+                    server.engine().policy().name().c_str(), server.engine().max_queue(),
+                    tp ? (", tensor parallel " + std::to_string(tp->size()) + " over " + tp->describe()).c_str() : "");
+        std::fflush(stdout);
 
-      int sig = -1;
-      const timespec tick{0, 200'000'000};
-      while (sig < 0 && server.running()) {
-        siginfo_t info;
-        const int got = sigtimedwait(&sigs, &info, &tick);
-        if (got == SIGTERM || got == SIGINT) sig = got;
-      }
-      if (sig < 0) throw std::runtime_error("the HTTP listener stopped unexpectedly");
-      std::fprintf(stderr, "refengine serve: %s: draining (%d waiting); send it again to abort\n", signal_name(sig),
-                   server.engine().waiting());
-      // A second SIGTERM / SIGINT while draining aborts what is left; SIGUSR2 ends the watcher.
-      std::thread watcher([&server, sigs] {
-        int s = 0;
-        sigwait(&sigs, &s);
-        if (s != SIGUSR2) {
-          std::fprintf(stderr, "refengine serve: %s again: aborting in-flight requests\n", signal_name(s));
-          server.stop();
+        int sig = -1;
+        const timespec tick{0, 200'000'000};
+        while (sig < 0 && server.running()) {
+          siginfo_t info;
+          const int got = sigtimedwait(&sigs, &info, &tick);
+          if (got == SIGTERM || got == SIGINT) sig = got;
         }
+        if (sig < 0) throw std::runtime_error("the HTTP listener stopped unexpectedly");
+        std::fprintf(stderr, "refengine serve: %s: draining (%d waiting); send it again to abort\n", signal_name(sig),
+                     server.engine().waiting());
+        // A second SIGTERM / SIGINT while draining aborts what is left; SIGUSR2 ends the watcher.
+        std::thread watcher([&server, sigs] {
+          int s = 0;
+          sigwait(&sigs, &s);
+          if (s != SIGUSR2) {
+            std::fprintf(stderr, "refengine serve: %s again: aborting in-flight requests\n", signal_name(s));
+            server.stop();
+          }
+        });
+        server.drain();
+        server.wait();
+        pthread_kill(watcher.native_handle(), SIGUSR2);
+        watcher.join();
+        std::fprintf(stderr, "refengine serve: drained, exiting\n");
       });
-      server.drain();
-      server.wait();
-      pthread_kill(watcher.native_handle(), SIGUSR2);
-      watcher.join();
-      std::fprintf(stderr, "refengine serve: drained, exiting\n");
     });
   });
 }

@@ -130,7 +130,7 @@ Server::Server(ServerOptions opt) : impl_(std::make_unique<Impl>()) {
   s.opt = std::move(opt);
   if (s.opt.max_body_bytes < 64) throw std::invalid_argument("max_body_bytes: must be >= 64");
   if (s.opt.model_dir.empty()) s.opt.model_dir = default_model_dir();
-  s.model = LoadedModel::open(s.opt.model_dir, s.opt.backend);
+  s.model = LoadedModel::open(s.opt.model_dir, s.opt.backend, s.opt.tp);
   s.name = s.opt.model_name;
   if (s.name.empty()) {
     s.name = std::filesystem::absolute(s.opt.model_dir).lexically_normal().filename().string();
@@ -146,7 +146,11 @@ Server::Server(ServerOptions opt) : impl_(std::make_unique<Impl>()) {
 }
 
 Server::~Server() {
-  if (impl_) stop();
+  if (!impl_) return;
+  stop();
+  // Tensor parallel: once the engine thread is gone no step runs; then release the follower ranks.
+  impl_->loop.reset();
+  finish_tp_leader(*impl_->model);
 }
 
 int Server::start(const std::string& host, int port) {

@@ -55,7 +55,8 @@ struct ServingEngine::Planned {
 ServingEngine::ServingEngine(LoadedModel& model, EngineOptions opt) : model_(model), opt_(std::move(opt)) {
   if (opt_.token_budget < 1) throw std::invalid_argument("token_budget must be >= 1");
   policy_ = opt_.custom_policy ? std::move(opt_.custom_policy) : make_policy(opt_.policy);
-  kv_ = std::make_unique<KvCache>(model_.backend(), model_.config(), opt_.num_blocks, opt_.block_size);
+  // kv_config(): under tensor parallelism this rank stores only its KV heads.
+  kv_ = std::make_unique<KvCache>(model_.backend(), model_.kv_config(), opt_.num_blocks, opt_.block_size);
   // The contiguous baseline never shares a prefix: it reserves per sequence.
   blocks_ = std::make_unique<BlockManager>(opt_.num_blocks, opt_.block_size,
                                            opt_.prefix_cache && opt_.kv_mode == KvMode::Paged);
@@ -157,7 +158,8 @@ ServingEngine::Request* ServingEngine::newest_running_except(const Request* keep
 bool ServingEngine::ensure_slot(Sequence& s, int pos) {
   const auto res = blocks_->append_slot(s.id, pos);
   if (!res.ok) return false;
-  if (res.copy) kv_->copy_block(res.copy->src, res.copy->dst);
+  // Through the model: a tensor-parallel leader forwards the copy to its followers with the next step.
+  if (res.copy) model_.model().copy_kv_block(*kv_, res.copy->src, res.copy->dst);
   return true;
 }
 
@@ -325,7 +327,7 @@ bool ServingEngine::step() {
           }
           const auto& src = blocks_->block_table(s.id);
           const auto& dst = blocks_->block_table(child.id);
-          for (int blk = 0; blk < blocks_->blocks_for(s.computed); ++blk) kv_->copy_block(src[blk], dst[blk]);
+          for (int blk = 0; blk < blocks_->blocks_for(s.computed); ++blk) model_.model().copy_kv_block(*kv_, src[blk], dst[blk]);
           blocks_->commit_tokens(child.id, std::span<const int32_t>(child.tokens.data(), child.computed));
         } else {
           blocks_->fork(s.id, child.id);

@@ -114,6 +114,12 @@ if(MPI_CXX_FOUND AND MPIEXEC_EXECUTABLE AND TARGET refengine AND TARGET cb_comm_
   set_tests_properties(mpi.generate_tp_rank_count_mismatch PROPERTIES LABELS mpi ENVIRONMENT "${_cb_mpi_env}" TIMEOUT 60
     PASS_REGULAR_EXPRESSION "--tp 4 but mpirun started 2 rank\\(s\\): launch with mpirun -n 4")
   if(TARGET claimbench)
+    # The server and the load suite on a TP engine: answers equal to one rank, load suite over HTTP.
+    add_test(NAME mpi.serve_tp2_matches_tp1_and_carries_load
+             COMMAND bash ${PROJECT_SOURCE_DIR}/suites/server/serve_tp_load.sh $<TARGET_FILE:refengine>
+                     $<TARGET_FILE:claimbench> ${MPIEXEC_EXECUTABLE} ${PROJECT_BINARY_DIR}/serve-tp)
+    set_tests_properties(mpi.serve_tp2_matches_tp1_and_carries_load PROPERTIES LABELS mpi RUN_SERIAL TRUE TIMEOUT 300
+      ENVIRONMENT "${_cb_mpi_env}" PASS_REGULAR_EXPRESSION "PASS: tensor-parallel server")
     add_test(NAME mpi.scaling_suite_quick_e2e
              COMMAND ${CMAKE_COMMAND} -DCLAIMBENCH=$<TARGET_FILE:claimbench> -DOUT=${PROJECT_BINARY_DIR}/scaling-e2e
                      -P ${CMAKE_CURRENT_LIST_FILE})

@@ -241,6 +241,12 @@ TEST(ClaimsEvaluate, RequirementsReadTheManifest) {
   EXPECT_EQ(by_id(rs, "tp").verdict, Verdict::Skip);
   EXPECT_NE(by_id(rs, "tp").reason.find("1 device"), std::string::npos);
   EXPECT_EQ(by_id(rs, "bf16").verdict, Verdict::Skip);
+  {
+    RunData measured_on_ranks = run;  // the claim's suite says it measured on 2 ranks
+    measured_on_ranks.suites["load"].params["ranks"] = 2;
+    const auto r2 = evaluate(set, measured_on_ranks);
+    EXPECT_EQ(by_id(r2, "tp").verdict, Verdict::Pass) << by_id(r2, "tp").reason;
+  }
   run.manifest["params"]["ranks"] = 4;  // MPI ranks recorded by the run
   run.manifest["hardware"]["cpu_flags"].push_back("avx512_bf16");
   rs = evaluate(set, run);
@@ -256,6 +262,10 @@ TEST(ClaimsEvaluate, RequirementsReadTheManifest) {
   EXPECT_EQ(run_hardware(run.manifest).devices, 2);
   EXPECT_EQ(run_hardware(json::object()).devices, 1);
   EXPECT_FALSE(run_hardware(json::object()).recorded);
+  // The ranks the claim's own suite measured on win over both.
+  const RunHardware from_suite = run_hardware(run.manifest, json{{"ranks", 3}});
+  EXPECT_EQ(from_suite.devices, 3);
+  EXPECT_EQ(from_suite.devices_from, "suite params.ranks");
 }
 
 TEST(ClaimsEvaluate, MultiPartAndTolerance) {

@@ -122,12 +122,12 @@ struct ClaimResult {
 // The hardware a run had, as `evaluate` reads it from manifest.hardware / manifest.params.
 struct RunHardware {
   int gpus = 0;
-  int devices = 1;       // manifest.params devices|ranks|world_size, else GPU count, else 1
+  int devices = 1;       // the claim's suite's params, else manifest.params devices|ranks|world_size, else GPU count, else 1
   std::string devices_from;  // where `devices` came from, for reasons
   std::vector<std::string> cpu_flags;
   bool recorded = false;  // manifest has a "hardware" object
 };
-RunHardware run_hardware(const nlohmann::json& manifest);
+RunHardware run_hardware(const nlohmann::json& manifest, const nlohmann::json& suite_params = nlohmann::json());
 // nullopt when the requirement holds, else "needs X; this machine has Y".
 std::optional<std::string> unmet(const Requirement& r, const RunHardware& hw);
 

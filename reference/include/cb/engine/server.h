@@ -47,6 +47,9 @@ struct ServerOptions {
   int http_threads = 0;             // 0: max_queue + 64 (each in-flight request holds one)
   int retry_after_s = 1;            // Retry-After on 429
   double step_delay_s = 0;          // EngineLoop::set_step_delay: emulate a slower model (tests, demos)
+  // Rank 0 of a tensor-parallel group (not owned; null = no tensor parallelism). The other ranks
+  // run run_tp_follower(); the server releases them when it is destroyed.
+  comm::Communicator* tp = nullptr;
 };
 
 class Server {
