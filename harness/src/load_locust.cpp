@@ -231,6 +231,8 @@ LocustRunOutput run_locust(const LocustRunOptions& o) {
                                    "CB_LOCUST_MAX_TOKENS_CAP=" + std::to_string(o.max_tokens_cap)};
   if (!o.workload.empty()) argv.push_back("CB_LOCUST_WORKLOAD=" + fs::absolute(o.workload).string());
   if (o.quick) argv.push_back("CB_LOCUST_QUICK=1");
+  std::string api_key_arg;  // passed to Locust, left out of the recorded command
+  if (const char* key = std::getenv("OPENAI_API_KEY"); key && *key) api_key_arg = std::string("OPENAI_API_KEY=") + key;
   argv.insert(argv.end(), o.locust_argv.begin(), o.locust_argv.end());
   const fs::path prefix = out_dir / "locust";
   for (const auto& a : std::vector<std::string>{"-f", fs::absolute(o.locustfile).string(), "--headless", "-u",
@@ -240,6 +242,10 @@ LocustRunOutput run_locust(const LocustRunOptions& o) {
                                                 "--exit-code-on-error", "0"})
     argv.push_back(a);
   out.command = argv;
+  if (!api_key_arg.empty()) {
+    argv.insert(argv.begin() + 7, api_key_arg);  // after env's fixed settings
+    out.command.insert(out.command.begin() + 7, "OPENAI_API_KEY=<set, not recorded>");
+  }
 
   // Locust's start-up (gevent, imports) takes a few seconds on a loaded machine; a run that has not
   // ended a minute past its run time is hung.

@@ -1,4 +1,5 @@
 // The null SUT and the HTTP SUT (OpenAI /v1/completions, streamed).
+#include <cstdlib>
 #include <httplib.h>
 
 #include <algorithm>
@@ -163,18 +164,22 @@ void configure(httplib::Client& c, const HttpSutOptions& o) {
   c.set_connection_timeout(cs, cu);
   c.set_read_timeout(rs, ru);
   c.set_write_timeout(rs, ru);
+  if (!o.api_key.empty()) c.set_bearer_token_auth(o.api_key);
 }
 }  // namespace
 
 HttpSut::HttpSut(HttpSutOptions opt) : opt_(std::move(opt)) {
   std::tie(host_, port_) = parse_http_url(opt_.base_url);
   if (opt_.max_connections < 1) throw std::invalid_argument("max_connections: must be >= 1");
+  if (opt_.api_key.empty())
+    if (const char* env = std::getenv("OPENAI_API_KEY")) opt_.api_key = env;
   model_ = opt_.model;
   if (model_.empty()) {
     // Outside any timed region: which model name the server wants.
     httplib::Client c(host_, port_);
     c.set_connection_timeout(time_t(opt_.connect_timeout_s), 0);
     c.set_read_timeout(10, 0);
+    if (!opt_.api_key.empty()) c.set_bearer_token_auth(opt_.api_key);
     if (auto r = c.Get("/v1/models"); r && r->status == 200) {
       try {
         const json j = json::parse(r->body);
@@ -203,7 +208,8 @@ json HttpSut::describe() const {
           {"model", model_},
           {"max_connections", opt_.max_connections},
           {"connect_timeout_s", opt_.connect_timeout_s},
-          {"read_timeout_s", opt_.read_timeout_s}};
+          {"read_timeout_s", opt_.read_timeout_s},
+          {"authorization", opt_.api_key.empty() ? "none" : "bearer token (value not recorded)"}};
 }
 
 void HttpSut::issue(const LoadRequest& req, SutCallbacks cb) {

@@ -88,6 +88,7 @@ class StubServer {
       {
         std::lock_guard lk(m_);
         last_body_ = body;
+        last_auth_ = req.get_header_value("Authorization");
       }
       const int mode = body["prompt"][0].get<int>();
       const int n = body["max_tokens"].get<int>();
@@ -130,6 +131,10 @@ class StubServer {
     std::lock_guard lk(m_);
     return last_body_;
   }
+  std::string last_auth() {
+    std::lock_guard lk(m_);
+    return last_auth_;
+  }
 
  private:
   httplib::Server srv_;
@@ -137,6 +142,7 @@ class StubServer {
   std::thread thread_;
   std::mutex m_;
   json last_body_;
+  std::string last_auth_;
 };
 
 // Collects one request's callbacks and waits for its end.
@@ -206,6 +212,19 @@ TEST(LoadHttp, StreamsTokensAndDiscoversTheModel) {
   ask(sut, 7, 6, ids);
   EXPECT_EQ(ids.chunks, (std::vector<int>{2, 2, 2}));
   EXPECT_EQ(sut.scrape_gauge("refengine_busy_fraction"), 0.5);
+}
+
+TEST(LoadHttp, SendsTheApiKeyAsABearerTokenWithoutRecordingIt) {
+  StubServer srv;
+  HttpSutOptions opt;
+  opt.base_url = srv.url();
+  opt.api_key = "s3cret";
+  HttpSut sut(opt);
+  Outcome o;
+  ask(sut, 1, 2, o);
+  EXPECT_EQ(o.error, ErrorKind::None) << o.message;
+  EXPECT_EQ(srv.last_auth(), "Bearer s3cret");
+  EXPECT_EQ(sut.describe().dump().find("s3cret"), std::string::npos) << "the key must not reach results";
 }
 
 TEST(LoadHttp, ErrorKinds) {

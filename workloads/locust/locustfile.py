@@ -149,6 +149,9 @@ PROMPT_FORM = os.environ.get("CB_LOCUST_PROMPT", "ids")
 if PROMPT_FORM not in ("text", "ids"):
     raise ValueError("environment CB_LOCUST_PROMPT=%r: expected ids or text" % PROMPT_FORM)
 WAIT_S = float(os.environ.get("CB_LOCUST_WAIT_S", "0") or 0)
+# A server started with --api-key wants "Authorization: Bearer KEY" (the variable OpenAI clients read).
+API_KEY = os.environ.get("OPENAI_API_KEY", "")
+HEADERS = {"Authorization": "Bearer " + API_KEY} if API_KEY else {}
 _user_index = itertools.count()
 _environment = None
 
@@ -168,7 +171,8 @@ def _on_test_start(environment, **_kwargs):
     if not MODEL:
         MODEL = "default"
         try:
-            with urllib.request.urlopen(environment.host.rstrip("/") + "/v1/models", timeout=10) as r:
+            models = urllib.request.Request(environment.host.rstrip("/") + "/v1/models", headers=HEADERS)
+            with urllib.request.urlopen(models, timeout=10) as r:
                 data = json.load(r).get("data") or []
                 if data and isinstance(data[0].get("id"), str):
                     MODEL = data[0]["id"]
@@ -233,7 +237,7 @@ class ChatUser(HttpUser):
         t0 = time.perf_counter()
         # catch_response: Locust would otherwise time only up to the response headers of a stream;
         # the recorded time is set to the full stream below.
-        with self.client.post("/v1/completions", json=body, stream=True, catch_response=True,
+        with self.client.post("/v1/completions", json=body, headers=HEADERS, stream=True, catch_response=True,
                               name="/v1/completions", timeout=(10, 600)) as resp:
             if resp.status_code != 200:
                 resp.failure("HTTP %s: %s" % (resp.status_code, (resp.text or "")[:200]))

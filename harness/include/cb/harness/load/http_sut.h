@@ -57,6 +57,9 @@ struct HttpSutOptions {
   double connect_timeout_s = 5;
   double read_timeout_s = 300;
   int max_connections = 512;        // worker threads (one connection each); beyond, requests queue here
+  // Sent as "Authorization: Bearer KEY" on every request; empty: $OPENAI_API_KEY (the variable
+  // OpenAI clients read), else no header. Never written to results.
+  std::string api_key;
 };
 
 class HttpSut : public Sut {
