@@ -129,6 +129,8 @@ HostBuf random_host(DType dt, int64_t n, const std::string& name, float scale) {
       case DType::BF16: b.as<uint16_t>()[i] = f32_to_bf16(v); break;
       case DType::I8: b.as<int8_t>()[i] = int8_t(std::lround(uniform(s) * 127.f)); break;
       case DType::I32: b.as<int32_t>()[i] = int32_t(splitmix64(s) & 0x7fffffff); break;
+      case DType::U8: b.as<uint8_t>()[i] = uint8_t(splitmix64(s)); break;
+      case DType::I64: b.as<int64_t>()[i] = int64_t(splitmix64(s) >> 1); break;
     }
   }
   return b;

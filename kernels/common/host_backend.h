@@ -37,6 +37,8 @@ inline float load_as_f32(const Tensor& t, int64_t i) {
     case DType::BF16: return bf16_to_f32(t.as<const uint16_t>()[i]);
     case DType::I8: return static_cast<float>(t.as<const int8_t>()[i]);
     case DType::I32: return static_cast<float>(t.as<const int32_t>()[i]);
+    case DType::U8: return static_cast<float>(t.as<const uint8_t>()[i]);
+    case DType::I64: return static_cast<float>(t.as<const int64_t>()[i]);
   }
   return 0.f;
 }

@@ -13,6 +13,8 @@ size_t dtype_size(DType t) {
     case DType::BF16: return 2;
     case DType::I8: return 1;
     case DType::I32: return 4;
+    case DType::U8: return 1;
+    case DType::I64: return 8;
   }
   return 0;
 }
@@ -24,6 +26,8 @@ const char* dtype_name(DType t) {
     case DType::BF16: return "bf16";
     case DType::I8: return "i8";
     case DType::I32: return "i32";
+    case DType::U8: return "u8";
+    case DType::I64: return "i64";
   }
   return "?";
 }

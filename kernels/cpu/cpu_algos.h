@@ -135,7 +135,9 @@ void gemv(const GemvArgs& a, int64_t n0, int64_t n1) {
     case DType::F16: gemv_typed<V, f16_t>(a, n0, n1); break;
     case DType::BF16: gemv_typed<V, bf16_t>(a, n0, n1); break;
     case DType::I8: gemv_typed<V, int8_t>(a, n0, n1); break;
-    case DType::I32: break;  // rejected by the backend before any kernel runs
+    case DType::I32:
+    case DType::U8:
+    case DType::I64: break;  // rejected by the backend before any kernel runs
   }
 }
 
@@ -162,7 +164,9 @@ void convert_rows(const void* w, DType wdt, const float* scales, int64_t row0, i
     case DType::F16: convert_rows_typed<V>(static_cast<const f16_t*>(w), scales, row0, rows, K, out); break;
     case DType::BF16: convert_rows_typed<V>(static_cast<const bf16_t*>(w), scales, row0, rows, K, out); break;
     case DType::I8: convert_rows_typed<V>(static_cast<const int8_t*>(w), scales, row0, rows, K, out); break;
-    case DType::I32: break;
+    case DType::I32:
+    case DType::U8:
+    case DType::I64: break;
   }
 }
 

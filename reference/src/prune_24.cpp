@@ -184,8 +184,9 @@ Prune24Report prune_24_model(const fs::path& source, const fs::path& out, const 
     }
     if (pruned && opt.compressed) {
       specs.push_back({m + ".compressed", dt, {shape[0], shape[1] / 2}});
-      specs.push_back({m + ".bitmask", DType::I8, {shape[0], (shape[1] + 7) / 8}});
-      specs.push_back({m + ".shape", DType::I32, {2, 1}});
+      // As compressed-tensors writes them: packed bits U8, the dense shape as I64 [2, 1].
+      specs.push_back({m + ".bitmask", DType::U8, {shape[0], (shape[1] + 7) / 8}});
+      specs.push_back({m + ".shape", DType::I64, {2, 1}});
     } else {
       specs.push_back({name, dt, shape});
     }
@@ -219,7 +220,7 @@ Prune24Report prune_24_model(const fs::path& source, const fs::path& out, const 
         const std::vector<int64_t>& shape = src.store.info(base + ".weight").shape;
         const int64_t N = shape[0], K = shape[1];
         if (ends_with(n, ".shape")) {
-          const int32_t dims[2] = {int32_t(N), int32_t(K)};
+          const int64_t dims[2] = {N, K};
           std::memcpy(dst, dims, sizeof dims);
           return;
         }

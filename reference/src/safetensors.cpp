@@ -50,12 +50,14 @@ bool parse_dtype(const std::string& s, DType* out) {
   if (s == "BF16") { *out = DType::BF16; return true; }
   if (s == "I8") { *out = DType::I8; return true; }
   if (s == "I32") { *out = DType::I32; return true; }
+  if (s == "U8") { *out = DType::U8; return true; }
+  if (s == "I64") { *out = DType::I64; return true; }
   return false;
 }
 
 // Dtypes the safetensors format defines but this engine does not load.
 bool is_known_safetensors_dtype(const std::string& s) {
-  static const char* const kKnown[] = {"BOOL", "U8", "I16", "U16", "U32", "I64", "U64", "F64",
+  static const char* const kKnown[] = {"BOOL", "I16", "U16", "U32", "U64", "F64",
                                        "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2",
                                        "F4", "C64"};
   for (const char* k : kKnown)
@@ -100,6 +102,8 @@ const char* safetensors_dtype_name(DType t) {
     case DType::BF16: return "BF16";
     case DType::I8: return "I8";
     case DType::I32: return "I32";
+    case DType::U8: return "U8";
+    case DType::I64: return "I64";
   }
   return "?";
 }
@@ -182,7 +186,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
     const std::string dts = dt.get<std::string>();
     if (!parse_dtype(dts, &ti.dtype)) {
       if (is_known_safetensors_dtype(dts))
-        throw ModelError(where + "unsupported dtype '" + dts + "' (supported: F32, F16, BF16, I8, I32)");
+        throw ModelError(where + "unsupported dtype '" + dts + "' (supported: F32, F16, BF16, I8, I32, U8, I64)");
       throw ModelError(where + "unknown dtype '" + dts + "'");
     }
 

@@ -104,7 +104,8 @@ class Binder {
   }
 
   // compressed-tensors sparse-24-bitmask: `.compressed` [N, K/2] (float), `.bitmask` [N, ceil(K/8)]
-  // (I8: the reader has no U8; same bits), `.shape` = [N, K] (I32: the reader has no I64).
+  // U8 (packed bits, little bit order), `.shape` = [N, K] as I64 [2, 1]. Exports written before U8 /
+  // I64 support used I8 / I32: the same bits and values, still read.
   kernels::Weight sparse24(const std::string& m) {
     const std::vector<int64_t> shape = expected_tensor_shape(cfg_, m + ".weight");
     const int64_t N = shape[0], K = shape[1];
@@ -113,9 +114,11 @@ class Binder {
       throw ModelError(store_.source().string() + ": module '" + m + "': K = " + std::to_string(K) +
                        " is not divisible by 4, so it cannot be 2:4 sparse");
     stored(m + ".compressed", why, {DType::F32, DType::F16, DType::BF16}, {{N, K / 2}});
-    stored(m + ".bitmask", why, {DType::I8}, {{N, (K + 7) / 8}});
-    stored(m + ".shape", why, {DType::I32}, {{2, 1}, {2}});
-    const int32_t* dims = store_.view(m + ".shape").as<const int32_t>();
+    stored(m + ".bitmask", why, {DType::U8, DType::I8}, {{N, (K + 7) / 8}});
+    stored(m + ".shape", why, {DType::I64, DType::I32}, {{2, 1}, {2}});
+    const kernels::Tensor sv = store_.view(m + ".shape");
+    const int64_t dims[2] = {sv.dtype == DType::I64 ? sv.as<const int64_t>()[0] : sv.as<const int32_t>()[0],
+                             sv.dtype == DType::I64 ? sv.as<const int64_t>()[1] : sv.as<const int32_t>()[1]};
     if (dims[0] != N || dims[1] != K)
       throw ModelError(where(m + ".shape") + "holds [" + std::to_string(dims[0]) + ", " + std::to_string(dims[1]) +
                        "] but the config implies " + shape_str(shape));

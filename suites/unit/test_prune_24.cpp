@@ -194,8 +194,11 @@ TEST_F(Prune24Test, CompressedExportLoadsAsSparse24WithTheDenseLogits) {
   EXPECT_FALSE(st.has(m + ".weight"));
   EXPECT_EQ(st.info(m + ".compressed").shape, (std::vector<int64_t>{64, 88}));
   EXPECT_EQ(st.info(m + ".bitmask").shape, (std::vector<int64_t>{64, 22}));
+  // The dtypes compressed-tensors writes: packed bits as U8, the dense shape as I64 [2, 1].
+  EXPECT_EQ(st.info(m + ".bitmask").dtype, cb::kernels::DType::U8);
+  EXPECT_EQ(st.info(m + ".shape").dtype, cb::kernels::DType::I64);
   EXPECT_EQ(st.info(m + ".shape").shape, (std::vector<int64_t>{2, 1}));
-  EXPECT_EQ(st.view(m + ".shape").as<const int32_t>()[1], 176);
+  EXPECT_EQ(st.view(m + ".shape").as<const int64_t>()[1], 176);
 
   auto lm = cb::engine::LoadedModel::open(comp, "ref");
   const cp::SourceModel d = cp::SourceModel::open(dense);

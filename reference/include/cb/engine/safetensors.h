@@ -23,7 +23,7 @@ struct TensorInfo {
 };
 
 // One mapped .safetensors file. Validation on open: header length within the file, JSON parses,
-// every entry has a known dtype (F32, F16, BF16, I8, I32; others rejected by name), shape product
+// every entry has a known dtype (F32, F16, BF16, I8, I32, U8, I64; others rejected by name), shape product
 // times dtype size equals end - begin, offsets within the data section, no two tensors overlap,
 // and (as the reference implementation requires) the tensors cover the data section without gaps.
 // Every error message starts with the file path and names the tensor.
