@@ -119,6 +119,21 @@ void add_claim_metrics(SuiteResult& r, const std::vector<acc::VariantMeasure>& m
 SuiteResult run_accuracy_suite(const SuiteContext& ctx) {
   SuiteResult r;
   r.suite = "accuracy";
+  // Bring your own model data: first, so a bad input file is an error at once, not after the variants.
+  if (!ctx.ppl_text.empty()) {
+    const auto b = acc::byo_perplexity(ctx.model_dir, ctx.ppl_text);
+    r.add({"accuracy.byo.perplexity", b.perplexity, "ppl", Direction::LowerIsBetter, NoiseClass::Exact, {},
+           {{"text", ctx.ppl_text.string()}, {"tokens", b.tokens}, {"windows", b.windows}, {"model_dir", ctx.model_dir.string()}},
+           "byte-level tokens, windows of up to 1024 tokens each starting with BOS"});
+  }
+  if (!ctx.qa_jsonl.empty()) {
+    const auto q = acc::byo_exact_match(ctx.model_dir, ctx.qa_jsonl);
+    r.add({"accuracy.byo.exact_match", q.accuracy(), "fraction", Direction::HigherIsBetter, NoiseClass::Exact, {},
+           {{"file", ctx.qa_jsonl.string()}, {"correct", q.correct}, {"total", q.total}, {"model_dir", ctx.model_dir.string()}},
+           "greedy answer equals the expected answer exactly"});
+    r.tables["byo_failures"] = q.failures;
+  }
+
   acc::EvalSettings s;
   if (ctx.quick) {
     s.decode_tokens = 32;
@@ -192,21 +207,6 @@ SuiteResult run_accuracy_suite(const SuiteContext& ctx) {
   } else {
     not_measured["accuracy.baseline.regressions"] = is_default ? "no baseline file suites/accuracy/baselines.json"
                                                                : "baselines exist for the embedded default model only";
-  }
-
-  // Bring your own model data.
-  if (!ctx.ppl_text.empty()) {
-    const auto b = acc::byo_perplexity(ctx.model_dir, ctx.ppl_text);
-    r.add({"accuracy.byo.perplexity", b.perplexity, "ppl", Direction::LowerIsBetter, NoiseClass::Exact, {},
-           {{"text", ctx.ppl_text.string()}, {"tokens", b.tokens}, {"windows", b.windows}, {"model_dir", ctx.model_dir.string()}},
-           "byte-level tokens, windows of up to 1024 tokens each starting with BOS"});
-  }
-  if (!ctx.qa_jsonl.empty()) {
-    const auto q = acc::byo_exact_match(ctx.model_dir, ctx.qa_jsonl);
-    r.add({"accuracy.byo.exact_match", q.accuracy(), "fraction", Direction::HigherIsBetter, NoiseClass::Exact, {},
-           {{"file", ctx.qa_jsonl.string()}, {"correct", q.correct}, {"total", q.total}, {"model_dir", ctx.model_dir.string()}},
-           "greedy answer equals the expected answer exactly"});
-    r.tables["byo_failures"] = q.failures;
   }
 
   r.params = {{"model_dir", ctx.model_dir.string()}, {"examples_per_task", s.examples_per_task},
