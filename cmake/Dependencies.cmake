@@ -23,6 +23,10 @@ pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 find_path(FCCP_INCLUDE_DIR NAMES libfccp/csv.h REQUIRED)
 add_library(cb_fccp INTERFACE)
 target_include_directories(cb_fccp SYSTEM INTERFACE ${FCCP_INCLUDE_DIR})
+# Synchronous reads (the CSVs are small). Defined here for every user of the header: a TU that
+# defined it alone would give csv.h's LineReader two layouts in one binary (an ODR violation that
+# broke parsing in the -O1 ASan build).
+target_compile_definitions(cb_fccp INTERFACE CSV_IO_NO_THREAD)
 
 # CUDA is optional: switched on when nvcc is found (e.g. /usr/local/cuda), absent otherwise.
 set(CB_HAVE_CUDA OFF)

@@ -5,7 +5,6 @@
 // Locust's response times are its own: each request time is rounded before it is counted (to 1 ms
 // under 100 ms, 10 ms under 1 s, 100 ms under 10 s, 1 s above), and the percentiles are read off
 // that rounded histogram. The figures here are Locust's as written; nothing is recomputed.
-#define CSV_IO_NO_THREAD  // read synchronously: these files are small, and no reader thread under ASan
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wstringop-truncation"  // libfccp's strncpy of file names (it terminates them)
 #include <libfccp/csv.h>

@@ -9,6 +9,7 @@
 #include <deque>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <ctime>
 
 #include "cb/engine/engine.h"
@@ -83,6 +84,19 @@ struct Server::Impl {
   int context = 0;
   int64_t started_unix = 0;
   ServerMetrics metrics;             // before `loop`: callbacks run until the loop is destroyed
+  // Between `model` and `loop`: destroyed after the loop (no step runs any more) and before the
+  // model, it releases a tensor-parallel group's follower ranks.
+  struct ReleaseFollowers {
+    LoadedModel* model = nullptr;
+    ~ReleaseFollowers() {
+      if (!model) return;
+      try {
+        finish_tp_leader(*model);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "server: releasing tensor-parallel followers: %s\n", e.what());
+      }
+    }
+  } release_followers;
   std::unique_ptr<EngineLoop> loop;
   httplib::Server http;
   std::thread listener;
@@ -136,6 +150,7 @@ Server::Server(ServerOptions opt) : impl_(std::make_unique<Impl>()) {
     s.name = std::filesystem::absolute(s.opt.model_dir).lexically_normal().filename().string();
     if (s.name.empty()) s.name = std::filesystem::absolute(s.opt.model_dir).lexically_normal().parent_path().filename().string();
   }
+  s.release_followers.model = s.model.get();
   s.context = s.model->config().max_position_embeddings;
   s.started_unix = int64_t(std::time(nullptr));
   EngineOptions eo = std::move(s.opt.engine);
@@ -146,11 +161,7 @@ Server::Server(ServerOptions opt) : impl_(std::make_unique<Impl>()) {
 }
 
 Server::~Server() {
-  if (!impl_) return;
-  stop();
-  // Tensor parallel: once the engine thread is gone no step runs; then release the follower ranks.
-  impl_->loop.reset();
-  finish_tp_leader(*impl_->model);
+  if (impl_) stop();
 }
 
 int Server::start(const std::string& host, int port) {
