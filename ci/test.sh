@@ -28,6 +28,19 @@ if [ -x build/default/harness/claimbench ] && [ -f ci/perf-gate.sh ]; then
   bash ci/perf-gate.sh
 fi
 
+# CUDA code must compile wherever the toolkit is (it is at /usr/local/cuda on the CI machines):
+# the NCCL collectives and their sweep binary, run once (exit 77 = SKIP with its reason, no GPU).
+if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
+  echo "== CUDA compile check (cuda preset: NCCL collectives)"
+  cmake --preset cuda >/dev/null
+  cmake --build --preset cuda -j "$jobs" --target cb_comm_bench
+  rc=0
+  build/cuda/kernels/comm/cb_comm_bench --backend nccl -e 1M --target-ms 2 || rc=$?
+  [ "$rc" -eq 0 ] || [ "$rc" -eq 77 ] || { echo "ci/test.sh: cb_comm_bench --backend nccl exited $rc" >&2; exit 1; }
+else
+  echo "== CUDA compile check: SKIP (no nvcc on this machine)"
+fi
+
 if [ "$asan" = 1 ]; then
   echo "== build (asan preset)"
   cmake --preset asan >/dev/null
