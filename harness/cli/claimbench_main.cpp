@@ -8,12 +8,16 @@
 #include "cb/engine/engine.h"
 #include "cb/harness/claims.h"
 #include "cb/harness/compare.h"
+#include "cb/harness/environment.h"
+#include "cb/harness/gate.h"
+#include "cb/harness/suites.h"
 #include "cb/harness/process.h"
 #include "cb/harness/report.h"
 #include "cb/harness/run.h"
 
 namespace fs = std::filesystem;
 using namespace cb::harness;
+using nlohmann::json;
 
 namespace {
 
@@ -49,6 +53,48 @@ int do_check(const fs::path& run_dir, const fs::path& claims_file, bool allow_fa
   std::printf("\nwrote %s\n", (run_dir / "claims.json").c_str());
   return check_exit_code(results, allow_fail);
 }
+
+// Options shared by `compare` and `gate`.
+struct CompareArgs {
+  std::string threshold, json_out;
+  std::vector<std::string> suites, noise, required, metrics;
+  double alpha = 0.05;
+  bool allow_hw = false;
+
+  void add_to(CLI::App* c, const std::string& default_threshold) {
+    threshold = default_threshold;
+    c->add_option("--threshold", threshold, "relative change that counts as a regression, e.g. 5% (default " + default_threshold + ")");
+    c->add_option("--alpha", alpha, "significance level of the Mann-Whitney U test");
+    c->add_option("--suite", suites, "compare only these suites")->delimiter(',');
+    c->add_option("--noise", noise, "compare only these noise classes: exact, ratio, timing")->delimiter(',');
+    c->add_option("--metric", metrics, "compare only these metric keys (or prefixes ending in *)")->delimiter(',');
+    c->add_option("--require", required, "metric keys (or prefixes ending in *) that must be present")->delimiter(',');
+    c->add_option("--json", json_out, "also write the result as JSON here");
+  }
+
+  CompareOptions options() const {
+    CompareOptions o;
+    std::string t = threshold;
+    const bool pct = !t.empty() && t.back() == '%';
+    if (pct) t.pop_back();
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(t, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (t.empty() || used != t.size() || v < 0) throw std::invalid_argument("--threshold '" + threshold + "': expected e.g. 5% or 0.05");
+    o.threshold = pct ? v / 100 : v;
+    o.alpha = alpha;
+    o.suites = suites;
+    for (const auto& n : noise) o.noise_classes.push_back(noise_from_string(n, "--noise"));
+    o.required = required;
+    o.metrics = metrics;
+    o.allow_hardware_mismatch = allow_hw;
+    return o;
+  }
+};
 
 }  // namespace
 
@@ -145,48 +191,115 @@ int main(int argc, char** argv) {
   });
 
   // compare
-  std::string cmp_base, cmp_new, cmp_threshold = "5%", cmp_json;
-  std::vector<std::string> cmp_suites, cmp_noise, cmp_required;
-  bool cmp_allow_hw = false;
-  double cmp_alpha = 0.05;
+  std::string cmp_base, cmp_new;
+  CompareArgs cmp_args;
   auto* cmp = app.add_subcommand("compare", "regression gate: compare a new run against a baseline run");
   cmp->add_option("BASE_RUN", cmp_base)->required();
   cmp->add_option("NEW_RUN", cmp_new)->required();
-  cmp->add_option("--threshold", cmp_threshold, "relative change that counts as a regression, e.g. 5%");
-  cmp->add_option("--alpha", cmp_alpha, "significance level of the Mann-Whitney U test");
-  cmp->add_option("--suite", cmp_suites, "compare only these suites")->delimiter(',');
-  cmp->add_option("--noise", cmp_noise, "compare only these noise classes: exact, ratio, timing")->delimiter(',');
-  std::vector<std::string> cmp_metrics;
-  cmp->add_option("--metric", cmp_metrics, "compare only these metric keys (or prefixes ending in *)")->delimiter(',');
-  cmp->add_option("--require", cmp_required, "metric keys (or prefixes ending in *) that must be present")->delimiter(',');
-  cmp->add_flag("--allow-hardware-mismatch", cmp_allow_hw, "compare runs from different machine classes");
-  cmp->add_option("--json", cmp_json, "also write the comparison as JSON here");
+  cmp_args.add_to(cmp, "5%");
+  cmp->add_flag("--allow-hardware-mismatch", cmp_args.allow_hw, "compare runs from different machine classes");
   cmp->callback([&] {
     guarded("compare", [&] {
-      CompareOptions o;
-      std::string t = cmp_threshold;
-      const bool pct = !t.empty() && t.back() == '%';
-      if (pct) t.pop_back();
-      size_t used = 0;
-      double v = 0;
-      try {
-        v = std::stod(t, &used);
-      } catch (...) {
-        used = 0;
-      }
-      if (used != t.size() || v < 0) throw std::invalid_argument("--threshold '" + cmp_threshold + "': expected e.g. 5% or 0.05");
-      o.threshold = pct ? v / 100 : v;
-      o.alpha = cmp_alpha;
-      o.suites = cmp_suites;
-      for (const auto& n : cmp_noise) o.noise_classes.push_back(noise_from_string(n, "--noise"));
-      o.required = cmp_required;
-      o.metrics = cmp_metrics;
-      o.allow_hardware_mismatch = cmp_allow_hw;
-      const auto r = compare_runs(RunData::load(cmp_base), RunData::load(cmp_new), o);
+      const auto r = compare_runs(RunData::load(cmp_base), RunData::load(cmp_new), cmp_args.options());
       print_compare_table(std::cout, r);
-      if (!cmp_json.empty()) write_json_atomic(cmp_json, to_json(r));
+      if (!cmp_args.json_out.empty()) write_json_atomic(cmp_args.json_out, to_json(r));
       g_exit = compare_exit_code(r);
     });
+  });
+
+  // gate
+  std::string gt_run, gt_baselines = (fs::path(CB_SOURCE_DIR) / "results" / "baselines").string(), gt_name = "kernels-gate";
+  std::string gt_base, gt_cand = "this-build", gt_out, gt_filter, gt_min_time = "0.05", gt_make = "ci/perf-gate.sh --update";
+  std::vector<std::string> gt_base_env, gt_cand_env, gt_env;
+  bool gt_ab = false;
+  int gt_rounds = 6, gt_reps = 3;
+  CompareArgs gt_args;
+  auto* gate = app.add_subcommand(
+      "gate", "CI performance gate: RUN_DIR against the committed baseline of this machine class (else SKIP, exit 77), "
+              "or --ab: two builds interleaved on this machine");
+  gate->add_option("RUN_DIR", gt_run, "baseline mode: the new run folder");
+  gate->add_option("--baselines", gt_baselines, "baseline mode: folder of <machine-class>/<name>/ baselines");
+  gate->add_option("--name", gt_name, "baseline mode: which baseline (folder name)");
+  gate->add_option("--make-baseline-hint", gt_make, "baseline mode: the command a SKIP suggests for making a baseline");
+  gate->add_flag("--ab", gt_ab, "A/B mode: run --base and --candidate interleaved (ABBA...) here and compare");
+  gate->add_option("--base", gt_base, "A/B: git ref, build folder or cb_kernel_bench binary of the base");
+  gate->add_option("--candidate", gt_cand, "A/B: as --base; default: this build's cb_kernel_bench");
+  gate->add_option("--base-env", gt_base_env, "A/B: NAME=VALUE for the base side only (repeatable)");
+  gate->add_option("--candidate-env", gt_cand_env, "A/B: NAME=VALUE for the candidate side only (repeatable)");
+  gate->add_option("--env", gt_env, "A/B: NAME=VALUE for both sides (repeatable)");
+  gate->add_option("--rounds", gt_rounds, "A/B: rounds (each runs both sides, order alternating)")->check(CLI::Range(2, 100));
+  gate->add_option("--repetitions", gt_reps, "A/B: benchmark repetitions per side and round")->check(CLI::Range(1, 100));
+  gate->add_option("--bench-filter", gt_filter, "A/B: benchmark regex");
+  gate->add_option("--min-time", gt_min_time, "A/B: --benchmark_min_time in seconds");
+  gate->add_option("--out", gt_out, "A/B: folder for the A/B run folders (default: build/gate-ab/runs)");
+  gt_args.add_to(gate, "30%");
+  gate->callback([&] {
+    guarded("gate", [&] {
+      const CompareOptions o = gt_args.options();
+      GateResult g;
+      if (gt_ab) {
+        if (!gt_run.empty()) throw std::invalid_argument("--ab takes no RUN_DIR (it makes both runs)");
+        if (gt_base.empty()) throw std::invalid_argument("--ab needs --base (a git ref, a build folder or a cb_kernel_bench binary)");
+        for (const auto* list : {&gt_base_env, &gt_cand_env, &gt_env})
+          for (const auto& e : *list)
+            if (e.find('=') == std::string::npos || e.front() == '=') throw std::invalid_argument("environment setting '" + e + "': expected NAME=VALUE");
+        const fs::path work = fs::path(CB_SOURCE_DIR) / "build" / "gate-ab";
+        auto say = [](const std::string& m) { std::fprintf(stderr, "%s\n", m.c_str()); };
+        AbOptions ao;
+        ao.base = resolve_ab_side(gt_base, CB_SOURCE_DIR, work, say);
+        if (gt_cand == "this-build") {
+          ao.candidate.label = "this build";
+          ao.candidate.bench = kernel_bench_binary();
+          if (ao.candidate.bench.empty()) throw std::invalid_argument("--candidate: this build has no cb_kernel_bench (build it, or name a build)");
+          ao.candidate.commit = build_info().value("commit", std::string());
+        } else {
+          ao.candidate = resolve_ab_side(gt_cand, CB_SOURCE_DIR, work, say);
+        }
+        ao.base.env = gt_base_env;
+        ao.candidate.env = gt_cand_env;
+        ao.env = gt_env;
+        ao.rounds = gt_rounds;
+        ao.repetitions = gt_reps;
+        ao.filter = gt_filter;
+        ao.min_time = gt_min_time;
+        ao.out_dir = gt_out.empty() ? work / "runs" : fs::path(gt_out);
+        const AbResult ab = run_ab(ao, say);
+        g.comparison = compare_runs(RunData::load(ab.base_run), RunData::load(ab.candidate_run), o);
+        const bool ok = compare_exit_code(*g.comparison) == 0;
+        g.exit_code = ok ? kGatePass : kGateFail;
+        g.verdict = ok ? "PASS" : "FAIL";
+        g.reason = ok ? "candidate (" + ao.candidate.label + ") within the thresholds of base (" + ao.base.label + "), interleaved here"
+                      : "candidate (" + ao.candidate.label + ") regressed against base (" + ao.base.label + ")";
+        print_compare_table(std::cout, *g.comparison);
+        json j = g.to_json();
+        j["mode"] = "ab";
+        j["schedule"] = ab.schedule;
+        j["base_run"] = ab.base_run.string();
+        j["candidate_run"] = ab.candidate_run.string();
+        write_json_atomic(ab.dir / "gate.json", j);
+        if (!gt_args.json_out.empty()) write_json_atomic(gt_args.json_out, j);
+        std::printf("A/B runs: %s\n", ab.dir.c_str());
+      } else {
+        if (gt_run.empty()) throw std::invalid_argument("gate needs RUN_DIR (baseline mode) or --ab");
+        g = gate_against_baselines(gt_baselines, gt_name, RunData::load(gt_run), o, gt_make);
+        if (g.comparison) print_compare_table(std::cout, *g.comparison);
+        json j = g.to_json();
+        j["mode"] = "baseline";
+        if (!gt_args.json_out.empty()) write_json_atomic(gt_args.json_out, j);
+      }
+      std::printf("gate: %s: %s\n", g.verdict.c_str(), g.reason.c_str());
+      g_exit = g.exit_code;
+    });
+  });
+
+  // hardware
+  bool hw_fp = false;
+  auto* hwc = app.add_subcommand("hardware", "print this machine's hardware description (JSON) or its fingerprint");
+  hwc->add_flag("--fingerprint", hw_fp, "print only the machine-class fingerprint");
+  hwc->callback([&] {
+    const json hw = hardware_info();
+    if (hw_fp) std::printf("%s\n", hw.value("fingerprint", std::string()).c_str());
+    else std::printf("%s\n", hw.dump(2).c_str());
   });
 
   // report

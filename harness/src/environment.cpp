@@ -1,6 +1,8 @@
 #include "cb/harness/environment.h"
 
 #include <array>
+#include <cctype>
+#include <cstring>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -11,6 +13,10 @@
 #include <unistd.h>
 
 #include <sys/utsname.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 namespace cb::harness {
 using nlohmann::json;
@@ -76,16 +82,64 @@ json build_info() {
   return j;
 }
 
+namespace {
+
+// Physical cores: distinct (package, core) pairs in sysfs; 0 when sysfs does not say.
+int physical_cores() {
+  std::set<std::pair<std::string, std::string>> seen;
+  for (int cpu = 0; cpu < 4096; ++cpu) {
+    const std::string dir = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+    std::ifstream core(dir + "core_id"), pkg(dir + "physical_package_id");
+    if (!core) {
+      if (cpu > 0 && !std::ifstream("/sys/devices/system/cpu/cpu" + std::to_string(cpu + 1) + "/topology/core_id")) break;
+      continue;  // offline CPU: no topology folder
+    }
+    std::string c, p;
+    core >> c;
+    pkg >> p;
+    seen.insert({p, c});
+  }
+  return int(seen.size());
+}
+
+// The hypervisor's CPUID signature (leaf 0x40000000: "KVMKVMKVM", "Microsoft Hv", "VMwareVMware",
+// "XenVMMXenVMM", ...) when the CPU says it runs under one; "none" on bare metal.
+std::string hypervisor_signature(const std::string& flags) {
+  if (flags.find(" hypervisor ") == std::string::npos) return "none";
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  __cpuid(0x40000000, a, b, c, d);
+  char sig[13] = {};
+  std::memcpy(sig, &b, 4);
+  std::memcpy(sig + 4, &c, 4);
+  std::memcpy(sig + 8, &d, 4);
+  std::string s;
+  for (char ch : std::string(sig))
+    if (std::isprint(static_cast<unsigned char>(ch)) && ch != ' ') s += ch;
+  if (!s.empty()) return s;
+#endif
+  return "unknown";
+}
+
+}  // namespace
+
 json hardware_info() {
   json hw;
   hw["cpu_model"] = cpuinfo_field("model name");
+  hw["cpu_vendor"] = cpuinfo_field("vendor_id");
+  hw["cpu_family"] = cpuinfo_field("cpu family");
+  hw["cpu_model_id"] = cpuinfo_field("model\t");
+  hw["cpu_stepping"] = cpuinfo_field("stepping");
+  hw["cpu_microcode"] = cpuinfo_field("microcode");  // empty where the hypervisor hides it
   const std::string flags = " " + cpuinfo_field("flags") + " ";
   json isa = json::array();
   for (const char* f : {"avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"})
     if (flags.find(std::string(" ") + f + " ") != std::string::npos) isa.push_back(f);
   hw["cpu_flags"] = isa;
-  hw["threads"] = std::thread::hardware_concurrency();
-  hw["cores"] = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
+  hw["hypervisor"] = hypervisor_signature(flags);
+  hw["threads"] = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));  // logical CPUs online
+  const int cores = physical_cores();
+  hw["cores"] = cores > 0 ? cores : hw["threads"].get<int>();
   hw["memory_bytes"] = static_cast<int64_t>(::sysconf(_SC_PHYS_PAGES)) * ::sysconf(_SC_PAGE_SIZE);
   struct utsname u {};
   if (::uname(&u) == 0) {
@@ -111,21 +165,46 @@ json hardware_info() {
   if (!nvcc.empty()) hw["cuda_version"] = nvcc.substr(8);
   const std::string nccl = capture("grep -m3 -E '#define NCCL_(MAJOR|MINOR|PATCH)' /usr/local/cuda/include/nccl.h | awk '{print $3}' | paste -sd.");
   if (!nccl.empty()) hw["nccl_version"] = nccl;
+  hw["fingerprint_fields"] = fingerprint_fields(hw);
   hw["fingerprint"] = hardware_fingerprint(hw);
   return hw;
 }
 
+json fingerprint_fields(const json& hw) {
+  json f = json::object();
+  for (const char* k : {"cpu_vendor", "cpu_model", "cpu_family", "cpu_model_id", "cpu_stepping", "cpu_microcode", "cores", "threads",
+                        "hypervisor", "cpu_flags"})
+    f[k] = hw.contains(k) ? hw[k] : json();
+  json g = json::array();
+  if (hw.contains("gpus") && hw["gpus"].is_array())
+    for (const auto& x : hw["gpus"]) g.push_back(x.value("name", std::string()));
+  f["gpus"] = g;
+  return f;
+}
+
 std::string hardware_fingerprint(const json& hw) {
-  // FNV-1a over the fields that define a machine class (not hostname or OS).
-  std::string key = hw.value("cpu_model", std::string()) + "|" + std::to_string(hw.value("cores", 0)) + "|" +
-                    std::to_string(hw.value("memory_bytes", int64_t(0)) >> 30) + "|";
-  if (hw.contains("gpus"))
-    for (const auto& g : hw["gpus"]) key += g.value("name", std::string()) + ";";
+  // FNV-1a over what decides how fast a kernel runs (not hostname, OS or memory size): a baseline
+  // measured on one CPU generation is never used on another, even under the same model name.
+  const std::string key = fingerprint_fields(hw).dump();
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : key) h = (h ^ c) * 1099511628211ull;
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
   return std::string(buf, 12);
+}
+
+std::string describe_machine_class(const json& hw) {
+  auto s = [&](const char* k) {
+    if (!hw.contains(k) || hw[k].is_null()) return std::string("?");
+    return hw[k].is_string() ? hw[k].get<std::string>() : hw[k].dump();
+  };
+  std::string d = s("cpu_model") + " (" + s("cpu_vendor") + " family " + s("cpu_family") + " model " + s("cpu_model_id") +
+                  " stepping " + s("cpu_stepping");
+  if (hw.contains("cpu_microcode") && hw["cpu_microcode"].is_string() && !hw["cpu_microcode"].get<std::string>().empty())
+    d += " microcode " + hw["cpu_microcode"].get<std::string>();
+  d += "), " + s("cores") + " cores / " + s("threads") + " threads, hypervisor " + s("hypervisor");
+  if (hw.contains("gpus") && hw["gpus"].is_array() && !hw["gpus"].empty()) d += ", " + std::to_string(hw["gpus"].size()) + " GPU(s)";
+  return d;
 }
 
 std::string utc_now_iso() {

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "cb/engine/engine_bench.h"
+#include "cb/harness/kernel_metrics.h"
 #include "cb/harness/process.h"
 #include "cb/harness/suites.h"
 
@@ -78,6 +79,8 @@ std::vector<double> ratio_samples(const BenchSeries& a, const BenchSeries& b, bo
   return out;
 }
 
+}  // namespace
+
 // Google Benchmark writes non-finite aggregates (e.g. the CV of a counter that is always 0) as
 // bare NaN / -nan / inf, which is not JSON; read them as null.
 json read_benchmark_json(const fs::path& path) {
@@ -94,41 +97,8 @@ json read_benchmark_json(const fs::path& path) {
   }
 }
 
-}  // namespace
-
-SuiteResult run_kernels_suite(const SuiteContext& ctx) {
-  SuiteResult r;
-  r.suite = "kernels";
-  const fs::path bin = kernel_bench_binary();
-  if (bin.empty()) {
-    r.status = SuiteStatus::NotBuilt;
-    r.reason = "cb_kernel_bench was not built (configure with -DCB_BUILD_BENCHMARKS=ON)";
-    return r;
-  }
-  // 5 repetitions: with fewer, a two-sided Mann-Whitney U test can never reach p < 0.05.
-  const int reps = ctx.repetitions > 0 ? ctx.repetitions : 5;
-  const std::string min_time = ctx.quick ? "0.05" : "0.2";
-  // Raw output goes to raw/: the run folder's top level holds only files in the claimbench schema.
-  fs::create_directories(ctx.run_dir / "raw");
-  const fs::path raw = ctx.run_dir / "raw" / "kernels.gbench.json";
-  std::vector<std::string> argv = {bin.string(), "--benchmark_format=console", "--benchmark_out_format=json",
-                                   "--benchmark_out=" + raw.string(), "--benchmark_repetitions=" + std::to_string(reps),
-                                   "--benchmark_min_time=" + min_time, "--benchmark_enable_random_interleaving=false"};
-  const std::string filter = !ctx.bench_filter.empty() ? ctx.bench_filter : ctx.quick ? kQuickFilter : "";
-  if (!filter.empty()) argv.push_back("--benchmark_filter=" + filter);
-  r.params = {{"binary", bin.string()}, {"repetitions", reps}, {"min_time_s", min_time}, {"quick", ctx.quick},
-              {"filter", filter.empty() ? "all" : filter}, {"raw_output", "raw/kernels.gbench.json"}};
-  if (ctx.progress) ctx.progress("running cb_kernel_bench (" + std::to_string(reps) + " repetitions)");
-  // Same process group as this suite: when `run` kills the suite on a timeout, the benchmark dies too.
-  const ProcessResult pr = run_process(argv, ctx.quick ? 600 : 3000, {}, {}, /*own_group=*/false);
-  if (pr.exit_code != 0 || !fs::exists(raw)) {
-    r.status = pr.timed_out ? SuiteStatus::Timeout : SuiteStatus::Error;
-    r.reason = "cb_kernel_bench " + pr.describe();
-    return r;
-  }
-
+void add_kernel_metrics(const json& gb, SuiteResult& r) {
   // Ingest: one series per benchmark, one sample per repetition.
-  const json gb = read_benchmark_json(raw);
   std::map<std::string, BenchSeries> series;
   for (const auto& e : gb.at("benchmarks")) {
     if (e.value("run_type", "iteration") != "iteration") continue;
@@ -283,6 +253,41 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
                 "kernels.matmul.sparse24_vs_f32.M1 is memory-bound)"))
     r.params["not_measured"]["kernels.matmul.sparse24_vs_f32.speedup"] =
         "matmul/cpu/sparse24 or matmul/cpu/f32 at K2048_N2048/M128 was not in this run (filter)";
+
+}
+
+SuiteResult run_kernels_suite(const SuiteContext& ctx) {
+  SuiteResult r;
+  r.suite = "kernels";
+  const fs::path bin = kernel_bench_binary();
+  if (bin.empty()) {
+    r.status = SuiteStatus::NotBuilt;
+    r.reason = "cb_kernel_bench was not built (configure with -DCB_BUILD_BENCHMARKS=ON)";
+    return r;
+  }
+  // 5 repetitions: with fewer, a two-sided Mann-Whitney U test can never reach p < 0.05.
+  const int reps = ctx.repetitions > 0 ? ctx.repetitions : 5;
+  const std::string min_time = ctx.quick ? "0.05" : "0.2";
+  // Raw output goes to raw/: the run folder's top level holds only files in the claimbench schema.
+  fs::create_directories(ctx.run_dir / "raw");
+  const fs::path raw = ctx.run_dir / "raw" / "kernels.gbench.json";
+  std::vector<std::string> argv = {bin.string(), "--benchmark_format=console", "--benchmark_out_format=json",
+                                   "--benchmark_out=" + raw.string(), "--benchmark_repetitions=" + std::to_string(reps),
+                                   "--benchmark_min_time=" + min_time, "--benchmark_enable_random_interleaving=false"};
+  const std::string filter = !ctx.bench_filter.empty() ? ctx.bench_filter : ctx.quick ? kQuickFilter : "";
+  if (!filter.empty()) argv.push_back("--benchmark_filter=" + filter);
+  r.params = {{"binary", bin.string()}, {"repetitions", reps}, {"min_time_s", min_time}, {"quick", ctx.quick},
+              {"filter", filter.empty() ? "all" : filter}, {"raw_output", "raw/kernels.gbench.json"}};
+  if (ctx.progress) ctx.progress("running cb_kernel_bench (" + std::to_string(reps) + " repetitions)");
+  // Same process group as this suite: when `run` kills the suite on a timeout, the benchmark dies too.
+  const ProcessResult pr = run_process(argv, ctx.quick ? 600 : 3000, {}, {}, /*own_group=*/false);
+  if (pr.exit_code != 0 || !fs::exists(raw)) {
+    r.status = pr.timed_out ? SuiteStatus::Timeout : SuiteStatus::Error;
+    r.reason = "cb_kernel_bench " + pr.describe();
+    return r;
+  }
+
+  add_kernel_metrics(read_benchmark_json(raw), r);
 
   // Engine-level: batch-1 decode vs bandwidth limit, prefill vs peak FMA, on the run's model.
   // A --bench-filter run is a focused microbenchmark run: no engine measurement.

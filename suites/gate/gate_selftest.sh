@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Self-test of the regression gate on real measurements: a planted 2x slowdown of the cpu
-# backend's matmul (CB_BENCH_PLANT_SLOWDOWN=2, a test hook of cb_kernel_bench) must fail
-# `claimbench compare`, and a clean rerun must pass.
-# Usage: gate_selftest.sh CLAIMBENCH_BINARY WORK_DIR
+# Self-test of the regression gate on real measurements, in both of its modes:
+#  - baseline mode: a planted 2x slowdown of the cpu backend's matmul (CB_BENCH_PLANT_SLOWDOWN=2, a
+#    test hook of cb_kernel_bench) fails `claimbench gate` against a baseline of this machine class,
+#    a clean rerun passes, and a baseline from another machine class (its fingerprint changed) is
+#    never used: SKIP (exit 77), also for the planted run, never FAIL and never PASS;
+#  - A/B mode: this build against itself, interleaved, passes; with the slowdown planted on the
+#    candidate side only it fails. This is what holds on any machine.
+# Usage: gate_selftest.sh CLAIMBENCH_BINARY BUILD_DIR WORK_DIR
 set -uo pipefail
 bin=$1
-work=$2
+build=$2
+work=$3
 rm -rf "$work"
 mkdir -p "$work"
 # One pair of kernels: the optimized cpu matmul and the ref oracle on the same shape, so the
 # gated metric is their same-run ratio.
 filter='^matmul/(cpu|ref)/f32/K512_N512/M8/'
+key=kernels.matmul.cpu_vs_ref.speedup
 # One thread: the ratio then measures the kernels, not the cores the shared host lends right now.
 export OMP_NUM_THREADS=1
 run() { "$bin" run --suite kernels --quick --repetitions 10 --bench-filter "$filter" --out "$work/runs" 2>>"$work/log" | tail -n 1; }
@@ -19,25 +25,45 @@ base=$(run) || { echo "FAIL: baseline run failed"; cat "$work/log"; exit 1; }
 slow=$(CB_BENCH_PLANT_SLOWDOWN=2 run) || { echo "FAIL: planted run failed"; exit 1; }
 clean=$(run) || { echo "FAIL: clean rerun failed"; exit 1; }
 
-gate() { "$bin" compare "$base" "$1" --suite kernels --noise ratio,exact --threshold 30% --metric kernels.matmul.cpu_vs_ref.speedup --require kernels.matmul.cpu_vs_ref.speedup; }
+# Baselines: this machine class's (the first run), and the same files under another class.
+fp=$("$bin" hardware --fingerprint)
+mkdir -p "$work/baselines/$fp" "$work/other/0123456789ab"
+cp -r "$base" "$work/baselines/$fp/kernels-gate"
+cp -r "$base" "$work/other/0123456789ab/kernels-gate"
+python3 - "$work/other/0123456789ab/kernels-gate/manifest.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+m = json.load(open(p))
+m["hardware"]["fingerprint"] = "0123456789ab"
+m["hardware"].setdefault("fingerprint_fields", {})["cpu_model_id"] = "an earlier generation"
+json.dump(m, open(p, "w"), indent=2)
+PY
 
 fails=0
-gate "$slow" >"$work/planted.txt" 2>&1
-rc=$?
-cat "$work/planted.txt"
-if [ $rc -eq 1 ] && grep -q "kernels.matmul.cpu_vs_ref.speedup.*regression" "$work/planted.txt"; then
-  echo "ok: planted 2x slowdown fails the gate (exit $rc)"
-else
-  echo "FAIL: planted 2x slowdown was not caught (exit $rc)"
-  fails=$((fails + 1))
-fi
-gate "$clean" >"$work/clean.txt" 2>&1
-rc=$?
-cat "$work/clean.txt"
-if [ $rc -eq 0 ]; then
-  echo "ok: clean rerun passes the gate"
-else
-  echo "FAIL: clean rerun failed the gate (exit $rc)"
-  fails=$((fails + 1))
-fi
+expect() {  # expect NAME WANT_RC PATTERN -- command...
+  local what=$1 want=$2 pattern=$3
+  shift 4
+  "$@" >"$work/$what.txt" 2>&1
+  local rc=$?
+  cat "$work/$what.txt"
+  if [ "$rc" -eq "$want" ] && grep -qE "$pattern" "$work/$what.txt"; then
+    echo "ok: $what (exit $rc)"
+  else
+    echo "FAIL: $what: exit $rc (wanted $want, output matching '$pattern')"
+    fails=$((fails + 1))
+  fi
+}
+gate() { "$bin" gate "$1" --baselines "$2" --suite kernels --noise ratio,exact --threshold 30% --metric "$key" --require "$key"; }
+
+expect baseline_planted_fails 1 "$key.*regression" -- gate "$slow" "$work/baselines"
+expect baseline_clean_passes 0 "gate: PASS" -- gate "$clean" "$work/baselines"
+expect other_class_skips_clean 77 "gate: SKIP: no 'kernels-gate' baseline .*for this machine class" -- gate "$clean" "$work/other"
+expect other_class_skips_planted 77 "Make one for this machine with" -- gate "$slow" "$work/other"
+
+ab() {
+  "$bin" gate --ab --base "$build" --env OMP_NUM_THREADS=1 --bench-filter "$filter" --rounds 4 --repetitions 3 \
+    --noise timing,ratio,exact --threshold 15% --require "$key" --out "$work/ab" "$@"
+}
+expect ab_same_build_passes 0 "gate: PASS" -- ab
+expect ab_planted_candidate_fails 1 "$key.*regression" -- ab --candidate-env CB_BENCH_PLANT_SLOWDOWN=2
 exit $fails
