@@ -236,22 +236,36 @@ void kernels_section(std::ostringstream& o, const std::vector<ReportInput>& runs
   for (size_t ri = 0; ri < runs.size(); ++ri) {
     if (!runs[ri].run.suites.count("kernels")) continue;
     const std::string& color = svg::palette(ri);
-    const Metric* pf = runs[ri].run.find_metric("kernels.peak.fp32_fma_gflops");
+    // One roof per compute peak measured in the run: FP32 FMA for f32 (and weight-only) kernels,
+    // BF16 dot products for the BF16-dot GEMM, INT8 dot products for W8A8; each row's table entry
+    // names the roof it is judged against (compute_roof).
     const Metric* pb = runs[ri].run.find_metric("kernels.peak.mem_read_gbs");
-    if (pf && pb && pf->value > 0 && pb->value > 0) {
+    const struct {
+      const char* key;
+      const char* label;
+      const char* dash;
+    } peaks[] = {{"kernels.peak.fp32_fma_gflops", "FP32 FMA", "7 4"},
+                 {"kernels.peak.bf16_dot_gflops", "BF16 dot", "3 3"},
+                 {"kernels.peak.int8_dot_gops", "INT8 dot (GOP/s)", "12 4 2 4"}};
+    bool drew = false;
+    for (const auto& pk : peaks) {
+      const Metric* pf = runs[ri].run.find_metric(pk.key);
+      if (!pf || !pb || pf->value <= 0 || pb->value <= 0) continue;
       const double ridge = pf->value / pb->value;
       const double a = std::min(std::isfinite(xlo) ? xlo / 2 : ridge / 100, ridge / 10);
       const double b = std::max(std::isfinite(xhi) ? xhi * 2 : ridge * 10, ridge * 10);
       svg::Series roof;
-      roof.name = names[ri] + " roof: " + num(pf->value) + " GFLOP/s, " + num(pb->value) + " GB/s";
+      roof.name = names[ri] + " " + pk.label + " roof: " + num(pf->value) + ", " + num(pb->value) + " GB/s";
       roof.color = color;
-      roof.dash = "7 4";
-      roof.points = {{a, pb->value * a, ""}, {ridge, pf->value, "ridge at " + num(ridge) + " FLOP/byte"}, {b, pf->value, ""}};
+      roof.dash = pk.dash;
+      roof.points = {{a, pb->value * a, ""}, {ridge, pf->value, std::string(pk.label) + " ridge at " + num(ridge) + " FLOP/byte"},
+                     {b, pf->value, ""}};
       roofs.push_back(roof);
-    } else {
+      drew = true;
+    }
+    if (!drew)
       notes += "<p class=\"note\">" + h(names[ri]) +
                ": kernels.peak.fp32_fma_gflops / kernels.peak.mem_read_gbs not measured, so its roof is not drawn.</p>\n";
-    }
     const json* t = suite_table(runs[ri].run, "kernels", "benchmarks");
     if (!t) continue;
     svg::Series pts;
@@ -266,7 +280,8 @@ void kernels_section(std::ostringstream& o, const std::vector<ReportInput>& runs
       if (!(x > 0) || !(y > 0)) { ++skipped; continue; }
       std::string tip = json_cell(row.value("name", json())) + " (" + json_cell(row.value("op", json())) + ", " +
                         json_cell(row.value("backend", json())) + " " + json_cell(row.value("dtype", json())) + "): " +
-                        num(y) + " GFLOP/s at " + num(x) + " FLOP/byte";
+                        num(y) + " GFLOP/s at " + num(x) + " FLOP/byte" +
+                        (row.contains("compute_roof") ? ", judged against the " + json_cell(row["compute_roof"]) + " roof" : std::string());
       pts.points.push_back({x, y, tip});
     }
     if (!pts.points.empty()) c.series.push_back(pts);
@@ -276,7 +291,8 @@ void kernels_section(std::ostringstream& o, const std::vector<ReportInput>& runs
   if (!c.series.empty())
     o << "<figure>" << svg::render_xy(c)
       << "<figcaption>Each marker is one row of the kernels suite's benchmark table (hover for its name); dashed "
-         "lines are each run's measured roof: min(peak FP32 FMA, memory read bandwidth × intensity).</figcaption></figure>\n";
+         "lines are each run's measured roofs, min(compute peak, memory read bandwidth × intensity), one per compute peak: "
+         "FP32 FMA (f32 and weight-only kernels), BF16 dot (BF16-dot GEMM), INT8 dot (W8A8 GEMM).</figcaption></figure>\n";
   else
     o << "<p class=\"note\">The kernels suite has no benchmark rows or peaks to plot.</p>\n";
   o << notes;
@@ -286,7 +302,7 @@ void kernels_section(std::ostringstream& o, const std::vector<ReportInput>& runs
     o << "<details><summary>kernel benchmarks: " << h(names[ri]) << " (" << t->size() << " rows)</summary>"
       << "<div class=\"scroll\"><table><tr>";
     const std::vector<std::string> cols = {"name", "op", "backend", "dtype", "M", "N", "K", "gflops", "gbs",
-                                           "intensity", "ns_per_iter", "roofline_fraction"};
+                                           "intensity", "ns_per_iter", "compute_roof", "roofline_fraction"};
     for (const auto& k : cols) o << "<th>" << h(k) << "</th>";
     o << "</tr>\n";
     for (const auto& row : *t) {

@@ -391,13 +391,23 @@ std::string render_report_markdown(const std::vector<ReportInput>& runs) {
     if (!runs[ri].run.suites.count("kernels")) continue;
     if (!any_kernels) {
       o << "Roofline plot: see report.html.\n\n";
-      table_head(o, {"run", "peak FP32 FMA (GFLOP/s)", "memory read (GB/s)", "benchmarks"});
+      table_head(o, {"run", "peak FP32 FMA (GFLOP/s)", "peak BF16 dot (GFLOP/s)", "peak INT8 dot (GOP/s)", "memory read (GB/s)",
+                     "triad (GB/s)", "vs likwid-bench (FP32 / read / triad)", "benchmarks"});
     }
     any_kernels = true;
-    const Metric* pf = runs[ri].run.find_metric("kernels.peak.fp32_fma_gflops");
-    const Metric* pb = runs[ri].run.find_metric("kernels.peak.mem_read_gbs");
+    auto cell = [&](const char* key) {
+      const Metric* m = runs[ri].run.find_metric(key);
+      return m ? num(m->value) : std::string("not measured");
+    };
+    auto ratio = [&](const char* key) {
+      const Metric* m = runs[ri].run.find_metric(key);
+      return m ? num(m->value) + "x" : std::string("-");
+    };
     const json* t = suite_table(runs[ri].run, "kernels", "benchmarks");
-    table_row(o, {names[ri], pf ? num(pf->value) : "not measured", pb ? num(pb->value) : "not measured",
+    table_row(o, {names[ri], cell("kernels.peak.fp32_fma_gflops"), cell("kernels.peak.bf16_dot_gflops"), cell("kernels.peak.int8_dot_gops"),
+                  cell("kernels.peak.mem_read_gbs"), cell("kernels.peak.mem_triad_gbs"),
+                  ratio("kernels.peak.fp32_fma_vs_likwid") + " / " + ratio("kernels.peak.mem_read_vs_likwid") + " / " +
+                      ratio("kernels.peak.mem_triad_vs_likwid"),
                   std::to_string(t ? t->size() : 0)});
   }
   if (!any_kernels) o << "No kernels suite in these runs.\n";
@@ -406,11 +416,11 @@ std::string render_report_markdown(const std::vector<ReportInput>& runs) {
     if (!t) continue;
     o << "\n<details><summary>kernel benchmarks: " << md(names[ri]) << " (" << t->size() << " rows)</summary>\n\n";
     table_head(o, {"name", "op", "backend", "dtype", "M", "N", "K", "GFLOP/s", "GB/s", "FLOP/byte", "ns/iter",
-                   "roofline fraction"});
+                   "compute roof", "roofline fraction"});
     for (const auto& row : *t) {
       std::vector<std::string> cells;
       for (const char* k : {"name", "op", "backend", "dtype", "M", "N", "K", "gflops", "gbs", "intensity",
-                            "ns_per_iter", "roofline_fraction"})
+                            "ns_per_iter", "compute_roof", "roofline_fraction"})
         cells.push_back(row.is_object() && row.contains(k) ? json_cell(row[k]) : "");
       table_row(o, cells);
     }

@@ -9,6 +9,7 @@
 
 #include <immintrin.h>
 #include <omp.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +20,8 @@
 #include <cstring>
 #include <fstream>
 #include <new>
+#include <utility>
+#include <vector>
 #include <string>
 
 namespace cb::bench {
@@ -176,6 +179,18 @@ __attribute__((target("avx512f,avx512vnni"))) double int8_avx512(int64_t rounds,
 // ---- memory read -------------------------------------------------------------------------------
 constexpr size_t kSliceAlign = 4096;  // slice boundaries on page boundaries; multiple of every unroll
 
+// A streaming buffer: 2 MiB-aligned and marked for transparent huge pages where the kernel offers
+// them (madvise mode), as an inference engine's weights would be: first touch of a 1 GiB buffer
+// then takes a third of the time on a VM, and TLB misses stay out of the bandwidth figure.
+void* alloc_streaming(size_t bytes) {
+  constexpr size_t kHuge = size_t(2) << 20;
+  const size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
+  void* p = std::aligned_alloc(kHuge, rounded);
+  if (!p) throw std::bad_alloc();
+  ::madvise(p, rounded, MADV_HUGEPAGE);  // advisory: ignored where THP is off
+  return p;
+}
+
 __attribute__((target("avx512f"))) uint64_t read_avx512(const unsigned char* p, size_t n) {
   __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
   for (size_t i = 0; i < n; i += 256) {
@@ -219,17 +234,47 @@ uint64_t read_scalar(const unsigned char* p, size_t n) {
   return a0 ^ a1 ^ a2 ^ a3;
 }
 
+// STREAM triad a = b + s*c. Regular stores, as STREAM compiled plainly and likwid-bench's
+// stream_* kernels do (the write-allocate read of `a` is real traffic that neither counts).
+__attribute__((target("avx512f"))) void triad_avx512(float* a, const float* b, const float* c, size_t n, float k) {
+  const __m512 vk = _mm512_set1_ps(k);
+  for (size_t i = 0; i < n; i += 64) {
+    _mm512_store_ps(a + i, _mm512_fmadd_ps(_mm512_load_ps(c + i), vk, _mm512_load_ps(b + i)));
+    _mm512_store_ps(a + i + 16, _mm512_fmadd_ps(_mm512_load_ps(c + i + 16), vk, _mm512_load_ps(b + i + 16)));
+    _mm512_store_ps(a + i + 32, _mm512_fmadd_ps(_mm512_load_ps(c + i + 32), vk, _mm512_load_ps(b + i + 32)));
+    _mm512_store_ps(a + i + 48, _mm512_fmadd_ps(_mm512_load_ps(c + i + 48), vk, _mm512_load_ps(b + i + 48)));
+  }
+}
+
+__attribute__((target("avx2,fma"))) void triad_avx2(float* a, const float* b, const float* c, size_t n, float k) {
+  const __m256 vk = _mm256_set1_ps(k);
+  for (size_t i = 0; i < n; i += 32) {
+    _mm256_store_ps(a + i, _mm256_fmadd_ps(_mm256_load_ps(c + i), vk, _mm256_load_ps(b + i)));
+    _mm256_store_ps(a + i + 8, _mm256_fmadd_ps(_mm256_load_ps(c + i + 8), vk, _mm256_load_ps(b + i + 8)));
+    _mm256_store_ps(a + i + 16, _mm256_fmadd_ps(_mm256_load_ps(c + i + 16), vk, _mm256_load_ps(b + i + 16)));
+    _mm256_store_ps(a + i + 24, _mm256_fmadd_ps(_mm256_load_ps(c + i + 24), vk, _mm256_load_ps(b + i + 24)));
+  }
+}
+
+void triad_scalar(float* a, const float* b, const float* c, size_t n, float k) {
+  for (size_t i = 0; i < n; ++i) a[i] = b[i] + k * c[i];
+}
+
+Isa best_vector_isa() { return cpu_has(Isa::Avx512) ? Isa::Avx512 : cpu_has(Isa::Avx2) ? Isa::Avx2 : Isa::Scalar; }
+
 // ---- the repetition loop shared by every measurement -------------------------------------------
-// `work(rounds)` runs the measured operation `rounds` times on all threads and returns the units of
-// work done (flops or bytes); `calibrate(rounds)` runs the same per-thread work on one thread.
-// Calibration (also the warm-up: thread pool start, clock ramp, page faults) grows `rounds` from
-// `min_rounds` until a call lasts a quarter of the target repetition length and keeps the best rate
-// seen; a repetition is that rate times the target. Calibrating on one thread keeps the cost of
-// waking the other threads out of the estimate: on a busy machine that wake-up alone can take
-// tens of milliseconds and would otherwise shrink every repetition to overhead.
-// Repetitions are short (min_seconds / 20, 2..50 ms) and many, so best-of finds a quiet window on
-// a shared machine; they run until min_seconds have passed and at least 3 ran (at most
-// 20 x min_seconds in all). The best repetition is the peak.
+// `work(rounds)` runs the measured operation `rounds` times on all threads and returns {units of
+// work done (flops or bytes), seconds measured inside the threads}; `calibrate(rounds)` runs the
+// same per-thread work on one thread. Calibration grows `rounds` from `min_rounds` until a call
+// lasts a quarter of the target repetition length and keeps the best rate seen; a repetition is
+// that rate times the target. Calibrating on one thread keeps the cost of waking the other threads
+// out of the estimate. Then a pre-roll of at least 100 ms on all threads (min_seconds / 2 when
+// that is shorter): a core can take tens of milliseconds to reach its sustained clock under a
+// new vector load (frequency ramp, AVX-512 licence), and a repetition taken before that would be
+// a slower machine. Repetitions are short (min_seconds / 20, 2..50 ms) and many, so best-of finds
+// a quiet window on a shared machine; they run until min_seconds have passed and at least 3 ran
+// (at most 20 x min_seconds in all). The best repetition is the peak: a neighbour or an
+// interrupt can only make a window slower than the hardware, never faster.
 template <class Work, class Calibrate>
 void repeat_best(Work&& work, Calibrate&& calibrate, double min_seconds, double unit_scale, int64_t min_rounds,
                  PeakResult& r) {
@@ -237,22 +282,25 @@ void repeat_best(Work&& work, Calibrate&& calibrate, double min_seconds, double 
   int64_t rounds = std::max<int64_t>(1, min_rounds);
   double best_rate = 0;  // rounds per second
   for (int step = 0; step < 48; ++step) {
-    const auto t0 = Clock::now();
-    calibrate(rounds);
-    const double dt = std::max(seconds_since(t0), 1e-9);
+    const auto [units, secs] = calibrate(rounds);
+    (void)units;
+    const double dt = std::max(secs, 1e-9);
     best_rate = std::max(best_rate, double(rounds) / dt);
     if (dt >= target / 4 || rounds >= (int64_t(1) << 40)) break;
     rounds *= dt < target / 64 ? 8 : 2;
   }
   rounds = std::max<int64_t>(std::max<int64_t>(1, min_rounds), int64_t(best_rate * target));
-  work(rounds);  // warm-up of all threads
+  const double preroll = min_seconds > 0 ? std::min(0.1, min_seconds / 2) : 0;
+  const auto p0 = Clock::now();
+  do work(rounds);  // warm-up of all threads (at least one call)
+  while (seconds_since(p0) < preroll);
+  r.preroll_seconds = seconds_since(p0);
   double total = 0;
   const double budget = min_seconds > 0 ? 20 * min_seconds : 0;
   for (int rep = 0;; ++rep) {
     if (rep > 0 && (min_seconds <= 0 || total >= budget || (rep >= 3 && total >= min_seconds))) break;
-    const auto t0 = Clock::now();
-    const double units = work(rounds);
-    const double dt = std::max(seconds_since(t0), 1e-9);
+    const auto [units, secs] = work(rounds);
+    const double dt = std::max(secs, 1e-9);
     total += dt;
     r.samples.push_back(units / dt / unit_scale);
   }
@@ -267,19 +315,37 @@ PeakResult unsupported(const char* unit, std::string why, int threads) {
   return r;
 }
 
-// Runs kernel(rounds, seed) on every thread and returns the number of threads that ran.
-template <class Kernel>
-int run_on_threads(int threads, int64_t rounds, Kernel kernel) {
+// Runs kernel(rounds, seed) on every thread. The threads meet at a spin barrier first and each
+// times its own loop, so the window (first start to last end, taken inside the threads) leaves
+// out starting and waking the thread team and joining it, which on a 2-vCPU VM can cost
+// milliseconds; a timer around the parallel region would count that as slower hardware.
+struct ThreadRun {
   int used = 1;
+  double seconds = 0;
+};
+
+template <class Kernel>
+ThreadRun run_on_threads(int threads, int64_t rounds, Kernel kernel) {
+  const int n = resolve_threads(threads);
+  std::vector<Clock::time_point> start(static_cast<size_t>(n)), stop(static_cast<size_t>(n));
+  std::atomic<int> arrived{0};
+  ThreadRun run;
   double total = 0;
-#pragma omp parallel num_threads(resolve_threads(threads)) reduction(+ : total)
+#pragma omp parallel num_threads(n) reduction(+ : total)
   {
-#pragma omp single
-    used = omp_get_num_threads();
-    total += kernel(rounds, float(omp_get_thread_num()));
+    const int id = omp_get_thread_num(), nt = omp_get_num_threads();
+    if (id == 0) run.used = nt;
+    arrived.fetch_add(1, std::memory_order_acq_rel);
+    while (arrived.load(std::memory_order_acquire) < nt) __builtin_ia32_pause();
+    start[size_t(id)] = Clock::now();
+    total += kernel(rounds, float(id));
+    stop[size_t(id)] = Clock::now();
   }
+  const auto first = *std::min_element(start.begin(), start.begin() + run.used);
+  const auto last = *std::max_element(stop.begin(), stop.begin() + run.used);
+  run.seconds = std::chrono::duration<double>(last - first).count();
   g_sink.store(total, std::memory_order_relaxed);
-  return used;
+  return run;
 }
 
 std::string read_text(const std::string& path) {
@@ -327,63 +393,66 @@ bool cpu_has(Isa isa) {
 
 // ---- work functions ----------------------------------------------------------------------------
 
-double fp32_fma_work(int threads, int64_t rounds, Isa isa, std::string* method, int* threads_used) {
-  if (isa == Isa::Auto) isa = cpu_has(Isa::Avx512) ? Isa::Avx512 : cpu_has(Isa::Avx2) ? Isa::Avx2 : Isa::Scalar;
+double fp32_fma_work(int threads, int64_t rounds, Isa isa, std::string* method, int* threads_used, double* seconds) {
+  if (isa == Isa::Auto) isa = best_vector_isa();
   double ops_per_round = 0;  // per thread
   std::string m;
-  int used = 0;
+  ThreadRun run{0, 0};
   if ((isa != Isa::Avx512 && isa != Isa::Avx2 && isa != Isa::Scalar) || !cpu_has(isa)) {
     m = std::string("unsupported: fp32 fma has no ") + isa_name(isa) + " path on this cpu";
   } else if (isa == Isa::Avx512) {
-    used = run_on_threads(threads, rounds, fma_avx512);
+    run = run_on_threads(threads, rounds, fma_avx512);
     ops_per_round = kZmmChains * 16 * 2;
     m = "avx512f vfmadd (zmm), " + std::to_string(kZmmChains) + " independent chains/thread";
   } else if (isa == Isa::Avx2) {
-    used = run_on_threads(threads, rounds, fma_avx2);
+    run = run_on_threads(threads, rounds, fma_avx2);
     ops_per_round = kYmmChains * 8 * 2;
     m = "avx2+fma vfmadd (ymm), " + std::to_string(kYmmChains) + " independent chains/thread";
   } else {
-    used = run_on_threads(threads, rounds, fma_scalar);
+    run = run_on_threads(threads, rounds, fma_scalar);
     ops_per_round = kScalarChains * 2;
     m = "scalar path (baseline x86-64, SSE2) mul+add, " + std::to_string(kScalarChains) + " independent chains/thread";
   }
   if (method) *method = m;
-  if (threads_used) *threads_used = used ? used : resolve_threads(threads);
-  return ops_per_round * double(rounds) * used;
+  if (threads_used) *threads_used = run.used ? run.used : resolve_threads(threads);
+  if (seconds) *seconds = run.seconds;
+  return ops_per_round * double(rounds) * run.used;
 }
 
-double bf16_dot_work(int threads, int64_t rounds, Isa isa, std::string* method, int* threads_used) {
+double bf16_dot_work(int threads, int64_t rounds, Isa isa, std::string* method, int* threads_used, double* seconds) {
   if (isa == Isa::Auto) isa = Isa::Avx512Bf16;
-  int used = 0;
+  ThreadRun run{0, 0};
   std::string m;
   if (isa != Isa::Avx512Bf16) {
     m = std::string("unsupported: bf16 dot needs avx512_bf16 (requested ") + isa_name(isa) + ")";
   } else if (!cpu_has(Isa::Avx512Bf16)) {
     m = "unsupported: no avx512_bf16";
   } else {
-    used = run_on_threads(threads, rounds, bf16_avx512);
+    run = run_on_threads(threads, rounds, bf16_avx512);
     m = "avx512_bf16 vdpbf16ps (zmm), " + std::to_string(kZmmChains) + " independent chains/thread";
   }
   if (method) *method = m;
-  if (threads_used) *threads_used = used ? used : resolve_threads(threads);
-  return double(kZmmChains) * 16 * 4 * double(rounds) * used;  // 16 lanes x 2 products x 2 flops
+  if (threads_used) *threads_used = run.used ? run.used : resolve_threads(threads);
+  if (seconds) *seconds = run.seconds;
+  return double(kZmmChains) * 16 * 4 * double(rounds) * run.used;  // 16 lanes x 2 products x 2 flops
 }
 
-double int8_dot_work(int threads, int64_t rounds, Isa isa, std::string* method, int* threads_used) {
+double int8_dot_work(int threads, int64_t rounds, Isa isa, std::string* method, int* threads_used, double* seconds) {
   if (isa == Isa::Auto) isa = Isa::Avx512Vnni;
-  int used = 0;
+  ThreadRun run{0, 0};
   std::string m;
   if (isa != Isa::Avx512Vnni) {
     m = std::string("unsupported: int8 dot needs avx512_vnni (requested ") + isa_name(isa) + ")";
   } else if (!cpu_has(Isa::Avx512Vnni)) {
     m = "unsupported: no avx512_vnni";
   } else {
-    used = run_on_threads(threads, rounds, int8_avx512);
+    run = run_on_threads(threads, rounds, int8_avx512);
     m = "avx512_vnni vpdpbusd (zmm, u8*s8->s32), " + std::to_string(kZmmChains) + " independent chains/thread";
   }
   if (method) *method = m;
-  if (threads_used) *threads_used = used ? used : resolve_threads(threads);
-  return double(kZmmChains) * 16 * 8 * double(rounds) * used;  // 16 lanes x 4 products x 2 ops
+  if (threads_used) *threads_used = run.used ? run.used : resolve_threads(threads);
+  if (seconds) *seconds = run.seconds;
+  return double(kZmmChains) * 16 * 8 * double(rounds) * run.used;  // 16 lanes x 4 products x 2 ops
 }
 
 // ---- read buffer -------------------------------------------------------------------------------
@@ -419,8 +488,7 @@ ReadBuffer::ReadBuffer(size_t bytes, int threads) : threads_(resolve_threads(thr
   if (bytes == 0) bytes = default_read_buffer_bytes();
   const size_t slice = std::max<size_t>(kSliceAlign, bytes / size_t(threads_) / kSliceAlign * kSliceAlign);
   bytes_ = slice * size_t(threads_);
-  data_ = static_cast<unsigned char*>(std::aligned_alloc(kSliceAlign, bytes_));
-  if (!data_) throw std::bad_alloc();
+  data_ = static_cast<unsigned char*>(alloc_streaming(bytes_));
   // First touch: the thread that will read a slice writes it first, so its pages are local.
 #pragma omp parallel num_threads(threads_)
   {
@@ -435,7 +503,7 @@ ReadBuffer::ReadBuffer(size_t bytes, int threads) : threads_(resolve_threads(thr
 ReadBuffer::~ReadBuffer() { std::free(data_); }
 
 std::string ReadBuffer::method(Isa isa) const {
-  if (isa == Isa::Auto) isa = cpu_has(Isa::Avx512) ? Isa::Avx512 : cpu_has(Isa::Avx2) ? Isa::Avx2 : Isa::Scalar;
+  if (isa == Isa::Auto) isa = best_vector_isa();
   if ((isa != Isa::Avx512 && isa != Isa::Avx2 && isa != Isa::Scalar) || !cpu_has(isa))
     return std::string("unsupported: memory read has no ") + isa_name(isa) + " path on this cpu";
   const char* how = isa == Isa::Avx512 ? "avx512f 64-byte loads" : isa == Isa::Avx2 ? "avx2 32-byte loads" : "scalar 8-byte loads";
@@ -444,21 +512,83 @@ std::string ReadBuffer::method(Isa isa) const {
          "/thread, first-touched), LLC " + (llc ? mib(llc) : std::string("unknown"));
 }
 
-double ReadBuffer::read_pass(Isa isa) {
-  if (isa == Isa::Auto) isa = cpu_has(Isa::Avx512) ? Isa::Avx512 : cpu_has(Isa::Avx2) ? Isa::Avx2 : Isa::Scalar;
+double ReadBuffer::read_pass(Isa isa, double* seconds) {
+  if (isa == Isa::Auto) isa = best_vector_isa();
   if ((isa != Isa::Avx512 && isa != Isa::Avx2 && isa != Isa::Scalar) || !cpu_has(isa)) return 0;
   const size_t slice = bytes_ / size_t(threads_);
-  uint64_t x = 0;
-#pragma omp parallel num_threads(threads_) reduction(^ : x)
+  std::atomic<uint64_t> x{0};
+  const ThreadRun run = run_on_threads(threads_, 1, [&](int64_t, float seed) {
+    const int nt = omp_get_num_threads();
+    uint64_t v = 0;
+    for (int s = int(seed); s < threads_; s += nt) {
+      const unsigned char* p = data_ + size_t(s) * slice;
+      v ^= isa == Isa::Avx512 ? read_avx512(p, slice) : isa == Isa::Avx2 ? read_avx2(p, slice) : read_scalar(p, slice);
+    }
+    x.fetch_xor(v, std::memory_order_relaxed);
+    return 0.0;
+  });
+  sink_ ^= x.load();
+  if (seconds) *seconds = run.seconds;
+  return double(bytes_);
+}
+
+// ---- triad buffers -----------------------------------------------------------------------------
+
+TriadBuffers::TriadBuffers(size_t bytes, int threads) : threads_(resolve_threads(threads)) {
+  if (bytes == 0) bytes = default_read_buffer_bytes();
+  // Per array and thread: a whole number of pages (a multiple of every unroll).
+  const size_t slice = std::max<size_t>(kSliceAlign, bytes / 3 / size_t(threads_) / kSliceAlign * kSliceAlign);
+  n_ = slice / sizeof(float) * size_t(threads_);
+  for (float** p : {&a_, &b_, &c_}) {
+    *p = static_cast<float*>(alloc_streaming(n_ * sizeof(float)));
+  }
+  const size_t per = n_ / size_t(threads_);
+#pragma omp parallel num_threads(threads_)
   {
     const int nt = omp_get_num_threads();
-    for (int s = omp_get_thread_num(); s < threads_; s += nt) {
-      const unsigned char* p = data_ + size_t(s) * slice;
-      x ^= isa == Isa::Avx512 ? read_avx512(p, slice) : isa == Isa::Avx2 ? read_avx2(p, slice) : read_scalar(p, slice);
-    }
+    for (int s = omp_get_thread_num(); s < threads_; s += nt)
+      for (size_t i = size_t(s) * per; i < size_t(s + 1) * per; ++i) {
+        a_[i] = 0.0f;
+        b_[i] = float(i % 1024) * 0.25f;
+        c_[i] = float((i * 7) % 1024) * 0.5f;
+      }
   }
-  sink_ ^= x;
-  return double(bytes_);
+}
+
+TriadBuffers::~TriadBuffers() {
+  std::free(a_);
+  std::free(b_);
+  std::free(c_);
+}
+
+std::string TriadBuffers::method(Isa isa) const {
+  if (isa == Isa::Auto) isa = best_vector_isa();
+  if ((isa != Isa::Avx512 && isa != Isa::Avx2 && isa != Isa::Scalar) || !cpu_has(isa))
+    return std::string("unsupported: triad has no ") + isa_name(isa) + " path on this cpu";
+  const char* how = isa == Isa::Avx512 ? "avx512f zmm" : isa == Isa::Avx2 ? "avx2+fma ymm" : "scalar";
+  const size_t llc = last_level_cache_bytes();
+  return std::string("STREAM triad a = b + s*c (fp32, ") + how + ", regular stores), 3 x " + mib(n_ * sizeof(float)) +
+         " arrays (first-touched per thread), 12 bytes/element counted (no write-allocate), LLC " +
+         (llc ? mib(llc) : std::string("unknown"));
+}
+
+double TriadBuffers::triad_pass(Isa isa, double* seconds) {
+  if (isa == Isa::Auto) isa = best_vector_isa();
+  if ((isa != Isa::Avx512 && isa != Isa::Avx2 && isa != Isa::Scalar) || !cpu_has(isa)) return 0;
+  const size_t per = n_ / size_t(threads_);
+  const float k = 1.5f;
+  const ThreadRun run = run_on_threads(threads_, 1, [&](int64_t, float seed) {
+    const int nt = omp_get_num_threads();
+    for (int s = int(seed); s < threads_; s += nt) {
+      const size_t o = size_t(s) * per;
+      if (isa == Isa::Avx512) triad_avx512(a_ + o, b_ + o, c_ + o, per, k);
+      else if (isa == Isa::Avx2) triad_avx2(a_ + o, b_ + o, c_ + o, per, k);
+      else triad_scalar(a_ + o, b_ + o, c_ + o, per, k);
+    }
+    return 0.0;
+  });
+  if (seconds) *seconds = run.seconds;
+  return 12.0 * double(n_);
 }
 
 // ---- measurements ------------------------------------------------------------------------------
@@ -468,12 +598,18 @@ template <class WorkFn>
 PeakResult measure_compute(WorkFn fn, const char* unit, int threads, double min_seconds, Isa isa) {
   PeakResult r;
   r.unit = unit;
-  fn(threads, 1, isa, &r.method, &r.threads);
+  fn(threads, 1, isa, &r.method, &r.threads, nullptr);
   if (r.method.rfind("unsupported", 0) == 0) return r;
   // 4096 rounds = 64k vector instructions per thread (tens of microseconds): well above the cost
   // of starting a parallel region.
-  repeat_best([&](int64_t rounds) { return fn(threads, rounds, isa, nullptr, nullptr); },
-              [&](int64_t rounds) { return fn(1, rounds, isa, nullptr, nullptr); }, min_seconds, 1e9, 4096, r);
+  auto timed = [&](int nthreads) {
+    return [&, nthreads](int64_t rounds) {
+      double secs = 0;
+      const double ops = fn(nthreads, rounds, isa, nullptr, nullptr, &secs);
+      return std::pair<double, double>{ops, secs};
+    };
+  };
+  repeat_best(timed(threads), timed(1), min_seconds, 1e9, 4096, r);
   return r;
 }
 }  // namespace
@@ -492,7 +628,7 @@ PeakResult measure_int8_dot_peak(int threads, double min_seconds, Isa isa) {
 
 PeakResult measure_memory_read_bandwidth(int threads, size_t bytes, double min_seconds, Isa isa) {
   const Isa resolved =
-      isa == Isa::Auto ? (cpu_has(Isa::Avx512) ? Isa::Avx512 : cpu_has(Isa::Avx2) ? Isa::Avx2 : Isa::Scalar) : isa;
+      isa == Isa::Auto ? best_vector_isa() : isa;
   if ((resolved != Isa::Avx512 && resolved != Isa::Avx2 && resolved != Isa::Scalar) || !cpu_has(resolved))
     return unsupported("GB/s", std::string("memory read has no ") + isa_name(resolved) + " path on this cpu", threads);
   ReadBuffer buf(bytes, threads);
@@ -503,18 +639,92 @@ PeakResult measure_memory_read_bandwidth(int threads, size_t bytes, double min_s
   // One "round" is one full pass over the buffer (a pass over 1 GiB takes tens of milliseconds, so
   // a repetition is usually a single pass). Calibrated on all threads: the buffer is split by thread.
   auto passes = [&](int64_t rounds) {
-    double b = 0;
-    for (int64_t i = 0; i < rounds; ++i) b += buf.read_pass(resolved);
-    return b;
+    double b = 0, secs = 0;
+    for (int64_t i = 0; i < rounds; ++i) {
+      double s = 0;
+      b += buf.read_pass(resolved, &s);
+      secs += s;
+    }
+    return std::pair<double, double>{b, secs};
   };
   repeat_best(passes, passes, min_seconds, 1e9, 1, r);
   g_sink.store(double(buf.checksum() & 0xffff), std::memory_order_relaxed);
   return r;
 }
 
+PeakResult measure_triad_bandwidth(int threads, size_t bytes, double min_seconds, Isa isa) {
+  const Isa resolved = isa == Isa::Auto ? best_vector_isa() : isa;
+  if ((resolved != Isa::Avx512 && resolved != Isa::Avx2 && resolved != Isa::Scalar) || !cpu_has(resolved))
+    return unsupported("GB/s", std::string("triad has no ") + isa_name(resolved) + " path on this cpu", threads);
+  TriadBuffers buf(bytes, threads);
+  PeakResult r;
+  r.unit = "GB/s";
+  r.threads = buf.threads();
+  r.method = buf.method(resolved);
+  auto passes = [&](int64_t rounds) {
+    double b = 0, secs = 0;
+    for (int64_t i = 0; i < rounds; ++i) {
+      double s = 0;
+      b += buf.triad_pass(resolved, &s);
+      secs += s;
+    }
+    return std::pair<double, double>{b, secs};
+  };
+  repeat_best(passes, passes, min_seconds, 1e9, 1, r);
+  return r;
+}
+
+namespace {
+// Pre-roll (and rate estimate) for 100 ms, then one window of `seconds`; pass(n) runs n units of
+// the operation on all threads and returns {flops or bytes, in-thread seconds}.
+template <class Pass>
+double one_window(Pass&& pass, int64_t n, bool grow, double seconds) {
+  double rate = 0;  // n-units per second
+  const auto p0 = Clock::now();
+  while (seconds_since(p0) < 0.1) {
+    const auto [u, s] = pass(n);
+    (void)u;
+    rate = std::max(rate, double(n) / std::max(s, 1e-9));
+    if (grow && s < 0.01) n *= 2;
+  }
+  const auto [units, secs] = pass(std::max<int64_t>(1, int64_t(rate * seconds)));
+  return secs > 0 ? units / secs / 1e9 : 0.0;
+}
+
+template <class Buf, class PassFn>
+double buffer_window(Buf& buf, PassFn fn, double seconds) {
+  return one_window(
+      [&](int64_t n) {
+        double units = 0, secs = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          double s = 0;
+          units += (buf.*fn)(Isa::Auto, &s);
+          secs += s;
+        }
+        return std::pair<double, double>{units, secs};
+      },
+      1, false, seconds);
+}
+}  // namespace
+
+double sustained_fp32_fma_rate(int threads, double seconds) {
+  return one_window(
+      [&](int64_t rounds) {
+        double secs = 0;
+        const double ops = fp32_fma_work(threads, rounds, Isa::Auto, nullptr, nullptr, &secs);
+        return std::pair<double, double>{ops, secs};
+      },
+      4096, true, seconds);
+}
+
+double sustained_rate(ReadBuffer& buf, double seconds) { return buffer_window(buf, &ReadBuffer::read_pass, seconds); }
+double sustained_rate(TriadBuffers& buf, double seconds) { return buffer_window(buf, &TriadBuffers::triad_pass, seconds); }
+
 nlohmann::json to_json(const PeakResult& r) {
   return nlohmann::json{{"value", r.value},     {"unit", r.unit},       {"method", r.method},
-                        {"threads", r.threads}, {"samples", r.samples}, {"supported", r.method.rfind("unsupported", 0) != 0}};
+                        {"threads", r.threads}, {"samples", r.samples}, {"supported", r.method.rfind("unsupported", 0) != 0},
+                        {"estimator", "best of the samples (each a window timed inside the threads)"},
+                        {"preroll_s", r.preroll_seconds}};
 }
 
 }  // namespace cb::bench

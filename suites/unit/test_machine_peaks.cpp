@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 
 namespace {
@@ -120,6 +121,61 @@ TEST(MachinePeaks, ReadBufferRoundsToWholePagesPerThread) {
   EXPECT_EQ(buf.read_pass(), double(buf.bytes()));
   EXPECT_EQ(buf.read_pass(Isa::Avx512Bf16), 0);  // no such read path
   EXPECT_GT(cb::bench::default_read_buffer_bytes(), cb::bench::last_level_cache_bytes());  // far beyond the LLC
+}
+
+TEST(MachinePeaks, TriadComputesBPlusSTimesCAndCountsTwelveBytesPerElement) {
+  cb::bench::TriadBuffers buf(size_t(3) << 20, 2);
+  EXPECT_EQ(buf.threads(), 2);
+  ASSERT_GT(buf.elements(), 0u);
+  EXPECT_EQ(buf.bytes(), 3 * buf.elements() * sizeof(float));
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+    if (!cb::bench::cpu_has(isa)) {
+      EXPECT_EQ(buf.triad_pass(isa), 0) << cb::bench::isa_name(isa);
+      continue;
+    }
+    double secs = -1;
+    EXPECT_EQ(buf.triad_pass(isa, &secs), 12.0 * double(buf.elements())) << cb::bench::isa_name(isa);
+    EXPECT_GT(secs, 0);
+    // b[i] = (i % 1024) / 4, c[i] = ((7 i) % 1024) / 2, s = 1.5: exact in fp32.
+    for (size_t i : {size_t(0), size_t(1), size_t(1023), buf.elements() / 2 + 5, buf.elements() - 1})
+      EXPECT_EQ(buf.element(i), float(i % 1024) * 0.25f + 1.5f * (float((i * 7) % 1024) * 0.5f)) << i;
+  }
+  EXPECT_EQ(buf.triad_pass(Isa::Avx512Vnni), 0);  // no such path
+}
+
+TEST(MachinePeaks, TriadBandwidthIsPositiveAndNamesItsConvention) {
+  const PeakResult r = cb::bench::measure_triad_bandwidth(0, size_t(48) << 20, kShort);
+  EXPECT_EQ(r.unit, "GB/s");
+  expect_supported(r, "STREAM triad", 1e5);
+  EXPECT_TRUE(contains(r.method, "12 bytes/element")) << r.method;
+  expect_unsupported(cb::bench::measure_triad_bandwidth(1, size_t(8) << 20, kShort, Isa::Avx512Bf16));
+}
+
+// A repetition is timed inside the threads: never longer than a clock around the whole call.
+TEST(MachinePeaks, InThreadTimeIsWithinTheCallsWallTime) {
+  for (int threads : {1, 2}) {
+    double secs = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    const double ops = cb::bench::fp32_fma_work(threads, 1 << 16, Isa::Auto, nullptr, nullptr, &secs);
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_GT(ops, 0);
+    EXPECT_GT(secs, 0);
+    EXPECT_LE(secs, wall);
+  }
+  cb::bench::ReadBuffer buf(size_t(8) << 20, 2);
+  double secs = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  buf.read_pass(Isa::Auto, &secs);
+  EXPECT_GT(secs, 0);
+  EXPECT_LE(secs, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
+TEST(MachinePeaks, SustainedRatesArePositive) {
+  EXPECT_GT(cb::bench::sustained_fp32_fma_rate(1, 0.02), 0);
+  cb::bench::ReadBuffer rb(size_t(16) << 20, 2);
+  EXPECT_GT(cb::bench::sustained_rate(rb, 0.02), 0);
+  cb::bench::TriadBuffers tb(size_t(24) << 20, 2);
+  EXPECT_GT(cb::bench::sustained_rate(tb, 0.02), 0);
 }
 
 TEST(MachinePeaks, Bf16DotPeakOrUnsupported) {
