@@ -9,7 +9,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libfccp-dev libcpp-httplib-dev libcli11-dev
   libomp-dev libopenmpi-dev openmpi-bin libdnnl-dev
-  python3-locust prometheus chromium
+  python3-locust prometheus chromium likwid wrk
 )
 
 missing=()

@@ -1,7 +1,9 @@
 // claimbench: runs suites into results/runs/, checks claim sets, gates on regressions, renders
 // reports. See README.md for usage.
 #include <cstdio>
+#include <chrono>
 #include <iostream>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 
@@ -10,6 +12,7 @@
 #include "cb/harness/compare.h"
 #include "cb/harness/environment.h"
 #include "cb/harness/gate.h"
+#include "cb/harness/load/null_http_server.h"
 #include "cb/harness/suites.h"
 #include "cb/harness/process.h"
 #include "cb/harness/report.h"
@@ -289,6 +292,26 @@ int main(int argc, char** argv) {
       }
       std::printf("gate: %s: %s\n", g.verdict.c_str(), g.reason.c_str());
       g_exit = g.exit_code;
+    });
+  });
+
+  // null-server
+  std::string ns_host = "127.0.0.1";
+  int ns_port = 0;
+  auto* nsc = app.add_subcommand("null-server", "an OpenAI-compatible server with no model behind it (answers at once), for "
+                                                "measuring load generators; runs until SIGINT / SIGTERM");
+  nsc->add_option("--host", ns_host, "address to bind (default 127.0.0.1: loopback only)");
+  nsc->add_option("--port", ns_port, "port (0 = any free port, printed on the listening line)")->check(CLI::Range(0, 65535));
+  nsc->callback([&] {
+    guarded("null-server", [&] {
+      load::NullHttpServer server;
+      server.start(ns_host, ns_port);
+      install_stop_handlers();
+      std::printf("claimbench null-server: listening on %s\n", server.url().c_str());
+      std::fflush(stdout);
+      while (!stop_requested()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      server.stop();
+      std::printf("claimbench null-server: stopped after %lld completions\n", server.completions());
     });
   });
 

@@ -82,10 +82,10 @@ Measured measure(LoadContext& ctx, const WorkloadSpec& w, const InProcessConfig&
   std::unique_ptr<Sut> sut = ctx.make_sut(cfg);
   Measured m;
   m.label = label;
-  m.sut = sut->describe();
   RunOptions ro = ctx.run;
   ro.stop_when_slo_unreachable = mo.stop_when_slo_unreachable;
   m.result = run_load(*sut, plan, w.slo, w.validity, ro);
+  m.sut = sut->describe();  // after the run: it records what the run opened (connections)
   sut.reset();  // joins the engine / connection threads before the next run starts
   const RunResult& r = m.result;
   const RunSummary& s = r.summary;

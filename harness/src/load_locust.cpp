@@ -22,6 +22,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "cb/harness/load/server_process.h"
 #include "cb/harness/load_locust.h"
 #include "cb/harness/process.h"
 
@@ -32,8 +33,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
 std::string join(const std::vector<std::string>& v) {
   std::string s;
   for (const auto& a : v) {
@@ -41,13 +40,6 @@ std::string join(const std::vector<std::string>& v) {
     s += (s.empty() ? "" : " ") + (plain ? a : "'" + a + "'");
   }
   return s;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // stdout of a short command (no shell): for version queries only.
@@ -83,95 +75,6 @@ std::string capture(const std::vector<std::string>& argv) {
   }
   return out;
 }
-
-// A server child: started in this process's group with stdout+stderr to a log, killed when this
-// process dies (PR_SET_PDEATHSIG) and by the destructor otherwise.
-class ServerProcess {
- public:
-  ServerProcess(const std::vector<std::string>& argv, const fs::path& log) : log_(log) {
-    const pid_t parent = getpid();
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error("cannot start " + argv[0] + ": fork failed");
-    if (pid_ == 0) {  // only async-signal-safe calls until exec
-      prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (getppid() != parent) _exit(126);  // the parent died before prctl took effect
-      const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      const int devnull = open("/dev/null", O_RDONLY);
-      if (fd < 0 || devnull < 0) _exit(126);
-      dup2(devnull, STDIN_FILENO);
-      dup2(fd, STDOUT_FILENO);
-      dup2(fd, STDERR_FILENO);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-  }
-  ServerProcess(const ServerProcess&) = delete;
-  ServerProcess& operator=(const ServerProcess&) = delete;
-  ~ServerProcess() { stop(); }
-
-  // Waits for "listening on http://..." in the log; returns the URL. Throws when the server exits
-  // first, the time runs out or a stop is requested.
-  std::string wait_listening(double timeout_s) {
-    static const std::regex listening(R"(listening on (http://[^\s/]+))");
-    const auto t0 = Clock::now();
-    while (true) {
-      std::smatch m;
-      const std::string text = slurp(log_);
-      if (std::regex_search(text, m, listening)) return m[1];
-      if (poll_exited())
-        throw std::runtime_error("the server exited before listening (" + exit_text_ + "); last lines of " + log_.string() +
-                                 ":\n" + tail_lines(log_, 8));
-      if (stop_requested()) throw std::runtime_error("interrupted while waiting for the server to listen");
-      if (since(t0) > timeout_s)
-        throw std::runtime_error("the server did not print 'listening on http://...' within " +
-                                 std::to_string(int(timeout_s)) + " s; see " + log_.string());
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
-
-  bool poll_exited() {
-    if (pid_ <= 0) return true;
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) != pid_) return false;
-    record(status);
-    return true;
-  }
-
-  // SIGTERM (the server drains), SIGKILL after grace_s; idempotent.
-  void stop(double grace_s = 10) {
-    if (pid_ <= 0 || poll_exited()) return;
-    kill(pid_, SIGTERM);
-    const auto t0 = Clock::now();
-    while (!poll_exited()) {
-      if (since(t0) > grace_s) {
-        kill(pid_, SIGKILL);
-        int status = 0;
-        while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-        }
-        record(status);
-        exit_text_ += " (SIGKILL after " + std::to_string(int(grace_s)) + " s)";
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
-
-  const std::string& exit_text() const { return exit_text_; }
-
- private:
-  void record(int status) {
-    pid_ = -1;
-    if (WIFEXITED(status)) exit_text_ = "exit code " + std::to_string(WEXITSTATUS(status));
-    if (WIFSIGNALED(status)) exit_text_ = std::string("killed by signal ") + strsignal(WTERMSIG(status));
-  }
-
-  fs::path log_;
-  pid_t pid_ = -1;
-  std::string exit_text_ = "running";
-};
 
 const LocustStatsRow* find_row(const std::vector<LocustStatsRow>& rows, const std::string& type, const std::string& name) {
   for (const auto& r : rows)
@@ -211,7 +114,7 @@ LocustRunOutput run_locust(const LocustRunOptions& o) {
   const fs::path out_dir = fs::absolute(o.out_dir);
   LocustRunOutput out;
 
-  std::optional<ServerProcess> server;
+  std::optional<load::ServerProcess> server;
   if (!o.server_argv.empty()) {
     server.emplace(o.server_argv, out_dir / "server.log");
     out.server_started = true;

@@ -5,7 +5,9 @@
 #include <cmath>
 #include <condition_variable>
 #include <memory>
+#include <future>
 #include <mutex>
+#include <tuple>
 #include <thread>
 
 namespace cb::harness::load {
@@ -35,6 +37,12 @@ struct State {
 
 SutCallbacks callbacks_for(const std::shared_ptr<State>& st, size_t i) {
   SutCallbacks cb;
+  cb.on_sent = [st, i] {
+    const auto now = Clock::now();
+    std::lock_guard lk(st->m);
+    if (st->closed[i] || st->recs[i].sent_s >= 0) return;
+    st->recs[i].sent_s = st->since_start(now);
+  };
   cb.on_tokens = [st, i](int n) {
     const auto now = Clock::now();  // first thing: the harness's timestamp
     std::lock_guard lk(st->m);
@@ -52,9 +60,14 @@ SutCallbacks callbacks_for(const std::shared_ptr<State>& st, size_t i) {
     RequestRecord& r = st->recs[i];
     r.done_s = st->since_start(now);
     if (reported >= 0) r.output_tokens = reported;
-    if (r.output_tokens < r.max_tokens || r.first_token_s < 0) {
+    if (r.output_tokens < r.max_tokens) {
       r.error = ErrorKind::Short;
       r.error_message = "completed with " + std::to_string(r.output_tokens) + " of " + std::to_string(r.max_tokens) + " tokens";
+    } else if (r.first_token_s < 0) {
+      r.error = ErrorKind::Protocol;
+      r.error_message = "completed with " + std::to_string(r.output_tokens) + " of " + std::to_string(r.max_tokens) +
+                        " tokens by the SUT's count, but no token was seen arriving (no streamed chunk carried one): TTFT "
+                        "cannot be measured";
     }
     st->close(i);
   };
@@ -89,7 +102,7 @@ std::string slo_unreachable(const State& st, size_t issued, size_t planned, cons
       const double tp = r.tpot_s();
       tpot_bad += std::isfinite(tp) && tp * 1e3 > slo.tpot_ms;
     } else {
-      const double age_ms = (now_s - r.issued_s) * 1e3;
+      const double age_ms = (now_s - r.scheduled_s) * 1e3;  // from the schedule, as the latencies
       e2e_bad += age_ms > slo.e2e_ms;
       ttft_bad += r.first_token_s < 0 && age_ms > slo.ttft_ms;
     }
@@ -129,11 +142,15 @@ RunResult run_load(Sut& sut, const Plan& plan, const Slo& slo, const ValidityRul
   size_t issued = 0;
   const double window_begin = plan.closed_loop ? opt.warmup_fraction * plan.duration_s
                                                : opt.warmup_fraction * (n ? plan.requests.back().arrival_s : 0.0);
+  // The window's first counter sample is taken on a helper thread: over HTTP it is a /metrics
+  // scrape, which would otherwise hold up the issuing thread (issue lag) for a round trip.
+  std::future<std::pair<std::optional<SutCounters>, double>> begin_sample;
   auto maybe_sample_begin = [&](double now_s) {
-    if (!res.steady_begin && now_s >= window_begin) {
-      res.steady_begin = sut.counters();
-      res.steady_begin_s = st->since_start(Clock::now());
-    }
+    if (!begin_sample.valid() && now_s >= window_begin)
+      begin_sample = std::async(std::launch::async, [&sut, st] {
+        auto c = sut.counters();
+        return std::make_pair(std::move(c), st->since_start(Clock::now()));
+      });
   };
   auto issue = [&](size_t i, double scheduled) {
     {
@@ -154,6 +171,15 @@ RunResult run_load(Sut& sut, const Plan& plan, const Slo& slo, const ValidityRul
     return res.abandoned.empty();
   };
 
+  // Connections (and whatever else a SUT sets up per concurrent request) are opened before the
+  // timed window: closed loop, its concurrency; open loop, the most arrivals in any 1 s window.
+  int expected = plan.closed_loop ? std::max(1, plan.concurrency) : 0;
+  if (!plan.closed_loop)
+    for (size_t lo = 0, hi = 0; hi < n; ++hi) {
+      while (plan.requests[hi].arrival_s - plan.requests[lo].arrival_s > 1.0) ++lo;
+      expected = std::max(expected, int(hi - lo + 1));
+    }
+  sut.prepare(std::min(expected, 256));
   st->t0 = Clock::now();
   if (!plan.closed_loop) {
     for (size_t i = 0; i < n && res.abandoned.empty(); ++i) {
@@ -190,9 +216,11 @@ RunResult run_load(Sut& sut, const Plan& plan, const Slo& slo, const ValidityRul
     }
   }
   res.issue_window_s = st->since_start(Clock::now());
-  if (!res.steady_begin) {  // a window too short to reach its start: take it from here
+  if (begin_sample.valid()) {
+    std::tie(res.steady_begin, res.steady_begin_s) = begin_sample.get();
+  } else {  // a window too short to reach its start: take it from here
     res.steady_begin = sut.counters();
-    res.steady_begin_s = res.issue_window_s;
+    res.steady_begin_s = st->since_start(Clock::now());
   }
   res.steady_end = sut.counters();
   res.steady_end_s = st->since_start(Clock::now());

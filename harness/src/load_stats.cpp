@@ -40,7 +40,7 @@ const char* to_string(ErrorKind k) {
 
 double RequestRecord::tpot_s() const {
   if (output_tokens < 2 || first_token_s < 0 || done_s < 0) return std::nan("");
-  return (e2e_s() - ttft_s()) / double(output_tokens - 1);
+  return (done_s - first_token_s) / double(output_tokens - 1);
 }
 
 double percentile_nearest_rank(std::vector<double> v, double p) {
@@ -137,6 +137,10 @@ json RunSummary::to_json() const {
           {"itl_ms", itl_ms.to_json()},
           {"e2e_ms", e2e_ms.to_json()},
           {"issue_lag_ms", issue_lag_ms.to_json()},
+          {"ttft_from_send_ms", ttft_from_send_ms.to_json()},
+          {"e2e_from_send_ms", e2e_from_send_ms.to_json()},
+          {"send_lag_ms", send_lag_ms.to_json()},
+          {"latency_origin", "scheduled arrival (ttft_ms, e2e_ms); *_from_send_ms: from the SUT's send"},
           {"slo_ttft_ms", num_or_null(slo_ttft_ms)},
           {"slo_tpot_ms", num_or_null(slo_tpot_ms)},
           {"slo_e2e_ms", num_or_null(slo_e2e_ms)},
@@ -145,13 +149,14 @@ json RunSummary::to_json() const {
 
 RunSummary summarize_run(const std::vector<RequestRecord>& records, const Slo& slo) {
   RunSummary s;
-  std::vector<double> ttft, tpot, itl, e2e, lag;
+  std::vector<double> ttft, tpot, itl, e2e, lag, ttft_send, e2e_send, send_lag;
   std::vector<double> all_ttft, all_tpot, all_e2e;  // failed requests as +inf, for the SLO check
   double end = 0;
   for (const auto& r : records) {
     if (r.issued_s < 0) continue;  // never issued (run stopped early)
     ++s.issued;
     lag.push_back(r.issue_lag_s() * 1e3);
+    send_lag.push_back(r.send_lag_s() * 1e3);
     end = std::max(end, std::max(r.done_s, r.issued_s));
     if (!r.completed()) {
       ++s.failed;
@@ -166,6 +171,8 @@ RunSummary summarize_run(const std::vector<RequestRecord>& records, const Slo& s
     s.output_tokens += r.output_tokens;
     ttft.push_back(r.ttft_s() * 1e3);
     e2e.push_back(r.e2e_s() * 1e3);
+    ttft_send.push_back(r.ttft_from_send_s() * 1e3);
+    e2e_send.push_back(r.e2e_from_send_s() * 1e3);
     all_ttft.push_back(ttft.back());
     all_e2e.push_back(e2e.back());
     const double tp = r.tpot_s();
@@ -188,6 +195,9 @@ RunSummary summarize_run(const std::vector<RequestRecord>& records, const Slo& s
   s.itl_ms = summarize(itl);
   s.e2e_ms = summarize(e2e);
   s.issue_lag_ms = summarize(lag);
+  s.ttft_from_send_ms = summarize(ttft_send);
+  s.e2e_from_send_ms = summarize(e2e_send);
+  s.send_lag_ms = summarize(send_lag);
   s.slo_ttft_ms = percentile_nearest_rank(all_ttft, slo.percentile);
   s.slo_tpot_ms = percentile_nearest_rank(all_tpot, slo.percentile);
   s.slo_e2e_ms = percentile_nearest_rank(all_e2e, slo.percentile);

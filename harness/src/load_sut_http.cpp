@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -102,7 +103,11 @@ CompletionChunk parse_completion_chunk(const std::string& text) {
            ch["logprobs"]["tokens"].is_array())
     ids = int(ch["logprobs"]["tokens"].size());
   const bool text_nonempty = ch.contains("text") && ch["text"].is_string() && !ch["text"].get<std::string>().empty();
-  c.tokens = ids >= 0 ? ids : (text_nonempty ? 1 : 0);
+  // Without token ids, a chunk is one token when it has text, or when it is not the closing chunk:
+  // servers stream one chunk per generated token, and a token's text can be empty (part of a UTF-8
+  // character held back, a special token); a closing chunk with a finish_reason and no text (as
+  // OpenAI sends) carries none. The final usage object corrects the total either way.
+  c.tokens = ids >= 0 ? ids : (text_nonempty || c.finish_reason.empty()) ? 1 : 0;
   c.has_text = c.tokens > 0 || text_nonempty;
   return c;
 }
@@ -158,6 +163,9 @@ std::optional<double> prometheus_gauge(const std::string& text, const std::strin
 namespace {
 void configure(httplib::Client& c, const HttpSutOptions& o) {
   c.set_keep_alive(true);
+  // Nagle off: a request goes out as header + body writes, and with Nagle the body waits for the
+  // ACK of the header (delayed ACK: ~40 ms on Linux). Every measured request would carry it.
+  c.set_tcp_nodelay(o.tcp_nodelay);
   const auto secs = [](double s) { return std::make_pair(time_t(s), time_t(std::fmod(s, 1.0) * 1e6)); };
   const auto [cs, cu] = secs(o.connect_timeout_s);
   const auto [rs, ru] = secs(o.read_timeout_s);
@@ -177,9 +185,8 @@ HttpSut::HttpSut(HttpSutOptions opt) : opt_(std::move(opt)) {
   if (model_.empty()) {
     // Outside any timed region: which model name the server wants.
     httplib::Client c(host_, port_);
-    c.set_connection_timeout(time_t(opt_.connect_timeout_s), 0);
+    configure(c, opt_);
     c.set_read_timeout(10, 0);
-    if (!opt_.api_key.empty()) c.set_bearer_token_auth(opt_.api_key);
     if (auto r = c.Get("/v1/models"); r && r->status == 200) {
       try {
         const json j = json::parse(r->body);
@@ -209,6 +216,10 @@ json HttpSut::describe() const {
           {"max_connections", opt_.max_connections},
           {"connect_timeout_s", opt_.connect_timeout_s},
           {"read_timeout_s", opt_.read_timeout_s},
+          {"tcp_nodelay", opt_.tcp_nodelay},
+          {"keep_alive", true},
+          {"connections_prepared", prepared_.load()},
+          {"connections_opened_after_prepare", opened_late_.load()},
           {"authorization", opt_.api_key.empty() ? "none" : "bearer token (value not recorded)"}};
 }
 
@@ -216,9 +227,23 @@ void HttpSut::issue(const LoadRequest& req, SutCallbacks cb) {
   std::lock_guard lk(m_);
   jobs_.push_back({req, std::move(cb)});
   // One connection per worker: start another while every worker is busy, up to the cap.
-  if (idle_ < int(jobs_.size()) && int(threads_.size()) < opt_.max_connections)
-    threads_.emplace_back([this] { worker(); });
+  // Workers that delivered their last callback (finishing_) are about to take the next job: a
+  // closed loop issues from inside that callback, and must not open a connection for it.
+  if (idle_ + finishing_ < int(jobs_.size()) && int(threads_.size()) < opt_.max_connections) {
+    threads_.emplace_back([this] { worker(false); });
+    ++opened_late_;
+  }
   cv_.notify_one();
+}
+
+void HttpSut::prepare(int expected_in_flight) {
+  const int want = std::min(std::max(1, expected_in_flight), opt_.max_connections);
+  std::unique_lock lk(m_);
+  const int have = int(threads_.size());
+  for (int i = have; i < want; ++i) threads_.emplace_back([this] { worker(true); });
+  // Wait until each new worker has its connection open (or failed to open it).
+  cv_ready_.wait_for(lk, std::chrono::duration<double>(opt_.connect_timeout_s + 1), [&] { return ready_ >= want - have; });
+  ready_ = 0;
 }
 
 void HttpSut::abort_all() {
@@ -230,9 +255,18 @@ void HttpSut::abort_all() {
   for (void* c : clients_) static_cast<httplib::Client*>(c)->stop();
 }
 
-void HttpSut::worker() {
+void HttpSut::worker(bool warm) {
   httplib::Client client(host_, port_);
   configure(client, opt_);
+  if (warm) {
+    // Open the keep-alive connection now, outside the timed window: any answer will do (GET
+    // /v1/models is part of every OpenAI-compatible server).
+    const bool ok = bool(client.Get("/v1/models"));
+    std::lock_guard lk(m_);
+    if (ok) ++prepared_;
+    ++ready_;
+    cv_ready_.notify_all();
+  }
   std::unique_lock lk(m_);
   clients_.push_back(&client);
   struct Unregister {
@@ -248,12 +282,29 @@ void HttpSut::worker() {
     Job job = std::move(jobs_.front());
     jobs_.pop_front();
     lk.unlock();
-    run_one(&client, job);
+    bool finished = false;
+    try {
+      finished = run_one(&client, job);
+    } catch (const std::exception& e) {  // a callback or the client threw: report it, keep the worker
+      finished = finish(job, [&] { job.cb.on_error(ErrorKind::Protocol, std::string("request failed: ") + e.what()); });
+    }
     lk.lock();
+    if (finished) --finishing_;
   }
 }
 
-void HttpSut::run_one(void* client_ptr, Job& job) {
+bool HttpSut::finish(Job& job, const std::function<void()>& last_callback) {
+  if (job.finished) return false;
+  {
+    std::lock_guard lk(m_);
+    ++finishing_;
+  }
+  job.finished = true;
+  last_callback();
+  return true;
+}
+
+bool HttpSut::run_one(void* client_ptr, Job& job) {
   auto& client = *static_cast<httplib::Client*>(client_ptr);
   const uint64_t gen = generation_.load();
   json body = {{"model", model_},
@@ -279,7 +330,7 @@ void HttpSut::run_one(void* client_ptr, Job& job) {
   auto fail = [&](ErrorKind k, const std::string& msg) {
     if (failed) return;
     failed = true;
-    cb.on_error(k, msg);
+    finish(job, [&] { cb.on_error(k, msg); });
   };
   SseParser sse([&](const std::string& data) {
     if (failed || done_marker) return;
@@ -315,30 +366,57 @@ void HttpSut::run_one(void* client_ptr, Job& job) {
   };
   httplib::Response res;
   httplib::Error err = httplib::Error::Success;
+  if (cb.on_sent) cb.on_sent();
   const bool ok = client.send(rq, res, err);
-  if (generation_.load() != gen) return;  // the run already recorded this request as timed out
-  if (failed) return;
+  if (generation_.load() != gen) return job.finished;  // the run already recorded this request as timed out
+  if (failed) return job.finished;
   if (!ok) {
-    return fail(ErrorKind::Connection, std::string("POST /v1/completions: ") + httplib::to_string(err));
+    fail(ErrorKind::Connection, std::string("POST /v1/completions: ") + httplib::to_string(err));
+    return job.finished;
   }
   if (status != 200) {
     const ErrorKind k = status == 429 ? ErrorKind::Http429 : status >= 500 ? ErrorKind::Http5xx : ErrorKind::Http4xx;
-    return fail(k, "HTTP " + std::to_string(status) + ": " + error_body);
+    fail(k, "HTTP " + std::to_string(status) + ": " + error_body);
+    return job.finished;
   }
   sse.finish();
-  if (failed) return;
-  if (!done_marker && finish_reason.empty())
-    return fail(ErrorKind::Protocol, "stream ended without a finish_reason or data: [DONE] after " + std::to_string(seen) + " tokens");
-  cb.on_complete(usage);
+  if (failed) return job.finished;
+  if (!done_marker && finish_reason.empty()) {
+    fail(ErrorKind::Protocol, "stream ended without a finish_reason or data: [DONE] after " + std::to_string(seen) + " tokens");
+    return job.finished;
+  }
+  finish(job, [&] { cb.on_complete(usage); });
+  return job.finished;
 }
 
-std::optional<double> HttpSut::scrape_gauge(const std::string& name) const {
+std::optional<std::string> HttpSut::scrape_metrics() const {
   httplib::Client c(host_, port_);
-  c.set_connection_timeout(time_t(opt_.connect_timeout_s), 0);
+  configure(c, opt_);
   c.set_read_timeout(10, 0);
   auto r = c.Get("/metrics");
   if (!r || r->status != 200) return std::nullopt;
-  return prometheus_gauge(r->body, name);
+  return r->body;
+}
+
+std::optional<double> HttpSut::scrape_gauge(const std::string& name) const {
+  const auto text = scrape_metrics();
+  return text ? prometheus_gauge(*text, name) : std::nullopt;
+}
+
+std::optional<SutCounters> HttpSut::counters() const {
+  // refengine serve's engine counters (the ones the in-process SUT reads): the steady
+  // window's busy fraction then means over HTTP what it means in-process. Other servers: none.
+  const auto text = scrape_metrics();
+  if (!text) return std::nullopt;
+  const auto busy = prometheus_gauge(*text, "refengine_engine_busy_seconds_total");
+  if (!busy) return std::nullopt;
+  SutCounters c;
+  c.busy_seconds = *busy;
+  c.steps = int64_t(prometheus_gauge(*text, "refengine_engine_steps_total").value_or(0));
+  c.prefill_tokens = int64_t(prometheus_gauge(*text, "refengine_engine_prefill_tokens_total").value_or(0));
+  c.decode_tokens = int64_t(prometheus_gauge(*text, "refengine_engine_decode_tokens_total").value_or(0));
+  c.preemptions = int64_t(prometheus_gauge(*text, "refengine_engine_preemptions_total").value_or(0));
+  return c;
 }
 
 }  // namespace cb::harness::load

@@ -150,10 +150,15 @@ void add_utilization(SuiteResult& r, const Measured& m, const engine::LoadedMode
 void add_workload_metrics(SuiteResult& r, const Measured& m, const std::string& wname) {
   const RunSummary& s = m.result.summary;
   const std::string k = "load." + key_part(wname) + ".";
-  r.add(run_metric(k + "ttft_ms_p50", s.ttft_ms.median, "ms", Lo, T, m, "nearest rank"));
-  r.add(run_metric(k + "ttft_ms_p99", s.ttft_ms.p99, "ms", Lo, T, m, "nearest rank"));
+  const std::string from = "nearest rank; from the scheduled arrival (no coordinated omission)";
+  const std::string send = "nearest rank; from the moment the SUT sent the request (beside the scheduled-arrival figure)";
+  r.add(run_metric(k + "ttft_ms_p50", s.ttft_ms.median, "ms", Lo, T, m, from));
+  r.add(run_metric(k + "ttft_ms_p99", s.ttft_ms.p99, "ms", Lo, T, m, from));
   r.add(run_metric(k + "tpot_ms_p99", s.tpot_ms.p99, "ms", Lo, T, m, "(E2E - TTFT) / (output tokens - 1)"));
-  r.add(run_metric(k + "e2e_ms_p99", s.e2e_ms.p99, "ms", Lo, T, m, "nearest rank"));
+  r.add(run_metric(k + "e2e_ms_p99", s.e2e_ms.p99, "ms", Lo, T, m, from));
+  r.add(run_metric(k + "ttft_from_send_ms_p50", s.ttft_from_send_ms.median, "ms", Lo, T, m, send));
+  r.add(run_metric(k + "ttft_from_send_ms_p99", s.ttft_from_send_ms.p99, "ms", Lo, T, m, send));
+  r.add(run_metric(k + "e2e_from_send_ms_p99", s.e2e_from_send_ms.p99, "ms", Lo, T, m, send));
   r.add(run_metric(k + "goodput_rps", s.goodput_rps, "req/s", Hi, T, m, "completed requests meeting every SLO limit / duration"));
   r.add(run_metric(k + "requests_per_s", s.requests_per_s, "req/s", Hi, T, m, "completed / duration"));
   r.add(run_metric(k + "error_fraction", s.issued ? double(s.failed) / double(s.issued) : 0.0, "fraction", Lo, T, m, ""));
@@ -304,12 +309,22 @@ SuiteResult run_load_suite(const SuiteContext& ctx) {
     r.add(run_metric("load.baseline.output_tokens_per_s", s2.result.summary.output_tokens_per_s, "tokens/s", Hi, T, s2,
                      "as load.throughput.output_tokens_per_s with static batching", bp));
   } else {
-    if (auto busy = HttpSut(ho).scrape_gauge("refengine_busy_fraction")) {
-      r.add(run_metric("load.util.busy_fraction", *busy, "fraction", Hi, R, s1,
-                       "the endpoint's /metrics gauge refengine_busy_fraction, read after the saturating chat run (the server's "
-                       "own definition and window)"));
+    // refengine serve publishes its engine counters on /metrics: the steady-window busy fraction
+    // then has the in-process definition (the server's lifetime gauge refengine_busy_fraction is
+    // another quantity, and is not stored under this key).
+    const double busy = s1.result.busy_fraction();
+    if (std::isfinite(busy)) {
+      const json w = {{"window_s", {s1.result.steady_begin_s, s1.result.steady_end_s}},
+                      {"steps", s1.result.steady_end->steps - s1.result.steady_begin->steps},
+                      {"source", "refengine_engine_busy_seconds_total from GET /metrics at the window's edges"}};
+      r.add(run_metric("load.util.busy_fraction", busy, "fraction", Hi, R, s1,
+                       "time inside the model's forward pass / wall time, steady-state window (after the first 20% of the issue "
+                       "window, until issuing stops) of a closed-loop saturating chat run; engine counters scraped from the "
+                       "server's /metrics at the window's edges",
+                       w));
     } else {
-      not_measured(r, {"load.util.busy_fraction"}, "the endpoint exposes no refengine_busy_fraction gauge on /metrics");
+      not_measured(r, {"load.util.busy_fraction"},
+                   "the endpoint's /metrics has no engine busy-time counter (refengine_engine_busy_seconds_total)");
     }
     not_measured(r, {"load.util.mfu", "load.util.mbu"}, "needs the engine's step counters: in-process SUT only");
   }

@@ -102,6 +102,8 @@ std::vector<SuiteInfo> make_suites() {
        run_load_suite},
       {"scaling", "collective sweeps and tensor-parallel scaling", 600, 3600,
        run_scaling_suite},
+      {"transport", "the HTTP path's own cost: generator vs wrk on a null server, HTTP vs in-process round trip and saturation",
+       600, 1800, run_transport_suite},
       // Last, so it can price what the suites before it measured.
       {"cost", "cost model: the article's arithmetic and the margin of the measured run", 60, 60, run_cost_suite},
   };

@@ -72,7 +72,7 @@ void add_serve_command(CLI::App& app) {
   c->add_option("--max-body-bytes", o->max_body_bytes, "largest request body accepted (413 past it)")->check(CLI::Range(size_t(64), size_t(1) << 30));
   c->add_option("--api-key", o->api_key, "require 'Authorization: Bearer KEY' on /v1/* (default: $REFENGINE_API_KEY, else none)");
   c->add_option("--served-model-name", o->served_name, "model id reported and accepted (default: the model directory's name)");
-  c->add_option("--http-threads", o->http_threads, "HTTP worker threads (default: max-queue + 64)")->check(CLI::NonNegativeNumber);
+  c->add_option("--http-threads", o->http_threads, "HTTP worker threads; each open keep-alive connection holds one (default: max(max-queue + 64, 1024))")->check(CLI::NonNegativeNumber);
   c->add_option("--step-delay-ms", o->step_delay_ms, "sleep after each engine step, emulating a slower model (client and load-tool testing)")
       ->check(CLI::Range(0.0, 10000.0));
   c->add_option("--tp", o->tp, "tensor-parallel ranks: under mpirun, -n must equal it (rank 0 serves); else ranks are threads")

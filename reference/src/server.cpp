@@ -21,6 +21,8 @@ using nlohmann::json;
 
 namespace {
 
+constexpr int kDefaultMinHttpThreads = 1024;  // see Server::start
+
 double now_seconds() {
   using namespace std::chrono;
   return duration<double>(steady_clock::now().time_since_epoch()).count();
@@ -169,10 +171,18 @@ int Server::start(const std::string& host, int port) {
   if (s.started) throw std::runtime_error("server: already started");
   // A client that disconnects must not kill the process: writes then fail with EPIPE instead.
   std::signal(SIGPIPE, SIG_IGN);
-  const int threads = s.opt.http_threads > 0 ? s.opt.http_threads : s.opt.max_queue + 64;
+  // cpp-httplib serves a keep-alive connection on one pool thread for as long as it stays open, so
+  // the pool must cover the connections clients keep (a load generator's connection cap: 512 for
+  // claimbench's HTTP SUT), not only the requests in flight; else a request waits, unseen, for a
+  // thread to free up.
+  const int threads = s.opt.http_threads > 0 ? s.opt.http_threads : std::max(s.opt.max_queue + 64, kDefaultMinHttpThreads);
   s.http.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
   s.http.set_payload_max_length(s.opt.max_body_bytes);
   s.http.set_tcp_nodelay(true);  // SSE chunks are small: no Nagle delay on streamed tokens
+  // cpp-httplib closes a keep-alive connection after 5 requests by default: a client would then
+  // reconnect every 5 requests, and the reconnects would land in measured latency. The idle
+  // timeout stays at 5 s: an idle connection also holds up stop() and the SIGTERM drain that long.
+  s.http.set_keep_alive_max_count(size_t(1) << 30);
   const int p = port == 0 ? s.http.bind_to_any_port(host) : (s.http.bind_to_port(host, port) ? port : -1);
   if (p <= 0) throw std::runtime_error("server: cannot listen on " + host + ":" + std::to_string(port) + " (address in use or not local?)");
   s.host = host;
@@ -458,11 +468,12 @@ void Server::Impl::stream(const std::shared_ptr<Completion>& c, RequestId id, ht
               ++finals;
               continue;
             }
-            // One event per token's text (a token may carry none: part of a UTF-8 character).
+            // One event per token, also for a token whose text is empty (part of a UTF-8
+            // character held back, or a special token): as vLLM streams, so that a client can
+            // count tokens and time each one from the events alone.
             while (!s.marks.empty() && s.marks.front() <= ready) {
-              const size_t mark = s.marks.front();
+              const size_t mark = std::max(s.marks.front(), s.sent);
               s.marks.pop_front();
-              if (mark <= s.sent) continue;
               const bool last = end && mark == ready && s.marks.empty();
               out += sse_event(completion_chunk(c->id, c->created, c->model, int(i), s.text.text().substr(s.sent, mark - s.sent),
                                                 last ? s.reason : ""));

@@ -38,7 +38,9 @@ TEST(LoadSse, ParsesCompletionChunks) {
   EXPECT_TRUE(c.has_text);
   EXPECT_EQ(c.finish_reason, "");
   c = parse_completion_chunk(R"({"choices":[{"text":"","finish_reason":"length"}]})");
-  EXPECT_EQ(c.tokens, 0);
+  EXPECT_EQ(c.tokens, 0) << "a closing chunk without text carries no token";
+  c = parse_completion_chunk(R"({"choices":[{"text":"","finish_reason":null}]})");
+  EXPECT_EQ(c.tokens, 1) << "a token whose text is empty (a held-back UTF-8 byte) is a token";
   EXPECT_EQ(c.finish_reason, "length");
   c = parse_completion_chunk(R"({"choices":[{"text":"ab","token_ids":[5,6,7]}]})");
   EXPECT_EQ(c.tokens, 3);
@@ -71,7 +73,8 @@ namespace {
 
 // A stub OpenAI-style server. prompt[0] picks the behaviour: 1 = stream max_tokens text chunks,
 // finish_reason, usage, [DONE]; 2 = HTTP 429; 3 = 500; 4 = 400; 5 = a malformed chunk; 6 = one
-// chunk then the stream just ends; 7 = chunks of two token ids each.
+// chunk then the stream just ends; 7 = chunks of two token ids each; 8 = one chunk per token with
+// empty text (held-back UTF-8 bytes, special tokens), the finish_reason on the last token's chunk.
 class StubServer {
  public:
   StubServer() {
@@ -81,7 +84,9 @@ class StubServer {
       res.set_content(R"({"object":"list","data":[{"id":"stub-model"}]})", "application/json");
     });
     srv_.Get("/metrics", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("refengine_busy_fraction 0.5\n", "text/plain");
+      res.set_content("refengine_busy_fraction 0.5\nrefengine_engine_busy_seconds_total 12.5\nrefengine_engine_steps_total 300\n"
+                      "refengine_engine_prefill_tokens_total 4000\nrefengine_engine_decode_tokens_total 900\n",
+                      "text/plain");
     });
     srv_.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
       const json body = json::parse(req.body);
@@ -101,6 +106,11 @@ class StubServer {
         auto send = [&](const std::string& s) { sink.write(s.data(), s.size()); };
         if (mode == 5) {
           send("data: {not json\n\n");
+        } else if (mode == 8) {
+          for (int i = 0; i < n; ++i)
+            send(std::string("data: {\"choices\":[{\"text\":\"\",\"finish_reason\":") + (i + 1 == n ? "\"length\"" : "null") + "}]}\n\n");
+          send("data: {\"choices\":[],\"usage\":{\"completion_tokens\":" + std::to_string(n) + "}}\n\n");
+          send("data: [DONE]\n\n");
         } else if (mode == 6) {
           send("data: {\"choices\":[{\"text\":\"a\",\"finish_reason\":null}]}\n\n");
         } else {
@@ -212,6 +222,36 @@ TEST(LoadHttp, StreamsTokensAndDiscoversTheModel) {
   ask(sut, 7, 6, ids);
   EXPECT_EQ(ids.chunks, (std::vector<int>{2, 2, 2}));
   EXPECT_EQ(sut.scrape_gauge("refengine_busy_fraction"), 0.5);
+  // refengine's engine counters, read the way the in-process SUT reads them.
+  const auto c = sut.counters();
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->busy_seconds, 12.5);
+  EXPECT_EQ(c->steps, 300);
+  EXPECT_EQ(c->prefill_tokens, 4000);
+  EXPECT_EQ(c->decode_tokens, 900);
+}
+
+// A token whose text is empty is still a token: counted, timed, and the request is not "short".
+TEST(LoadHttp, EmptyTextTokenChunksAreCountedAndTimed) {
+  StubServer srv;
+  HttpSutOptions opt;
+  opt.base_url = srv.url();
+  HttpSut sut(opt);
+  Outcome o;
+  ask(sut, 8, 5, o);
+  EXPECT_EQ(o.error, ErrorKind::None) << o.message;
+  EXPECT_EQ(o.chunks, (std::vector<int>{1, 1, 1, 1})) << "the closing chunk with no text carries no token";
+  EXPECT_EQ(o.reported, 5);
+  // In a run: every request completes with its first token seen (no short or protocol errors).
+  Plan plan;
+  plan.closed_loop = true;
+  plan.concurrency = 2;
+  plan.min_requests = 10;
+  for (int i = 0; i < 10; ++i) plan.requests.push_back({0, {i, {8, 1, 2}, 6}});
+  const RunResult r = run_load(sut, plan, Slo{}, ValidityRules{});
+  EXPECT_EQ(r.summary.completed, 10u) << r.summary.to_json().dump();
+  EXPECT_EQ(r.summary.output_tokens, 60);
+  for (const auto& rec : r.records) EXPECT_GE(rec.first_token_s, 0);
 }
 
 TEST(LoadHttp, SendsTheApiKeyAsABearerTokenWithoutRecordingIt) {
@@ -270,6 +310,7 @@ TEST(LoadHttp, ConnectionRefusedIsAConnectionError) {
   ask(sut, 1, 3, o);
   EXPECT_EQ(o.error, ErrorKind::Connection) << o.message;
   EXPECT_FALSE(sut.scrape_gauge("refengine_busy_fraction").has_value());
+  EXPECT_FALSE(sut.counters().has_value());
   ::close(fd);
 }
 

@@ -90,7 +90,7 @@ TEST_F(ServerTest, StreamDeliversChunksUsageAndDone) {
   ASSERT_GE(s.events.size(), 3u);
   EXPECT_EQ(s.events.back(), "[DONE]");
   std::string text;
-  int text_chunks = 0;
+  int text_chunks = 0, token_chunks = 0;
   std::string finish;
   json usage;
   for (size_t i = 0; i + 1 < s.events.size(); ++i) {
@@ -107,9 +107,11 @@ TEST_F(ServerTest, StreamDeliversChunksUsageAndDone) {
     EXPECT_TRUE(finish.empty()) << "no chunk after the finish chunk";
     text += c["text"].get<std::string>();
     text_chunks += !c["text"].get<std::string>().empty();
+    ++token_chunks;
     if (!c["finish_reason"].is_null()) finish = c["finish_reason"];
   }
   EXPECT_GE(text_chunks, 2) << "tokens arrive as they are generated, not in one piece";
+  EXPECT_EQ(token_chunks, kTokens) << "one event per token, also for a token whose text is empty";
   EXPECT_EQ(text, plain["choices"][0]["text"].get<std::string>());
   EXPECT_EQ(finish, "length");
   ASSERT_TRUE(usage.is_object()) << "usage chunk present by default";

@@ -49,6 +49,10 @@ SuiteResult run_cost_suite(const SuiteContext& ctx);
 SuiteResult run_load_suite(const SuiteContext& ctx);      // suite_load.cpp (issue #5)
 SuiteResult run_accuracy_suite(const SuiteContext& ctx);  // suite_accuracy.cpp (issue #6)
 SuiteResult run_scaling_suite(const SuiteContext& ctx);   // suite_scaling.cpp (issue #7)
+SuiteResult run_transport_suite(const SuiteContext& ctx); // suite_transport.cpp: the HTTP path's own cost
+// wrk's console output -> {"requests_per_s", "latency_ms_p50", "latency_ms_p99", "non_2xx",
+// "socket_errors"} (keys absent when wrk did not print them).
+nlohmann::json parse_wrk_output(const std::string& text);
 // A suite whose measurements land with a later issue: status not_built with the reason.
 SuiteResult not_built_suite(const std::string& name, const std::string& reason);
 

@@ -44,7 +44,7 @@ struct ServerOptions {
   int max_queue = 256;
   size_t max_body_bytes = size_t(1) << 20;
   std::string api_key;              // empty: no authentication
-  int http_threads = 0;             // 0: max_queue + 64 (each in-flight request holds one)
+  int http_threads = 0;             // 0: max(max_queue + 64, 1024): each open keep-alive connection holds one
   int retry_after_s = 1;            // Retry-After on 429
   double step_delay_s = 0;          // EngineLoop::set_step_delay: emulate a slower model (tests, demos)
   // Rank 0 of a tensor-parallel group (not owned; null = no tensor parallelism). The other ranks

@@ -4,9 +4,12 @@
 // without it may stop early, which the harness counts as a "short" error).
 //
 // Streaming: Server-Sent Events, one `data: {json}` per chunk, ending with `data: [DONE]`. TTFT is
-// taken at the first chunk that carries text or token ids. Tokens per chunk: the length of
-// "token_ids" / "logprobs.tokens" when the server sends them, else one per non-empty text chunk;
-// a final "usage.completion_tokens" (stream_options.include_usage) corrects the total.
+// taken at the first chunk that carries a token. Tokens per chunk: the length of "token_ids" /
+// "logprobs.tokens" when the server sends them, else one per chunk that has text or is not the
+// closing chunk (a token's text may be empty); a final "usage.completion_tokens"
+// (stream_options.include_usage) corrects the total.
+// Transport: keep-alive connections with Nagle off (TCP_NODELAY), one per worker thread; prepare()
+// opens them before the timed window; connections opened later are counted in describe().
 // Errors by kind: connection failures, HTTP 429, other 4xx, 5xx, malformed streams.
 #pragma once
 
@@ -57,6 +60,9 @@ struct HttpSutOptions {
   double connect_timeout_s = 5;
   double read_timeout_s = 300;
   int max_connections = 512;        // worker threads (one connection each); beyond, requests queue here
+  // TCP_NODELAY on every connection (default). Off only to measure what Nagle's algorithm costs:
+  // a request goes out as two writes (header, body) and the body then waits ~40 ms for an ACK.
+  bool tcp_nodelay = true;
   // Sent as "Authorization: Bearer KEY" on every request; empty: $OPENAI_API_KEY (the variable
   // OpenAI clients read), else no header. Never written to results.
   std::string api_key;
@@ -69,10 +75,16 @@ class HttpSut : public Sut {
   std::string name() const override { return "http:" + opt_.base_url; }
   nlohmann::json describe() const override;
   void issue(const LoadRequest& req, SutCallbacks cb) override;
+  void prepare(int expected_in_flight) override;
   void abort_all() override;
+  // refengine serve's engine counters from GET /metrics (refengine_engine_busy_seconds_total, ...);
+  // nullopt for servers without them.
+  std::optional<SutCounters> counters() const override;
 
-  // A gauge from GET /metrics (Prometheus text), e.g. refengine_busy_fraction; nullopt when the
-  // endpoint or the gauge is absent.
+  // GET /metrics (Prometheus text); nullopt when it does not answer 200.
+  std::optional<std::string> scrape_metrics() const;
+  // A gauge from GET /metrics, e.g. refengine_queue_length; nullopt when the endpoint or the gauge
+  // is absent.
   std::optional<double> scrape_gauge(const std::string& name) const;
   const std::string& model() const { return model_; }
 
@@ -80,20 +92,29 @@ class HttpSut : public Sut {
   struct Job {
     LoadRequest req;
     SutCallbacks cb;
+    bool finished = false;  // its last callback (on_complete / on_error) was delivered
   };
-  void worker();
-  void run_one(void* client, Job& job);
+  void worker(bool warm);
+  // Sends one request and delivers its callbacks; true when it delivered the last one.
+  bool run_one(void* client, Job& job);
+  // Counts this worker as finishing (see issue()), then delivers the job's last callback; false
+  // when it was already delivered.
+  bool finish(Job& job, const std::function<void()>& last_callback);
 
   HttpSutOptions opt_;
   std::string host_;
   int port_ = 80;
   std::string model_;
   std::mutex m_;
-  std::condition_variable cv_;
+  std::condition_variable cv_, cv_ready_;
+  int ready_ = 0;                     // workers started by prepare() that have tried to connect
+  std::atomic<int> prepared_{0};      // connections opened by prepare()
+  std::atomic<int> opened_late_{0};   // workers (connections) started during a run
   std::deque<Job> jobs_;
   std::vector<std::thread> threads_;
   std::vector<void*> clients_;  // each worker's httplib::Client, for abort_all()
   int idle_ = 0;
+  int finishing_ = 0;  // workers between their job's last callback and taking the next job
   bool stop_ = false;
   std::atomic<uint64_t> generation_{0};  // abort_all() bumps it; older requests cancel their stream
 };

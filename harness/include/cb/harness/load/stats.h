@@ -1,8 +1,11 @@
 // What the load generator records per request, and the summaries and validity rules built on it.
 //
-// Definitions (the same as vLLM's benchmark_serving and MLPerf LoadGen, so figures compare):
-//   TTFT  = first token (or first streamed chunk with tokens) - issue time
-//   E2E   = completion - issue time
+// Definitions (as MLPerf LoadGen: latency is taken from the scheduled arrival, so a generator that
+// falls behind its schedule cannot hide the wait in its own queue: no coordinated omission):
+//   TTFT  = first token (or first streamed chunk with tokens) - scheduled arrival
+//   E2E   = completion - scheduled arrival
+//   ..._from_send: the same from the moment the SUT put the request on the wire (reported beside;
+//   the difference is the generator's and the client's own queueing)
 //   TPOT  = (E2E - TTFT) / (output tokens - 1), only for requests with >= 2 output tokens
 //   ITL   = time between consecutive token arrivals (chunks, over HTTP)
 // Times are taken by the harness (steady_clock) in its own callbacks, never by the SUT.
@@ -39,8 +42,9 @@ const char* to_string(ErrorKind k);
 
 struct RequestRecord {
   int64_t index = 0;          // position in the run's plan
-  double scheduled_s = 0;     // planned arrival, seconds from run start
+  double scheduled_s = 0;     // planned arrival, seconds from run start (closed loop: when its slot freed)
   double issued_s = -1;       // taken just before Sut::issue()
+  double sent_s = -1;         // the SUT's on_sent (request written to the connection); issued_s when it has none
   double first_token_s = -1;
   double done_s = -1;         // completion or error
   int prompt_tokens = 0;
@@ -51,11 +55,15 @@ struct RequestRecord {
   std::string error_message;
 
   bool completed() const { return error == ErrorKind::None && done_s >= 0; }
-  double ttft_s() const { return first_token_s - issued_s; }
-  double e2e_s() const { return done_s - issued_s; }
+  double ttft_s() const { return first_token_s - scheduled_s; }
+  double e2e_s() const { return done_s - scheduled_s; }
+  double send_s() const { return sent_s >= 0 ? sent_s : issued_s; }
+  double ttft_from_send_s() const { return first_token_s - send_s(); }
+  double e2e_from_send_s() const { return done_s - send_s(); }
   // (E2E - TTFT) / (n - 1); NaN when fewer than 2 output tokens.
   double tpot_s() const;
   double issue_lag_s() const { return issued_s - scheduled_s; }
+  double send_lag_s() const { return send_s() - scheduled_s; }  // issue lag + the SUT's own queueing
 };
 
 // Nearest-rank percentile of v (p in (0, 100]); NaN for an empty v. Sorts a copy.
@@ -92,7 +100,8 @@ struct RunSummary {
   double requests_per_s = 0, input_tokens_per_s = 0, output_tokens_per_s = 0;
   size_t good = 0;              // completed requests meeting every SLO limit
   double goodput_rps = 0;       // good / duration
-  Distribution ttft_ms, tpot_ms, itl_ms, e2e_ms, issue_lag_ms;  // completed requests
+  Distribution ttft_ms, tpot_ms, itl_ms, e2e_ms, issue_lag_ms;  // completed requests (issue lag: all issued)
+  Distribution ttft_from_send_ms, e2e_from_send_ms, send_lag_ms;  // beside them: from the actual send
   // The SLO percentile of TTFT / TPOT / E2E over all issued requests (failed = +inf).
   double slo_ttft_ms = 0, slo_tpot_ms = 0, slo_e2e_ms = 0;
   bool slo_met = true;          // every set limit holds at the SLO percentile (and >= 1 completed)

@@ -28,6 +28,10 @@ struct LoadRequest {
 };
 
 struct SutCallbacks {
+  // The request is being written to the connection now (optional: a SUT that queues requests
+  // before sending them calls it, so latency from the actual send can be reported beside latency
+  // from the scheduled arrival). At most once, before any other callback.
+  std::function<void()> on_sent;
   std::function<void(int tokens)> on_tokens;  // tokens >= 1 arrived now
   // Done. reported_tokens: the SUT's own count of output tokens (e.g. an HTTP usage object), or -1
   // when it has none; the harness then uses the tokens it saw.
@@ -52,6 +56,9 @@ class Sut {
   virtual std::string name() const = 0;
   virtual nlohmann::json describe() const = 0;  // its configuration, recorded in params
   virtual void issue(const LoadRequest& req, SutCallbacks cb) = 0;
+  // Called before the timed window with the number of requests expected in flight at once: a SUT
+  // that opens connections opens them now, so that connecting is not measured as latency.
+  virtual void prepare(int /*expected_in_flight*/) {}
   // Engine counters now, when the SUT can see inside (in-process only).
   virtual std::optional<SutCounters> counters() const { return std::nullopt; }
   // Counters once every request the client saw finish is also counted by the engine (a client
