@@ -39,9 +39,9 @@ TEST(LoadSse, ParsesCompletionChunks) {
   EXPECT_EQ(c.finish_reason, "");
   c = parse_completion_chunk(R"({"choices":[{"text":"","finish_reason":"length"}]})");
   EXPECT_EQ(c.tokens, 0) << "a closing chunk without text carries no token";
+  EXPECT_EQ(c.finish_reason, "length");
   c = parse_completion_chunk(R"({"choices":[{"text":"","finish_reason":null}]})");
   EXPECT_EQ(c.tokens, 1) << "a token whose text is empty (a held-back UTF-8 byte) is a token";
-  EXPECT_EQ(c.finish_reason, "length");
   c = parse_completion_chunk(R"({"choices":[{"text":"ab","token_ids":[5,6,7]}]})");
   EXPECT_EQ(c.tokens, 3);
   c = parse_completion_chunk(R"({"choices":[{"text":"x","logprobs":{"tokens":["a","b"]}}]})");
