@@ -120,7 +120,7 @@ Measured measure(LoadContext& ctx, const WorkloadSpec& w, const InProcessConfig&
   if (!samples.empty()) entry["error_samples"] = samples;
   const double busy = r.busy_fraction();
   if (std::isfinite(busy)) entry["steady_busy_fraction"] = busy;
-  if (r.at_end) {
+  if (r.at_end && m.sut.value("sut", "") == "inprocess") {  // over HTTP the counters are the server's lifetime totals
     entry["engine"] = {{"kv_bytes_reserved_peak", r.at_end->kv_bytes_reserved_peak},
                        {"kv_bytes_used_peak", r.at_end->kv_bytes_used_peak},
                        {"preemptions", r.at_end->preemptions},

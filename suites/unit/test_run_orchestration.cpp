@@ -309,11 +309,11 @@ TEST(RunOrchestration, AllExcludesTestSuitesAndDuplicatesRunOnce) {
   ASSERT_EQ(c.rc, 0) << describe(c);
   const fs::path dir = last_line(c.out);
   const json m = manifest_of(dir);
-  const json expected = {"kernels", "engine", "accuracy", "load", "scaling", "cost", "selftest-ok"};
+  const json expected = {"kernels", "engine", "accuracy", "load", "scaling", "transport", "cost", "selftest-ok"};
   EXPECT_EQ(m["params"]["suites"], expected) << m.dump(2);
   std::set<std::string> keys;
   for (const auto& [k, v] : m["suites"].items()) keys.insert(k);
-  EXPECT_EQ(keys, (std::set<std::string>{"kernels", "engine", "accuracy", "load", "scaling", "cost", "selftest-ok"}));
+  EXPECT_EQ(keys, (std::set<std::string>{"kernels", "engine", "accuracy", "load", "scaling", "transport", "cost", "selftest-ok"}));
   EXPECT_TRUE(m["finished_at"].is_string());
   // The kernels suite timed out at once; the benchmark it had started must be gone with it (it
   // writes into the run folder, so its command line names the folder).
