@@ -182,14 +182,17 @@ constexpr size_t kSliceAlign = 4096;  // slice boundaries on page boundaries; mu
 // A streaming buffer: 2 MiB-aligned and marked for transparent huge pages where the kernel offers
 // them (madvise mode), as an inference engine's weights would be: first touch of a 1 GiB buffer
 // then takes a third of the time on a VM, and TLB misses stay out of the bandwidth figure.
-void* alloc_streaming(size_t bytes) {
+void* alloc_streaming(size_t bytes, bool huge) {
   constexpr size_t kHuge = size_t(2) << 20;
   const size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
   void* p = std::aligned_alloc(kHuge, rounded);
   if (!p) throw std::bad_alloc();
-  ::madvise(p, rounded, MADV_HUGEPAGE);  // advisory: ignored where THP is off
+  // Advisory: ignored where THP is off. NOHUGEPAGE keeps 4 KiB pages also where THP is "always".
+  ::madvise(p, rounded, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
   return p;
 }
+
+const char* page_text(bool huge) { return huge ? "transparent huge pages requested" : "4 KiB pages"; }
 
 __attribute__((target("avx512f"))) uint64_t read_avx512(const unsigned char* p, size_t n) {
   __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
@@ -484,11 +487,11 @@ size_t default_read_buffer_bytes() {
   return bytes;
 }
 
-ReadBuffer::ReadBuffer(size_t bytes, int threads) : threads_(resolve_threads(threads)) {
+ReadBuffer::ReadBuffer(size_t bytes, int threads, bool huge_pages) : huge_pages_(huge_pages), threads_(resolve_threads(threads)) {
   if (bytes == 0) bytes = default_read_buffer_bytes();
   const size_t slice = std::max<size_t>(kSliceAlign, bytes / size_t(threads_) / kSliceAlign * kSliceAlign);
   bytes_ = slice * size_t(threads_);
-  data_ = static_cast<unsigned char*>(alloc_streaming(bytes_));
+  data_ = static_cast<unsigned char*>(alloc_streaming(bytes_, huge_pages_));
   // First touch: the thread that will read a slice writes it first, so its pages are local.
 #pragma omp parallel num_threads(threads_)
   {
@@ -509,7 +512,7 @@ std::string ReadBuffer::method(Isa isa) const {
   const char* how = isa == Isa::Avx512 ? "avx512f 64-byte loads" : isa == Isa::Avx2 ? "avx2 32-byte loads" : "scalar 8-byte loads";
   const size_t llc = last_level_cache_bytes();
   return std::string(how) + ", xor-reduce, " + mib(bytes_) + " buffer (" + mib(bytes_ / size_t(threads_)) +
-         "/thread, first-touched), LLC " + (llc ? mib(llc) : std::string("unknown"));
+         "/thread, first-touched, " + page_text(huge_pages_) + "), LLC " + (llc ? mib(llc) : std::string("unknown"));
 }
 
 double ReadBuffer::read_pass(Isa isa, double* seconds) {
@@ -534,13 +537,13 @@ double ReadBuffer::read_pass(Isa isa, double* seconds) {
 
 // ---- triad buffers -----------------------------------------------------------------------------
 
-TriadBuffers::TriadBuffers(size_t bytes, int threads) : threads_(resolve_threads(threads)) {
+TriadBuffers::TriadBuffers(size_t bytes, int threads, bool huge_pages) : huge_pages_(huge_pages), threads_(resolve_threads(threads)) {
   if (bytes == 0) bytes = default_read_buffer_bytes();
   // Per array and thread: a whole number of pages (a multiple of every unroll).
   const size_t slice = std::max<size_t>(kSliceAlign, bytes / 3 / size_t(threads_) / kSliceAlign * kSliceAlign);
   n_ = slice / sizeof(float) * size_t(threads_);
   for (float** p : {&a_, &b_, &c_}) {
-    *p = static_cast<float*>(alloc_streaming(n_ * sizeof(float)));
+    *p = static_cast<float*>(alloc_streaming(n_ * sizeof(float), huge_pages_));
   }
   const size_t per = n_ / size_t(threads_);
 #pragma omp parallel num_threads(threads_)
@@ -568,7 +571,7 @@ std::string TriadBuffers::method(Isa isa) const {
   const char* how = isa == Isa::Avx512 ? "avx512f zmm" : isa == Isa::Avx2 ? "avx2+fma ymm" : "scalar";
   const size_t llc = last_level_cache_bytes();
   return std::string("STREAM triad a = b + s*c (fp32, ") + how + ", regular stores), 3 x " + mib(n_ * sizeof(float)) +
-         " arrays (first-touched per thread), 12 bytes/element counted (no write-allocate), LLC " +
+         " arrays (first-touched per thread, " + page_text(huge_pages_) + "), 12 bytes/element counted (no write-allocate), LLC " +
          (llc ? mib(llc) : std::string("unknown"));
 }
 

@@ -57,6 +57,8 @@ TEST(Likwid, AgreementIsMeasuredAndCanFail) {
   EXPECT_NEAR(m->value, 1.5, 1e-12);
   EXPECT_FALSE(m->params["agree"].get<bool>());
   EXPECT_NE(m->note.find("OUTSIDE 5%"), std::string::npos) << m->note;
+  ASSERT_NE(r.find("kernels.peak.crosscheck.ours.mem_read_gbs"), nullptr);
+  EXPECT_EQ(r.find("kernels.peak.crosscheck.ours.mem_read_gbs")->value, 75);
   EXPECT_EQ(r.find("kernels.peak.likwid.triad_gbs"), nullptr);
   EXPECT_NE(r.params["not_measured"]["kernels.peak.likwid.triad_gbs"].get<std::string>().find("exit code 1"), std::string::npos);
   EXPECT_EQ(r.params["crosscheck"]["checks"].size(), 3u);
