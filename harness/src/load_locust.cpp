@@ -153,14 +153,24 @@ LocustRunOutput run_locust(const LocustRunOptions& o) {
   // Locust's start-up (gevent, imports) takes a few seconds on a loaded machine; a run that has not
   // ended a minute past its run time is hung.
   const fs::path log = out_dir / "locust.log";
-  const ProcessResult pr = run_process(argv, o.duration_s + 60.0, log, {}, /*own_group=*/false);
+  // Locust's interpreter teardown sometimes hangs after the run (gevent); the locustfile writes
+  // PREFIX_stats_final.csv once every result is flushed, so 15 s after that file appears the run
+  // is over whatever the process does: stop it then rather than waiting for the time limit.
+  const fs::path final_csv = prefix.string() + "_stats_final.csv";
+  std::optional<Clock::time_point> final_seen;
+  auto hung_after_final = [&] {
+    if (!final_seen && fs::exists(final_csv)) final_seen = Clock::now();
+    return final_seen && std::chrono::duration<double>(Clock::now() - *final_seen).count() > 15.0;
+  };
+  const ProcessResult pr = run_process(argv, o.duration_s + 60.0, log, {}, /*own_group=*/false, hung_after_final);
+  out.stopped_after_final_stats = pr.stopped_by_caller;
   if (server) {
     out.server_died = server->poll_exited();
     server->stop();
     out.server_exit = server->exit_text() + (out.server_died ? " (before Locust finished)" : "");
   }
   if (!pr.started) throw std::runtime_error("could not start " + argv[0]);
-  if (pr.timed_out || pr.interrupted || pr.exit_code != 0)
+  if (pr.timed_out || pr.interrupted || (pr.exit_code != 0 && !pr.stopped_by_caller))
     throw std::runtime_error("Locust " + pr.describe() + "; last lines of " + log.string() + ":\n" + tail_lines(log, 10));
 
   out.failures_csv = prefix.string() + "_failures.csv";
@@ -189,6 +199,8 @@ SuiteResult locust_suite_result(const LocustRunOptions& o, const LocustRunOutput
                  {"locust_command", join(out.command)},
                  {"host", out.host},
                  {"stats_csv", out.stats_csv.filename().string()}};
+  if (out.stopped_after_final_stats)
+    params["locust_exit"] = "stopped 15 s after it wrote its final stats (its interpreter teardown hung); the stats are complete";
   if (out.server_started) {
     params["server_command"] = join(o.server_argv);
     params["server_exit"] = out.server_exit;

@@ -32,13 +32,14 @@ bool stop_requested() { return g_stop != 0; }
 std::string ProcessResult::describe() const {
   if (!started) return "could not start";
   if (timed_out) return "timed out after " + std::to_string(int(seconds)) + " s";
+  if (stopped_by_caller) return "stopped by the caller after " + std::to_string(int(seconds)) + " s";
   if (interrupted) return "interrupted";
   if (signal) return std::string("killed by signal ") + std::to_string(signal) + " (" + strsignal(signal) + ")";
   return "exit code " + std::to_string(exit_code);
 }
 
 ProcessResult run_process(const std::vector<std::string>& argv, double timeout_seconds, const std::filesystem::path& log,
-                          const std::function<void(double)>& tick, bool own_group) {
+                          const std::function<void(double)>& tick, bool own_group, const std::function<bool()>& stop_when) {
   ProcessResult r;
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
@@ -71,9 +72,11 @@ ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s
     const pid_t w = waitpid(pid, &status, WNOHANG);
     if (w == pid) break;
     const double e = elapsed();
-    if (!killing && (e > timeout_seconds || stop_requested())) {
+    const bool asked = !killing && stop_when && stop_when();
+    if (!killing && (e > timeout_seconds || stop_requested() || asked)) {
       r.timed_out = e > timeout_seconds;
-      r.interrupted = !r.timed_out;
+      r.stopped_by_caller = asked && !r.timed_out;
+      r.interrupted = !r.timed_out && !r.stopped_by_caller;
       kill(own_group ? -pid : pid, SIGTERM);
       killing = true;
       kill_time = e;

@@ -89,6 +89,7 @@ struct LocustRunOutput {
   bool server_started = false;
   bool server_died = false;           // the started server exited before Locust finished
   std::string server_exit;            // how the started server ended ("exit code 0", ...)
+  bool stopped_after_final_stats = false;  // Locust hung after writing its final stats and was stopped
 };
 
 // Runs one bounded Locust session. Throws std::runtime_error naming what failed (server did not

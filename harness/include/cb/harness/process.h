@@ -14,6 +14,7 @@ struct ProcessResult {
   bool started = false;
   bool timed_out = false;
   bool interrupted = false;  // stop_requested() became true while it ran
+  bool stopped_by_caller = false;  // stop_when() said so (the caller decided it had what it needed)
   int exit_code = -1;        // valid when it exited normally
   int signal = 0;            // non-zero when killed by a signal
   double seconds = 0;
@@ -25,8 +26,11 @@ struct ProcessResult {
 // own_group: start it in a new process group (what `run` does for each suite, so a kill reaches
 // everything the suite started); a suite's own helper processes pass false and stay in the
 // suite's group, so killing the suite kills them too.
+// stop_when (optional, polled like tick): true stops the child as a timeout would (SIGTERM, then
+// SIGKILL), recorded as stopped_by_caller.
 ProcessResult run_process(const std::vector<std::string>& argv, double timeout_seconds, const std::filesystem::path& log,
-                          const std::function<void(double elapsed)>& tick = {}, bool own_group = true);
+                          const std::function<void(double elapsed)>& tick = {}, bool own_group = true,
+                          const std::function<bool()>& stop_when = {});
 
 // Set by SIGINT / SIGTERM once install_stop_handlers() ran; running children are then stopped.
 void install_stop_handlers();
