@@ -258,16 +258,11 @@ void HttpSut::abort_all() {
 void HttpSut::worker(bool warm) {
   httplib::Client client(host_, port_);
   configure(client, opt_);
-  if (warm) {
-    // Open the keep-alive connection now, outside the timed window: any answer will do (GET
-    // /v1/models is part of every OpenAI-compatible server).
-    const bool ok = bool(client.Get("/v1/models"));
-    std::lock_guard lk(m_);
-    if (ok) ++prepared_;
-    ++ready_;
-    cv_ready_.notify_all();
-  }
+  // Open the keep-alive connection now, outside the timed window: any answer will do (GET
+  // /v1/models is part of every OpenAI-compatible server).
+  const bool connected = warm && bool(client.Get("/v1/models"));
   std::unique_lock lk(m_);
+  if (connected) ++prepared_;
   clients_.push_back(&client);
   struct Unregister {
     std::vector<void*>& v;
@@ -276,6 +271,11 @@ void HttpSut::worker(bool warm) {
   } unregister{clients_, &client};
   for (;;) {
     ++idle_;
+    if (warm) {  // prepare() returns once every new worker is idle, so the first jobs find them
+      warm = false;
+      ++ready_;
+      cv_ready_.notify_all();
+    }
     cv_.wait(lk, [&] { return stop_ || !jobs_.empty(); });
     --idle_;
     if (jobs_.empty()) return;  // stop_ and nothing left

@@ -469,16 +469,15 @@ void Server::Impl::stream(const std::shared_ptr<Completion>& c, RequestId id, ht
               continue;
             }
             // One event per token, also for a token whose text is empty (part of a UTF-8
-            // character held back, or a special token): as vLLM streams, so that a client can
-            // count tokens and time each one from the events alone.
+            // character held back, or a special token), so that a client can count tokens and
+            // time each one from the events alone; the finish_reason then comes in a closing
+            // event of its own (as OpenAI sends it), so the count does not depend on whether the
+            // finish arrived in the same write as the last token.
             while (!s.marks.empty() && s.marks.front() <= ready) {
               const size_t mark = std::max(s.marks.front(), s.sent);
               s.marks.pop_front();
-              const bool last = end && mark == ready && s.marks.empty();
-              out += sse_event(completion_chunk(c->id, c->created, c->model, int(i), s.text.text().substr(s.sent, mark - s.sent),
-                                                last ? s.reason : ""));
+              out += sse_event(completion_chunk(c->id, c->created, c->model, int(i), s.text.text().substr(s.sent, mark - s.sent), ""));
               s.sent = mark;
-              if (last) s.final_sent = true;
             }
             if (end && !s.final_sent) {
               out += sse_event(completion_chunk(c->id, c->created, c->model, int(i), s.text.text().substr(s.sent, ready - s.sent),

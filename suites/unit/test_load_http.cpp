@@ -74,7 +74,8 @@ namespace {
 // A stub OpenAI-style server. prompt[0] picks the behaviour: 1 = stream max_tokens text chunks,
 // finish_reason, usage, [DONE]; 2 = HTTP 429; 3 = 500; 4 = 400; 5 = a malformed chunk; 6 = one
 // chunk then the stream just ends; 7 = chunks of two token ids each; 8 = one chunk per token with
-// empty text (held-back UTF-8 bytes, special tokens), the finish_reason on the last token's chunk.
+// empty text (held-back UTF-8 bytes, special tokens), the finish_reason on the last token's chunk
+// (as vLLM streams it).
 class StubServer {
  public:
   StubServer() {

@@ -107,11 +107,15 @@ TEST_F(ServerTest, StreamDeliversChunksUsageAndDone) {
     EXPECT_TRUE(finish.empty()) << "no chunk after the finish chunk";
     text += c["text"].get<std::string>();
     text_chunks += !c["text"].get<std::string>().empty();
-    ++token_chunks;
-    if (!c["finish_reason"].is_null()) finish = c["finish_reason"];
+    if (c["finish_reason"].is_null()) {
+      ++token_chunks;
+    } else {
+      finish = c["finish_reason"];
+      EXPECT_EQ(c["text"], "") << "the closing event carries the finish reason, no token";
+    }
   }
   EXPECT_GE(text_chunks, 2) << "tokens arrive as they are generated, not in one piece";
-  EXPECT_EQ(token_chunks, kTokens) << "one event per token, also for a token whose text is empty";
+  EXPECT_EQ(token_chunks, kTokens) << "one event per token, also for a token whose text is empty, then a closing event";
   EXPECT_EQ(text, plain["choices"][0]["text"].get<std::string>());
   EXPECT_EQ(finish, "length");
   ASSERT_TRUE(usage.is_object()) << "usage chunk present by default";
