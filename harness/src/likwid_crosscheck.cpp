@@ -76,8 +76,8 @@ std::optional<double> parse_likwid_rate(const std::string& output, const std::st
   return v / 1000.0;
 }
 
-LikwidCrosscheck run_likwid_crosscheck(int threads, const std::string& isa, size_t stream_bytes, int runs, double seconds,
-                                       const fs::path& raw_dir, const OwnMeasures& ours) {
+LikwidCrosscheck run_likwid_crosscheck(int threads, const std::string& isa, size_t stream_bytes, int fp32_runs, int memory_runs,
+                                       double seconds, const fs::path& raw_dir, const OwnMeasures& ours) {
   LikwidCrosscheck c;
   const std::string bin = find_on_path("likwid-bench");
   if (bin.empty()) {
@@ -97,10 +97,10 @@ LikwidCrosscheck run_likwid_crosscheck(int threads, const std::string& isa, size
   // FP32 FMA peak: 16 kB per thread, resident in L1 (the kernel loads one vector per 15 FMAs).
   const std::string suffix = isa == "avx512" ? "_avx512" : isa == "avx" ? "_avx" : "_sse";
   const std::string fma_kernel = "peakflops_sp" + suffix + (isa == "sse" ? "" : "_fma");
-  c.fp32 = run_kernel(bin, fma_kernel, "N:" + std::to_string(16 * std::max(1, threads)) + "kB:" + t, "MFlops/s", runs, seconds, raw_dir, ours.fp32);
+  c.fp32 = run_kernel(bin, fma_kernel, "N:" + std::to_string(16 * std::max(1, threads)) + "kB:" + t, "MFlops/s", fp32_runs, seconds, raw_dir, ours.fp32);
   const std::string mem = "N:" + std::to_string(std::max<size_t>(1, stream_bytes >> 20)) + "MB:" + t;
-  c.read = run_kernel(bin, "load" + suffix, mem, "MByte/s", runs, seconds, raw_dir, ours.read);
-  c.triad = run_kernel(bin, "stream_sp" + suffix, mem, "MByte/s", runs, seconds, raw_dir, ours.triad);
+  c.read = run_kernel(bin, "load" + suffix, mem, "MByte/s", memory_runs, seconds, raw_dir, ours.read);
+  c.triad = run_kernel(bin, "stream_sp" + suffix, mem, "MByte/s", memory_runs, seconds, raw_dir, ours.triad);
   return c;
 }
 

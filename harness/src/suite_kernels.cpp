@@ -314,20 +314,24 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
     // Ours, like with like: the mean over one 1 s window (likwid-bench's own -s 1), on 4 KiB pages
     // (what likwid-bench's buffers get; the suite's own peaks use huge pages, ~20% faster under a
     // hypervisor), run right after each likwid run so both see the same state of a shared machine.
+    // The FP32 peak is cheap (L1-resident, ~2 s a pair) and the host's clock moves by 20% between
+    // seconds, so it gets 5 pairs in both modes. Memory, quick: 2 runs each on 1 GiB (allocating and
+    // first-touching 2 GiB on 4 KiB pages, as likwid does for each run, takes seconds under a
+    // hypervisor); full: 5 runs on the suite's buffer size.
+    const size_t bytes = ctx.quick ? std::min<size_t>(bench::default_read_buffer_bytes(), size_t(1) << 30) : bench::default_read_buffer_bytes();
     OwnMeasures ours;
     std::unique_ptr<bench::ReadBuffer> rb;  // allocated once, on first use
     std::unique_ptr<bench::TriadBuffers> tb;
     ours.fp32 = [] { return bench::sustained_fp32_fma_rate(0, 1.0); };
     ours.read = [&] {
-      if (!rb) rb = std::make_unique<bench::ReadBuffer>(0, 0, /*huge_pages=*/false);
+      if (!rb) rb = std::make_unique<bench::ReadBuffer>(bytes, 0, /*huge_pages=*/false);
       return bench::sustained_rate(*rb, 1.0);
     };
     ours.triad = [&] {
-      if (!tb) tb = std::make_unique<bench::TriadBuffers>(0, 0, /*huge_pages=*/false);
+      if (!tb) tb = std::make_unique<bench::TriadBuffers>(bytes, 0, /*huge_pages=*/false);
       return bench::sustained_rate(*tb, 1.0);
     };
-    const LikwidCrosscheck lc = run_likwid_crosscheck(omp_get_max_threads(), isa, bench::default_read_buffer_bytes(),
-                                                      ctx.quick ? 3 : 5, 1.0, ctx.run_dir / "raw", ours);
+    const LikwidCrosscheck lc = run_likwid_crosscheck(omp_get_max_threads(), isa, bytes, 5, ctx.quick ? 2 : 5, 1.0, ctx.run_dir / "raw", ours);
     add_likwid_metrics(lc, r);
   }
 

@@ -40,10 +40,11 @@ struct LikwidCrosscheck {
   LikwidFigure fp32, read, triad;
 };
 
-// Runs the three kernels on `threads` threads (`runs` times each, at least `seconds` each) with
-// the vector width `isa` ("avx512", "avx" or "sse"); the outputs go to raw_dir/likwid-*.txt.
-LikwidCrosscheck run_likwid_crosscheck(int threads, const std::string& isa, size_t stream_bytes, int runs, double seconds,
-                                       const std::filesystem::path& raw_dir, const OwnMeasures& ours);
+// Runs the three kernels on `threads` threads (the FP32 peak `fp32_runs` times, the two bandwidth
+// kernels `memory_runs` times each, at least `seconds` each) with the vector width `isa`
+// ("avx512", "avx" or "sse"); the outputs go to raw_dir/likwid-*.txt.
+LikwidCrosscheck run_likwid_crosscheck(int threads, const std::string& isa, size_t stream_bytes, int fp32_runs, int memory_runs,
+                                       double seconds, const std::filesystem::path& raw_dir, const OwnMeasures& ours);
 
 // Parses likwid-bench's "MFlops/s:" or "MByte/s:" line into GFLOP/s or GB/s.
 std::optional<double> parse_likwid_rate(const std::string& output, const std::string& field);
