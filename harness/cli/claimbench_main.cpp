@@ -117,6 +117,9 @@ int main(int argc, char** argv) {
   run->add_option("--driver", ro.driver, "load suite driver: native (own generator) or locust")->check(CLI::IsMember({"native", "locust"}));
   run->add_option("--ppl-text", ro.ppl_text, "accuracy suite: text file whose perplexity to measure (bring your own)")->check(CLI::ExistingFile);
   run->add_option("--qa-jsonl", ro.qa_jsonl, "accuracy suite: JSONL of {\"prompt\", \"answer\"} for exact-match accuracy")->check(CLI::ExistingFile);
+  run->add_option("--cost-defaults", ro.cost_defaults,
+                  "cost suite: cost defaults with the token prices of the run's model (prices.model); default suites/claims/cost-defaults.json")
+      ->check(CLI::ExistingFile);
   run->add_option("--model", model, "model directory (default: the embedded default model)");
   run->add_option("--out", out, "folder to create the run folder in (default: results/runs)");
   run->add_option("--seed", ro.seed, "seed for prompts and workloads");
@@ -157,7 +160,8 @@ int main(int argc, char** argv) {
   rsub->add_option("--model", rs_model);
   rsub->add_option("--sut", rs_sut);
   rsub->add_option("--driver", rs_driver);
-  std::string rs_ppl, rs_qa;
+  std::string rs_ppl, rs_qa, rs_cost;
+  rsub->add_option("--cost-defaults", rs_cost);
   rsub->add_option("--ppl-text", rs_ppl);
   rsub->add_option("--qa-jsonl", rs_qa);
   rsub->add_option("--seed", rs_seed);
@@ -174,6 +178,7 @@ int main(int argc, char** argv) {
     ctx.driver = rs_driver;
     ctx.ppl_text = rs_ppl;
     ctx.qa_jsonl = rs_qa;
+    ctx.cost_defaults = rs_cost;
     ctx.quick = rs_quick;
     ctx.seed = rs_seed;
     ctx.bench_filter = rs_filter;
@@ -185,7 +190,7 @@ int main(int argc, char** argv) {
   // check
   std::string ck_dir, ck_claims;
   bool ck_allow = false;
-  auto* check = app.add_subcommand("check", "evaluate a claim set against a run: PASS / FAIL / SKIP / NOT MEASURED / ERROR");
+  auto* check = app.add_subcommand("check", "evaluate a claim set against a run: PASS / FAIL / INCONCLUSIVE / INVALID / SKIP / NOT MEASURED / ERROR");
   check->add_option("RUN_DIR", ck_dir, "run folder")->required();
   check->add_option("--claims", ck_claims, "claim set (default: suites/claims/deepseek-article.json)");
   check->add_flag("--allow-fail", ck_allow, "exit 0 even when claims FAIL (reporting runs)");

@@ -13,39 +13,12 @@ using nlohmann::json;
 // ---------------------------------------------------------------------------------------------
 // Comparators and verdicts
 
-const char* to_string(Comparator c) {
-  switch (c) {
-    case Comparator::GE: return ">=";
-    case Comparator::LE: return "<=";
-    case Comparator::GT: return ">";
-    case Comparator::LT: return "<";
-    case Comparator::EQ: return "==";
-  }
-  return "?";
-}
-
-Comparator comparator_from_string(const std::string& s, const std::string& where) {
-  for (auto c : {Comparator::GE, Comparator::LE, Comparator::GT, Comparator::LT, Comparator::EQ})
-    if (s == to_string(c)) return c;
-  throw SchemaError(where + ": unknown comparator '" + s + "' (expected one of >=, <=, >, <, ==)");
-}
-
-bool holds(double v, Comparator c, double t, double tol) {
-  if (std::isnan(v)) return false;
-  switch (c) {
-    case Comparator::GE: return v >= t;
-    case Comparator::LE: return v <= t;
-    case Comparator::GT: return v > t;
-    case Comparator::LT: return v < t;
-    case Comparator::EQ: return std::fabs(v - t) <= tol;
-  }
-  return false;
-}
-
 const char* to_string(Verdict v) {
   switch (v) {
     case Verdict::Pass: return "PASS";
     case Verdict::Fail: return "FAIL";
+    case Verdict::Inconclusive: return "INCONCLUSIVE";
+    case Verdict::Invalid: return "INVALID";
     case Verdict::Skip: return "SKIP";
     case Verdict::NotMeasured: return "NOT MEASURED";
     case Verdict::Error: return "ERROR";
@@ -53,10 +26,30 @@ const char* to_string(Verdict v) {
   return "ERROR";
 }
 
+namespace {
+constexpr Verdict kAllVerdicts[] = {Verdict::Pass, Verdict::Fail,        Verdict::Inconclusive, Verdict::Invalid,
+                                    Verdict::Skip, Verdict::NotMeasured, Verdict::Error};
+}
+
 Verdict verdict_from_string(const std::string& s, const std::string& where) {
-  for (auto v : {Verdict::Pass, Verdict::Fail, Verdict::Skip, Verdict::NotMeasured, Verdict::Error})
+  for (auto v : kAllVerdicts)
     if (s == to_string(v)) return v;
-  throw SchemaError(where + ": verdict '" + s + "' is not one of PASS, FAIL, SKIP, NOT MEASURED, ERROR");
+  throw SchemaError(where + ": verdict '" + s + "' is not one of PASS, FAIL, INCONCLUSIVE, INVALID, SKIP, NOT MEASURED, ERROR");
+}
+
+const char* to_string(ClaimKind k) {
+  switch (k) {
+    case ClaimKind::Measurement: return "measurement";
+    case ClaimKind::Arithmetic: return "arithmetic";
+    case ClaimKind::Simulation: return "simulation";
+  }
+  return "measurement";
+}
+
+ClaimKind claim_kind_from_string(const std::string& s, const std::string& where) {
+  for (auto k : {ClaimKind::Measurement, ClaimKind::Arithmetic, ClaimKind::Simulation})
+    if (s == to_string(k)) return k;
+  throw SchemaError(where + ": unknown kind '" + s + "' (expected measurement, arithmetic or simulation)");
 }
 
 const Claim* ClaimSet::find(const std::string& id) const {
@@ -162,7 +155,7 @@ struct Parser {
   Claim claim(const json& j, const std::string& path) const {
     if (!j.is_object()) fail(path, std::string("expected an object, got ") + j.type_name());
     only_keys(j, path, {"id", "claim", "figure", "metric", "conditions", "comparator", "threshold", "tolerance", "unit", "suite",
-                        "requires", "scope"}, "claim");
+                        "requires", "scope", "kind"}, "claim");
     Claim c;
     c.id = str(j, "id", path, true);
     if (c.id.empty()) fail(sub(path, "id"), "must not be empty");
@@ -171,6 +164,7 @@ struct Parser {
     c.suite = str(j, "suite", path, true);
     c.unit = str(j, "unit", path, false);
     c.scope = str(j, "scope", path, false);
+    if (j.contains("kind")) c.kind = claim_kind_from_string(str(j, "kind", path, true), src + ": " + sub(path, "kind"));
     const bool single = j.contains("metric") || j.contains("comparator") || j.contains("threshold") || j.contains("tolerance");
     if (j.contains("conditions")) {
       if (single) fail(path, "has both 'conditions' and metric/comparator/threshold/tolerance: use one form");
@@ -334,6 +328,19 @@ std::string cond_text(const Condition& c) {
   return s;
 }
 
+// Why a metric's run is INVALID by its suite's rules (params.valid == false), or nullopt.
+std::optional<std::string> invalid_reason(const Metric& m) {
+  const json& p = m.params;
+  if (!p.is_object() || !p.contains("valid") || !p["valid"].is_boolean() || p["valid"].get<bool>()) return std::nullopt;
+  if (p.contains("validity")) {
+    const json& v = p["validity"];
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_object() && v.contains("line") && v["line"].is_string()) return v["line"].get<std::string>();
+    return v.dump();
+  }
+  return m.note.empty() ? std::string("the suite marked it valid=false") : m.note;
+}
+
 ConditionResult evaluate_condition(const Condition& c, const RunData& run) {
   ConditionResult r;
   r.condition = c;
@@ -344,11 +351,34 @@ ConditionResult evaluate_condition(const Condition& c, const RunData& run) {
     if (suite.status == SuiteStatus::Error || suite.status == SuiteStatus::Timeout) {
       r.verdict = Verdict::Error;
       r.reason = "suite '" + name + "' has status " + to_string(suite.status) + (suite.reason.empty() ? "" : ": " + suite.reason);
-    } else if (std::isnan(m->value)) {
+      return r;
+    }
+    if (std::isnan(m->value)) {
       r.verdict = Verdict::Error;
       r.reason = "metric " + c.metric + " is NaN (suite '" + name + "' produced no valid number)";
-    } else {
-      r.verdict = holds(m->value, c.comparator, c.threshold, c.tolerance) ? Verdict::Pass : Verdict::Fail;
+      return r;
+    }
+    std::string why;
+    r.interval = trial_interval(*m, why);
+    if (auto invalid = invalid_reason(*m)) {
+      // The run behind it broke its suite's own rules: no verdict either way.
+      r.verdict = Verdict::Invalid;
+      r.reason = "metric " + c.metric + " comes from an INVALID run: " + *invalid;
+      return r;
+    }
+    if (!r.interval) {
+      r.verdict = Verdict::Inconclusive;
+      r.reason = why;
+      return r;
+    }
+    switch (judge_interval(*r.interval, c.comparator, c.threshold, c.tolerance)) {
+      case IntervalSide::Holds: r.verdict = Verdict::Pass; break;
+      case IntervalSide::Fails: r.verdict = Verdict::Fail; break;
+      case IntervalSide::Straddles:
+        r.verdict = Verdict::Inconclusive;
+        r.reason = "95% interval [" + fmt(r.interval->low, 4) + ", " + fmt(r.interval->high, 4) + "] of " +
+                   std::to_string(r.interval->n) + " trials straddles the threshold " + cond_text(c);
+        break;
     }
     return r;
   }
@@ -383,7 +413,16 @@ ConditionResult evaluate_condition(const Condition& c, const RunData& run) {
   else if (*status == SuiteStatus::NotBuilt) set(Verdict::NotMeasured, "is not built" + why);
   else if (*status == SuiteStatus::Skipped) set(Verdict::NotMeasured, "was skipped" + why);
   else if (from_file) {
-    // A suite may say why it could not produce a metric: params.not_measured.<metric key>.
+    // A suite may say a metric does not apply to this run (params.skip.<key>: SKIP, like absent
+    // hardware) or why it could not produce it (params.not_measured.<key>).
+    if (auto it = run.suites.find(sname); it != run.suites.end()) {
+      const json& p = it->second.params;
+      if (p.is_object() && p.contains("skip") && p["skip"].is_object() && p["skip"].contains(c.metric) && p["skip"][c.metric].is_string()) {
+        r.verdict = Verdict::Skip;
+        r.reason = p["skip"][c.metric].get<std::string>();
+        return r;
+      }
+    }
     std::string detail;
     if (auto it = run.suites.find(sname); it != run.suites.end()) {
       const json& p = it->second.params;
@@ -409,6 +448,7 @@ std::vector<ClaimResult> evaluate(const ClaimSet& set, const RunData& run) {
     r.figure = c.figure;
     r.unit = c.unit;
     r.scope = c.scope;
+    r.kind = c.kind;
     const Condition& first = c.conditions.front();
     r.metric = first.metric;
     r.comparator = first.comparator;
@@ -416,6 +456,7 @@ std::vector<ClaimResult> evaluate(const ClaimSet& set, const RunData& run) {
     r.tolerance = first.tolerance;
     for (const auto& cond : c.conditions) r.parts.push_back(evaluate_condition(cond, run));
     r.measured = r.parts.front().measured;
+    r.interval = r.parts.front().interval;
     if (c.requirement) {
       if (auto why = unmet(*c.requirement, hw)) {
         // The hardware is absent: SKIP even if some value was recorded, never PASS.
@@ -426,11 +467,15 @@ std::vector<ClaimResult> evaluate(const ClaimSet& set, const RunData& run) {
       }
     }
     auto any = [&](Verdict v) { return std::any_of(r.parts.begin(), r.parts.end(), [&](const ConditionResult& p) { return p.verdict == v; }); };
-    // A broken measurement dominates; then a failed part (the conjunction is false whatever the rest).
-    r.verdict = any(Verdict::Error) ? Verdict::Error
-              : any(Verdict::Fail)  ? Verdict::Fail
-              : any(Verdict::NotMeasured) ? Verdict::NotMeasured
-                                          : Verdict::Pass;
+    // A broken measurement dominates; then a failed part (the conjunction is false whatever the
+    // rest); then a part without a trustworthy value (invalid run, absent, within the noise).
+    r.verdict = any(Verdict::Error)          ? Verdict::Error
+              : any(Verdict::Fail)           ? Verdict::Fail
+              : any(Verdict::Invalid)        ? Verdict::Invalid
+              : any(Verdict::Skip)           ? Verdict::Skip
+              : any(Verdict::NotMeasured)    ? Verdict::NotMeasured
+              : any(Verdict::Inconclusive)   ? Verdict::Inconclusive
+                                             : Verdict::Pass;
     if (r.parts.size() == 1) {
       r.reason = r.parts.front().reason;
     } else {
@@ -451,18 +496,25 @@ std::vector<ClaimResult> evaluate(const ClaimSet& set, const RunData& run) {
 // ---------------------------------------------------------------------------------------------
 // Printing, JSON, exit code
 
-std::map<std::string, int> count_verdicts(const std::vector<ClaimResult>& results) {
+std::map<std::string, int> count_verdicts(const std::vector<ClaimResult>& results, bool measurements) {
   std::map<std::string, int> n;
-  for (auto v : {Verdict::Pass, Verdict::Fail, Verdict::Skip, Verdict::NotMeasured, Verdict::Error}) n[to_string(v)] = 0;
-  for (const auto& r : results) ++n[to_string(r.verdict)];
+  for (auto v : kAllVerdicts) n[to_string(v)] = 0;
+  for (const auto& r : results)
+    if ((r.kind == ClaimKind::Measurement) == measurements) ++n[to_string(r.verdict)];
   return n;
 }
 
 std::string summary_line(const std::vector<ClaimResult>& results) {
-  auto n = count_verdicts(results);
-  std::string s;
-  for (auto v : {Verdict::Pass, Verdict::Fail, Verdict::Skip, Verdict::NotMeasured, Verdict::Error})
-    s += (s.empty() ? "" : ", ") + std::to_string(n[to_string(v)]) + " " + to_string(v);
+  auto line = [&](bool measurements, bool all) {
+    auto n = count_verdicts(results, measurements);
+    std::string s;
+    for (auto v : kAllVerdicts)
+      if (all || n[to_string(v)] > 0) s += (s.empty() ? "" : ", ") + std::to_string(n[to_string(v)]) + " " + to_string(v);
+    return s;
+  };
+  std::string s = "measured: " + line(true, true);
+  const bool others = std::any_of(results.begin(), results.end(), [](const ClaimResult& r) { return r.kind != ClaimKind::Measurement; });
+  if (others) s += "; not measurements (arithmetic, simulation): " + line(false, false);
   return s;
 }
 
@@ -481,26 +533,52 @@ std::string pad(const std::string& s, size_t width) {
 }
 }  // namespace
 
+namespace {
+std::string interval_text(const std::optional<Interval>& iv) {
+  if (!iv) return "-";
+  if (iv->method == "exact") return "exact";
+  return "[" + fmt(iv->low, 4) + ", " + fmt(iv->high, 4) + "] n=" + std::to_string(iv->n);
+}
+}  // namespace
+
 void print_claims_table(std::ostream& os, const std::vector<ClaimResult>& results) {
-  constexpr size_t kId = 15, kMeasured = 24, kThreshold = 22, kVerdict = 12, kScope = 60;
-  os << pad("id", kId) << pad("measured", kMeasured) << pad("threshold", kThreshold) << pad("verdict", kVerdict) << "scope\n";
-  os << std::string(kId + kMeasured + kThreshold + kVerdict + 4 + kScope, '-') << "\n";
-  for (const auto& r : results) {
-    std::vector<std::string> measured, threshold;
+  constexpr size_t kId = 15, kMeasured = 22, kInterval = 24, kThreshold = 20, kVerdict = 13, kScope = 50;
+  os << pad("id", kId) << pad("measured", kMeasured) << pad("95% interval", kInterval) << pad("threshold", kThreshold)
+     << pad("verdict", kVerdict) << "scope\n";
+  const std::string rule(kId + kMeasured + kInterval + kThreshold + kVerdict + 5 + kScope, '-');
+  os << rule << "\n";
+  auto row = [&](const ClaimResult& r) {
+    std::vector<std::string> measured, threshold, interval;
     for (const auto& p : r.parts) {
       measured.push_back(!p.measured ? std::string("-") : r.parts.size() > 1 ? fmt(*p.measured, 4) : fmt(*p.measured));
       threshold.push_back(cond_text(p.condition));
+      interval.push_back(interval_text(p.interval));
     }
     if (r.parts.empty()) {  // results read back from claims.json
       measured.push_back(r.measured ? fmt(*r.measured) : std::string("-"));
       threshold.push_back(cond_text(Condition{r.metric, r.comparator, r.threshold, r.tolerance, r.unit, ""}));
+      interval.push_back(interval_text(r.interval));
     }
     std::string m = join(measured, " / ");
     if (m != "-" && !r.unit.empty()) m += " " + r.unit;
-    os << pad(r.id, kId) << pad(m, kMeasured) << pad(join(threshold, " & "), kThreshold) << pad(to_string(r.verdict), kVerdict)
-       << truncate(r.scope, kScope) << "\n";
+    std::string iv = join(interval, " / ");
+    if (iv == "exact / exact" || iv == "exact / exact / exact") iv = "exact";
+    os << pad(r.id, kId) << pad(m, kMeasured) << pad(iv, kInterval) << pad(join(threshold, " & "), kThreshold)
+       << pad(to_string(r.verdict), kVerdict) << truncate(r.scope, kScope) << "\n";
     const bool plain = (r.verdict == Verdict::Pass || r.verdict == Verdict::Fail) && r.parts.size() <= 1;
     if (!plain && !r.reason.empty()) os << std::string(kId + 1, ' ') << "reason: " << r.reason << "\n";
+  };
+  for (const auto& r : results)
+    if (r.kind == ClaimKind::Measurement) row(r);
+  bool header = false;
+  for (const auto& r : results) {
+    if (r.kind == ClaimKind::Measurement) continue;
+    if (!header) {
+      os << "-- not measurements (not counted among the measured verdicts): arithmetic on published figures, simulations on "
+            "assumed inputs --\n";
+      header = true;
+    }
+    row(r);
   }
   os << summary_line(results) << "\n";
 }
@@ -510,6 +588,29 @@ json number_or_null(const std::optional<double>& v) {
   if (!v || !std::isfinite(*v)) return nullptr;
   return *v;
 }
+json interval_json(const std::optional<Interval>& iv) {
+  if (!iv) return nullptr;
+  return {{"low", number_or_null(iv->low)}, {"high", number_or_null(iv->high)}, {"level", iv->level}, {"n", iv->n},
+          {"mean", number_or_null(iv->mean)}, {"method", iv->method}};
+}
+std::optional<Interval> interval_from_json(const json& j, const std::string& where) {
+  if (!j.is_object()) {
+    if (j.is_null()) return std::nullopt;
+    throw SchemaError(where + ": expected an object or null");
+  }
+  Interval iv;
+  auto num = [&](const char* k) {
+    if (!j.contains(k) || !j.at(k).is_number()) throw SchemaError(where + "." + k + ": missing or not a number");
+    return j.at(k).get<double>();
+  };
+  iv.low = num("low");
+  iv.high = num("high");
+  iv.level = j.value("level", 0.95);
+  iv.n = j.value("n", size_t(0));
+  iv.mean = j.contains("mean") && j.at("mean").is_number() ? j.at("mean").get<double>() : 0.5 * (iv.low + iv.high);
+  iv.method = j.value("method", std::string());
+  return iv;
+}
 }  // namespace
 
 json claims_to_json(const std::vector<ClaimResult>& results, const std::string& claim_set_file, const std::string& run_dir) {
@@ -517,14 +618,15 @@ json claims_to_json(const std::vector<ClaimResult>& results, const std::string& 
   for (const auto& r : results) {
     json e = {{"id", r.id}, {"description", r.description}, {"figure", r.figure}, {"metric", r.metric}, {"unit", r.unit},
               {"measured", number_or_null(r.measured)}, {"comparator", to_string(r.comparator)}, {"threshold", r.threshold},
-              {"verdict", to_string(r.verdict)}, {"reason", r.reason}, {"scope", r.scope}};
+              {"verdict", to_string(r.verdict)}, {"reason", r.reason}, {"scope", r.scope}, {"kind", to_string(r.kind)},
+              {"interval", interval_json(r.interval)}};
     if (r.comparator == Comparator::EQ) e["tolerance"] = r.tolerance;
     if (r.parts.size() > 1) {
       json parts = json::array();
       for (const auto& p : r.parts) {
         json pj = {{"metric", p.condition.metric}, {"unit", p.condition.unit}, {"measured", number_or_null(p.measured)},
                    {"comparator", to_string(p.condition.comparator)}, {"threshold", p.condition.threshold},
-                   {"verdict", to_string(p.verdict)}, {"reason", p.reason}};
+                   {"verdict", to_string(p.verdict)}, {"reason", p.reason}, {"interval", interval_json(p.interval)}};
         if (p.condition.comparator == Comparator::EQ) pj["tolerance"] = p.condition.tolerance;
         parts.push_back(pj);
       }
@@ -533,7 +635,8 @@ json claims_to_json(const std::vector<ClaimResult>& results, const std::string& 
     arr.push_back(e);
   }
   return {{"schema", "claimbench.claims"}, {"schema_version", schema_version_string()}, {"claim_set", claim_set_file},
-          {"run_dir", run_dir}, {"results", arr}, {"counts", count_verdicts(results)}};
+          {"run_dir", run_dir}, {"results", arr}, {"counts", count_verdicts(results, true)},
+          {"counts_not_measurements", count_verdicts(results, false)}};
 }
 
 namespace {
@@ -571,6 +674,8 @@ ClaimsReport claims_report_from_json(const json& j, const std::string& source) {
     r.verdict = verdict_from_string(req_string(e, "verdict", w), w + ".verdict");
     r.reason = e.value("reason", "");
     r.scope = e.value("scope", "");
+    if (e.contains("kind")) r.kind = claim_kind_from_string(req_string(e, "kind", w), w + ".kind");
+    if (e.contains("interval")) r.interval = interval_from_json(e.at("interval"), w + ".interval");
     if (e.contains("conditions") && e.at("conditions").is_array()) {
       size_t k = 0;
       for (const auto& pj : e.at("conditions")) {
@@ -584,12 +689,14 @@ ClaimsReport claims_report_from_json(const json& j, const std::string& source) {
         p.measured = opt_number(pj, "measured", pw);
         p.verdict = verdict_from_string(req_string(pj, "verdict", pw), pw + ".verdict");
         p.reason = pj.value("reason", "");
+        if (pj.contains("interval")) p.interval = interval_from_json(pj.at("interval"), pw + ".interval");
         r.parts.push_back(std::move(p));
       }
     }
     rep.results.push_back(std::move(r));
   }
-  rep.counts = count_verdicts(rep.results);
+  rep.counts = count_verdicts(rep.results, true);
+  rep.counts_not_measurements = count_verdicts(rep.results, false);
   return rep;
 }
 
@@ -598,7 +705,7 @@ ClaimsReport load_claims_json(const fs::path& path) { return claims_report_from_
 int check_exit_code(const std::vector<ClaimResult>& results, bool allow_fail) {
   bool fail = false, error = false;
   for (const auto& r : results) {
-    fail = fail || r.verdict == Verdict::Fail;
+    fail = fail || r.verdict == Verdict::Fail || r.verdict == Verdict::Invalid;
     error = error || r.verdict == Verdict::Error;
   }
   if (error) return 2;

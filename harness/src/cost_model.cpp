@@ -85,7 +85,8 @@ std::vector<NumField> num_fields(CostDefaults& d) {
 
 std::vector<StrField> str_fields(CostDefaults& d) {
   MeasuredKeys& k = d.keys;
-  return {{"measured_keys", "requests_per_s", &k.requests_per_s},
+  return {{"prices", "model", &d.price_model},
+          {"measured_keys", "requests_per_s", &k.requests_per_s},
           {"measured_keys", "input_tokens_per_s", &k.input_tokens_per_s},
           {"measured_keys", "output_tokens_per_s", &k.output_tokens_per_s},
           {"measured_keys", "baseline_requests_per_s", &k.baseline_requests_per_s},
@@ -246,6 +247,26 @@ std::optional<double> positive(const RunData* run, const std::string& key) {
   if (!m || !std::isfinite(m->value) || m->value <= 0) return std::nullopt;
   return m->value;
 }
+
+// The trials of a measured input (its samples, else its value), for per-trial economics.
+std::vector<double> trials_of(const RunData* run, const std::string& key) {
+  const Metric* m = run ? run->find_metric(key) : nullptr;
+  if (!m) return {};
+  return m->samples.empty() ? std::vector<double>{m->value} : m->samples;
+}
+
+// Why the measured inputs cannot be trusted (a run behind one broke its suite's validity rules).
+std::string invalid_inputs(const RunData* run, const std::vector<std::string>& keys) {
+  std::string why;
+  for (const auto& k : keys) {
+    const Metric* m = run ? run->find_metric(k) : nullptr;
+    if (!m || !m->params.is_object() || !m->params.contains("valid") || !m->params["valid"].is_boolean() || m->params["valid"].get<bool>())
+      continue;
+    const json v = m->params.value("validity", json());
+    why += (why.empty() ? "" : "; ") + k + ": " + (v.is_string() ? v.get<std::string>() : v.is_null() ? std::string("valid=false") : v.dump());
+  }
+  return why;
+}
 }  // namespace
 
 SuiteResult cost_suite(const RunData* measured, const CostDefaults& d) {
@@ -328,38 +349,105 @@ SuiteResult cost_suite(const RunData* measured, const CostDefaults& d) {
     }
   }
   s.params["measured_inputs"] = "used";
-  const Economics e = economics(d, t);
+  const Economics e = economics(d, t);  // at the medians, for the notes
+  // Per-trial economics: trial i of every input comes from the same seed (the load suite's
+  // interleaved trials), so each trial gives one value and the interval covers the run's noise.
+  std::vector<std::string> used = {k.requests_per_s, k.input_tokens_per_s, k.output_tokens_per_s};
+  const auto rps_t = trials_of(measured, k.requests_per_s), in_t = trials_of(measured, k.input_tokens_per_s),
+             out_t = trials_of(measured, k.output_tokens_per_s);
+  std::vector<double> base_t;
+  if (positive(measured, k.baseline_requests_per_s)) {
+    base_t = trials_of(measured, k.baseline_requests_per_s);
+    used.push_back(k.baseline_requests_per_s);
+  } else if (positive(measured, k.throughput_ratio)) {
+    for (double r : trials_of(measured, k.throughput_ratio)) base_t.push_back(r > 0 ? t.requests_per_s / r : NAN);
+    used.push_back(k.throughput_ratio);
+  }
+  size_t n = std::min({rps_t.size(), in_t.size(), out_t.size()});
+  if (!base_t.empty()) n = std::min(n, base_t.size());
+  struct Trial {
+    Economics e;
+    std::optional<Economics> base;
+  };
+  std::vector<Trial> trials;
+  for (size_t i = 0; i < n; ++i) {
+    MeasuredThroughput ti = t;
+    ti.requests_per_s = rps_t[i];
+    ti.input_tokens_per_s = in_t[i];
+    ti.output_tokens_per_s = out_t[i];
+    Trial tr{economics(d, ti), std::nullopt};
+    if (!base_t.empty() && base_t[i] > 0) {
+      MeasuredThroughput b = ti;
+      b.requests_per_s = base_t[i];
+      b.power_watts = t.baseline_power_watts ? t.baseline_power_watts : t.power_watts;
+      tr.base = economics(d, b);
+    }
+    trials.push_back(tr);
+  }
+  const std::string invalid = invalid_inputs(measured, used);
   const std::string inputs = "measured " + g(t.requests_per_s) + " req/s, " + g(t.input_tokens_per_s) + " input tok/s, " +
-                             g(t.output_tokens_per_s) + " output tok/s" +
+                             g(t.output_tokens_per_s) + " output tok/s (medians; " + std::to_string(n) + " trials)" +
                              (t.busy_fraction ? " at busy fraction " + g(*t.busy_fraction) : std::string()) + "; " +
                              g(d.devices) + " device(s) x $" + g(d.device_hour_usd) + "/h; power " + g(e.power_watts) + " W " +
                              (e.power_measured ? "(measured)" : "(configured, not measured)") + ", PUE " + g(d.pue) + ", $" +
                              g(d.electricity_usd_per_kwh) + "/kWh; served fraction " + g(d.served_fraction);
   const auto T = NoiseClass::Timing;
-  s.add(metric("cost.measured.revenue_per_day", e.revenue_per_day, "USD/day", Direction::HigherIsBetter, T,
-               inputs + "; prices $" + g(d.price_input_hit_per_m) + "/$" + g(d.price_input_miss_per_m) + "/$" +
-                   g(d.price_output_per_m) + " per M (hit/miss/output), cache-hit fraction " + g(d.cache_hit_fraction)));
-  s.add(metric("cost.measured.cost_per_day", e.cost_per_day, "USD/day", Direction::LowerIsBetter, T, inputs));
-  s.add(metric("cost.measured.margin", e.margin, "ratio", Direction::HigherIsBetter, T, "(revenue - cost) / cost; " + inputs));
-  s.add(metric("cost.measured.cost_per_m_output_tokens", e.cost_per_m_output_tokens, "USD/M tokens", Direction::LowerIsBetter, T, inputs));
-  s.add(metric("cost.measured.cost_per_qps", e.cost_per_qps, "USD/h per req/s", Direction::LowerIsBetter, T, inputs));
-  s.add(metric("cost.measured.energy_per_request_j", e.energy_per_request_j, "J", Direction::LowerIsBetter, T,
-               "power x PUE / req/s; " + inputs));
-  s.add(metric("cost.measured.w_per_qps", e.w_per_qps, "W/QPS", Direction::LowerIsBetter, T, "device power / req/s; " + inputs));
+  // A metric over the trials: median value, the trials as samples, invalid when an input is.
+  auto add = [&](const std::string& key, auto f, const std::string& unit, Direction dir, NoiseClass noise, const std::string& note) {
+    std::vector<double> v;
+    for (const auto& tr : trials) {
+      const std::optional<double> x = f(tr);
+      if (!x) return;
+      v.push_back(*x);
+    }
+    if (v.empty()) return;
+    Metric m = metric(key, median(v), unit, dir, noise, note);
+    m.samples = v;
+    m.params = {{"inputs", used}, {"trials", v.size()}};
+    if (!invalid.empty()) {
+      m.params["valid"] = false;
+      m.params["validity"] = invalid;
+      m.note = "INVALID inputs (" + invalid + "): " + m.note;
+    }
+    s.add(m);
+  };
+  using Tr = const Trial&;
+  // Token prices belong to one model: revenue and margin only for a run of that model.
+  const std::string run_model = measured->suites.count("load") ? measured->suites.at("load").params.value("model", std::string()) : "";
+  if (run_model == d.price_model) {
+    add("cost.measured.revenue_per_day", [](Tr x) { return std::optional<double>(x.e.revenue_per_day); }, "USD/day", Direction::HigherIsBetter, T,
+        inputs + "; prices $" + g(d.price_input_hit_per_m) + "/$" + g(d.price_input_miss_per_m) + "/$" + g(d.price_output_per_m) +
+            " per M (hit/miss/output) for model '" + d.price_model + "', cache-hit fraction " + g(d.cache_hit_fraction));
+    add("cost.measured.margin", [](Tr x) { return std::optional<double>(x.e.margin); }, "ratio", Direction::HigherIsBetter, T,
+        "(revenue - cost) / cost; " + inputs);
+  } else {
+    const std::string why = "the token prices in " + d.source + " belong to model '" + d.price_model + "', the run measured model '" +
+                            (run_model.empty() ? std::string("(unknown)") : run_model) +
+                            "': pricing its tokens at another model's prices says nothing; give `claimbench run --cost-defaults FILE` "
+                            "a file whose prices.model is the run's model";
+    for (const char* key : {"cost.measured.revenue_per_day", "cost.measured.margin"}) s.params["skip"][key] = why;
+  }
+  add("cost.measured.cost_per_day", [](Tr x) { return std::optional<double>(x.e.cost_per_day); }, "USD/day", Direction::LowerIsBetter, T, inputs);
+  add("cost.measured.cost_per_m_output_tokens", [](Tr x) { return std::optional<double>(x.e.cost_per_m_output_tokens); }, "USD/M tokens",
+      Direction::LowerIsBetter, T, inputs);
+  add("cost.measured.cost_per_qps", [](Tr x) { return std::optional<double>(x.e.cost_per_qps); }, "USD/h per req/s", Direction::LowerIsBetter, T,
+      inputs);
+  add("cost.measured.energy_per_request_j", [](Tr x) { return std::optional<double>(x.e.energy_per_request_j); }, "J", Direction::LowerIsBetter,
+      T, "power x PUE / req/s; " + inputs);
+  add("cost.measured.w_per_qps", [](Tr x) { return std::optional<double>(x.e.w_per_qps); }, "W/QPS", Direction::LowerIsBetter, T,
+      "device power / req/s; " + inputs);
   if (t.baseline_requests_per_s) {
-    MeasuredThroughput b = t;
-    b.requests_per_s = *t.baseline_requests_per_s;
-    b.power_watts = t.baseline_power_watts ? t.baseline_power_watts : t.power_watts;
-    const Economics eb = economics(d, b);
-    s.add(metric("cost.cost_per_qps.reduction", 1.0 - e.cost_per_qps / eb.cost_per_qps, "fraction", Direction::HigherIsBetter,
-                 NoiseClass::Ratio,
-                 "1 - engine / baseline cost per QPS (" + g(e.cost_per_qps) + " vs " + g(eb.cost_per_qps) +
-                     " USD/h per req/s); baseline rate " + g(b.requests_per_s) + " req/s from " + base_from + "; " + inputs));
+    add("cost.cost_per_qps.reduction",
+        [](Tr x) { return x.base ? std::optional<double>(1.0 - x.e.cost_per_qps / x.base->cost_per_qps) : std::nullopt; }, "fraction",
+        Direction::HigherIsBetter, NoiseClass::Ratio,
+        "1 - engine / baseline cost per QPS per trial (same hardware and prices both sides, so it is the throughput ratio's "
+        "effect); baseline rate from " + base_from + "; " + inputs);
     if (t.power_watts) {
-      s.add(metric("cost.energy_per_qps.reduction", 1.0 - e.w_per_qps / eb.w_per_qps, "fraction", Direction::HigherIsBetter,
-                   NoiseClass::Ratio,
-                   "1 - engine / baseline W per QPS (" + g(e.w_per_qps) + " vs " + g(eb.w_per_qps) + "); baseline power " +
-                       (t.baseline_power_watts ? "measured" : "assumed equal to the engine's measured power") + "; " + inputs));
+      add("cost.energy_per_qps.reduction",
+          [](Tr x) { return x.base ? std::optional<double>(1.0 - x.e.w_per_qps / x.base->w_per_qps) : std::nullopt; }, "fraction",
+          Direction::HigherIsBetter, NoiseClass::Ratio,
+          "1 - engine / baseline W per QPS per trial; baseline power " +
+              std::string(t.baseline_power_watts ? "measured" : "assumed equal to the engine's measured power") + "; " + inputs);
     }
   }
   return s;

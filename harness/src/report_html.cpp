@@ -35,6 +35,8 @@ std::string badge(const std::string& verdict) {
 std::string bar_color(const std::string& verdict) {
   if (verdict == "PASS") return "#2da44e";
   if (verdict == "FAIL") return "#cf222e";
+  if (verdict == "INCONCLUSIVE") return "#bf8700";
+  if (verdict == "INVALID") return "#57606a";
   return "#8250df";  // ERROR
 }
 
@@ -61,6 +63,9 @@ td.mono,code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:1
 .v-skip,.s-skipped,.s-not-built,.s-not-run{background:#eaeef2;color:#424a53}
 .v-not-measured{background:#fff8c5;color:#7d4e00}
 .v-error{background:#fbefff;color:#6e40c9}
+.v-inconclusive{background:#fff1d6;color:#7d4e00}
+.v-invalid{background:#d0d7de;color:#24292f}
+tr.section td{font-weight:600;background:#f6f8fa}
 figure{margin:12px 0 18px}figcaption{color:#57606a;font-size:13px;margin-top:4px;max-width:1040px}
 svg.chart{max-width:100%;height:auto;border:1px solid #d0d7de;border-radius:6px}
 details{margin:8px 0}summary{cursor:pointer;color:#0969da}
@@ -96,16 +101,27 @@ void claims_section(std::ostringstream& o, const std::vector<ReportInput>& runs,
       o << "no claims.json</li>";
       continue;
     }
-    for (const char* v : {"PASS", "FAIL", "SKIP", "NOT MEASURED", "ERROR"}) {
+    o << "measured: ";
+    for (const auto& v : verdict_names()) {
       long n = 0;
-      for (const auto& r : (*runs[ri].claims)["results"]) n += verdict_of(r) == v;
+      for (const auto& r : (*runs[ri].claims)["results"]) n += verdict_of(r) == v && r.value("kind", std::string("measurement")) == "measurement";
       o << badge(v) << " " << n << " &nbsp; ";
     }
+    std::string others;
+    for (const auto& v : verdict_names()) {
+      long n = 0;
+      for (const auto& r : (*runs[ri].claims)["results"]) n += verdict_of(r) == v && r.value("kind", std::string("measurement")) != "measurement";
+      if (n) others += badge(v) + " " + std::to_string(n) + " &nbsp; ";
+    }
+    if (!others.empty()) o << "&mdash; not measurements (arithmetic, simulation): " << others;
     o << "</li>";
   }
   o << "</ul>\n<p class=\"note\">Figures in the article are for 70B-175B models on A100 clusters; every claim here "
-       "is checked on the hardware and model of the run, as each row's scope says. SKIP and NOT MEASURED are "
-       "never counted as passing.</p>\n";
+       "is checked on the hardware and model of the run, as each row's scope says. A verdict comes from the 95% "
+       "interval of the claim's repeated trials (in brackets after the value): PASS when it clears the threshold, FAIL "
+       "when it lies wholly on the failing side, INCONCLUSIVE otherwise; INVALID when the run behind the metric broke "
+       "its suite's validity rules. SKIP and NOT MEASURED are never counted as passing. Arithmetic and simulation "
+       "checks are listed last and not counted among the measured verdicts.</p>\n";
 
   // table
   o << "<div class=\"scroll\"><table class=\"claims\"><tr><th>id</th><th>claim</th><th>article figure</th>"
@@ -114,7 +130,19 @@ void claims_section(std::ostringstream& o, const std::vector<ReportInput>& runs,
     o << "<th>measured" << (multi ? "<br>" + h(n) : "") << "</th><th>verdict" << (multi ? "<br>" + h(n) : "") << "</th>";
   o << "</tr>\n";
   const size_t ncols = 4 + 2 * runs.size();
-  for (const auto& c : claims) {
+  std::vector<const ClaimRow*> ordered;
+  for (const auto& c : claims)
+    if (c.kind == "measurement") ordered.push_back(&c);
+  for (const auto& c : claims)
+    if (c.kind != "measurement") ordered.push_back(&c);
+  bool other_header = false;
+  for (const ClaimRow* cp : ordered) {
+    const ClaimRow& c = *cp;
+    if (c.kind != "measurement" && !other_header) {
+      o << "<tr class=\"section\"><td colspan=\"" << ncols
+        << "\">Not measurements: arithmetic on published figures, simulations on assumed inputs</td></tr>\n";
+      other_header = true;
+    }
     o << "<tr class=\"claim\"><td class=\"mono\">" << h(c.id) << "</td><td>" << h(c.description) << "</td><td>"
       << h(c.figure) << "</td><td>" << h(c.threshold_text) << "</td>";
     std::vector<std::string> why(runs.size());
@@ -174,7 +202,8 @@ void claims_section(std::ostringstream& o, const std::vector<ReportInput>& runs,
         }
         svg::Bar b;
         b.label = multi ? names[ri] : "";
-        const bool drawable = numeric && (verdict == "PASS" || verdict == "FAIL" || verdict == "ERROR");
+        const bool drawable = numeric && (verdict == "PASS" || verdict == "FAIL" || verdict == "INCONCLUSIVE" ||
+                                          verdict == "INVALID" || verdict == "ERROR");
         if (drawable) {
           b.value = part["measured"].get<double>();
           b.color = bar_color(verdict);
@@ -193,7 +222,8 @@ void claims_section(std::ostringstream& o, const std::vector<ReportInput>& runs,
       if (any_bar) chart.groups.push_back(std::move(g));
     }
   }
-  chart.legend = {{"PASS", bar_color("PASS")}, {"FAIL", bar_color("FAIL")}, {"ERROR", bar_color("ERROR")},
+  chart.legend = {{"PASS", bar_color("PASS")}, {"FAIL", bar_color("FAIL")}, {"INCONCLUSIVE", bar_color("INCONCLUSIVE")},
+                  {"INVALID", bar_color("INVALID")}, {"ERROR", bar_color("ERROR")},
                   {"threshold", ""}};
   if (!chart.groups.empty())
     o << "<figure>" << svg::render_bars(chart)

@@ -62,6 +62,40 @@ std::string verdict_of(const json& result) {
   return it != result.end() && it->is_string() ? it->get<std::string>() : "ERROR";
 }
 
+const std::vector<std::string>& verdict_names() {
+  static const std::vector<std::string> v = {"PASS", "FAIL", "INCONCLUSIVE", "INVALID", "SKIP", "NOT MEASURED", "ERROR"};
+  return v;
+}
+
+namespace {
+bool is_measurement(const json& r) {
+  const auto it = r.find("kind");
+  return it == r.end() || !it->is_string() || it->get<std::string>() == "measurement";
+}
+}  // namespace
+
+std::string claim_counts_line(const json& claims) {
+  std::map<std::string, int> n, other;
+  bool any_other = false;
+  if (claims.contains("results") && claims["results"].is_array())
+    for (const auto& r : claims["results"]) {
+      if (is_measurement(r)) n[verdict_of(r)]++;
+      else {
+        other[verdict_of(r)]++;
+        any_other = true;
+      }
+    }
+  std::string s = "measured: ", o;
+  bool first = true;
+  for (const auto& v : verdict_names()) {
+    s += (first ? "" : ", ") + std::to_string(n[v]) + " " + v;
+    first = false;
+    if (other[v] > 0) o += (o.empty() ? "" : ", ") + std::to_string(other[v]) + " " + v;
+  }
+  if (any_other) s += "; not measurements (arithmetic, simulation): " + o;
+  return s;
+}
+
 namespace {
 double dbl(const json& j, const char* key, double def) {
   const auto it = j.find(key);
@@ -116,6 +150,10 @@ std::string measured_text(const json& result) {
     std::string v = (it == p.end() || it->is_null()) ? "\xE2\x80\x94" : json_cell(*it);
     const std::string unit = str(p, "unit").empty() ? str(result, "unit") : str(p, "unit");
     if (it != p.end() && !it->is_null() && !unit.empty()) v += " " + unit;
+    const auto iv = p.find("interval");
+    if (iv != p.end() && iv->is_object() && iv->value("method", std::string()) == "student-t" && (*iv)["low"].is_number() &&
+        (*iv)["high"].is_number())
+      v += " [" + num((*iv)["low"].get<double>()) + ", " + num((*iv)["high"].get<double>()) + "]";
     out += (out.empty() ? "" : "; ") + v;
   }
   return out;
@@ -137,7 +175,8 @@ std::vector<ClaimRow> merge_claims(const std::vector<ReportInput>& runs) {
       const std::string id = str(r, "id");
       auto [it, fresh] = index.emplace(id, rows.size());
       if (fresh) {
-        ClaimRow row{id, str(r, "description"), str(r, "figure"), threshold_text(r), str(r, "scope"), {}};
+        ClaimRow row{id, str(r, "description"), str(r, "figure"), threshold_text(r), str(r, "scope"),
+                     is_measurement(r) ? "measurement" : str(r, "kind"), {}};
         row.per_run.resize(runs.size());
         rows.push_back(std::move(row));
       }
@@ -315,14 +354,6 @@ void table_head(std::ostringstream& o, const std::vector<std::string>& cells) {
   for (size_t i = 0; i < cells.size(); ++i) o << "---|";
   o << "\n";
 }
-std::string counts_line(const json& claims) {
-  std::map<std::string, int> n;
-  for (const auto& r : claims["results"]) n[verdict_of(r)]++;
-  std::string s;
-  for (const char* v : {"PASS", "FAIL", "SKIP", "NOT MEASURED", "ERROR"})
-    s += (s.empty() ? "" : ", ") + std::to_string(n[v]) + " " + v;
-  return s;
-}
 }  // namespace
 
 std::string render_report_markdown(const std::vector<ReportInput>& runs) {
@@ -351,9 +382,13 @@ std::string render_report_markdown(const std::vector<ReportInput>& runs) {
   } else {
     for (size_t i = 0; i < runs.size(); ++i)
       o << "- " << md(names[i]) << ": "
-        << (runs[i].claims ? md(counts_line(*runs[i].claims)) : std::string("no claims.json")) << "\n";
-    o << "\nMeasured vs threshold chart: see report.html. Claims marked SKIP or NOT MEASURED were not measured "
-         "on this hardware; they never count as passing.\n\n";
+        << (runs[i].claims ? md(claim_counts_line(*runs[i].claims)) : std::string("no claims.json")) << "\n";
+    o << "\nMeasured vs threshold chart: see report.html. A verdict comes from the 95% interval of the claim's "
+         "repeated trials (shown in brackets after the value; exact metrics have none): PASS when it clears the "
+         "threshold, FAIL when it lies wholly on the failing side, INCONCLUSIVE otherwise. INVALID: the run behind "
+         "the metric broke its suite's validity rules. Claims marked SKIP or NOT MEASURED were not measured on this "
+         "hardware; they never count as passing. Arithmetic and simulation checks are listed apart and not counted "
+         "among the measured verdicts.\n\n";
     head = {"id", "claim", "article figure", "threshold"};
     for (const auto& n : names) {
       head.push_back(multi ? "measured (" + n + ")" : "measured");
@@ -361,7 +396,19 @@ std::string render_report_markdown(const std::vector<ReportInput>& runs) {
     }
     head.insert(head.end(), {"scope", "reason"});
     table_head(o, head);
-    for (const auto& c : claims) {
+    std::vector<const ClaimRow*> ordered;
+    for (const auto& c : claims)
+      if (c.kind == "measurement") ordered.push_back(&c);
+    for (const auto& c : claims)
+      if (c.kind != "measurement") ordered.push_back(&c);
+    bool other_header = false;
+    for (const ClaimRow* cp : ordered) {
+      const ClaimRow& c = *cp;
+      if (c.kind != "measurement" && !other_header) {
+        o << "\n### Not measurements: arithmetic on published figures, simulations on assumed inputs\n\n";
+        table_head(o, head);
+        other_header = true;
+      }
       std::vector<std::string> row = {c.id, c.description, c.figure, c.threshold_text};
       std::vector<std::string> reasons;
       for (size_t ri = 0; ri < runs.size(); ++ri) {

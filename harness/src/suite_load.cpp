@@ -61,6 +61,54 @@ Metric run_metric(const std::string& key, double v, const std::string& unit, Dir
   return Metric{key, v, unit, d, n, {}, p, note};
 }
 
+// Repeated trials: every figure a claim reads comes from kTrials runs (each on its own seed), so
+// `claimbench check` can put a 95% interval on it (claim_stats.h).
+constexpr int kTrials = 3;
+
+// A metric from repeated trials: the median as the value, every trial's value as a sample; valid
+// only when every run behind every trial is (params.valid, with the failed runs' validity lines).
+Metric trials_metric(const std::string& key, const std::vector<double>& values, const std::string& unit, Direction d, NoiseClass n,
+                     const std::vector<const Measured*>& runs, std::string note, json extra = json::object()) {
+  json labels = json::array();
+  bool valid = true;
+  std::string why;
+  for (const Measured* m : runs) {
+    labels.push_back(m->label);
+    if (m->result.validity.valid) continue;
+    valid = false;
+    why += (why.empty() ? "" : "; ") + m->label + ": " + m->result.validity.line();
+  }
+  json p = {{"runs", labels}, {"valid", valid}, {"trials", values.size()}};
+  for (auto& [k, x] : extra.items()) p[k] = x;
+  if (!valid) {
+    p["validity"] = why;
+    note = "INVALID run(s) behind it (" + why + "): " + note;
+  }
+  note += " [median of " + std::to_string(values.size()) + " trials, each on its own seed]";
+  return Metric{key, median(values), unit, d, n, values, p, note};
+}
+
+// Completed requests, prompt tokens of requests whose first token came, and output tokens, per
+// second of the steady window (after warm-up, before the drain), from the run's own records.
+struct SteadyRates {
+  double requests_per_s = 0, input_tokens_per_s = 0, output_tokens_per_s = 0;
+};
+SteadyRates steady_rates(const RunResult& res) {
+  SteadyRates s;
+  const double a = res.steady_begin_s, b = res.steady_end_s;
+  if (!(b > a)) return s;
+  double req = 0, in = 0, out = 0;
+  for (const auto& r : res.records) {
+    if (r.completed() && r.done_s >= a && r.done_s < b) req += 1;
+    if (r.first_token_s >= a && r.first_token_s < b) in += r.prompt_tokens;
+    for (double t : r.token_s) out += t >= a && t < b;
+  }
+  s.requests_per_s = req / (b - a);
+  s.input_tokens_per_s = in / (b - a);
+  s.output_tokens_per_s = out / (b - a);
+  return s;
+}
+
 const json& engine_section(const WorkloadSpec& w, const char* key) {
   static const json empty = json::object();
   return w.engine.contains(key) ? w.engine[key] : empty;
@@ -120,31 +168,59 @@ void measure_overhead(LoadContext& lc, const WorkloadSpec& chat, SuiteResult& r,
                    "null SUT, closed loop at concurrency 1: the most requests/s this generator can issue and record on one thread"));
 }
 
-// Steady-window utilization of a saturating run: busy fraction, MFU, MBU.
-void add_utilization(SuiteResult& r, const Measured& m, const engine::LoadedModel& model, double peak_gflops, double peak_gbs) {
+// Steady-window utilization of a saturating run: busy fraction, MFU, MBU, and the larger of the
+// two (the work achieved against the machine limit that binds: a busy engine doing little work
+// scores low here, whatever its busy time says).
+struct Utilization {
+  double busy = NAN, mfu = NAN, mbu = NAN;
+  double achieved() const { return std::isfinite(mfu) || std::isfinite(mbu) ? std::fmax(mfu, mbu) : NAN; }
+};
+Utilization utilization(const Measured& m, const engine::LoadedModel& model, double peak_gflops, double peak_gbs) {
+  Utilization u;
   const RunResult& res = m.result;
-  if (!res.steady_begin || !res.steady_end) return;
+  u.busy = res.busy_fraction();
+  if (!res.steady_begin || !res.steady_end) return u;
   const double window = res.steady_end_s - res.steady_begin_s;
   const SutCounters& a = *res.steady_begin;
   const SutCounters& b = *res.steady_end;
-  const json w = {{"window_s", {res.steady_begin_s, res.steady_end_s}}, {"steps", b.steps - a.steps}};
-  r.add(run_metric("load.util.busy_fraction", res.busy_fraction(), "fraction", Hi, R, m,
-                   "time inside the model's forward pass / wall time, steady-state window (after the first 20% of the issue window, "
-                   "until issuing stops) of a closed-loop saturating chat run, adaptive (queue-table) policy",
-                   w));
   const auto& cfg = model.config();
   const double tokens = double((b.prefill_tokens - a.prefill_tokens) + (b.decode_tokens - a.decode_tokens));
   const double flops = double(cfg.matmul_flops_per_token()) * tokens;
   const double kv_bytes_per_token = 2.0 * cfg.num_hidden_layers * cfg.kv_dim() * 4.0;
   const double bytes = double(model.weight_bytes()) * double(b.steps - a.steps) + double(b.kv_tokens_read - a.kv_tokens_read) * kv_bytes_per_token;
-  if (peak_gflops > 0 && window > 0)
-    r.add(run_metric("load.util.mfu", flops / window / (peak_gflops * 1e9), "fraction", Hi, R, m,
-                     "matmul FLOP/s in the steady window / measured peak FP32 FMA (" + g(peak_gflops) + " GFLOP/s)", w));
-  if (peak_gbs > 0 && window > 0)
-    r.add(run_metric("load.util.mbu", bytes / window / (peak_gbs * 1e9), "fraction", Hi, R, m,
-                     "(weights once per step + KV attended) bytes/s in the steady window / measured memory read bandwidth (" +
-                         g(peak_gbs) + " GB/s)",
-                     w));
+  if (peak_gflops > 0 && window > 0) u.mfu = flops / window / (peak_gflops * 1e9);
+  if (peak_gbs > 0 && window > 0) u.mbu = bytes / window / (peak_gbs * 1e9);
+  return u;
+}
+
+void add_utilization(SuiteResult& r, const std::vector<Measured>& runs, const engine::LoadedModel& model, double peak_gflops,
+                     double peak_gbs) {
+  std::vector<double> busy, mfu, mbu, achieved;
+  std::vector<const Measured*> behind;
+  for (const Measured& m : runs) {
+    const Utilization u = utilization(m, model, peak_gflops, peak_gbs);
+    busy.push_back(u.busy);
+    mfu.push_back(u.mfu);
+    mbu.push_back(u.mbu);
+    achieved.push_back(u.achieved());
+    behind.push_back(&m);
+  }
+  const std::string window = "steady-state window (after the first 20% of the issue window, until issuing stops) of a closed-loop "
+                             "saturating chat run, adaptive (queue-table) policy";
+  r.add(trials_metric("load.util.busy_fraction", busy, "fraction", Hi, R, behind,
+                      "time inside the model's forward pass / wall time, " + window + "; reported beside load.util.achieved_fraction, "
+                      "not a verdict on its own (a saturated engine is busy whatever its batching does)"));
+  const json pk = {{"peak_fp32_gflops", peak_gflops}, {"peak_mem_read_gbs", peak_gbs}};
+  r.add(trials_metric("load.util.mfu", mfu, "fraction", Hi, R, behind,
+                      "matmul FLOP/s in the " + window + " / measured peak FP32 FMA (" + g(peak_gflops) + " GFLOP/s)", pk));
+  r.add(trials_metric("load.util.mbu", mbu, "fraction", Hi, R, behind,
+                      "(weights once per step + KV attended) bytes/s in the " + window + " / measured memory read bandwidth (" +
+                          g(peak_gbs) + " GB/s)",
+                      pk));
+  r.add(trials_metric("load.util.achieved_fraction", achieved, "fraction", Hi, R, behind,
+                      "max(MFU, MBU) per trial: the work the batches actually run achieve against the machine limit that binds "
+                      "them (compute or memory), measured peaks of this run",
+                      pk));
 }
 
 void add_workload_metrics(SuiteResult& r, const Measured& m, const std::string& wname) {
@@ -289,68 +365,99 @@ SuiteResult run_load_suite(const SuiteContext& ctx) {
   }
   MeasureOptions sat;
   sat.concurrency = sat_conc;
-  sat.table_workload = "chat saturation [" + adaptive.label + "]";
-  say("saturation: chat, closed loop at concurrency " + std::to_string(sat_conc));
-  const Measured s1 = measure(lc, chat, adaptive, "chat.saturation." + adaptive.label, sat);
-  const RunSummary& ss = s1.result.summary;
-  const json satp = {{"concurrency", sat_conc}, {"config", inprocess ? adaptive.to_json() : json("endpoint")}};
-  const std::string satn = "chat workload, closed loop at concurrency " + std::to_string(sat_conc) + " (saturating); " +
+  say("saturation: chat, closed loop at concurrency " + std::to_string(sat_conc) + ", " + std::to_string(kTrials) + " trials" +
+      (inprocess ? " per policy, interleaved" : ""));
+  std::vector<Measured> sat_a, sat_b;  // adaptive, static; trial k of both on seed + k
+  for (int t = 0; t < kTrials; ++t) {
+    lc.plan.run_seed = ctx.seed + uint64_t(t);
+    sat.table_workload = "chat saturation [" + adaptive.label + "]";
+    sat_a.push_back(measure(lc, chat, adaptive, "chat.saturation." + adaptive.label + ".t" + std::to_string(t), sat));
+    if (inprocess) {
+      sat.table_workload = "chat saturation [" + stat.label + "]";
+      sat_b.push_back(measure(lc, chat, stat, "chat.saturation." + stat.label + ".t" + std::to_string(t), sat));
+    }
+  }
+  lc.plan.run_seed = ctx.seed;
+  const json satp = {{"concurrency", sat_conc}, {"config", inprocess ? adaptive.to_json() : json("endpoint")}, {"window", "steady"}};
+  const std::string satn = "steady window (warm-up and drain excluded) of the chat workload, closed loop at concurrency " +
+                           std::to_string(sat_conc) + " (saturating); " +
                            (inprocess ? "adaptive (" + adaptive.policy + ") policy" : std::string("the endpoint's own configuration"));
-  r.add(run_metric("load.throughput.requests_per_s", ss.requests_per_s, "req/s", Hi, T, s1, satn, satp));
-  r.add(run_metric("load.throughput.input_tokens_per_s", ss.input_tokens_per_s, "tokens/s", Hi, T, s1, satn, satp));
-  r.add(run_metric("load.throughput.output_tokens_per_s", ss.output_tokens_per_s, "tokens/s", Hi, T, s1, satn, satp));
+  auto rates = [](const std::vector<Measured>& runs, double SteadyRates::*f) {
+    std::vector<double> v;
+    for (const auto& m : runs) v.push_back(steady_rates(m.result).*f);
+    return v;
+  };
+  auto ptrs = [](const std::vector<Measured>& runs) {
+    std::vector<const Measured*> v;
+    for (const auto& m : runs) v.push_back(&m);
+    return v;
+  };
+  r.add(trials_metric("load.throughput.requests_per_s", rates(sat_a, &SteadyRates::requests_per_s), "req/s", Hi, T, ptrs(sat_a), satn, satp));
+  r.add(trials_metric("load.throughput.input_tokens_per_s", rates(sat_a, &SteadyRates::input_tokens_per_s), "tokens/s", Hi, T, ptrs(sat_a), satn, satp));
+  r.add(trials_metric("load.throughput.output_tokens_per_s", rates(sat_a, &SteadyRates::output_tokens_per_s), "tokens/s", Hi, T, ptrs(sat_a), satn, satp));
   if (inprocess) {
-    add_utilization(r, s1, *model, peak_gflops, peak_gbs);
-    sat.table_workload = "chat saturation [" + stat.label + "]";
-    const Measured s2 = measure(lc, chat, stat, "chat.saturation." + stat.label, sat);
-    const json bp = {{"concurrency", sat_conc}, {"config", stat.to_json()}};
-    r.add(run_metric("load.baseline.requests_per_s", s2.result.summary.requests_per_s, "req/s", Hi, T, s2,
-                     "as load.throughput.requests_per_s with static batching (the baseline the cost suite compares with)", bp));
-    r.add(run_metric("load.baseline.output_tokens_per_s", s2.result.summary.output_tokens_per_s, "tokens/s", Hi, T, s2,
-                     "as load.throughput.output_tokens_per_s with static batching", bp));
+    add_utilization(r, sat_a, *model, peak_gflops, peak_gbs);
+    const json bp = {{"concurrency", sat_conc}, {"config", stat.to_json()}, {"window", "steady"}};
+    r.add(trials_metric("load.baseline.requests_per_s", rates(sat_b, &SteadyRates::requests_per_s), "req/s", Hi, T, ptrs(sat_b),
+                        "as load.throughput.requests_per_s with static batching (the baseline the cost suite compares with)", bp));
+    r.add(trials_metric("load.baseline.output_tokens_per_s", rates(sat_b, &SteadyRates::output_tokens_per_s), "tokens/s", Hi, T,
+                        ptrs(sat_b), "as load.throughput.output_tokens_per_s with static batching", bp));
   } else {
     // refengine serve publishes its engine counters on /metrics: the steady-window busy fraction
     // then has the in-process definition (the server's lifetime gauge refengine_busy_fraction is
     // another quantity, and is not stored under this key).
-    const double busy = s1.result.busy_fraction();
-    if (std::isfinite(busy)) {
-      const json w = {{"window_s", {s1.result.steady_begin_s, s1.result.steady_end_s}},
-                      {"steps", s1.result.steady_end->steps - s1.result.steady_begin->steps},
-                      {"source", "refengine_engine_busy_seconds_total from GET /metrics at the window's edges"}};
-      r.add(run_metric("load.util.busy_fraction", busy, "fraction", Hi, R, s1,
-                       "time inside the model's forward pass / wall time, steady-state window (after the first 20% of the issue "
-                       "window, until issuing stops) of a closed-loop saturating chat run; engine counters scraped from the "
-                       "server's /metrics at the window's edges",
-                       w));
+    std::vector<double> busy;
+    for (const auto& m : sat_a) busy.push_back(m.result.busy_fraction());
+    if (std::all_of(busy.begin(), busy.end(), [](double b) { return std::isfinite(b); })) {
+      const json w = {{"source", "refengine_engine_busy_seconds_total from GET /metrics at the window's edges"}};
+      r.add(trials_metric("load.util.busy_fraction", busy, "fraction", Hi, R, ptrs(sat_a),
+                          "time inside the model's forward pass / wall time, steady-state window (after the first 20% of the issue "
+                          "window, until issuing stops) of a closed-loop saturating chat run; engine counters scraped from the "
+                          "server's /metrics at the window's edges",
+                          w));
     } else {
       not_measured(r, {"load.util.busy_fraction"},
                    "the endpoint's /metrics has no engine busy-time counter (refengine_engine_busy_seconds_total)");
     }
-    not_measured(r, {"load.util.mfu", "load.util.mbu"}, "needs the engine's step counters: in-process SUT only");
+    not_measured(r, {"load.util.mfu", "load.util.mbu", "load.util.achieved_fraction"},
+                 "needs the engine's step counters: in-process SUT only");
   }
 
   // Batch gain: SLO search on chat, adaptive vs static.
   const SloSearchOptions chat_so = slo_search_options_from_json(chat.slo_search);
   if (inprocess) {
-    say("batch gain: chat SLO search, " + adaptive.label + " vs " + stat.label);
-    const SloSearchResult sa = search_max_rate(lc, chat, adaptive, "chat.slo." + adaptive.label, chat_so, "chat [" + adaptive.label + "]");
-    const SloSearchResult sb = search_max_rate(lc, chat, stat, "chat.slo." + stat.label, chat_so, "chat [" + stat.label + "]");
-    r.params["batch_gain"] = {{"method", "ratio of the max offered rates meeting the chat SLO (SLO search per policy)"},
+    say("batch gain: chat SLO search, " + adaptive.label + " vs " + stat.label + ", " + std::to_string(kTrials) + " trials");
+    std::vector<double> ratios, ra, rb;
+    json searches = json::array();
+    std::string no_rate;
+    for (int t = 0; t < kTrials; ++t) {
+      lc.plan.run_seed = ctx.seed + uint64_t(t);
+      const std::string tl = ".t" + std::to_string(t);
+      const SloSearchResult sa = search_max_rate(lc, chat, adaptive, "chat.slo." + adaptive.label + tl, chat_so, "chat [" + adaptive.label + "]");
+      const SloSearchResult sb = search_max_rate(lc, chat, stat, "chat.slo." + stat.label + tl, chat_so, "chat [" + stat.label + "]");
+      searches.push_back({{adaptive.label, sa.to_json()}, {stat.label, sb.to_json()}, {"seed", lc.plan.run_seed}});
+      ra.push_back(sa.max_rate_rps);
+      rb.push_back(sb.max_rate_rps);
+      if (sa.max_rate_rps > 0 && sb.max_rate_rps > 0) ratios.push_back(sa.max_rate_rps / sb.max_rate_rps);
+      else if (no_rate.empty())
+        no_rate = std::string("trial ") + std::to_string(t) + ": no passing rate for " + (sa.max_rate_rps > 0 ? stat.label : adaptive.label) +
+                  " (" + (sa.max_rate_rps > 0 ? sb.stop_reason : sa.stop_reason) + ")";
+    }
+    lc.plan.run_seed = ctx.seed;
+    r.params["batch_gain"] = {{"method", "ratio of the max offered rates meeting the chat SLO (SLO search per policy), per trial"},
                               {"slo", chat.slo.to_json()},
                               {"search", chat_so.to_json()},
-                              {adaptive.label, sa.to_json()},
-                              {stat.label, sb.to_json()}};
-    const json p = {{"slo", chat.slo.to_json()}, {"adaptive_max_rate_rps", sa.max_rate_rps}, {"static_max_rate_rps", sb.max_rate_rps},
-                    {"adaptive", adaptive.to_json()}, {"static", stat.to_json()}};
-    if (sa.max_rate_rps > 0 && sb.max_rate_rps > 0) {
-      r.add(Metric{"load.batch_gain.throughput_ratio", sa.max_rate_rps / sb.max_rate_rps, "x", Hi, R, {}, p,
+                              {"trials", searches}};
+    const json p = {{"slo", chat.slo.to_json()}, {"adaptive_max_rate_rps", ra}, {"static_max_rate_rps", rb},
+                    {"adaptive", adaptive.to_json()}, {"static", stat.to_json()}, {"trials", ratios.size()}};
+    if (no_rate.empty()) {
+      r.add(Metric{"load.batch_gain.throughput_ratio", median(ratios), "x", Hi, R, ratios, p,
                    "max offered rate meeting the chat SLO (" + chat.slo.to_json().dump() + "), " + adaptive.policy +
-                       " continuous batching / static batching (" + g(sa.max_rate_rps) + " vs " + g(sb.max_rate_rps) +
-                       " req/s); SLO search resolution " + g(chat_so.rel_tolerance * 100) + "%"});
+                       " continuous batching / static batching, per trial (adaptive " + json(ra).dump() + " vs static " +
+                       json(rb).dump() + " req/s); SLO search resolution " + g(chat_so.rel_tolerance * 100) +
+                       "% [median of " + std::to_string(ratios.size()) + " trials, each on its own seed]"});
     } else {
-      not_measured(r, {"load.batch_gain.throughput_ratio"},
-                   std::string("no passing rate for ") + (sa.max_rate_rps > 0 ? stat.label : adaptive.label) + " (" +
-                       (sa.max_rate_rps > 0 ? sb.stop_reason : sa.stop_reason) + ")");
+      not_measured(r, {"load.batch_gain.throughput_ratio"}, no_rate);
     }
   } else {
     not_measured(r, {"load.batch_gain.throughput_ratio", "load.baseline.requests_per_s"},
@@ -359,17 +466,28 @@ SuiteResult run_load_suite(const SuiteContext& ctx) {
 
   // rt-service: highest rate with p99 E2E within its SLO.
   const InProcessConfig rt_cfg = config_of(rt, "config", "adaptive");
-  say("rt-service: SLO search (" + rt.slo.to_json().dump() + ")");
-  const SloSearchResult rs = search_max_rate(lc, rt, rt_cfg, "rt-service.slo", slo_search_options_from_json(rt.slo_search), "rt-service");
-  r.params["rt_service_search"] = rs.to_json();
-  if (rs.max_rate_rps > 0) {
-    const json p = {{"slo", rt.slo.to_json()}, {"trials", rs.trials.size()}, {"stop_reason", rs.stop_reason},
-                    {"config", inprocess ? rt_cfg.to_json() : json("endpoint")}, {"best_trial", rs.trials[size_t(rs.best_trial)].detail}};
-    r.add(Metric{"load.rt_service.max_rate_rps", rs.max_rate_rps, "req/s", Hi, T, {}, p,
-                 "SLO search: highest offered Poisson rate whose p99 E2E stays under " + g(rt.slo.e2e_ms) + " ms (valid runs only; " +
-                     std::to_string(rs.trials.size()) + " trials, " + rs.stop_reason + ")"});
+  say("rt-service: SLO search (" + rt.slo.to_json().dump() + "), " + std::to_string(kTrials) + " trials");
+  std::vector<double> rt_rates;
+  json rt_searches = json::array();
+  std::string rt_none;
+  for (int t = 0; t < kTrials; ++t) {
+    lc.plan.run_seed = ctx.seed + uint64_t(t);
+    const SloSearchResult rs =
+        search_max_rate(lc, rt, rt_cfg, "rt-service.slo.t" + std::to_string(t), slo_search_options_from_json(rt.slo_search), "rt-service");
+    rt_searches.push_back(rs.to_json());
+    if (rs.max_rate_rps > 0) rt_rates.push_back(rs.max_rate_rps);
+    else if (rt_none.empty()) rt_none = "trial " + std::to_string(t) + ": no trial met the SLO: " + rs.stop_reason;
+  }
+  lc.plan.run_seed = ctx.seed;
+  r.params["rt_service_search"] = rt_searches;
+  if (rt_none.empty()) {
+    const json p = {{"slo", rt.slo.to_json()}, {"trials", rt_rates.size()}, {"config", inprocess ? rt_cfg.to_json() : json("endpoint")}};
+    r.add(Metric{"load.rt_service.max_rate_rps", median(rt_rates), "req/s", Hi, T, rt_rates, p,
+                 "SLO search: highest offered Poisson rate whose p99 E2E stays under " + g(rt.slo.e2e_ms) +
+                     " ms (valid runs only; searches in params.rt_service_search) [median of " + std::to_string(rt_rates.size()) +
+                     " searches, each on its own seed]"});
   } else {
-    not_measured(r, {"load.rt_service.max_rate_rps"}, "no trial met the SLO: " + rs.stop_reason);
+    not_measured(r, {"load.rt_service.max_rate_rps"}, rt_none);
   }
 
   // Representative runs at the spec rates (the "requests" table).
@@ -405,22 +523,41 @@ SuiteResult run_load_suite(const SuiteContext& ctx) {
                        (inprocess ? le.label + " config " + le.to_json().dump() : std::string("the endpoint's configuration"))));
   if (inprocess) {
     lmo.requests_table = false;
-    lmo.table_workload = "long-context [" + lb.label + "]";
-    say("long-context: " + lb.label + " config");
-    const Measured mb = measure(lc, lctx, lb, "long-context." + lb.label, lmo);
-    const double eb = mb.result.summary.output_tokens_per_s;
-    const json p = {{"engine_config", le.to_json()}, {"baseline_config", lb.to_json()}, {"concurrency", lc_conc},
-                    {"engine_run_valid", me.result.validity.valid}, {"baseline_run_valid", mb.result.validity.valid}};
-    if (eb > 0)
-      r.add(run_metric("load.long_context.throughput_ratio", me.result.summary.output_tokens_per_s / eb, "x", Hi, R, me,
-                       "output tokens/s on the long-context trace (closed loop, concurrency " + std::to_string(lc_conc) + "), engine (" +
-                           le.label + ": " + (le.kv_mode == engine::KvMode::Paged ? "paged KV" : "contiguous KV") + ", token budget " +
-                           std::to_string(le.token_budget) + ", " + le.policy + ") / baseline (" + lb.label + ": " +
-                           (lb.kv_mode == engine::KvMode::Paged ? "paged KV" : "contiguous max-length KV reservation") +
-                           ", token budget " + std::to_string(lb.token_budget) + ", " + lb.policy + " batching); same KV pool of " +
-                           std::to_string(le.kv_pool_tokens) + " vs " + std::to_string(lb.kv_pool_tokens) + " tokens",
-                       p));
-    r.add(run_metric("load.long_context.baseline_output_tokens_per_s", eb, "tokens/s", Hi, T, mb, "baseline config " + lb.to_json().dump()));
+    say("long-context: " + le.label + " vs " + lb.label + " config, " + std::to_string(kTrials) + " trials, interleaved");
+    // Trial 0 reuses the run above; each further trial runs both configurations on its own seed.
+    std::vector<Measured> eng, base;
+    std::vector<double> ratios, base_tps;
+    for (int t = 0; t < kTrials; ++t) {
+      lc.plan.run_seed = ctx.seed + uint64_t(t);
+      lmo.table_workload = "long-context [" + le.label + "]";
+      if (t == 0) eng.push_back(me);
+      else eng.push_back(measure(lc, lctx, le, "long-context." + le.label + ".t" + std::to_string(t), lmo));
+      lmo.table_workload = "long-context [" + lb.label + "]";
+      base.push_back(measure(lc, lctx, lb, "long-context." + lb.label + ".t" + std::to_string(t), lmo));
+      const double eb = base.back().result.summary.output_tokens_per_s;
+      base_tps.push_back(eb);
+      ratios.push_back(eb > 0 ? eng.back().result.summary.output_tokens_per_s / eb : NAN);
+    }
+    lc.plan.run_seed = ctx.seed;
+    std::vector<const Measured*> behind;
+    for (int t = 0; t < kTrials; ++t) {
+      behind.push_back(&eng[size_t(t)]);
+      behind.push_back(&base[size_t(t)]);
+    }
+    const json p = {{"engine_config", le.to_json()}, {"baseline_config", lb.to_json()}, {"concurrency", lc_conc}};
+    if (std::all_of(ratios.begin(), ratios.end(), [](double x) { return std::isfinite(x); }))
+      r.add(trials_metric("load.long_context.throughput_ratio", ratios, "x", Hi, R, behind,
+                          "output tokens/s on the long-context trace (closed loop, concurrency " + std::to_string(lc_conc) + "), engine (" +
+                              le.label + ": " + (le.kv_mode == engine::KvMode::Paged ? "paged KV" : "contiguous KV") + ", token budget " +
+                              std::to_string(le.token_budget) + ", " + le.policy + ") / baseline (" + lb.label + ": " +
+                              (lb.kv_mode == engine::KvMode::Paged ? "paged KV" : "contiguous max-length KV reservation") +
+                              ", token budget " + std::to_string(lb.token_budget) + ", " + lb.policy + " batching); same KV pool of " +
+                              std::to_string(le.kv_pool_tokens) + " vs " + std::to_string(lb.kv_pool_tokens) + " tokens",
+                          p));
+    std::vector<const Measured*> bb;
+    for (const auto& m : base) bb.push_back(&m);
+    r.add(trials_metric("load.long_context.baseline_output_tokens_per_s", base_tps, "tokens/s", Hi, T, bb,
+                        "baseline config " + lb.to_json().dump()));
 
     // KV reservation: the same adaptive engine, paged vs contiguous, on a pool that fits every
     // request's max-length reservation, so both admit the same requests and only reservation differs.

@@ -22,7 +22,8 @@ SuiteResult not_built_suite(const std::string& name, const std::string& reason) 
 }
 
 SuiteResult run_cost_suite(const SuiteContext& ctx) {
-  const fs::path defaults = fs::path(CB_SOURCE_DIR) / "suites" / "claims" / "cost-defaults.json";
+  const fs::path defaults =
+      ctx.cost_defaults.empty() ? fs::path(CB_SOURCE_DIR) / "suites" / "claims" / "cost-defaults.json" : ctx.cost_defaults;
   const CostDefaults d = load_cost_defaults(defaults);
   // The cost model prices what the other suites measured in this run (when they exist).
   std::optional<RunData> measured;

@@ -32,7 +32,7 @@ Metric metric(const std::string& key, double v) {
   Metric m;
   m.key = key;
   m.value = v;
-  m.samples = {v};
+  m.samples = {v, v, v};  // three agreeing trials: an interval of width 0
   return m;
 }
 
@@ -82,7 +82,7 @@ TEST(ClaimsShipped, DeepSeekArticleLoadsWithAll21IdsAndContractKeys) {
   struct Row { const char* id; const char* metric; Comparator cmp; double thr; const char* suite; };
   // docs/contracts.md, "Metric keys the claim set reads".
   const std::vector<Row> rows = {
-      {"util-busy", "load.util.busy_fraction", Comparator::GE, 0.82, "load"},
+      {"util-busy", "load.util.achieved_fraction", Comparator::GE, 0.82, "load"},
       {"batch-gain", "load.batch_gain.throughput_ratio", Comparator::GE, 1.83, "load"},
       {"sparse-flops", "accuracy.structured.flops_reduction", Comparator::GE, 0.60, "accuracy"},
       {"sparse-acc", "accuracy.structured.acc_retained", Comparator::GE, 0.98, "accuracy"},
@@ -219,7 +219,7 @@ TEST(ClaimsEvaluate, EveryVerdictKind) {
   EXPECT_NE(by_id(rs, "err-nan").reason.find("NaN"), std::string::npos);
   EXPECT_EQ(by_id(rs, "err-nofile").verdict, Verdict::Error);
   const auto n = count_verdicts(rs);
-  EXPECT_EQ(summary_line(rs), "1 PASS, 1 FAIL, 1 SKIP, 4 NOT MEASURED, 3 ERROR");
+  EXPECT_EQ(summary_line(rs), "measured: 1 PASS, 1 FAIL, 0 INCONCLUSIVE, 0 INVALID, 1 SKIP, 4 NOT MEASURED, 3 ERROR");
   EXPECT_EQ(n.at("NOT MEASURED"), 4);
   EXPECT_EQ(check_exit_code(rs), 2);
   EXPECT_EQ(check_exit_code(rs, /*allow_fail=*/true), 2);  // an ERROR is never allowed
@@ -308,7 +308,7 @@ TEST(ClaimsOutput, TableJsonRoundTripAndExitCode) {
   EXPECT_NE(t.find("reason: suite 'nosuch' did not run"), std::string::npos) << t;
   EXPECT_NE(t.find("..."), std::string::npos);  // the long scope is cut
   EXPECT_EQ(t.find("long tail of words"), std::string::npos);
-  EXPECT_NE(t.find("1 PASS, 1 FAIL, 0 SKIP, 1 NOT MEASURED, 0 ERROR"), std::string::npos);
+  EXPECT_NE(t.find("1 PASS, 1 FAIL, 0 INCONCLUSIVE, 0 INVALID, 0 SKIP, 1 NOT MEASURED, 0 ERROR"), std::string::npos);
   EXPECT_EQ(check_exit_code(rs), 1);
   EXPECT_EQ(check_exit_code(rs, true), 0);
 
@@ -347,7 +347,7 @@ TEST(ClaimsEvaluate, RunFolderOnDisk) {
   write_json_atomic(dir / "manifest.json", manifest);
   SuiteResult load;
   load.suite = "load";
-  load.add(metric("load.util.busy_fraction", 0.5));
+  load.add(metric("load.util.achieved_fraction", 0.5));
   write_json_atomic(dir / "load.json", load.to_json());
   const RunData run = RunData::load(dir);
   const ClaimSet set = load_claim_set(fs::path(CB_SOURCE_DIR) / "suites/claims/deepseek-article.json");

@@ -19,6 +19,7 @@ Metric value_metric(const std::string& key, double v) {
   m.value = v;
   m.direction = Direction::HigherIsBetter;
   m.noise = NoiseClass::Timing;
+  m.samples = {v, v, v};  // three agreeing trials
   return m;
 }
 RunData load_run(std::vector<std::pair<std::string, double>> metrics) {
@@ -28,6 +29,7 @@ RunData load_run(std::vector<std::pair<std::string, double>> metrics) {
                 {"hardware", {{"cpu_flags", json::array()}, {"gpus", json::array()}}}};
   SuiteResult load;
   load.suite = "load";
+  load.params["model"] = "deepseek-v3-r1";  // the model the default prices belong to
   for (const auto& [k, v] : metrics) load.add(value_metric(k, v));
   r.suites["load"] = load;
   return r;
@@ -248,4 +250,38 @@ TEST(CostSuite, MeasuredRunFeedsTheClaims) {
   EXPECT_EQ(e.find("cost.cost_per_qps.reduction"), nullptr);
   EXPECT_EQ(e.find("cost.measured.margin"), nullptr);
   EXPECT_NE(e.params["measured_inputs"].get<std::string>().find(d.keys.requests_per_s), std::string::npos);
+}
+
+TEST(CostSuite, PricesOfAnotherModelSkipTheMarginAndTrialsCarryThrough) {
+  const CostDefaults d;
+  // Three trials of a small model's run: the default prices (a 671B model's) do not apply.
+  RunData run = load_run({{d.keys.input_tokens_per_s, 4000}, {d.keys.output_tokens_per_s, 800}});
+  run.suites["load"].params["model"] = "default";
+  Metric rps = value_metric(d.keys.requests_per_s, 20);
+  rps.samples = {18, 20, 22};
+  run.suites["load"].add(rps);
+  Metric base = value_metric(d.keys.baseline_requests_per_s, 10);
+  base.samples = {10, 10, 10};
+  base.params = {{"valid", false}, {"validity", "INVALID: 3 errors of 10"}};
+  run.suites["load"].add(base);
+  SuiteResult s = cost_suite(&run, d);
+  EXPECT_EQ(s.find("cost.measured.margin"), nullptr);
+  EXPECT_EQ(s.find("cost.measured.revenue_per_day"), nullptr);
+  ASSERT_TRUE(s.params["skip"].contains("cost.measured.margin"));
+  EXPECT_NE(s.params["skip"]["cost.measured.margin"].get<std::string>().find("'default'"), std::string::npos);
+  // Per-trial reductions: 1 - 10/18, 1 - 10/20, 1 - 10/22; invalid because the baseline's run was.
+  const Metric* red = s.find("cost.cost_per_qps.reduction");
+  ASSERT_NE(red, nullptr);
+  ASSERT_EQ(red->samples.size(), 3u);
+  EXPECT_NEAR(red->samples[0], 1 - 10.0 / 18, 1e-12);
+  EXPECT_NEAR(red->samples[2], 1 - 10.0 / 22, 1e-12);
+  EXPECT_NEAR(red->value, 0.5, 1e-12);
+  EXPECT_EQ(red->params["valid"], false);
+  run.suites["cost"] = s;
+  const ClaimSet set = load_claim_set(fs::path(CB_SOURCE_DIR) / "suites/claims/deepseek-article.json");
+  const auto rs = evaluate(set, run);
+  EXPECT_EQ(by_id(rs, "margin").verdict, Verdict::Skip);
+  EXPECT_NE(by_id(rs, "margin").reason.find("prices.model"), std::string::npos) << by_id(rs, "margin").reason;
+  EXPECT_EQ(by_id(rs, "cost-qps").verdict, Verdict::Invalid);
+  EXPECT_NE(by_id(rs, "cost-qps").reason.find("3 errors of 10"), std::string::npos) << by_id(rs, "cost-qps").reason;
 }

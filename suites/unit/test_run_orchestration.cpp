@@ -474,7 +474,7 @@ TEST(RunOrchestrationCheck, PassFailErrorExitsTwoPrintsTableWritesClaimsJson) {
   const Cmd c = check(r.dir, set);
   EXPECT_EQ(c.rc, 2) << describe(c);
   for (const char* s : {"value-high", "value-low", "crashed", "PASS", "FAIL", "ERROR", "selftest-crash",
-                        "1 PASS, 1 FAIL, 0 SKIP, 0 NOT MEASURED, 1 ERROR"})
+                        "1 PASS, 1 FAIL, 0 INCONCLUSIVE, 0 INVALID, 0 SKIP, 0 NOT MEASURED, 1 ERROR"})
     EXPECT_NE(c.out.find(s), std::string::npos) << "missing '" << s << "' in\n" << c.out;
 
   ASSERT_TRUE(fs::exists(r.dir / "claims.json")) << describe(c);
@@ -506,7 +506,7 @@ TEST(RunOrchestrationCheck, ExitCodesForPassAndFail) {
   ASSERT_EQ(r.cmd.rc, 0) << describe(r.cmd);
   const Cmd pass = check(r.dir, write_claim_set("pass", {kPass}));
   EXPECT_EQ(pass.rc, 0) << describe(pass);
-  EXPECT_NE(pass.out.find("1 PASS, 0 FAIL, 0 SKIP, 0 NOT MEASURED, 0 ERROR"), std::string::npos) << pass.out;
+  EXPECT_NE(pass.out.find("1 PASS, 0 FAIL, 0 INCONCLUSIVE, 0 INVALID, 0 SKIP, 0 NOT MEASURED, 0 ERROR"), std::string::npos) << pass.out;
   EXPECT_EQ(load_claims_json(r.dir / "claims.json").results.size(), 1u) << "claims.json is rewritten by each check";
 
   const fs::path pf = write_claim_set("pass-fail", {kPass, kFail});

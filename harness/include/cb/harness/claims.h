@@ -1,7 +1,13 @@
 // Claim sets and `claimbench check`: a claim set (suites/claims/*.json) turns each claim of an
 // article into a metric, a comparator and a threshold; `evaluate` reads a run folder and gives each
-// claim a verdict: PASS, FAIL, SKIP (hardware it needs is absent), NOT MEASURED (the metric is not
-// in the run) or ERROR (its suite failed, or the value is NaN). SKIP is never turned into PASS.
+// claim a verdict from the 95% interval of its repeated trials (claim_stats.h): PASS (the interval
+// clears the threshold), FAIL (it lies wholly on the failing side), INCONCLUSIVE (it straddles the
+// threshold, or too few trials for an interval), INVALID (the run behind the metric broke its
+// suite's validity rules: params.valid == false), SKIP (hardware it needs is absent), NOT MEASURED
+// (the metric is not in the run) or ERROR (its suite failed, or the value is NaN). SKIP is never
+// turned into PASS. Claims of kind "arithmetic" (checks of published figures) and "simulation"
+// (models run on assumed inputs) are reported in their own section and never counted among the
+// measured verdicts.
 //
 // Claim-set schema (schema "claimbench.claimset", schema_version "1.0"):
 //   {
@@ -14,6 +20,7 @@
 //         "claim": "our wording",               // string, required
 //         "figure": "the article's figure",     // string, required
 //         "suite": "load",                      // string, required: the suite that measures it
+//         "kind": "measurement",                // optional: measurement (default) | arithmetic | simulation
 //         "unit": "fraction",                   // string, optional
 //         "scope": "what is compared",          // string, optional (printed next to the verdict)
 //         // single-metric form:
@@ -39,16 +46,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cb/harness/claim_stats.h"
 #include "cb/harness/results.h"
 
 namespace cb::harness {
 
-enum class Comparator { GE, LE, GT, LT, EQ };
-const char* to_string(Comparator c);  // ">=", "<=", ">", "<", "=="
-// Throws SchemaError "<where>: unknown comparator 'x' (expected one of >=, <=, >, <, ==)".
-Comparator comparator_from_string(const std::string& s, const std::string& where);
-// value <cmp> threshold; for EQ: |value - threshold| <= tolerance. NaN never holds.
-bool holds(double value, Comparator c, double threshold, double tolerance);
+// What a claim's check is: a measurement on this machine, arithmetic on published figures, or a
+// simulation on assumed inputs. Only measurements count in the measured tally.
+enum class ClaimKind { Measurement, Arithmetic, Simulation };
+const char* to_string(ClaimKind k);  // "measurement", "arithmetic", "simulation"
+ClaimKind claim_kind_from_string(const std::string& s, const std::string& where);
 
 struct Condition {
   std::string metric;
@@ -76,6 +83,7 @@ struct Claim {
   std::string unit;
   std::string suite;
   std::string scope;
+  ClaimKind kind = ClaimKind::Measurement;
   std::optional<Requirement> requirement;  // JSON key "requires"
 };
 
@@ -92,13 +100,15 @@ ClaimSet load_claim_set(const std::filesystem::path& path);
 // The same checks on an in-memory document; `source` names it in error messages.
 ClaimSet claim_set_from_json(const nlohmann::json& j, const std::string& source);
 
-enum class Verdict { Pass, Fail, Skip, NotMeasured, Error };
-const char* to_string(Verdict v);  // "PASS", "FAIL", "SKIP", "NOT MEASURED", "ERROR"
+enum class Verdict { Pass, Fail, Inconclusive, Invalid, Skip, NotMeasured, Error };
+// "PASS", "FAIL", "INCONCLUSIVE", "INVALID", "SKIP", "NOT MEASURED", "ERROR"
+const char* to_string(Verdict v);
 Verdict verdict_from_string(const std::string& s, const std::string& where);
 
 struct ConditionResult {
   Condition condition;
   std::optional<double> measured;  // absent when the metric is not in the run; may be NaN
+  std::optional<Interval> interval;  // 95% interval of its trials, when it has one
   Verdict verdict = Verdict::NotMeasured;
   std::string reason;
 };
@@ -110,6 +120,8 @@ struct ClaimResult {
   std::string metric;       // the first condition's metric key
   std::string unit;
   std::optional<double> measured;  // the first condition's value
+  std::optional<Interval> interval;  // the first condition's
+  ClaimKind kind = ClaimKind::Measurement;
   Comparator comparator = Comparator::GE;  // the first condition's
   double threshold = 0;
   double tolerance = 0;
@@ -133,12 +145,15 @@ std::optional<std::string> unmet(const Requirement& r, const RunHardware& hw);
 
 std::vector<ClaimResult> evaluate(const ClaimSet& set, const RunData& run);
 
-// Counts per verdict, every verdict present (zero when none).
-std::map<std::string, int> count_verdicts(const std::vector<ClaimResult>& results);
-// "3 PASS, 5 FAIL, 2 SKIP, 10 NOT MEASURED, 1 ERROR"
+// Counts per verdict, every verdict present (zero when none), of the measurement claims only or
+// of the others (arithmetic and simulation).
+std::map<std::string, int> count_verdicts(const std::vector<ClaimResult>& results, bool measurements = true);
+// "measured: 3 PASS, 5 FAIL, 1 INCONCLUSIVE, 0 INVALID, 2 SKIP, 10 NOT MEASURED, 1 ERROR", then
+// "; not measurements (arithmetic, simulation): 2 PASS, 1 FAIL" when there are such claims.
 std::string summary_line(const std::vector<ClaimResult>& results);
-// Fixed-width table: id, measured (unit), threshold, verdict, scope; a reason line under each
-// SKIP / NOT MEASURED / ERROR row (and under multi-part rows); the summary line last.
+// Fixed-width table: id, measured (unit), 95% interval, threshold, verdict, scope; a reason line
+// under each row that is not a plain PASS/FAIL; the arithmetic and simulation claims in a section
+// of their own; the summary line last.
 void print_claims_table(std::ostream& os, const std::vector<ClaimResult>& results);
 
 // claims.json as pinned in docs/contracts.md (multi-part claims also carry "conditions").
@@ -149,14 +164,16 @@ struct ClaimsReport {
   std::string claim_set;
   std::string run_dir;
   std::vector<ClaimResult> results;
-  std::map<std::string, int> counts;
+  std::map<std::string, int> counts;  // measurement claims
+  std::map<std::string, int> counts_not_measurements;
 };
 // Reads claims.json back (schema "claimbench.claims"); throws SchemaError.
 ClaimsReport load_claims_json(const std::filesystem::path& path);
 ClaimsReport claims_report_from_json(const nlohmann::json& j, const std::string& source);
 
-// 0 when no claim is FAIL or ERROR; 1 when some claim FAILs (0 with allow_fail);
-// 2 when some claim is ERROR (a broken measurement is never allowed).
+// 0 when no claim is FAIL, INVALID or ERROR; 1 when some claim FAILs or is INVALID (0 with
+// allow_fail); 2 when some claim is ERROR (a broken measurement is never allowed). INCONCLUSIVE
+// is not a failure: it says the run's noise allows no call.
 int check_exit_code(const std::vector<ClaimResult>& results, bool allow_fail = false);
 
 }  // namespace cb::harness

@@ -69,6 +69,9 @@ struct CostDefaults {
   double price_output_per_m = 2.19;
   double cache_hit_fraction = 342.0 / 608.0;  // DeepSeek's 56.25% of input tokens
   double served_fraction = 1.0;           // fraction of the day served at the measured rate (1 = theoretical)
+  // The model the token prices belong to. Revenue and margin are only computed for a run whose
+  // model has this name (the load suite's params.model); otherwise they are SKIP with the reason.
+  std::string price_model = "deepseek-v3-r1";
   // dyn-price: the article's rule over an hourly utilization curve (flat-price utilization).
   std::vector<double> load_curve;         // 24 values in [0, 1]; illustrative default below
   double low_util = 0.5;                  // price change applies when util < low_util

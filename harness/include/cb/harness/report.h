@@ -41,14 +41,20 @@ std::vector<std::string> run_names(const std::vector<ReportInput>& runs);
 // One claim as the report shows it, merged across runs by id (order: first appearance).
 struct ClaimRow {
   std::string id, description, figure, threshold_text, scope;
+  std::string kind = "measurement";  // or "arithmetic" / "simulation": reported apart, never counted as measured
   std::vector<std::optional<nlohmann::json>> per_run;  // the run's result object, if it has this claim
 };
 std::vector<ClaimRow> merge_claims(const std::vector<ReportInput>& runs);
-// "measured" as text (number, list of numbers, or "—" for null) with the unit.
+// "measured" as text (number, list of numbers, or "—" for null) with the unit, and the 95%
+// interval of its trials when it has one ("1.2 x [1.1, 1.3]").
 std::string measured_text(const nlohmann::json& result);
 // "comparator threshold [unit] (tol x)".
 std::string threshold_text(const nlohmann::json& result);
 std::string verdict_of(const nlohmann::json& result);  // "PASS", ..., "ERROR" when missing
+// Every verdict string, in the order reports list them.
+const std::vector<std::string>& verdict_names();
+// "measured: 3 PASS, 5 FAIL, ...; not measurements: 2 PASS" from a claims.json document.
+std::string claim_counts_line(const nlohmann::json& claims);
 
 // Hardware / build rows for the header table: label -> one cell per run.
 std::vector<std::pair<std::string, std::vector<std::string>>> run_info_rows(const std::vector<ReportInput>& runs);
