@@ -50,7 +50,12 @@ int do_check(const fs::path& run_dir, const fs::path& claims_file, bool allow_fa
   const ClaimSet set = load_claim_set(claims_file);
   const RunData run = RunData::load(run_dir);
   const auto results = evaluate(set, run);
-  std::printf("claim set: %s (%zu claims)\nrun: %s\n\n", claims_file.filename().c_str(), set.claims.size(), run.label().c_str());
+  std::printf("claim set: %s (%zu claims)\nrun: %s\n", claims_file.filename().c_str(), set.claims.size(), run.label().c_str());
+  const json defects = run.manifest.value("params", json::object()).value("planted_defects", json::array());
+  if (defects.is_array() && !defects.empty())
+    std::printf("PLANTED DEFECTS in this run: %s (a compliance test: the verdicts below are of a deliberately broken engine)\n",
+                defects.dump().c_str());
+  std::printf("\n");
   print_claims_table(std::cout, results);
   write_json_atomic(run_dir / "claims.json", claims_to_json(results, claims_file.string(), run_dir.string()));
   std::printf("\nwrote %s\n", (run_dir / "claims.json").c_str());
@@ -117,6 +122,9 @@ int main(int argc, char** argv) {
   run->add_option("--driver", ro.driver, "load suite driver: native (own generator) or locust")->check(CLI::IsMember({"native", "locust"}));
   run->add_option("--ppl-text", ro.ppl_text, "accuracy suite: text file whose perplexity to measure (bring your own)")->check(CLI::ExistingFile);
   run->add_option("--qa-jsonl", ro.qa_jsonl, "accuracy suite: JSONL of {\"prompt\", \"answer\"} for exact-match accuracy")->check(CLI::ExistingFile);
+  run->add_option("--plant-defect", ro.planted_defects,
+                  "plant an engine defect (batch-ignores-queue, kv-reserve-max, busy-loop; repeatable): a compliance test that the "
+                  "matching claim flips; named in the manifest");
   run->add_option("--cost-defaults", ro.cost_defaults,
                   "cost suite: cost defaults with the token prices of the run's model (prices.model); default suites/claims/cost-defaults.json")
       ->check(CLI::ExistingFile);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cb/engine/engine.h"
+#include "cb/engine/planted_defects.h"
 #include "cb/harness/environment.h"
 #include "cb/harness/process.h"
 
@@ -98,6 +99,21 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
   if (opt.sut != "inprocess" && opt.sut != "null" && opt.sut.rfind("http://", 0) != 0)
     throw std::invalid_argument("--sut '" + opt.sut + "': expected 'inprocess', 'null' or http://HOST:PORT");
 
+  // Planted defects (compliance tests): from --plant-defect and CB_PLANT_DEFECTS, validated before
+  // anything runs, handed to every suite process through the environment, named in the manifest.
+  std::vector<std::string> defects;
+  if (const char* env = std::getenv("CB_PLANT_DEFECTS")) defects = engine::parse_defect_list(env);
+  for (const auto& d : opt.planted_defects)
+    for (const auto& n : engine::parse_defect_list(d))
+      if (std::find(defects.begin(), defects.end(), n) == defects.end()) defects.push_back(n);
+  if (!defects.empty()) {
+    std::string csv;
+    for (const auto& d : defects) csv += (csv.empty() ? "" : ",") + d;
+    ::setenv("CB_PLANT_DEFECTS", csv.c_str(), 1);
+    std::fprintf(stderr, "claimbench run: PLANTED DEFECTS %s: a compliance test of the harness, not a measurement of the engine\n",
+                 csv.c_str());
+  }
+
   const json hw = hardware_info();
   const fs::path base = opt.out_base.empty() ? default_results_dir() : opt.out_base;
   const fs::path dir = create_unique_dir(base, compact_time() + "-" + hw.value("fingerprint", std::string("hw")));
@@ -111,7 +127,7 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
                    {"hardware", hw},
                    {"started_at", utc_now_iso()},
                    {"params", {{"suites", names}, {"quick", opt.quick}, {"sut", opt.sut}, {"driver", opt.driver}, {"model_dir", fs::absolute(model).string()},
-                               {"timeout_scale", opt.timeout_scale}, {"bench_filter", opt.bench_filter}, {"repetitions", opt.repetitions}, {"ppl_text", opt.ppl_text.string()}, {"qa_jsonl", opt.qa_jsonl.string()}, {"cost_defaults", opt.cost_defaults.string()},
+                               {"timeout_scale", opt.timeout_scale}, {"bench_filter", opt.bench_filter}, {"repetitions", opt.repetitions}, {"ppl_text", opt.ppl_text.string()}, {"qa_jsonl", opt.qa_jsonl.string()}, {"cost_defaults", opt.cost_defaults.string()}, {"planted_defects", defects},
                                {"omp_num_threads", std::getenv("OMP_NUM_THREADS") ? json(std::getenv("OMP_NUM_THREADS")) : json()}}},
                    {"seeds", {{"run", opt.seed}, {"prompts", opt.seed}, {"kernel_inputs", "fixed per benchmark (splitmix64)"}}},
                    {"suites", json::object()}};

@@ -38,12 +38,16 @@ void add_bench_batching_command(CLI::App& app) {
                     p["e2e_ms_p50"].get<double>(), p["e2e_ms_p99"].get<double>(), p["mean_batch"].get<double>(),
                     100 * p["busy_fraction"].get<double>(), 100 * p.value("mfu", 0.0), 100 * p.value("mbu", 0.0));
       std::printf("greedy outputs identical across policies: %s\n", r["policies_outputs_identical"].get<bool>() ? "yes" : "NO");
-      const auto& kv = r["kv"];
-      std::printf("KV peak reserved: paged %.1f MB, contiguous %.1f MB -> %.1f%% less (paged waste %.1f%%, contiguous waste %.1f%%)\n",
-                  kv["paged_reserved_peak"].get<double>() / 1e6, kv["contiguous_reserved_peak"].get<double>() / 1e6,
-                  100 * kv["reduction"].get<double>(), 100 * kv["paged_waste_fraction"].get<double>(),
-                  100 * kv["contiguous_waste_fraction"].get<double>());
-      std::printf("batch policy on the scripted queue: %d/%d article points match\n", r["batch_policy"]["matched"].get<int>(),
+      for (const auto& [dist, d] : r["kv"].items()) {
+        const auto& al = d["allocators"];
+        std::printf("KV peak reserved, %s-like lengths (%d requests): paged %.1f MB vs", dist.c_str(), d["requests"].get<int>(),
+                    al["paged"]["all_admitted"]["kv_bytes_reserved_peak"].get<double>() / 1e6);
+        for (const auto& [name, red] : d["reduction_vs"].items())
+          std::printf(" %s %.1f MB (-%.1f%%)", name.c_str(), al[name]["all_admitted"]["kv_bytes_reserved_peak"].get<double>() / 1e6,
+                      100 * red.get<double>());
+        std::printf("; strongest baseline without future knowledge: %s\n", d["strongest_baseline"].get<std::string>().c_str());
+      }
+      std::printf("batch policy from the step trace: %d/%d checked steps match the article's rule\n", r["batch_policy"]["matched"].get<int>(),
                   r["batch_policy"]["checked"].get<int>());
       const auto& c16 = r["ctx16k"];
       if (c16["ok"].is_null()) std::printf("16K context: not run (%s)\n", c16["reason"].get<std::string>().c_str());

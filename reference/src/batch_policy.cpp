@@ -1,5 +1,6 @@
 // Batch-size policies: static, queue-table (the `batch-policy` claim) and slo (online step-time model).
 #include "cb/engine/batch_policy.h"
+#include "cb/engine/planted_defects.h"
 
 #include <algorithm>
 #include <array>
@@ -43,6 +44,7 @@ class QueueTablePolicy final : public BatchPolicy {
   explicit QueueTablePolicy(std::vector<QueueTableRow> table) : table_(std::move(table)) {}
   std::string name() const override { return "queue-table"; }
   int max_batch(const SchedulerView& v) const override {
+    if (planted(Defect::BatchIgnoresQueue)) return 16;  // planted defect: the queue is not read
     for (const auto& row : table_)
       if (v.queued < row.queue_below) return row.batch;
     return table_.back().batch;  // unreachable: the last row is INT_MAX and queued is an int

@@ -1,4 +1,5 @@
 #include "cb/engine/serving_engine.h"
+#include "cb/engine/planted_defects.h"
 
 #include <algorithm>
 #include <chrono>
@@ -80,10 +81,13 @@ void ServingEngine::validate(const RequestParams& p) const {
     throw std::invalid_argument("prompt (" + std::to_string(p.prompt.size()) + " tokens) + max_tokens (" +
                                 std::to_string(p.max_tokens) + ") exceeds the model's context of " +
                                 std::to_string(cfg.max_position_embeddings));
-  const int per_seq = opt_.kv_mode == KvMode::Contiguous ? opt_.contiguous_reserve : total;
-  if (opt_.kv_mode == KvMode::Contiguous && total > opt_.contiguous_reserve)
+  if (p.kv_reserve_tokens < 0)
+    throw std::invalid_argument("kv_reserve_tokens: must be >= 0 (got " + std::to_string(p.kv_reserve_tokens) + ")");
+  const int reserve = p.kv_reserve_tokens > 0 ? p.kv_reserve_tokens : opt_.contiguous_reserve;
+  const int per_seq = opt_.kv_mode == KvMode::Contiguous ? reserve : total;
+  if (opt_.kv_mode == KvMode::Contiguous && total > reserve)
     throw std::invalid_argument("prompt + max_tokens (" + std::to_string(total) + ") exceeds the contiguous reservation of " +
-                                std::to_string(opt_.contiguous_reserve) + " tokens");
+                                std::to_string(reserve) + " tokens");
   if (blocks_->blocks_for(per_seq) > opt_.num_blocks)
     throw std::invalid_argument("request needs " + std::to_string(blocks_->blocks_for(per_seq)) +
                                 " KV blocks but the pool has " + std::to_string(opt_.num_blocks));
@@ -105,14 +109,21 @@ RequestId ServingEngine::add_request(RequestParams p, TokenCallback on_token) {
   return id;
 }
 
+int ServingEngine::reserve_tokens(const Request& r) const {
+  if (opt_.kv_mode == KvMode::Paged) return model_.config().max_position_embeddings;  // kv-reserve-max defect only
+  return r.p.kv_reserve_tokens > 0 ? r.p.kv_reserve_tokens : opt_.contiguous_reserve;
+}
+
 bool ServingEngine::admit(Request& r) {
   // All unfinished samples get their blocks, or none does.
   std::vector<Sequence*> got;
+  // Planted defect kv-reserve-max: the paged cache reserves like a contiguous one.
+  const bool reserve_up_front = opt_.kv_mode == KvMode::Contiguous || planted(Defect::KvReserveMax);
   for (auto& s : r.seqs) {
     if (s.finished) continue;
     std::optional<int> cached;
-    if (opt_.kv_mode == KvMode::Contiguous) {
-      const std::vector<int32_t> reserve(opt_.contiguous_reserve, 0);
+    if (reserve_up_front) {
+      const std::vector<int32_t> reserve(reserve_tokens(r), 0);
       cached = blocks_->allocate(s.id, reserve);
       if (cached) cached = 0;
     } else {
@@ -210,6 +221,7 @@ bool ServingEngine::step() {
   const double plan_start = now_seconds();
   const SchedulerView view = view_at(plan_start);
   int running_seqs = view.running;
+  const int running_before = view.running;
   const int max_batch = std::max(1, policy_->max_batch(view));
 
   // Admission, FCFS: stop at the first request that does not fit (batch size or blocks).
@@ -292,6 +304,11 @@ bool ServingEngine::step() {
   }
   const double t_fwd = now_seconds();
   const std::vector<float> logits = model_.model().forward(batch, *kv_);
+  if (planted(Defect::BusyLoop)) {  // planted defect: twice as long again inside the timed region, no work
+    const double until = now_seconds() + 2 * (now_seconds() - t_fwd);
+    while (now_seconds() < until) {
+    }
+  }
   const double fwd = now_seconds() - t_fwd;
   const int V = model_.config().vocab_size;
 
@@ -320,7 +337,7 @@ bool ServingEngine::step() {
         child.computed = s.computed;
         if (opt_.kv_mode == KvMode::Contiguous) {
           // Without paging each sample owns a full reservation, filled by copying the prompt's KV.
-          const std::vector<int32_t> reserve(opt_.contiguous_reserve, 0);
+          const std::vector<int32_t> reserve(reserve_tokens(r), 0);
           if (!blocks_->allocate(child.id, reserve)) {
             finish_sequence(r, child, "error: out of KV blocks for sample " + std::to_string(i));
             continue;
@@ -366,6 +383,7 @@ bool ServingEngine::step() {
     step_batch_.push_back(int(plan.size()));
     step_tokens_.push_back(tokens);
     step_queue_.push_back(view.queued);
+    step_running_.push_back(running_before);
   }
   account_kv();
   return true;
@@ -398,6 +416,7 @@ EngineStats ServingEngine::stats_since(size_t first_step) const {
   s.step_batch = tail(step_batch_);
   s.step_tokens = tail(step_tokens_);
   s.step_queue = tail(step_queue_);
+  s.step_running = tail(step_running_);
   s.queued = int(queue_.size());
   s.running = int(running_.size());
   for (RequestId id : running_) s.running_seqs += requests_.at(id)->unfinished();

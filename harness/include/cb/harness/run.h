@@ -23,6 +23,7 @@ struct RunOptions {
   int repetitions = 0;              // kernels suite: repetitions per benchmark (0 = default)
   std::filesystem::path ppl_text;   // accuracy suite: bring-your-own text file for perplexity
   std::filesystem::path qa_jsonl;   // accuracy suite: bring-your-own prompt/answer pairs (JSONL)
+  std::vector<std::string> planted_defects;  // engine defects to plant (planted_defects.h); recorded in the manifest
   std::filesystem::path cost_defaults;  // cost suite: prices and hardware costs (default suites/claims/cost-defaults.json)
   std::string bench_filter;         // kernels suite: benchmark regex instead of the default set
 };

@@ -30,6 +30,10 @@ struct RequestParams {
   SamplingParams sampling;  // sample i of n uses seed + i
   int n = 1;                // samples sharing the prompt's KV blocks (copy-on-write)
   bool stop_at_eos = true;
+  // Contiguous KV mode: tokens to reserve per sequence of this request (0 = the engine's
+  // contiguous_reserve). Lets a baseline reserve what it knows at admission (prompt + max_tokens)
+  // or a rounding of it, as the allocators compared in the vLLM paper do.
+  int kv_reserve_tokens = 0;
 };
 
 struct TokenEvent {
@@ -74,6 +78,7 @@ struct EngineStats {
   std::vector<int> step_batch;   // sequences per step
   std::vector<int> step_tokens;  // tokens per step
   std::vector<int> step_queue;   // queue length when the step was planned
+  std::vector<int> step_running; // sequences already running when the step was planned (before admission)
   // KV accounting: bytes of blocks held by sequences, and of tokens actually stored.
   size_t kv_bytes_reserved = 0, kv_bytes_used = 0;
   size_t kv_bytes_reserved_peak = 0, kv_bytes_used_peak = 0;
@@ -137,7 +142,8 @@ class ServingEngine {
   SeqId next_seq_ = 1;
   EngineStats stats_;  // scalars only; the per-step samples live below, copied out on demand
   std::vector<double> step_seconds_;
-  std::vector<int> step_batch_, step_tokens_, step_queue_;
+  std::vector<int> step_batch_, step_tokens_, step_queue_, step_running_;
+  int reserve_tokens(const Request& r) const;  // contiguous reservation per sequence of r
   double t0_ = -1;
 };
 

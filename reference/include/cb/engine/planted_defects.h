@@ -1,0 +1,31 @@
+// Planted defects, in the spirit of MLPerf's compliance tests: each breaks one technique the way a
+// real bug or a benchmark-gaming shortcut would, so a test can show that the claim measuring that
+// technique flips (to FAIL, or the run to INVALID). Off unless named in the environment variable
+// CB_PLANT_DEFECTS (comma-separated); `claimbench run --plant-defect NAME` sets it for its suite
+// processes and records the names in the run's manifest (params.planted_defects).
+//
+//   batch-ignores-queue  the queue-table policy returns a fixed batch of 16 whatever the queue
+//   kv-reserve-max       the paged KV cache reserves the model's whole context per sequence at
+//                        admission (what a contiguous allocator does)
+//   busy-loop            every engine step spins twice as long as its forward pass inside the
+//                        timed region: busy time triples, work does not
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace cb::engine {
+
+enum class Defect { BatchIgnoresQueue, KvReserveMax, BusyLoop };
+
+const char* defect_name(Defect d);
+const std::vector<std::string>& known_defect_names();
+// True when `d` is planted in this process (CB_PLANT_DEFECTS, read once).
+bool planted(Defect d);
+// The planted names (validated); throws std::invalid_argument naming an unknown one and listing
+// the known ones.
+std::vector<std::string> planted_defect_names();
+// Parses a comma-separated list; throws std::invalid_argument as above.
+std::vector<std::string> parse_defect_list(const std::string& csv);
+
+}  // namespace cb::engine
