@@ -41,13 +41,15 @@ namespace {
 json read_config(const fs::path& dir) { return read_json_file(dir / "config.json"); }
 
 // Decode speed at batch 1: a fixed prompt from the held-out text, greedy, no early stop.
-std::vector<double> decode_speed(engine::LoadedModel& m, const EvalSettings& s) {
+std::vector<double> decode_speed(engine::LoadedModel& m, const EvalSettings& s, double& executed_per_token) {
   std::vector<int32_t> text = engine::train::held_out_tokens(8, 1);
   text.resize(std::min<size_t>(text.size(), size_t(s.decode_prompt_tokens)));
   engine::GenerateOptions g;
   g.max_tokens = s.decode_tokens;
   g.stop_at_eos = false;
-  engine::generate(m, text, g);  // warm-up: first-touch of weights and buffers
+  const auto f0 = m.model().executed_flops();
+  engine::generate(m, text, g);  // warm-up: first-touch of weights and buffers; its FLOPs are counted
+  executed_per_token = double(m.model().executed_flops().total() - f0.total()) / double(text.size() + size_t(s.decode_tokens));
   std::vector<double> tps;
   for (int r = 0; r < s.decode_reps; ++r) tps.push_back(engine::generate(m, text, g).decode_tokens_per_s());
   return tps;
@@ -66,9 +68,9 @@ VariantMeasure measure_variant(const Variant& v, const EvalSettings& s) {
   out.mean_accuracy = acc.mean();
   out.answer_perplexity = engine::train::answer_perplexity(*m, eo);
   out.model_bytes = engine::compress::model_file_bytes(v.dir);
-  out.decode_tps = decode_speed(*m, s);
+  out.decode_tps = decode_speed(*m, s, out.executed_flops_per_token);
   out.decode_tps_median = median(out.decode_tps);
-  out.flops_per_token = engine::compress::flops_per_token(m->config(), s.flops_context).total();
+  out.flops_per_token = engine::compress::flops_per_token(engine::ModelConfig::load(v.dir / "config.json"), s.flops_context).total();
   out.config = read_config(v.dir);
   return out;
 }

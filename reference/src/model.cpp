@@ -186,6 +186,11 @@ std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, co
   kernels::Backend& be = backend_;
   const bool tp = tp_.active();
 
+  // Every matmul as executed, counted from the shapes it ran on: 2 x rows x K x N.
+  auto mm = [&](const Tensor& a, const kernels::Weight& w, Tensor& out) {
+    flops_.matmul += 2 * a.rows() * a.cols() * out.cols();
+    return be.matmul(a, w, out);
+  };
   // x[T, D] = embed[ids]
   check(be.embedding(ids_t, w_.embed, x), "embedding");
   for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
@@ -193,9 +198,9 @@ std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, co
     // Attention block: x += Wo * attn(rope(Wq h), rope(Wk h), Wv h), h = rmsnorm(x).
     // Column-parallel q/k/v (this rank's heads), row-parallel o_proj summed over ranks.
     check(be.rmsnorm(x, L.attn_norm, cfg_.rms_norm_eps, h), "attn rmsnorm", l);
-    check(be.matmul(h, L.wq, q), "q_proj", l);  // q[T, H * Dh]
-    check(be.matmul(h, L.wk, k), "k_proj", l);  // k[T, Hkv * Dh]
-    check(be.matmul(h, L.wv, v), "v_proj", l);  // v[T, Hkv * Dh]
+    check(mm(h, L.wq, q), "q_proj", l);  // q[T, H * Dh]
+    check(mm(h, L.wk, k), "k_proj", l);  // k[T, Hkv * Dh]
+    check(mm(h, L.wv, v), "v_proj", l);  // v[T, Hkv * Dh]
     check(be.rope(q, pos_t, H, Dh, cfg_.rope_theta), "rope q", l);
     check(be.rope(k, pos_t, Hkv, Dh, cfg_.rope_theta), "rope k", l);
     for (size_t s = 0; s < batch.size(); ++s) {
@@ -213,17 +218,19 @@ std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, co
       p.scale = 1.0f / std::sqrt(float(Dh));
       Tensor qs = rows(q, tok0[s], n), as = rows(att, tok0[s], n);
       check(be.attention(qs, view, p, as), "attention", l);
+      // QK^T and PV: 2 x 2 x head_dim FLOPs per (query, key) pair per head; query i sees pos0 + i + 1 keys.
+      flops_.attention += 4 * int64_t(H) * Dh * (n * batch[s].pos0 + n * (n + 1) / 2);
     }
-    check(be.matmul(att, L.wo, o), "o_proj", l);  // o[T, D] (a partial sum per rank when tensor parallel)
+    check(mm(att, L.wo, o), "o_proj", l);  // o[T, D] (a partial sum per rank when tensor parallel)
     if (tp) all_reduce(o);
     check(be.add(x, o, x), "residual add (attention)", l);
     // MLP block: x += Wdown (silu(Wgate h) * Wup h), h = rmsnorm(x).
     // Column-parallel gate/up (this rank's FFN columns), row-parallel down_proj summed over ranks.
     check(be.rmsnorm(x, L.ffn_norm, cfg_.rms_norm_eps, h), "ffn rmsnorm", l);
-    check(be.matmul(h, L.w_gate, gate), "gate_proj", l);  // gate[T, F]
-    check(be.matmul(h, L.w_up, up), "up_proj", l);        // up[T, F]
+    check(mm(h, L.w_gate, gate), "gate_proj", l);  // gate[T, F]
+    check(mm(h, L.w_up, up), "up_proj", l);        // up[T, F]
     check(be.silu_mul(gate, up, ffn), "silu_mul", l);
-    check(be.matmul(ffn, L.w_down, o), "down_proj", l);   // o[T, D]
+    check(mm(ffn, L.w_down, o), "down_proj", l);   // o[T, D]
     if (tp) all_reduce(o);
     check(be.add(x, o, x), "residual add (mlp)", l);
   }
@@ -239,7 +246,7 @@ std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, co
     r += count;
   }
   Tensor last = rows(last_, 0, logit_rows), logits = rows(logits_, 0, logit_rows);
-  check(be.matmul(last, w_.lm_head, logits), "lm_head");  // this rank's vocabulary slice when tensor parallel
+  check(mm(last, w_.lm_head, logits), "lm_head");  // this rank's vocabulary slice when tensor parallel
   std::vector<float> out(static_cast<size_t>(logits.numel()));
   be.copy_to_host(out.data(), logits);
   be.synchronize();

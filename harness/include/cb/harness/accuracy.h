@@ -44,7 +44,10 @@ struct VariantMeasure {
   uint64_t model_bytes = 0;       // config.json + safetensors files
   std::vector<double> decode_tps; // one per repetition
   double decode_tps_median = 0;
-  int64_t flops_per_token = 0;    // matmul + attention at EvalSettings::flops_context
+  int64_t flops_per_token = 0;    // planned: matmul + attention at EvalSettings::flops_context, from config.json
+  // Executed: FLOPs the model counted while it ran the decode measurement (Model::executed_flops),
+  // per processed token (prompt + generated) of one repetition.
+  double executed_flops_per_token = 0;
   nlohmann::json config;          // the variant's config.json
 };
 

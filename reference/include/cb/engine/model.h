@@ -48,6 +48,13 @@ class Model {
   // finished it (a failure then must abort the group: the followers wait inside a collective).
   void stop_followers();
   bool step_in_progress() const { return in_step_; }
+  // FLOPs this model has executed so far (this rank's share when tensor parallel), counted from
+  // the shapes each matmul and attention call ran on: what a pruned model really saves.
+  struct ExecutedFlops {
+    int64_t matmul = 0, attention = 0;
+    int64_t total() const { return matmul + attention; }
+  };
+  ExecutedFlops executed_flops() const { return flops_; }
   const TpContext& tp() const { return tp_; }
 
   const ModelConfig& config() const { return cfg_; }
@@ -79,6 +86,7 @@ class Model {
   std::vector<std::pair<int32_t, int32_t>> pending_copies_;
   int32_t step_no_ = 0;
   bool in_step_ = false;
+  ExecutedFlops flops_;
 };
 
 }  // namespace cb::engine
