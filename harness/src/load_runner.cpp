@@ -227,6 +227,7 @@ RunResult run_load(Sut& sut, const Plan& plan, const Slo& slo, const ValidityRul
 
   // Drain: wait for every issued request, up to the deadline (or until the SLO watch gives up);
   // then the rest are timeouts (abandoned).
+  std::optional<SutCounters> before_abort;
   {
     std::unique_lock lk(st->m);
     const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.drain_timeout_s));
@@ -250,12 +251,15 @@ RunResult run_load(Sut& sut, const Plan& plan, const Slo& slo, const ValidityRul
           st->close(i);
         }
       lk.unlock();
+      // abort_all may leave a fresh engine behind: its counters would describe nothing that ran
+      // (a fresh engine's zero KV peak once turned a timed-out paged run into a 100% KV saving).
+      before_abort = sut.counters();
       sut.abort_all();
       lk.lock();
     }
     res.records = st->recs;  // a copy: late callbacks may still touch st after this
   }
-  res.at_end = sut.settled_counters();
+  res.at_end = before_abort ? before_abort : sut.settled_counters();
 
   res.summary = summarize_run(res.records, slo);
   res.validity = check_validity(res.summary, rules, !plan.closed_loop);

@@ -61,6 +61,16 @@ Metric run_metric(const std::string& key, double v, const std::string& unit, Dir
   return Metric{key, v, unit, d, n, {}, p, note};
 }
 
+// A metric from two runs: invalid when the other run is (run_metric only looks at its own).
+Metric also_valid(Metric m, const Measured& other) {
+  if (other.result.validity.valid) return m;
+  const std::string why = other.label + ": " + other.result.validity.line();
+  m.params["valid"] = false;
+  m.params["validity"] = m.params.contains("validity") ? m.params["validity"].get<std::string>() + "; " + why : why;
+  m.note = "INVALID run (" + why + "): " + m.note;
+  return m;
+}
+
 // Repeated trials: every figure a claim reads comes from kTrials runs (each on its own seed), so
 // `claimbench check` can put a 95% interval on it (claim_stats.h).
 constexpr int kTrials = 3;
@@ -578,11 +588,12 @@ SuiteResult run_load_suite(const SuiteContext& ctx) {
                         {"paged_used_peak_bytes", kvp.result.at_end->kv_bytes_used_peak},
                         {"contiguous_used_peak_bytes", kvc.result.at_end->kv_bytes_used_peak}};
     if (ck > 0)
-      r.add(run_metric("load.kv.paged_vs_contiguous.reduction", 1.0 - double(pk) / double(ck), "fraction", Hi, R, kvp,
+      r.add(also_valid(run_metric("load.kv.paged_vs_contiguous.reduction", 1.0 - double(pk) / double(ck), "fraction", Hi, R, kvp,
                        "1 - peak KV bytes reserved (paged, " + std::to_string(kp.block_size) + "-token blocks) / (contiguous reservation of the "
                        "model context per sequence), long-context trace at concurrency " + std::to_string(lc_conc) +
                            ", same adaptive policy, pool large enough for both (EngineStats)",
-                       kvpar));
+                       kvpar),
+                       kvc));
     r.add(run_metric("load.kv.paged.reserved_peak_bytes", double(pk), "bytes", Lo, R, kvp, "EngineStats peak", kvpar));
     r.add(run_metric("load.kv.contiguous.reserved_peak_bytes", double(ck), "bytes", Lo, R, kvc, "EngineStats peak", kvpar));
   } else {

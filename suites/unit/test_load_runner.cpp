@@ -54,6 +54,13 @@ class ScriptedSut : public Sut {
     (void)req;
   }
   void abort_all() override { ++aborts; }
+  // Counters that, like an in-process engine rebuilt by abort_all, start from zero after it.
+  std::optional<SutCounters> counters() const override {
+    SutCounters c;
+    c.kv_bytes_reserved_peak = aborts ? 0 : 4096;
+    c.steps = aborts ? 0 : 7;
+    return c;
+  }
 
  private:
   std::vector<SutCallbacks> held_;
@@ -183,6 +190,11 @@ TEST(LoadRunner, DrainDeadlineTurnsSilenceIntoTimeouts) {
   bool drained_failed = false;
   for (const auto& c : r.validity.conditions) drained_failed = drained_failed || (c.name == "drained" && !c.ok);
   EXPECT_TRUE(drained_failed) << r.validity.line();
+  // The counters at the end are those of the engine that ran the requests, read before the abort
+  // replaced it, not the fresh engine's zeros.
+  ASSERT_TRUE(r.at_end);
+  EXPECT_EQ(r.at_end->kv_bytes_reserved_peak, 4096u);
+  EXPECT_EQ(r.at_end->steps, 7);
 }
 
 TEST(LoadRunner, StopsEarlyOnceTheSloIsOutOfReach) {
