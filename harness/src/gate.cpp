@@ -45,18 +45,6 @@ std::optional<BaselineEntry> baseline_at(const fs::path& dir) {
   return e;
 }
 
-// Absolute path of an executable on PATH (posix_spawn does not search PATH); "" when absent.
-std::string which(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::stringstream ss(path ? path : "/usr/bin:/bin");
-  std::string d;
-  while (std::getline(ss, d, ':')) {
-    const fs::path p = fs::path(d.empty() ? "." : d) / name;
-    if (::access(p.c_str(), X_OK) == 0) return p.string();
-  }
-  return "";
-}
-
 std::string shell_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -160,7 +148,7 @@ AbSide resolve_ab_side(const std::string& spec, const fs::path& source_dir, cons
     return side;
   }
   // A git ref: export it and build its benchmark binary.
-  const std::string git = which("git");
+  const std::string git = find_executable("git");
   if (git.empty()) throw std::invalid_argument("'" + spec + "': not a file or folder, and git is not installed to read it as a ref");
   fs::create_directories(work_dir);
   const fs::path probe = work_dir / "rev-parse.log";
@@ -198,7 +186,7 @@ AbSide resolve_ab_side(const std::string& spec, const fs::path& source_dir, cons
 AbResult run_ab(const AbOptions& o, const std::function<void(const std::string&)>& say) {
   if (o.rounds < 2) throw std::invalid_argument("A/B: --rounds must be >= 2 (each side needs repetitions from several rounds)");
   if (o.repetitions < 1) throw std::invalid_argument("A/B: --repetitions must be >= 1");
-  const std::string env_bin = which("env");
+  const std::string env_bin = find_executable("env");
   if (env_bin.empty()) throw std::runtime_error("A/B: 'env' not found on PATH");
   AbResult res;
   res.dir = create_unique_dir(o.out_dir, compact_utc() + "-ab");

@@ -18,24 +18,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string find_on_path(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::stringstream ss(path ? path : "/usr/bin:/bin");
-  std::string d;
-  while (std::getline(ss, d, ':')) {
-    const fs::path p = fs::path(d.empty() ? "." : d) / name;
-    if (::access(p.c_str(), X_OK) == 0) return p.string();
-  }
-  return "";
-}
-
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 LikwidFigure run_kernel(const std::string& bin, const std::string& kernel, const std::string& workgroup, const char* field, int runs,
                         double seconds, const fs::path& raw_dir, const std::function<double()>& ours) {
   LikwidFigure f;
@@ -49,7 +31,7 @@ LikwidFigure run_kernel(const std::string& bin, const std::string& kernel, const
     std::error_code ec;
     fs::remove(out, ec);
     const ProcessResult pr = run_process(argv, 120, out, {}, false);
-    const std::string text = read_all(out);
+    const std::string text = read_text_file(out);
     const auto v = parse_likwid_rate(text, field);
     if (pr.exit_code != 0 || !v) {
       f.error = "likwid-bench " + pr.describe() + (v ? "" : std::string(", no ") + field + " line") + "; last lines: " + tail_lines(out, 3);
@@ -79,7 +61,7 @@ std::optional<double> parse_likwid_rate(const std::string& output, const std::st
 LikwidCrosscheck run_likwid_crosscheck(int threads, const std::string& isa, size_t stream_bytes, int fp32_runs, int memory_runs,
                                        double seconds, const fs::path& raw_dir, const OwnMeasures& ours) {
   LikwidCrosscheck c;
-  const std::string bin = find_on_path("likwid-bench");
+  const std::string bin = find_executable("likwid-bench");
   if (bin.empty()) {
     c.unavailable = "likwid-bench is not installed (Debian package likwid)";
     return c;
@@ -89,7 +71,7 @@ LikwidCrosscheck run_likwid_crosscheck(int threads, const std::string& isa, size
     const fs::path h = raw_dir / "likwid-help.txt";
     run_process({bin, "-h"}, 20, h, {}, false);
     std::smatch m;
-    const std::string text = read_all(h);
+    const std::string text = read_text_file(h);
     static const std::regex ver(R"(Version\s+([0-9][0-9.]*))");
     if (std::regex_search(text, m, ver)) c.version = m[1];
   }

@@ -25,12 +25,6 @@ using Clock = std::chrono::steady_clock;
 namespace {
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 }  // namespace
 
 ServerProcess::ServerProcess(const std::vector<std::string>& argv, const fs::path& log) : log_(log) {
@@ -59,7 +53,7 @@ std::string ServerProcess::wait_listening(double timeout_s) {
   const auto t0 = Clock::now();
   while (true) {
     std::smatch m;
-    const std::string text = slurp(log_);
+    const std::string text = read_text_file(log_);
     if (std::regex_search(text, m, listening)) return m[1];
     if (poll_exited())
       throw std::runtime_error("the server exited before listening (" + exit_text_ + "); last lines of " + log_.string() + ":\n" +

@@ -130,13 +130,8 @@ void claims_section(std::ostringstream& o, const std::vector<ReportInput>& runs,
     o << "<th>measured" << (multi ? "<br>" + h(n) : "") << "</th><th>verdict" << (multi ? "<br>" + h(n) : "") << "</th>";
   o << "</tr>\n";
   const size_t ncols = 4 + 2 * runs.size();
-  std::vector<const ClaimRow*> ordered;
-  for (const auto& c : claims)
-    if (c.kind == "measurement") ordered.push_back(&c);
-  for (const auto& c : claims)
-    if (c.kind != "measurement") ordered.push_back(&c);
   bool other_header = false;
-  for (const ClaimRow* cp : ordered) {
+  for (const ClaimRow* cp : measurements_first(claims)) {
     const ClaimRow& c = *cp;
     if (c.kind != "measurement" && !other_header) {
       o << "<tr class=\"section\"><td colspan=\"" << ncols

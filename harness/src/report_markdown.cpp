@@ -186,6 +186,15 @@ std::vector<ClaimRow> merge_claims(const std::vector<ReportInput>& runs) {
   return rows;
 }
 
+std::vector<const ClaimRow*> measurements_first(const std::vector<ClaimRow>& rows) {
+  std::vector<const ClaimRow*> out;
+  for (const auto& c : rows)
+    if (c.kind == "measurement") out.push_back(&c);
+  for (const auto& c : rows)
+    if (c.kind != "measurement") out.push_back(&c);
+  return out;
+}
+
 std::vector<std::pair<std::string, std::vector<std::string>>> run_info_rows(const std::vector<ReportInput>& runs) {
   const std::vector<std::string> labels = {"run id", "folder", "command", "commit", "build", "started", "finished",
                                            "CPU", "cores / threads", "memory", "ISA flags", "GPUs", "driver",
@@ -396,13 +405,8 @@ std::string render_report_markdown(const std::vector<ReportInput>& runs) {
     }
     head.insert(head.end(), {"scope", "reason"});
     table_head(o, head);
-    std::vector<const ClaimRow*> ordered;
-    for (const auto& c : claims)
-      if (c.kind == "measurement") ordered.push_back(&c);
-    for (const auto& c : claims)
-      if (c.kind != "measurement") ordered.push_back(&c);
     bool other_header = false;
-    for (const ClaimRow* cp : ordered) {
+    for (const ClaimRow* cp : measurements_first(claims)) {
       const ClaimRow& c = *cp;
       if (c.kind != "measurement" && !other_header) {
         o << "\n### Not measurements: arithmetic on published figures, simulations on assumed inputs\n\n";

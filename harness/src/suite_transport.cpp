@@ -47,24 +47,6 @@ std::string g(double v) {
   return b;
 }
 
-std::string which(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::stringstream ss(path ? path : "/usr/bin:/bin");
-  std::string d;
-  while (std::getline(ss, d, ':')) {
-    const fs::path p = fs::path(d.empty() ? "." : d) / name;
-    if (::access(p.c_str(), X_OK) == 0) return p.string();
-  }
-  return "";
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // n identical closed-loop requests (a fixed prompt of token ids, max_tokens output).
 Plan fixed_plan(const std::string& name, const std::vector<int32_t>& prompt, int max_tokens, int concurrency, double duration_s,
                 size_t min_requests, size_t n) {
@@ -160,7 +142,7 @@ SuiteResult run_transport_suite(const SuiteContext& ctx) {
     const std::vector<int32_t> prompt = {1, 2, 3};
     const json body = {{"model", "null"}, {"prompt", prompt}, {"max_tokens", 1}, {"stream", true}, {"temperature", 0},
                        {"ignore_eos", true}, {"stream_options", {{"include_usage", true}}}};
-    const std::string wrk = which("wrk");
+    const std::string wrk = find_executable("wrk");
     fs::path script;
     if (!wrk.empty()) {
       // The same request the HTTP SUT sends (its body is built the same way in HttpSut::run_one).
@@ -188,7 +170,7 @@ SuiteResult run_transport_suite(const SuiteContext& ctx) {
         const std::vector<std::string> argv = {wrk, "-t1", "-c" + std::to_string(null_conc), "-d" + g(null_seconds) + "s", "--latency",
                                                "-s", script.string(), url + "/v1/completions"};
         const ProcessResult pr = run_process(argv, null_seconds + 60, out, {}, false);
-        json jr = parse_wrk_output(slurp(out));
+        json jr = parse_wrk_output(read_text_file(out));
         jr["command"] = argv;
         jr["exit"] = pr.describe();
         wrk_runs.push_back(jr);

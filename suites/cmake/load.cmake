@@ -22,7 +22,7 @@ if(CMAKE_SCRIPT_MODE_FILE)
     set(script [=[
 set -u
 re="$1"; cb="$2"; out="$3"
-timeout 280 "$re" serve --port 0 > "$out/serve.log" 2>&1 &
+timeout 560 "$re" serve --port 0 > "$out/serve.log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null' EXIT
 url=""
@@ -78,11 +78,11 @@ if(TARGET claimbench)
            COMMAND ${CMAKE_COMMAND} -DMODE=inprocess -DCLAIMBENCH=$<TARGET_FILE:claimbench>
                    -DOUT=${PROJECT_BINARY_DIR}/load-tests/inprocess -P ${CMAKE_CURRENT_LIST_FILE})
   # Timing-sensitive: it measures throughput and latency, so it must not share the cores.
-  set_tests_properties(load.inprocess_quick_suite PROPERTIES LABELS load RUN_SERIAL TRUE TIMEOUT 300)
+  set_tests_properties(load.inprocess_quick_suite PROPERTIES LABELS load RUN_SERIAL TRUE TIMEOUT 600)
 endif()
 if(TARGET claimbench AND TARGET refengine)
   add_test(NAME load.http_quick_suite_against_refengine_serve
            COMMAND ${CMAKE_COMMAND} -DMODE=http -DCLAIMBENCH=$<TARGET_FILE:claimbench> -DREFENGINE=$<TARGET_FILE:refengine>
                    -DOUT=${PROJECT_BINARY_DIR}/load-tests/http -P ${CMAKE_CURRENT_LIST_FILE})
-  set_tests_properties(load.http_quick_suite_against_refengine_serve PROPERTIES LABELS load RUN_SERIAL TRUE TIMEOUT 300)
+  set_tests_properties(load.http_quick_suite_against_refengine_serve PROPERTIES LABELS load RUN_SERIAL TRUE TIMEOUT 600)
 endif()

@@ -36,6 +36,12 @@ ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s
 void install_stop_handlers();
 bool stop_requested();
 
+// Absolute path of an executable on PATH (posix_spawn does not search PATH); "" when absent.
+std::string find_executable(const std::string& name);
+
+// A whole text file ("" when it cannot be read).
+std::string read_text_file(const std::filesystem::path& file);
+
 // The last n non-empty lines of a text file from byte `from` on (for error reasons: the part of a
 // shared log that one child wrote).
 std::string tail_lines(const std::filesystem::path& file, int n, std::uintmax_t from = 0);

@@ -45,6 +45,8 @@ struct ClaimRow {
   std::vector<std::optional<nlohmann::json>> per_run;  // the run's result object, if it has this claim
 };
 std::vector<ClaimRow> merge_claims(const std::vector<ReportInput>& runs);
+// The rows in report order: measurement claims first, then the arithmetic and simulation ones.
+std::vector<const ClaimRow*> measurements_first(const std::vector<ClaimRow>& rows);
 // "measured" as text (number, list of numbers, or "—" for null) with the unit, and the 95%
 // interval of its trials when it has one ("1.2 x [1.1, 1.3]").
 std::string measured_text(const nlohmann::json& result);
