@@ -290,7 +290,12 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
   const fs::path raw = ctx.run_dir / "raw" / "kernels.gbench.json";
   std::vector<std::string> argv = {bin.string(), "--benchmark_format=console", "--benchmark_out_format=json",
                                    "--benchmark_out=" + raw.string(), "--benchmark_repetitions=" + std::to_string(reps),
-                                   "--benchmark_min_time=" + min_time, "--benchmark_enable_random_interleaving=false"};
+                                   "--benchmark_min_time=" + min_time,
+                                   // Repetitions of all benchmarks in a random (seeded by gbench) order: a ratio's
+                                   // repetitions then span the run instead of two back-to-back blocks, so a host
+                                   // slowdown during one block shows as spread, not as a confident shifted interval
+                                   // (run-to-run flips of tc-speedup seen by ci/stability.sh).
+                                   "--benchmark_enable_random_interleaving=true"};
   const std::string filter = !ctx.bench_filter.empty() ? ctx.bench_filter : ctx.quick ? kQuickFilter : "";
   if (!filter.empty()) argv.push_back("--benchmark_filter=" + filter);
   r.params = {{"binary", bin.string()}, {"repetitions", reps}, {"min_time_s", min_time}, {"quick", ctx.quick},
