@@ -34,6 +34,8 @@ cp "$tmp/s24-ft/train_log.jsonl" "$tmp/sparse24/train_log.jsonl"
 echo "== structured60: structured pruning to -60% FLOPs/token, fine-tune ($steps steps)"
 "$re" prune --model "$dense" --out "$tmp/st" --method structured --scores wanda --target-flop-reduction 0.6
 "$re" train --init-from "$tmp/st" "${common[@]}" --out "$tmp/structured60"
+# The pruning record (dense and pruned shapes, kept groups and channels) travels with the variant.
+cp "$tmp/st/compression.json" "$tmp/structured60/compression.json"
 
 for v in qat-int8 sparse24 structured60; do
   rm -rf "$models/default-$v"

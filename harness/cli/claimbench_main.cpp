@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
   run->add_option("--ppl-text", ro.ppl_text, "accuracy suite: text file whose perplexity to measure (bring your own)")->check(CLI::ExistingFile);
   run->add_option("--qa-jsonl", ro.qa_jsonl, "accuracy suite: JSONL of {\"prompt\", \"answer\"} for exact-match accuracy")->check(CLI::ExistingFile);
   run->add_option("--plant-defect", ro.planted_defects,
-                  "plant an engine defect (batch-ignores-queue, kv-reserve-max, busy-loop; repeatable): a compliance test that the "
+                  "plant an engine defect (batch-ignores-queue, kv-reserve-max, busy-loop, dense-pruned, answer-cache; repeatable): a compliance test that the "
                   "matching claim flips; named in the manifest");
   run->add_option("--cost-defaults", ro.cost_defaults,
                   "cost suite: cost defaults with the token prices of the run's model (prices.model); default suites/claims/cost-defaults.json")

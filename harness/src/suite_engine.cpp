@@ -112,6 +112,21 @@ SuiteResult run_engine_suite(const SuiteContext& ctx) {
          b["batch_policy"]["method"].get<std::string>()});
   r.tables["batch_policy"] = b["batch_policy"]["script"];
 
+  // Answer-cache probe (MLPerf TEST04 idea): tokens delivered without a forward pass computing them
+  // make every figure of this run INVALID (a cached answer inflates throughput and hides work).
+  const json& ac = b["answer_cache"];
+  const std::vector<double> repeat_speed = ac["repeated_over_distinct_speed"].get<std::vector<double>>();
+  const json acp = {{"model", b["model"]}, {"trials", ac["trials"]}, {"delivered_tokens", ac["delivered_tokens"]}, {"requested_tokens", ac["requested_tokens"]},
+                    {"logit_rows_computed", ac["logit_rows_computed"]}};
+  r.add({"engine.compliance.uncomputed_tokens", ac["uncomputed_tokens"], "tokens", Direction::LowerIsBetter, NoiseClass::Exact, {},
+         acp, ac["method"].get<std::string>()});
+  if (!repeat_speed.empty())
+    r.add({"engine.compliance.repeated_prompt_speed", median(repeat_speed), "x", Direction::Neutral, NoiseClass::Ratio, repeat_speed,
+           acp, "tokens/s of a wave repeating one prompt / of a wave of distinct prompts [median of trials]; ~1 when nothing is cached"});
+  else
+    r.params["not_measured"]["engine.compliance.repeated_prompt_speed"] =
+        "the probe's requests did not complete (" + ac["delivered_tokens"].dump() + " of " + ac["requested_tokens"].dump() + " tokens delivered)";
+
   const json& c16 = b["ctx16k"];
   if (!c16["ok"].is_null()) {
     json p = model;
@@ -121,6 +136,17 @@ SuiteResult run_engine_suite(const SuiteContext& ctx) {
            "and the logits of its last 8 positions match the scalar ref backend's (max |diff| <= 1e-3 x max |logit|, same argmax)"});
   } else {
     r.params["not_measured"]["engine.ctx16k.ok"] = c16["reason"];
+  }
+  if (const int64_t uncomputed = ac["uncomputed_tokens"].get<int64_t>(); uncomputed > 0) {
+    const std::string why = std::to_string(uncomputed) + " of " + ac["delivered_tokens"].dump() +
+                            " tokens of the answer-cache probe were returned without the model computing them (a response "
+                            "cache): the engine's figures do not measure its work";
+    r.params["valid"] = false;
+    r.params["validity"] = why;
+    for (Metric& m : r.metrics) {
+      m.params["valid"] = false;
+      m.params["validity"] = why;
+    }
   }
   return r;
 }

@@ -316,6 +316,73 @@ json batch_policy_trace(LoadedModel& m, int bs) {
                      "of 60, 6 and 3 requests; expected batch = running if running >= cap else min(cap, running + queued)"}};
 }
 
+
+// Answer-cache probe, after MLPerf's TEST04: a prompt issued again once its first answer finished,
+// beside distinct prompts of the same lengths, on one engine per phase. An engine that computes what
+// it returns delivers no more tokens than the logit rows its model produced (n = 1, fixed lengths),
+// and runs the repeated prompt no faster than distinct ones.
+struct WaveResult {
+  double tokens_per_s = 0;  // the second wave (the one a cache could serve); NaN when requests failed
+  int64_t delivered = 0, logit_rows = 0, expected = 0;
+};
+
+WaveResult run_two_waves(LoadedModel& m, const std::vector<MixRequest>& mix, int bs) {
+  EngineOptions o;
+  o.block_size = bs;
+  o.num_blocks = pool_blocks_for(mix, bs, 0);
+  o.token_budget = 512;
+  ServingEngine eng(m, std::move(o));
+  WaveResult w;
+  const int64_t rows0 = m.model().logit_rows_computed();
+  auto submit = [&](size_t i) {
+    RequestParams p;
+    p.prompt = mix[i].prompt;
+    p.max_tokens = mix[i].max_tokens;
+    p.stop_at_eos = false;
+    eng.add_request(p, [&w](const TokenEvent& e) { w.delivered += e.finished ? 0 : 1; });
+  };
+  submit(0);
+  eng.run_until_idle();
+  const int64_t before = w.delivered;
+  const double t0 = now_s();
+  for (size_t i = 1; i < mix.size(); ++i) submit(i);
+  eng.run_until_idle();
+  const double wave_s = now_s() - t0;
+  int64_t expected = 0;
+  for (const auto& r : mix) expected += r.max_tokens;
+  // A wave whose requests failed (e.g. out of KV blocks) has no speed to compare.
+  w.tokens_per_s = w.delivered == expected ? double(w.delivered - before) / std::max(wave_s, 1e-9) : NAN;
+  w.logit_rows = m.model().logit_rows_computed() - rows0;
+  w.expected = expected;
+  return w;
+}
+
+json answer_cache_probe(LoadedModel& m, uint64_t seed, int bs) {
+  constexpr int kTrials = 3, kRequests = 8;
+  json speedup = json::array();
+  int64_t delivered = 0, rows = 0, expected = 0;
+  for (int t = 0; t < kTrials; ++t) {
+    const auto distinct = make_mix(seed + 1000 + uint64_t(t), kRequests, 48, 48, 24, 24, m.config().bos_token_id);
+    auto repeated = distinct;
+    for (auto& r : repeated) r.prompt = distinct[0].prompt;
+    const WaveResult d = run_two_waves(m, distinct, bs), r = run_two_waves(m, repeated, bs);
+    if (std::isfinite(d.tokens_per_s) && std::isfinite(r.tokens_per_s)) speedup.push_back(r.tokens_per_s / std::max(d.tokens_per_s, 1e-9));
+    delivered += d.delivered + r.delivered;
+    expected += d.expected + r.expected;
+    rows += d.logit_rows + r.logit_rows;
+  }
+  return {{"trials", kTrials},
+          {"repeated_over_distinct_speed", speedup},
+          {"delivered_tokens", delivered},
+          {"requested_tokens", expected},
+          {"logit_rows_computed", rows},
+          {"uncomputed_tokens", std::max<int64_t>(0, delivered - rows)},
+          {"method", "MLPerf TEST04 idea: per trial, 8 requests of 48 prompt + 24 output tokens on a fresh engine, the first "
+                     "alone, then 7 more; once with 8 distinct prompts, once with the first prompt repeated. Tokens delivered vs "
+                     "logit rows the model computed (every n = 1 token needs one), and the repeated wave's tokens/s over the "
+                     "distinct wave's"}};
+}
+
 }  // namespace
 
 json run_batching_bench(const BatchingBenchOptions& bo, const std::function<void(const std::string&)>& progress) {
@@ -373,7 +440,11 @@ json run_batching_bench(const BatchingBenchOptions& bo, const std::function<void
   say("batch policy: scripted bursts, checked from the step trace");
   out["batch_policy"] = batch_policy_trace(*m, bs);
 
-  // 4. A 16K-token request through the paged engine, against one-step generation.
+  // 4. The answer-cache probe: every token returned must have been computed.
+  say("answer-cache probe: repeated vs distinct prompts, tokens delivered vs computed");
+  out["answer_cache"] = answer_cache_probe(*m, bo.seed, bs);
+
+  // 5. A 16K-token request through the paged engine, against one-step generation.
   const int ctx16 = 16384;
   if (cfg.max_position_embeddings < ctx16) {
     out["ctx16k"] = {{"ok", nullptr}, {"reason", "model context is " + std::to_string(cfg.max_position_embeddings) + " tokens"}};

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "cb/engine/errors.h"
+#include "cb/engine/planted_defects.h"
 #include "cb/engine/weights.h"
 
 namespace cb::engine {
@@ -15,6 +16,7 @@ std::unique_ptr<LoadedModel> LoadedModel::open(const fs::path& dir, const std::s
   m->cfg_ = ModelConfig::load(dir / "config.json");
   m->store_ = WeightStore::open_dir(dir);
   ModelWeights w = bind_weights(m->store_, m->cfg_);
+  if (planted(Defect::DensePruned)) pad_pruned_to_dense(dir, m->cfg_, w);
   TpContext ctx;
   if (tp && tp->size() > 1) {
     // This rank's slice of every weight, copied out of the mapping (the rest stays unread).

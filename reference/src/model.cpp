@@ -140,6 +140,7 @@ std::vector<float> Model::forward(const std::vector<SeqStep>& batch, KvCache& kv
   }
   std::vector<float> out = run(batch, kv, ids, pos, tables, tok0, tab0, logit_rows);
   in_step_ = false;
+  logit_rows_computed_ += logit_rows;
   return out;
 }
 

@@ -10,13 +10,16 @@ const char* defect_name(Defect d) {
     case Defect::BatchIgnoresQueue: return "batch-ignores-queue";
     case Defect::KvReserveMax: return "kv-reserve-max";
     case Defect::BusyLoop: return "busy-loop";
+    case Defect::DensePruned: return "dense-pruned";
+    case Defect::AnswerCache: return "answer-cache";
   }
   return "?";
 }
 
 const std::vector<std::string>& known_defect_names() {
   static const std::vector<std::string> names = {defect_name(Defect::BatchIgnoresQueue), defect_name(Defect::KvReserveMax),
-                                                 defect_name(Defect::BusyLoop)};
+                                                 defect_name(Defect::BusyLoop), defect_name(Defect::DensePruned),
+                                                 defect_name(Defect::AnswerCache)};
   return names;
 }
 

@@ -178,7 +178,40 @@ void ServingEngine::finish_sequence(Request& r, Sequence& s, const std::string& 
   s.finished = true;
   if (s.holds_blocks) blocks_->free(s.id);
   s.holds_blocks = false;
+  if (planted(Defect::AnswerCache) && r.p.n == 1 && (reason == "length" || reason == "eos"))  // planted defect
+    answer_cache_[answer_key(r.p)] = {s.tokens.begin() + std::ptrdiff_t(r.p.prompt.size()), s.tokens.end()};
   if (r.cb) r.cb({r.id, s.sample, -1, true, reason});
+}
+
+std::vector<int32_t> ServingEngine::answer_key(const RequestParams& p) {
+  std::vector<int32_t> key = p.prompt;
+  key.push_back(p.max_tokens);
+  key.push_back(p.stop_at_eos ? 1 : 0);
+  return key;
+}
+
+// Planted defect answer-cache: queued requests seen before are answered from the cache, with no
+// forward pass (a caching shortcut a benchmark must catch).
+bool ServingEngine::serve_cached_answers() {
+  bool served = false;
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    Request& r = *requests_.at(*it);
+    const auto hit = r.p.n == 1 && r.seqs.at(0).generated == 0 ? answer_cache_.find(answer_key(r.p)) : answer_cache_.end();
+    if (hit == answer_cache_.end()) {
+      ++it;
+      continue;
+    }
+    if (r.cb) {
+      for (int32_t tok : hit->second) r.cb({r.id, 0, tok, false, ""});
+      r.cb({r.id, 0, -1, true, int(hit->second.size()) < r.p.max_tokens ? "eos" : "length"});
+    }
+    ++stats_.finished_requests;
+    const RequestId id = r.id;
+    it = queue_.erase(it);
+    requests_.erase(id);
+    served = true;
+  }
+  return served;
 }
 
 void ServingEngine::fail_request(Request& r, const std::string& reason) {
@@ -218,6 +251,7 @@ bool ServingEngine::stalled() const {
 
 bool ServingEngine::step() {
   if (idle()) return false;
+  if (planted(Defect::AnswerCache) && serve_cached_answers()) return true;
   const double plan_start = now_seconds();
   const SchedulerView view = view_at(plan_start);
   int running_seqs = view.running;

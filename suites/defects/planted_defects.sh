@@ -6,6 +6,10 @@
 #   kv-reserve-max      -> kv-cut (the paged cache reserves like the contiguous baseline)
 #   busy-loop           -> util (max(MFU, MBU) over trials) FAILs, while the busy fraction, which
 #                          the old util-busy claim read, still clears the article's 0.82
+#   answer-cache        -> the engine run turns INVALID (its answer-cache probe sees tokens returned
+#                          without a forward pass), so kv-cut and batch-policy are INVALID
+#   dense-pruned        -> sparse-flops (accuracy suite: FLOPs the pruned model executes) FAILs,
+#                          while its accuracy, which the defect leaves unchanged, stays as it was
 # util's threshold is half the honest run's median on this machine: the test is that the defect
 # moves the verdict, not that this machine meets the article's 82%.
 # Usage: planted_defects.sh CLAIMBENCH_BINARY WORK_DIR
@@ -16,11 +20,14 @@ rm -rf "$work"
 mkdir -p "$work"
 fail=0
 
-run() {  # run [--plant-defect NAME]: prints the run folder
+run() {  # run [--plant-defect NAME]: the engine suite; prints the run folder
   "$bin" run --suite engine --quick --out "$work/runs" "$@" 2>>"$work/log" | tail -n 1
 }
-metric() {  # metric RUN_DIR KEY: the metric's value
-  python3 -c 'import json,sys; d=json.load(open(sys.argv[1]+"/engine.json")); print([m["value"] for m in d["metrics"] if m["key"]==sys.argv[2]][0])' "$1" "$2"
+run_accuracy() {  # run_accuracy [--plant-defect NAME]: the accuracy suite; prints the run folder
+  "$bin" run --suite accuracy --quick --out "$work/runs" "$@" 2>>"$work/log" | tail -n 1
+}
+metric() {  # metric RUN_DIR KEY [SUITE]: the metric's value
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1]+"/"+sys.argv[3]+".json")); print([m["value"] for m in d["metrics"] if m["key"]==sys.argv[2]][0])' "$1" "$2" "${3:-engine}"
 }
 verdict() {  # verdict RUN_DIR CLAIM_SET ID
   "$bin" check "$1" --claims "$2" --allow-fail >>"$work/log" 2>&1
@@ -37,7 +44,7 @@ claims="$work/claims.json"
 python3 - "$shipped" "$claims" "$half" <<'PY'
 import json, sys
 src = json.load(open(sys.argv[1]))
-keep = [c for c in src["claims"] if c["id"] in ("batch-policy", "kv-cut")]
+keep = [c for c in src["claims"] if c["id"] in ("batch-policy", "kv-cut", "sparse-flops")]
 util = {"id": "util", "claim": "max(MFU, MBU) of the offline queue-table runs, over trials",
         "figure": "half the honest run's median", "metric": "engine.util.achieved_fraction", "comparator": ">=",
         "threshold": float(sys.argv[3]), "unit": "fraction", "suite": "engine"}
@@ -47,6 +54,7 @@ json.dump({"schema": "claimbench.claimset", "schema_version": "1.0", "name": "pl
            "source": "suites/defects/planted_defects.sh", "claims": keep + [util, busy]}, open(sys.argv[2], "w"), indent=1)
 PY
 for id in batch-policy kv-cut util; do expect "honest $id" "$(verdict "$honest" "$claims" $id)" PASS; done
+expect "honest: every token computed" "$(python3 -c "print($(metric "$honest" engine.compliance.uncomputed_tokens) == 0)")" True
 
 d=$(run --plant-defect batch-ignores-queue) || { echo "FAIL: batch-ignores-queue run failed"; exit 1; }
 expect "batch-ignores-queue: batch-policy" "$(verdict "$d" "$claims" batch-policy)" FAIL
@@ -60,6 +68,17 @@ d=$(run --plant-defect busy-loop) || { echo "FAIL: busy-loop run failed"; exit 1
 expect "busy-loop: util" "$(verdict "$d" "$claims" util)" FAIL
 busy=$(metric "$d" engine.util.busy_fraction)
 expect "busy-loop: busy fraction still >= 0.82 (the old metric is fooled)" "$(python3 -c "print($busy >= 0.82)")" True
+
+d=$(run --plant-defect answer-cache) || { echo "FAIL: answer-cache run failed"; exit 1; }
+for id in kv-cut batch-policy; do expect "answer-cache: $id" "$(verdict "$d" "$claims" $id)" INVALID; done
+expect "answer-cache: tokens returned uncomputed" "$(python3 -c "print($(metric "$d" engine.compliance.uncomputed_tokens) > 0)")" True
+
+acc=$(run_accuracy) || { echo "FAIL: honest accuracy run failed"; tail -n 30 "$work/log"; exit 1; }
+expect "honest sparse-flops" "$(verdict "$acc" "$claims" sparse-flops)" PASS
+d=$(run_accuracy --plant-defect dense-pruned) || { echo "FAIL: dense-pruned run failed"; exit 1; }
+expect "dense-pruned: sparse-flops" "$(verdict "$d" "$claims" sparse-flops)" FAIL
+expect "dense-pruned: accuracy unchanged (the padding is output-preserving)" \
+  "$(metric "$d" accuracy.structured.acc_retained accuracy)" "$(metric "$acc" accuracy.structured.acc_retained accuracy)"
 
 [ $fail = 0 ] && echo "PASS: every planted defect flips its claim" || { echo "--- log tail"; tail -n 40 "$work/log"; }
 exit $fail

@@ -16,6 +16,7 @@
 #include "cb/engine/engine.h"
 #include "cb/engine/errors.h"
 #include "cb/engine/model_init.h"
+#include "cb/engine/planted_defects.h"
 #include "cb/engine/weights.h"
 #include "test_support.h"
 
@@ -193,4 +194,49 @@ TEST_F(StructuredTest, WandaScoresAndErrors) {
   EXPECT_CONTAINS(cb::test::model_error([&] { cp::prune_structured_model(src_, tmp_.path() / "y", o); }),
                   "--target-flop-reduction 0.95 is unreachable at context 128");
   EXPECT_FALSE(fs::exists(tmp_.path() / "y" / "config.json"));
+}
+
+// The planted defect dense-pruned (planted_defects.h): the pruned model padded back to its dense
+// shape gives the same logits while every matmul runs at the dense size, which is what the
+// executed-FLOP count behind `sparse-flops` must see.
+TEST_F(StructuredTest, DensePrunedDefectKeepsLogitsAndRunsDenseFlops) {
+  cp::StructuredOptions o;
+  o.target_flop_reduction = 0.6;
+  o.eval_backend = "";
+  const fs::path out = tmp_.path() / "s";
+  cp::prune_structured_model(src_, out, o);
+
+  auto run = [&](bool pad, int64_t* matmul_flops) {
+    ModelConfig cfg = ModelConfig::load(out / "config.json");
+    const cb::engine::WeightStore st = cb::engine::WeightStore::open_dir(out);
+    cb::engine::ModelWeights w = cb::engine::bind_weights(st, cfg);
+    if (pad) cb::engine::pad_pruned_to_dense(out, cfg, w);
+    auto be = cb::kernels::make_backend("ref");
+    cb::engine::Model m(cfg, std::move(w), *be);
+    cb::engine::KvCache kv(*be, cfg, int((kTokens.size() + 15) / 16), 16);
+    const auto table = cb::engine::KvCache::sequential_table(kv.num_blocks());
+    auto logits = m.forward({cb::engine::SeqStep{kTokens, 0, table, true}}, kv);
+    *matmul_flops = m.executed_flops().matmul;
+    if (pad) {
+      EXPECT_EQ(cfg.num_attention_heads, cfg_.num_attention_heads);
+      EXPECT_EQ(cfg.intermediate_size, cfg_.intermediate_size);
+    }
+    return logits;
+  };
+  int64_t pruned_flops = 0, padded_flops = 0;
+  const auto pruned = run(false, &pruned_flops), padded = run(true, &padded_flops);
+  // Zero heads attend uniformly over zero values and zero channels give SiLU(0) * 0: exact zeros.
+  EXPECT_EQ(pruned, padded);
+  const int64_t T = int64_t(kTokens.size());
+  EXPECT_EQ(padded_flops, T * cp::flops_per_token(cfg_, 0).matmul);
+  EXPECT_LT(pruned_flops, padded_flops / 2);
+
+  // A model without a structured record is left alone.
+  ModelConfig cfg = cfg_;
+  const cb::engine::WeightStore st = cb::engine::WeightStore::open_dir(src_);
+  cb::engine::ModelWeights w = cb::engine::bind_weights(st, cfg);
+  const size_t bytes = w.bytes;
+  cb::engine::pad_pruned_to_dense(src_, cfg, w);
+  EXPECT_EQ(w.bytes, bytes);
+  EXPECT_TRUE(w.owned.empty());
 }

@@ -55,6 +55,10 @@ class Model {
     int64_t total() const { return matmul + attention; }
   };
   ExecutedFlops executed_flops() const { return flops_; }
+  // Logit rows forward() has returned so far: every sampled token needs one (the first tokens of
+  // n > 1 samples share their prompt's), so a server that delivers more tokens than this answered
+  // without computing.
+  int64_t logit_rows_computed() const { return logit_rows_computed_; }
   const TpContext& tp() const { return tp_; }
 
   const ModelConfig& config() const { return cfg_; }
@@ -87,6 +91,7 @@ class Model {
   int32_t step_no_ = 0;
   bool in_step_ = false;
   ExecutedFlops flops_;
+  int64_t logit_rows_computed_ = 0;
 };
 
 }  // namespace cb::engine

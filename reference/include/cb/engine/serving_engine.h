@@ -129,6 +129,8 @@ class ServingEngine {
   Request* newest_running_except(const Request* keep);
   void account_kv();
   SchedulerView view_at(double now) const;
+  static std::vector<int32_t> answer_key(const RequestParams& p);  // planted defect answer-cache
+  bool serve_cached_answers();
 
   LoadedModel& model_;
   EngineOptions opt_;
@@ -145,6 +147,7 @@ class ServingEngine {
   std::vector<int> step_batch_, step_tokens_, step_queue_, step_running_;
   int reserve_tokens(const Request& r) const;  // contiguous reservation per sequence of r
   double t0_ = -1;
+  std::map<std::vector<int32_t>, std::vector<int32_t>> answer_cache_;  // planted defect answer-cache only
 };
 
 }  // namespace cb::engine
