@@ -94,14 +94,14 @@ Status check_same_shape(const char* op, const Tensor& a, const Tensor& b) {
 
 std::unique_ptr<Backend> make_ref_backend();
 std::unique_ptr<Backend> make_cpu_backend();
-#ifdef CB_HAVE_CUDA
+#ifdef CB_HAVE_CUDA_BACKEND
 std::unique_ptr<Backend> make_cuda_backend();  // nullptr when no GPU is usable
 #endif
 
 std::unique_ptr<Backend> make_backend(const std::string& name) {
   if (name == "ref") return make_ref_backend();
   if (name == "cpu") return make_cpu_backend();
-#ifdef CB_HAVE_CUDA
+#ifdef CB_HAVE_CUDA_BACKEND
   if (name == "cuda") {
     auto b = make_cuda_backend();
     if (!b) throw std::runtime_error("backend 'cuda': built with CUDA but no usable GPU was found");
@@ -115,7 +115,7 @@ std::unique_ptr<Backend> make_backend(const std::string& name) {
 
 std::vector<std::string> available_backends() {
   std::vector<std::string> out{"ref", "cpu"};
-#ifdef CB_HAVE_CUDA
+#ifdef CB_HAVE_CUDA_BACKEND
   if (make_cuda_backend()) out.push_back("cuda");
 #endif
   return out;

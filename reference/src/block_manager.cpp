@@ -167,6 +167,19 @@ std::optional<int> BlockManager::allocate(SeqId seq, std::span<const int32_t> to
   return static_cast<int>(hits.size()) * block_size_;
 }
 
+std::optional<int> BlockManager::reserve(SeqId seq, int tokens) {
+  if (seqs_.count(seq))
+    throw std::invalid_argument("BlockManager::reserve: sequence " + std::to_string(seq) + " already exists");
+  if (tokens < 0) throw std::invalid_argument("BlockManager::reserve: " + std::to_string(tokens) + " tokens");
+  const int needed = blocks_for(tokens);
+  if (needed > available_blocks()) return std::nullopt;
+  Seq s;
+  s.blocks.reserve(needed);
+  for (int i = 0; i < needed; ++i) s.blocks.push_back(take_block());  // cannot fail (checked above)
+  seqs_.emplace(seq, std::move(s));
+  return 0;
+}
+
 BlockManager::AppendResult BlockManager::append_slot(SeqId seq, int pos) {
   Seq& s = seq_at(seq);
   const int64_t capacity = static_cast<int64_t>(s.blocks.size()) * block_size_;
@@ -189,6 +202,36 @@ BlockManager::AppendResult BlockManager::append_slot(SeqId seq, int pos) {
   slot = b;
   ++stats_.cow_copies;
   return {true, copy};
+}
+
+BlockManager::ChunkAppendResult BlockManager::append_slots(SeqId seq, int pos, int count) {
+  Seq& s = seq_at(seq);
+  const int64_t capacity = static_cast<int64_t>(s.blocks.size()) * block_size_;
+  if (pos < 0 || pos > capacity || count < 1)
+    throw std::invalid_argument("BlockManager::append_slots: positions [" + std::to_string(pos) + ", " +
+                                std::to_string(int64_t(pos) + count) + ") do not start in [0, " + std::to_string(capacity) +
+                                "] for sequence " + std::to_string(seq));
+  // All or nothing: every block the chunk touches that is missing or shared needs a fresh one.
+  const int first = pos / block_size_, last = (pos + count - 1) / block_size_;
+  int fresh = 0;
+  for (int i = first; i <= last; ++i) fresh += i >= static_cast<int>(s.blocks.size()) || ref_[s.blocks[size_t(i)]] > 1;
+  if (fresh > available_blocks()) return {};
+  ChunkAppendResult out;
+  out.ok = true;
+  for (int i = first; i <= last; ++i) {
+    if (i >= static_cast<int>(s.blocks.size())) {
+      s.blocks.push_back(take_block());  // cannot fail (checked above)
+      continue;
+    }
+    int32_t& slot = s.blocks[size_t(i)];
+    if (ref_[slot] == 1) continue;
+    const int b = take_block();  // shared: copy-on-write
+    out.copies.push_back({slot, b});
+    release_block(slot);  // ref > 1, so it stays referenced
+    slot = b;
+    ++stats_.cow_copies;
+  }
+  return out;
 }
 
 void BlockManager::commit_tokens(SeqId seq, std::span<const int32_t> tokens) {

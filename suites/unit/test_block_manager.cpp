@@ -143,6 +143,46 @@ TEST(BlockManager, AppendSlotCrossesBlockBoundaries) {
   EXPECT_NO_THROW(bm.check_consistency());
 }
 
+TEST(BlockManager, AppendSlotsTakesAWholeChunkOrNothing) {
+  BlockManager bm(4, 4);
+  Ids toks = range(0, 3);
+  admit(bm, 1, toks);
+  auto r = bm.append_slots(1, 3, 6);  // positions 3..8: blocks 1 and 2 are new
+  ASSERT_TRUE(r.ok);
+  EXPECT_TRUE(r.copies.empty());
+  EXPECT_EQ(bm.block_table(1), (Ids{0, 1, 2}));
+  admit(bm, 2, range(0, 2));  // the last block
+  r = bm.append_slots(1, 9, 4);  // positions 9..12 need block 3, which is gone: nothing changes
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(bm.block_table(1), (Ids{0, 1, 2}));
+  EXPECT_EQ(bm.stats().free_blocks, 0);
+  r = bm.append_slots(1, 9, 3);  // positions 9..11 fit in block 2
+  EXPECT_TRUE(r.ok);
+  EXPECT_THROW(bm.append_slots(1, 13, 1), std::invalid_argument);  // past the next slot
+  EXPECT_THROW(bm.append_slots(1, 4, 0), std::invalid_argument);
+  EXPECT_NO_THROW(bm.check_consistency());
+}
+
+TEST(BlockManager, AppendSlotsCopiesEverySharedBlockTheChunkWrites) {
+  BlockManager bm(8, 4);
+  ASSERT_EQ(bm.reserve(1, 12), 0);  // three empty blocks, as a contiguous reservation
+  EXPECT_EQ(bm.block_table(1), (Ids{0, 1, 2}));
+  EXPECT_EQ(bm.stats().tokens_stored, 0);
+  bm.fork(1, 2);
+  auto r = bm.append_slots(2, 2, 7);  // positions 2..8 touch shared blocks 0, 1 and 2
+  ASSERT_TRUE(r.ok);
+  ASSERT_EQ(r.copies.size(), 3u);
+  EXPECT_EQ(r.copies[0].src, 0);
+  EXPECT_EQ(r.copies[2].src, 2);
+  EXPECT_EQ(bm.block_table(2), (Ids{3, 4, 5}));
+  EXPECT_EQ(bm.block_table(1), (Ids{0, 1, 2}));
+  EXPECT_EQ(bm.stats().cow_copies, 3);
+  EXPECT_FALSE(bm.reserve(3, 12).has_value());  // 2 blocks left: nothing allocated
+  EXPECT_EQ(bm.stats().free_blocks, 2);
+  EXPECT_THROW(bm.reserve(1, 4), std::invalid_argument);  // exists already
+  EXPECT_NO_THROW(bm.check_consistency());
+}
+
 TEST(BlockManager, ForkSharesBlocksAndChildWriteCopiesOnce) {
   BlockManager bm(8, 4);
   Ids toks = range(0, 6);

@@ -52,6 +52,10 @@ class BlockManager {
   // < tokens.size() so at least one token is computed), or nullopt — with nothing allocated —
   // when there are not enough blocks.
   std::optional<int> allocate(SeqId seq, std::span<const int32_t> tokens);
+  // Admits a sequence with room for `tokens` positions reserved up front, nothing shared (what a
+  // contiguous allocator does at admission). Returns 0 (no KV present), or nullopt with nothing
+  // allocated when there are not enough blocks.
+  std::optional<int> reserve(SeqId seq, int tokens);
 
   // Makes room to write token position `pos` (== current length) of `seq`: allocates a new block
   // when pos starts one; when the block holding pos is shared, copies it (copy-on-write) and
@@ -62,6 +66,14 @@ class BlockManager {
     std::optional<BlockCopy> copy;
   };
   AppendResult append_slot(SeqId seq, int pos);
+  // The same for a chunk: room for positions [pos, pos + count), pos <= current capacity, all or
+  // nothing (nullopt-like ok = false with nothing changed). Every shared block the chunk writes
+  // into is copied (copy-on-write), and the copies are returned in block order.
+  struct ChunkAppendResult {
+    bool ok = false;
+    std::vector<BlockCopy> copies;
+  };
+  ChunkAppendResult append_slots(SeqId seq, int pos, int count);
 
   // Records that tokens [0, n) of seq are written (for accounting and for registering full blocks
   // in the prefix cache; `tokens` are all of the sequence's tokens so far).

@@ -1,4 +1,6 @@
-// The serving engine: iteration-level continuous batching over the paged KV cache.
+// The serving engine: iteration-level continuous batching over the paged KV cache. The decisions
+// live in the Scheduler (scheduler.h, testable without a model); the engine runs the model on
+// each step's plan and keeps the timing.
 //
 // Each step runs a mix of decode tokens (one per running sequence) and prefill chunks under a
 // token budget (chunked prefill), so a long prompt does not stall running decodes. A batch-size
@@ -19,36 +21,9 @@
 #include "cb/engine/engine.h"
 #include "cb/engine/kv_cache.h"
 #include "cb/engine/sampler.h"
+#include "cb/engine/scheduler.h"
 
 namespace cb::engine {
-
-using RequestId = int64_t;
-
-struct RequestParams {
-  std::vector<int32_t> prompt;
-  int max_tokens = 16;
-  SamplingParams sampling;  // sample i of n uses seed + i
-  int n = 1;                // samples sharing the prompt's KV blocks (copy-on-write)
-  bool stop_at_eos = true;
-  // Contiguous KV mode: tokens to reserve per sequence of this request (0 = the engine's
-  // contiguous_reserve). Lets a baseline reserve what it knows at admission (prompt + max_tokens)
-  // or a rounding of it, as the allocators compared in the vLLM paper do.
-  int kv_reserve_tokens = 0;
-};
-
-struct TokenEvent {
-  RequestId request = 0;
-  int sample = 0;              // 0 .. n-1
-  int32_t token = -1;          // the sampled token; -1 in the finish event that ends each sample
-  bool finished = false;       // this sample is done
-  std::string finish_reason;   // "length", "eos", "context", "abort", or "error: ..."
-};
-using TokenCallback = std::function<void(const TokenEvent&)>;
-
-enum class KvMode {
-  Paged,       // blocks allocated as tokens arrive
-  Contiguous,  // a max-context reservation per sequence at admission (systems without paging)
-};
 
 struct EngineOptions {
   int num_blocks = 1024;
@@ -113,41 +88,19 @@ class ServingEngine {
   // As stats(), but the step_* vectors hold only steps [first_step, steps): lets a poller copy
   // only what is new instead of the whole history.
   EngineStats stats_since(size_t first_step) const;
-  const BatchPolicy& policy() const { return *policy_; }
+  const BatchPolicy& policy() const { return sched_->policy(); }
   const EngineOptions& options() const { return opt_; }
 
  private:
-  struct Sequence;
-  struct Request;
-  struct Planned;
-
-  bool admit(Request& r);
-  void preempt(Request& r);
-  void finish_sequence(Request& r, Sequence& s, const std::string& reason);
-  void fail_request(Request& r, const std::string& reason);
-  bool ensure_slot(Sequence& s, int pos);
-  Request* newest_running_except(const Request* keep);
   void account_kv();
-  SchedulerView view_at(double now) const;
-  static std::vector<int32_t> answer_key(const RequestParams& p);  // planted defect answer-cache
-  bool serve_cached_answers();
 
   LoadedModel& model_;
   EngineOptions opt_;
-  std::unique_ptr<BatchPolicy> policy_;
   std::unique_ptr<KvCache> kv_;
-  std::unique_ptr<BlockManager> blocks_;
-  std::map<RequestId, std::unique_ptr<Request>> requests_;
-  std::deque<RequestId> queue_;     // waiting (new or preempted), FCFS by arrival
-  std::vector<RequestId> running_;  // admitted, in arrival order
-  RequestId next_id_ = 1;
-  SeqId next_seq_ = 1;
-  EngineStats stats_;  // scalars only; the per-step samples live below, copied out on demand
+  std::unique_ptr<Scheduler> sched_;
+  EngineStats stats_;  // the engine's own scalars; the scheduler's counters are added in stats_since
   std::vector<double> step_seconds_;
   std::vector<int> step_batch_, step_tokens_, step_queue_, step_running_;
-  int reserve_tokens(const Request& r) const;  // contiguous reservation per sequence of r
-  double t0_ = -1;
-  std::map<std::vector<int32_t>, std::vector<int32_t>> answer_cache_;  // planted defect answer-cache only
 };
 
 }  // namespace cb::engine
