@@ -7,16 +7,19 @@
 
 #include <CLI/CLI.hpp>
 
-#include "cb/engine/engine.h"
-#include "cb/harness/claims.h"
-#include "cb/harness/compare.h"
-#include "cb/harness/environment.h"
-#include "cb/harness/gate.h"
+#include "cb/harness/core/engine_access.h"
+#include "cb/harness/verdicts/claims.h"
+#include "cb/harness/verdicts/compare.h"
+#include "cb/harness/core/environment.h"
+#include "cb/harness/suites/gate.h"
 #include "cb/harness/load/null_http_server.h"
-#include "cb/harness/suites.h"
-#include "cb/harness/process.h"
-#include "cb/harness/report.h"
-#include "cb/harness/run.h"
+#include "cb/harness/suites/suites.h"
+#include "cb/harness/core/process.h"
+#include "cb/harness/report/report.h"
+#ifdef CB_WITH_ENGINE
+#include "cb/harness/engine/suites.h"
+#endif
+#include "cb/harness/suites/run.h"
 
 namespace fs = std::filesystem;
 using namespace cb::harness;
@@ -107,6 +110,9 @@ struct CompareArgs {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef CB_WITH_ENGINE
+  cb::harness::install_engine_adapter();  // `claimbench`; `claimbench-http` measures endpoints only
+#endif
   CLI::App app{"claimbench: benchmark and conformance harness for LLM inference claims"};
   app.require_subcommand(1);
 
@@ -181,7 +187,7 @@ int main(int argc, char** argv) {
   rsub->callback([&] {
     SuiteContext ctx;
     ctx.run_dir = rs_dir;
-    ctx.model_dir = rs_model.empty() ? cb::engine::default_model_dir() : fs::path(rs_model);
+    ctx.model_dir = rs_model.empty() ? cb::harness::default_model_dir() : fs::path(rs_model);
     ctx.sut = rs_sut;
     ctx.driver = rs_driver;
     ctx.ppl_text = rs_ppl;

@@ -8,8 +8,8 @@
 #include <gtest/gtest.h>
 
 #include "cb/engine/engine.h"
-#include "cb/harness/accuracy.h"
-#include "cb/harness/results.h"
+#include "cb/harness/engine/accuracy.h"
+#include "cb/harness/core/results.h"
 
 namespace fs = std::filesystem;
 namespace acc = cb::harness::accuracy;

@@ -2,7 +2,7 @@
 // (a CMake variable that never reached the compiler once left it false in the cuda preset).
 #include <gtest/gtest.h>
 
-#include "cb/harness/environment.h"
+#include "cb/harness/core/environment.h"
 #include "cb/kernels/backend.h"
 
 TEST(BuildInfo, CudaBuiltMatchesTheConfigureStep) {

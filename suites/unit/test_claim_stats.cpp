@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "cb/harness/claims.h"
+#include "cb/harness/verdicts/claims.h"
 
 using namespace cb::harness;
 using nlohmann::json;

@@ -6,7 +6,7 @@
 
 #include <gtest/gtest.h>
 
-#include "cb/harness/claims.h"
+#include "cb/harness/verdicts/claims.h"
 
 using namespace cb::harness;
 namespace fs = std::filesystem;

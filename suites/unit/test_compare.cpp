@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "cb/harness/compare.h"
+#include "cb/harness/verdicts/compare.h"
 
 using namespace cb::harness;
 

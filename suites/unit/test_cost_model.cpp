@@ -5,8 +5,8 @@
 
 #include <gtest/gtest.h>
 
-#include "cb/harness/claims.h"
-#include "cb/harness/cost_model.h"
+#include "cb/harness/verdicts/claims.h"
+#include "cb/harness/verdicts/cost_model.h"
 
 using namespace cb::harness;
 namespace fs = std::filesystem;

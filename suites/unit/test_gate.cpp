@@ -5,8 +5,8 @@
 
 #include <gtest/gtest.h>
 
-#include "cb/harness/environment.h"
-#include "cb/harness/gate.h"
+#include "cb/harness/core/environment.h"
+#include "cb/harness/suites/gate.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;

@@ -2,7 +2,7 @@
 // writes, which must be able to say "disagree" (a planted 1.5x error in our figure flips it).
 #include <gtest/gtest.h>
 
-#include "cb/harness/likwid.h"
+#include "cb/harness/suites/likwid.h"
 
 using namespace cb::harness;
 

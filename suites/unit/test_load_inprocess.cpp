@@ -4,7 +4,7 @@
 #include <atomic>
 #include <mutex>
 
-#include "cb/harness/load/inprocess_sut.h"
+#include "cb/harness/engine/inprocess_sut.h"
 #include "cb/harness/load/runner.h"
 #include "test_support.h"
 

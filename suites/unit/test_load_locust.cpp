@@ -1,4 +1,4 @@
-// The load suite's Locust driver (harness/src/load_locust.cpp, locust_csv.cpp):
+// The load suite's Locust driver (harness/src/load/locust.cpp, load/locust_csv.cpp):
 //  - Locust CSV parsing against fixtures from a real Locust 2.12 run (suites/unit/data/locust/,
 //    made as its README says), including files that must fail with the file, line and column;
 //  - the suite result built from those fixtures (which row feeds which load.locust.* metric);
@@ -21,7 +21,7 @@
 
 #include <gtest/gtest.h>
 
-#include "cb/harness/load_locust.h"
+#include "cb/harness/load/locust.h"
 
 using namespace cb::harness;
 namespace fs = std::filesystem;

@@ -9,7 +9,7 @@
 #include "cb/harness/load/http_sut.h"
 #include "cb/harness/load/null_http_server.h"
 #include "cb/harness/load/runner.h"
-#include "cb/harness/suites.h"
+#include "cb/harness/suites/suites.h"
 
 using namespace cb::harness;
 using namespace cb::harness::load;

@@ -4,7 +4,7 @@
 
 #include <chrono>
 
-#include "cb/harness/process.h"
+#include "cb/harness/core/process.h"
 #include "test_support.h"
 
 using namespace cb::harness;

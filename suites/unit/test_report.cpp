@@ -1,4 +1,4 @@
-// The report renderer (harness/src/report_*.cpp, svg_charts.cpp) on two synthetic run folders:
+// The report renderer (harness/src/report_*.cpp, report/svg_charts.cpp) on two synthetic run folders:
 // files written, the expected charts present, text from files escaped, output byte-identical
 // across renders, SKIP / NOT MEASURED claims never drawn as bars.
 #include <gtest/gtest.h>
@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <unistd.h>
 
-#include "cb/harness/report.h"
-#include "cb/harness/results.h"
-#include "cb/harness/svg_charts.h"
+#include "cb/harness/report/report.h"
+#include "cb/harness/core/results.h"
+#include "cb/harness/report/svg_charts.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;

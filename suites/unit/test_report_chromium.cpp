@@ -11,7 +11,7 @@
 #include <sstream>
 #include <unistd.h>
 
-#include "cb/harness/report.h"
+#include "cb/harness/report/report.h"
 
 namespace fs = std::filesystem;
 

@@ -8,7 +8,7 @@
 
 #include <gtest/gtest.h>
 
-#include "cb/harness/results.h"
+#include "cb/harness/core/results.h"
 #include "test_support.h"
 
 using namespace cb::harness;

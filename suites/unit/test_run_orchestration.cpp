@@ -1,5 +1,5 @@
 // End to end: the real `claimbench` binary runs the self-test suites (a test hook of
-// harness/src/suites.cpp, present only with CLAIMBENCH_TEST_SUITES=1): a crash, a hang and an
+// harness/src/suites/suites.cpp, present only with CLAIMBENCH_TEST_SUITES=1): a crash, a hang and an
 // exception each become one manifest entry and the other suites still run; run folders are never
 // reused; an unknown suite fails before anything is written; Ctrl-C keeps what finished and kills
 // the running suite; `claimbench check` exit codes on that run.
@@ -21,8 +21,8 @@
 
 #include <gtest/gtest.h>
 
-#include "cb/harness/claims.h"
-#include "cb/harness/results.h"
+#include "cb/harness/verdicts/claims.h"
+#include "cb/harness/core/results.h"
 
 extern char** environ;
 

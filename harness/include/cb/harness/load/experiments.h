@@ -9,7 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cb/harness/load/inprocess_sut.h"
+#include "cb/harness/load/engine_config.h"
+#include "cb/harness/load/sut.h"
 #include "cb/harness/load/runner.h"
 #include "cb/harness/load/slo_search.h"
 #include "cb/harness/load/workload.h"

@@ -1,0 +1,46 @@
+// What a suite is: a function from a SuiteContext (run folder, model, SUT, options) to a
+// SuiteResult. The registry of suites `claimbench run` knows is cb/harness/suites/suites.h.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include "cb/harness/core/results.h"
+
+namespace cb::harness {
+
+struct SuiteContext {
+  std::filesystem::path run_dir;
+  std::filesystem::path model_dir;  // model for engine-level measurements
+  std::string sut = "inprocess";    // "inprocess", "null" or "http://HOST:PORT"
+  std::string driver = "native";    // load suite: "native" (own load generator) or "locust"
+  bool quick = false;
+  uint64_t seed = 1;
+  int repetitions = 0;       // kernels suite: benchmark repetitions (0 = default 5)
+  std::filesystem::path ppl_text;  // accuracy suite: bring-your-own perplexity text (empty = none)
+  std::filesystem::path qa_jsonl;  // accuracy suite: bring-your-own {"prompt","answer"} lines (empty = none)
+  std::filesystem::path cost_defaults;  // cost suite: prices for the run's model (empty = suites/claims/cost-defaults.json)
+  std::string bench_filter;  // overrides the kernels suite's benchmark selection (regex)
+  std::function<void(const std::string&)> progress;  // one line of progress
+};
+
+struct SuiteInfo {
+  std::string name;
+  std::string description;
+  int timeout_seconds_quick = 600;
+  int timeout_seconds_full = 3600;
+  std::function<SuiteResult(const SuiteContext&)> run;
+  // Test hook: a self-test suite (selftest-*), present only with CLAIMBENCH_TEST_SUITES=1 and
+  // never part of "all".
+  bool test_only = false;
+};
+
+// A suite that cannot run in this build: status not_built with the reason.
+SuiteResult not_built_suite(const std::string& name, const std::string& reason);
+
+// The committed default model (reference/models/default of the source tree).
+std::filesystem::path default_model_dir();
+
+}  // namespace cb::harness

@@ -1,0 +1,75 @@
+// The engine adapter: the reference engine behind EngineAccess (cb/harness/core/engine_access.h).
+// This file, the in-process SUT and the engine-side suites are the only harness code that
+// includes engine headers; `claimbench-http` is built without them.
+#include <algorithm>
+
+#include "cb/engine/engine.h"
+#include "cb/engine/engine_bench.h"
+#include "cb/engine/planted_defects.h"
+#include "cb/harness/core/engine_access.h"
+#include "cb/harness/engine/inprocess_sut.h"
+#include "cb/harness/engine/suites.h"
+
+namespace cb::harness {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+class ReferenceEngine : public InProcessEngine {
+ public:
+  explicit ReferenceEngine(const fs::path& dir) : model_(engine::LoadedModel::open(dir)) {
+    const auto& cfg = model_->config();
+    facts_.name = dir.filename().string();
+    facts_.bos_token_id = cfg.bos_token_id;
+    facts_.max_context = cfg.max_position_embeddings;
+    facts_.vocab_size = cfg.vocab_size;
+    facts_.matmul_flops_per_token = double(cfg.matmul_flops_per_token());
+    facts_.kv_bytes_per_token = 2.0 * cfg.num_hidden_layers * cfg.kv_dim() * 4.0;  // K and V, F32
+    facts_.weight_bytes = double(model_->weight_bytes());
+  }
+  const ModelFacts& facts() const override { return facts_; }
+  std::unique_ptr<load::Sut> make_sut(const load::InProcessConfig& cfg) override {
+    return std::make_unique<load::InProcessSut>(*model_, cfg);
+  }
+
+ private:
+  std::unique_ptr<engine::LoadedModel> model_;
+  ModelFacts facts_;
+};
+
+std::vector<double> samples_of(const json& j) { return j["samples"].get<std::vector<double>>(); }
+
+EngineBenchFigures engine_bench(const EngineBenchRequest& q, const std::function<void(const std::string&)>& progress) {
+  engine::EngineBenchOptions eo;
+  eo.model_dir = q.model_dir;
+  eo.prefill_tokens = q.prefill_tokens;
+  eo.decode_tokens = q.decode_tokens;
+  eo.repetitions = q.repetitions;
+  eo.seed = q.seed;
+  const json eb = engine::run_engine_bench(eo, progress);
+  EngineBenchFigures f;
+  f.weight_bytes = eb["model"]["weight_bytes"].get<double>();
+  f.decode_tokens_per_s = samples_of(eb["decode"]["tokens_per_s"]);
+  f.decode_bw_fraction = samples_of(eb["decode"]["bw_fraction"]);
+  f.prefill_gflops = samples_of(eb["prefill"]["gflops"]);
+  f.decode_tokens_per_s_median = eb["decode"]["tokens_per_s"]["median"].get<double>();
+  f.decode_bw_fraction_median = eb["ratios"]["decode_bw_fraction"].get<double>();
+  f.prefill_gflops_median = eb["prefill"]["gflops"]["median"].get<double>();
+  f.prefill_peak_fraction = eb["ratios"]["prefill_peak_fraction"].get<double>();
+  f.peak_fp32_gflops = eb["peaks"]["fp32_fma"]["value"].get<double>();
+  return f;
+}
+
+}  // namespace
+
+void install_engine_adapter() {
+  EngineAccess a;
+  a.open = [](const fs::path& dir) -> std::unique_ptr<InProcessEngine> { return std::make_unique<ReferenceEngine>(dir); };
+  a.bench = engine_bench;
+  a.parse_defects = [](const std::string& csv) { return engine::parse_defect_list(csv); };
+  a.suites = {{"engine", run_engine_suite}, {"accuracy", run_accuracy_suite}, {"scaling", run_scaling_suite}};
+  install_engine_access(std::move(a));
+}
+
+}  // namespace cb::harness

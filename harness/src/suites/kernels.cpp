@@ -1,0 +1,381 @@
+// The kernels suite: runs the Google Benchmark binary (machine peaks + every op), ingests its JSON,
+// adds roofline fractions against the peaks measured in the same run and same-run ratios (stable
+// on shared machines), then measures the engine's batch-1 decode and prefill on the run's model.
+#include <algorithm>
+#include <cstdlib>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include <omp.h>
+
+#include "cb/bench/machine_peaks.h"
+#include "cb/harness/core/engine_access.h"
+#include "cb/harness/suites/likwid.h"
+#include "cb/harness/suites/kernel_metrics.h"
+#include "cb/harness/core/process.h"
+#include "cb/harness/suites/suites.h"
+
+namespace cb::harness {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+fs::path kernel_bench_binary() {
+#ifdef CB_KERNEL_BENCH_PATH
+  const fs::path p = CB_KERNEL_BENCH_PATH;
+  if (fs::exists(p)) return p;
+#endif
+  return {};
+}
+
+namespace {
+
+// The quick subset: peaks, the decode- and prefill-sized matmuls of one llama-1b shape in every
+// precision (f32, weight-only bf16/int8, W8A8, bf16 dot, 2:4 sparse) with the oneDNN peers, the
+// cpu-vs-ref pair, and one decode-sized case of every other op.
+// Kernel names end in "/real_time" (the ops are multi-threaded, so they are timed in real time).
+const char* kQuickFilter =
+    "^BM_(peak_fp32_fma|peak_bf16_dot|peak_int8_dot|mem_read_bw|mem_triad_bw)"
+    "|^matmul/(cpu|ref)/f32/K512_N512/M8/"
+    "|^matmul/cpu/(f32|bf16|int8pc|w8a8|bf16dot|sparse24)/K2048_N2048/M(1|128)/"
+    "|^matmul/onednn_(sgemm|s8s8)/[a-z0-9]+/K2048_N2048/M(1|128)/"
+    "|^(rmsnorm|rope|silu_mul|add|softmax|kv_store)/cpu/f32/[^/]+/M1/"
+    "|^embedding/cpu/f32/[^/]+/M1/"
+    "|^attention/cpu/f32/[^/]+/decode_ctx512/M1/";
+
+// "matmul/cpu/f32/K2048_N2048/M1/real_time" -> "matmul/cpu/f32/K2048_N2048/M1"
+std::string strip_suffix(std::string name) {
+  for (const char* suffix : {"/real_time", "/manual_time", "/process_time"}) {
+    const std::string sfx = suffix;
+    if (name.size() > sfx.size() && name.compare(name.size() - sfx.size(), sfx.size(), sfx) == 0) name.resize(name.size() - sfx.size());
+  }
+  return name;
+}
+
+struct BenchSeries {
+  std::string name;
+  std::vector<double> gflops, gbs, gops, ns;
+  json counters = json::object();
+  std::string label;
+};
+
+double counter(const json& e, const char* key) {
+  return e.contains(key) && e[key].is_number() ? e[key].get<double>() : std::nan("");
+}
+
+double to_ns(double t, const std::string& unit) {
+  if (unit == "ms") return t * 1e6;
+  if (unit == "us") return t * 1e3;
+  if (unit == "s") return t * 1e9;
+  return t;
+}
+
+// Per-repetition ratio a[i] / b[i]; the samples a regression gate compares.
+std::vector<double> ratio_samples(const BenchSeries& a, const BenchSeries& b, bool use_gbs = false) {
+  const auto& x = use_gbs ? a.gbs : a.gflops;
+  const auto& y = use_gbs ? b.gbs : b.gflops;
+  std::vector<double> out;
+  for (size_t i = 0; i < std::min(x.size(), y.size()); ++i)
+    if (y[i] > 0) out.push_back(x[i] / y[i]);
+  return out;
+}
+
+}  // namespace
+
+// Google Benchmark writes non-finite aggregates (e.g. the CV of a counter that is always 0) as
+// bare NaN / -nan / inf, which is not JSON; read them as null.
+json read_benchmark_json(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw SchemaError(path.string() + ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  static const std::regex non_finite(R"((:\s*)-?(nan|NaN|inf|Inf|Infinity)\b)");
+  const std::string text = std::regex_replace(ss.str(), non_finite, "$1null");
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw SchemaError(path.string() + ": invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
+  }
+}
+
+void add_kernel_metrics(const json& gb, SuiteResult& r) {
+  // Ingest: one series per benchmark, one sample per repetition.
+  std::map<std::string, BenchSeries> series;
+  for (const auto& e : gb.at("benchmarks")) {
+    if (e.value("run_type", "iteration") != "iteration") continue;
+    if (e.contains("error_occurred") && e["error_occurred"].get<bool>()) {
+      r.tables["errors"].push_back({{"name", e.value("run_name", e.value("name", ""))}, {"error", e.value("error_message", "")}});
+      continue;
+    }
+    const std::string name = strip_suffix(e.value("run_name", e.value("name", "")));
+    BenchSeries& s = series[name];
+    s.name = name;
+    s.gflops.push_back(counter(e, "GFLOP/s"));
+    s.gbs.push_back(counter(e, "GB/s"));
+    s.gops.push_back(counter(e, "GOP/s"));
+    s.ns.push_back(to_ns(e.value("real_time", 0.0), e.value("time_unit", "ns")));
+    s.label = e.value("label", "");
+    for (const char* k : {"M", "N", "K"})
+      if (e.contains(k)) s.counters[k] = e[k];
+  }
+  r.params["context"] = gb.value("context", json::object());
+
+  auto med = [](const std::vector<double>& v) {
+    std::vector<double> f;
+    for (double x : v)
+      if (std::isfinite(x)) f.push_back(x);
+    return median(f);
+  };
+  // A peak is the best repetition (each a window timed inside the threads): a neighbour or an
+  // interrupt can only make a window slower than the hardware.
+  auto peak_metric = [&](const char* bench, const char* col, const std::string& key, const std::string& unit) -> double {
+    auto it = series.find(bench);
+    if (it == series.end()) return std::nan("");
+    const std::string c = col;
+    const auto& v = c == "GB/s" ? it->second.gbs : c == "GOP/s" ? it->second.gops : it->second.gflops;
+    double best = std::nan("");
+    for (double x : v)
+      if (std::isfinite(x) && !(x <= best)) best = x;
+    Metric m{key, best, unit, Direction::HigherIsBetter, NoiseClass::Timing, v, {{"benchmark", bench}, {"estimator", "best repetition"}},
+             "best ISA path, all threads; best of " + std::to_string(v.size()) + " repetitions, each timed inside the threads: " + it->second.label};
+    if (!std::isfinite(m.value) || m.value <= 0) return std::nan("");
+    r.add(m);
+    return m.value;
+  };
+  const double peak = peak_metric("BM_peak_fp32_fma", "GFLOP/s", "kernels.peak.fp32_fma_gflops", "GFLOP/s");
+  const double bw = peak_metric("BM_mem_read_bw", "GB/s", "kernels.peak.mem_read_gbs", "GB/s");
+  peak_metric("BM_mem_triad_bw", "GB/s", "kernels.peak.mem_triad_gbs", "GB/s");
+  const double bf16_peak = peak_metric("BM_peak_bf16_dot", "GFLOP/s", "kernels.peak.bf16_dot_gflops", "GFLOP/s");
+  const double int8_peak = peak_metric("BM_peak_int8_dot", "GOP/s", "kernels.peak.int8_dot_gops", "GOP/s");
+  if (std::isfinite(peak) && std::isfinite(bf16_peak))
+    r.add({"kernels.peak.bf16_vs_fp32", bf16_peak / peak, "x", Direction::Neutral, NoiseClass::Ratio, {}, {},
+           "instruction-rate ratio of vdpbf16ps to vfmadd (hardware ceiling for a BF16 GEMM, not a GEMM result)"});
+
+  // Table rows with roofline fractions against the compute roof of the row's arithmetic: W8A8
+  // GEMMs run on int8 dot products, BF16-dot GEMMs on bf16 dot products, everything else (f32,
+  // and weight-only f16/bf16/int8 and 2:4, which widen to f32 in registers) on f32 FMAs.
+  json rows = json::array();
+  for (const auto& [name, s] : series) {
+    if (name.rfind("BM_", 0) == 0) continue;
+    const double gf = med(s.gflops), gbs = med(s.gbs);
+    const double intensity = (gbs > 0 && gf > 0) ? gf / gbs : 0;
+    std::string op = name.substr(0, name.find('/'));
+    std::string rest = name.substr(name.find('/') + 1);
+    std::string backend = rest.substr(0, rest.find('/'));
+    rest = rest.substr(rest.find('/') + 1);
+    std::string dtype = rest.substr(0, rest.find('/'));
+    const char* roof_name = dtype == "w8a8" ? "int8_dot" : dtype == "bf16dot" ? "bf16_dot" : "fp32_fma";
+    const double compute_roof = dtype == "w8a8" ? int8_peak : dtype == "bf16dot" ? bf16_peak : peak;
+    double roof = std::nan("");
+    if (std::isfinite(compute_roof) && std::isfinite(bw)) {
+      const double attainable = intensity > 0 ? std::min(compute_roof, intensity * bw) : bw;
+      roof = intensity > 0 ? gf / attainable : gbs / attainable;
+    }
+    json row = {{"name", name}, {"op", op}, {"backend", backend}, {"dtype", dtype}, {"gflops", gf}, {"gbs", gbs},
+                {"intensity", intensity}, {"ns_per_iter", med(s.ns)}, {"compute_roof", roof_name},
+                {"compute_roof_peak", std::isfinite(compute_roof) ? json(compute_roof) : json()}, {"roofline_fraction", roof}};
+    for (const char* k : {"M", "N", "K"}) row[k] = s.counters.value(k, json());
+    rows.push_back(row);
+    const bool compute = gf > 0;
+    r.add({"kernels.bench." + name + (compute ? ".gflops" : ".gbs"), compute ? gf : gbs, compute ? "GFLOP/s" : "GB/s",
+           Direction::HigherIsBetter, NoiseClass::Timing, compute ? s.gflops : s.gbs, {{"label", s.label}}, ""});
+  }
+  r.tables["benchmarks"] = rows;
+
+  // Same-run ratios: the noise of a shared machine mostly cancels, so the CI gate uses these.
+  // Each sample is one repetition: the two kernels' GFLOP/s in that repetition, divided.
+  const json ctxj = r.params["context"];
+  const std::string threads = ctxj.is_object() && ctxj.contains("omp_max_threads") ? ctxj["omp_max_threads"].get<std::string>() : "?";
+  auto ratio = [&](const std::string& key, const std::string& a, const std::string& b, const std::string& note) -> const Metric* {
+    auto ia = series.find(a), ib = series.find(b);
+    if (ia == series.end() || ib == series.end()) return nullptr;
+    auto samples = ratio_samples(ia->second, ib->second);
+    if (samples.empty()) return nullptr;
+    json p = {{"numerator", a}, {"denominator", b}, {"threads", threads},
+              {"samples", "one per repetition: numerator GFLOP/s / denominator GFLOP/s in that repetition"}};
+    for (const char* k : {"M", "N", "K"})
+      if (ia->second.counters.contains(k)) p[k] = ia->second.counters[k];
+    r.add({key, median(samples), "x", Direction::HigherIsBetter, NoiseClass::Ratio, samples, p, note});
+    return r.find(key);
+  };
+  ratio("kernels.matmul.cpu_vs_ref.speedup", "matmul/cpu/f32/K512_N512/M8", "matmul/ref/f32/K512_N512/M8",
+        "optimized cpu backend vs the plain-loop oracle, same shape");
+  // Per row count (decode M=1..16, prefill M=128) on every llama-1b shape the run measured.
+  std::set<std::string> shapes, row_counts;
+  static const std::regex f32_name(R"(^matmul/cpu/f32/(K\d+_N\d+)/(M\d+)$)");
+  for (const auto& [name, s] : series) {
+    std::smatch mt;
+    if (std::regex_match(name, mt, f32_name) && mt[1] != "K512_N512") {
+      shapes.insert(mt[1]);
+      row_counts.insert(mt[2]);
+    }
+  }
+  for (const std::string& sh : shapes)
+    for (const std::string& m : row_counts) {
+      const std::string sfx = sh == "K2048_N2048" ? m : sh + "." + m;  // q/o proj keeps the short keys
+      const std::string f32 = "matmul/cpu/f32/" + sh + "/" + m;
+      ratio("kernels.matmul.cpu_vs_onednn." + sfx, f32, "matmul/onednn_sgemm/f32/" + sh + "/" + m,
+            "cpu backend f32 matmul vs oneDNN sgemm, same shape (1.0 = as fast as the peer)");
+      ratio("kernels.matmul.int8_vs_f32." + sfx, "matmul/cpu/w8a8/" + sh + "/" + m, f32,
+            "W8A8 INT8 GEMM (x quantized per token inside each call) vs f32 GEMM, cpu backend, same shape");
+      ratio("kernels.matmul.w8a8_vs_onednn." + sfx, "matmul/cpu/w8a8/" + sh + "/" + m,
+            "matmul/onednn_s8s8/w8a8/" + sh + "/" + m,
+            "cpu W8A8 (with quantize + dequantize) vs oneDNN's integer GEMM alone (dnnl_gemm_s8s8s32)");
+      ratio("kernels.matmul.int8w_vs_f32." + sfx, "matmul/cpu/int8pc/" + sh + "/" + m, f32,
+            "int8 weight-only (x stays f32, W widened in registers) vs f32 weights");
+      ratio("kernels.matmul.bf16_vs_f32." + sfx, "matmul/cpu/bf16dot/" + sh + "/" + m, f32,
+            "bf16 x bf16 dot-product GEMM (x rounded to bf16 per call) vs f32 GEMM, same shape");
+      ratio("kernels.matmul.bf16w_vs_f32." + sfx, "matmul/cpu/bf16/" + sh + "/" + m, f32,
+            "bf16-stored weights (converted to f32 in registers) vs f32 weights; not a BF16 dot-product GEMM");
+      ratio("kernels.matmul.sparse24_vs_f32." + sfx, "matmul/cpu/sparse24/" + sh + "/" + m, f32,
+            "2:4 sparse (f32 kept values + 2-bit indices) vs dense f32 GEMM, same shape: a time ratio");
+    }
+  // The claims read the compute-bound (prefill, M=128) GEMM of the q/o projection shape.
+  auto headline = [&](const std::string& from, const std::string& key, const std::string& note) {
+    if (const Metric* m = r.find(from)) {
+      Metric c = *m;
+      c.key = key;
+      c.note = note;
+      r.add(c);
+      return true;
+    }
+    return false;
+  };
+  const std::string cpu_isa = ctxj.is_object() ? ctxj.value("cpu_isa", "") : "";
+  const char* forced_isa = std::getenv("CB_CPU_ISA");
+  const bool have_bf16 = cpu_isa.find("avx512_bf16") != std::string::npos &&
+                         (forced_isa == nullptr || *forced_isa == '\0' || std::string(forced_isa) == "avx512_bf16");
+  const bool have_vnni = cpu_isa.find("avx512_vnni") != std::string::npos;
+  if (!headline("kernels.matmul.int8_vs_f32.M128", "kernels.matmul.int8_vs_f32.speedup",
+                std::string("W8A8 INT8 GEMM / FP32 GEMM at M=128, K=N=2048 (cpu backend, ") +
+                    (have_vnni ? "AVX512_VNNI vpdpbusd" : "no VNNI on this CPU: vpmaddubsw or scalar") + ")"))
+    r.params["not_measured"]["kernels.matmul.int8_vs_f32.speedup"] =
+        "matmul/cpu/w8a8 or matmul/cpu/f32 at K2048_N2048/M128 was not in this run (filter)";
+  if (!have_bf16) {
+    r.params["not_measured"]["kernels.matmul.bf16_vs_f32.speedup"] =
+        "needs BF16 dot-product instructions (avx512_bf16) or a GPU; this CPU (" + (cpu_isa.empty() ? "?" : cpu_isa) +
+        (forced_isa ? std::string(", CB_CPU_ISA=") + forced_isa : std::string()) +
+        ") runs the bf16 GEMM by widening to f32 FMAs (kernels.matmul.bf16_vs_f32.M* still record it)";
+  } else if (!headline("kernels.matmul.bf16_vs_f32.M128", "kernels.matmul.bf16_vs_f32.speedup",
+                       "BF16 dot-product GEMM (vdpbf16ps, x rounded to bf16) / FP32 GEMM at M=128, K=N=2048, cpu backend")) {
+    r.params["not_measured"]["kernels.matmul.bf16_vs_f32.speedup"] =
+        "matmul/cpu/bf16dot or matmul/cpu/f32 at K2048_N2048/M128 was not in this run (filter)";
+  }
+  if (!headline("kernels.matmul.sparse24_vs_f32.M128", "kernels.matmul.sparse24_vs_f32.speedup",
+                "2:4 sparse GEMM / dense FP32 GEMM time ratio at M=128, K=N=2048 (compute-bound; the decode-sized "
+                "kernels.matmul.sparse24_vs_f32.M1 is memory-bound)"))
+    r.params["not_measured"]["kernels.matmul.sparse24_vs_f32.speedup"] =
+        "matmul/cpu/sparse24 or matmul/cpu/f32 at K2048_N2048/M128 was not in this run (filter)";
+
+}
+
+SuiteResult run_kernels_suite(const SuiteContext& ctx) {
+  SuiteResult r;
+  r.suite = "kernels";
+  const fs::path bin = kernel_bench_binary();
+  if (bin.empty()) {
+    r.status = SuiteStatus::NotBuilt;
+    r.reason = "cb_kernel_bench was not built (configure with -DCB_BUILD_BENCHMARKS=ON)";
+    return r;
+  }
+  // 5 repetitions: with fewer, a two-sided Mann-Whitney U test can never reach p < 0.05.
+  const int reps = ctx.repetitions > 0 ? ctx.repetitions : 5;
+  const std::string min_time = ctx.quick ? "0.05" : "0.2";
+  // Raw output goes to raw/: the run folder's top level holds only files in the claimbench schema.
+  fs::create_directories(ctx.run_dir / "raw");
+  const fs::path raw = ctx.run_dir / "raw" / "kernels.gbench.json";
+  std::vector<std::string> argv = {bin.string(), "--benchmark_format=console", "--benchmark_out_format=json",
+                                   "--benchmark_out=" + raw.string(), "--benchmark_repetitions=" + std::to_string(reps),
+                                   "--benchmark_min_time=" + min_time,
+                                   // Repetitions of all benchmarks in a random (seeded by gbench) order: a ratio's
+                                   // repetitions then span the run instead of two back-to-back blocks, so a host
+                                   // slowdown during one block shows as spread, not as a confident shifted interval
+                                   // (run-to-run flips of tc-speedup seen by ci/stability.sh).
+                                   "--benchmark_enable_random_interleaving=true"};
+  const std::string filter = !ctx.bench_filter.empty() ? ctx.bench_filter : ctx.quick ? kQuickFilter : "";
+  if (!filter.empty()) argv.push_back("--benchmark_filter=" + filter);
+  r.params = {{"binary", bin.string()}, {"repetitions", reps}, {"min_time_s", min_time}, {"quick", ctx.quick},
+              {"filter", filter.empty() ? "all" : filter}, {"raw_output", "raw/kernels.gbench.json"}};
+  if (ctx.progress) ctx.progress("running cb_kernel_bench (" + std::to_string(reps) + " repetitions)");
+  // Same process group as this suite: when `run` kills the suite on a timeout, the benchmark dies too.
+  const ProcessResult pr = run_process(argv, ctx.quick ? 600 : 3000, {}, {}, /*own_group=*/false);
+  if (pr.exit_code != 0 || !fs::exists(raw)) {
+    r.status = pr.timed_out ? SuiteStatus::Timeout : SuiteStatus::Error;
+    r.reason = "cb_kernel_bench " + pr.describe();
+    return r;
+  }
+
+  add_kernel_metrics(read_benchmark_json(raw), r);
+
+  // The machine limits, checked by an independent tool in the same job and on the same threads.
+  if (r.find("kernels.peak.fp32_fma_gflops") || r.find("kernels.peak.mem_read_gbs")) {
+    // At least 1 s per run: with -s below 1 likwid-bench 5.2 settles on 10 iterations (microseconds).
+    const std::string isa = bench::cpu_has(bench::Isa::Avx512) ? "avx512" : bench::cpu_has(bench::Isa::Avx2) ? "avx" : "sse";
+    if (ctx.progress) ctx.progress("cross-checking the machine peaks with likwid-bench");
+    // Ours, like with like: the mean over one 1 s window (likwid-bench's own -s 1), on 4 KiB pages
+    // (what likwid-bench's buffers get; the suite's own peaks use huge pages, ~20% faster under a
+    // hypervisor), run right after each likwid run so both see the same state of a shared machine.
+    // The FP32 peak is cheap (L1-resident, ~2 s a pair) and the host's clock moves by 20% between
+    // seconds, so it gets 5 pairs in both modes. Memory, quick: 2 runs each on 1 GiB (allocating and
+    // first-touching 2 GiB on 4 KiB pages, as likwid does for each run, takes seconds under a
+    // hypervisor); full: 5 runs on the suite's buffer size.
+    const size_t bytes = ctx.quick ? std::min<size_t>(bench::default_read_buffer_bytes(), size_t(1) << 30) : bench::default_read_buffer_bytes();
+    OwnMeasures ours;
+    std::unique_ptr<bench::ReadBuffer> rb;  // allocated once, on first use
+    std::unique_ptr<bench::TriadBuffers> tb;
+    ours.fp32 = [] { return bench::sustained_fp32_fma_rate(0, 1.0); };
+    ours.read = [&] {
+      if (!rb) rb = std::make_unique<bench::ReadBuffer>(bytes, 0, /*huge_pages=*/false);
+      return bench::sustained_rate(*rb, 1.0);
+    };
+    ours.triad = [&] {
+      if (!tb) tb = std::make_unique<bench::TriadBuffers>(bytes, 0, /*huge_pages=*/false);
+      return bench::sustained_rate(*tb, 1.0);
+    };
+    const LikwidCrosscheck lc = run_likwid_crosscheck(omp_get_max_threads(), isa, bytes, 5, ctx.quick ? 2 : 5, 1.0, ctx.run_dir / "raw", ours);
+    add_likwid_metrics(lc, r);
+  }
+
+  // Engine-level: batch-1 decode vs bandwidth limit, prefill vs peak FMA, on the run's model.
+  // A --bench-filter run is a focused microbenchmark run: no engine measurement.
+  if (!ctx.bench_filter.empty()) return r;
+  const EngineAccess* access = engine_access();
+  if (!access) {
+    for (const char* k : {"engine.decode.tokens_per_s", "engine.decode.bw_fraction", "engine.prefill.gflops", "engine.prefill.peak_fraction"})
+      r.params["not_measured"][k] = no_engine_reason();
+    return r;
+  }
+  if (ctx.progress) ctx.progress("engine bench on " + ctx.model_dir.string());
+  EngineBenchRequest eo;
+  eo.model_dir = ctx.model_dir;
+  eo.prefill_tokens = 128;  // the speed target is stated for a 128-token prefill
+  eo.decode_tokens = ctx.quick ? 8 : 16;
+  eo.repetitions = 3;
+  eo.seed = ctx.seed;
+  const EngineBenchFigures eb = access->bench(eo, ctx.progress);
+  const json mparams = {{"model", ctx.model_dir.filename().string()}, {"weight_bytes", eb.weight_bytes},
+                        {"prefill_tokens", eo.prefill_tokens}, {"decode_tokens", eo.decode_tokens}};
+  r.add({"engine.decode.tokens_per_s", eb.decode_tokens_per_s_median, "tokens/s", Direction::HigherIsBetter, NoiseClass::Timing,
+         eb.decode_tokens_per_s, mparams, "batch 1"});
+  std::vector<double> prefill_fraction;
+  for (double x : eb.prefill_gflops) prefill_fraction.push_back(x / eb.peak_fp32_gflops);
+  r.add({"engine.decode.bw_fraction", eb.decode_bw_fraction_median, "fraction", Direction::HigherIsBetter, NoiseClass::Ratio,
+         eb.decode_bw_fraction, mparams,
+         "decode tokens/s x bytes read per token / memory read bandwidth measured just before each repetition (>1 means the model fits in cache)"});
+  r.add({"engine.prefill.gflops", eb.prefill_gflops_median, "GFLOP/s", Direction::HigherIsBetter, NoiseClass::Timing, eb.prefill_gflops,
+         mparams, ""});
+  r.add({"engine.prefill.peak_fraction", eb.prefill_peak_fraction, "fraction", Direction::HigherIsBetter, NoiseClass::Ratio,
+         prefill_fraction, mparams, "prefill FLOP/s / measured peak FP32 FMA"});
+  r.tables["engine_bench"] = json::array({{{"model", ctx.model_dir.string()},
+                                           {"decode_tokens_per_s", eb.decode_tokens_per_s_median},
+                                           {"decode_bw_fraction", eb.decode_bw_fraction_median},
+                                           {"prefill_gflops", eb.prefill_gflops_median},
+                                           {"prefill_peak_fraction", eb.prefill_peak_fraction}}});
+  return r;
+}
+
+}  // namespace cb::harness

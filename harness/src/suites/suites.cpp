@@ -1,0 +1,134 @@
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <sys/resource.h>
+#include <thread>
+#include <unistd.h>
+
+#include "cb/harness/core/engine_access.h"
+#include "cb/harness/verdicts/cost_model.h"
+#include "cb/harness/suites/suites.h"
+
+namespace cb::harness {
+namespace fs = std::filesystem;
+
+SuiteResult run_cost_suite(const SuiteContext& ctx) {
+  const fs::path defaults =
+      ctx.cost_defaults.empty() ? fs::path(CB_SOURCE_DIR) / "suites" / "claims" / "cost-defaults.json" : ctx.cost_defaults;
+  const CostDefaults d = load_cost_defaults(defaults);
+  // The cost model prices what the other suites measured in this run (when they exist).
+  std::optional<RunData> measured;
+  try {
+    measured = RunData::load(ctx.run_dir);
+  } catch (const std::exception&) {
+  }
+  SuiteResult r = cost_suite(measured ? &*measured : nullptr, d);
+  r.params["defaults_file"] = defaults.string();
+  return r;
+}
+
+namespace {
+
+// ---- Test hook: self-test suites --------------------------------------------------------------
+// With CLAIMBENCH_TEST_SUITES=1 in the environment, `claimbench run` (and its `run-suite` children,
+// which inherit the environment) also knows four suites that exercise the run orchestration
+// itself; suites/unit/test_run_orchestration.cpp uses them. Without that variable they do not
+// exist (unknown suite, not listed anywhere), and they are never part of "all" (test_only).
+
+bool test_suites_enabled() {
+  const char* v = std::getenv("CLAIMBENCH_TEST_SUITES");
+  return v && std::strcmp(v, "1") == 0;
+}
+
+// One exact metric, selftest.value = 42, and one table.
+SuiteResult selftest_ok(const SuiteContext&) {
+  std::printf("selftest-ok: producing selftest.value\n");
+  std::fflush(stdout);
+  SuiteResult r;
+  r.suite = "selftest-ok";
+  r.add(Metric{.key = "selftest.value",
+                .value = 42,
+                .unit = "x",
+                .direction = Direction::HigherIsBetter,
+                .noise = NoiseClass::Exact,
+                .samples = {42, 42},
+                .params = {{"planted", true}},
+                .note = "self-test suite (CLAIMBENCH_TEST_SUITES=1)"});
+  r.tables["rows"] = nlohmann::json::array({{{"name", "a"}, {"value", 1}}, {{"name", "b, \"quoted\""}, {"value", 2.5}}});
+  return r;
+}
+
+// Prints a line, then aborts: the parent must record error with the signal.
+SuiteResult selftest_crash(const SuiteContext&) {
+  std::printf("selftest-crash: about to abort\n");
+  std::fflush(stdout);
+  const rlimit no_core{0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);  // a planted crash should not leave a core file behind
+  std::abort();
+}
+
+// Sleeps far past its 3 s time limit: the parent must record timeout and kill it.
+SuiteResult selftest_hang(const SuiteContext&) {
+  std::printf("selftest-hang: pid %d sleeping past the time limit\n", int(::getpid()));
+  std::fflush(stdout);
+  for (int i = 0; i < 600; ++i) std::this_thread::sleep_for(std::chrono::seconds(1));
+  return not_built_suite("selftest-hang", "should have been killed after 3 s");
+}
+
+// Throws: the child records error with the exception's message.
+SuiteResult selftest_throw(const SuiteContext&) {
+  std::printf("selftest-throw: throwing\n");
+  std::fflush(stdout);
+  throw std::runtime_error("planted failure");
+}
+
+// An engine-side suite: the adapter's, when this binary links the engine; otherwise an entry that
+// reports "not built" with the reason (so `all` and the claim check still name it).
+SuiteInfo engine_side(const std::string& name, const std::string& description, int quick_s, int full_s) {
+  const EngineAccess* a = engine_access();
+  if (a && a->suites.count(name)) return {name, description, quick_s, full_s, a->suites.at(name)};
+  return {name, description, quick_s, full_s, [name](const SuiteContext&) { return not_built_suite(name, no_engine_reason()); }};
+}
+
+std::vector<SuiteInfo> make_suites() {
+  std::vector<SuiteInfo> suites = {
+      {"kernels", "op microbenchmarks with machine peaks and roofline fractions; engine prefill/decode speed", 900, 3600,
+       run_kernels_suite},
+      engine_side("engine", "serving engine offline: batching policies, paged vs contiguous KV, batch policy, 16K context", 600, 3600),
+      engine_side("accuracy", "task accuracy and perplexity per technique (dense, INT8, 2:4, structured)", 600, 3600),
+      {"load", "end-to-end load workloads with SLO metrics", 600, 3600,
+       run_load_suite},
+      engine_side("scaling", "collective sweeps and tensor-parallel scaling", 600, 3600),
+      {"transport", "the HTTP path's own cost: generator vs wrk on a null server, HTTP vs in-process round trip and saturation",
+       600, 1800, run_transport_suite},
+      // Last, so it can price what the suites before it measured.
+      {"cost", "cost model: the article's arithmetic and the margin of the measured run", 60, 60, run_cost_suite},
+  };
+  if (test_suites_enabled()) {
+    const std::vector<SuiteInfo> tests = {
+        {"selftest-ok", "test hook: one exact metric selftest.value = 42 and one table", 30, 30, selftest_ok, true},
+        {"selftest-crash", "test hook: prints a line, then std::abort()", 30, 30, selftest_crash, true},
+        {"selftest-hang", "test hook: sleeps far past its 3 s time limit", 3, 3, selftest_hang, true},
+        {"selftest-throw", "test hook: throws std::runtime_error(\"planted failure\")", 30, 30, selftest_throw, true},
+    };
+    suites.insert(suites.end(), tests.begin(), tests.end());
+  }
+  return suites;
+}
+
+}  // namespace
+
+const std::vector<SuiteInfo>& all_suites() {
+  static const std::vector<SuiteInfo> suites = make_suites();
+  return suites;
+}
+
+const SuiteInfo* find_suite(const std::string& name) {
+  for (const auto& s : all_suites())
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+}  // namespace cb::harness
