@@ -19,7 +19,7 @@ dir=$($bin/harness/claimbench run --suite kernels --quick --model "$model" "$@" 
 python3 - "$dir/kernels.json" <<'PY' || true
 import json, sys
 m = {x["key"]: x for x in json.load(open(sys.argv[1]))["metrics"]}
-for k, target in (("engine.decode.bw_fraction", 0.8), ("engine.prefill.peak_fraction", 0.5)):
+for k, target in (("kernels.engine.decode.bw_fraction", 0.8), ("kernels.engine.prefill.peak_fraction", 0.5)):
     if k in m:
         print(f"{k:32s} {m[k]['value']:.3f}  (target >= {target})")
 PY

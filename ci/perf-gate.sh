@@ -44,7 +44,7 @@ ab() {
   # builds) and oneDNN's own rates (not our code).
   "$bin" gate --ab --base "$ref" --env OMP_NUM_THREADS=1 --bench-filter "$filter" --rounds 6 --repetitions 3 \
     --noise timing,ratio,exact --threshold 15% \
-    --metric 'kernels.bench.matmul/cpu/*,kernels.bench.matmul/ref/*,kernels.matmul.cpu_vs_ref.speedup,kernels.matmul.cpu_vs_onednn.M128,kernels.matmul.int8w_vs_f32.*,kernels.matmul.bf16w_vs_f32.*' \
+    --metric 'kernels.bench.matmul.cpu.*,kernels.bench.matmul.ref.*,kernels.matmul.cpu_vs_ref.speedup,kernels.matmul.cpu_vs_onednn.M128,kernels.matmul.int8w_vs_f32.*,kernels.matmul.bf16w_vs_f32.*' \
     --require kernels.matmul.cpu_vs_ref.speedup --json build/perf-gate/ab-gate.json
 }
 

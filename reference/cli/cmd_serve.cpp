@@ -70,7 +70,7 @@ void add_serve_command(CLI::App& app) {
   c->add_flag("--prefix-cache", o->prefix_cache, "reuse KV blocks of shared prompt prefixes");
   c->add_option("--max-queue", o->max_queue, "requests allowed to wait; past it 429 + Retry-After")->check(CLI::PositiveNumber);
   c->add_option("--max-body-bytes", o->max_body_bytes, "largest request body accepted (413 past it)")->check(CLI::Range(size_t(64), size_t(1) << 30));
-  c->add_option("--api-key", o->api_key, "require 'Authorization: Bearer KEY' on /v1/* (default: $REFENGINE_API_KEY, else none)");
+  c->add_option("--api-key", o->api_key, "require 'Authorization: Bearer KEY' on /v1/* (default: $CB_SERVE_API_KEY, else none)");
   c->add_option("--served-model-name", o->served_name, "model id reported and accepted (default: the model directory's name)");
   c->add_option("--http-threads", o->http_threads, "HTTP worker threads; each open keep-alive connection holds one (default: max(max-queue + 64, 1024))")->check(CLI::NonNegativeNumber);
   c->add_option("--step-delay-ms", o->step_delay_ms, "sleep after each engine step, emulating a slower model (client and load-tool testing)")
@@ -105,7 +105,7 @@ void add_serve_command(CLI::App& app) {
         so.step_delay_s = o->step_delay_ms / 1000.0;
         so.tp = tp;
         if (so.api_key.empty())
-          if (const char* env = std::getenv("REFENGINE_API_KEY")) so.api_key = env;
+          if (const char* env = std::getenv("CB_SERVE_API_KEY")) so.api_key = env;
         if (o->host != "127.0.0.1" && o->host != "localhost" && o->host != "::1")
           std::fprintf(stderr, "refengine serve: warning: binding %s, which is reachable beyond this machine%s\n", o->host.c_str(),
                        so.api_key.empty() ? " and has no --api-key" : "");

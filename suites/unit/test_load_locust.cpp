@@ -400,7 +400,7 @@ TEST(LocustLoad, SkippedWithTheReasonWhenLocustIsMissingOrTheSutIsNull) {
   SuiteContext ctx;
   ctx.run_dir = temp_root() / "skip";
   {
-    EnvVar v("CLAIMBENCH_LOCUST", "/nonexistent/locust");
+    EnvVar v("CB_LOCUST", "/nonexistent/locust");
     const SuiteResult r = run_locust_load(ctx);
     EXPECT_EQ(r.status, SuiteStatus::Skipped);
     EXPECT_NE(r.reason.find("Locust is not installed (/nonexistent/locust not found"), std::string::npos) << r.reason;

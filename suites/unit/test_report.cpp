@@ -123,7 +123,7 @@ json claims_file(bool gpu) {
                     gpu ? "" : "needs avx512_bf16 CPU flag or 1 GPU; this machine has neither"));
   r.push_back(claim("int8-err", "INT8 keeps accuracy", "error < 1%", gpu ? -0.004 : 0.013, "fraction", "<=", 0.01, gpu ? "PASS" : "FAIL", ""));
   r.push_back(claim("kv-cut", "paged KV cache cuts memory", "-55%", json(), "fraction", ">=", 0.55, "NOT MEASURED",
-                    "metric kv.paged_vs_contiguous.reduction is not in the run"));
+                    "metric engine.kv.paged_vs_contiguous.reduction is not in the run"));
   r.push_back(claim("allreduce", "faster all-reduce", "12 ms -> 4 ms on 8 GPUs", json(), "ms", "<=", 4.0, "SKIP",
                     gpu ? "scaling suite not built" : "needs 8 GPUs; this machine has 0"));
   r.push_back(claim("rt-service", "real-time service", ">= 2000 req/s < 80 ms", gpu ? 96.0 : 18.0, "req/s", ">=", 2000, "FAIL", ""));
@@ -249,7 +249,7 @@ TEST_F(ReportTest, SkippedClaimsAreListedNotDrawn) {
   // and the reasons are listed under the chart
   const std::string rest = html.substr(b);
   EXPECT_NE(rest.find("needs 8 GPUs; this machine has 0"), std::string::npos);
-  EXPECT_NE(rest.find("metric kv.paged_vs_contiguous.reduction is not in the run"), std::string::npos);
+  EXPECT_NE(rest.find("metric engine.kv.paged_vs_contiguous.reduction is not in the run"), std::string::npos);
 }
 
 TEST_F(ReportTest, SingleRunHasAllCharts) {

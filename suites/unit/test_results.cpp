@@ -421,3 +421,15 @@ TEST(ResultsRunData, LoadsSuitesAndIgnoresOtherJson) {
   EXPECT_NE(msg.find("bad.json"), std::string::npos) << msg;
   fs::remove_all(dir);
 }
+
+namespace cb::harness {
+namespace {
+
+TEST(MetricKeyRule, NamesFromElsewhereBecomeSegments) {
+  EXPECT_EQ(metric_key_segments("rt-service"), "rt_service");
+  EXPECT_EQ(metric_key_segments("queue-table"), "queue_table");
+  EXPECT_EQ(metric_key_segments("matmul/cpu/f32/K2048_N2048/M1"), "matmul.cpu.f32.K2048_N2048.M1");
+}
+
+}  // namespace
+}  // namespace cb::harness

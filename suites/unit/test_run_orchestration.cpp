@@ -1,5 +1,5 @@
 // End to end: the real `claimbench` binary runs the self-test suites (a test hook of
-// harness/src/suites/suites.cpp, present only with CLAIMBENCH_TEST_SUITES=1): a crash, a hang and an
+// harness/src/suites/suites.cpp, present only with CB_TEST_SUITES=1): a crash, a hang and an
 // exception each become one manifest entry and the other suites still run; run folders are never
 // reused; an unknown suite fails before anything is written; Ctrl-C keeps what finished and kills
 // the running suite; `claimbench check` exit codes on that run.
@@ -95,7 +95,7 @@ struct Cmd {
 Cmd claimbench(const std::string& args, bool test_suites = true) {
   static int n = 0;
   const fs::path err = temp_root() / ("stderr." + std::to_string(++n) + ".txt");
-  const std::string cmd = std::string(test_suites ? "CLAIMBENCH_TEST_SUITES=1 " : "env -u CLAIMBENCH_TEST_SUITES ") +
+  const std::string cmd = std::string(test_suites ? "CB_TEST_SUITES=1 " : "env -u CB_TEST_SUITES ") +
                           quoted(claimbench_exe().string()) + " " + args + " 2>" + quoted(err.string()) + " </dev/null";
   Cmd c;
   const auto t0 = Clock::now();
@@ -230,7 +230,7 @@ TEST(RunOrchestration, EverySuiteFileParsesAndTheOkSuiteHasItsMetric) {
 
   const SuiteResult ok = SuiteResult::from_json(read_json_file(r.dir / "selftest-ok.json"), "selftest-ok.json");
   EXPECT_EQ(ok.status, SuiteStatus::Ok);
-  const Metric* v = ok.find("selftest.value");
+  const Metric* v = ok.find("selftest_ok.value");
   ASSERT_NE(v, nullptr);
   EXPECT_EQ(v->value, 42);
   EXPECT_EQ(v->noise, NoiseClass::Exact);
@@ -239,7 +239,7 @@ TEST(RunOrchestration, EverySuiteFileParsesAndTheOkSuiteHasItsMetric) {
   EXPECT_EQ(ok.tables.size(), 1u);
   EXPECT_TRUE(fs::exists(r.dir / "selftest-ok.csv"));
   EXPECT_TRUE(fs::exists(r.dir / ("selftest-ok." + ok.tables.begin()->first + ".csv")));
-  EXPECT_NE(slurp(r.dir / "selftest-ok.csv").find("selftest.value,42"), std::string::npos);
+  EXPECT_NE(slurp(r.dir / "selftest-ok.csv").find("selftest_ok.value,42"), std::string::npos);
 
   // The child of selftest-throw wrote its own file (and CSV); the parent wrote those of the crash
   // and the hang, with no CSV.
@@ -258,7 +258,7 @@ TEST(RunOrchestration, EverySuiteFileParsesAndTheOkSuiteHasItsMetric) {
   // The whole folder reads back.
   const RunData run = RunData::load(r.dir);
   EXPECT_EQ(run.suites.size(), kSharedOrder.size());
-  ASSERT_NE(run.find_metric("selftest.value"), nullptr);
+  ASSERT_NE(run.find_metric("selftest_ok.value"), nullptr);
 }
 
 TEST(RunOrchestration, TwoRunsIntoTheSameOutNeverShareAFolder) {
@@ -340,8 +340,8 @@ TEST(RunOrchestration, InterruptKeepsFinishedSuitesAndKillsTheRunningOne) {
 
   std::vector<std::string> env_s;
   for (char** e = environ; *e; ++e)
-    if (std::string(*e).rfind("CLAIMBENCH_TEST_SUITES=", 0) != 0) env_s.push_back(*e);
-  env_s.push_back("CLAIMBENCH_TEST_SUITES=1");
+    if (std::string(*e).rfind("CB_TEST_SUITES=", 0) != 0) env_s.push_back(*e);
+  env_s.push_back("CB_TEST_SUITES=1");
   std::vector<char*> envp;
   for (auto& s : env_s) envp.push_back(s.data());
   envp.push_back(nullptr);
@@ -434,8 +434,8 @@ TEST(RunOrchestration, InterruptKeepsFinishedSuitesAndKillsTheRunningOne) {
   EXPECT_NE(m["suites"]["selftest-hang"].value("reason", "").find("interrupted"), std::string::npos) << m["suites"].dump(2);
   ASSERT_TRUE(fs::exists(dir / "selftest-ok.json"));
   const RunData run = RunData::load(dir);
-  ASSERT_NE(run.find_metric("selftest.value"), nullptr);
-  EXPECT_EQ(run.find_metric("selftest.value")->value, 42);
+  ASSERT_NE(run.find_metric("selftest_ok.value"), nullptr);
+  EXPECT_EQ(run.find_metric("selftest_ok.value")->value, 42);
   fs::remove_all(base);
 }
 
@@ -455,8 +455,8 @@ fs::path write_claim_set(const std::string& name, const std::vector<json>& claim
   return p;
 }
 
-const json kPass = claim("value-high", "selftest-ok", "selftest.value", ">=", 40);
-const json kFail = claim("value-low", "selftest-ok", "selftest.value", "<=", 10);
+const json kPass = claim("value-high", "selftest-ok", "selftest_ok.value", ">=", 40);
+const json kFail = claim("value-low", "selftest-ok", "selftest_ok.value", "<=", 10);
 const json kError = claim("crashed", "selftest-crash", "selftest.crash.value", ">=", 0);
 
 Cmd check(const fs::path& dir, const fs::path& claims, const std::string& extra = "") {
@@ -519,7 +519,7 @@ TEST(RunOrchestrationCheck, ExitCodesForPassAndFail) {
   // A claim set that cannot be read is an error (exit 2) that names the file.
   const fs::path bad = temp_root() / "bad.claims.json";
   write_json_atomic(bad, {{"schema", "claimbench.claimset"}, {"schema_version", "1.0"}, {"name", "bad"}, {"source", "t"},
-                          {"claims", json::array({claim("x", "selftest-ok", "selftest.value", "=>", 1)})}});
+                          {"claims", json::array({claim("x", "selftest-ok", "selftest_ok.value", "=>", 1)})}});
   const Cmd broken = check(r.dir, bad);
   EXPECT_EQ(broken.rc, 2) << describe(broken);
   EXPECT_NE(broken.err.find("bad.claims.json"), std::string::npos) << describe(broken);

@@ -285,4 +285,12 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+std::string metric_key_segments(std::string name) {
+  for (char& c : name) {
+    if (c == '-') c = '_';
+    else if (c == '/') c = '.';
+  }
+  return name;
+}
+
 }  // namespace cb::harness

@@ -24,7 +24,7 @@ const acc::VariantMeasure* find_variant(const std::vector<acc::VariantMeasure>& 
 }
 
 void add_variant_metrics(SuiteResult& r, const acc::VariantMeasure& m, const acc::EvalSettings& s) {
-  const std::string k = "accuracy." + m.variant.name;
+  const std::string k = "accuracy." + metric_key_segments(m.variant.name);
   const json p = {{"model_dir", m.variant.dir.string()}, {"provenance", m.variant.provenance},
                   {"examples_per_task", s.examples_per_task}};
   r.add({k + ".mean_acc", m.mean_accuracy, "fraction", Direction::HigherIsBetter, NoiseClass::Exact, {}, p,

@@ -32,7 +32,7 @@ SuiteResult run_engine_suite(const SuiteContext& ctx) {
   double static_tps = 0, continuous_tps = 0;
   for (const auto& p : b["policies"]) {
     const std::string pol = p["policy"];
-    const std::string k = "engine.batching." + pol;
+    const std::string k = "engine.batching." + metric_key_segments(pol);
     rows.push_back(p);
     r.add({k + ".output_tokens_per_s", p["output_tokens_per_s"], "tokens/s", Direction::HigherIsBetter, NoiseClass::Timing, {},
            model, "offline: the whole seeded chat mix submitted at t=0"});
@@ -77,7 +77,7 @@ SuiteResult run_engine_suite(const SuiteContext& ctx) {
     const json kvp = {{"model", b["model"]}, {"requests", d["requests"]}, {"lengths", d["source"]},
                       {"input_mean_sampled", d["input_mean_sampled"]}, {"output_mean_sampled", d["output_mean_sampled"]},
                       {"max_tokens", d["max_tokens"]}, {"prompt_cap", d["prompt_cap"]}, {"strongest_baseline", d["strongest_baseline"]}};
-    const std::string k = "kv." + dist + ".";
+    const std::string k = "engine.kv." + metric_key_segments(dist) + ".";
     for (const auto& [name, red] : d["reduction_vs"].items())
       r.add({k + "paged_vs_" + name + ".reduction", red, "fraction", Direction::HigherIsBetter, NoiseClass::Exact, {}, kvp,
              "1 - peak KV bytes reserved, paged (16-token blocks) / " + name + " contiguous reservation, every request admitted at once" +
@@ -99,13 +99,13 @@ SuiteResult run_engine_suite(const SuiteContext& ctx) {
       }
     }
     if (dist == "sharegpt")
-      r.add({"kv.paged_vs_contiguous.reduction", d["reduction"], "fraction", Direction::HigherIsBetter, NoiseClass::Exact, {}, kvp,
+      r.add({"engine.kv.paged_vs_contiguous.reduction", d["reduction"], "fraction", Direction::HigherIsBetter, NoiseClass::Exact, {}, kvp,
              "1 - peak KV bytes reserved, paged / the strongest contiguous baseline that does not know the future (" +
                  d["strongest_baseline"].get<std::string>() + "), ShareGPT-like lengths, every request admitted at once"});
   }
   r.tables["kv"] = kv_rows;
 
-  r.add({"scheduler.batch_policy.conformance", b["batch_policy"]["conformance"], "fraction", Direction::HigherIsBetter,
+  r.add({"engine.batch_policy.conformance", b["batch_policy"]["conformance"], "fraction", Direction::HigherIsBetter,
          NoiseClass::Exact, {}, {{"checked", b["batch_policy"]["checked"]}, {"matched", b["batch_policy"]["matched"]},
                                  {"steps_queue_above_50", b["batch_policy"]["steps_queue_above_50"]},
                                  {"steps_queue_below_10", b["batch_policy"]["steps_queue_below_10"]}},

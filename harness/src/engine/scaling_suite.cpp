@@ -134,7 +134,7 @@ SweepResult record_sweep(SuiteResult& r, const fs::path& file, const std::string
   r.add({pre + ".busbw_gbs_max", best_busbw, "GB/s", Direction::HigherIsBetter, NoiseClass::Timing, {}, p,
          "largest all-reduce bus bandwidth over the sweep (busbw = algbw x 2(n-1)/n)"});
   if (ref_ms > 0)
-    r.add({pre + ".time_ms_256MiB", ref_ms, "ms", Direction::LowerIsBetter, NoiseClass::Timing, {}, p,
+    r.add({pre + ".time_ms_256mib", ref_ms, "ms", Direction::LowerIsBetter, NoiseClass::Timing, {}, p,
            "all-reduce of 256 MiB, mean per iteration of the slowest rank"});
   if (s.allreduce.size() >= 2) {
     const comm::AlphaBeta f = comm::fit_alpha_beta(s.allreduce);

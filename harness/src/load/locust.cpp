@@ -255,11 +255,11 @@ SuiteResult run_locust_load(const SuiteContext& ctx) {
   SuiteResult skipped;
   skipped.suite = "load";
   LocustRunOptions o;
-  // CLAIMBENCH_LOCUST names another Locust executable (e.g. a pip install); default Debian's.
-  if (const char* alt = std::getenv("CLAIMBENCH_LOCUST"); alt && *alt) o.locust_argv = {alt};
+  // CB_LOCUST names another Locust executable (e.g. a pip install); default Debian's.
+  if (const char* alt = std::getenv("CB_LOCUST"); alt && *alt) o.locust_argv = {alt};
   if (access(o.locust_argv[0].c_str(), X_OK) != 0) {
     skipped.status = SuiteStatus::Skipped;
-    skipped.reason = "Locust is not installed (" + o.locust_argv[0] + " not found; apt install python3-locust, or set CLAIMBENCH_LOCUST)";
+    skipped.reason = "Locust is not installed (" + o.locust_argv[0] + " not found; apt install python3-locust, or set CB_LOCUST)";
     return skipped;
   }
   if (ctx.sut == "null") {

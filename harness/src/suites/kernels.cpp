@@ -181,7 +181,7 @@ void add_kernel_metrics(const json& gb, SuiteResult& r) {
     for (const char* k : {"M", "N", "K"}) row[k] = s.counters.value(k, json());
     rows.push_back(row);
     const bool compute = gf > 0;
-    r.add({"kernels.bench." + name + (compute ? ".gflops" : ".gbs"), compute ? gf : gbs, compute ? "GFLOP/s" : "GB/s",
+    r.add({"kernels.bench." + metric_key_segments(name) + (compute ? ".gflops" : ".gbs"), compute ? gf : gbs, compute ? "GFLOP/s" : "GB/s",
            Direction::HigherIsBetter, NoiseClass::Timing, compute ? s.gflops : s.gbs, {{"label", s.label}}, ""});
   }
   r.tables["benchmarks"] = rows;
@@ -345,7 +345,7 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
   if (!ctx.bench_filter.empty()) return r;
   const EngineAccess* access = engine_access();
   if (!access) {
-    for (const char* k : {"engine.decode.tokens_per_s", "engine.decode.bw_fraction", "engine.prefill.gflops", "engine.prefill.peak_fraction"})
+    for (const char* k : {"kernels.engine.decode.tokens_per_s", "kernels.engine.decode.bw_fraction", "kernels.engine.prefill.gflops", "kernels.engine.prefill.peak_fraction"})
       r.params["not_measured"][k] = no_engine_reason();
     return r;
   }
@@ -359,16 +359,16 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
   const EngineBenchFigures eb = access->bench(eo, ctx.progress);
   const json mparams = {{"model", ctx.model_dir.filename().string()}, {"weight_bytes", eb.weight_bytes},
                         {"prefill_tokens", eo.prefill_tokens}, {"decode_tokens", eo.decode_tokens}};
-  r.add({"engine.decode.tokens_per_s", eb.decode_tokens_per_s_median, "tokens/s", Direction::HigherIsBetter, NoiseClass::Timing,
+  r.add({"kernels.engine.decode.tokens_per_s", eb.decode_tokens_per_s_median, "tokens/s", Direction::HigherIsBetter, NoiseClass::Timing,
          eb.decode_tokens_per_s, mparams, "batch 1"});
   std::vector<double> prefill_fraction;
   for (double x : eb.prefill_gflops) prefill_fraction.push_back(x / eb.peak_fp32_gflops);
-  r.add({"engine.decode.bw_fraction", eb.decode_bw_fraction_median, "fraction", Direction::HigherIsBetter, NoiseClass::Ratio,
+  r.add({"kernels.engine.decode.bw_fraction", eb.decode_bw_fraction_median, "fraction", Direction::HigherIsBetter, NoiseClass::Ratio,
          eb.decode_bw_fraction, mparams,
          "decode tokens/s x bytes read per token / memory read bandwidth measured just before each repetition (>1 means the model fits in cache)"});
-  r.add({"engine.prefill.gflops", eb.prefill_gflops_median, "GFLOP/s", Direction::HigherIsBetter, NoiseClass::Timing, eb.prefill_gflops,
+  r.add({"kernels.engine.prefill.gflops", eb.prefill_gflops_median, "GFLOP/s", Direction::HigherIsBetter, NoiseClass::Timing, eb.prefill_gflops,
          mparams, ""});
-  r.add({"engine.prefill.peak_fraction", eb.prefill_peak_fraction, "fraction", Direction::HigherIsBetter, NoiseClass::Ratio,
+  r.add({"kernels.engine.prefill.peak_fraction", eb.prefill_peak_fraction, "fraction", Direction::HigherIsBetter, NoiseClass::Ratio,
          prefill_fraction, mparams, "prefill FLOP/s / measured peak FP32 FMA"});
   r.tables["engine_bench"] = json::array({{{"model", ctx.model_dir.string()},
                                            {"decode_tokens_per_s", eb.decode_tokens_per_s_median},

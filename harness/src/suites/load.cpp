@@ -42,11 +42,6 @@ std::string g(double v) {
   return b;
 }
 
-std::string key_part(std::string name) {  // workload name -> metric key part ("rt-service" -> "rt_service")
-  for (char& c : name)
-    if (c == '-') c = '_';
-  return name;
-}
 
 // Metric from a run: params carry the run label and its validity; an INVALID run is flagged.
 Metric run_metric(const std::string& key, double v, const std::string& unit, Direction d, NoiseClass n, const Measured& m,
@@ -234,7 +229,7 @@ void add_utilization(SuiteResult& r, const std::vector<Measured>& runs, const Mo
 
 void add_workload_metrics(SuiteResult& r, const Measured& m, const std::string& wname) {
   const RunSummary& s = m.result.summary;
-  const std::string k = "load." + key_part(wname) + ".";
+  const std::string k = "load." + metric_key_segments(wname) + ".";
   const std::string from = "nearest rank; from the scheduled arrival (no coordinated omission)";
   const std::string send = "nearest rank; from the moment the SUT sent the request (beside the scheduled-arrival figure)";
   r.add(run_metric(k + "ttft_ms_p50", s.ttft_ms.median, "ms", Lo, T, m, from));

@@ -32,30 +32,30 @@ SuiteResult run_cost_suite(const SuiteContext& ctx) {
 namespace {
 
 // ---- Test hook: self-test suites --------------------------------------------------------------
-// With CLAIMBENCH_TEST_SUITES=1 in the environment, `claimbench run` (and its `run-suite` children,
+// With CB_TEST_SUITES=1 in the environment, `claimbench run` (and its `run-suite` children,
 // which inherit the environment) also knows four suites that exercise the run orchestration
 // itself; suites/unit/test_run_orchestration.cpp uses them. Without that variable they do not
 // exist (unknown suite, not listed anywhere), and they are never part of "all" (test_only).
 
 bool test_suites_enabled() {
-  const char* v = std::getenv("CLAIMBENCH_TEST_SUITES");
+  const char* v = std::getenv("CB_TEST_SUITES");
   return v && std::strcmp(v, "1") == 0;
 }
 
-// One exact metric, selftest.value = 42, and one table.
+// One exact metric, selftest_ok.value = 42, and one table.
 SuiteResult selftest_ok(const SuiteContext&) {
-  std::printf("selftest-ok: producing selftest.value\n");
+  std::printf("selftest-ok: producing selftest_ok.value\n");
   std::fflush(stdout);
   SuiteResult r;
   r.suite = "selftest-ok";
-  r.add(Metric{.key = "selftest.value",
+  r.add(Metric{.key = "selftest_ok.value",
                 .value = 42,
                 .unit = "x",
                 .direction = Direction::HigherIsBetter,
                 .noise = NoiseClass::Exact,
                 .samples = {42, 42},
                 .params = {{"planted", true}},
-                .note = "self-test suite (CLAIMBENCH_TEST_SUITES=1)"});
+                .note = "self-test suite (CB_TEST_SUITES=1)"});
   r.tables["rows"] = nlohmann::json::array({{{"name", "a"}, {"value", 1}}, {{"name", "b, \"quoted\""}, {"value", 2.5}}});
   return r;
 }
@@ -108,7 +108,7 @@ std::vector<SuiteInfo> make_suites() {
   };
   if (test_suites_enabled()) {
     const std::vector<SuiteInfo> tests = {
-        {"selftest-ok", "test hook: one exact metric selftest.value = 42 and one table", 30, 30, selftest_ok, true},
+        {"selftest-ok", "test hook: one exact metric selftest_ok.value = 42 and one table", 30, 30, selftest_ok, true},
         {"selftest-crash", "test hook: prints a line, then std::abort()", 30, 30, selftest_crash, true},
         {"selftest-hang", "test hook: sleeps far past its 3 s time limit", 3, 3, selftest_hang, true},
         {"selftest-throw", "test hook: throws std::runtime_error(\"planted failure\")", 30, 30, selftest_throw, true},

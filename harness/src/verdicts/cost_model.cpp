@@ -280,9 +280,9 @@ SuiteResult cost_suite(const RunData* measured, const CostDefaults& d) {
   const DeepSeekInputs& in = d.deepseek;
   const std::string cost_note = "cost " + g(in.nodes) + " nodes x " + g(in.gpus_per_node) + " GPUs x $" + g(in.gpu_hour_usd) +
                                 "/GPU-h x " + g(in.hours) + " h = $" + g(ds.daily_cost);
-  s.add(metric("cost.margin.deepseek_published", ds.margin_published, "ratio", Direction::Neutral, E,
+  s.add(metric("cost.margin.deepseek_published", ds.margin_published, "x", Direction::Neutral, E,
                "(published revenue $" + g(ds.revenue_published) + " - cost) / cost; " + cost_note));
-  s.add(metric("cost.margin.deepseek_tokens", ds.margin_tokens, "ratio", Direction::Neutral, E,
+  s.add(metric("cost.margin.deepseek_tokens", ds.margin_tokens, "x", Direction::Neutral, E,
                "revenue from token arithmetic $" + g(ds.revenue_tokens) + " (" + g(in.cache_hit_tokens) + " hit x $" +
                    g(in.price_hit_per_m) + "/M + " + g(in.input_tokens - in.cache_hit_tokens) + " miss x $" + g(in.price_miss_per_m) +
                    "/M + " + g(in.output_tokens) + " output x $" + g(in.price_output_per_m) + "/M); differs from the published $" +
@@ -418,7 +418,7 @@ SuiteResult cost_suite(const RunData* measured, const CostDefaults& d) {
     add("cost.measured.revenue_per_day", [](Tr x) { return std::optional<double>(x.e.revenue_per_day); }, "USD/day", Direction::HigherIsBetter, T,
         inputs + "; prices $" + g(d.price_input_hit_per_m) + "/$" + g(d.price_input_miss_per_m) + "/$" + g(d.price_output_per_m) +
             " per M (hit/miss/output) for model '" + d.price_model + "', cache-hit fraction " + g(d.cache_hit_fraction));
-    add("cost.measured.margin", [](Tr x) { return std::optional<double>(x.e.margin); }, "ratio", Direction::HigherIsBetter, T,
+    add("cost.measured.margin", [](Tr x) { return std::optional<double>(x.e.margin); }, "x", Direction::HigherIsBetter, T,
         "(revenue - cost) / cost; " + inputs);
   } else {
     const std::string why = "the token prices in " + d.source + " belong to model '" + d.price_model + "', the run measured model '" +

@@ -37,7 +37,7 @@ Direction direction_from_string(const std::string& s, const std::string& where);
 NoiseClass noise_from_string(const std::string& s, const std::string& where);
 
 struct Metric {
-  std::string key;     // dotted, e.g. "engine.decode.bw_fraction"
+  std::string key;     // dotted, e.g. "kernels.engine.decode.bw_fraction"
   double value = 0;    // the summary (median of samples unless noted)
   std::string unit;    // "GFLOP/s", "x", "fraction", "bytes", ...
   Direction direction = Direction::Neutral;
@@ -96,5 +96,12 @@ void write_suite_csvs(const std::filesystem::path& dir, const SuiteResult& r);
 
 // Median, used for metric summaries.
 double median(std::vector<double> v);
+
+// Metric keys (docs/contracts.md, "Metric key rule"): "<suite>.<segment>.<segment>...", each
+// segment snake_case ([a-z0-9_]+) or a shape token (K2048_N2048, M128, H32_KV4_D64_B16).
+// A name from elsewhere (a workload, a policy, a variant, a benchmark) becomes key segments
+// through metric_key_segments(): '-' -> '_', '/' -> '.'. ci/check_metric_contract.py checks
+// what suites wrote against the rule and the contract's key index.
+std::string metric_key_segments(std::string name);
 
 }  // namespace cb::harness

@@ -32,7 +32,7 @@ struct SuiteInfo {
   int timeout_seconds_quick = 600;
   int timeout_seconds_full = 3600;
   std::function<SuiteResult(const SuiteContext&)> run;
-  // Test hook: a self-test suite (selftest-*), present only with CLAIMBENCH_TEST_SUITES=1 and
+  // Test hook: a self-test suite (selftest-*), present only with CB_TEST_SUITES=1 and
   // never part of "all".
   bool test_only = false;
 };
