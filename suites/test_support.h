@@ -14,7 +14,7 @@
 #include <system_error>
 #include <utility>
 
-#include "cb/engine/errors.h"
+#include "cb/engine/model/errors.h"
 
 // EXPECT that `haystack` (anything std::string takes) contains `needle`; prints the haystack when not.
 #define EXPECT_CONTAINS(haystack, needle) \

@@ -64,7 +64,7 @@
 #include <string>
 #include <vector>
 
-#include "cb/bench/machine_peaks.h"
+#include "cb/peaks/machine_peaks.h"
 #include "cb/kernels/backend.h"
 #include "cb/kernels/int8_scheme.h"
 

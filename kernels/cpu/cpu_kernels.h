@@ -15,7 +15,7 @@
 //   cpu_algos_sparse24.h the 2:4 sparse tile over V
 //   cpu_simd_*.h         the V structs: scalar, AVX2 (+FMA, F16C), AVX-512 (F, BW, VL), and
 //                        the D structs of each ISA (cpu_dot_*.h)
-//   cpu_isa_*.cpp        instantiate the algos for one V under that ISA's target pragma and
+//   isa/cpu_isa_*.cpp    instantiate the algos for one V under that ISA's target pragma and
 //                        export a KernelTable; avx512_vnni and avx512_bf16 start from the
 //                        AVX-512 table and replace the kernels those extensions speed up
 // Drivers own OpenMP parallel regions and call kernels on ranges; kernels never spawn threads,

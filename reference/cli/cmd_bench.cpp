@@ -2,8 +2,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "cb/engine/engine.h"
-#include "cb/engine/engine_bench.h"
+#include "cb/engine/model/engine.h"
+#include "cb/engine/bench/engine_bench.h"
 #include "commands.h"
 
 namespace cb::cli {

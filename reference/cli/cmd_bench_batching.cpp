@@ -2,9 +2,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "cb/bench/machine_peaks.h"
-#include "cb/engine/batching_bench.h"
-#include "cb/engine/engine.h"
+#include "cb/peaks/machine_peaks.h"
+#include "cb/engine/bench/batching_bench.h"
+#include "cb/engine/model/engine.h"
 #include "commands.h"
 
 namespace cb::cli {

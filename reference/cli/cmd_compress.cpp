@@ -7,7 +7,7 @@
 #include "cb/engine/compress/export.h"
 #include "cb/engine/compress/prune.h"
 #include "cb/engine/compress/quantize.h"
-#include "cb/engine/engine.h"
+#include "cb/engine/model/engine.h"
 #include "commands.h"
 
 namespace cb::cli {

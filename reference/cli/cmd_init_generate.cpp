@@ -7,9 +7,9 @@
 
 #include "cb/comm/communicator.h"
 
-#include "cb/engine/config.h"
-#include "cb/engine/engine.h"
-#include "cb/engine/model_init.h"
+#include "cb/engine/model/config.h"
+#include "cb/engine/model/engine.h"
+#include "cb/engine/model/model_init.h"
 #include "commands.h"
 #include "tp_launch.h"
 

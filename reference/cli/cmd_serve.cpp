@@ -11,8 +11,8 @@
 #include <ctime>
 #include <thread>
 
-#include "cb/engine/server.h"
-#include "cb/engine/engine.h"
+#include "cb/engine/server/server.h"
+#include "cb/engine/model/engine.h"
 #include "commands.h"
 #include "tp_launch.h"
 

@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-#include "cb/engine/engine.h"
+#include "cb/engine/model/engine.h"
 #include "cb/harness/engine/accuracy.h"
 #include "cb/harness/core/results.h"
 

@@ -8,8 +8,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "cb/engine/engine.h"
-#include "cb/engine/model_init.h"
+#include "cb/engine/model/engine.h"
+#include "cb/engine/model/model_init.h"
 
 namespace fs = std::filesystem;
 using namespace cb::engine;

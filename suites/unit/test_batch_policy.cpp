@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "cb/engine/batch_policy.h"
+#include "cb/engine/serving/batch_policy.h"
 
 using cb::engine::BatchPolicy;
 using cb::engine::QueueTableRow;

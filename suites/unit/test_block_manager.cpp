@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "cb/engine/block_manager.h"
+#include "cb/engine/serving/block_manager.h"
 
 using cb::engine::BlockManager;
 using cb::engine::BlockStats;

@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "cb/engine/config.h"
+#include "cb/engine/model/config.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;

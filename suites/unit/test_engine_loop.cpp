@@ -8,7 +8,7 @@
 
 #include <gtest/gtest.h>
 
-#include "cb/engine/engine_loop.h"
+#include "cb/engine/serving/engine_loop.h"
 
 using namespace cb::engine;
 

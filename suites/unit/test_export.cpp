@@ -14,11 +14,11 @@
 #include "cb/engine/compress/export.h"
 #include "cb/engine/compress/prune.h"
 #include "cb/engine/compress/quantize.h"
-#include "cb/engine/config.h"
-#include "cb/engine/engine.h"
-#include "cb/engine/errors.h"
-#include "cb/engine/model_init.h"
-#include "cb/engine/safetensors.h"
+#include "cb/engine/model/config.h"
+#include "cb/engine/model/engine.h"
+#include "cb/engine/model/errors.h"
+#include "cb/engine/model/model_init.h"
+#include "cb/engine/model/safetensors.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;

@@ -1,7 +1,7 @@
 // Generation, sampling and tokenizer: exact behaviour and the errors users see.
 #include <gtest/gtest.h>
 
-#include "cb/engine/engine.h"
+#include "cb/engine/model/engine.h"
 
 using namespace cb::engine;
 

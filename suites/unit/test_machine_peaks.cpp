@@ -5,9 +5,9 @@
 //
 // The tests compile only where cb_unit_tests links cb_machine_peaks (its include dir is then on
 // the path); until then this file is empty rather than a build break.
-#if __has_include("cb/bench/machine_peaks.h")
+#if __has_include("cb/peaks/machine_peaks.h")
 
-#include "cb/bench/machine_peaks.h"
+#include "cb/peaks/machine_peaks.h"
 
 #include <gtest/gtest.h>
 
@@ -216,4 +216,4 @@ TEST(MachinePeaks, ToJsonCarriesEveryField) {
 
 }  // namespace
 
-#endif  // __has_include("cb/bench/machine_peaks.h")
+#endif  // __has_include("cb/peaks/machine_peaks.h")

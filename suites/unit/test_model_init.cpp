@@ -16,10 +16,10 @@
 #define CB_TEST_HAVE_OMP 1
 #endif
 
-#include "cb/engine/config.h"
-#include "cb/engine/model_init.h"
-#include "cb/engine/safetensors.h"
-#include "cb/engine/weights.h"
+#include "cb/engine/model/config.h"
+#include "cb/engine/model/model_init.h"
+#include "cb/engine/model/safetensors.h"
+#include "cb/engine/model/weights.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;

@@ -17,11 +17,11 @@
 #include "cb/engine/compress/export.h"
 #include "cb/engine/compress/prune.h"
 #include "cb/engine/compress/quantize.h"
-#include "cb/engine/compress/sparse24.h"
-#include "cb/engine/engine.h"
-#include "cb/engine/errors.h"
-#include "cb/engine/model_init.h"
-#include "cb/engine/weights.h"
+#include "cb/engine/model/sparse24.h"
+#include "cb/engine/model/engine.h"
+#include "cb/engine/model/errors.h"
+#include "cb/engine/model/model_init.h"
+#include "cb/engine/model/weights.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;

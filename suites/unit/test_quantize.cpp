@@ -15,10 +15,10 @@
 
 #include "cb/engine/compress/export.h"
 #include "cb/engine/compress/quantize.h"
-#include "cb/engine/engine.h"
-#include "cb/engine/errors.h"
-#include "cb/engine/model_init.h"
-#include "cb/engine/weights.h"
+#include "cb/engine/model/engine.h"
+#include "cb/engine/model/errors.h"
+#include "cb/engine/model/model_init.h"
+#include "cb/engine/model/weights.h"
 #include "cb/kernels/int8_scheme.h"
 #include "test_support.h"
 

@@ -10,8 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cb/engine/errors.h"
-#include "cb/engine/safetensors.h"
+#include "cb/engine/model/errors.h"
+#include "cb/engine/model/safetensors.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;

@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "cb/engine/scheduler.h"
+#include "cb/engine/serving/scheduler.h"
 
 using namespace cb::engine;
 

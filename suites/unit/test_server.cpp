@@ -2,8 +2,8 @@
 // strings. Outputs are checked against one-at-a-time generation with the same model.
 #include <gtest/gtest.h>
 
-#include "cb/engine/engine.h"
-#include "cb/engine/openai_protocol.h"
+#include "cb/engine/model/engine.h"
+#include "cb/engine/server/openai_protocol.h"
 #include "test_server_util.h"
 
 using namespace cb::engine;

@@ -11,7 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "cb/engine/server.h"
+#include "cb/engine/server/server.h"
 
 namespace cb::engine::testing {
 

@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "cb/engine/serving_engine.h"
+#include "cb/engine/serving/serving_engine.h"
 
 using namespace cb::engine;
 

@@ -9,10 +9,10 @@
 #include <cstring>
 
 #include "cb/comm/communicator.h"
-#include "cb/engine/engine.h"
-#include "cb/engine/tp.h"
-#include "cb/engine/tp_step.h"
-#include "cb/engine/weights.h"
+#include "cb/engine/model/engine.h"
+#include "cb/engine/parallel/tp.h"
+#include "cb/engine/parallel/tp_step.h"
+#include "cb/engine/model/weights.h"
 
 using namespace cb::engine;
 namespace comm = cb::comm;

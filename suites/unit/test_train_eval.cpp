@@ -4,9 +4,9 @@
 
 #include <cmath>
 
-#include "cb/engine/engine.h"
-#include "cb/engine/model_init.h"
-#include "cb/engine/safetensors.h"
+#include "cb/engine/model/engine.h"
+#include "cb/engine/model/model_init.h"
+#include "cb/engine/model/safetensors.h"
 #include "cb/engine/train/graph.h"
 #include "cb/engine/train/trainer.h"
 #include "test_support.h"

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <random>
 
-#include "cb/engine/engine.h"
-#include "cb/engine/model_init.h"
+#include "cb/engine/model/engine.h"
+#include "cb/engine/model/model_init.h"
 #include "cb/engine/train/graph.h"
 #include "cb/engine/train/trainer.h"
 #include "test_support.h"

@@ -5,11 +5,11 @@
 
 #include <fstream>
 
-#include "cb/engine/engine.h"
-#include "cb/engine/model_init.h"
-#include "cb/engine/safetensors.h"
+#include "cb/engine/model/engine.h"
+#include "cb/engine/model/model_init.h"
+#include "cb/engine/model/safetensors.h"
 #include "cb/engine/train/trainer.h"
-#include "cb/engine/weights.h"
+#include "cb/engine/model/weights.h"
 #include "cb/kernels/int8_scheme.h"
 #include "test_support.h"
 

@@ -10,10 +10,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cb/engine/config.h"
-#include "cb/engine/errors.h"
-#include "cb/engine/safetensors.h"
-#include "cb/engine/weights.h"
+#include "cb/engine/model/config.h"
+#include "cb/engine/model/errors.h"
+#include "cb/engine/model/safetensors.h"
+#include "cb/engine/model/weights.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;

@@ -9,7 +9,7 @@
 
 #include "cb/engine/compress/export.h"
 #include "cb/engine/compress/prune.h"
-#include "cb/engine/engine.h"
+#include "cb/engine/model/engine.h"
 #include "cb/engine/train/trainer.h"
 #include "cb/harness/core/results.h"
 

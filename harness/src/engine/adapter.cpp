@@ -3,9 +3,9 @@
 // includes engine headers; `claimbench-http` is built without them.
 #include <algorithm>
 
-#include "cb/engine/engine.h"
-#include "cb/engine/engine_bench.h"
-#include "cb/engine/planted_defects.h"
+#include "cb/engine/model/engine.h"
+#include "cb/engine/bench/engine_bench.h"
+#include "cb/engine/model/planted_defects.h"
 #include "cb/harness/core/engine_access.h"
 #include "cb/harness/engine/inprocess_sut.h"
 #include "cb/harness/engine/suites.h"

@@ -4,8 +4,8 @@
 // (`ctx-16k`).
 #include <cmath>
 
-#include "cb/bench/machine_peaks.h"
-#include "cb/engine/batching_bench.h"
+#include "cb/peaks/machine_peaks.h"
+#include "cb/engine/bench/batching_bench.h"
 #include "cb/harness/engine/suites.h"
 
 namespace cb::harness {

@@ -24,8 +24,8 @@
 
 #include "cb/comm/communicator.h"
 #include "cb/comm/sweep.h"
-#include "cb/engine/config.h"
-#include "cb/engine/tp.h"
+#include "cb/engine/model/config.h"
+#include "cb/engine/parallel/tp.h"
 #include "cb/harness/core/process.h"
 #include "cb/harness/engine/suites.h"
 

@@ -13,7 +13,7 @@
 
 #include <omp.h>
 
-#include "cb/bench/machine_peaks.h"
+#include "cb/peaks/machine_peaks.h"
 #include "cb/harness/core/engine_access.h"
 #include "cb/harness/suites/likwid.h"
 #include "cb/harness/suites/kernel_metrics.h"

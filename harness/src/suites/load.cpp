@@ -18,7 +18,7 @@
 #include <set>
 #include <thread>
 
-#include "cb/bench/machine_peaks.h"
+#include "cb/peaks/machine_peaks.h"
 #include "cb/harness/core/engine_access.h"
 #include "cb/harness/load/experiments.h"
 #include "cb/harness/load/http_sut.h"

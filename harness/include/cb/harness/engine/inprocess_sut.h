@@ -5,8 +5,8 @@
 #include <memory>
 #include <string>
 
-#include "cb/engine/engine.h"
-#include "cb/engine/engine_loop.h"
+#include "cb/engine/model/engine.h"
+#include "cb/engine/serving/engine_loop.h"
 #include "cb/harness/load/engine_config.h"
 #include "cb/harness/load/sut.h"
 

@@ -21,8 +21,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cb/engine/config.h"
-#include "cb/engine/safetensors.h"
+#include "cb/engine/model/config.h"
+#include "cb/engine/model/safetensors.h"
 
 namespace cb::engine::compress {
 

@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cb/engine/compress/calibrate.h"
-#include "cb/engine/config.h"
+#include "cb/engine/model/config.h"
 
 namespace cb::engine::compress {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "cb/engine/config.h"
+#include "cb/engine/model/config.h"
 #include "cb/engine/train/ops.h"
 #include "cb/engine/train/tasks.h"
 

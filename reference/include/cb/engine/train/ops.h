@@ -1,7 +1,7 @@
 // Training ops, llm.c style: each a plain function with its shapes in a comment; forward saves what
 // backward needs, backward accumulates (+=) into parameter gradients and writes or accumulates
 // input gradients as noted. Templated on the scalar type: float for training, double for the
-// gradient checks (tests/test_train_ops.cpp), instantiated for both in train_ops.cpp.
+// gradient checks (tests/test_train_ops.cpp), instantiated for both in src/train/ops.cpp.
 //
 // The math matches the engine's forward pass (model.cpp over the op table, `ref` as the oracle):
 //   rmsnorm   y = x / sqrt(mean(x^2) + eps) * w

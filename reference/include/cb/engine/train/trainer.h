@@ -15,8 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cb/engine/config.h"
-#include "cb/engine/engine.h"
+#include "cb/engine/model/config.h"
+#include "cb/engine/model/engine.h"
 #include "cb/engine/train/tasks.h"
 #include "cb/kernels/tensor.h"
 

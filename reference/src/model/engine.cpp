@@ -1,0 +1,112 @@
+#include "cb/engine/model/engine.h"
+
+#include <stdexcept>
+
+#include "cb/engine/model/errors.h"
+#include "cb/engine/model/planted_defects.h"
+#include "cb/engine/model/weights.h"
+
+namespace cb::engine {
+namespace fs = std::filesystem;
+
+std::unique_ptr<LoadedModel> LoadedModel::open(const fs::path& dir, const std::string& backend, comm::Communicator* tp) {
+  if (!fs::is_directory(dir)) throw ModelError(dir.string() + ": model directory does not exist");
+  auto m = std::unique_ptr<LoadedModel>(new LoadedModel());
+  m->dir_ = dir;
+  m->cfg_ = ModelConfig::load(dir / "config.json");
+  m->store_ = WeightStore::open_dir(dir);
+  ModelWeights w = bind_weights(m->store_, m->cfg_);
+  if (planted(Defect::DensePruned)) pad_pruned_to_dense(dir, m->cfg_, w);
+  TpContext ctx;
+  if (tp && tp->size() > 1) {
+    // This rank's slice of every weight, copied out of the mapping (the rest stays unread).
+    m->shard_ = plan_shard(m->cfg_, tp->rank(), tp->size());
+    w = shard_weights(w, m->cfg_, m->shard_, m->shard_store_);
+    ctx = {tp, m->shard_};
+  } else {
+    m->shard_ = plan_shard(m->cfg_, 0, 1);
+  }
+  m->kv_cfg_ = kv_config_for(m->cfg_, m->shard_);
+  m->backend_ = kernels::make_backend(backend);
+  // Host backends use the mapped weights in place; device backends upload them here.
+  auto up = [&](kernels::Weight& x) { x = m->backend_->upload_weight(x); };
+  auto up_t = [&](kernels::Tensor& t) { t = m->backend_->upload_weight(kernels::Weight::dense(t)).values; };
+  up_t(w.embed);
+  up_t(w.final_norm);
+  up(w.lm_head);
+  for (auto& L : w.layers) {
+    up_t(L.attn_norm);
+    up_t(L.ffn_norm);
+    for (kernels::Weight* x : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) up(*x);
+  }
+  m->model_ = std::make_unique<Model>(m->cfg_, std::move(w), *m->backend_, ctx);
+  m->tok_ = ByteTokenizer(m->cfg_.vocab_size, m->cfg_.bos_token_id, m->cfg_.eos_token_id, m->cfg_.pad_token_id);
+  return m;
+}
+
+GenerateResult generate(LoadedModel& lm, const std::vector<int32_t>& prompt, const GenerateOptions& opt,
+                        const std::function<void(int32_t)>& on_token) {
+  const ModelConfig& cfg = lm.config();
+  if (prompt.empty()) throw std::invalid_argument("prompt is empty");
+  for (size_t i = 0; i < prompt.size(); ++i)
+    if (prompt[i] < 0 || prompt[i] >= cfg.vocab_size)
+      throw std::invalid_argument("prompt token #" + std::to_string(i) + " = " + std::to_string(prompt[i]) +
+                                  " is outside the vocabulary [0, " + std::to_string(cfg.vocab_size) + ")");
+  if (opt.max_tokens <= 0) throw std::invalid_argument("max_tokens must be > 0 (got " + std::to_string(opt.max_tokens) + ")");
+  const int ctx = cfg.max_position_embeddings;
+  if (int(prompt.size()) > ctx)
+    throw std::invalid_argument("prompt has " + std::to_string(prompt.size()) + " tokens, longer than the model's context of " +
+                                std::to_string(ctx) + " (max_position_embeddings)");
+  if (int(prompt.size()) + opt.max_tokens > ctx)
+    throw std::invalid_argument("prompt (" + std::to_string(prompt.size()) + " tokens) + max_tokens (" +
+                                std::to_string(opt.max_tokens) + ") exceeds the model's context of " + std::to_string(ctx));
+
+  const int total = int(prompt.size()) + opt.max_tokens;
+  KvCache kv(lm.backend(), lm.kv_config(), (total + 15) / 16, 16);
+  const std::vector<int32_t> table = KvCache::sequential_table(kv.blocks_for(total));
+
+  Sampler sampler(opt.sampling);
+  GenerateResult r;
+  r.prompt_tokens = int(prompt.size());
+  using clock = std::chrono::steady_clock;
+
+  // Prefill (optionally chunked), then sample the first token.
+  auto t0 = clock::now();
+  const int chunk = opt.prefill_chunk > 0 ? opt.prefill_chunk : int(prompt.size());
+  std::vector<float> logits;
+  for (int p = 0; p < int(prompt.size()); p += chunk) {
+    const int n = std::min(chunk, int(prompt.size()) - p);
+    SeqStep st{std::span<const int32_t>(prompt.data() + p, n), p, table, false};
+    logits = lm.model().forward({st}, kv);
+  }
+  if (opt.on_logits) opt.on_logits(logits);
+  int32_t next = sampler.sample(logits);
+  r.prefill_seconds = std::chrono::duration<double>(clock::now() - t0).count();
+  r.tokens.push_back(next);
+  if (on_token) on_token(next);
+  r.stop_reason = "length";
+
+  auto t1 = clock::now();
+  int pos = int(prompt.size());
+  while (int(r.tokens.size()) < opt.max_tokens) {
+    if (opt.stop_at_eos && next == cfg.eos_token_id) {
+      r.stop_reason = "eos";
+      break;
+    }
+    SeqStep st{std::span<const int32_t>(&next, 1), pos, table, false};
+    logits = lm.model().forward({st}, kv);
+    if (opt.on_logits) opt.on_logits(logits);
+    next = sampler.sample(logits);
+    ++pos;
+    ++r.decode_steps;
+    r.tokens.push_back(next);
+    if (on_token) on_token(next);
+  }
+  if (opt.stop_at_eos && next == cfg.eos_token_id) r.stop_reason = "eos";
+  r.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
+  return r;
+}
+
+fs::path default_model_dir() { return fs::path(CB_SOURCE_DIR) / "reference" / "models" / "default"; }
+
+}  // namespace cb::engine

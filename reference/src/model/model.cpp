@@ -1,0 +1,269 @@
+#include "cb/engine/model/model.h"
+
+#include <algorithm>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "cb/engine/parallel/tp_step.h"
+
+namespace cb::engine {
+using kernels::DType;
+using kernels::Tensor;
+
+Model::Model(const ModelConfig& cfg, ModelWeights weights, kernels::Backend& backend, TpContext tp)
+    : cfg_(cfg), w_(std::move(weights)), backend_(backend), tp_(tp) {
+  heads_ = cfg_.num_attention_heads;
+  kv_heads_ = cfg_.num_key_value_heads;
+  ffn_ = cfg_.intermediate_size;
+  vocab_cols_ = cfg_.vocab_size;
+  if (!tp_.active()) return;
+  const TpShard& s = tp_.shard;
+  const std::string who = "tensor parallel rank " + std::to_string(s.rank) + " of " + std::to_string(s.ranks);
+  if (tp_.comm->rank() != s.rank || tp_.comm->size() != s.ranks)
+    throw std::invalid_argument(who + ": the communicator is rank " + std::to_string(tp_.comm->rank()) + " of " +
+                                std::to_string(tp_.comm->size()));
+  // The collectives run on the activations in place: both must live in host memory.
+  if (tp_.comm->device_memory())
+    throw std::invalid_argument(who + ": the '" + tp_.comm->backend() + "' communicator needs GPU buffers; the engine's "
+                                "tensor parallelism runs on host backends over mpi or threads");
+  if (w_.lm_head.values.mem != kernels::MemSpace::Host)
+    throw std::invalid_argument(who + ": backend '" + backend_.name() + "' keeps tensors on the device; tensor "
+                                "parallelism over '" + tp_.comm->backend() + "' needs host tensors");
+  heads_ = s.heads;
+  kv_heads_ = s.kv_heads;
+  ffn_ = s.ffn;
+  vocab_cols_ = s.vocab_pad;
+  const int64_t Dh = cfg_.head_dim();
+  if (w_.layers.empty() || w_.layers[0].wq.n != heads_ * Dh || w_.layers[0].w_gate.n != ffn_ || w_.lm_head.n != vocab_cols_)
+    throw std::invalid_argument(who + ": weights are not this rank's shard (q_proj rows, gate_proj rows or lm_head "
+                                "rows differ from the plan; build them with shard_weights)");
+}
+
+Model::~Model() {
+  release_buffers();
+  if (!tables_.empty()) backend_.release(tables_);
+}
+
+void Model::release_buffers() {
+  for (Tensor* t : {&ids_, &pos_, &x_, &h_, &q_, &k_, &v_, &att_, &o_, &gate_, &up_, &ffn_buf_, &last_, &logits_})
+    if (!t->empty()) backend_.release(*t);
+  cap_tokens_ = cap_logit_rows_ = 0;
+}
+
+void Model::ensure_capacity(int64_t tokens, int64_t logit_rows) {
+  if (tokens <= cap_tokens_ && logit_rows <= cap_logit_rows_) return;
+  const int64_t T = std::max(tokens, cap_tokens_), R = std::max(logit_rows, cap_logit_rows_);
+  release_buffers();
+  // Local sizes: this rank's heads, FFN columns and logits (the whole model when not sharded).
+  const int64_t D = cfg_.hidden_size, Dh = cfg_.head_dim(), Q = heads_ * Dh, KV = kv_heads_ * Dh, F = ffn_, V = vocab_cols_;
+  ids_ = backend_.alloc(DType::I32, {T});
+  pos_ = backend_.alloc(DType::I32, {T});
+  x_ = backend_.alloc(DType::F32, {T, D});
+  h_ = backend_.alloc(DType::F32, {T, D});
+  q_ = backend_.alloc(DType::F32, {T, Q});
+  k_ = backend_.alloc(DType::F32, {T, KV});
+  v_ = backend_.alloc(DType::F32, {T, KV});
+  att_ = backend_.alloc(DType::F32, {T, Q});
+  o_ = backend_.alloc(DType::F32, {T, D});
+  gate_ = backend_.alloc(DType::F32, {T, F});
+  up_ = backend_.alloc(DType::F32, {T, F});
+  ffn_buf_ = backend_.alloc(DType::F32, {T, F});
+  last_ = backend_.alloc(DType::F32, {R, D});
+  logits_ = backend_.alloc(DType::F32, {R, V});
+  cap_tokens_ = T;
+  cap_logit_rows_ = R;
+}
+
+void Model::check(const kernels::Status& s, const char* what, int layer) const {
+  if (s.ok()) return;
+  std::string where = std::string("forward: ") + what;
+  if (layer >= 0) where += " (layer " + std::to_string(layer) + ")";
+  throw std::runtime_error(where + " on backend '" + backend_.name() + "': " + s.message);
+}
+
+namespace {
+// Rows [r0, r0 + n) of a [rows, cols] buffer, as a 2-D view.
+Tensor rows(const Tensor& t, int64_t r0, int64_t n) { return t.row_slice(r0, n); }
+
+// A 1-D view of n elements starting at element e0 of an i32 buffer.
+Tensor span_i32(const Tensor& t, int64_t e0, int64_t n) {
+  Tensor v = t;
+  v.ndim = 1;
+  v.shape = {n, 0, 0, 0};
+  v.data = static_cast<int32_t*>(t.data) + e0;
+  return v;
+}
+}  // namespace
+
+std::vector<float> Model::forward(const std::vector<SeqStep>& batch, KvCache& kv) {
+  // Gather token ids, positions and block tables of the whole batch; check positions fit.
+  std::vector<int32_t> ids, pos, tables;
+  std::vector<int64_t> tok0(batch.size()), tab0(batch.size());
+  int64_t logit_rows = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const SeqStep& st = batch[s];
+    if (st.tokens.empty()) throw std::invalid_argument("forward: sequence " + std::to_string(s) + " has no tokens");
+    const int64_t end = st.pos0 + int64_t(st.tokens.size());
+    if (end > cfg_.max_position_embeddings)
+      throw std::invalid_argument("forward: sequence " + std::to_string(s) + " reaches position " + std::to_string(end) +
+                                  " past the context of " + std::to_string(cfg_.max_position_embeddings));
+    if (int64_t(st.block_table.size()) * kv.block_size() < end)
+      throw std::invalid_argument("forward: sequence " + std::to_string(s) + " block table covers " +
+                                  std::to_string(st.block_table.size() * kv.block_size()) + " positions, needs " + std::to_string(end));
+    tok0[s] = ids.size();
+    tab0[s] = tables.size();
+    for (size_t i = 0; i < st.tokens.size(); ++i) {
+      ids.push_back(st.tokens[i]);
+      pos.push_back(st.pos0 + int32_t(i));
+    }
+    tables.insert(tables.end(), st.block_table.begin(), st.block_table.end());
+    logit_rows += st.all_logits ? int64_t(st.tokens.size()) : 1;
+  }
+  if (const int held = kv.view(0, kernels::Tensor{}).n_kv_heads; held != kv_heads_)
+    throw std::invalid_argument("forward: the KV cache holds " + std::to_string(held) + " KV heads per layer but this model" +
+                                (tp_.active() ? " shard (rank " + std::to_string(tp_.shard.rank) + ")" : std::string()) +
+                                " computes " + std::to_string(kv_heads_) + " (build the cache from LoadedModel::kv_config())");
+  if (tp_.active() && tp_.leader()) {
+    // The followers run the same step: send it (with pending KV copies) once it passed the checks.
+    TpStepMessage m;
+    m.step = ++step_no_;
+    m.kv_blocks = kv.num_blocks();
+    m.kv_block_size = kv.block_size();
+    m.copies.swap(pending_copies_);
+    for (const SeqStep& st : batch)
+      m.seqs.push_back({{st.tokens.begin(), st.tokens.end()}, int32_t(st.pos0), {st.block_table.begin(), st.block_table.end()},
+                        st.all_logits});
+    in_step_ = true;
+    send_step(*tp_.comm, m);
+  }
+  std::vector<float> out = run(batch, kv, ids, pos, tables, tok0, tab0, logit_rows);
+  in_step_ = false;
+  logit_rows_computed_ += logit_rows;
+  return out;
+}
+
+void Model::copy_kv_block(KvCache& kv, int src, int dst) {
+  kv.copy_block(src, dst);
+  if (tp_.active() && tp_.leader()) pending_copies_.emplace_back(src, dst);
+}
+
+void Model::stop_followers() {
+  if (!tp_.active() || !tp_.leader()) return;
+  TpStepMessage m;
+  m.kind = TpStepMessage::Kind::Stop;
+  m.step = ++step_no_;
+  send_step(*tp_.comm, m);
+}
+
+void Model::all_reduce(Tensor& t) {
+  backend_.synchronize();  // the op that wrote t may still be queued
+  tp_.comm->all_reduce_sum(t.data, t.data, size_t(t.numel()), comm::DataType::F32);
+}
+
+std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, const std::vector<int32_t>& ids,
+                              const std::vector<int32_t>& pos, const std::vector<int32_t>& tables,
+                              const std::vector<int64_t>& tok0, const std::vector<int64_t>& tab0, int64_t logit_rows) {
+  const int64_t T = ids.size();
+  ensure_capacity(T, logit_rows);
+  if (int64_t(tables.size()) > tables_cap_) {
+    if (!tables_.empty()) backend_.release(tables_);
+    tables_cap_ = std::max<int64_t>(tables.size(), 2 * tables_cap_);
+    tables_ = backend_.alloc(DType::I32, {tables_cap_});
+  }
+  // This rank's heads (all of them unless tensor parallel); head_dim is the model's.
+  const int H = heads_, Hkv = kv_heads_, Dh = cfg_.head_dim();
+
+  Tensor ids_t = span_i32(ids_, 0, T), pos_t = span_i32(pos_, 0, T);
+  backend_.copy_from_host(ids_t, ids.data());
+  backend_.copy_from_host(pos_t, pos.data());
+  Tensor tab_all = span_i32(tables_, 0, int64_t(tables.size()));
+  if (!tables.empty()) backend_.copy_from_host(tab_all, tables.data());
+
+  Tensor x = rows(x_, 0, T), h = rows(h_, 0, T), q = rows(q_, 0, T), k = rows(k_, 0, T), v = rows(v_, 0, T);
+  Tensor att = rows(att_, 0, T), o = rows(o_, 0, T), gate = rows(gate_, 0, T), up = rows(up_, 0, T),
+         ffn = rows(ffn_buf_, 0, T);
+  kernels::Backend& be = backend_;
+  const bool tp = tp_.active();
+
+  // Every matmul as executed, counted from the shapes it ran on: 2 x rows x K x N.
+  auto mm = [&](const Tensor& a, const kernels::Weight& w, Tensor& out) {
+    flops_.matmul += 2 * a.rows() * a.cols() * out.cols();
+    return be.matmul(a, w, out);
+  };
+  // x[T, D] = embed[ids]
+  check(be.embedding(ids_t, w_.embed, x), "embedding");
+  for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
+    const LayerWeights& L = w_.layers[l];
+    // Attention block: x += Wo * attn(rope(Wq h), rope(Wk h), Wv h), h = rmsnorm(x).
+    // Column-parallel q/k/v (this rank's heads), row-parallel o_proj summed over ranks.
+    check(be.rmsnorm(x, L.attn_norm, cfg_.rms_norm_eps, h), "attn rmsnorm", l);
+    check(mm(h, L.wq, q), "q_proj", l);  // q[T, H * Dh]
+    check(mm(h, L.wk, k), "k_proj", l);  // k[T, Hkv * Dh]
+    check(mm(h, L.wv, v), "v_proj", l);  // v[T, Hkv * Dh]
+    check(be.rope(q, pos_t, H, Dh, cfg_.rope_theta), "rope q", l);
+    check(be.rope(k, pos_t, Hkv, Dh, cfg_.rope_theta), "rope k", l);
+    for (size_t s = 0; s < batch.size(); ++s) {
+      const int64_t n = batch[s].tokens.size();
+      Tensor table = span_i32(tables_, tab0[s], int64_t(batch[s].block_table.size()));
+      kernels::KvView view = kv.view(l, table);
+      Tensor ks = rows(k, tok0[s], n), vs = rows(v, tok0[s], n);
+      check(be.kv_store(ks, vs, view, batch[s].pos0), "kv_store", l);
+      kernels::AttentionParams p;
+      p.n_heads = H;
+      p.n_kv_heads = Hkv;
+      p.head_dim = Dh;
+      p.q_pos0 = batch[s].pos0;
+      p.n_ctx = batch[s].pos0 + int(n);
+      p.scale = 1.0f / std::sqrt(float(Dh));
+      Tensor qs = rows(q, tok0[s], n), as = rows(att, tok0[s], n);
+      check(be.attention(qs, view, p, as), "attention", l);
+      // QK^T and PV: 2 x 2 x head_dim FLOPs per (query, key) pair per head; query i sees pos0 + i + 1 keys.
+      flops_.attention += 4 * int64_t(H) * Dh * (n * batch[s].pos0 + n * (n + 1) / 2);
+    }
+    check(mm(att, L.wo, o), "o_proj", l);  // o[T, D] (a partial sum per rank when tensor parallel)
+    if (tp) all_reduce(o);
+    check(be.add(x, o, x), "residual add (attention)", l);
+    // MLP block: x += Wdown (silu(Wgate h) * Wup h), h = rmsnorm(x).
+    // Column-parallel gate/up (this rank's FFN columns), row-parallel down_proj summed over ranks.
+    check(be.rmsnorm(x, L.ffn_norm, cfg_.rms_norm_eps, h), "ffn rmsnorm", l);
+    check(mm(h, L.w_gate, gate), "gate_proj", l);  // gate[T, F]
+    check(mm(h, L.w_up, up), "up_proj", l);        // up[T, F]
+    check(be.silu_mul(gate, up, ffn), "silu_mul", l);
+    check(mm(ffn, L.w_down, o), "down_proj", l);   // o[T, D]
+    if (tp) all_reduce(o);
+    check(be.add(x, o, x), "residual add (mlp)", l);
+  }
+
+  // Final norm on the rows whose logits are wanted, then logits[R, V] = lm_head * norm(x).
+  int64_t r = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const int64_t n = batch[s].tokens.size();
+    const int64_t first = batch[s].all_logits ? tok0[s] : tok0[s] + n - 1;
+    const int64_t count = batch[s].all_logits ? n : 1;
+    Tensor src = rows(x, first, count), dst = rows(last_, r, count);
+    check(be.rmsnorm(src, w_.final_norm, cfg_.rms_norm_eps, dst), "final rmsnorm");
+    r += count;
+  }
+  Tensor last = rows(last_, 0, logit_rows), logits = rows(logits_, 0, logit_rows);
+  check(mm(last, w_.lm_head, logits), "lm_head");  // this rank's vocabulary slice when tensor parallel
+  std::vector<float> out(static_cast<size_t>(logits.numel()));
+  be.copy_to_host(out.data(), logits);
+  be.synchronize();
+  if (!tp) return out;
+  // Vocabulary-parallel logits: gather [ranks][R][Vp] and interleave into [R][V], dropping padding.
+  const int64_t R = logit_rows, Vp = vocab_cols_, V = cfg_.vocab_size, n = tp_.shard.ranks;
+  gathered_.resize(size_t(n * R * Vp));
+  tp_.comm->all_gather(out.data(), gathered_.data(), size_t(R * Vp), comm::DataType::F32);
+  std::vector<float> full(size_t(R * V));
+  for (int64_t q = 0; q < n; ++q)
+    for (int64_t row = 0; row < R; ++row) {
+      const int64_t v0 = q * Vp, cnt = std::min(Vp, V - v0);
+      if (cnt <= 0) continue;
+      std::copy_n(gathered_.data() + (q * R + row) * Vp, cnt, full.data() + row * V + v0);
+    }
+  return full;
+}
+
+}  // namespace cb::engine
