@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every verdict shown able to flip, in the spirit of MLPerf's compliance tests: the engine suite
 # runs once honestly and once with each planted defect (claimbench run --plant-defect NAME, see
-# reference/include/cb/engine/planted_defects.h), and the matching claim must go from PASS to FAIL:
+# reference/include/cb/engine/model/planted_defects.h), and the matching claim must go from PASS to FAIL:
 #   batch-ignores-queue -> batch-policy (the scheduler's step trace no longer follows the queue)
 #   kv-reserve-max      -> kv-cut (the paged cache reserves like the contiguous baseline)
 #   busy-loop           -> util (max(MFU, MBU) over trials) FAILs, while the busy fraction, which

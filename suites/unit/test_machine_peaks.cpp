@@ -1,4 +1,4 @@
-// Machine peaks library (kernels/bench): every measurement returns a positive, physically sensible
+// Machine peaks library (kernels/peaks): every measurement returns a positive, physically sensible
 // value with a method that names its ISA, and asking for a path the CPU or the measurement lacks
 // yields "unsupported", never a crash. No timing thresholds: CI machines are shared and noisy, so
 // the only bounds are ones no real machine can reach.
