@@ -6,32 +6,6 @@
 
 namespace cb::kernels {
 
-size_t dtype_size(DType t) {
-  switch (t) {
-    case DType::F32: return 4;
-    case DType::F16: return 2;
-    case DType::BF16: return 2;
-    case DType::I8: return 1;
-    case DType::I32: return 4;
-    case DType::U8: return 1;
-    case DType::I64: return 8;
-  }
-  return 0;
-}
-
-const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::F32: return "f32";
-    case DType::F16: return "f16";
-    case DType::BF16: return "bf16";
-    case DType::I8: return "i8";
-    case DType::I32: return "i32";
-    case DType::U8: return "u8";
-    case DType::I64: return "i64";
-  }
-  return "?";
-}
-
 const char* act_quant_name(ActQuant a) {
   switch (a) {
     case ActQuant::None: return "none";

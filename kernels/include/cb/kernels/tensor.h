@@ -11,14 +11,9 @@
 #include <initializer_list>
 #include <string>
 
+#include "cb/kernels/dtype.h"
+
 namespace cb::kernels {
-
-// U8 and I64 only carry checkpoint metadata (compressed-tensors 2:4 bitmasks and shapes); no op
-// computes on them.
-enum class DType : uint8_t { F32, F16, BF16, I8, I32, U8, I64 };
-
-size_t dtype_size(DType t);
-const char* dtype_name(DType t);
 
 enum class MemSpace : uint8_t { Host, Device };
 
