@@ -66,6 +66,7 @@
 
 #include "cb/peaks/machine_peaks.h"
 #include "cb/kernels/backend.h"
+#include "cb/kernels/kv_batch.h"
 #include "cb/kernels/int8_scheme.h"
 
 #ifndef CB_BENCHMARK_VERSION_MAJOR
@@ -361,40 +362,44 @@ void bm_rope(benchmark::State& st, int64_t m) {
   st.SetLabel("cpu f32 q (32 heads)");
 }
 
-// A paged cache of `ctx` tokens in blocks of 16, with a shuffled block table (physical blocks out
-// of order, as a real pool hands them out).
+// A paged cache of `ctx` tokens in blocks of 16 from alloc_kv_cache, with a shuffled block table
+// (physical blocks out of order, as a real pool hands them out), and the index tensors of one
+// sequence whose last `rows` tokens (positions pos0 .. pos0 + rows - 1) are this step's.
 struct PagedCache {
-  Owned k, v, table;
-  KvView view;
-  PagedCache(Backend& be, int64_t ctx, bool fill)
-      : k(fill ? random_tensor(be, DType::F32, {blocks(ctx), kBlockSize, kKvHeads, kHeadDim}, "cache/k")
-               : Owned(be, DType::F32, {blocks(ctx), kBlockSize, kKvHeads, kHeadDim})),
-        v(fill ? random_tensor(be, DType::F32, {blocks(ctx), kBlockSize, kKvHeads, kHeadDim}, "cache/v")
-               : Owned(be, DType::F32, {blocks(ctx), kBlockSize, kKvHeads, kHeadDim})),
-        table(be, DType::I32, {blocks(ctx)}) {
-    std::vector<int32_t> ids(size_t(blocks(ctx)));
+  Backend& be;
+  KvCacheStorage kv;
+  KvBatchTensors idx;
+  PagedCache(Backend& b, int64_t ctx, bool fill, int pos0, int rows) : be(b), idx(b) {
+    const int nb = int(blocks(ctx));
+    if (Status s = be.alloc_kv_cache({1, nb, kBlockSize, int(kKvHeads), int(kHeadDim)}, kv); !s.ok())
+      throw BackendError(s);
+    if (fill)
+      for (auto [pool, name] : {std::pair{&kv.layers[0].k_pool, "cache/k"}, {&kv.layers[0].v_pool, "cache/v"}}) {
+        HostBuf h = random_host(DType::F32, pool->numel(), name, 1.f);
+        be.copy_from_host(*pool, h.p.get());
+      }
+    std::vector<int32_t> ids(static_cast<size_t>(nb));
     std::iota(ids.begin(), ids.end(), 0);
     uint64_t s = seed_of("cache/block_table");
     for (size_t i = ids.size(); i > 1; --i) std::swap(ids[i - 1], ids[splitmix64(s) % i]);  // Fisher-Yates
-    be.copy_from_host(table.t, ids.data());
-    view.k_pool = k.t;
-    view.v_pool = v.t;
-    view.block_table = table.t;
-    view.block_size = kBlockSize;
-    view.n_kv_heads = int(kKvHeads);
-    view.head_dim = int(kHeadDim);
+    const KvSeq seq{pos0, rows, ids};
+    KvBatchPlan plan;
+    if (Status st = plan_kv_batch(std::span(&seq, 1), nb, kBlockSize, plan); !st.ok()) throw BackendError(st);
+    if (Status st = idx.upload(plan); !st.ok()) throw BackendError(st);
   }
+  ~PagedCache() { be.release_kv_cache(kv); }
+  KvLayer& layer() { return kv.layers[0]; }
   static int64_t blocks(int64_t ctx) { return (ctx + kBlockSize - 1) / kBlockSize; }
 };
 
 void bm_kv_store(benchmark::State& st, int64_t m) {
   Backend& be = backend("cpu");
   const int64_t row = kKvHeads * kHeadDim;
-  PagedCache cache(be, 2048, false);
+  const int pos0 = 1000;  // not block aligned: the write starts mid-block
+  PagedCache cache(be, 2048, false, pos0, int(m));
   Owned k = random_tensor(be, DType::F32, {m, row}, "kv_store/k");
   Owned v = random_tensor(be, DType::F32, {m, row}, "kv_store/v");
-  const int pos0 = 1000;  // not block aligned: the write starts mid-block
-  time_op(st, be, [&] { return be.kv_store(k.t, v.t, cache.view, pos0); });
+  time_op(st, be, [&] { return be.kv_store(k.t, v.t, cache.idx.slot_mapping(), cache.layer()); });
   set_rates(st, 0.0, 2.0 * double(m * row) * 4.0 * 2.0);  // k and v, read + written
   st.counters["M"] = double(m);
   st.counters["kv_heads"] = double(kKvHeads);
@@ -404,19 +409,17 @@ void bm_kv_store(benchmark::State& st, int64_t m) {
 
 void bm_attention(benchmark::State& st, int64_t ctx, int64_t m) {
   Backend& be = backend("cpu");
-  PagedCache cache(be, ctx, true);
+  PagedCache cache(be, ctx, true, int(ctx - m), int(m));  // the last m tokens of the context are the queries
   Owned q = random_tensor(be, DType::F32, {m, kHeads * kHeadDim}, "attention/q");
   Owned out(be, DType::F32, {m, kHeads * kHeadDim});
   AttentionParams p;
   p.n_heads = int(kHeads);
   p.n_kv_heads = int(kKvHeads);
   p.head_dim = int(kHeadDim);
-  p.n_ctx = int(ctx);
-  p.q_pos0 = int(ctx - m);  // the last m tokens of the context are the queries
   p.scale = 1.f / std::sqrt(float(kHeadDim));
-  time_op(st, be, [&] { return be.attention(q.t, cache.view, p, out.t); });
+  time_op(st, be, [&] { return be.attention(q.t, cache.layer(), cache.idx.attention(), p, out.t); });
   double visible = 0;  // (query row, key) pairs under the causal mask
-  for (int64_t i = 0; i < m; ++i) visible += double(p.q_pos0 + i + 1);
+  for (int64_t i = 0; i < m; ++i) visible += double(ctx - m + i + 1);
   const double kv_bytes = 2.0 * double(ctx * kKvHeads * kHeadDim) * 4.0;
   set_rates(st, 4.0 * double(kHeadDim) * double(kHeads) * visible,
             kv_bytes + double(2 * m * kHeads * kHeadDim) * 4.0 + double(PagedCache::blocks(ctx)) * 4.0);

@@ -4,7 +4,7 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <new>
+#include <string>
 
 #include "cb/kernels/backend.h"
 
@@ -12,21 +12,32 @@ namespace cb::kernels {
 
 class HostBackend : public Backend {
  public:
-  Tensor alloc(DType dtype, std::initializer_list<int64_t> dims) override {
+  Status allocate(DType dtype, std::initializer_list<int64_t> dims, Tensor& out) override {
     Tensor t(nullptr, dtype, dims);
     const size_t bytes = (t.nbytes() + 63) / 64 * 64;
     t.data = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
-    if (!t.data) throw std::bad_alloc();
+    if (!t.data)
+      return Status::out_of_memory(name() + ": cannot allocate " + std::to_string(t.nbytes()) + " bytes for " + t.describe());
     std::memset(t.data, 0, bytes);
-    return t;
+    out = t;
+    return Status::Ok();
   }
   void release(Tensor& t) override {
     std::free(t.data);
     t.data = nullptr;
   }
-  void copy_from_host(Tensor& dst, const void* src) override { std::memcpy(dst.data, src, dst.nbytes()); }
-  void copy_to_host(void* dst, const Tensor& src) override { std::memcpy(dst, src.data, src.nbytes()); }
-  void copy(Tensor& dst, const Tensor& src) override { std::memmove(dst.data, src.data, dst.nbytes()); }
+  Status copy_from_host(Tensor& dst, const void* src) override {
+    std::memcpy(dst.data, src, dst.nbytes());
+    return Status::Ok();
+  }
+  Status copy_to_host(void* dst, const Tensor& src) override {
+    std::memcpy(dst, src.data, src.nbytes());
+    return Status::Ok();
+  }
+  Status copy(Tensor& dst, const Tensor& src) override {
+    std::memmove(dst.data, src.data, dst.nbytes());
+    return Status::Ok();
+  }
 };
 
 // Reads element i of a f32/f16/bf16 tensor as float.

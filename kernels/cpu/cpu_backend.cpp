@@ -72,29 +72,6 @@ const KernelTable& kernels_for(Isa isa) {
   return kernels_scalar();
 }
 
-bool supports(Op op, DType dtype, WeightLayout layout) {
-  switch (op) {
-    case Op::MatMul:
-      if (layout == WeightLayout::Dense || layout == WeightLayout::Sparse24) return is_float_dtype(dtype);
-      if (layout == WeightLayout::Int8PerChannel) return dtype == DType::I8;
-      return false;
-    case Op::RmsNorm:
-    case Op::Embedding:
-      return is_float_dtype(dtype);
-    default:
-      return dtype == DType::F32;
-  }
-}
-
-bool supports_matmul(DType dtype, WeightLayout layout, ActQuant act) {
-  switch (act) {
-    case ActQuant::None: return supports(Op::MatMul, dtype, layout);
-    case ActQuant::PerTokenInt8: return layout == WeightLayout::Int8PerChannel && dtype == DType::I8;
-    case ActQuant::Bf16: return layout == WeightLayout::Dense && dtype == DType::BF16;
-  }
-  return false;
-}
-
 MatmulConfig matmul_config() {
   MatmulConfig cfg;
   if (const char* v = std::getenv("CB_CPU_ONEDNN_MIN_M")) {
@@ -112,32 +89,31 @@ class CpuBackend final : public HostBackend {
   CpuBackend() : k_(kernels_for(choose_isa())), mm_(matmul_config()) {}
 
   std::string name() const override { return "cpu"; }
-  bool supports(Op op, DType dtype, WeightLayout layout) const override { return cpu::supports(op, dtype, layout); }
-  bool supports_matmul(DType dtype, WeightLayout layout, ActQuant act) const override {
-    return cpu::supports_matmul(dtype, layout, act);
-  }
 
-  Status matmul(const Tensor& x, const Weight& w, Tensor& y) override { return cpu::matmul(k_, mm_, x, w, y); }
-  Status rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor& y) override {
+ protected:
+  // Called by Backend's public ops after the shared checks (backend_common.cpp).
+  Status run_matmul(const Tensor& x, const Weight& w, Tensor& y) override { return cpu::matmul(k_, mm_, x, w, y); }
+  Status run_rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor& y) override {
     return cpu::rmsnorm(k_, x, weight, eps, y);
   }
-  Status rope(Tensor& x, const Tensor& positions, int n_heads, int head_dim, float theta) override {
+  Status run_rope(Tensor& x, const Tensor& positions, int n_heads, int head_dim, float theta) override {
     return cpu::rope(k_, x, positions, n_heads, head_dim, theta);
   }
-  Status kv_store(const Tensor& k, const Tensor& v, KvView& kv, int pos0) override {
-    return cpu::kv_store(k, v, kv, pos0);
+  Status run_kv_store(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, KvLayer& kv) override {
+    return cpu::kv_store(k, v, slot_mapping, kv);
   }
-  Status attention(const Tensor& q, const KvView& kv, const AttentionParams& p, Tensor& out) override {
-    return cpu::attention(k_, q, kv, p, out);
+  Status run_attention(const Tensor& q, const KvLayer& kv, const AttentionBatch& b, const AttentionParams& p,
+                       Tensor& out) override {
+    return cpu::attention(k_, q, kv, b, p, out);
   }
-  Status silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override {
+  Status run_silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override {
     return cpu::silu_mul(k_, gate, up, out);
   }
-  Status softmax(const Tensor& x, Tensor& y) override { return cpu::softmax(k_, x, y); }
-  Status embedding(const Tensor& ids, const Tensor& table, Tensor& out) override {
+  Status run_softmax(const Tensor& x, Tensor& y) override { return cpu::softmax(k_, x, y); }
+  Status run_embedding(const Tensor& ids, const Tensor& table, Tensor& out) override {
     return cpu::embedding(k_, ids, table, out);
   }
-  Status add(const Tensor& a, const Tensor& b, Tensor& out) override { return cpu::add(k_, a, b, out); }
+  Status run_add(const Tensor& a, const Tensor& b, Tensor& out) override { return cpu::add(k_, a, b, out); }
 
  private:
   const KernelTable& k_;

@@ -1,6 +1,6 @@
 // Drivers of the row-wise and element-wise ops: rmsnorm, rope, silu_mul, softmax, embedding, add.
-// Each checks its arguments as `ref` does (plus dtypes and data pointers), splits rows or
-// elements over threads and runs one ISA's row kernel per row.
+// Each splits rows or elements over threads and runs one ISA's row kernel per row; the arguments
+// were checked by Backend's public op (backend_common.cpp).
 #include <cmath>
 #include <string>
 #include <vector>
@@ -14,28 +14,13 @@ namespace {
 // Element-wise ops: below this many elements per thread the pool costs more than it saves.
 constexpr int64_t kMinElemsPerThread = 1 << 14;
 
-Status require_f32(const char* op, std::initializer_list<const Tensor*> ts) {
-  for (const Tensor* t : ts)
-    if (t->dtype != DType::F32) return Status::unsupported(std::string(op) + ": activations must be f32, got " + t->describe());
-  for (const Tensor* t : ts)
-    if (t->numel() > 0 && t->data == nullptr) return Status::invalid(std::string(op) + ": missing data pointer");
-  return Status::Ok();
-}
-
 int64_t min_rows_per_thread(int64_t cols) { return std::max<int64_t>(1, kMinElemsPerThread / std::max<int64_t>(1, cols)); }
 
 }  // namespace
 
 // y = x / sqrt(mean(x^2) + eps) * weight
 Status rmsnorm(const KernelTable& k, const Tensor& x, const Tensor& weight, float eps, Tensor& y) {
-  if (auto s = check_same_shape("rmsnorm", x, y); !s.ok()) return s;
-  if (weight.numel() != x.cols())
-    return Status::invalid("rmsnorm: weight " + weight.describe() + " vs x " + x.describe());
-  if (!is_float_dtype(weight.dtype)) return Status::unsupported("rmsnorm: weight " + weight.describe());
-  if (auto s = require_f32("rmsnorm", {&x, &y}); !s.ok()) return s;
-  if (weight.numel() > 0 && weight.data == nullptr) return Status::invalid("rmsnorm: missing weight data");
   const int64_t D = x.cols();
-  if (x.numel() == 0) return Status::Ok();
   parallel_ranges(x.rows(), min_rows_per_thread(D), 1, [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
       const float* xr = x.as<const float>() + m * D;
@@ -51,13 +36,6 @@ Status rmsnorm(const KernelTable& k, const Tensor& x, const Tensor& weight, floa
 // double (positions reach 16K and more, where a float product loses the phase) and rounded to
 // float cos/sin once per row, shared by all heads.
 Status rope(const KernelTable& k, Tensor& x, const Tensor& positions, int n_heads, int head_dim, float theta) {
-  if (x.cols() != int64_t(n_heads) * head_dim || positions.numel() != x.rows() || head_dim % 2)
-    return Status::invalid("rope: x " + x.describe() + ", positions " + positions.describe());
-  if (n_heads <= 0 || head_dim <= 0) return Status::invalid("rope: n_heads and head_dim must be positive");
-  if (positions.dtype != DType::I32) return Status::invalid("rope: positions must be i32, got " + positions.describe());
-  if (auto s = require_f32("rope", {&x}); !s.ok()) return s;
-  if (x.numel() == 0) return Status::Ok();
-  if (positions.data == nullptr) return Status::invalid("rope: missing positions data");
   const int half = head_dim / 2;
   std::vector<double> inv_freq(static_cast<size_t>(half));
   for (int i = 0; i < half; ++i) inv_freq[size_t(i)] = std::pow(double(theta), -2.0 * i / head_dim);
@@ -79,9 +57,6 @@ Status rope(const KernelTable& k, Tensor& x, const Tensor& positions, int n_head
 
 // out = silu(gate) * up, silu(g) = g / (1 + e^-g)
 Status silu_mul(const KernelTable& k, const Tensor& gate, const Tensor& up, Tensor& out) {
-  if (auto s = check_same_shape("silu_mul", gate, up); !s.ok()) return s;
-  if (auto s = check_same_shape("silu_mul", gate, out); !s.ok()) return s;
-  if (auto s = require_f32("silu_mul", {&gate, &up, &out}); !s.ok()) return s;
   const float* g = gate.as<const float>();
   const float* u = up.as<const float>();
   float* o = out.as<float>();
@@ -92,9 +67,6 @@ Status silu_mul(const KernelTable& k, const Tensor& gate, const Tensor& up, Tens
 
 // Row-wise softmax of x[M, N] into y (may alias x).
 Status softmax(const KernelTable& k, const Tensor& x, Tensor& y) {
-  if (auto s = check_same_shape("softmax", x, y); !s.ok()) return s;
-  if (auto s = require_f32("softmax", {&x, &y}); !s.ok()) return s;
-  if (x.numel() == 0) return Status::Ok();
   const int64_t N = x.cols();
   parallel_ranges(x.rows(), min_rows_per_thread(N), 1, [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) k.softmax_row(x.as<const float>() + m * N, y.as<float>() + m * N, N);
@@ -102,21 +74,10 @@ Status softmax(const KernelTable& k, const Tensor& x, Tensor& y) {
   return Status::Ok();
 }
 
-// out[M, D] = table[ids[m], :], every id checked before anything is written.
+// out[M, D] = table[ids[m], :]; the caller checked the ids (check_token_ids).
 Status embedding(const KernelTable& k, const Tensor& ids, const Tensor& table, Tensor& out) {
-  const int64_t D = table.cols(), V = table.rows();
-  if (out.cols() != D || out.rows() != ids.numel())
-    return Status::invalid("embedding: out " + out.describe() + ", table " + table.describe());
-  if (!is_float_dtype(table.dtype)) return Status::unsupported("embedding: table " + table.describe());
-  if (ids.dtype != DType::I32) return Status::invalid("embedding: ids must be i32, got " + ids.describe());
-  if (auto s = require_f32("embedding", {&out}); !s.ok()) return s;
-  const int64_t M = ids.numel();
-  if (M == 0 || D == 0) return Status::Ok();
-  if (ids.data == nullptr || table.data == nullptr) return Status::invalid("embedding: missing data pointer");
+  const int64_t D = table.cols(), M = ids.numel();
   const int32_t* id = ids.as<const int32_t>();
-  for (int64_t m = 0; m < M; ++m)
-    if (id[m] < 0 || id[m] >= V)
-      return Status::invalid("embedding: token id " + std::to_string(id[m]) + " outside vocab of " + std::to_string(V));
   parallel_ranges(M, min_rows_per_thread(D), 1, [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) k.convert_rows(table.data, table.dtype, nullptr, id[m], 1, D, out.as<float>() + m * D);
   });
@@ -125,9 +86,6 @@ Status embedding(const KernelTable& k, const Tensor& ids, const Tensor& table, T
 
 // out = a + b (out may alias a or b).
 Status add(const KernelTable& k, const Tensor& a, const Tensor& b, Tensor& out) {
-  if (auto s = check_same_shape("add", a, b); !s.ok()) return s;
-  if (auto s = check_same_shape("add", a, out); !s.ok()) return s;
-  if (auto s = require_f32("add", {&a, &b, &out}); !s.ok()) return s;
   const float* ap = a.as<const float>();
   const float* bp = b.as<const float>();
   float* op = out.as<float>();

@@ -79,7 +79,7 @@ struct Sparse24Args {
   int64_t M = 0, N = 0, K = 0;
 };
 
-// Attention over a paged cache (see AttentionParams / KvView in backend.h). One work item is
+// Attention over a paged cache for one sequence of a batch (see AttentionBatch / KvLayer in backend.h). One work item is
 // (query row m, kv head, chunk of `heads_per_item` query heads sharing that kv head).
 struct AttnArgs {
   const float* q = nullptr;  // [M, n_heads * head_dim]

@@ -71,21 +71,7 @@ void matmul_gemv(const KernelTable& k, const Tensor& x, const Weight& w, Tensor&
 }  // namespace
 
 Status matmul(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, const Weight& w, Tensor& y) {
-  if (auto s = check_matmul_args(x, w, y); !s.ok()) return s;
-  if (auto s = check_matmul_weight(w, "cpu matmul"); !s.ok()) return s;
-  if (!supports_matmul(w.dtype(), w.layout, w.act_quant)) {
-    const char* layout = w.layout == WeightLayout::Dense      ? " (dense)"
-                         : w.layout == WeightLayout::Sparse24 ? " (2:4 sparse)"
-                                                              : " (int8 per channel)";
-    return Status::unsupported(std::string("cpu matmul: weight dtype ") + dtype_name(w.dtype()) + layout + " with " +
-                               act_quant_name(w.act_quant) + " activations");
-  }
-  const int64_t M = x.rows(), N = w.n, K = w.k;
-  if (M == 0 || N == 0) return Status::Ok();
-  if (y.data == nullptr || (K > 0 && (x.data == nullptr || w.values.data == nullptr)) ||
-      (w.layout == WeightLayout::Int8PerChannel && w.scales.data == nullptr) ||
-      (w.layout == WeightLayout::Sparse24 && K > 0 && w.meta.data == nullptr))
-    return Status::invalid("cpu matmul: missing data pointer");
+  const int64_t K = w.k, M = x.rows();
   if (K == 0) {
     std::memset(y.data, 0, y.nbytes());
     return Status::Ok();

@@ -1,5 +1,6 @@
-// The cpu backend's op drivers: argument checks, work split over OpenMP threads, and calls into
-// one ISA's KernelTable. CpuBackend (cpu_backend.cpp) forwards each Backend op here.
+// The cpu backend's op drivers: work split over OpenMP threads and calls into one ISA's
+// KernelTable. CpuBackend (cpu_backend.cpp) forwards each Backend op here after Backend's shared
+// argument checks (backend_common.cpp) passed: shapes, dtypes, data pointers, non-empty work.
 #pragma once
 
 #include <omp.h>
@@ -12,10 +13,6 @@
 
 namespace cb::kernels::cpu {
 
-// What the cpu backend implements (the same table as ref).
-bool supports(Op op, DType dtype, WeightLayout layout);
-bool supports_matmul(DType dtype, WeightLayout layout, ActQuant act);
-
 struct MatmulConfig {
   // From this many rows of x on, dense f32 matmul goes to oneDNN's sgemm (see cpu_matmul.cpp
   // for the timings behind 512).
@@ -24,14 +21,15 @@ struct MatmulConfig {
 MatmulConfig matmul_config();  // defaults, with $CB_CPU_ONEDNN_MIN_M overriding the threshold
 
 Status matmul(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, const Weight& w, Tensor& y);
-// The three special matmuls, called by matmul() after its checks (shapes, pointers, M, N, K > 0).
+// The three special matmuls, called by matmul() when K > 0.
 Status matmul_w8a8(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y);
 Status matmul_bf16dot(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y);
 Status matmul_sparse24(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y);
 Status rmsnorm(const KernelTable& k, const Tensor& x, const Tensor& weight, float eps, Tensor& y);
 Status rope(const KernelTable& k, Tensor& x, const Tensor& positions, int n_heads, int head_dim, float theta);
-Status kv_store(const Tensor& key, const Tensor& value, KvView& kv, int pos0);
-Status attention(const KernelTable& k, const Tensor& q, const KvView& kv, const AttentionParams& p, Tensor& out);
+Status kv_store(const Tensor& key, const Tensor& value, const Tensor& slot_mapping, KvLayer& kv);
+Status attention(const KernelTable& k, const Tensor& q, const KvLayer& kv, const AttentionBatch& b,
+                 const AttentionParams& p, Tensor& out);
 Status silu_mul(const KernelTable& k, const Tensor& gate, const Tensor& up, Tensor& out);
 Status softmax(const KernelTable& k, const Tensor& x, Tensor& y);
 Status embedding(const KernelTable& k, const Tensor& ids, const Tensor& table, Tensor& out);

@@ -14,38 +14,11 @@ class RefBackend final : public HostBackend {
  public:
   std::string name() const override { return "ref"; }
 
-  bool supports(Op op, DType dtype, WeightLayout layout) const override {
-    switch (op) {
-      case Op::MatMul:
-        if (layout == WeightLayout::Dense || layout == WeightLayout::Sparse24) return is_float_dtype(dtype);
-        if (layout == WeightLayout::Int8PerChannel) return dtype == DType::I8;
-        return false;
-      case Op::RmsNorm:
-      case Op::Embedding:
-        return is_float_dtype(dtype);
-      default:
-        return dtype == DType::F32;
-    }
-  }
-
-  bool supports_matmul(DType dtype, WeightLayout layout, ActQuant act) const override {
-    switch (act) {
-      case ActQuant::None: return supports(Op::MatMul, dtype, layout);
-      case ActQuant::PerTokenInt8: return layout == WeightLayout::Int8PerChannel && dtype == DType::I8;
-      case ActQuant::Bf16: return layout == WeightLayout::Dense && dtype == DType::BF16;
-    }
-    return false;
-  }
-
   // y[m, n] = sum_k x[m, k] * w(n, k), with x first rounded or quantized as w.act_quant says.
-  Status matmul(const Tensor& x, const Weight& w, Tensor& y) override {
-    if (auto s = check_matmul_args(x, w, y); !s.ok()) return s;
-    if (auto s = check_matmul_weight(w, "ref matmul"); !s.ok()) return s;
-    if (!supports_matmul(w.dtype(), w.layout, w.act_quant))
-      return Status::unsupported(std::string("ref matmul: weight dtype ") + dtype_name(w.dtype()) + " with " +
-                                 act_quant_name(w.act_quant) + " activations");
-    if (w.layout == WeightLayout::Sparse24)
-      if (auto s = check_sparse24_meta(w, "ref matmul"); !s.ok()) return s;
+  // The arguments were checked by Backend::matmul and the weight (2:4 meta included) by
+  // upload_weight.
+ protected:
+  Status run_matmul(const Tensor& x, const Weight& w, Tensor& y) override {
     if (w.act_quant == ActQuant::PerTokenInt8) return matmul_w8a8(x, w, y);
     const int64_t M = x.rows(), N = w.n, K = w.k;
     std::vector<double> xr(static_cast<size_t>(K));
@@ -61,7 +34,7 @@ class RefBackend final : public HostBackend {
           for (int64_t g = 0; g < K / 4; ++g) {
             const unsigned b = w.meta.as<const uint8_t>()[n * (K / 4) + g];
             acc += xr[size_t(4 * g + (b & 3))] * load_as_f32(w.values, n * (K / 2) + 2 * g);
-            acc += xr[size_t(4 * g + (b >> 2))] * load_as_f32(w.values, n * (K / 2) + 2 * g + 1);
+            acc += xr[size_t(4 * g + ((b >> 2) & 3))] * load_as_f32(w.values, n * (K / 2) + 2 * g + 1);
           }
         } else {
           for (int64_t k = 0; k < K; ++k) acc += xr[size_t(k)] * weight_at(w, n, k);
@@ -73,9 +46,7 @@ class RefBackend final : public HostBackend {
   }
 
   // y = x / sqrt(mean(x^2) + eps) * weight
-  Status rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor& y) override {
-    if (auto s = check_same_shape("rmsnorm", x, y); !s.ok()) return s;
-    if (weight.numel() != x.cols()) return Status::invalid("rmsnorm: weight " + weight.describe() + " vs x " + x.describe());
+  Status run_rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor& y) override {
     const int64_t M = x.rows(), D = x.cols();
     for (int64_t m = 0; m < M; ++m) {
       const float* xr = x.as<const float>() + m * D;
@@ -89,9 +60,7 @@ class RefBackend final : public HostBackend {
   }
 
   // Pairs (i, i + half) of each head rotate by angle pos * theta^(-2i/head_dim).
-  Status rope(Tensor& x, const Tensor& positions, int n_heads, int head_dim, float theta) override {
-    if (x.cols() != int64_t(n_heads) * head_dim || positions.numel() != x.rows() || head_dim % 2)
-      return Status::invalid("rope: x " + x.describe() + ", positions " + positions.describe());
+  Status run_rope(Tensor& x, const Tensor& positions, int n_heads, int head_dim, float theta) override {
     const int half = head_dim / 2;
     for (int64_t m = 0; m < x.rows(); ++m) {
       const double pos = positions.as<const int32_t>()[m];
@@ -109,61 +78,59 @@ class RefBackend final : public HostBackend {
     return Status::Ok();
   }
 
-  Status kv_store(const Tensor& k, const Tensor& v, KvView& kv, int pos0) override {
+  Status run_kv_store(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, KvLayer& kv) override {
     const int64_t row = int64_t(kv.n_kv_heads) * kv.head_dim;
-    if (k.cols() != row || v.cols() != row || k.rows() != v.rows())
-      return Status::invalid("kv_store: k " + k.describe() + ", v " + v.describe() + ", cache row " + std::to_string(row));
-    // Checked before writing anything, so a bad call leaves the cache as it was.
-    if (auto s = check_block_table(kv, pos0 + k.rows(), "kv_store"); !s.ok()) return s;
     for (int64_t m = 0; m < k.rows(); ++m) {
-      const int64_t off = slot_offset(kv, pos0 + m);
-      if (off < 0) return Status::invalid("kv_store: position " + std::to_string(pos0 + m) + " is past the block table");
+      const int64_t slot = slot_mapping.as<const int32_t>()[m];
+      if (slot < 0) continue;  // padding
       for (int64_t j = 0; j < row; ++j) {
-        kv.k_pool.as<float>()[off + j] = k.as<const float>()[m * row + j];
-        kv.v_pool.as<float>()[off + j] = v.as<const float>()[m * row + j];
+        kv.k_pool.as<float>()[slot * row + j] = k.as<const float>()[m * row + j];
+        kv.v_pool.as<float>()[slot * row + j] = v.as<const float>()[m * row + j];
       }
     }
     return Status::Ok();
   }
 
-  Status attention(const Tensor& q, const KvView& kv, const AttentionParams& p, Tensor& out) override {
-    if (p.n_kv_heads <= 0 || p.n_heads % p.n_kv_heads || q.cols() != int64_t(p.n_heads) * p.head_dim ||
-        kv.head_dim != p.head_dim || kv.n_kv_heads != p.n_kv_heads || p.q_pos0 + q.rows() > p.n_ctx)
-      return Status::invalid("attention: q " + q.describe() + " with heads " + std::to_string(p.n_heads) + "/" +
-                             std::to_string(p.n_kv_heads) + ", n_ctx " + std::to_string(p.n_ctx));
-    if (auto s = check_block_table(kv, p.n_ctx, "attention"); !s.ok()) return s;
+  // Each sequence on its own: its query rows are the last rows of its context (causal).
+  Status run_attention(const Tensor& q, const KvLayer& kv, const AttentionBatch& b, const AttentionParams& p,
+                       Tensor& out) override {
     const int group = p.n_heads / p.n_kv_heads;
-    std::vector<double> scores(p.n_ctx);
-    for (int64_t m = 0; m < q.rows(); ++m) {
-      const int last = p.q_pos0 + int(m);  // causal: keys 0..last
-      for (int h = 0; h < p.n_heads; ++h) {
-        const float* qh = q.as<const float>() + m * q.cols() + int64_t(h) * p.head_dim;
-        const int kvh = h / group;
-        double mx = -INFINITY;
-        for (int t = 0; t <= last; ++t) {
-          const float* kt = kv.k_pool.as<const float>() + slot_offset(kv, t) + int64_t(kvh) * p.head_dim;
-          double dot = 0;
-          for (int d = 0; d < p.head_dim; ++d) dot += double(qh[d]) * kt[d];
-          scores[t] = dot * p.scale;
-          mx = std::max(mx, scores[t]);
-        }
-        double sum = 0;
-        for (int t = 0; t <= last; ++t) sum += (scores[t] = std::exp(scores[t] - mx));
-        float* oh = out.as<float>() + m * out.cols() + int64_t(h) * p.head_dim;
-        for (int d = 0; d < p.head_dim; ++d) {
-          double acc = 0;
-          for (int t = 0; t <= last; ++t)
-            acc += scores[t] * kv.v_pool.as<const float>()[slot_offset(kv, t) + int64_t(kvh) * p.head_dim + d];
-          oh[d] = static_cast<float>(acc / sum);
+    const int32_t* qs = b.query_start.as<const int32_t>();
+    for (int s = 0; s < b.num_seqs; ++s) {
+      const int64_t r0 = qs[s], rows = qs[s + 1] - qs[s];
+      const int ctx = b.context_len.as<const int32_t>()[s];
+      const int32_t* table = b.block_tables.as<const int32_t>() + int64_t(s) * b.max_blocks_per_seq;
+      std::vector<double> scores(static_cast<size_t>(ctx));
+      for (int64_t i = 0; i < rows; ++i) {
+        const int last = ctx - int(rows) + int(i);  // keys 0..last
+        const int64_t m = r0 + i;
+        for (int h = 0; h < p.n_heads; ++h) {
+          const float* qh = q.as<const float>() + m * q.cols() + int64_t(h) * p.head_dim;
+          const int64_t kvh_off = int64_t(h / group) * p.head_dim;
+          double mx = -INFINITY;
+          for (int t = 0; t <= last; ++t) {
+            const float* kt = kv.k_pool.as<const float>() + slot_offset(kv, table, t) + kvh_off;
+            double dot = 0;
+            for (int d = 0; d < p.head_dim; ++d) dot += double(qh[d]) * kt[d];
+            scores[size_t(t)] = dot * p.scale;
+            mx = std::max(mx, scores[size_t(t)]);
+          }
+          double sum = 0;
+          for (int t = 0; t <= last; ++t) sum += (scores[size_t(t)] = std::exp(scores[size_t(t)] - mx));
+          float* oh = out.as<float>() + m * out.cols() + int64_t(h) * p.head_dim;
+          for (int d = 0; d < p.head_dim; ++d) {
+            double acc = 0;
+            for (int t = 0; t <= last; ++t)
+              acc += scores[size_t(t)] * kv.v_pool.as<const float>()[slot_offset(kv, table, t) + kvh_off + d];
+            oh[d] = static_cast<float>(acc / sum);
+          }
         }
       }
     }
     return Status::Ok();
   }
 
-  Status silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override {
-    if (auto s = check_same_shape("silu_mul", gate, up); !s.ok()) return s;
-    if (auto s = check_same_shape("silu_mul", gate, out); !s.ok()) return s;
+  Status run_silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override {
     for (int64_t i = 0; i < gate.numel(); ++i) {
       const double g = gate.as<const float>()[i];
       out.as<float>()[i] = static_cast<float>(g / (1.0 + std::exp(-g)) * up.as<const float>()[i]);
@@ -171,8 +138,7 @@ class RefBackend final : public HostBackend {
     return Status::Ok();
   }
 
-  Status softmax(const Tensor& x, Tensor& y) override {
-    if (auto s = check_same_shape("softmax", x, y); !s.ok()) return s;
+  Status run_softmax(const Tensor& x, Tensor& y) override {
     const int64_t N = x.cols();
     for (int64_t m = 0; m < x.rows(); ++m) {
       const float* xr = x.as<const float>() + m * N;
@@ -185,21 +151,17 @@ class RefBackend final : public HostBackend {
     return Status::Ok();
   }
 
-  Status embedding(const Tensor& ids, const Tensor& table, Tensor& out) override {
-    const int64_t D = table.cols(), V = table.rows();
-    if (out.cols() != D || out.rows() != ids.numel())
-      return Status::invalid("embedding: out " + out.describe() + ", table " + table.describe());
+  // ids are in range: the caller checked them (check_token_ids).
+  Status run_embedding(const Tensor& ids, const Tensor& table, Tensor& out) override {
+    const int64_t D = table.cols();
     for (int64_t m = 0; m < ids.numel(); ++m) {
       const int32_t id = ids.as<const int32_t>()[m];
-      if (id < 0 || id >= V) return Status::invalid("embedding: token id " + std::to_string(id) + " outside vocab of " + std::to_string(V));
       for (int64_t d = 0; d < D; ++d) out.as<float>()[m * D + d] = load_as_f32(table, int64_t(id) * D + d);
     }
     return Status::Ok();
   }
 
-  Status add(const Tensor& a, const Tensor& b, Tensor& out) override {
-    if (auto s = check_same_shape("add", a, b); !s.ok()) return s;
-    if (auto s = check_same_shape("add", a, out); !s.ok()) return s;
+  Status run_add(const Tensor& a, const Tensor& b, Tensor& out) override {
     for (int64_t i = 0; i < a.numel(); ++i) out.as<float>()[i] = a.as<const float>()[i] + b.as<const float>()[i];
     return Status::Ok();
   }
@@ -230,31 +192,10 @@ class RefBackend final : public HostBackend {
     return load_as_f32(w.values, n * w.k + k);
   }
 
-  // Every block the first n_tokens positions use must be listed and inside the pools: a short or
-  // wrong table would otherwise read outside the cache.
-  static Status check_block_table(const KvView& kv, int64_t n_tokens, const char* op) {
+  // Float offset of token t's row in the pools, through a sequence's block table.
+  static int64_t slot_offset(const KvLayer& kv, const int32_t* table, int64_t t) {
     const int64_t row = int64_t(kv.n_kv_heads) * kv.head_dim;
-    const int64_t pool_blocks = (row > 0 && kv.block_size > 0) ? kv.k_pool.numel() / (row * kv.block_size) : 0;
-    const int64_t needed = kv.block_size > 0 ? (n_tokens + kv.block_size - 1) / kv.block_size : 0;
-    if (kv.block_size <= 0 || kv.block_table.numel() < needed)
-      return Status::invalid(std::string(op) + ": block table has " + std::to_string(kv.block_table.numel()) + " blocks, " +
-                             std::to_string(n_tokens) + " tokens need " + std::to_string(needed));
-    for (int64_t b = 0; b < needed; ++b) {
-      const int32_t id = kv.block_table.as<const int32_t>()[b];
-      if (id < 0 || id >= pool_blocks)
-        return Status::invalid(std::string(op) + ": block table entry " + std::to_string(b) + " = " + std::to_string(id) +
-                               " is outside the pool of " + std::to_string(pool_blocks) + " blocks");
-    }
-    return Status::Ok();
-  }
-
-  // Float offset of token t's row in the pools, or -1 when t is past the block table.
-  static int64_t slot_offset(const KvView& kv, int64_t t) {
-    const int64_t blk = t / kv.block_size;
-    if (blk >= kv.block_table.numel()) return -1;
-    const int64_t phys = kv.block_table.as<const int32_t>()[blk];
-    const int64_t row = int64_t(kv.n_kv_heads) * kv.head_dim;
-    return (phys * kv.block_size + t % kv.block_size) * row;
+    return (int64_t(table[t / kv.block_size]) * kv.block_size + t % kv.block_size) * row;
   }
 };
 

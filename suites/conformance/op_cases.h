@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cb/kernels/backend.h"
+#include "cb/kernels/kv_batch.h"
 
 namespace cb::conformance {
 
@@ -184,7 +185,7 @@ struct MatMulCase : OpCase {
       w.layout = WeightLayout::Int8PerChannel;
       w.scales = bs.t();
     }
-    w = be.upload_weight(w);
+    if (Status up = be.upload_weight(w, w); !up.ok()) return up;
     const auto poison = nan_vec(M * N);
     Buf by(be, DType::F32, {M, N}, poison.data());
     Status s = be.matmul(bx.t(), w, by.t());
@@ -259,7 +260,7 @@ struct QuantMatMulCase : OpCase {
       w.scales = bs.t();
     }
     w.act_quant = aq;
-    w = be.upload_weight(w);
+    if (Status up = be.upload_weight(w, w); !up.ok()) return up;
     const auto poison = nan_vec(M * N);
     Buf by(be, DType::F32, {M, N}, poison.data());
     Status s = be.matmul(bx.t(), w, by.t());
@@ -319,7 +320,7 @@ struct Sparse24MatMulCase : OpCase {
     w.meta = bm.t();
     w.n = N;
     w.k = K;
-    w = be.upload_weight(w);
+    if (Status up = be.upload_weight(w, w); !up.ok()) return up;
     const auto poison = nan_vec(M * N);
     Buf by(be, DType::F32, {M, N}, poison.data());
     Status s = be.matmul(bx.t(), w, by.t());
@@ -393,119 +394,173 @@ struct RopeCase : OpCase {
   }
 };
 
-// ---- paged KV cache: geometry shared by kv_store and attention --------------------------------
-// A pool with more blocks than the sequence needs; the sequence's blocks are a random
-// permutation of a random subset, so logical order never matches physical order.
-struct PagedCache {
+// ---- paged KV cache: a batch of sequences shared by kv_store and attention --------------------
+// One pool with more blocks than the batch needs; each sequence's blocks are a random, disjoint
+// slice of a shuffled pool, so logical order never matches physical order. The pools come from
+// Backend::alloc_kv_cache and are filled through copy_from_host, which assumes the f32
+// [blocks, block_size, kv_heads, head_dim] layout of the host backends.
+struct SeqRows {
+  int64_t rows;  // query rows (new tokens) this step
+  int pos0;      // position of the first; the context is pos0 + rows
+};
+
+struct PagedBatch {
   int block_size, n_kv_heads, head_dim;
-  int64_t n_tokens;  // tokens the block table must cover
-  int64_t used_blocks() const { return (n_tokens + block_size - 1) / block_size; }
-  int64_t pool_blocks() const { return 2 * used_blocks() + 3; }
+  std::vector<SeqRows> seqs;
   int64_t row() const { return int64_t(n_kv_heads) * head_dim; }
+  int64_t blocks_of(const SeqRows& s) const { return (s.pos0 + s.rows + block_size - 1) / block_size; }
+  int64_t used_blocks() const {
+    int64_t n = 0;
+    for (const auto& s : seqs) n += blocks_of(s);
+    return n;
+  }
+  int64_t pool_blocks() const { return 2 * used_blocks() + 3; }
   int64_t pool_floats() const { return pool_blocks() * block_size * row(); }
-  std::vector<int32_t> make_table(Rng& r) const {
+  int64_t rows() const {
+    int64_t n = 0;
+    for (const auto& s : seqs) n += s.rows;
+    return n;
+  }
+  std::vector<std::vector<int32_t>> make_tables(Rng& r) const {
     std::vector<int32_t> all(static_cast<size_t>(pool_blocks()));
     std::iota(all.begin(), all.end(), 0);
     std::shuffle(all.begin(), all.end(), r.gen);
-    all.resize(static_cast<size_t>(used_blocks()));
-    return all;
+    std::vector<std::vector<int32_t>> tables;
+    size_t next = 0;
+    for (const auto& s : seqs) {
+      tables.emplace_back(all.begin() + int64_t(next), all.begin() + int64_t(next + size_t(blocks_of(s))));
+      next += size_t(blocks_of(s));
+    }
+    return tables;
   }
-  // Float offset of logical token t's row.
+  // Float offset of logical token t's row through `table`.
   int64_t offset(const std::vector<int32_t>& table, int64_t t) const {
     return (int64_t(table[size_t(t / block_size)]) * block_size + t % block_size) * row();
   }
+  Status plan(const std::vector<std::vector<int32_t>>& tables, kernels::KvBatchPlan& out) const {
+    std::vector<kernels::KvSeq> ks;
+    for (size_t i = 0; i < seqs.size(); ++i) ks.push_back({seqs[i].pos0, int(seqs[i].rows), tables[i]});
+    return kernels::plan_kv_batch(ks, pool_blocks(), block_size, out);
+  }
+  std::string describe() const {
+    std::ostringstream os;
+    os << "block=" << block_size << ", kv_heads=" << n_kv_heads << ", head_dim=" << head_dim << ", seqs=[";
+    for (size_t i = 0; i < seqs.size(); ++i) os << (i ? " " : "") << seqs[i].rows << "@" << seqs[i].pos0;
+    os << "]";
+    return os.str();
+  }
+};
+
+// A one-layer cache from the backend, released with this object, its pools filled from the host.
+class OwnedKvCache {
+ public:
+  OwnedKvCache(Backend& be, const PagedBatch& c, const std::vector<float>& k, const std::vector<float>& v) : be_(be) {
+    kernels::KvCacheSpec spec{1, int(c.pool_blocks()), c.block_size, c.n_kv_heads, c.head_dim};
+    status_ = be.alloc_kv_cache(spec, kv_);
+    if (status_.ok()) status_ = be.copy_from_host(layer().k_pool, k.data());
+    if (status_.ok()) status_ = be.copy_from_host(layer().v_pool, v.data());
+  }
+  ~OwnedKvCache() { be_.release_kv_cache(kv_); }
+  const Status& status() const { return status_; }
+  kernels::KvLayer& layer() { return kv_.layers.at(0); }
+
+ private:
+  Backend& be_;
+  kernels::KvCacheStorage kv_;
+  Status status_;
 };
 
 struct KvStoreCase : OpCase {
-  PagedCache c;
-  int64_t M;
-  int pos0;
-  KvStoreCase(int bs, int kvh, int hd, int64_t m, int p0) : c{bs, kvh, hd, p0 + m}, M(m), pos0(p0) {}
+  PagedBatch c;
+  KvStoreCase(int bs, int kvh, int hd, int64_t m, int p0) : c{bs, kvh, hd, {{m, p0}}} {}
+  KvStoreCase(int bs, int kvh, int hd, std::vector<SeqRows> seqs) : c{bs, kvh, hd, std::move(seqs)} {}
   kernels::Op op() const override { return kernels::Op::KvStore; }
-  std::string name() const override {
-    return "kv_store(block=" + std::to_string(c.block_size) + ", kv_heads=" + std::to_string(c.n_kv_heads) +
-           ", head_dim=" + std::to_string(c.head_dim) + ", M=" + std::to_string(M) + ", pos0=" + std::to_string(pos0) +
-           ")";
-  }
+  std::string name() const override { return "kv_store(" + c.describe() + ")"; }
   double max_nmse() const override { return 0; }  // a copy: both pools must match bit for bit
-  double bytes() const override { return 16.0 * M * c.row(); }
+  double bytes() const override { return 16.0 * c.rows() * c.row(); }
   Status run(Backend& be, uint32_t seed, std::vector<float>& out) const override {
     Rng r(seed);
-    const auto table = c.make_table(r);
+    const auto tables = c.make_tables(r);
     const auto kp = r.uniform_vec(c.pool_floats()), vp = r.uniform_vec(c.pool_floats());
+    const int64_t M = c.rows();
     const auto k = r.uniform_vec(M * c.row()), v = r.uniform_vec(M * c.row());
-    const int64_t nb = c.pool_blocks();
-    Buf bkp(be, DType::F32, {nb, c.block_size, c.n_kv_heads, c.head_dim}, kp.data());
-    Buf bvp(be, DType::F32, {nb, c.block_size, c.n_kv_heads, c.head_dim}, vp.data());
-    Buf bt(be, DType::I32, {c.used_blocks()}, table.data());
+    kernels::KvBatchPlan plan;
+    if (Status s = c.plan(tables, plan); !s.ok()) return s;
+    OwnedKvCache cache(be, c, kp, vp);
+    if (!cache.status().ok()) return cache.status();
+    kernels::KvBatchTensors idx(be);
+    if (Status s = idx.upload(plan); !s.ok()) return s;
     Buf bk(be, DType::F32, {M, c.row()}, k.data()), bv(be, DType::F32, {M, c.row()}, v.data());
-    kernels::KvView kv{bkp.t(), bvp.t(), bt.t(), c.block_size, c.n_kv_heads, c.head_dim};
-    Status s = be.kv_store(bk.t(), bv.t(), kv, pos0);
+    Status s = be.kv_store(bk.t(), bv.t(), idx.slot_mapping(), cache.layer());
     be.synchronize();
-    out = bkp.f32();
-    const auto vout = bvp.f32();
-    out.insert(out.end(), vout.begin(), vout.end());
+    out.resize(size_t(2 * c.pool_floats()));
+    be.copy_to_host(out.data(), cache.layer().k_pool);
+    be.copy_to_host(out.data() + c.pool_floats(), cache.layer().v_pool);
+    be.synchronize();
     return s;
   }
 };
 
-// ---- attention over the paged cache -----------------------------------------------------------
+// ---- attention over the paged cache, a batch of sequences in one call --------------------------
 struct AttentionCase : OpCase {
-  PagedCache c;
+  PagedBatch c;
   int n_heads;
-  int64_t M;
-  int q_pos0;
   float q_amp;  // q magnitude: 1 gives soft attention, larger values make a few keys dominate
   AttentionCase(int bs, int heads, int kvh, int hd, int64_t m, int p0, float amp = 1.f)
-      : c{bs, kvh, hd, p0 + m}, n_heads(heads), M(m), q_pos0(p0), q_amp(amp) {}
+      : c{bs, kvh, hd, {{m, p0}}}, n_heads(heads), q_amp(amp) {}
+  AttentionCase(int bs, int heads, int kvh, int hd, std::vector<SeqRows> seqs, float amp = 1.f)
+      : c{bs, kvh, hd, std::move(seqs)}, n_heads(heads), q_amp(amp) {}
   kernels::Op op() const override { return kernels::Op::Attention; }
   std::string name() const override {
     std::ostringstream os;
-    os << "attention(block=" << c.block_size << ", heads=" << n_heads << "/" << c.n_kv_heads
-       << ", head_dim=" << c.head_dim << ", M=" << M << ", q_pos0=" << q_pos0 << ", n_ctx=" << q_pos0 + M
-       << (q_amp != 1.f ? ", sharp" : "") << ")";
+    os << "attention(heads=" << n_heads << ", " << c.describe() << (q_amp != 1.f ? ", sharp" : "") << ")";
     return os.str();
   }
   // Online softmax in float with a ~2 ulp vector exp and float sums over up to a few thousand
   // keys, vs double throughout: NMSE ~1e-12 measured; 1e-8 keeps headroom and still catches a
-  // wrong mask, block or head (NMSE > 1e-3).
+  // wrong mask, block, head or sequence offset (NMSE > 1e-3).
   double max_nmse() const override { return 1e-8; }
   double flops() const override {
-    const double keys = double(M) * q_pos0 + double(M) * (M + 1) / 2;
+    double keys = 0;
+    for (const auto& s : c.seqs) keys += double(s.rows) * s.pos0 + double(s.rows) * (s.rows + 1) / 2;
     return 4.0 * keys * n_heads * c.head_dim;
   }
-  double bytes() const override { return 8.0 * M * n_heads * c.head_dim + 8.0 * (q_pos0 + M) * c.row(); }
+  double bytes() const override {
+    double ctx = 0;
+    for (const auto& s : c.seqs) ctx += double(s.pos0 + s.rows);
+    return 8.0 * c.rows() * n_heads * c.head_dim + 8.0 * ctx * c.row();
+  }
   Status run(Backend& be, uint32_t seed, std::vector<float>& out) const override {
     Rng r(seed);
-    const auto table = c.make_table(r);
-    // Every slot the sequence does not own is NaN: reading the wrong block or a slot past n_ctx
-    // poisons the output.
+    const auto tables = c.make_tables(r);
+    // Every slot no sequence owns is NaN: reading the wrong block or a slot past a sequence's
+    // context poisons the output.
     auto kp = nan_vec(c.pool_floats()), vp = nan_vec(c.pool_floats());
-    for (int64_t t = 0; t < c.n_tokens; ++t) {
-      const int64_t off = c.offset(table, t);
-      for (int64_t j = 0; j < c.row(); ++j) {
-        kp[size_t(off + j)] = r.uniform(-1.f, 1.f);
-        vp[size_t(off + j)] = r.uniform(-1.f, 1.f);
+    for (size_t i = 0; i < c.seqs.size(); ++i)
+      for (int64_t t = 0; t < c.seqs[i].pos0 + c.seqs[i].rows; ++t) {
+        const int64_t off = c.offset(tables[i], t);
+        for (int64_t j = 0; j < c.row(); ++j) {
+          kp[size_t(off + j)] = r.uniform(-1.f, 1.f);
+          vp[size_t(off + j)] = r.uniform(-1.f, 1.f);
+        }
       }
-    }
-    const int64_t C = int64_t(n_heads) * c.head_dim;
+    const int64_t M = c.rows(), C = int64_t(n_heads) * c.head_dim;
     const auto q = r.uniform_vec(M * C, -q_amp, q_amp);
-    const int64_t nb = c.pool_blocks();
-    Buf bkp(be, DType::F32, {nb, c.block_size, c.n_kv_heads, c.head_dim}, kp.data());
-    Buf bvp(be, DType::F32, {nb, c.block_size, c.n_kv_heads, c.head_dim}, vp.data());
-    Buf bt(be, DType::I32, {c.used_blocks()}, table.data());
+    kernels::KvBatchPlan plan;
+    if (Status s = c.plan(tables, plan); !s.ok()) return s;
+    OwnedKvCache cache(be, c, kp, vp);
+    if (!cache.status().ok()) return cache.status();
+    kernels::KvBatchTensors idx(be);
+    if (Status s = idx.upload(plan); !s.ok()) return s;
     Buf bq(be, DType::F32, {M, C}, q.data());
     const auto poison = nan_vec(M * C);
     Buf bo(be, DType::F32, {M, C}, poison.data());
-    kernels::KvView kv{bkp.t(), bvp.t(), bt.t(), c.block_size, c.n_kv_heads, c.head_dim};
     kernels::AttentionParams p;
     p.n_heads = n_heads;
     p.n_kv_heads = c.n_kv_heads;
     p.head_dim = c.head_dim;
-    p.q_pos0 = q_pos0;
-    p.n_ctx = int(q_pos0 + M);
     p.scale = 1.f / std::sqrt(float(c.head_dim));
-    Status s = be.attention(bq.t(), kv, p, bo.t());
+    Status s = be.attention(bq.t(), cache.layer(), idx.attention(), p, bo.t());
     be.synchronize();
     out = bo.f32();
     return s;

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "cb/kernels/backend.h"
+#include "cb/kernels/kv_batch.h"
 
 using namespace cb::kernels;
 
@@ -59,19 +60,25 @@ std::vector<float> run(Backend& be, const Shape& s, int n_ctx, int rows, int blo
     std::copy(k.begin() + size_t(t) * row, k.begin() + size_t(t + 1) * row, kp.begin() + dst);
     std::copy(v.begin() + size_t(t) * row, v.begin() + size_t(t + 1) * row, vp.begin() + dst);
   }
-  Owned kpool(be, DType::F32, {pool, bs, s.kv_heads, s.head_dim}, kp.data());
-  Owned vpool(be, DType::F32, {pool, bs, s.kv_heads, s.head_dim}, vp.data());
-  Owned tab(be, DType::I32, {used}, table.data());
+  KvCacheStorage cache;
+  EXPECT_TRUE(be.alloc_kv_cache({1, pool, bs, s.kv_heads, s.head_dim}, cache).ok());
+  be.copy_from_host(cache.layers[0].k_pool, kp.data());
+  be.copy_from_host(cache.layers[0].v_pool, vp.data());
+  const KvSeq seq{n_ctx - rows, rows, table};
+  KvBatchPlan plan;
+  EXPECT_TRUE(plan_kv_batch(std::span(&seq, 1), pool, bs, plan).ok());
+  KvBatchTensors idx(be);
+  EXPECT_TRUE(idx.upload(plan).ok());
   Owned qt(be, DType::F32, {rows, int64_t(s.heads) * s.head_dim}, q.data());
   std::vector<float> nan_out(size_t(rows) * s.heads * s.head_dim, NAN);
   Owned out(be, DType::F32, {rows, int64_t(s.heads) * s.head_dim}, nan_out.data());
-  KvView view{kpool.t, vpool.t, tab.t, bs, s.kv_heads, s.head_dim};
-  AttentionParams p{s.heads, s.kv_heads, s.head_dim, n_ctx - rows, n_ctx, 1.0f / std::sqrt(float(s.head_dim))};
-  const Status st = be.attention(qt.t, view, p, out.t);
+  AttentionParams p{s.heads, s.kv_heads, s.head_dim, 1.0f / std::sqrt(float(s.head_dim))};
+  const Status st = be.attention(qt.t, cache.layers[0], idx.attention(), p, out.t);
   EXPECT_TRUE(st.ok()) << st.message;
   std::vector<float> host(nan_out.size());
   be.copy_to_host(host.data(), out.t);
   be.synchronize();
+  be.release_kv_cache(cache);
   for (float x : host) EXPECT_TRUE(std::isfinite(x)) << "non-finite output (unwritten or read a foreign block)";
   return host;
 }
@@ -133,24 +140,15 @@ TEST(PagedAttention16K, OptimizedBackendsMatchRef) {
 }
 
 // A block table shorter than the context, or naming a block outside the pool, is an
-// InvalidArgument in every backend, never a read outside the cache.
+// InvalidArgument from plan_kv_batch, the host-side check every caller runs before upload, so no
+// backend ever reads outside the cache.
 TEST(PagedAttentionArgs, BadBlockTablesAreRejected) {
-  const Shape s{4, 2, 16};
-  for (const auto& name : available_backends()) {
-    auto be = make_backend(name);
-    const int bs = 4, pool = 4, n_ctx = 12;  // 12 tokens need 3 blocks
-    std::vector<float> kv(size_t(pool) * bs * s.kv_heads * s.head_dim, 0.5f), q(size_t(s.heads) * s.head_dim, 0.1f);
-    Owned kp(*be, DType::F32, {pool, bs, s.kv_heads, s.head_dim}, kv.data());
-    Owned vp(*be, DType::F32, {pool, bs, s.kv_heads, s.head_dim}, kv.data());
-    Owned qt(*be, DType::F32, {1, int64_t(s.heads) * s.head_dim}, q.data());
-    Owned out(*be, DType::F32, {1, int64_t(s.heads) * s.head_dim}, nullptr);
-    const AttentionParams p{s.heads, s.kv_heads, s.head_dim, n_ctx - 1, n_ctx, 0.25f};
-    for (const std::vector<int32_t>& table : {std::vector<int32_t>{0, 1}, std::vector<int32_t>{0, 1, 7}, std::vector<int32_t>{0, -1, 2}}) {
-      Owned tab(*be, DType::I32, {int64_t(table.size())}, table.data());
-      KvView view{kp.t, vp.t, tab.t, bs, s.kv_heads, s.head_dim};
-      const Status st = be->attention(qt.t, view, p, out.t);
-      EXPECT_EQ(st.code, StatusCode::InvalidArgument) << name << " table size " << table.size() << ": " << st.message;
-    }
+  const int bs = 4, pool = 4, n_ctx = 12;  // 12 tokens need 3 blocks
+  for (const std::vector<int32_t>& table : {std::vector<int32_t>{0, 1}, std::vector<int32_t>{0, 1, 7}, std::vector<int32_t>{0, -1, 2}}) {
+    const KvSeq seq{n_ctx - 1, 1, table};
+    KvBatchPlan plan;
+    const Status st = plan_kv_batch(std::span(&seq, 1), pool, bs, plan);
+    EXPECT_EQ(st.code, StatusCode::InvalidArgument) << "table size " << table.size() << ": " << st.message;
   }
 }
 

@@ -152,7 +152,9 @@ struct SparseCall {
   int64_t M, K, N;
   int64_t bad_row = -1, bad_group = -1;
   uint8_t bad_byte = 0;
-  Status run(Backend& be, std::vector<float>* y_out = nullptr) const {
+  // upload: through upload_weight (where a bad byte is caught, for every backend); else the raw
+  // weight straight to matmul (the cpu kernels still check while they decode).
+  Status run(Backend& be, std::vector<float>* y_out = nullptr, bool upload = true) const {
     Rng r(15000);
     const auto x = r.uniform_vec(M * K), vals = r.uniform_vec(N * (K / 2));
     std::vector<uint8_t> meta(size_t(N * (K / 4)), sparse24_meta(1, 3));
@@ -165,7 +167,9 @@ struct SparseCall {
     w.meta = bm.t();
     w.n = N;
     w.k = K;
-    const Status s = be.matmul(bx.t(), be.upload_weight(w), by.t());
+    if (upload)
+      if (Status s = be.upload_weight(w, w); !s.ok()) return s;
+    const Status s = be.matmul(bx.t(), w, by.t());
     if (y_out) *y_out = by.f32();
     return s;
   }
@@ -193,8 +197,12 @@ TEST(Conformance, Sparse24BadMetaIsInvalid) {
       const std::string where = "row " + std::to_string(b.call.bad_row) + ", group " + std::to_string(b.call.bad_group);
       EXPECT_NE(s.message.find(where), std::string::npos) << label << " " << b.what << ": message '" << s.message
                                                           << "' does not name " << where;
-      // The cpu kernels find the byte while computing; they then fill y with NaN (cpu_matmul_sparse24.cpp).
+      // A weight that skipped upload_weight: the cpu kernels still find the byte while computing,
+      // and fill y with NaN (cpu_matmul_sparse24.cpp).
       if (label.rfind("cpu", 0) == 0) {
+        const Status raw = b.call.run(*be, &y, /*upload=*/false);
+        EXPECT_EQ(int(raw.code), int(StatusCode::InvalidArgument)) << label << " " << b.what << " (no upload): " << raw.message;
+        EXPECT_NE(raw.message.find(where), std::string::npos) << label << " " << b.what << ": " << raw.message;
         for (float v : y) ASSERT_TRUE(std::isnan(v)) << label << " " << b.what << ": y must be NaN after a bad meta byte";
       }
     }

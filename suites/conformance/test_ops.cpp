@@ -23,7 +23,6 @@ namespace cb::conformance {
 namespace {
 
 using kernels::AttentionParams;
-using kernels::KvView;
 using kernels::Op;
 using kernels::StatusCode;
 
@@ -82,6 +81,9 @@ TEST(Conformance, KvStore) {
     for (auto [kvh, hd] : {std::pair{1, 8}, {4, 64}, {2, 128}})
       for (auto [M, pos0] : {std::pair{1, 0}, {1, 77}, {17, 5}, {100, 0}, {64, 64}})
         add_case<KvStoreCase>(cases, bs, kvh, hd, M, pos0);
+  // Batches: a prefill chunk next to decode rows, each sequence through its own table.
+  for (int bs : {1, 16})
+    add_case<KvStoreCase>(cases, bs, 2, 64, std::vector<SeqRows>{{17, 5}, {1, 77}, {1, 0}, {40, 0}});
   check_cases("kv_store", cases, 5000);
 }
 
@@ -109,6 +111,14 @@ TEST(Conformance, Attention) {
   add_case<AttentionCase>(cases, 16, 32, 4, 64, 1, 2047);
   add_case<AttentionCase>(cases, 64, 8, 8, 128, 1, 2047);
   add_case<AttentionCase>(cases, 16, 8, 2, 64, 48, 2000);
+  // Whole batches in one call, as the engine runs them: decode rows of many lengths, and chunked
+  // prefill mixed with decode (the offsets and per-sequence contexts must line up).
+  for (int bs : {1, 16})
+    for (auto [heads, kvh] : {std::pair{8, 2}, {4, 4}}) {
+      add_case<AttentionCase>(cases, bs, heads, kvh, 64, std::vector<SeqRows>{{1, 0}, {1, 5}, {1, 63}, {1, 200}, {1, 16}});
+      add_case<AttentionCase>(cases, bs, heads, kvh, 64, std::vector<SeqRows>{{33, 0}, {1, 150}, {9, 70}, {1, 1}});
+    }
+  add_case<AttentionCase>(cases, 16, 32, 4, 64, std::vector<SeqRows>{{1, 2047}, {48, 2000}, {1, 300}}, 6.f);
   check_cases("attention", cases, 6000);
 }
 
@@ -150,281 +160,339 @@ TEST(Conformance, Embedding) {
 // Bad calls: a status, never a crash
 // ------------------------------------------------------------------------------------------------
 
+// Backend's public ops run these checks once for every backend (backend_common.cpp), so ref
+// rejects each bad call exactly as the others do.
 struct BadCall {
   const char* what;
   StatusCode expect;
-  bool ref_checks;  // ref validates this too; the others are checks ref skips (it would misread)
   std::function<Status(Backend&)> call;
 };
 
 Weight dense(Buf& b) { return Weight::dense(b.t()); }
 
-KvView cache_view(Buf& kp, Buf& vp, Buf& table, int block_size, int kv_heads, int head_dim) {
-  return KvView{kp.t(), vp.t(), table.t(), block_size, kv_heads, head_dim};
-}
-
-AttentionParams attn_params(int heads, int kv_heads, int head_dim, int q_pos0, int n_ctx) {
+AttentionParams attn_params(int heads, int kv_heads, int head_dim) {
   AttentionParams p;
   p.n_heads = heads;
   p.n_kv_heads = kv_heads;
   p.head_dim = head_dim;
-  p.q_pos0 = q_pos0;
-  p.n_ctx = n_ctx;
   p.scale = 0.25f;
   return p;
 }
 
-// A cache of 4 blocks of 4 slots, 2 kv heads of dim 8, whose table names blocks `b0`, `b1`.
+// A cache of 4 blocks of 4 slots, 2 kv heads of dim 8, from alloc_kv_cache, and the index
+// tensors of one sequence of `rows` rows at position pos0 through blocks {2, 0}.
 struct SmallCache {
-  Buf kp, vp, table;
-  SmallCache(Backend& be, int32_t b0 = 2, int32_t b1 = 0, int64_t table_len = 2)
-      : kp(be, DType::F32, {4, 4, 2, 8}), vp(be, DType::F32, {4, 4, 2, 8}), table(be, DType::I32, {table_len}) {
-    const int32_t ids[2] = {b0, b1};
-    if (table_len > 0) be.copy_from_host(table.t(), ids);
+  Backend& be;
+  kernels::KvCacheStorage kv;
+  kernels::KvBatchTensors idx;
+  explicit SmallCache(Backend& b, int rows = 1, int pos0 = 0) : be(b), idx(b) {
+    EXPECT_TRUE(be.alloc_kv_cache({1, 4, 4, 2, 8}, kv).ok());
+    const int32_t table[2] = {2, 0};
+    const kernels::KvSeq seq{pos0, rows, table};
+    kernels::KvBatchPlan plan;
+    EXPECT_TRUE(kernels::plan_kv_batch(std::span(&seq, 1), 4, 4, plan).ok());
+    EXPECT_TRUE(idx.upload(plan).ok());
   }
-  KvView view(int block_size = 4) { return cache_view(kp, vp, table, block_size, 2, 8); }
+  ~SmallCache() { be.release_kv_cache(kv); }
+  kernels::KvLayer& layer() { return kv.layers.at(0); }
+  const kernels::AttentionBatch& batch() { return idx.attention(); }
+  const Tensor& slots() { return idx.slot_mapping(); }
 };
 
 std::vector<BadCall> bad_calls() {
   const auto I = StatusCode::InvalidArgument;
   const auto U = StatusCode::Unsupported;
   return {
-      {"matmul: x has K+1 columns", I, true, [](Backend& be) {
+      {"matmul: x has K+1 columns", I, [](Backend& be) {
          Buf x(be, DType::F32, {2, 9}), w(be, DType::F32, {4, 8}), y(be, DType::F32, {2, 4});
          return be.matmul(x.t(), dense(w), y.t());
        }},
-      {"matmul: y has N+1 columns", I, true, [](Backend& be) {
+      {"matmul: y has N+1 columns", I, [](Backend& be) {
          Buf x(be, DType::F32, {2, 8}), w(be, DType::F32, {4, 8}), y(be, DType::F32, {2, 5});
          return be.matmul(x.t(), dense(w), y.t());
        }},
-      {"matmul: y has one row too many", I, true, [](Backend& be) {
+      {"matmul: y has one row too many", I, [](Backend& be) {
          Buf x(be, DType::F32, {2, 8}), w(be, DType::F32, {4, 8}), y(be, DType::F32, {3, 4});
          return be.matmul(x.t(), dense(w), y.t());
        }},
-      {"matmul: f16 activations", I, true, [](Backend& be) {
+      {"matmul: f16 activations", I, [](Backend& be) {
          Buf x(be, DType::F16, {2, 8}), w(be, DType::F32, {4, 8}), y(be, DType::F32, {2, 4});
          return be.matmul(x.t(), dense(w), y.t());
        }},
-      {"matmul: dense i8 weight", U, true, [](Backend& be) {
+      {"matmul: dense i8 weight", U, [](Backend& be) {
          Buf x(be, DType::F32, {2, 8}), w(be, DType::I8, {4, 8}), y(be, DType::F32, {2, 4});
          return be.matmul(x.t(), dense(w), y.t());
        }},
-      {"matmul: dense i32 weight", U, true, [](Backend& be) {
+      {"matmul: dense i32 weight", U, [](Backend& be) {
          Buf x(be, DType::F32, {2, 8}), w(be, DType::I32, {4, 8}), y(be, DType::F32, {2, 4});
          return be.matmul(x.t(), dense(w), y.t());
        }},
-      {"matmul: 2:4 sparse weight with zero (malformed) meta", I, true, [](Backend& be) {
-         Buf x(be, DType::F32, {2, 8}), w(be, DType::F16, {4, 4}), meta(be, DType::I8, {4, 2}), y(be, DType::F32, {2, 4});
+      {"upload_weight: 2:4 sparse weight with zero (malformed) meta", I, [](Backend& be) {
+         Buf w(be, DType::F16, {4, 4}), meta(be, DType::I8, {4, 2});
          Weight sw;
          sw.layout = WeightLayout::Sparse24;
          sw.values = w.t();
          sw.meta = meta.t();
          sw.n = 4;
          sw.k = 8;
-         return be.matmul(x.t(), sw, y.t());
+         Weight out;
+         return be.upload_weight(sw, out);
        }},
-      {"matmul: weight values smaller than N x K", I, false, [](Backend& be) {
+      {"matmul: weight values smaller than N x K", I, [](Backend& be) {
          Buf x(be, DType::F32, {2, 8}), w(be, DType::F32, {3, 8}), y(be, DType::F32, {2, 4});
          Weight wt = dense(w);
          wt.n = 4;
          return be.matmul(x.t(), wt, y.t());
        }},
-      {"matmul: int8 scales of the wrong length", I, false, [](Backend& be) {
+      {"matmul: int8 scales of the wrong length", I, [](Backend& be) {
          Buf x(be, DType::F32, {2, 8}), w(be, DType::I8, {4, 8}), s(be, DType::F32, {3}), y(be, DType::F32, {2, 4});
          Weight wt = dense(w);
          wt.layout = WeightLayout::Int8PerChannel;
          wt.scales = s.t();
          return be.matmul(x.t(), wt, y.t());
        }},
-      {"matmul: int8 without scales", I, false, [](Backend& be) {
+      {"matmul: int8 without scales", I, [](Backend& be) {
          Buf x(be, DType::F32, {2, 8}), w(be, DType::I8, {4, 8}), y(be, DType::F32, {2, 4});
          Weight wt = dense(w);
          wt.layout = WeightLayout::Int8PerChannel;
          return be.matmul(x.t(), wt, y.t());
        }},
-      {"rmsnorm: y shape differs", I, true, [](Backend& be) {
+      {"rmsnorm: y shape differs", I, [](Backend& be) {
          Buf x(be, DType::F32, {2, 8}), w(be, DType::F32, {8}), y(be, DType::F32, {2, 9});
          return be.rmsnorm(x.t(), w.t(), 1e-5f, y.t());
        }},
-      {"rmsnorm: weight length differs", I, true, [](Backend& be) {
+      {"rmsnorm: weight length differs", I, [](Backend& be) {
          Buf x(be, DType::F32, {2, 8}), w(be, DType::F32, {7}), y(be, DType::F32, {2, 8});
          return be.rmsnorm(x.t(), w.t(), 1e-5f, y.t());
        }},
-      {"rmsnorm: i8 weight", U, false, [](Backend& be) {
+      {"rmsnorm: i8 weight", U, [](Backend& be) {
          Buf x(be, DType::F32, {2, 8}), w(be, DType::I8, {8}), y(be, DType::F32, {2, 8});
          return be.rmsnorm(x.t(), w.t(), 1e-5f, y.t());
        }},
-      {"rope: odd head_dim", I, true, [](Backend& be) {
+      {"rope: odd head_dim", I, [](Backend& be) {
          Buf x(be, DType::F32, {1, 6}), pos(be, DType::I32, {1});
          return be.rope(x.t(), pos.t(), 2, 3, 10000.f);
        }},
-      {"rope: one position for two rows", I, true, [](Backend& be) {
+      {"rope: one position for two rows", I, [](Backend& be) {
          Buf x(be, DType::F32, {2, 8}), pos(be, DType::I32, {1});
          return be.rope(x.t(), pos.t(), 2, 4, 10000.f);
        }},
-      {"rope: columns != heads x head_dim", I, true, [](Backend& be) {
+      {"rope: columns != heads x head_dim", I, [](Backend& be) {
          Buf x(be, DType::F32, {1, 8}), pos(be, DType::I32, {1});
          return be.rope(x.t(), pos.t(), 3, 4, 10000.f);
        }},
-      {"rope: f32 positions", I, false, [](Backend& be) {
+      {"rope: f32 positions", I, [](Backend& be) {
          Buf x(be, DType::F32, {1, 8}), pos(be, DType::F32, {1});
          return be.rope(x.t(), pos.t(), 2, 4, 10000.f);
        }},
-      {"rope: f16 activations", U, false, [](Backend& be) {
+      {"rope: f16 activations", U, [](Backend& be) {
          Buf x(be, DType::F16, {1, 8}), pos(be, DType::I32, {1});
          return be.rope(x.t(), pos.t(), 2, 4, 10000.f);
        }},
-      {"kv_store: k row is not kv_heads x head_dim", I, true, [](Backend& be) {
+      {"kv_store: k row is not kv_heads x head_dim", I, [](Backend& be) {
          SmallCache c(be);
          Buf k(be, DType::F32, {1, 15}), v(be, DType::F32, {1, 15});
-         KvView kv = c.view();
-         return be.kv_store(k.t(), v.t(), kv, 0);
+         return be.kv_store(k.t(), v.t(), c.slots(), c.layer());
        }},
-      {"kv_store: k and v row counts differ", I, true, [](Backend& be) {
-         SmallCache c(be);
+      {"kv_store: k and v row counts differ", I, [](Backend& be) {
+         SmallCache c(be, 2);
          Buf k(be, DType::F32, {2, 16}), v(be, DType::F32, {3, 16});
-         KvView kv = c.view();
-         return be.kv_store(k.t(), v.t(), kv, 0);
+         return be.kv_store(k.t(), v.t(), c.slots(), c.layer());
        }},
-      {"kv_store: positions past the block table", I, true, [](Backend& be) {
+      {"kv_store: one slot for two rows", I, [](Backend& be) {
+         SmallCache c(be, 1);
+         Buf k(be, DType::F32, {2, 16}), v(be, DType::F32, {2, 16});
+         return be.kv_store(k.t(), v.t(), c.slots(), c.layer());
+       }},
+      {"kv_store: f32 slot mapping", I, [](Backend& be) {
          SmallCache c(be);
-         Buf k(be, DType::F32, {2, 16}), v(be, DType::F32, {2, 16});
-         KvView kv = c.view();
-         return be.kv_store(k.t(), v.t(), kv, 7);  // table covers 8 tokens; writes 7 and 8
+         Buf k(be, DType::F32, {1, 16}), v(be, DType::F32, {1, 16}), slots(be, DType::F32, {1});
+         return be.kv_store(k.t(), v.t(), slots.t(), c.layer());
        }},
-      {"kv_store: table names a block outside the pool", I, false, [](Backend& be) {
-         SmallCache c(be, 2, 4);
-         Buf k(be, DType::F32, {2, 16}), v(be, DType::F32, {2, 16});
-         KvView kv = c.view();
-         return be.kv_store(k.t(), v.t(), kv, 3);
-       }},
-      {"kv_store: negative position", I, false, [](Backend& be) {
+      {"kv_store: pools smaller than their block count", I, [](Backend& be) {
          SmallCache c(be);
          Buf k(be, DType::F32, {1, 16}), v(be, DType::F32, {1, 16});
-         KvView kv = c.view();
-         return be.kv_store(k.t(), v.t(), kv, -1);
+         kernels::KvLayer l = c.layer();
+         l.num_blocks = 5;
+         return be.kv_store(k.t(), v.t(), c.slots(), l);
        }},
-      {"kv_store: f16 k and v", U, false, [](Backend& be) {
+      {"kv_store: f16 k and v", U, [](Backend& be) {
          SmallCache c(be);
          Buf k(be, DType::F16, {1, 16}), v(be, DType::F16, {1, 16});
-         KvView kv = c.view();
-         return be.kv_store(k.t(), v.t(), kv, 0);
+         return be.kv_store(k.t(), v.t(), c.slots(), c.layer());
        }},
-      {"attention: heads not a multiple of kv heads", I, true, [](Backend& be) {
+      {"attention: heads not a multiple of kv heads", I, [](Backend& be) {
          SmallCache c(be);
          Buf q(be, DType::F32, {1, 24}), o(be, DType::F32, {1, 24});
-         return be.attention(q.t(), c.view(), attn_params(3, 2, 8, 0, 1), o.t());
+         return be.attention(q.t(), c.layer(), c.batch(), attn_params(3, 2, 8), o.t());
        }},
-      {"attention: q columns != heads x head_dim", I, true, [](Backend& be) {
+      {"attention: q columns != heads x head_dim", I, [](Backend& be) {
          SmallCache c(be);
          Buf q(be, DType::F32, {1, 30}), o(be, DType::F32, {1, 30});
-         return be.attention(q.t(), c.view(), attn_params(4, 2, 8, 0, 1), o.t());
+         return be.attention(q.t(), c.layer(), c.batch(), attn_params(4, 2, 8), o.t());
        }},
-      {"attention: q_pos0 + rows > n_ctx", I, true, [](Backend& be) {
-         SmallCache c(be);
-         Buf q(be, DType::F32, {2, 32}), o(be, DType::F32, {2, 32});
-         return be.attention(q.t(), c.view(), attn_params(4, 2, 8, 5, 6), o.t());
-       }},
-      {"attention: cache head_dim differs", I, true, [](Backend& be) {
+      {"attention: cache head_dim differs", I, [](Backend& be) {
          SmallCache c(be);
          Buf q(be, DType::F32, {1, 16}), o(be, DType::F32, {1, 16});
-         return be.attention(q.t(), c.view(), attn_params(4, 2, 4, 0, 1), o.t());
+         return be.attention(q.t(), c.layer(), c.batch(), attn_params(4, 2, 4), o.t());
        }},
-      {"attention: zero kv heads", I, true, [](Backend& be) {
+      {"attention: zero kv heads", I, [](Backend& be) {
          SmallCache c(be);
          Buf q(be, DType::F32, {1, 32}), o(be, DType::F32, {1, 32});
-         return be.attention(q.t(), c.view(), attn_params(4, 0, 8, 0, 1), o.t());
+         return be.attention(q.t(), c.layer(), c.batch(), attn_params(4, 0, 8), o.t());
        }},
-      {"attention: keys past the block table", I, false, [](Backend& be) {
+      {"attention: batch index tensors of the wrong length", I, [](Backend& be) {
          SmallCache c(be);
          Buf q(be, DType::F32, {1, 32}), o(be, DType::F32, {1, 32});
-         return be.attention(q.t(), c.view(), attn_params(4, 2, 8, 8, 9), o.t());
+         kernels::AttentionBatch b = c.batch();
+         b.num_seqs = 2;
+         return be.attention(q.t(), c.layer(), b, attn_params(4, 2, 8), o.t());
        }},
-      {"attention: table names a block outside the pool", I, false, [](Backend& be) {
-         SmallCache c(be, 2, -1);
-         Buf q(be, DType::F32, {1, 32}), o(be, DType::F32, {1, 32});
-         return be.attention(q.t(), c.view(), attn_params(4, 2, 8, 5, 6), o.t());
-       }},
-      {"attention: block size 0", I, false, [](Backend& be) {
+      {"attention: context longer than the tables cover", I, [](Backend& be) {
          SmallCache c(be);
          Buf q(be, DType::F32, {1, 32}), o(be, DType::F32, {1, 32});
-         return be.attention(q.t(), c.view(0), attn_params(4, 2, 8, 0, 1), o.t());
+         kernels::AttentionBatch b = c.batch();
+         b.max_context_len = 9;  // 1 block of 4 slots per sequence in this batch
+         return be.attention(q.t(), c.layer(), b, attn_params(4, 2, 8), o.t());
        }},
-      {"attention: out shape differs from q", I, false, [](Backend& be) {
+      {"attention: block size 0", I, [](Backend& be) {
+         SmallCache c(be);
+         Buf q(be, DType::F32, {1, 32}), o(be, DType::F32, {1, 32});
+         kernels::KvLayer l = c.layer();
+         l.block_size = 0;
+         return be.attention(q.t(), l, c.batch(), attn_params(4, 2, 8), o.t());
+       }},
+      {"attention: out shape differs from q", I, [](Backend& be) {
          SmallCache c(be);
          Buf q(be, DType::F32, {1, 32}), o(be, DType::F32, {2, 32});
-         return be.attention(q.t(), c.view(), attn_params(4, 2, 8, 0, 1), o.t());
+         return be.attention(q.t(), c.layer(), c.batch(), attn_params(4, 2, 8), o.t());
        }},
-      {"attention: f16 q", U, false, [](Backend& be) {
+      {"attention: f16 q", U, [](Backend& be) {
          SmallCache c(be);
          Buf q(be, DType::F16, {1, 32}), o(be, DType::F32, {1, 32});
-         return be.attention(q.t(), c.view(), attn_params(4, 2, 8, 0, 1), o.t());
+         return be.attention(q.t(), c.layer(), c.batch(), attn_params(4, 2, 8), o.t());
        }},
-      {"silu_mul: up shape differs", I, true, [](Backend& be) {
+      {"silu_mul: up shape differs", I, [](Backend& be) {
          Buf g(be, DType::F32, {2, 8}), u(be, DType::F32, {2, 7}), o(be, DType::F32, {2, 8});
          return be.silu_mul(g.t(), u.t(), o.t());
        }},
-      {"silu_mul: out shape differs", I, true, [](Backend& be) {
+      {"silu_mul: out shape differs", I, [](Backend& be) {
          Buf g(be, DType::F32, {2, 8}), u(be, DType::F32, {2, 8}), o(be, DType::F32, {1, 8});
          return be.silu_mul(g.t(), u.t(), o.t());
        }},
-      {"silu_mul: f16", U, false, [](Backend& be) {
+      {"silu_mul: f16", U, [](Backend& be) {
          Buf g(be, DType::F16, {2, 8}), u(be, DType::F16, {2, 8}), o(be, DType::F16, {2, 8});
          return be.silu_mul(g.t(), u.t(), o.t());
        }},
-      {"softmax: y shape differs", I, true, [](Backend& be) {
+      {"softmax: y shape differs", I, [](Backend& be) {
          Buf x(be, DType::F32, {2, 8}), y(be, DType::F32, {4, 4});
          return be.softmax(x.t(), y.t());
        }},
-      {"softmax: bf16", U, false, [](Backend& be) {
+      {"softmax: bf16", U, [](Backend& be) {
          Buf x(be, DType::BF16, {2, 8}), y(be, DType::BF16, {2, 8});
          return be.softmax(x.t(), y.t());
        }},
-      {"embedding: out has the wrong width", I, true, [](Backend& be) {
+      {"embedding: out has the wrong width", I, [](Backend& be) {
          Buf ids(be, DType::I32, {2}), t(be, DType::F32, {10, 8}), o(be, DType::F32, {2, 7});
          return be.embedding(ids.t(), t.t(), o.t());
        }},
-      {"embedding: out has the wrong row count", I, true, [](Backend& be) {
+      {"embedding: out has the wrong row count", I, [](Backend& be) {
          Buf ids(be, DType::I32, {2}), t(be, DType::F32, {10, 8}), o(be, DType::F32, {3, 8});
          return be.embedding(ids.t(), t.t(), o.t());
        }},
-      {"embedding: id == vocab size", I, true, [](Backend& be) {
-         const int32_t id[2] = {3, 10};
-         Buf ids(be, DType::I32, {2}, id), t(be, DType::F32, {10, 8}), o(be, DType::F32, {2, 8});
-         return be.embedding(ids.t(), t.t(), o.t());
-       }},
-      {"embedding: negative id", I, true, [](Backend& be) {
-         const int32_t id[1] = {-1};
-         Buf ids(be, DType::I32, {1}, id), t(be, DType::F32, {10, 8}), o(be, DType::F32, {1, 8});
-         return be.embedding(ids.t(), t.t(), o.t());
-       }},
-      {"embedding: f32 ids", I, false, [](Backend& be) {
+      {"embedding: f32 ids", I, [](Backend& be) {
          Buf ids(be, DType::F32, {1}), t(be, DType::F32, {10, 8}), o(be, DType::F32, {1, 8});
          return be.embedding(ids.t(), t.t(), o.t());
        }},
-      {"embedding: i8 table", U, false, [](Backend& be) {
+      {"embedding: i8 table", U, [](Backend& be) {
          Buf ids(be, DType::I32, {1}), t(be, DType::I8, {10, 8}), o(be, DType::F32, {1, 8});
          return be.embedding(ids.t(), t.t(), o.t());
        }},
-      {"add: b shape differs", I, true, [](Backend& be) {
+      {"add: b shape differs", I, [](Backend& be) {
          Buf a(be, DType::F32, {2, 8}), b(be, DType::F32, {2, 9}), o(be, DType::F32, {2, 8});
          return be.add(a.t(), b.t(), o.t());
        }},
-      {"add: out shape differs", I, true, [](Backend& be) {
+      {"add: out shape differs", I, [](Backend& be) {
          Buf a(be, DType::F32, {2, 8}), b(be, DType::F32, {2, 8}), o(be, DType::F32, {8, 2});
          return be.add(a.t(), b.t(), o.t());
        }},
-      {"add: f16", U, false, [](Backend& be) {
+      {"add: f16", U, [](Backend& be) {
          Buf a(be, DType::F16, {2, 8}), b(be, DType::F16, {2, 8}), o(be, DType::F16, {2, 8});
          return be.add(a.t(), b.t(), o.t());
        }},
   };
 }
 
+// The checks the ops leave to their callers (host side, before upload): block tables must cover
+// each sequence's context and name blocks inside the pool; token ids must be in the vocabulary.
+TEST(Conformance, KvBatchPlanRejectsBadTables) {
+  kernels::KvBatchPlan plan;
+  const std::vector<int32_t> ok_table{3, 1, 2}, short_table{3, 1}, outside{3, 4, 2}, negative{3, -1, 2};
+  auto plan_one = [&](const std::vector<int32_t>& t, int pos0, int rows) {
+    const kernels::KvSeq seqs[2] = {{0, 1, ok_table}, {pos0, rows, t}};
+    return kernels::plan_kv_batch(seqs, 4, 4, plan);
+  };
+  EXPECT_TRUE(plan_one(ok_table, 7, 5).ok());  // 12 positions in 3 blocks
+  for (const auto& [table, what] : {std::pair{short_table, "table too short"}, {outside, "block 4 of 4"}, {negative, "block -1"}}) {
+    const Status s = plan_one(table, 7, 5);
+    EXPECT_EQ(s.code, StatusCode::InvalidArgument) << what;
+    EXPECT_NE(s.message.find("sequence 1"), std::string::npos) << s.message;
+  }
+  EXPECT_EQ(plan_one(ok_table, -1, 2).code, StatusCode::InvalidArgument);
+  EXPECT_EQ(plan_one(ok_table, 0, 0).code, StatusCode::InvalidArgument);
+  // The plan itself: offsets, contexts, padded tables and slots of a 2-sequence batch.
+  ASSERT_TRUE(plan_one(ok_table, 6, 3).ok());
+  EXPECT_EQ(plan.query_start, (std::vector<int32_t>{0, 1, 4}));
+  EXPECT_EQ(plan.context_len, (std::vector<int32_t>{1, 9}));
+  EXPECT_EQ(plan.max_blocks_per_seq, 3);
+  EXPECT_EQ(plan.block_tables, (std::vector<int32_t>{3, 0, 0, 3, 1, 2}));
+  EXPECT_EQ(plan.slot_mapping, (std::vector<int32_t>{12, 6, 7, 8}));  // pos 6, 7 in block 1; pos 8 in block 2
+  EXPECT_EQ(plan.positions, (std::vector<int32_t>{0, 6, 7, 8}));
+
+  const std::vector<int32_t> ids{0, 9, 10};
+  const Status bad = kernels::check_token_ids(ids, 10);
+  EXPECT_EQ(bad.code, StatusCode::InvalidArgument);
+  EXPECT_NE(bad.message.find("token id 10 at index 2"), std::string::npos) << bad.message;
+  EXPECT_TRUE(kernels::check_token_ids(std::span(ids).first(2), 10).ok());
+}
+
+// Copy-on-write copies: every pair in every layer, in one call, and ids outside the pool rejected
+// before anything is copied.
+TEST(Conformance, CopyKvBlocksCopiesEveryLayer) {
+  std::vector<std::pair<std::string, Backend*>> targets{{"ref", &ref_backend()}};
+  for (auto& ut : backends_under_test()) targets.emplace_back(ut.label, ut.be.get());
+  for (auto& [label, be] : targets) {
+    kernels::KvCacheStorage kv;
+    ASSERT_TRUE(be->alloc_kv_cache({2, 4, 2, 1, 4}, kv).ok()) << label;
+    const int64_t n = 4 * 2 * 1 * 4;
+    std::vector<float> host(static_cast<size_t>(n));
+    for (int l = 0; l < 2; ++l)
+      for (int p = 0; p < 2; ++p) {
+        for (int64_t i = 0; i < n; ++i) host[size_t(i)] = float(1000 * l + 100 * p + i);
+        be->copy_from_host(p ? kv.layers[l].v_pool : kv.layers[l].k_pool, host.data());
+      }
+    const std::pair<int32_t, int32_t> bad[] = {{0, 1}, {1, 4}};
+    EXPECT_EQ(be->copy_kv_blocks(kv, bad).code, StatusCode::InvalidArgument) << label;
+    const std::pair<int32_t, int32_t> copies[] = {{0, 3}, {2, 1}};
+    ASSERT_TRUE(be->copy_kv_blocks(kv, copies).ok()) << label;
+    for (int l = 0; l < 2; ++l)
+      for (int p = 0; p < 2; ++p) {
+        be->copy_to_host(host.data(), p ? kv.layers[l].v_pool : kv.layers[l].k_pool);
+        const float base = float(1000 * l + 100 * p);
+        for (int i = 0; i < 8; ++i) {  // a block is 2 slots x 4 floats
+          EXPECT_EQ(host[size_t(24 + i)], base + i) << label << " layer " << l << ": block 0 -> 3";
+          EXPECT_EQ(host[size_t(8 + i)], base + 16 + i) << label << " layer " << l << ": block 2 -> 1";
+          EXPECT_EQ(host[size_t(i)], base + i) << label << " layer " << l << ": block 0 unchanged";
+        }
+      }
+    be->release_kv_cache(kv);
+  }
+}
+
 TEST(Conformance, BadCallsReturnStatus) {
   for (const BadCall& bc : bad_calls()) {
     std::vector<std::pair<std::string, Backend*>> targets;
-    if (bc.ref_checks) targets.emplace_back("ref", &ref_backend());
+    targets.emplace_back("ref", &ref_backend());
     for (auto& ut : backends_under_test()) targets.emplace_back(ut.label, ut.be.get());
     for (auto& [label, be] : targets) {
       const Status s = bc.call(*be);

@@ -21,13 +21,17 @@ constexpr int kVocab = 16, kEos = 15;
 struct Harness {
   double now = 0;
   std::vector<std::pair<int, int>> copies;
+  int copy_calls = 0;  // batched: one call per allocation or fork
   std::map<RequestId, std::vector<int32_t>> tokens;      // sample 0's tokens per request
   std::map<RequestId, std::vector<std::string>> finish;  // finish reasons per request, all samples
   std::unique_ptr<Scheduler> s;
 
   Harness(SchedulerOptions o, std::unique_ptr<BatchPolicy> policy, int context = 64) {
     s = std::make_unique<Scheduler>(o, ModelLimits{kVocab, context, kEos}, std::move(policy),
-                                    [this](int a, int b) { copies.emplace_back(a, b); }, [this] { return now; });
+                                    [this](std::span<const BlockCopy> cs) {
+                                      ++copy_calls;
+                                      for (const BlockCopy& c : cs) copies.emplace_back(c.src, c.dst);
+                                    }, [this] { return now; });
   }
   RequestId add(int prompt_len, int max_tokens, int n = 1, bool stop_at_eos = true) {
     RequestParams p;

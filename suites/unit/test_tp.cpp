@@ -214,7 +214,7 @@ TEST(TpForward, GreedyTokensAndLogitsMatchOneRank) {
 
 // A scheduler-like sequence of steps over a paged pool: two sequences with scattered blocks,
 // chunked prefill mixed with decode in one batch, and a fork that copies a partly filled block
-// (copy-on-write through Model::copy_kv_block, which the followers must mirror).
+// (copy-on-write through Model::copy_kv_blocks, which the followers must mirror).
 std::vector<std::vector<float>> paged_script(LoadedModel& lm) {
   KvCache kv(lm.backend(), lm.kv_config(), 24, 4);
   Model& m = lm.model();
@@ -225,7 +225,8 @@ std::vector<std::vector<float>> paged_script(LoadedModel& lm) {
   step({SeqStep{std::span(a).subspan(0, 6), 0, ta, false}});
   step({SeqStep{std::span(a).subspan(6, 3), 6, ta, true}, SeqStep{b, 0, tb, false}});
   // Fork: c shares a's first two full blocks (17, 3) and gets a copy of the partial third (9 -> 5).
-  m.copy_kv_block(kv, 9, 5);
+  const std::pair<int32_t, int32_t> fork_copy[] = {{9, 5}};
+  m.copy_kv_blocks(kv, fork_copy);
   const int32_t ya = 99, yb = 7, yc = 123;
   step({SeqStep{std::span(&ya, 1), 9, ta, false}, SeqStep{std::span(&yb, 1), 3, tb, false},
         SeqStep{std::span(&yc, 1), 9, tc, false}});

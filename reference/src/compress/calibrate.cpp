@@ -50,15 +50,26 @@ class RecordingBackend final : public Backend {
   bool supports_matmul(kernels::DType d, kernels::WeightLayout l, kernels::ActQuant a) const override {
     return in_.supports_matmul(d, l, a);
   }
-  Tensor alloc(kernels::DType d, std::initializer_list<int64_t> dims) override { return in_.alloc(d, dims); }
+  Status allocate(kernels::DType d, std::initializer_list<int64_t> dims, Tensor& out) override {
+    return in_.allocate(d, dims, out);
+  }
   void release(Tensor& t) override { in_.release(t); }
-  void copy_from_host(Tensor& dst, const void* src) override { in_.copy_from_host(dst, src); }
-  void copy_to_host(void* dst, const Tensor& src) override { in_.copy_to_host(dst, src); }
-  void copy(Tensor& dst, const Tensor& src) override { in_.copy(dst, src); }
-  void synchronize() override { in_.synchronize(); }
-  kernels::Weight upload_weight(const kernels::Weight& w) override { return in_.upload_weight(w); }
+  Status copy_from_host(Tensor& dst, const void* src) override { return in_.copy_from_host(dst, src); }
+  Status copy_to_host(void* dst, const Tensor& src) override { return in_.copy_to_host(dst, src); }
+  Status copy(Tensor& dst, const Tensor& src) override { return in_.copy(dst, src); }
+  Status synchronize() override { return in_.synchronize(); }
+  kernels::Stream stream() const override { return in_.stream(); }
 
-  Status matmul(const Tensor& x, const kernels::Weight& w, Tensor& y) override {
+ protected:
+  // The public ops checked the arguments; each run_* forwards to the inner backend's public op.
+  Status run_upload_weight(const kernels::Weight& w, kernels::Weight& out) override { return in_.upload_weight(w, out); }
+  Status run_alloc_kv_cache(const kernels::KvCacheSpec& spec, kernels::KvCacheStorage& out) override {
+    return in_.alloc_kv_cache(spec, out);
+  }
+  Status run_copy_kv_blocks(kernels::KvCacheStorage& kv, std::span<const std::pair<int32_t, int32_t>> c) override {
+    return in_.copy_kv_blocks(kv, c);
+  }
+  Status run_matmul(const Tensor& x, const kernels::Weight& w, Tensor& y) override {
     auto it = sums_.find(w.values.data);
     if (it != sums_.end() && x.mem != kernels::MemSpace::Host)
       return Status::unsupported("calibration reads activations in host memory; use a host backend (cpu or ref)");
@@ -73,16 +84,19 @@ class RecordingBackend final : public Backend {
     }
     return in_.matmul(x, w, y);
   }
-  Status rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor& y) override { return in_.rmsnorm(x, w, eps, y); }
-  Status rope(Tensor& x, const Tensor& pos, int h, int hd, float theta) override { return in_.rope(x, pos, h, hd, theta); }
-  Status kv_store(const Tensor& k, const Tensor& v, kernels::KvView& kv, int pos0) override { return in_.kv_store(k, v, kv, pos0); }
-  Status attention(const Tensor& q, const kernels::KvView& kv, const kernels::AttentionParams& p, Tensor& out) override {
-    return in_.attention(q, kv, p, out);
+  Status run_rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor& y) override { return in_.rmsnorm(x, w, eps, y); }
+  Status run_rope(Tensor& x, const Tensor& pos, int h, int hd, float theta) override { return in_.rope(x, pos, h, hd, theta); }
+  Status run_kv_store(const Tensor& k, const Tensor& v, const Tensor& slots, kernels::KvLayer& kv) override {
+    return in_.kv_store(k, v, slots, kv);
   }
-  Status silu_mul(const Tensor& g, const Tensor& u, Tensor& out) override { return in_.silu_mul(g, u, out); }
-  Status softmax(const Tensor& x, Tensor& y) override { return in_.softmax(x, y); }
-  Status embedding(const Tensor& ids, const Tensor& table, Tensor& out) override { return in_.embedding(ids, table, out); }
-  Status add(const Tensor& a, const Tensor& b, Tensor& out) override { return in_.add(a, b, out); }
+  Status run_attention(const Tensor& q, const kernels::KvLayer& kv, const kernels::AttentionBatch& b,
+                       const kernels::AttentionParams& p, Tensor& out) override {
+    return in_.attention(q, kv, b, p, out);
+  }
+  Status run_silu_mul(const Tensor& g, const Tensor& u, Tensor& out) override { return in_.silu_mul(g, u, out); }
+  Status run_softmax(const Tensor& x, Tensor& y) override { return in_.softmax(x, y); }
+  Status run_embedding(const Tensor& ids, const Tensor& table, Tensor& out) override { return in_.embedding(ids, table, out); }
+  Status run_add(const Tensor& a, const Tensor& b, Tensor& out) override { return in_.add(a, b, out); }
 
  private:
   Backend& in_;

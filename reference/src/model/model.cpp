@@ -13,7 +13,7 @@ using kernels::DType;
 using kernels::Tensor;
 
 Model::Model(const ModelConfig& cfg, ModelWeights weights, kernels::Backend& backend, TpContext tp)
-    : cfg_(cfg), w_(std::move(weights)), backend_(backend), tp_(tp) {
+    : cfg_(cfg), w_(std::move(weights)), backend_(backend), kv_batch_(backend), tp_(tp) {
   heads_ = cfg_.num_attention_heads;
   kv_heads_ = cfg_.num_key_value_heads;
   ffn_ = cfg_.intermediate_size;
@@ -41,13 +41,10 @@ Model::Model(const ModelConfig& cfg, ModelWeights weights, kernels::Backend& bac
                                 "rows differ from the plan; build them with shard_weights)");
 }
 
-Model::~Model() {
-  release_buffers();
-  if (!tables_.empty()) backend_.release(tables_);
-}
+Model::~Model() { release_buffers(); }
 
 void Model::release_buffers() {
-  for (Tensor* t : {&ids_, &pos_, &x_, &h_, &q_, &k_, &v_, &att_, &o_, &gate_, &up_, &ffn_buf_, &last_, &logits_})
+  for (Tensor* t : {&ids_, &x_, &h_, &q_, &k_, &v_, &att_, &o_, &gate_, &up_, &ffn_buf_, &last_, &logits_})
     if (!t->empty()) backend_.release(*t);
   cap_tokens_ = cap_logit_rows_ = 0;
 }
@@ -59,7 +56,6 @@ void Model::ensure_capacity(int64_t tokens, int64_t logit_rows) {
   // Local sizes: this rank's heads, FFN columns and logits (the whole model when not sharded).
   const int64_t D = cfg_.hidden_size, Dh = cfg_.head_dim(), Q = heads_ * Dh, KV = kv_heads_ * Dh, F = ffn_, V = vocab_cols_;
   ids_ = backend_.alloc(DType::I32, {T});
-  pos_ = backend_.alloc(DType::I32, {T});
   x_ = backend_.alloc(DType::F32, {T, D});
   h_ = backend_.alloc(DType::F32, {T, D});
   q_ = backend_.alloc(DType::F32, {T, Q});
@@ -98,9 +94,11 @@ Tensor span_i32(const Tensor& t, int64_t e0, int64_t n) {
 }  // namespace
 
 std::vector<float> Model::forward(const std::vector<SeqStep>& batch, KvCache& kv) {
-  // Gather token ids, positions and block tables of the whole batch; check positions fit.
-  std::vector<int32_t> ids, pos, tables;
-  std::vector<int64_t> tok0(batch.size()), tab0(batch.size());
+  // Gather token ids and check them, the positions and the block tables on the host, before
+  // anything reaches the backend (the ops trust their index tensors).
+  std::vector<int32_t> ids;
+  std::vector<kernels::KvSeq> seqs;
+  seqs.reserve(batch.size());
   int64_t logit_rows = 0;
   for (size_t s = 0; s < batch.size(); ++s) {
     const SeqStep& st = batch[s];
@@ -109,19 +107,15 @@ std::vector<float> Model::forward(const std::vector<SeqStep>& batch, KvCache& kv
     if (end > cfg_.max_position_embeddings)
       throw std::invalid_argument("forward: sequence " + std::to_string(s) + " reaches position " + std::to_string(end) +
                                   " past the context of " + std::to_string(cfg_.max_position_embeddings));
-    if (int64_t(st.block_table.size()) * kv.block_size() < end)
-      throw std::invalid_argument("forward: sequence " + std::to_string(s) + " block table covers " +
-                                  std::to_string(st.block_table.size() * kv.block_size()) + " positions, needs " + std::to_string(end));
-    tok0[s] = ids.size();
-    tab0[s] = tables.size();
-    for (size_t i = 0; i < st.tokens.size(); ++i) {
-      ids.push_back(st.tokens[i]);
-      pos.push_back(st.pos0 + int32_t(i));
-    }
-    tables.insert(tables.end(), st.block_table.begin(), st.block_table.end());
+    if (const auto bad = kernels::check_token_ids(st.tokens, cfg_.vocab_size); !bad.ok())
+      throw std::invalid_argument("forward: sequence " + std::to_string(s) + ": " + bad.message);
+    ids.insert(ids.end(), st.tokens.begin(), st.tokens.end());
+    seqs.push_back({st.pos0, int(st.tokens.size()), st.block_table});
     logit_rows += st.all_logits ? int64_t(st.tokens.size()) : 1;
   }
-  if (const int held = kv.view(0, kernels::Tensor{}).n_kv_heads; held != kv_heads_)
+  if (const auto s = kernels::plan_kv_batch(seqs, kv.num_blocks(), kv.block_size(), plan_); !s.ok())
+    throw std::invalid_argument("forward: " + s.message);
+  if (const int held = kv.n_kv_heads(); held != kv_heads_)
     throw std::invalid_argument("forward: the KV cache holds " + std::to_string(held) + " KV heads per layer but this model" +
                                 (tp_.active() ? " shard (rank " + std::to_string(tp_.shard.rank) + ")" : std::string()) +
                                 " computes " + std::to_string(kv_heads_) + " (build the cache from LoadedModel::kv_config())");
@@ -138,15 +132,15 @@ std::vector<float> Model::forward(const std::vector<SeqStep>& batch, KvCache& kv
     in_step_ = true;
     send_step(*tp_.comm, m);
   }
-  std::vector<float> out = run(batch, kv, ids, pos, tables, tok0, tab0, logit_rows);
+  std::vector<float> out = run(batch, kv, ids, logit_rows);
   in_step_ = false;
   logit_rows_computed_ += logit_rows;
   return out;
 }
 
-void Model::copy_kv_block(KvCache& kv, int src, int dst) {
-  kv.copy_block(src, dst);
-  if (tp_.active() && tp_.leader()) pending_copies_.emplace_back(src, dst);
+void Model::copy_kv_blocks(KvCache& kv, std::span<const std::pair<int32_t, int32_t>> copies) {
+  kv.copy_blocks(copies);
+  if (tp_.active() && tp_.leader()) pending_copies_.insert(pending_copies_.end(), copies.begin(), copies.end());
 }
 
 void Model::stop_followers() {
@@ -158,28 +152,33 @@ void Model::stop_followers() {
 }
 
 void Model::all_reduce(Tensor& t) {
-  backend_.synchronize();  // the op that wrote t may still be queued
+  check(backend_.synchronize(), "synchronize before all-reduce");  // the op that wrote t may still be queued
   tp_.comm->all_reduce_sum(t.data, t.data, size_t(t.numel()), comm::DataType::F32);
 }
 
 std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, const std::vector<int32_t>& ids,
-                              const std::vector<int32_t>& pos, const std::vector<int32_t>& tables,
-                              const std::vector<int64_t>& tok0, const std::vector<int64_t>& tab0, int64_t logit_rows) {
+                              int64_t logit_rows) {
   const int64_t T = ids.size();
   ensure_capacity(T, logit_rows);
-  if (int64_t(tables.size()) > tables_cap_) {
-    if (!tables_.empty()) backend_.release(tables_);
-    tables_cap_ = std::max<int64_t>(tables.size(), 2 * tables_cap_);
-    tables_ = backend_.alloc(DType::I32, {tables_cap_});
-  }
   // This rank's heads (all of them unless tensor parallel); head_dim is the model's.
   const int H = heads_, Hkv = kv_heads_, Dh = cfg_.head_dim();
 
-  Tensor ids_t = span_i32(ids_, 0, T), pos_t = span_i32(pos_, 0, T);
-  backend_.copy_from_host(ids_t, ids.data());
-  backend_.copy_from_host(pos_t, pos.data());
-  Tensor tab_all = span_i32(tables_, 0, int64_t(tables.size()));
-  if (!tables.empty()) backend_.copy_from_host(tab_all, tables.data());
+  Tensor ids_t = span_i32(ids_, 0, T);
+  check(backend_.copy_from_host(ids_t, ids.data()), "upload token ids");
+  check(kv_batch_.upload(plan_), "upload KV batch indices");
+  const Tensor& pos_t = kv_batch_.positions();
+  kernels::AttentionParams attn;
+  attn.n_heads = H;
+  attn.n_kv_heads = Hkv;
+  attn.head_dim = Dh;
+  attn.scale = 1.0f / std::sqrt(float(Dh));
+  // QK^T and PV: 2 x 2 x head_dim FLOPs per (query, key) pair per head; query i of a sequence
+  // sees pos0 + i + 1 keys.
+  int64_t attn_pairs = 0;
+  for (const SeqStep& st : batch) {
+    const int64_t n = int64_t(st.tokens.size());
+    attn_pairs += n * st.pos0 + n * (n + 1) / 2;
+  }
 
   Tensor x = rows(x_, 0, T), h = rows(h_, 0, T), q = rows(q_, 0, T), k = rows(k_, 0, T), v = rows(v_, 0, T);
   Tensor att = rows(att_, 0, T), o = rows(o_, 0, T), gate = rows(gate_, 0, T), up = rows(up_, 0, T),
@@ -204,24 +203,10 @@ std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, co
     check(mm(h, L.wv, v), "v_proj", l);  // v[T, Hkv * Dh]
     check(be.rope(q, pos_t, H, Dh, cfg_.rope_theta), "rope q", l);
     check(be.rope(k, pos_t, Hkv, Dh, cfg_.rope_theta), "rope k", l);
-    for (size_t s = 0; s < batch.size(); ++s) {
-      const int64_t n = batch[s].tokens.size();
-      Tensor table = span_i32(tables_, tab0[s], int64_t(batch[s].block_table.size()));
-      kernels::KvView view = kv.view(l, table);
-      Tensor ks = rows(k, tok0[s], n), vs = rows(v, tok0[s], n);
-      check(be.kv_store(ks, vs, view, batch[s].pos0), "kv_store", l);
-      kernels::AttentionParams p;
-      p.n_heads = H;
-      p.n_kv_heads = Hkv;
-      p.head_dim = Dh;
-      p.q_pos0 = batch[s].pos0;
-      p.n_ctx = batch[s].pos0 + int(n);
-      p.scale = 1.0f / std::sqrt(float(Dh));
-      Tensor qs = rows(q, tok0[s], n), as = rows(att, tok0[s], n);
-      check(be.attention(qs, view, p, as), "attention", l);
-      // QK^T and PV: 2 x 2 x head_dim FLOPs per (query, key) pair per head; query i sees pos0 + i + 1 keys.
-      flops_.attention += 4 * int64_t(H) * Dh * (n * batch[s].pos0 + n * (n + 1) / 2);
-    }
+    kernels::KvLayer& cache = kv.layer(l);
+    check(be.kv_store(k, v, kv_batch_.slot_mapping(), cache), "kv_store", l);
+    check(be.attention(q, cache, kv_batch_.attention(), attn, att), "attention", l);
+    flops_.attention += 4 * int64_t(H) * Dh * attn_pairs;
     check(mm(att, L.wo, o), "o_proj", l);  // o[T, D] (a partial sum per rank when tensor parallel)
     if (tp) all_reduce(o);
     check(be.add(x, o, x), "residual add (attention)", l);
@@ -239,8 +224,8 @@ std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, co
   // Final norm on the rows whose logits are wanted, then logits[R, V] = lm_head * norm(x).
   int64_t r = 0;
   for (size_t s = 0; s < batch.size(); ++s) {
-    const int64_t n = batch[s].tokens.size();
-    const int64_t first = batch[s].all_logits ? tok0[s] : tok0[s] + n - 1;
+    const int64_t n = batch[s].tokens.size(), tok0 = plan_.query_start[s];
+    const int64_t first = batch[s].all_logits ? tok0 : tok0 + n - 1;
     const int64_t count = batch[s].all_logits ? n : 1;
     Tensor src = rows(x, first, count), dst = rows(last_, r, count);
     check(be.rmsnorm(src, w_.final_norm, cfg_.rms_norm_eps, dst), "final rmsnorm");
@@ -249,8 +234,8 @@ std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, co
   Tensor last = rows(last_, 0, logit_rows), logits = rows(logits_, 0, logit_rows);
   check(mm(last, w_.lm_head, logits), "lm_head");  // this rank's vocabulary slice when tensor parallel
   std::vector<float> out(static_cast<size_t>(logits.numel()));
-  be.copy_to_host(out.data(), logits);
-  be.synchronize();
+  check(be.copy_to_host(out.data(), logits), "download logits");
+  check(be.synchronize(), "synchronize");
   if (!tp) return out;
   // Vocabulary-parallel logits: gather [ranks][R][Vp] and interleave into [R][V], dropping padding.
   const int64_t R = logit_rows, Vp = vocab_cols_, V = cfg_.vocab_size, n = tp_.shard.ranks;

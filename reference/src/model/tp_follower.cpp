@@ -26,7 +26,7 @@ void run_tp_follower(LoadedModel& m) {
       kv.reset();
       kv = std::make_unique<KvCache>(m.backend(), m.kv_config(), msg.kv_blocks, msg.kv_block_size);
     }
-    for (const auto& [src, dst] : msg.copies) kv->copy_block(src, dst);
+    kv->copy_blocks(msg.copies);
     m.model().forward(msg.batch(), *kv);
   }
 }

@@ -163,8 +163,7 @@ Scheduler::Request* Scheduler::newest_running_except(const Request* keep) {
 bool Scheduler::ensure_slots(Sequence& s, int pos, int count) {
   const auto res = blocks_->append_slots(s.id, pos, count);
   if (!res.ok) return false;
-  if (copy_)
-    for (const BlockCopy& c : res.copies) copy_(c.src, c.dst);
+  if (copy_ && !res.copies.empty()) copy_(res.copies);
   return true;
 }
 
@@ -376,8 +375,9 @@ void Scheduler::update_from_output(const StepPlan& plan, std::span<const float> 
           }
           const auto& src = blocks_->block_table(s.id);
           const auto& dst = blocks_->block_table(child.id);
-          for (int blk = 0; blk < blocks_->blocks_for(s.computed); ++blk)
-            if (copy_) copy_(src[size_t(blk)], dst[size_t(blk)]);
+          std::vector<BlockCopy> copies;
+          for (int blk = 0; blk < blocks_->blocks_for(s.computed); ++blk) copies.push_back({src[size_t(blk)], dst[size_t(blk)]});
+          if (copy_ && !copies.empty()) copy_(copies);
           blocks_->commit_tokens(child.id, std::span<const int32_t>(child.tokens.data(), size_t(child.computed)));
         } else {
           blocks_->fork(s.id, child.id);

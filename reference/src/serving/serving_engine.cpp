@@ -32,7 +32,13 @@ ServingEngine::ServingEngine(LoadedModel& model, EngineOptions opt) : model_(mod
   // Copies go through the model: a tensor-parallel leader forwards them to its followers with the
   // next step.
   sched_ = std::make_unique<Scheduler>(so, ModelLimits{cfg.vocab_size, cfg.max_position_embeddings, cfg.eos_token_id},
-                                       std::move(policy), [this](int src, int dst) { model_.model().copy_kv_block(*kv_, src, dst); },
+                                       std::move(policy),
+                                       [this](std::span<const BlockCopy> copies) {
+                                         std::vector<std::pair<int32_t, int32_t>> pairs;
+                                         pairs.reserve(copies.size());
+                                         for (const BlockCopy& c : copies) pairs.emplace_back(c.src, c.dst);
+                                         model_.model().copy_kv_blocks(*kv_, pairs);
+                                       },
                                        now_seconds);
   opt_.contiguous_reserve = sched_->options().contiguous_reserve;
 }

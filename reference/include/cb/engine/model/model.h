@@ -1,6 +1,7 @@
 // The LLaMA forward pass over the op table. One call runs one engine step over a batch of
-// sequences (continuous batching): all tokens of the batch go through the matmuls together,
-// attention runs per sequence over its own block table.
+// sequences (continuous batching): all tokens of the batch go through the matmuls together, and
+// kv_store and attention run once per layer for the whole batch (per-sequence offsets, block
+// tables and a slot mapping built and checked on the host by plan_kv_batch).
 //
 // Tensor parallel (tp.h): each rank holds a shard of the weights and of the KV heads; the forward
 // pass all-reduces the row-parallel o_proj / down_proj outputs and all-gathers the vocabulary-
@@ -17,6 +18,7 @@
 #include "cb/engine/parallel/tp.h"
 #include "cb/engine/model/weights.h"
 #include "cb/kernels/backend.h"
+#include "cb/kernels/kv_batch.h"
 
 namespace cb::engine {
 
@@ -41,9 +43,9 @@ class Model {
   // On a TP leader, sends the step to the followers first (after the batch passed its checks).
   std::vector<float> forward(const std::vector<SeqStep>& batch, KvCache& kv);
 
-  // Copies KV block src to dst (copy-on-write); a TP leader also has the followers copy it,
-  // before its next step. Schedulers call this instead of KvCache::copy_block.
-  void copy_kv_block(KvCache& kv, int src, int dst);
+  // Copies KV blocks (src, dst) in one backend call (copy-on-write); a TP leader also has the
+  // followers copy them, before its next step. Schedulers call this instead of KvCache::copy_blocks.
+  void copy_kv_blocks(KvCache& kv, std::span<const std::pair<int32_t, int32_t>> copies);
   // TP leader: ends the followers' loop. True while a step was sent but forward() has not
   // finished it (a failure then must abort the group: the followers wait inside a collective).
   void stop_followers();
@@ -70,8 +72,7 @@ class Model {
   void release_buffers();
   void check(const kernels::Status& s, const char* what, int layer = -1) const;
   std::vector<float> run(const std::vector<SeqStep>& batch, KvCache& kv, const std::vector<int32_t>& ids,
-                         const std::vector<int32_t>& pos, const std::vector<int32_t>& tables,
-                         const std::vector<int64_t>& tok0, const std::vector<int64_t>& tab0, int64_t logit_rows);
+                         int64_t logit_rows);
   void all_reduce(kernels::Tensor& t);  // sums a host tensor over the TP group, in place
 
   ModelConfig cfg_;
@@ -79,9 +80,10 @@ class Model {
   kernels::Backend& backend_;
   int64_t cap_tokens_ = 0, cap_logit_rows_ = 0;
   // Activation buffers (backend memory), sized for cap_tokens_ rows.
-  kernels::Tensor ids_, pos_, x_, h_, q_, k_, v_, att_, o_, gate_, up_, ffn_buf_, last_, logits_;
-  kernels::Tensor tables_;  // block tables of the batch, concatenated
-  int64_t tables_cap_ = 0;
+  kernels::Tensor ids_, x_, h_, q_, k_, v_, att_, o_, gate_, up_, ffn_buf_, last_, logits_;
+  // The step's KV index arrays: built and checked on the host (plan_), then uploaded once.
+  kernels::KvBatchPlan plan_;
+  kernels::KvBatchTensors kv_batch_;
   // Tensor parallel: the group, this rank's slice, local sizes, and the leader's pending state.
   TpContext tp_;
   int heads_ = 0, kv_heads_ = 0;  // query / KV heads this rank computes

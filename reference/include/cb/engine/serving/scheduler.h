@@ -98,7 +98,9 @@ struct SchedulerCounters {
 
 class Scheduler {
  public:
-  using CopyBlock = std::function<void(int src, int dst)>;
+  // Receives the KV block copies of one allocation or fork together, so the storage does them
+  // in one batched call.
+  using CopyBlock = std::function<void(std::span<const BlockCopy> copies)>;
   using Clock = std::function<double()>;  // seconds, monotonic
   // `policy` must not be null. `copy` performs KV block copies (copy-on-write, contiguous forks)
   // before the next forward pass. `clock` defaults to the steady clock.
