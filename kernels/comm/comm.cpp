@@ -1,4 +1,4 @@
-// The interface's shared parts: data types, host buffers, the single-rank backend, the factory
+// The interface's shared parts: type names, host buffers, the single-rank backend, the factory
 // and the list of backends this build has.
 #include <cstdlib>
 #include <cstring>
@@ -9,20 +9,18 @@
 
 namespace cb::comm {
 
-size_t type_size(DataType t) {
-  switch (t) {
-    case DataType::F32: return 4;
-    case DataType::I32: return 4;
-    case DataType::U8: return 1;
-  }
-  return 1;
-}
+using kernels::DType;
+using kernels::dtype_size;
 
-const char* type_name(DataType t) {
+const char* type_name(DType t) {
   switch (t) {
-    case DataType::F32: return "float";
-    case DataType::I32: return "int32";
-    case DataType::U8: return "uint8";
+    case DType::F32: return "float";
+    case DType::F16: return "half";
+    case DType::BF16: return "bfloat16";
+    case DType::I8: return "int8";
+    case DType::I32: return "int32";
+    case DType::U8: return "uint8";
+    case DType::I64: return "int64";
   }
   return "?";
 }
@@ -39,11 +37,16 @@ void Communicator::upload(void* dst, const void* src, size_t bytes) { std::memcp
 void Communicator::download(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
 
 namespace detail {
-void check_count(const char* op, size_t count, DataType t, bool reduce) {
+void check_count(const char* op, size_t count, DType t, bool reduce) {
   // MPI and NCCL counts are int / size_t; keep every backend to what all of them accept.
   if (count > size_t(std::numeric_limits<int>::max()))
     throw CommError(std::string(op) + ": count " + std::to_string(count) + " exceeds the largest MPI count (2^31 - 1)");
-  if (reduce && t == DataType::U8) throw CommError(std::string(op) + ": sum of uint8 is not supported (use float or int32)");
+  // U8 only carries metadata (bitmasks): a wrapping byte sum is never what a caller meant.
+  if (reduce && t == DType::U8) throw CommError(std::string(op) + ": sum of uint8 is not supported (use float or int32)");
+}
+void unsupported_sum(const std::string& backend, DType t, const char* what_it_sums) {
+  throw CommError(std::string("all_reduce: sum of ") + kernels::dtype_name(t) + " is not supported by the " + backend +
+                  " backend (it sums " + what_it_sums + ")");
 }
 void check_root(const char* op, int root, int size) {
   if (root < 0 || root >= size)
@@ -60,15 +63,17 @@ class SingleComm final : public Communicator {
   std::string describe() const override { return "single (1 rank, no communication)"; }
   int rank() const override { return 0; }
   int size() const override { return 1; }
-  void all_reduce_sum(const void* send, void* recv, size_t count, DataType t) override {
+  // One rank: a sum is a copy, right for every dtype but U8 (which check_count refuses everywhere).
+  // The stream is ignored: host collectives finish inside the call.
+  void all_reduce_sum(const void* send, void* recv, size_t count, DType t, kernels::Stream) override {
     detail::check_count("all_reduce", count, t, true);
-    if (send != recv) std::memmove(recv, send, count * type_size(t));
+    if (send != recv) std::memmove(recv, send, count * dtype_size(t));
   }
-  void all_gather(const void* send, void* recv, size_t count, DataType t) override {
+  void all_gather(const void* send, void* recv, size_t count, DType t, kernels::Stream) override {
     detail::check_count("all_gather", count, t, false);
-    if (send != recv) std::memmove(recv, send, count * type_size(t));
+    if (send != recv) std::memmove(recv, send, count * dtype_size(t));
   }
-  void broadcast(void*, size_t count, DataType t, int root) override {
+  void broadcast(void*, size_t count, DType t, int root, kernels::Stream) override {
     detail::check_count("broadcast", count, t, false);
     detail::check_root("broadcast", root, 1);
   }

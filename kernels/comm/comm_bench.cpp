@@ -61,7 +61,7 @@ int sweep_on(Communicator& c, const Args& a) {
   o.min_iters = a.min_iters;
   o.max_iters = a.max_iters;
   o.target_seconds = a.target_ms / 1000.0;
-  o.type = a.type == "int32" ? DataType::I32 : a.type == "uint8" ? DataType::U8 : DataType::F32;
+  o.type = a.type == "int32" ? cb::kernels::DType::I32 : a.type == "uint8" ? cb::kernels::DType::U8 : cb::kernels::DType::F32;
   const bool lead = c.rank() == 0;
   if (lead) {
     std::printf("# cb_comm_bench: %s\n# ranks %d, %s, sizes %zu..%zu B x%d, warmup %d, %d batches of %d..%d iters, %.0f ms per size\n",

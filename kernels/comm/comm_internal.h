@@ -19,7 +19,9 @@ int cuda_device_count_impl();
 std::unique_ptr<Communicator> make_nccl_impl();
 
 // Checks shared by every backend; throw CommError naming the collective.
-void check_count(const char* op, size_t count, DataType t, bool reduce);
+void check_count(const char* op, size_t count, kernels::DType t, bool reduce);
 void check_root(const char* op, int root, int size);
+// Throws CommError: `backend` cannot sum `t` (what_it_sums: e.g. "f32, i32, i8 and i64").
+[[noreturn]] void unsupported_sum(const std::string& backend, kernels::DType t, const char* what_it_sums);
 
 }  // namespace cb::comm::detail

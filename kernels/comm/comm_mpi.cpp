@@ -13,11 +13,19 @@
 namespace cb::comm {
 namespace {
 
-MPI_Datatype mpi_type(DataType t) {
+using kernels::DType;
+
+// MPI has no 16-bit float type: f16/bf16 travel as 16-bit words, right for the copies (all_gather,
+// broadcast) and refused for sums (all_reduce_sum checks before it gets here).
+MPI_Datatype mpi_type(DType t) {
   switch (t) {
-    case DataType::F32: return MPI_FLOAT;
-    case DataType::I32: return MPI_INT32_T;
-    case DataType::U8: return MPI_UINT8_T;
+    case DType::F32: return MPI_FLOAT;
+    case DType::F16: return MPI_UINT16_T;
+    case DType::BF16: return MPI_UINT16_T;
+    case DType::I8: return MPI_INT8_T;
+    case DType::I32: return MPI_INT32_T;
+    case DType::U8: return MPI_UINT8_T;
+    case DType::I64: return MPI_INT64_T;
   }
   return MPI_BYTE;
 }
@@ -68,20 +76,22 @@ class MpiComm final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 
-  void all_reduce_sum(const void* send, void* recv, size_t count, DataType t) override {
+  // Host memory: the stream is ignored, every collective finishes inside the call.
+  void all_reduce_sum(const void* send, void* recv, size_t count, DType t, kernels::Stream) override {
     detail::check_count("all_reduce", count, t, true);
+    if (t == DType::F16 || t == DType::BF16) detail::unsupported_sum(backend(), t, "f32, i32, i8 and i64");
     const void* s = send == recv ? MPI_IN_PLACE : send;
     check(MPI_Allreduce(s, recv, int(count), mpi_type(t), MPI_SUM, comm_), "MPI_Allreduce");
   }
-  void all_gather(const void* send, void* recv, size_t count, DataType t) override {
+  void all_gather(const void* send, void* recv, size_t count, DType t, kernels::Stream) override {
     detail::check_count("all_gather", count, t, false);
     if (count * size_t(size_) > size_t(std::numeric_limits<int>::max()))
       throw CommError("all_gather: " + std::to_string(count) + " x " + std::to_string(size_) + " ranks exceeds the largest MPI count");
-    const bool in_place = send == static_cast<const std::byte*>(recv) + size_t(rank_) * count * type_size(t);
+    const bool in_place = send == static_cast<const std::byte*>(recv) + size_t(rank_) * count * kernels::dtype_size(t);
     check(MPI_Allgather(in_place ? MPI_IN_PLACE : send, int(count), mpi_type(t), recv, int(count), mpi_type(t), comm_),
           "MPI_Allgather");
   }
-  void broadcast(void* buf, size_t count, DataType t, int root) override {
+  void broadcast(void* buf, size_t count, DType t, int root, kernels::Stream) override {
     detail::check_count("broadcast", count, t, false);
     detail::check_root("broadcast", root, size_);
     check(MPI_Bcast(buf, int(count), mpi_type(t), root, comm_), "MPI_Bcast");

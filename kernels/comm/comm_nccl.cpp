@@ -1,6 +1,7 @@
 // The NCCL backend: one rank per process and GPU. Rank 0 creates the NCCL unique id and the MPI
 // backend broadcasts it (as nccl-tests does); a single process needs no MPI. Buffers live in GPU
-// memory; collectives are queued on one stream, synchronize() waits for them.
+// memory; collectives are queued on the caller's stream when given one, else on this backend's own
+// stream, which synchronize() waits for.
 #include <cuda_runtime.h>
 #include <nccl.h>
 
@@ -19,11 +20,18 @@ void nccl_check(ncclResult_t r, const char* what) {
   if (r != ncclSuccess) throw CommError(std::string("nccl: ") + what + ": " + ncclGetErrorString(r));
 }
 
-ncclDataType_t nccl_type(DataType t) {
+using kernels::DType;
+
+// Every DType has a native NCCL type, so NCCL sums all of them (U8 is refused by check_count).
+ncclDataType_t nccl_type(DType t) {
   switch (t) {
-    case DataType::F32: return ncclFloat32;
-    case DataType::I32: return ncclInt32;
-    case DataType::U8: return ncclUint8;
+    case DType::F32: return ncclFloat32;
+    case DType::F16: return ncclFloat16;
+    case DType::BF16: return ncclBfloat16;
+    case DType::I8: return ncclInt8;
+    case DType::I32: return ncclInt32;
+    case DType::U8: return ncclUint8;
+    case DType::I64: return ncclInt64;
   }
   return ncclUint8;
 }
@@ -57,7 +65,7 @@ class NcclComm final : public Communicator {
     cuda_check(cudaSetDevice(device_), "cudaSetDevice");
     ncclUniqueId id{};
     if (rank_ == 0) nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId");
-    if (boot_) boot_->broadcast(&id, sizeof id, DataType::U8, 0);
+    if (boot_) boot_->broadcast(&id, sizeof id, DType::U8, 0);
     nccl_check(ncclCommInitRank(&comm_, size_, id, rank_), "ncclCommInitRank");
     cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   }
@@ -92,18 +100,20 @@ class NcclComm final : public Communicator {
     cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy (download)");
   }
 
-  void all_reduce_sum(const void* send, void* recv, size_t count, DataType t) override {
+  // On the caller's stream when given one (ordered after the kernels that wrote the buffer, no
+  // host synchronize; the caller waits on that stream), else on our own (synchronize() waits).
+  void all_reduce_sum(const void* send, void* recv, size_t count, DType t, kernels::Stream stream) override {
     detail::check_count("all_reduce", count, t, true);
-    nccl_check(ncclAllReduce(send, recv, count, nccl_type(t), ncclSum, comm_, stream_), "ncclAllReduce");
+    nccl_check(ncclAllReduce(send, recv, count, nccl_type(t), ncclSum, comm_, queue(stream)), "ncclAllReduce");
   }
-  void all_gather(const void* send, void* recv, size_t count, DataType t) override {
+  void all_gather(const void* send, void* recv, size_t count, DType t, kernels::Stream stream) override {
     detail::check_count("all_gather", count, t, false);
-    nccl_check(ncclAllGather(send, recv, count, nccl_type(t), comm_, stream_), "ncclAllGather");
+    nccl_check(ncclAllGather(send, recv, count, nccl_type(t), comm_, queue(stream)), "ncclAllGather");
   }
-  void broadcast(void* buf, size_t count, DataType t, int root) override {
+  void broadcast(void* buf, size_t count, DType t, int root, kernels::Stream stream) override {
     detail::check_count("broadcast", count, t, false);
     detail::check_root("broadcast", root, size_);
-    nccl_check(ncclBroadcast(buf, buf, count, nccl_type(t), root, comm_, stream_), "ncclBroadcast");
+    nccl_check(ncclBroadcast(buf, buf, count, nccl_type(t), root, comm_, queue(stream)), "ncclBroadcast");
   }
   void barrier() override {
     synchronize();
@@ -118,6 +128,8 @@ class NcclComm final : public Communicator {
   }
 
  private:
+  cudaStream_t queue(kernels::Stream s) const { return s ? static_cast<cudaStream_t>(s) : stream_; }
+
   std::unique_ptr<Communicator> boot_;  // MPI, to share the unique id (absent for one rank)
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;

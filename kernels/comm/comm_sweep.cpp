@@ -35,24 +35,26 @@ double bus_factor(Collective c, int n) {
 
 namespace {
 using clock_type = std::chrono::steady_clock;
+using kernels::DType;
+using kernels::dtype_size;
 
 // Small integers, so float sums over any realistic rank count are exact; differs between ranks
 // (a broadcast that did nothing is caught).
 double pattern(int rank, size_t i) { return double((i + 17 * size_t(rank)) % 101 + 1); }
 
-void fill(std::vector<std::byte>& host, DataType t, size_t count, int rank, size_t offset = 0) {
+void fill(std::vector<std::byte>& host, DType t, size_t count, int rank, size_t offset = 0) {
   for (size_t i = 0; i < count; ++i) {
     const double v = pattern(rank, i);
-    std::byte* p = host.data() + (offset + i) * type_size(t);
-    if (t == DataType::F32) { const float f = float(v); std::memcpy(p, &f, 4); }
-    else if (t == DataType::I32) { const int32_t x = int32_t(v); std::memcpy(p, &x, 4); }
+    std::byte* p = host.data() + (offset + i) * dtype_size(t);
+    if (t == DType::F32) { const float f = float(v); std::memcpy(p, &f, 4); }
+    else if (t == DType::I32) { const int32_t x = int32_t(v); std::memcpy(p, &x, 4); }
     else { *reinterpret_cast<uint8_t*>(p) = uint8_t(v); }
   }
 }
 
-double read(const std::byte* p, DataType t) {
-  if (t == DataType::F32) { float f; std::memcpy(&f, p, 4); return f; }
-  if (t == DataType::I32) { int32_t x; std::memcpy(&x, p, 4); return x; }
+double read(const std::byte* p, DType t) {
+  if (t == DType::F32) { float f; std::memcpy(&f, p, 4); return f; }
+  if (t == DType::I32) { int32_t x; std::memcpy(&x, p, 4); return x; }
   return double(*reinterpret_cast<const uint8_t*>(p));
 }
 
@@ -63,14 +65,14 @@ class Scalars {
   ~Scalars() { c_.free(buf_); c_.free(tmp_); }
   int64_t sum(int32_t v) {
     c_.upload(tmp_, &v, 4);
-    c_.all_reduce_sum(tmp_, tmp_, 1, DataType::I32);
+    c_.all_reduce_sum(tmp_, tmp_, 1, DType::I32);
     c_.synchronize();
     c_.download(&v, tmp_, 4);
     return v;
   }
   double max(float v) {
     c_.upload(tmp_, &v, 4);
-    c_.all_gather(tmp_, buf_, 1, DataType::F32);
+    c_.all_gather(tmp_, buf_, 1, DType::F32);
     c_.synchronize();
     std::vector<float> all(size_t(c_.size()));
     c_.download(all.data(), buf_, 4 * all.size());
@@ -78,7 +80,7 @@ class Scalars {
   }
   int32_t from_root(int32_t v) {
     c_.upload(tmp_, &v, 4);
-    c_.broadcast(tmp_, 1, DataType::I32, 0);
+    c_.broadcast(tmp_, 1, DType::I32, 0);
     c_.synchronize();
     c_.download(&v, tmp_, 4);
     return v;
@@ -96,8 +98,11 @@ std::vector<SweepRow> run_sweep(Communicator& comm, const SweepOptions& opt,
   if (opt.min_bytes == 0 || opt.max_bytes < opt.min_bytes || opt.factor < 2)
     throw CommError("sweep: need 0 < min_bytes <= max_bytes and factor >= 2 (got " + std::to_string(opt.min_bytes) + ", " +
                     std::to_string(opt.max_bytes) + ", " + std::to_string(opt.factor) + ")");
+  // fill() and read() know these three; another dtype would be timed on garbage and miscounted.
+  if (opt.type != DType::F32 && opt.type != DType::I32 && opt.type != DType::U8)
+    throw CommError(std::string("sweep: type ") + type_name(opt.type) + " is not supported (use float, int32 or uint8)");
   const int n = comm.size(), me = comm.rank();
-  const size_t ts = type_size(opt.type);
+  const size_t ts = dtype_size(opt.type);
   void* send = comm.alloc(opt.max_bytes);
   void* recv = comm.alloc(opt.max_bytes);
   struct Free {
@@ -111,7 +116,7 @@ std::vector<SweepRow> run_sweep(Communicator& comm, const SweepOptions& opt,
   std::vector<SweepRow> rows;
 
   for (Collective op : opt.ops) {
-    if (op == Collective::AllReduce && opt.type == DataType::U8)
+    if (op == Collective::AllReduce && opt.type == DType::U8)
       throw CommError("sweep: all_reduce of uint8 is not supported (use float or int32)");
     for (size_t b = opt.min_bytes; b <= opt.max_bytes; b *= size_t(opt.factor)) {
       SweepRow r;

@@ -14,6 +14,9 @@
 namespace cb::comm {
 namespace {
 
+using kernels::DType;
+using kernels::dtype_size;
+
 struct Group {
   explicit Group(int n) : n(n), send(n), recv(n) {}
   const int n;
@@ -77,23 +80,34 @@ class ThreadComm final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return g_.n; }
 
-  void all_reduce_sum(const void* send, void* recv, size_t count, DataType t) override {
+  // Host memory: the stream is ignored, every collective finishes inside the call.
+  void all_reduce_sum(const void* send, void* recv, size_t count, DType t, kernels::Stream) override {
     detail::check_count("all_reduce", count, t, true);
-    const size_t es = type_size(t);
+    // No f16/bf16 arithmetic on the host: refuse rather than sum the bits as integers. Checked
+    // before post() so every rank throws the same way without waiting for the others.
+    if (t != DType::F32 && t != DType::I32 && t != DType::I8 && t != DType::I64)
+      detail::unsupported_sum(backend(), t, "f32, i32, i8 and i64");
+    const size_t es = dtype_size(t);
     g_.post(rank_, send, recv, count * es);
     g_.barrier();
     // Reduce-scatter: this rank sums its slice of every rank's send into the shared scratch.
     const size_t per = (count + g_.n - 1) / g_.n, b = std::min(count, per * rank_), e = std::min(count, b + per);
-    if (t == DataType::F32) sum_slice(g_.send, reinterpret_cast<float*>(g_.scratch.data()), b, e);
-    else sum_slice(g_.send, reinterpret_cast<int32_t*>(g_.scratch.data()), b, e);
+    std::byte* out = g_.scratch.data();
+    switch (t) {
+      case DType::F32: sum_slice(g_.send, reinterpret_cast<float*>(out), b, e); break;
+      case DType::I32: sum_slice(g_.send, reinterpret_cast<int32_t*>(out), b, e); break;
+      case DType::I8: sum_slice(g_.send, reinterpret_cast<int8_t*>(out), b, e); break;
+      case DType::I64: sum_slice(g_.send, reinterpret_cast<int64_t*>(out), b, e); break;
+      default: break;  // refused above
+    }
     g_.barrier();  // all slices summed (and every send read): recv may now be overwritten
     std::memcpy(recv, g_.scratch.data(), count * es);
     g_.barrier();  // all copied out: the scratch may be reused
   }
 
-  void all_gather(const void* send, void* recv, size_t count, DataType t) override {
+  void all_gather(const void* send, void* recv, size_t count, DType t, kernels::Stream) override {
     detail::check_count("all_gather", count, t, false);
-    const size_t bytes = count * type_size(t);
+    const size_t bytes = count * dtype_size(t);
     g_.post(rank_, send, recv);
     g_.barrier();
     for (int q = 0; q < g_.n; ++q) {
@@ -103,12 +117,12 @@ class ThreadComm final : public Communicator {
     g_.barrier();
   }
 
-  void broadcast(void* buf, size_t count, DataType t, int root) override {
+  void broadcast(void* buf, size_t count, DType t, int root, kernels::Stream) override {
     detail::check_count("broadcast", count, t, false);
     detail::check_root("broadcast", root, g_.n);
     g_.post(rank_, buf, buf);
     g_.barrier();
-    if (rank_ != root) std::memcpy(buf, g_.send[root], count * type_size(t));
+    if (rank_ != root) std::memcpy(buf, g_.send[root], count * dtype_size(t));
     g_.barrier();
   }
 

@@ -12,6 +12,7 @@
 #include "cb/comm/sweep.h"
 
 using namespace cb::comm;
+using cb::kernels::DType;
 
 namespace {
 
@@ -47,19 +48,19 @@ TEST(CommSingle, CollectivesAreCopiesOnOneRank) {
   EXPECT_EQ(c->rank(), 0);
   EXPECT_EQ(c->size(), 1);
   std::vector<float> a = {1.5f, -2.f, 3.f}, b(3, 0.f);
-  c->all_reduce_sum(a.data(), b.data(), 3, DataType::F32);
+  c->all_reduce_sum(a.data(), b.data(), 3, DType::F32);
   EXPECT_EQ(b, a);
-  c->all_reduce_sum(a.data(), a.data(), 3, DataType::F32);  // in place: unchanged
+  c->all_reduce_sum(a.data(), a.data(), 3, DType::F32);  // in place: unchanged
   EXPECT_EQ(a, (std::vector<float>{1.5f, -2.f, 3.f}));
   std::vector<int32_t> g(2, 0), s = {7, 8};
-  c->all_gather(s.data(), g.data(), 2, DataType::I32);
+  c->all_gather(s.data(), g.data(), 2, DType::I32);
   EXPECT_EQ(g, s);
-  c->broadcast(a.data(), 3, DataType::F32, 0);
+  c->broadcast(a.data(), 3, DType::F32, 0);
   c->barrier();
-  EXPECT_NE(error_of([&] { c->broadcast(a.data(), 3, DataType::F32, 1); }).find("root 1 is not a rank of this group of 1"),
+  EXPECT_NE(error_of([&] { c->broadcast(a.data(), 3, DType::F32, 1); }).find("root 1 is not a rank of this group of 1"),
             std::string::npos);
   uint8_t u = 1;
-  EXPECT_NE(error_of([&] { c->all_reduce_sum(&u, &u, 1, DataType::U8); }).find("sum of uint8 is not supported"), std::string::npos);
+  EXPECT_NE(error_of([&] { c->all_reduce_sum(&u, &u, 1, DType::U8); }).find("sum of uint8 is not supported"), std::string::npos);
 }
 
 TEST(CommFactory, NamesBackendsAndReasons) {
@@ -91,7 +92,7 @@ TEST(CommThreads, AllReduceIsTheSameExactSumOnEveryRank) {
       EXPECT_EQ(c.size(), n);
       std::vector<float> x(1001);  // not a multiple of n: uneven reduce-scatter slices
       for (size_t i = 0; i < x.size(); ++i) x[i] = 0.1f * float(c.rank() + 1) + 1e-3f * float(i);
-      c.all_reduce_sum(x.data(), x.data(), x.size(), DataType::F32);  // in place
+      c.all_reduce_sum(x.data(), x.data(), x.size(), DType::F32);  // in place
       got[c.rank()] = x;
     });
     for (size_t i = 0; i < got[0].size(); ++i) {
@@ -108,13 +109,13 @@ TEST(CommThreads, AllGatherBroadcastAndIntSums) {
   run_thread_group(n, [&](Communicator& c) {
     const int r = c.rank();
     std::vector<int32_t> mine = {10 * r, 10 * r + 1}, all(2 * n, -1);
-    c.all_gather(mine.data(), all.data(), 2, DataType::I32);
+    c.all_gather(mine.data(), all.data(), 2, DType::I32);
     EXPECT_EQ(all, (std::vector<int32_t>{0, 1, 10, 11, 20, 21}));
     std::vector<uint8_t> b(5, uint8_t(r));
-    c.broadcast(b.data(), b.size(), DataType::U8, 1);
+    c.broadcast(b.data(), b.size(), DType::U8, 1);
     EXPECT_EQ(b, std::vector<uint8_t>(5, 1));
     int32_t v = r + 1, s = 0;
-    c.all_reduce_sum(&v, &s, 1, DataType::I32);
+    c.all_reduce_sum(&v, &s, 1, DType::I32);
     EXPECT_EQ(s, 6);
     c.barrier();
   });
@@ -127,7 +128,7 @@ TEST(CommThreads, AFailingRankStopsTheGroupInsteadOfHanging) {
       if (c.rank() == 2) throw std::runtime_error("rank two failed on purpose");
       float x = 1;
       try {
-        c.all_reduce_sum(&x, &x, 1, DataType::F32);  // never completes: rank 2 is gone
+        c.all_reduce_sum(&x, &x, 1, DType::F32);  // never completes: rank 2 is gone
       } catch (const CommError& e) {
         EXPECT_NE(std::string(e.what()).find("aborted"), std::string::npos) << e.what();
         ++woken;
@@ -137,6 +138,115 @@ TEST(CommThreads, AFailingRankStopsTheGroupInsteadOfHanging) {
   });
   EXPECT_EQ(msg, "rank two failed on purpose");  // the first failure, not the wake-ups it caused
   EXPECT_EQ(woken.load(), 2);
+}
+
+TEST(CommTypes, NamesAreTheNcclTestsSpellings) {
+  // The sweep's console rows and JSON print these; scripts match on them.
+  EXPECT_STREQ(type_name(DType::F32), "float");
+  EXPECT_STREQ(type_name(DType::I32), "int32");
+  EXPECT_STREQ(type_name(DType::U8), "uint8");
+  EXPECT_STREQ(type_name(DType::F16), "half");
+  EXPECT_STREQ(type_name(DType::BF16), "bfloat16");
+  EXPECT_STREQ(type_name(DType::I8), "int8");
+  EXPECT_STREQ(type_name(DType::I64), "int64");
+}
+
+TEST(CommThreads, SumOfHalfOrBfloat16IsRefusedNamingTheDtypeAndTheGroupGoesOn) {
+  const int n = 3;
+  std::vector<std::string> errs(2 * n);
+  std::vector<std::vector<int64_t>> sums(n);
+  std::vector<int8_t> bytes(n);
+  run_thread_group(n, [&](Communicator& c) {
+    const int r = c.rank();
+    // No f16/bf16 arithmetic on the host: a refusal, never a sum of the bits as integers.
+    std::vector<uint16_t> h = {0x3c00, 0x4000}, out = {7, 7};  // f16 1.0, 2.0
+    errs[size_t(2 * r)] = error_of([&] { c.all_reduce_sum(h.data(), out.data(), 2, DType::F16); });
+    errs[size_t(2 * r + 1)] = error_of([&] { c.all_reduce_sum(h.data(), out.data(), 2, DType::BF16); });
+    EXPECT_EQ(out, (std::vector<uint16_t>{7, 7})) << "a refused sum wrote its output";
+    // Every rank refused before posting: the group is still in step for the sums it can do.
+    std::vector<int64_t> big = {(int64_t(1) << 40) + r, -(int64_t(1) << 53) - 1 - r};  // past float/double precision
+    c.all_reduce_sum(big.data(), big.data(), 2, DType::I64);
+    sums[size_t(r)] = big;
+    int8_t b = int8_t(10 * (r + 1)), sb = 0;
+    c.all_reduce_sum(&b, &sb, 1, DType::I8);
+    bytes[size_t(r)] = sb;
+  });
+  for (int r = 0; r < n; ++r) {
+    EXPECT_EQ(errs[size_t(2 * r)], "all_reduce: sum of f16 is not supported by the threads backend (it sums f32, i32, i8 and i64)");
+    EXPECT_EQ(errs[size_t(2 * r + 1)], "all_reduce: sum of bf16 is not supported by the threads backend (it sums f32, i32, i8 and i64)");
+    EXPECT_EQ(sums[size_t(r)], (std::vector<int64_t>{3 * (int64_t(1) << 40) + 3, -3 * (int64_t(1) << 53) - 3 - 3}));
+    EXPECT_EQ(bytes[size_t(r)], 60);
+  }
+  // One rank: a sum is a copy, right for bf16 too (and still refused for uint8, above).
+  auto single = make_single();
+  std::vector<uint16_t> h = {0x3f80, 0xc000}, out(2, 0);  // bf16 1.0, -2.0
+  single->all_reduce_sum(h.data(), out.data(), 2, DType::BF16);
+  EXPECT_EQ(out, h);
+}
+
+TEST(CommThreads, AllGatherAndBroadcastOfI64AndBf16CopyBytesExactly) {
+  const int n = 3;
+  run_thread_group(n, [&](Communicator& c) {
+    const int r = c.rank();
+    // Values whose bytes all differ and that no float path would keep: high bits, sign, NaN payloads.
+    const std::vector<int64_t> mine = {int64_t(0x0123456789abcdefULL) + r, INT64_MIN + r};
+    std::vector<int64_t> all(2 * n, 0);
+    c.all_gather(mine.data(), all.data(), 2, DType::I64);
+    for (int q = 0; q < n; ++q) {
+      EXPECT_EQ(all[size_t(2 * q)], int64_t(0x0123456789abcdefULL) + q);
+      EXPECT_EQ(all[size_t(2 * q + 1)], INT64_MIN + q);
+    }
+    const std::vector<uint16_t> hb = {uint16_t(0x7fc1 + r), 0xffff, 0x8000, uint16_t(0x3f80 + r)};
+    std::vector<uint16_t> gb(4 * n, 0);
+    c.all_gather(hb.data(), gb.data(), 4, DType::BF16);
+    for (int q = 0; q < n; ++q)
+      EXPECT_EQ(std::vector<uint16_t>(gb.begin() + 4 * q, gb.begin() + 4 * q + 4),
+                (std::vector<uint16_t>{uint16_t(0x7fc1 + q), 0xffff, 0x8000, uint16_t(0x3f80 + q)}));
+    std::vector<int64_t> b = {(int64_t(r) << 56) | 0x00ff00ff00ff, -int64_t(r) - 1};
+    c.broadcast(b.data(), b.size(), DType::I64, 2);
+    EXPECT_EQ(b, (std::vector<int64_t>{(int64_t(2) << 56) | 0x00ff00ff00ff, -3}));
+    std::vector<uint16_t> bb = {uint16_t(0x7f80 + r), uint16_t(0xff81 + r)};
+    c.broadcast(bb.data(), bb.size(), DType::BF16, 1);
+    EXPECT_EQ(bb, (std::vector<uint16_t>{0x7f81, 0xff82}));
+  });
+}
+
+TEST(CommHost, AStreamHandleIsAcceptedAndIgnored) {
+  // Host backends finish inside the call, so a queue handle (a cudaStream_t from a cuda backend)
+  // changes nothing: same results as with nullptr, nothing dereferenced.
+  int token = 0;
+  const cb::kernels::Stream stream = &token;
+  auto single = make_single();
+  std::vector<float> a = {1.5f, -2.f}, b(2, 0.f);
+  single->all_reduce_sum(a.data(), b.data(), 2, DType::F32, stream);
+  EXPECT_EQ(b, a);
+  std::vector<float> g(2, 0.f);
+  single->all_gather(a.data(), g.data(), 2, DType::F32, stream);
+  EXPECT_EQ(g, a);
+  single->broadcast(a.data(), 2, DType::F32, 0, stream);
+  EXPECT_EQ(a, (std::vector<float>{1.5f, -2.f}));
+  run_thread_group(2, [&](Communicator& c) {
+    const int r = c.rank();
+    float x = 0.5f + float(r), s = 0;
+    c.all_reduce_sum(&x, &s, 1, DType::F32, stream);
+    EXPECT_EQ(s, 2.0f);
+    int32_t v = 100 + r;
+    std::vector<int32_t> all(2, 0);
+    c.all_gather(&v, all.data(), 1, DType::I32, stream);
+    EXPECT_EQ(all, (std::vector<int32_t>{100, 101}));
+    int32_t w = r == 1 ? 42 : -1;
+    c.broadcast(&w, 1, DType::I32, 1, stream);
+    EXPECT_EQ(w, 42);
+  });
+  EXPECT_EQ(token, 0);
+}
+
+TEST(CommSweep, RefusesATypeItCannotFillOrCheck) {
+  SweepOptions o;
+  o.type = DType::BF16;
+  o.max_bytes = 64;
+  auto c = make_single();
+  EXPECT_EQ(error_of([&] { run_sweep(*c, o); }), "sweep: type bfloat16 is not supported (use float, int32 or uint8)");
 }
 
 TEST(CommSweep, RowsAreCorrectAndFollowTheNcclTestsDefinitions) {

@@ -152,8 +152,10 @@ void Model::stop_followers() {
 }
 
 void Model::all_reduce(Tensor& t) {
-  check(backend_.synchronize(), "synchronize before all-reduce");  // the op that wrote t may still be queued
-  tp_.comm->all_reduce_sum(t.data, t.data, size_t(t.numel()), comm::DataType::F32);
+  // A host collective reads t at once, so the op that wrote it must be done; a device one is
+  // queued behind it on the backend's stream.
+  if (!tp_.comm->device_memory()) check(backend_.synchronize(), "synchronize before all-reduce");
+  tp_.comm->all_reduce_sum(t.data, t.data, size_t(t.numel()), kernels::DType::F32, backend_.stream());
 }
 
 std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, const std::vector<int32_t>& ids,
@@ -240,7 +242,7 @@ std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, co
   // Vocabulary-parallel logits: gather [ranks][R][Vp] and interleave into [R][V], dropping padding.
   const int64_t R = logit_rows, Vp = vocab_cols_, V = cfg_.vocab_size, n = tp_.shard.ranks;
   gathered_.resize(size_t(n * R * Vp));
-  tp_.comm->all_gather(out.data(), gathered_.data(), size_t(R * Vp), comm::DataType::F32);
+  tp_.comm->all_gather(out.data(), gathered_.data(), size_t(R * Vp), kernels::DType::F32);
   std::vector<float> full(size_t(R * V));
   for (int64_t q = 0; q < n; ++q)
     for (int64_t row = 0; row < R; ++row) {

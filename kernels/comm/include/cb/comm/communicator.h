@@ -17,11 +17,14 @@
 #include <string>
 #include <vector>
 
+#include "cb/kernels/dtype.h"
+
 namespace cb::comm {
 
-enum class DataType : uint8_t { F32, I32, U8 };
-size_t type_size(DataType t);
-const char* type_name(DataType t);  // "float", "int32", "uint8" (nccl-tests spelling)
+// Element types are the op table's (kernels::DType), so a tensor's dtype goes to a collective as
+// is; sizes are kernels::dtype_size. type_name is the nccl-tests spelling the sweep prints:
+// "float", "half", "bfloat16", "int8", "int32", "uint8", "int64".
+const char* type_name(kernels::DType t);
 
 // A collective that failed, a backend that is absent, or a group another rank has aborted.
 class CommError : public std::runtime_error {
@@ -44,14 +47,25 @@ class Communicator {
   virtual void upload(void* dst, const void* host_src, size_t bytes);    // host -> buffer
   virtual void download(void* host_dst, const void* src, size_t bytes);  // buffer -> host
 
-  // recv[i] = sum over ranks of send[i] (F32, I32); send == recv is allowed (in place).
-  virtual void all_reduce_sum(const void* send, void* recv, size_t count, DataType t) = 0;
-  // recv[r * count + i] = rank r's send[i]; recv holds size() * count elements.
-  virtual void all_gather(const void* send, void* recv, size_t count, DataType t) = 0;
-  // buf on every rank becomes root's buf.
-  virtual void broadcast(void* buf, size_t count, DataType t, int root) = 0;
+  // `stream` is the queue the buffers were written on (kernels::Stream: a cudaStream_t from the
+  // cuda backend, nullptr from host backends). nccl enqueues the collective on it, so it runs
+  // after the ops that wrote its buffer with no host synchronize in between; with nullptr nccl
+  // uses its own stream (synchronize() waits for that one). single, threads and mpi ignore it:
+  // their collectives finish inside the call.
+  //
+  // recv[i] = sum over ranks of send[i]; send == recv is allowed (in place). Every backend sums
+  // F32, I32, I8 and I64; F16 and BF16 only nccl and single (one rank: the sum is a copy); none
+  // sums U8. A dtype the backend cannot sum throws CommError naming it and the backend.
+  virtual void all_reduce_sum(const void* send, void* recv, size_t count, kernels::DType t,
+                              kernels::Stream stream = nullptr) = 0;
+  // recv[r * count + i] = rank r's send[i]; recv holds size() * count elements. Any dtype (a copy).
+  virtual void all_gather(const void* send, void* recv, size_t count, kernels::DType t,
+                          kernels::Stream stream = nullptr) = 0;
+  // buf on every rank becomes root's buf. Any dtype (a copy).
+  virtual void broadcast(void* buf, size_t count, kernels::DType t, int root, kernels::Stream stream = nullptr) = 0;
   virtual void barrier() = 0;
-  // Waits for collectives queued on a device stream (nccl); host backends finish inside the call.
+  // Waits for collectives queued on the backend's own stream (nccl, called with stream nullptr);
+  // host backends finish inside the call. Collectives given a stream are waited for on that stream.
   virtual void synchronize() {}
   // After a failure on this rank, makes the whole group stop instead of waiting forever: mpi and
   // nccl call MPI_Abort (does not return); threads makes the other ranks' collectives throw.

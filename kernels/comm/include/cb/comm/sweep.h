@@ -33,14 +33,14 @@ struct SweepOptions {
   int trials = 5;                  // timed batches per size; the row reports their median
   int min_iters = 1, max_iters = 1000;  // iterations per batch
   double target_seconds = 0.05;    // all batches of one size together aim at this much time
-  DataType type = DataType::F32;
+  kernels::DType type = kernels::DType::F32;  // F32, I32 or U8 (U8: all_gather and broadcast only)
 };
 
 struct SweepRow {
   Collective op = Collective::AllReduce;
   size_t bytes = 0;   // all_reduce / broadcast: one buffer; all_gather: the gathered result (nccl-tests)
   size_t count = 0;   // elements per rank's send buffer
-  DataType type = DataType::F32;
+  kernels::DType type = kernels::DType::F32;
   int root = -1;      // broadcast root, -1 otherwise
   int iters = 0;          // per batch
   int trials = 0;         // batches
