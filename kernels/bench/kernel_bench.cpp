@@ -10,6 +10,7 @@
 //   cb_kernel_bench --benchmark_filter='^matmul/(cpu|onednn_sgemm)/f32/K2048_N5632/'
 //                   --benchmark_format=json --benchmark_out=results/<run>/kernels.json   (one line)
 //   cb_kernel_bench --benchmark_filter='/K512_N512/' --benchmark_repetitions=5   # cpu vs ref ratio
+//   cb_kernel_bench --op_perf --benchmark_filter='^op/cpu/(rmsnorm|attention)/'   # perf mode, below
 //
 // Names: <op>/<backend>/<dtype>/<shape>/M<tokens>/real_time. Every case is timed in real time
 // (the ops are multi-threaded) and Google Benchmark appends "/real_time" to such names, so select
@@ -35,6 +36,22 @@
 // and matmul shapes K2048_N2048 (q/o), K2048_N256 (k/v), K2048_N5632 (gate/up), K5632_N2048
 // (down), K2048_N32000 (lm_head).
 // `ref` runs only the small K512_N512 matmuls: the cpu/ref ratio there is a stable CI metric.
+// Every op but matmul is an op case of cb/kernels/testing/op_cases.h (the cases the conformance
+// suite checks against `ref`): the case builds its inputs untimed (prepare) and gives flops,
+// bytes and the counters; model_cases() below holds their llama-1b shapes. The matmuls stay
+// written out here: one weight per dtype and shape, built once from splitmix64 with the same
+// values in every dtype and shared by the M values and the oneDNN peers (cached_weight), and the
+// planted-slowdown hook of the gate's self-test; they share the flops and bytes formulas
+// (matmul_flops, matmul_bytes) with the cases.
+// These names, counters and labels are what the kernels suite, the gate and the baselines in
+// results/ key on: kernels/bench/benchmark_names.txt holds the list (ctest kernels.bench_*).
+//
+// Perf mode (llama.cpp test-backend-ops' "perf"): --op_perf[=BACKENDS] also registers
+//   op/<backend>/<op>/<dtype>/<shape...>/M<m>   (the case's perf_name(); label: backend + name())
+// for every case of model_cases() and the matmuls of every dtype and layout on the shapes above,
+// as op cases, on BACKENDS (comma-separated, or "all"; default: every available backend but ref,
+// which is slow). A --benchmark_filter starting with "op/" or "^op/" turns it on too. A run
+// without either (the kernels suite's, the gate's) does not register them.
 //
 // Counters: GFLOP/s and GB/s are rates over real time (ops are multi-threaded). Per iteration,
 // matmul flops = 2*M*N*K (integer ops for int8, and dense-equivalent for 2:4 sparse, so GFLOP/s
@@ -43,9 +60,10 @@
 // their compulsory traffic (inputs read once, outputs written once) and these flops per element:
 // rmsnorm 4, rope 3 (6 per rotated pair), silu_mul 4 (exp counted as 1), softmax 4, add 1,
 // attention 4*head_dim per (query head, visible key), kv_store and embedding 0 (pure data
-// movement). M, N, K (or the op's own sizes) are counters too; the label gives backend, dtype
-// and the role of the shape. Inputs come from fixed seeds (splitmix64), so every run sees the same
-// data.
+// movement); attention bytes include the block table, embedding bytes the ids, rope bytes the
+// positions. M, N, K (or the op's own sizes) are counters too; the label gives backend, dtype
+// and the role of the shape. Inputs come from fixed seeds (splitmix64 for the matmuls, the case's
+// seed from the benchmark name otherwise), so every run sees the same data.
 #include <benchmark/benchmark.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
@@ -60,14 +78,13 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <numeric>
 #include <string>
 #include <vector>
 
 #include "cb/peaks/machine_peaks.h"
 #include "cb/kernels/backend.h"
-#include "cb/kernels/kv_batch.h"
 #include "cb/kernels/int8_scheme.h"
+#include "cb/kernels/testing/op_cases.h"
 
 #ifndef CB_BENCHMARK_VERSION_MAJOR
 #define CB_BENCHMARK_VERSION_MAJOR 0
@@ -78,6 +95,7 @@
 namespace {
 
 using namespace cb::kernels;
+namespace kt = cb::kernels::testing;
 
 // ---- llama-1b (TinyLlama-1.1B) shapes ----------------------------------------------------------
 constexpr int64_t kHidden = 2048, kHeads = 32, kKvHeads = 4, kHeadDim = 64, kFfn = 5632, kVocab = 32000;
@@ -168,13 +186,7 @@ Owned random_tensor(Backend& be, DType dt, std::initializer_list<int64_t> dims, 
   return o;
 }
 
-Owned host_tensor(Backend& be, DType dt, std::initializer_list<int64_t> dims, const void* data) {
-  Owned o(be, dt, dims);
-  be.copy_from_host(o.t, data);
-  return o;
-}
-
-// Big constant inputs (weights, the embedding table) are built once and reused while consecutive
+// Big constant inputs (the matmul weights) are built once and reused while consecutive
 // benchmarks ask for the same one: Google Benchmark calls a benchmark function several times
 // (iteration estimation, repetitions), and rebuilding 262 MB each time would dominate the run.
 // One entry only, so memory stays bounded by the largest weight.
@@ -223,11 +235,6 @@ BigInput& cached_weight(const std::string& backend_name, const std::string& dt, 
   in->weight = backend_name == "host" ? w : backend(backend_name).upload_weight(w);
   cur = std::move(in);
   return *cur;
-}
-
-double weight_bytes(const Weight& w) {
-  return double(w.values.nbytes()) + (w.layout == WeightLayout::Int8PerChannel ? double(w.scales.nbytes()) : 0.0) +
-         (w.layout == WeightLayout::Sparse24 ? double(w.meta.nbytes()) : 0.0);
 }
 
 // ---- counters ----------------------------------------------------------------------------------
@@ -279,7 +286,7 @@ void bm_matmul(benchmark::State& st, std::string bname, std::string dt, MatShape
     for (int r = 0; r < repeat && s.ok(); ++r) s = be.matmul(x.t, w, y.t);
     return s;
   });
-  set_rates(st, 2.0 * double(m) * double(sh.n) * double(sh.k), weight_bytes(w) + double(x.t.nbytes() + y.t.nbytes()));
+  set_rates(st, kt::matmul_flops(m, sh.k, sh.n), kt::matmul_bytes(w.values.dtype, w.layout, m, sh.k, sh.n));
   st.counters["M"] = double(m);
   st.counters["N"] = double(sh.n);
   st.counters["K"] = double(sh.k);
@@ -301,7 +308,7 @@ void bm_onednn_sgemm(benchmark::State& st, MatShape sh, int64_t m) {
   }
   for (auto _ : st) run();
   benchmark::DoNotOptimize(y.as<float>()[0]);
-  set_rates(st, 2.0 * double(m) * double(sh.n) * double(sh.k), double(sh.n * sh.k + m * sh.k + m * sh.n) * 4.0);
+  set_rates(st, kt::matmul_flops(m, sh.k, sh.n), kt::matmul_bytes(DType::F32, WeightLayout::Dense, m, sh.k, sh.n));
   st.counters["M"] = double(m);
   st.counters["N"] = double(sh.n);
   st.counters["K"] = double(sh.k);
@@ -333,154 +340,6 @@ void bm_onednn_s8s8(benchmark::State& st, MatShape sh, int64_t m) {
   st.counters["N"] = double(sh.n);
   st.counters["K"] = double(sh.k);
   st.SetLabel(std::string("onednn s8s8s32 ") + sh.role);
-}
-
-void bm_rmsnorm(benchmark::State& st, int64_t m) {
-  Backend& be = backend("cpu");
-  Owned x = random_tensor(be, DType::F32, {m, kHidden}, "rmsnorm/x");
-  Owned w = random_tensor(be, DType::F32, {kHidden}, "rmsnorm/w");
-  Owned y(be, DType::F32, {m, kHidden});
-  time_op(st, be, [&] { return be.rmsnorm(x.t, w.t, kEps, y.t); });
-  set_rates(st, 4.0 * double(m * kHidden), double(2 * m * kHidden + kHidden) * 4.0);
-  st.counters["M"] = double(m);
-  st.counters["D"] = double(kHidden);
-  st.SetLabel("cpu f32 (weight f32)");
-}
-
-void bm_rope(benchmark::State& st, int64_t m) {
-  Backend& be = backend("cpu");
-  Owned x = random_tensor(be, DType::F32, {m, kHeads * kHeadDim}, "rope/x");
-  std::vector<int32_t> pos(static_cast<size_t>(m));
-  std::iota(pos.begin(), pos.end(), 500);  // a prompt continuing at position 500
-  Owned p = host_tensor(be, DType::I32, {m}, pos.data());
-  // Rotations keep the norm, so applying rope to the same buffer every iteration stays finite.
-  time_op(st, be, [&] { return be.rope(x.t, p.t, int(kHeads), int(kHeadDim), kRopeTheta); });
-  set_rates(st, 3.0 * double(m * kHeads * kHeadDim), double(2 * m * kHeads * kHeadDim + m) * 4.0);
-  st.counters["M"] = double(m);
-  st.counters["heads"] = double(kHeads);
-  st.counters["head_dim"] = double(kHeadDim);
-  st.SetLabel("cpu f32 q (32 heads)");
-}
-
-// A paged cache of `ctx` tokens in blocks of 16 from alloc_kv_cache, with a shuffled block table
-// (physical blocks out of order, as a real pool hands them out), and the index tensors of one
-// sequence whose last `rows` tokens (positions pos0 .. pos0 + rows - 1) are this step's.
-struct PagedCache {
-  Backend& be;
-  KvCacheStorage kv;
-  KvBatchTensors idx;
-  PagedCache(Backend& b, int64_t ctx, bool fill, int pos0, int rows) : be(b), idx(b) {
-    const int nb = int(blocks(ctx));
-    if (Status s = be.alloc_kv_cache({1, nb, kBlockSize, int(kKvHeads), int(kHeadDim)}, kv); !s.ok())
-      throw BackendError(s);
-    if (fill)
-      for (auto [pool, name] : {std::pair{&kv.layers[0].k_pool, "cache/k"}, {&kv.layers[0].v_pool, "cache/v"}}) {
-        HostBuf h = random_host(DType::F32, pool->numel(), name, 1.f);
-        be.copy_from_host(*pool, h.p.get());
-      }
-    std::vector<int32_t> ids(static_cast<size_t>(nb));
-    std::iota(ids.begin(), ids.end(), 0);
-    uint64_t s = seed_of("cache/block_table");
-    for (size_t i = ids.size(); i > 1; --i) std::swap(ids[i - 1], ids[splitmix64(s) % i]);  // Fisher-Yates
-    const KvSeq seq{pos0, rows, ids};
-    KvBatchPlan plan;
-    if (Status st = plan_kv_batch(std::span(&seq, 1), nb, kBlockSize, plan); !st.ok()) throw BackendError(st);
-    if (Status st = idx.upload(plan); !st.ok()) throw BackendError(st);
-  }
-  ~PagedCache() { be.release_kv_cache(kv); }
-  KvLayer& layer() { return kv.layers[0]; }
-  static int64_t blocks(int64_t ctx) { return (ctx + kBlockSize - 1) / kBlockSize; }
-};
-
-void bm_kv_store(benchmark::State& st, int64_t m) {
-  Backend& be = backend("cpu");
-  const int64_t row = kKvHeads * kHeadDim;
-  const int pos0 = 1000;  // not block aligned: the write starts mid-block
-  PagedCache cache(be, 2048, false, pos0, int(m));
-  Owned k = random_tensor(be, DType::F32, {m, row}, "kv_store/k");
-  Owned v = random_tensor(be, DType::F32, {m, row}, "kv_store/v");
-  time_op(st, be, [&] { return be.kv_store(k.t, v.t, cache.idx.slot_mapping(), cache.layer()); });
-  set_rates(st, 0.0, 2.0 * double(m * row) * 4.0 * 2.0);  // k and v, read + written
-  st.counters["M"] = double(m);
-  st.counters["kv_heads"] = double(kKvHeads);
-  st.counters["head_dim"] = double(kHeadDim);
-  st.SetLabel("cpu f32 block 16, pos0 1000");
-}
-
-void bm_attention(benchmark::State& st, int64_t ctx, int64_t m) {
-  Backend& be = backend("cpu");
-  PagedCache cache(be, ctx, true, int(ctx - m), int(m));  // the last m tokens of the context are the queries
-  Owned q = random_tensor(be, DType::F32, {m, kHeads * kHeadDim}, "attention/q");
-  Owned out(be, DType::F32, {m, kHeads * kHeadDim});
-  AttentionParams p;
-  p.n_heads = int(kHeads);
-  p.n_kv_heads = int(kKvHeads);
-  p.head_dim = int(kHeadDim);
-  p.scale = 1.f / std::sqrt(float(kHeadDim));
-  time_op(st, be, [&] { return be.attention(q.t, cache.layer(), cache.idx.attention(), p, out.t); });
-  double visible = 0;  // (query row, key) pairs under the causal mask
-  for (int64_t i = 0; i < m; ++i) visible += double(ctx - m + i + 1);
-  const double kv_bytes = 2.0 * double(ctx * kKvHeads * kHeadDim) * 4.0;
-  set_rates(st, 4.0 * double(kHeadDim) * double(kHeads) * visible,
-            kv_bytes + double(2 * m * kHeads * kHeadDim) * 4.0 + double(PagedCache::blocks(ctx)) * 4.0);
-  st.counters["M"] = double(m);
-  st.counters["ctx"] = double(ctx);
-  st.counters["heads"] = double(kHeads);
-  st.counters["kv_heads"] = double(kKvHeads);
-  st.counters["head_dim"] = double(kHeadDim);
-  st.SetLabel(std::string("cpu f32 paged block 16, ") + (m == ctx ? "prefill" : "decode"));
-}
-
-void bm_silu_mul(benchmark::State& st, int64_t m) {
-  Backend& be = backend("cpu");
-  Owned g = random_tensor(be, DType::F32, {m, kFfn}, "silu/gate", 4.f);
-  Owned u = random_tensor(be, DType::F32, {m, kFfn}, "silu/up");
-  Owned o(be, DType::F32, {m, kFfn});
-  time_op(st, be, [&] { return be.silu_mul(g.t, u.t, o.t); });
-  set_rates(st, 4.0 * double(m * kFfn), 3.0 * double(m * kFfn) * 4.0);
-  st.counters["M"] = double(m);
-  st.counters["F"] = double(kFfn);
-  st.SetLabel("cpu f32");
-}
-
-void bm_softmax(benchmark::State& st, int64_t m) {
-  Backend& be = backend("cpu");
-  Owned x = random_tensor(be, DType::F32, {m, kVocab}, "softmax/x", 8.f);
-  Owned y(be, DType::F32, {m, kVocab});
-  time_op(st, be, [&] { return be.softmax(x.t, y.t); });
-  set_rates(st, 4.0 * double(m * kVocab), 2.0 * double(m * kVocab) * 4.0);
-  st.counters["M"] = double(m);
-  st.counters["N"] = double(kVocab);
-  st.SetLabel("cpu f32 (vocab rows)");
-}
-
-void bm_embedding(benchmark::State& st, std::string dt, int64_t m) {
-  Backend& be = backend("cpu");
-  // The table is a [V, D] weight; the weight cache keeps it across M.
-  const Weight& table = cached_weight("cpu", dt, kVocab, kHidden).weight;
-  std::vector<int32_t> ids(static_cast<size_t>(m));
-  uint64_t s = seed_of("embedding/ids");
-  for (auto& id : ids) id = int32_t(splitmix64(s) % uint64_t(kVocab));
-  Owned idt = host_tensor(be, DType::I32, {m}, ids.data());
-  Owned out(be, DType::F32, {m, kHidden});
-  time_op(st, be, [&] { return be.embedding(idt.t, table.values, out.t); });
-  set_rates(st, 0.0, double(m * kHidden) * double(dtype_size(table.values.dtype) + 4) + double(m) * 4.0);
-  st.counters["M"] = double(m);
-  st.counters["V"] = double(kVocab);
-  st.counters["D"] = double(kHidden);
-  st.SetLabel("cpu table " + dt);
-}
-
-void bm_add(benchmark::State& st, int64_t m) {
-  Backend& be = backend("cpu");
-  Owned a = random_tensor(be, DType::F32, {m, kHidden}, "add/a");
-  Owned b = random_tensor(be, DType::F32, {m, kHidden}, "add/b");
-  Owned o(be, DType::F32, {m, kHidden});
-  time_op(st, be, [&] { return be.add(a.t, b.t, o.t); });
-  set_rates(st, double(m * kHidden), 3.0 * double(m * kHidden) * 4.0);
-  st.counters["M"] = double(m);
-  st.counters["D"] = double(kHidden);
-  st.SetLabel("cpu f32 (residual)");
 }
 
 // ---- machine peaks -----------------------------------------------------------------------------
@@ -566,6 +425,134 @@ void reg(const std::string& name, std::function<void(benchmark::State&)> fn) {
       ->Unit(benchmark::kMicrosecond);
 }
 
+// ---- op benchmarks from the op cases -----------------------------------------------------------
+// Every op but matmul is a case of cb/kernels/testing/op_cases.h, the ones the conformance suite
+// checks against `ref`: the case builds its inputs (prepare(), not timed) and says its flops(),
+// bytes() and counters(); the registration adds the backend and the label.
+struct CaseBench {
+  std::string backend;
+  std::shared_ptr<const kt::OpCase> c;
+  std::string label;
+};
+
+// The last benchmark's prepared case, kept while Google Benchmark calls the same benchmark again
+// (iteration estimation, repetitions) as cached_weight() keeps a weight: one entry, so memory
+// stays bounded by the largest case (the 262 MB f32 embedding table). Emptied before the
+// backends go (end of main).
+struct PreparedCase {
+  std::string name;
+  std::unique_ptr<kt::Prepared> p;
+};
+PreparedCase& prepared_case() {
+  static PreparedCase cur;
+  return cur;
+}
+
+void bm_case(benchmark::State& st, const std::string& name, const CaseBench& b) {
+  Backend& be = backend(b.backend);
+  PreparedCase& cur = prepared_case();
+  if (cur.name != name || !cur.p) {
+    cur.p.reset();  // free the previous one first
+    cur.name.clear();
+    Status s;
+    try {
+      s = b.c->prepare(be, uint32_t(seed_of(name)), cur.p);
+    } catch (const BackendError& e) {
+      s = e.status();
+    } catch (const std::exception& e) {
+      s = Status::internal(e.what());
+    }
+    if (!check(st, s)) {
+      cur.p.reset();
+      return;
+    }
+    cur.name = name;
+  }
+  kt::Prepared& p = *cur.p;
+  // Runs the op once to check it, then times it (ops that work in place run on their last result).
+  if (!check(st, p.execute()) || !check(st, be.synchronize())) return;
+  for (auto _ : st) {
+    p.execute();
+    be.synchronize();
+  }
+  set_rates(st, b.c->flops(), b.c->bytes());
+  for (const auto& [counter, value] : b.c->counters()) st.counters[counter] = value;
+  st.SetLabel(b.label);
+}
+
+// The llama-1b cases of every op but matmul, in registration order: the name's "<shape>/M<m>"
+// tail under "<op>/<backend>/<dtype>/" and the label's text after the backend.
+struct ModelCase {
+  std::string op, dtype, tail;
+  std::shared_ptr<const kt::OpCase> c;
+  std::string what;
+};
+
+std::vector<ModelCase> model_cases() {
+  using kt::Elementwise;
+  std::vector<ModelCase> out;
+  for (int m : kTokens) {
+    const std::string ms = "/M" + std::to_string(m);
+    out.push_back({"rmsnorm", "f32", "D2048" + ms, std::make_shared<kt::RmsNormCase>(DType::F32, m, kHidden, kEps),
+                   "f32 (weight f32)"});
+    // A prompt continuing at position 500; rotations keep the norm, so rope applied to the same
+    // buffer every iteration stays finite.
+    out.push_back({"rope", "f32", "H32_D64" + ms,
+                   std::make_shared<kt::RopeCase>(m, int(kHeads), int(kHeadDim), kRopeTheta, 500), "f32 q (32 heads)"});
+    // A 2048-token cache (128 blocks), the write starting mid-block at position 1000.
+    out.push_back({"kv_store", "f32", "KV4_D64_B16" + ms,
+                   std::make_shared<kt::KvStoreCase>(kBlockSize, int(kKvHeads), int(kHeadDim), m, 1000, 2048 / kBlockSize),
+                   "f32 block 16, pos0 1000"});
+    out.push_back({"silu_mul", "f32", "F5632" + ms, std::make_shared<kt::ElementwiseCase>(Elementwise::SiluMul, m, kFfn, 4.f),
+                   "f32"});
+    out.push_back({"softmax", "f32", "N32000" + ms,
+                   std::make_shared<kt::ElementwiseCase>(Elementwise::Softmax, m, kVocab, 8.f), "f32 (vocab rows)"});
+    out.push_back({"add", "f32", "D2048" + ms, std::make_shared<kt::ElementwiseCase>(Elementwise::Add, m, kHidden, 1.f),
+                   "f32 (residual)"});
+  }
+  for (DType dt : {DType::F32, DType::F16, DType::BF16})
+    for (int m : kTokens)
+      out.push_back({"embedding", dtype_name(dt), "V32000_D2048/M" + std::to_string(m),
+                     std::make_shared<kt::EmbeddingCase>(dt, kVocab, kHidden, m), std::string("table ") + dtype_name(dt)});
+  // Attention: decode (1 and 8 new tokens at the end of a 512 / 2048 context) and a 128-token
+  // prefill, the last m tokens of the context being the queries; the pool holds exactly the
+  // context's blocks, in shuffled order.
+  auto attention = [&](int64_t ctx, int64_t m, const std::string& tail) {
+    const int64_t blocks = (ctx + kBlockSize - 1) / kBlockSize;
+    out.push_back({"attention", "f32", "H32_KV4_D64_B16/" + tail,
+                   std::make_shared<kt::AttentionCase>(kBlockSize, int(kHeads), int(kKvHeads), int(kHeadDim), m, int(ctx - m),
+                                                       1.f, blocks),
+                   std::string("f32 paged block 16, ") + (m == ctx ? "prefill" : "decode")});
+  };
+  for (int64_t ctx : {512, 2048})
+    for (int64_t m : {1, 8}) attention(ctx, m, "decode_ctx" + std::to_string(ctx) + "/M" + std::to_string(m));
+  attention(128, 128, "prefill_ctx128/M128");
+  return out;
+}
+
+void reg_case(const std::string& name, CaseBench b) {
+  reg(name, [name, b = std::move(b)](benchmark::State& st) { bm_case(st, name, b); });
+}
+
+// ---- perf mode: every model-shaped case on every backend -----------------------------------------
+// op/<backend>/<case perf_name()>: the cases above plus the matmuls of every dtype and layout on
+// the llama-1b projection shapes, as op cases (their own seeded weights: no weight cache, no
+// planted slowdown, no oneDNN peer), on the backends asked for.
+void register_op_perf(const std::vector<std::string>& backends) {
+  std::vector<std::shared_ptr<const kt::OpCase>> cases;
+  for (const ModelCase& mc : model_cases()) cases.push_back(mc.c);
+  for (const MatShape& sh : kMatShapes)
+    for (int m : kMatTokens) {
+      for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::I8})
+        cases.push_back(std::make_shared<kt::MatMulCase>(dt, m, sh.k, sh.n));
+      for (ActQuant aq : {ActQuant::PerTokenInt8, ActQuant::Bf16})
+        cases.push_back(std::make_shared<kt::QuantMatMulCase>(aq, m, sh.k, sh.n));
+      cases.push_back(std::make_shared<kt::Sparse24MatMulCase>(DType::F32, m, sh.k, sh.n));
+    }
+  for (const std::string& bn : backends)
+    for (const auto& c : cases) reg_case("op/" + bn + "/" + c->perf_name(), {bn, c, bn + " " + c->name()});
+}
+
 void register_all() {
   using cb::bench::bf16_dot_work;
   using cb::bench::fp32_fma_work;
@@ -596,25 +583,9 @@ void register_all() {
       reg("matmul/onednn_s8s8/w8a8/" + shape_name(sh) + "/M" + std::to_string(m),
           [=](benchmark::State& st) { bm_onednn_s8s8(st, sh, m); });
 
-  for (int m : kTokens) {
-    const std::string ms = "/M" + std::to_string(m);
-    reg("rmsnorm/cpu/f32/D2048" + ms, [=](benchmark::State& st) { bm_rmsnorm(st, m); });
-    reg("rope/cpu/f32/H32_D64" + ms, [=](benchmark::State& st) { bm_rope(st, m); });
-    reg("kv_store/cpu/f32/KV4_D64_B16" + ms, [=](benchmark::State& st) { bm_kv_store(st, m); });
-    reg("silu_mul/cpu/f32/F5632" + ms, [=](benchmark::State& st) { bm_silu_mul(st, m); });
-    reg("softmax/cpu/f32/N32000" + ms, [=](benchmark::State& st) { bm_softmax(st, m); });
-    reg("add/cpu/f32/D2048" + ms, [=](benchmark::State& st) { bm_add(st, m); });
-  }
-  for (const char* dt : {"f32", "f16", "bf16"})
-    for (int m : kTokens)
-      reg(std::string("embedding/cpu/") + dt + "/V32000_D2048/M" + std::to_string(m),
-          [=](benchmark::State& st) { bm_embedding(st, dt, m); });
-  // Attention: decode (1 and 8 new tokens at the end of a 512 / 2048 context) and a 128-token prefill.
-  for (int64_t ctx : {512, 2048})
-    for (int64_t m : {1, 8})
-      reg("attention/cpu/f32/H32_KV4_D64_B16/decode_ctx" + std::to_string(ctx) + "/M" + std::to_string(m),
-          [=](benchmark::State& st) { bm_attention(st, ctx, m); });
-  reg("attention/cpu/f32/H32_KV4_D64_B16/prefill_ctx128/M128", [](benchmark::State& st) { bm_attention(st, 128, 128); });
+  // Every other op from its op case, on the cpu backend.
+  for (ModelCase& mc : model_cases())
+    reg_case(mc.op + "/cpu/" + mc.dtype + "/" + mc.tail, {"cpu", std::move(mc.c), "cpu " + mc.what});
 }
 
 // libbenchmark < 1.8 parses --benchmark_min_time as a bare double and rejects "0.05s"; >= 1.8
@@ -634,12 +605,71 @@ void normalize_flags(int argc, char** argv, std::vector<std::string>& storage) {
   }
 }
 
+// --op_perf[=BACKENDS] turns on the perf mode (register_op_perf) on BACKENDS, comma-separated, or
+// "all"; without a list, every available backend but ref (the plain-loop oracle, slow on these
+// shapes). A --benchmark_filter that starts with "op/" or "^op/" turns it on too, with the
+// default backends. Takes the flag out of argv (Google Benchmark rejects flags it does not know).
+// Returns whether the mode is on; a bad list sets `error`.
+bool take_op_perf(int& argc, char** argv, std::vector<std::string>& backends, std::string& error) {
+  const std::string flag = "--op_perf", filter = "--benchmark_filter=";
+  bool on = false;
+  std::string list;
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == flag || a.rfind(flag + "=", 0) == 0) {
+      on = true;
+      list = a.size() > flag.size() ? a.substr(flag.size() + 1) : "";
+      continue;
+    }
+    if (a.rfind(filter, 0) == 0 && (a.compare(filter.size(), 3, "op/") == 0 || a.compare(filter.size(), 4, "^op/") == 0))
+      on = true;
+    argv[kept++] = argv[i];
+  }
+  argc = kept;
+  argv[argc] = nullptr;
+  if (!on) return false;
+  const std::vector<std::string> avail = available_backends();
+  if (list.empty() || list == "all") {
+    for (const std::string& b : avail)
+      if (list == "all" || b != "ref") backends.push_back(b);
+    return true;
+  }
+  size_t at = 0;
+  while (at <= list.size()) {
+    const size_t comma = std::min(list.find(',', at), list.size());
+    const std::string b = list.substr(at, comma - at);
+    if (std::find(avail.begin(), avail.end(), b) == avail.end()) {
+      std::string known;
+      for (const std::string& n : avail) known += (known.empty() ? "" : ", ") + n;
+      error = "--op_perf: unknown backend '" + b + "' (available: " + known + ", or all)";
+      return true;
+    }
+    backends.push_back(b);
+    at = comma + 1;
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> storage;
   normalize_flags(argc, argv, storage);
+  std::vector<std::string> op_backends;
+  std::string error;
+  const bool op_perf = take_op_perf(argc, argv, op_backends, error);
+  if (!error.empty()) {
+    std::fprintf(stderr, "cb_kernel_bench: %s\n", error.c_str());
+    return 1;
+  }
   register_all();
+  if (op_perf) {
+    register_op_perf(op_backends);
+    std::string list;
+    for (const std::string& b : op_backends) list += (list.empty() ? "" : ",") + b;
+    benchmark::AddCustomContext("op_perf_backends", list);
+  }
   benchmark::AddCustomContext("google_benchmark_version", CB_BENCHMARK_VERSION);
   benchmark::AddCustomContext("omp_max_threads", std::to_string(omp_get_max_threads()));
   std::string isa;
@@ -656,6 +686,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
+  prepared_case().p.reset();  // its tensors go back to their backend while it still exists
   benchmark::Shutdown();
   return 0;
 }

@@ -2,7 +2,8 @@
 // backends under test (the cpu backend once per code path this machine can run), the ref oracle,
 // and check_cases(), which runs each case on ref and on every backend under test with the same
 // seed and compares the outputs by NMSE against the case's limit, with NaN/Inf checks (outputs are
-// poisoned with NaN before each call, so an unwritten element fails).
+// poisoned with NaN before each call, so an unwritten element fails). The cases themselves live in
+// kernels/testing (cb/kernels/testing/op_cases.h), where cb_kernel_bench times the same ones.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -15,10 +16,11 @@
 #include <string>
 #include <vector>
 
-#include "conformance/op_cases.h"
+#include "cb/kernels/testing/op_cases.h"
 
 namespace cb::conformance {
 
+using namespace kernels::testing;  // the cases and their helpers (Buf, Rng, error_stats, ...)
 using kernels::StatusCode;
 
 // ------------------------------------------------------------------------------------------------

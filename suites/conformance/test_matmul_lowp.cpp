@@ -115,7 +115,7 @@ TEST(Conformance, LowPrecisionCostVsF32) {
     QuantMatMulCase lowp(aq, M, K, N);
     std::vector<float> got, want;
     ASSERT_TRUE(lowp.run(ref, 14100, got).ok());
-    // The same x and weights (drawn as QuantMatMulCase::run draws them) with f32 activations.
+    // The same x and weights (drawn as QuantMatMulCase::prepare draws them) with f32 activations.
     Rng r(14100);
     const auto x = make_x(r, M, K, XKind::Uniform);
     std::vector<uint8_t> wbytes;

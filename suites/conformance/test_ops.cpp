@@ -1,12 +1,12 @@
 // Conformance of every op on every backend against `ref` (llama.cpp test-backend-ops style).
 //
-// Each case (op_cases.h) builds its inputs from a fixed seed, runs on `ref` (the double-accumulating
-// oracle) and on each backend under test, and the outputs are compared by NMSE against the case's
-// own limit, with NaN/Inf checks; outputs are poisoned with NaN before each call so an unwritten
-// element fails. The `cpu` backend is tested once per code path this machine can run (its best
-// ISA, and lower levels forced by $CB_CPU_ISA: see op_driver.h). Failure messages name the
-// backend, the case and the seed. Low-precision matmuls (W8A8, bf16 dot, 2:4 sparse) have their
-// own grids in test_matmul_lowp.cpp.
+// Each case (cb/kernels/testing/op_cases.h, shared with cb_kernel_bench) builds its inputs from a
+// fixed seed, runs on `ref` (the double-accumulating oracle) and on each backend under test, and
+// the outputs are compared by NMSE against the case's own limit, with NaN/Inf checks; outputs are
+// poisoned with NaN before each call so an unwritten element fails. The `cpu` backend is tested
+// once per code path this machine can run (its best ISA, and lower levels forced by $CB_CPU_ISA:
+// see op_driver.h). Failure messages name the backend, the case and the seed. Low-precision
+// matmuls (W8A8, bf16 dot, 2:4 sparse) have their own grids in test_matmul_lowp.cpp.
 //
 // Also here: bad shapes must return InvalidArgument and unsupported dtypes Unsupported, never a
 // crash, and supports() must agree with what the ops do.

@@ -1,0 +1,46 @@
+# cb_kernel_bench as its consumers meet it: the kernels suite (harness/src/suites/kernels.cpp), the
+# regression gate and the baselines in results/ key on its benchmark names, counters and labels.
+if(TARGET cb_kernel_bench)
+  set(_kb $<TARGET_FILE:cb_kernel_bench>)
+  set(_kbt ${PROJECT_BINARY_DIR}/kernel-bench-tests)
+
+  # A default run lists exactly the committed names, in order; --op_perf adds op/<backend>/...
+  # names (cpu, not ref) and changes nothing else.
+  add_test(NAME kernels.bench_names_unchanged
+           COMMAND bash -c [=[
+set -u
+bin="$1"; want="$2"; out="$3"; rm -rf "$out"; mkdir -p "$out"
+"$bin" --benchmark_list_tests > "$out/default.txt" || { echo "list failed"; exit 1; }
+diff -u "$want" "$out/default.txt" || { echo "the default benchmark names changed: the kernels suite, results/ baselines and docs/contracts.md key on them (update $want with them, never alone)"; exit 1; }
+"$bin" --op_perf --benchmark_list_tests > "$out/op_perf.txt" || { echo "--op_perf list failed"; exit 1; }
+grep -v '^op/' "$out/op_perf.txt" | diff -u "$want" - || { echo "--op_perf changed the default names"; exit 1; }
+n=$(grep -c '^op/cpu/' "$out/op_perf.txt")
+[ "$n" -ge 100 ] || { echo "--op_perf: $n op/cpu/ benchmarks, want >= 100"; exit 1; }
+! grep -q '^op/ref/' "$out/op_perf.txt" || { echo "--op_perf: ref is on by default"; exit 1; }
+for name in op/cpu/rmsnorm/f32/D2048/M1/real_time op/cpu/attention/f32/H32_KV4_D64_B16/C2048/M8/real_time \
+            op/cpu/matmul/w8a8/K2048_N32000/M128/real_time op/cpu/matmul/sparse24/K5632_N2048/M16/real_time; do
+  grep -qx "$name" "$out/op_perf.txt" || { echo "--op_perf: no $name"; exit 1; }
+done
+"$bin" --benchmark_filter='^op/cpu/add/' --benchmark_list_tests > "$out/filter.txt" || { echo "filter ^op/ list failed"; exit 1; }
+[ "$(wc -l < "$out/filter.txt")" -eq 3 ] || { echo "--benchmark_filter=^op/cpu/add/ should list the 3 add cases:"; cat "$out/filter.txt"; exit 1; }
+"$bin" --op_perf=nope --benchmark_list_tests > /dev/null 2> "$out/bad.txt" && { echo "--op_perf=nope: exit 0"; exit 1; }
+grep -q "unknown backend 'nope'" "$out/bad.txt" || { echo "--op_perf=nope: no message"; cat "$out/bad.txt"; exit 1; }
+echo "names: $(wc -l < "$want") default names unchanged, $n op/cpu/ cases with --op_perf"
+]=] names ${_kb} ${PROJECT_SOURCE_DIR}/kernels/bench/benchmark_names.txt ${_kbt}/names)
+  set_tests_properties(kernels.bench_names_unchanged PROPERTIES LABELS kernels TIMEOUT 60
+    PASS_REGULAR_EXPRESSION "default names unchanged")
+
+  # One short run of ops driven by their op cases, named as before and as op/ cases: every counter
+  # the kernels suite reads is there, with the values of the formulas the baselines were measured
+  # with (bytes and flops per iteration = rate x time per iteration), and the labels.
+  add_test(NAME kernels.bench_case_counters
+           COMMAND bash -c [=[
+set -u
+bin="$1"; src="$2"; out="$3"; rm -rf "$out"; mkdir -p "$out"
+"$bin" --benchmark_filter='^(rmsnorm/cpu/f32/D2048|kv_store/cpu/f32/KV4_D64_B16|silu_mul/cpu/f32/F5632)/M1/|^attention/cpu/f32/H32_KV4_D64_B16/decode_ctx512/M1/|^op/cpu/(rmsnorm/f32/D2048|attention/f32/H32_KV4_D64_B16/C512|matmul/int8pc/K2048_N256)/M1/' \
+       --op_perf=cpu --benchmark_min_time=0.01s --benchmark_format=json > "$out/run.json" || { echo "cb_kernel_bench failed"; exit 1; }
+python3 "$src/kernels/bench/check_counters.py" "$out/run.json"
+]=] counters ${_kb} ${PROJECT_SOURCE_DIR} ${_kbt}/counters)
+  set_tests_properties(kernels.bench_case_counters PROPERTIES LABELS kernels TIMEOUT 120
+    PASS_REGULAR_EXPRESSION "counters: 7 benchmarks checked")
+endif()
