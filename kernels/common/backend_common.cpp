@@ -45,31 +45,31 @@ std::string dims(int64_t a, int64_t b) {  // built with += (GCC 12 warns falsely
 }  // namespace
 
 Status check_matmul_weight(const Weight& w, const char* who) {
-  const std::string p = std::string(who) + ": ";
+  auto p = [who] { return std::string(who) + ": "; };  // built only for an error
   const int64_t N = w.n, K = w.k;
-  if (N < 0 || K < 0) return Status::invalid(p + "weight has negative size " + dims(N, K));
+  if (N < 0 || K < 0) return Status::invalid(p() + "weight has negative size " + dims(N, K));
   switch (w.layout) {
     case WeightLayout::Dense:
     case WeightLayout::Int8PerChannel:
       if (w.values.numel() != N * K)
-        return Status::invalid(p + "weight values " + w.values.describe() + " do not hold " + dims(N, K));
+        return Status::invalid(p() + "weight values " + w.values.describe() + " do not hold " + dims(N, K));
       break;
     case WeightLayout::Sparse24:
       if (K % 4 != 0)
-        return Status::invalid(p + "2:4 sparse weight needs K % 4 == 0 (groups of 4 inputs), got K=" + std::to_string(K));
+        return Status::invalid(p() + "2:4 sparse weight needs K % 4 == 0 (groups of 4 inputs), got K=" + std::to_string(K));
       if (w.values.numel() != N * (K / 2))
-        return Status::invalid(p + "2:4 sparse values " + w.values.describe() + " must hold the kept half " + dims(N, K / 2));
+        return Status::invalid(p() + "2:4 sparse values " + w.values.describe() + " must hold the kept half " + dims(N, K / 2));
       if (w.meta.dtype != DType::I8 || w.meta.numel() != N * (K / 4))
-        return Status::invalid(p + "2:4 sparse meta " + w.meta.describe() + " must be i8 " + dims(N, K / 4) +
+        return Status::invalid(p() + "2:4 sparse meta " + w.meta.describe() + " must be i8 " + dims(N, K / 4) +
                                " (one byte of two 2-bit indices per group of 4)");
       break;
   }
   if (w.layout == WeightLayout::Int8PerChannel && (w.scales.dtype != DType::F32 || w.scales.numel() != N))
-    return Status::invalid(p + "int8 scales " + w.scales.describe() + " must be f32[" + std::to_string(N) + "]");
+    return Status::invalid(p() + "int8 scales " + w.scales.describe() + " must be f32[" + std::to_string(N) + "]");
   if (w.act_quant == ActQuant::PerTokenInt8 && w.layout != WeightLayout::Int8PerChannel)
-    return Status::invalid(p + "per-token int8 activations (W8A8) need an Int8PerChannel weight");
+    return Status::invalid(p() + "per-token int8 activations (W8A8) need an Int8PerChannel weight");
   if (w.act_quant == ActQuant::Bf16 && (w.layout != WeightLayout::Dense || w.dtype() != DType::BF16))
-    return Status::invalid(p + "bf16 activations need a dense bf16 weight, got " + w.values.describe());
+    return Status::invalid(p() + "bf16 activations need a dense bf16 weight, got " + w.values.describe());
   return Status::Ok();
 }
 
@@ -233,12 +233,22 @@ Status Backend::run_copy_kv_blocks(KvCacheStorage& kv, std::span<const std::pair
 // ---- Ops: the shared checks, then the backend's run_* --------------------------------------
 
 namespace {
-Status need_dtype(const std::string& who, const char* what, const Tensor& t, DType want, StatusCode code) {
+// "<backend> <op>", the prefix of every message; composed only when a check fails, so the
+// passing path of each op allocates nothing.
+struct Who {
+  const Backend& be;
+  const char* op;
+  std::string str() const { return be.name() + " " + op; }
+};
+std::string operator+(const Who& w, const char* s) { return w.str() + s; }
+std::string operator+(const Who& w, const std::string& s) { return w.str() + s; }
+
+Status need_dtype(const Who& who, const char* what, const Tensor& t, DType want, StatusCode code) {
   if (t.dtype == want) return Status::Ok();
   return {code, who + ": " + what + " must be " + dtype_name(want) + ", got " + t.describe()};
 }
 // A tensor with elements must have memory behind it.
-Status need_data(const std::string& who, std::initializer_list<const Tensor*> ts) {
+Status need_data(const Who& who, std::initializer_list<const Tensor*> ts) {
   for (const Tensor* t : ts)
     if (t->numel() > 0 && t->data == nullptr) return Status::invalid(who + ": missing data pointer for " + t->describe());
   return Status::Ok();
@@ -246,9 +256,9 @@ Status need_data(const std::string& who, std::initializer_list<const Tensor*> ts
 }  // namespace
 
 Status Backend::matmul(const Tensor& x, const Weight& w, Tensor& y) {
-  const std::string who = name() + " matmul";
+  const Who who{*this, "matmul"};
   if (Status s = check_matmul_args(x, w, y); !s.ok()) return s;
-  if (Status s = check_matmul_weight(w, who.c_str()); !s.ok()) return s;
+  if (Status s = check_matmul_weight(w, "matmul"); !s.ok()) return {s.code, name() + " " + s.message};
   if (!supports_matmul(w.dtype(), w.layout, w.act_quant)) {
     const char* layout = w.layout == WeightLayout::Dense      ? " (dense)"
                          : w.layout == WeightLayout::Sparse24 ? " (2:4 sparse)"
@@ -265,7 +275,7 @@ Status Backend::matmul(const Tensor& x, const Weight& w, Tensor& y) {
 }
 
 Status Backend::rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor& y) {
-  const std::string who = name() + " rmsnorm";
+  const Who who{*this, "rmsnorm"};
   if (Status s = check_same_shape("rmsnorm", x, y); !s.ok()) return s;
   if (weight.numel() != x.cols()) return Status::invalid(who + ": weight " + weight.describe() + " vs x " + x.describe());
   if (!supports(Op::RmsNorm, weight.dtype)) return Status::unsupported(who + ": weight " + weight.describe());
@@ -277,7 +287,7 @@ Status Backend::rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor
 }
 
 Status Backend::rope(Tensor& x, const Tensor& positions, int n_heads, int head_dim, float theta) {
-  const std::string who = name() + " rope";
+  const Who who{*this, "rope"};
   if (n_heads <= 0 || head_dim <= 0 || head_dim % 2 || x.cols() != int64_t(n_heads) * head_dim ||
       positions.numel() != x.rows())
     return Status::invalid(who + ": x " + x.describe() + ", positions " + positions.describe() + ", heads " +
@@ -291,7 +301,7 @@ Status Backend::rope(Tensor& x, const Tensor& positions, int n_heads, int head_d
 }
 
 namespace {
-Status check_kv_layer(const std::string& who, const KvLayer& kv) {
+Status check_kv_layer(const Who& who, const KvLayer& kv) {
   if (kv.block_size <= 0 || kv.n_kv_heads <= 0 || kv.head_dim <= 0 || kv.num_blocks <= 0)
     return Status::invalid(who + ": cache blocks " + std::to_string(kv.num_blocks) + ", block size " +
                            std::to_string(kv.block_size) + ", kv heads " + std::to_string(kv.n_kv_heads) +
@@ -306,7 +316,7 @@ Status check_kv_layer(const std::string& who, const KvLayer& kv) {
 }  // namespace
 
 Status Backend::kv_store(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, KvLayer& kv) {
-  const std::string who = name() + " kv_store";
+  const Who who{*this, "kv_store"};
   if (Status s = check_kv_layer(who, kv); !s.ok()) return s;
   const int64_t row = int64_t(kv.n_kv_heads) * kv.head_dim;
   if (k.cols() != row || v.cols() != row || k.rows() != v.rows())
@@ -325,7 +335,7 @@ Status Backend::kv_store(const Tensor& k, const Tensor& v, const Tensor& slot_ma
 
 Status Backend::attention(const Tensor& q, const KvLayer& kv, const AttentionBatch& b, const AttentionParams& p,
                           Tensor& out) {
-  const std::string who = name() + " attention";
+  const Who who{*this, "attention"};
   if (p.n_heads <= 0 || p.n_kv_heads <= 0 || p.head_dim <= 0 || p.n_heads % p.n_kv_heads ||
       q.cols() != int64_t(p.n_heads) * p.head_dim)
     return Status::invalid(who + ": q " + q.describe() + " with heads " + std::to_string(p.n_heads) + "/" +
@@ -361,7 +371,7 @@ Status Backend::attention(const Tensor& q, const KvLayer& kv, const AttentionBat
 }
 
 Status Backend::silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
-  const std::string who = name() + " silu_mul";
+  const Who who{*this, "silu_mul"};
   if (Status s = check_same_shape("silu_mul", gate, up); !s.ok()) return s;
   if (Status s = check_same_shape("silu_mul", gate, out); !s.ok()) return s;
   if (!supports(Op::SiluMul, gate.dtype) || up.dtype != gate.dtype || out.dtype != gate.dtype)
@@ -372,7 +382,7 @@ Status Backend::silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
 }
 
 Status Backend::softmax(const Tensor& x, Tensor& y) {
-  const std::string who = name() + " softmax";
+  const Who who{*this, "softmax"};
   if (Status s = check_same_shape("softmax", x, y); !s.ok()) return s;
   if (!supports(Op::Softmax, x.dtype) || y.dtype != x.dtype)
     return Status::unsupported(who + ": " + x.describe() + " -> " + y.describe());
@@ -382,7 +392,7 @@ Status Backend::softmax(const Tensor& x, Tensor& y) {
 }
 
 Status Backend::embedding(const Tensor& ids, const Tensor& table, Tensor& out) {
-  const std::string who = name() + " embedding";
+  const Who who{*this, "embedding"};
   if (out.cols() != table.cols() || out.rows() != ids.numel())
     return Status::invalid(who + ": out " + out.describe() + " must be [" + std::to_string(ids.numel()) + ", " +
                            std::to_string(table.cols()) + "] for ids " + ids.describe() + ", table " + table.describe());
@@ -395,7 +405,7 @@ Status Backend::embedding(const Tensor& ids, const Tensor& table, Tensor& out) {
 }
 
 Status Backend::add(const Tensor& a, const Tensor& b, Tensor& out) {
-  const std::string who = name() + " add";
+  const Who who{*this, "add"};
   if (Status s = check_same_shape("add", a, b); !s.ok()) return s;
   if (Status s = check_same_shape("add", a, out); !s.ok()) return s;
   if (!supports(Op::Add, a.dtype) || b.dtype != a.dtype || out.dtype != a.dtype)
