@@ -474,8 +474,7 @@ void Server::Impl::on_event(const std::shared_ptr<Completion>& c, const TokenEve
       }
     }
   }
-  waker.wake(c);
-  if (abort_engine) loop->abort(e.request);
+  // Recorded before the client is woken: once it has its last token, /metrics already counts it.
   if (record) {
     int max_tokens = 0;
     std::vector<std::string> reasons;
@@ -487,6 +486,8 @@ void Server::Impl::on_event(const std::shared_ptr<Completion>& c, const TokenEve
     const double tpot = max_tokens >= 2 ? (c->t_done - c->t_first) / (max_tokens - 1) : -1;
     metrics.observe_completion(ttft, tpot, c->t_done - c->t_arrival, c->prompt_tokens, c->completion_tokens, reasons);
   }
+  waker.wake(c);
+  if (abort_engine) loop->abort(e.request);
 }
 
 void Server::Impl::stream(const std::shared_ptr<Completion>& c, RequestId id, httplib::Response& res) {
