@@ -128,6 +128,13 @@ int main(int argc, char** argv) {
   run->add_option("--driver", ro.driver, "load suite driver: native (own generator) or locust")->check(CLI::IsMember({"native", "locust"}));
   run->add_option("--ppl-text", ro.ppl_text, "accuracy suite: text file whose perplexity to measure (bring your own)")->check(CLI::ExistingFile);
   run->add_option("--qa-jsonl", ro.qa_jsonl, "accuracy suite: JSONL of {\"prompt\", \"answer\"} for exact-match accuracy")->check(CLI::ExistingFile);
+  run->add_option("--server-profile", ro.server_profile,
+                  "--sut http://: server profile, a name under workloads/servers/ (refengine, vllm, sglang, tgi, llamacpp, openai) or a JSON file; "
+                  "default: detected from the server");
+  run->add_option("--tokenizer", ro.tokenizer_dir,
+                  "--sut http://: checkpoint folder whose tokenizer (tokenizer.json / tokenizer.model) makes text prompts for servers that take no token ids "
+                  "(default: --model)")
+      ->check(CLI::ExistingDirectory);
   run->add_option("--plant-defect", ro.planted_defects,
                   "plant an engine defect (batch-ignores-queue, kv-reserve-max, busy-loop, dense-pruned, answer-cache; repeatable): a compliance test that the "
                   "matching claim flips; named in the manifest");
@@ -174,7 +181,9 @@ int main(int argc, char** argv) {
   rsub->add_option("--model", rs_model);
   rsub->add_option("--sut", rs_sut);
   rsub->add_option("--driver", rs_driver);
-  std::string rs_ppl, rs_qa, rs_cost;
+  std::string rs_ppl, rs_qa, rs_cost, rs_profile, rs_tokenizer;
+  rsub->add_option("--server-profile", rs_profile);
+  rsub->add_option("--tokenizer", rs_tokenizer);
   rsub->add_option("--cost-defaults", rs_cost);
   rsub->add_option("--ppl-text", rs_ppl);
   rsub->add_option("--qa-jsonl", rs_qa);
@@ -192,6 +201,8 @@ int main(int argc, char** argv) {
     ctx.driver = rs_driver;
     ctx.ppl_text = rs_ppl;
     ctx.qa_jsonl = rs_qa;
+    ctx.server_profile = rs_profile;
+    ctx.tokenizer_dir = rs_tokenizer;
     ctx.cost_defaults = rs_cost;
     ctx.quick = rs_quick;
     ctx.seed = rs_seed;

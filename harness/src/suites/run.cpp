@@ -138,7 +138,7 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
                    {"hardware", hw},
                    {"started_at", utc_now_iso()},
                    {"params", {{"suites", names}, {"quick", opt.quick}, {"sut", opt.sut}, {"driver", opt.driver}, {"model_dir", fs::absolute(model).string()},
-                               {"timeout_scale", opt.timeout_scale}, {"bench_filter", opt.bench_filter}, {"repetitions", opt.repetitions}, {"ppl_text", opt.ppl_text.string()}, {"qa_jsonl", opt.qa_jsonl.string()}, {"cost_defaults", opt.cost_defaults.string()}, {"planted_defects", defects},
+                               {"timeout_scale", opt.timeout_scale}, {"bench_filter", opt.bench_filter}, {"repetitions", opt.repetitions}, {"ppl_text", opt.ppl_text.string()}, {"qa_jsonl", opt.qa_jsonl.string()}, {"server_profile", opt.server_profile}, {"tokenizer_dir", opt.tokenizer_dir.string()}, {"cost_defaults", opt.cost_defaults.string()}, {"planted_defects", defects},
                                {"omp_num_threads", std::getenv("OMP_NUM_THREADS") ? json(std::getenv("OMP_NUM_THREADS")) : json()}}},
                    {"seeds", {{"run", opt.seed}, {"prompts", opt.seed}, {"kernel_inputs", "fixed per benchmark (splitmix64)"}}},
                    {"suites", json::object()}};
@@ -158,8 +158,12 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
       argv.push_back("--repetitions");
       argv.push_back(std::to_string(opt.repetitions));
     }
+    if (!opt.server_profile.empty()) {
+      argv.push_back("--server-profile");
+      argv.push_back(opt.server_profile);
+    }
     for (const auto& [flag, path] : {std::pair{"--ppl-text", opt.ppl_text}, std::pair{"--qa-jsonl", opt.qa_jsonl},
-                                        std::pair{"--cost-defaults", opt.cost_defaults}})
+                                        std::pair{"--cost-defaults", opt.cost_defaults}, std::pair{"--tokenizer", opt.tokenizer_dir}})
       if (!path.empty()) {
         argv.push_back(flag);
         argv.push_back(fs::absolute(path).string());

@@ -21,6 +21,11 @@ struct SuiteContext {
   int repetitions = 0;       // kernels suite: benchmark repetitions (0 = default 5)
   std::filesystem::path ppl_text;  // accuracy suite: bring-your-own perplexity text (empty = none)
   std::filesystem::path qa_jsonl;  // accuracy suite: bring-your-own {"prompt","answer"} lines (empty = none)
+  // --sut http://: the server profile (name or JSON path; empty = detect) and the checkpoint folder
+  // whose tokenizer turns token-id prompts into text for servers that take text only (empty = the
+  // model folder).
+  std::string server_profile;
+  std::filesystem::path tokenizer_dir;
   std::filesystem::path cost_defaults;  // cost suite: prices for the run's model (empty = suites/claims/cost-defaults.json)
   std::string bench_filter;  // overrides the kernels suite's benchmark selection (regex)
   std::function<void(const std::string&)> progress;  // one line of progress

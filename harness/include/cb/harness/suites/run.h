@@ -26,6 +26,8 @@ struct RunOptions {
   std::vector<std::string> planted_defects;  // engine defects to plant (planted_defects.h); recorded in the manifest
   std::filesystem::path cost_defaults;  // cost suite: prices and hardware costs (default suites/claims/cost-defaults.json)
   std::string bench_filter;         // kernels suite: benchmark regex instead of the default set
+  std::string server_profile;       // --sut http://: profile name or JSON path (empty = detect)
+  std::filesystem::path tokenizer_dir;  // --sut http://: checkpoint folder with the tokenizer (empty = model folder)
 };
 
 // Runs and returns the run folder. Throws std::invalid_argument for unknown suites / bad options
