@@ -135,6 +135,10 @@ int main(int argc, char** argv) {
                   "--sut http://: checkpoint folder whose tokenizer (tokenizer.json / tokenizer.model) makes text prompts for servers that take no token ids "
                   "(default: --model)")
       ->check(CLI::ExistingDirectory);
+  run->add_option("--power-watts", ro.power_watts,
+                  "load suite: total power of the system under test in watts, used only where no sensor (nvidia-smi, RAPL) answers; "
+                  "reported as supplied, never as a measurement (energy-qps stays NOT MEASURED)")
+      ->check(CLI::PositiveNumber);
   run->add_option("--plant-defect", ro.planted_defects,
                   "plant an engine defect (batch-ignores-queue, kv-reserve-max, busy-loop, dense-pruned, answer-cache; repeatable): a compliance test that the "
                   "matching claim flips; named in the manifest");
@@ -184,6 +188,8 @@ int main(int argc, char** argv) {
   std::string rs_ppl, rs_qa, rs_cost, rs_profile, rs_tokenizer;
   rsub->add_option("--server-profile", rs_profile);
   rsub->add_option("--tokenizer", rs_tokenizer);
+  double rs_power = 0;
+  rsub->add_option("--power-watts", rs_power);
   rsub->add_option("--cost-defaults", rs_cost);
   rsub->add_option("--ppl-text", rs_ppl);
   rsub->add_option("--qa-jsonl", rs_qa);
@@ -203,6 +209,7 @@ int main(int argc, char** argv) {
     ctx.qa_jsonl = rs_qa;
     ctx.server_profile = rs_profile;
     ctx.tokenizer_dir = rs_tokenizer;
+    ctx.power_watts = rs_power;
     ctx.cost_defaults = rs_cost;
     ctx.quick = rs_quick;
     ctx.seed = rs_seed;

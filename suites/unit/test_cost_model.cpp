@@ -285,3 +285,46 @@ TEST(CostSuite, PricesOfAnotherModelSkipTheMarginAndTrialsCarryThrough) {
   EXPECT_EQ(by_id(rs, "cost-qps").verdict, Verdict::Invalid);
   EXPECT_NE(by_id(rs, "cost-qps").reason.find("3 errors of 10"), std::string::npos) << by_id(rs, "cost-qps").reason;
 }
+
+TEST(CostSuite, PowerPerTrialAndSuppliedPowerIsNeverAMeasurement) {
+  const CostDefaults d;
+  const ClaimSet set = load_claim_set(fs::path(CB_SOURCE_DIR) / "suites/claims/deepseek-article.json");
+  auto trials = [](const std::string& key, std::vector<double> v) {
+    Metric m = value_metric(key, v[1]);
+    m.samples = v;
+    return m;
+  };
+  // Measured power per trial on both configurations: W per QPS per trial, paired by trial.
+  RunData run = load_run({{d.keys.input_tokens_per_s, 4000}, {d.keys.output_tokens_per_s, 800}});
+  run.suites["load"].add(trials(d.keys.requests_per_s, {20, 20, 20}));
+  run.suites["load"].add(trials(d.keys.baseline_requests_per_s, {10, 10, 10}));
+  run.suites["load"].add(trials(d.keys.power_watts, {400, 500, 600}));
+  run.suites["load"].add(trials(d.keys.baseline_power_watts, {400, 400, 400}));
+  run.suites["load"].params["power"] = {{"source", "measured"}, {"sensor", "RAPL energy counters (package-0)"}};
+  SuiteResult s = cost_suite(&run, d);
+  const Metric* e = s.find("cost.energy_per_qps.reduction");
+  ASSERT_NE(e, nullptr);
+  ASSERT_EQ(e->samples.size(), 3u);
+  EXPECT_NEAR(e->samples[0], 1 - (400.0 / 20) / (400.0 / 10), 1e-12);  // 0.5
+  EXPECT_NEAR(e->samples[2], 1 - (600.0 / 20) / (400.0 / 10), 1e-12);  // 0.25
+  EXPECT_NE(e->note.find("RAPL"), std::string::npos) << e->note;
+
+  // Supplied power: the claim stays NOT MEASURED with the reason; the figure is reported apart.
+  RunData sup = load_run({{d.keys.input_tokens_per_s, 4000}, {d.keys.output_tokens_per_s, 800}});
+  sup.suites["load"].add(trials(d.keys.requests_per_s, {20, 20, 20}));
+  sup.suites["load"].add(trials(d.keys.baseline_requests_per_s, {8, 8, 8}));
+  sup.suites["load"].params["power"] = {{"source", "supplied"}, {"watts", 350.0}, {"why", "no power sensor: nvidia-smi not found"}};
+  SuiteResult ss = cost_suite(&sup, d);
+  EXPECT_EQ(ss.find("cost.energy_per_qps.reduction"), nullptr);
+  const Metric* apart = ss.find("cost.supplied_power.energy_per_qps.reduction");
+  ASSERT_NE(apart, nullptr);
+  EXPECT_NEAR(apart->value, 0.6, 1e-12);  // 1 - 8/20: the throughput ratio's effect only
+  EXPECT_EQ(apart->note.rfind("NOT A MEASUREMENT", 0), 0u) << apart->note;
+  EXPECT_NE(ss.find("cost.measured.w_per_qps")->note.find("supplied with --power-watts"), std::string::npos);
+  EXPECT_NEAR(ss.find("cost.measured.w_per_qps")->value, 350.0 / 20, 1e-12);
+  sup.suites["cost"] = ss;
+  const auto rs = evaluate(set, sup);
+  EXPECT_EQ(by_id(rs, "energy-qps").verdict, Verdict::NotMeasured);
+  EXPECT_NE(by_id(rs, "energy-qps").reason.find("nvidia-smi not found"), std::string::npos) << by_id(rs, "energy-qps").reason;
+  EXPECT_NE(by_id(rs, "energy-qps").reason.find("--power-watts 350 W was supplied"), std::string::npos) << by_id(rs, "energy-qps").reason;
+}

@@ -138,7 +138,7 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
                    {"hardware", hw},
                    {"started_at", utc_now_iso()},
                    {"params", {{"suites", names}, {"quick", opt.quick}, {"sut", opt.sut}, {"driver", opt.driver}, {"model_dir", fs::absolute(model).string()},
-                               {"timeout_scale", opt.timeout_scale}, {"bench_filter", opt.bench_filter}, {"repetitions", opt.repetitions}, {"ppl_text", opt.ppl_text.string()}, {"qa_jsonl", opt.qa_jsonl.string()}, {"server_profile", opt.server_profile}, {"tokenizer_dir", opt.tokenizer_dir.string()}, {"cost_defaults", opt.cost_defaults.string()}, {"planted_defects", defects},
+                               {"timeout_scale", opt.timeout_scale}, {"bench_filter", opt.bench_filter}, {"repetitions", opt.repetitions}, {"ppl_text", opt.ppl_text.string()}, {"qa_jsonl", opt.qa_jsonl.string()}, {"server_profile", opt.server_profile}, {"tokenizer_dir", opt.tokenizer_dir.string()}, {"power_watts_supplied", opt.power_watts > 0 ? json(opt.power_watts) : json()}, {"cost_defaults", opt.cost_defaults.string()}, {"planted_defects", defects},
                                {"omp_num_threads", std::getenv("OMP_NUM_THREADS") ? json(std::getenv("OMP_NUM_THREADS")) : json()}}},
                    {"seeds", {{"run", opt.seed}, {"prompts", opt.seed}, {"kernel_inputs", "fixed per benchmark (splitmix64)"}}},
                    {"suites", json::object()}};
@@ -157,6 +157,10 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
     if (opt.repetitions > 0) {
       argv.push_back("--repetitions");
       argv.push_back(std::to_string(opt.repetitions));
+    }
+    if (opt.power_watts > 0) {
+      argv.push_back("--power-watts");
+      argv.push_back(std::to_string(opt.power_watts));
     }
     if (!opt.server_profile.empty()) {
       argv.push_back("--server-profile");

@@ -168,7 +168,8 @@ json cost_defaults_to_json(const CostDefaults& in) {
 Economics economics(const CostDefaults& d, const MeasuredThroughput& t) {
   Economics e;
   e.power_measured = t.power_watts.has_value();
-  e.power_watts = t.power_watts.value_or(d.power_watts * d.devices);
+  e.power_supplied = !e.power_measured && t.supplied_power_watts.has_value();
+  e.power_watts = t.power_watts.value_or(t.supplied_power_watts.value_or(d.power_watts * d.devices));
   e.cost_per_hour = d.devices * d.device_hour_usd + e.power_watts * d.pue / 1000.0 * d.electricity_usd_per_kwh;
   e.cost_per_day = 24.0 * e.cost_per_hour;
   const double input_price = d.cache_hit_fraction * d.price_input_hit_per_m + (1.0 - d.cache_hit_fraction) * d.price_input_miss_per_m;
@@ -340,6 +341,16 @@ SuiteResult cost_suite(const RunData* measured, const CostDefaults& d) {
   t.power_watts = positive(measured, k.power_watts);
   t.baseline_power_watts = positive(measured, k.baseline_power_watts);
   t.busy_fraction = positive(measured, k.busy_fraction);
+  // How the load suite got power (params.power: measured by a sensor, supplied by the user, or
+  // none with the reason).
+  const json load_power = [&] {
+    const auto it = measured->suites.find("load");
+    return it != measured->suites.end() && it->second.params.is_object() && it->second.params.contains("power")
+               ? it->second.params["power"]
+               : json::object();
+  }();
+  if (!t.power_watts && load_power.value("source", "") == "supplied" && load_power.value("watts", 0.0) > 0)
+    t.supplied_power_watts = load_power["watts"].get<double>();
   t.baseline_requests_per_s = positive(measured, k.baseline_requests_per_s);
   std::string base_from = k.baseline_requests_per_s;
   if (!t.baseline_requests_per_s) {
@@ -363,6 +374,9 @@ SuiteResult cost_suite(const RunData* measured, const CostDefaults& d) {
     for (double r : trials_of(measured, k.throughput_ratio)) base_t.push_back(r > 0 ? t.requests_per_s / r : NAN);
     used.push_back(k.throughput_ratio);
   }
+  // Power per trial when the load suite measured it per trial (same seeds as the rates).
+  const auto pw_t = t.power_watts ? trials_of(measured, k.power_watts) : std::vector<double>{};
+  const auto bpw_t = t.baseline_power_watts ? trials_of(measured, k.baseline_power_watts) : std::vector<double>{};
   size_t n = std::min({rps_t.size(), in_t.size(), out_t.size()});
   if (!base_t.empty()) n = std::min(n, base_t.size());
   struct Trial {
@@ -375,11 +389,13 @@ SuiteResult cost_suite(const RunData* measured, const CostDefaults& d) {
     ti.requests_per_s = rps_t[i];
     ti.input_tokens_per_s = in_t[i];
     ti.output_tokens_per_s = out_t[i];
+    if (pw_t.size() == rps_t.size()) ti.power_watts = pw_t[i];
     Trial tr{economics(d, ti), std::nullopt};
     if (!base_t.empty() && base_t[i] > 0) {
       MeasuredThroughput b = ti;
       b.requests_per_s = base_t[i];
-      b.power_watts = t.baseline_power_watts ? t.baseline_power_watts : t.power_watts;
+      b.power_watts = t.baseline_power_watts ? (bpw_t.size() == base_t.size() ? std::optional<double>(bpw_t[i]) : t.baseline_power_watts)
+                                             : ti.power_watts;
       tr.base = economics(d, b);
     }
     trials.push_back(tr);
@@ -389,7 +405,7 @@ SuiteResult cost_suite(const RunData* measured, const CostDefaults& d) {
                              g(t.output_tokens_per_s) + " output tok/s (medians; " + std::to_string(n) + " trials)" +
                              (t.busy_fraction ? " at busy fraction " + g(*t.busy_fraction) : std::string()) + "; " +
                              g(d.devices) + " device(s) x $" + g(d.device_hour_usd) + "/h; power " + g(e.power_watts) + " W " +
-                             (e.power_measured ? "(measured)" : "(configured, not measured)") + ", PUE " + g(d.pue) + ", $" +
+                             (e.power_measured ? "(measured)" : e.power_supplied ? "(supplied with --power-watts, not measured)" : "(configured, not measured)") + ", PUE " + g(d.pue) + ", $" +
                              g(d.electricity_usd_per_kwh) + "/kWh; served fraction " + g(d.served_fraction);
   const auto T = NoiseClass::Timing;
   // A metric over the trials: median value, the trials as samples, invalid when an input is.
@@ -447,7 +463,23 @@ SuiteResult cost_suite(const RunData* measured, const CostDefaults& d) {
           [](Tr x) { return x.base ? std::optional<double>(1.0 - x.e.w_per_qps / x.base->w_per_qps) : std::nullopt; }, "fraction",
           Direction::HigherIsBetter, NoiseClass::Ratio,
           "1 - engine / baseline W per QPS per trial; baseline power " +
-              std::string(t.baseline_power_watts ? "measured" : "assumed equal to the engine's measured power") + "; " + inputs);
+              std::string(t.baseline_power_watts ? "measured" : "assumed equal to the engine's measured power") + "; " +
+              load_power.value("sensor", std::string("sensor unknown")) + "; " + inputs);
+    } else {
+      // No measured power: the claim key stays unmeasured, with the reason; a supplied figure is
+      // reported apart, under its own key, labelled.
+      std::string why = "the run measured no power";
+      if (load_power.contains("why") && load_power["why"].is_string()) why += " (" + load_power["why"].get<std::string>() + ")";
+      if (t.supplied_power_watts) {
+        add("cost.supplied_power.energy_per_qps.reduction",
+            [](Tr x) { return x.base ? std::optional<double>(1.0 - x.e.w_per_qps / x.base->w_per_qps) : std::nullopt; }, "fraction",
+            Direction::HigherIsBetter, NoiseClass::Ratio,
+            "NOT A MEASUREMENT: power supplied with --power-watts " + g(*t.supplied_power_watts) +
+                " W, the same for both configurations, so this is the throughput ratio's effect only; " + inputs);
+        why += "; --power-watts " + g(*t.supplied_power_watts) + " W was supplied: the figure with it is cost.supplied_power.energy_per_qps.reduction, "
+               "reported apart because a stated power is not a measurement";
+      }
+      s.params["not_measured"]["cost.energy_per_qps.reduction"] = why;
     }
   }
   return s;

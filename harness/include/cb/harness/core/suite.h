@@ -26,6 +26,9 @@ struct SuiteContext {
   // model folder).
   std::string server_profile;
   std::filesystem::path tokenizer_dir;
+  // Load suite: total power in watts the user states for the SUT (0 = none), used by the cost
+  // suite only where no sensor measured power, and always labelled as supplied.
+  double power_watts = 0;
   std::filesystem::path cost_defaults;  // cost suite: prices for the run's model (empty = suites/claims/cost-defaults.json)
   std::string bench_filter;  // overrides the kernels suite's benchmark selection (regex)
   std::function<void(const std::string&)> progress;  // one line of progress

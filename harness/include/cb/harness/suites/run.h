@@ -28,6 +28,7 @@ struct RunOptions {
   std::string bench_filter;         // kernels suite: benchmark regex instead of the default set
   std::string server_profile;       // --sut http://: profile name or JSON path (empty = detect)
   std::filesystem::path tokenizer_dir;  // --sut http://: checkpoint folder with the tokenizer (empty = model folder)
+  double power_watts = 0;           // load suite: stated SUT power when no sensor answers (labelled supplied)
 };
 
 // Runs and returns the run folder. Throws std::invalid_argument for unknown suites / bad options

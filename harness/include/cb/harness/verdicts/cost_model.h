@@ -104,12 +104,16 @@ struct MeasuredThroughput {
   std::optional<double> baseline_requests_per_s;
   std::optional<double> power_watts;           // total, measured
   std::optional<double> baseline_power_watts;  // total, measured
+  // Total power the user stated (claimbench run --power-watts), used when none was measured and
+  // labelled as supplied: never a measurement.
+  std::optional<double> supplied_power_watts;
   std::optional<double> busy_fraction;
 };
 
 struct Economics {
-  double power_watts = 0;       // total device power used (measured, else devices x configured)
+  double power_watts = 0;       // total device power used (measured, else supplied, else devices x configured)
   bool power_measured = false;
+  bool power_supplied = false;
   double cost_per_hour = 0;     // devices x device_hour + power x PUE x electricity
   double cost_per_day = 0;
   double revenue_per_day = 0;   // tokens/s x 86400 x served_fraction x blended prices
