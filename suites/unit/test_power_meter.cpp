@@ -131,3 +131,39 @@ TEST(PowerMeter, NvidiaSmiWithoutPowerFigureIsNoSensor) {
   EXPECT_NE(why.find("[N/A]"), std::string::npos) << why;
   fs::remove_all(root);
 }
+
+TEST(PowerMeter, LoadPowerRecordsSourceAndReason) {
+  const fs::path root = fresh_dir("load-power");
+  PowerMeterOptions o;
+  o.powercap_root = root;
+  o.nvidia_smi = (root / "no-such-nvidia-smi").string();
+  o.interval_s = 0.05;
+  zone(root, "intel-rapl:0", "package-0", 1e6, 1e12);
+  // A remote server: the local sensor exists but says nothing about it.
+  LoadPower remote(o, false, 0);
+  EXPECT_FALSE(remote.measuring());
+  EXPECT_EQ(remote.params()["source"], "none");
+  EXPECT_NE(remote.params()["why"].get<std::string>().find("another host"), std::string::npos);
+  // Supplied: labelled, with the watts and why nothing was measured.
+  LoadPower supplied(o, false, 350);
+  EXPECT_EQ(supplied.params()["source"], "supplied");
+  EXPECT_EQ(supplied.params()["watts"], 350.0);
+  // Local: measured windows.
+  LoadPower local(o, true, 350);
+  ASSERT_TRUE(local.measuring());
+  local.begin();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  write(root / "intel-rapl:0" / "energy_uj", std::to_string(int64_t(3e6)));  // 2 J
+  const auto w = local.end();
+  ASSERT_TRUE(w.has_value());
+  EXPECT_GT(*w, 0);
+  EXPECT_EQ(local.params()["source"], "measured");
+  EXPECT_EQ(local.params()["windows"].size(), 1u);
+  // The counter disappears mid-run: the window fails, and the reason is kept.
+  local.begin();
+  fs::remove(root / "intel-rapl:0" / "energy_uj");
+  EXPECT_FALSE(local.end().has_value());
+  EXPECT_FALSE(local.measuring());
+  EXPECT_NE(local.params()["why"].get<std::string>().find("stopped answering"), std::string::npos) << local.params().dump();
+  fs::remove_all(root);
+}

@@ -339,4 +339,46 @@ std::unique_ptr<PowerMeter> open_power_meter(const PowerMeterOptions& opt, std::
   return nullptr;
 }
 
+LoadPower::LoadPower(const PowerMeterOptions& opt, bool sut_is_local, double supplied_watts) : supplied_(supplied_watts) {
+  if (!sut_is_local) {
+    why_ = "the server is on another host: this machine's sensors do not see it";
+    return;
+  }
+  meter_ = open_power_meter(opt, why_);
+}
+
+void LoadPower::begin() {
+  if (!meter_) return;
+  try {
+    meter_->start();
+  } catch (const std::exception& e) {
+    why_ = std::string("power sensor failed to start: ") + e.what();
+    meter_.reset();
+  }
+}
+
+std::optional<double> LoadPower::end() {
+  if (!meter_) return std::nullopt;
+  try {
+    const PowerWindow w = meter_->stop();
+    windows_.push_back(w.to_json());
+    return w.avg_watts;
+  } catch (const std::exception& e) {
+    why_ = std::string("power sensor failed during a window: ") + e.what();
+    meter_.reset();
+    return std::nullopt;
+  }
+}
+
+json LoadPower::params() const {
+  json p;
+  if (meter_) {
+    p = {{"source", "measured"}, {"sensor", meter_->sensor()}, {"meter", meter_->describe()}, {"windows", windows_}};
+    return p;
+  }
+  p = {{"source", supplied_ > 0 ? "supplied" : "none"}, {"why", why_}};
+  if (supplied_ > 0) p["watts"] = supplied_;
+  return p;
+}
+
 }  // namespace cb::harness::load

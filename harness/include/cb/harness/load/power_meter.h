@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,5 +50,30 @@ std::unique_ptr<PowerMeter> open_power_meter(const PowerMeterOptions& opt, std::
 
 // Energy counter difference with wrap-around at max_range (RAPL counters wrap).
 double rapl_delta_uj(double before, double after, double max_range);
+
+}  // namespace cb::harness::load
+
+namespace cb::harness::load {
+
+// The load suite's power record: one sensor for the suite, one window per measured run. Against a
+// server on another host the local sensors say nothing about it: no measurement then.
+class LoadPower {
+ public:
+  // sut_is_local: the SUT runs on this machine (in-process, or an endpoint on a loopback address).
+  LoadPower(const PowerMeterOptions& opt, bool sut_is_local, double supplied_watts);
+  bool measuring() const { return meter_ != nullptr; }
+  void begin();
+  // The window's average watts; nullopt when not measuring or when the sensor failed (then
+  // measuring() turns false and params() says why).
+  std::optional<double> end();
+  // {"source": "measured" | "supplied" | "none", "sensor", "meter", "why", "watts"}
+  nlohmann::json params() const;
+
+ private:
+  std::unique_ptr<PowerMeter> meter_;
+  std::string why_;
+  double supplied_ = 0;
+  std::vector<nlohmann::json> windows_;
+};
 
 }  // namespace cb::harness::load
