@@ -147,6 +147,7 @@ TEST(AccuracyHttpServer, MatchesTheInProcessMeasurementsOfTheSameModel) {
   o.base_url = "http://127.0.0.1:" + std::to_string(server.port);
   o.qa_jsonl = qa_file;
   o.ppl_text = ppl_file;
+  o.window_bytes = 99;  // several windows: BOS + 99 bytes = 100 tokens each
   const auto r = ah::run(o);
   const auto* em = r.find("accuracy.http.exact_match");
   const auto* pp = r.find("accuracy.http.perplexity");
@@ -155,11 +156,13 @@ TEST(AccuracyHttpServer, MatchesTheInProcessMeasurementsOfTheSameModel) {
   EXPECT_EQ(em->samples.size(), size_t(em->params["total"].get<int>()));
   EXPECT_EQ(em->params["model"], "default");
 
-  // In-process, same files: byte windows of 1024 tokens (BOS + 1023 bytes) on both sides.
+  // In-process, same files: windows of 100 tokens (BOS + 99 bytes) on both sides.
   const auto byo_qa = cb::harness::accuracy::byo_exact_match(cb::engine::default_model_dir(), qa_file);
   EXPECT_EQ(em->params["correct"].get<int>(), byo_qa.correct) << "greedy at batch 1 on one build: the same answers";
   EXPECT_EQ(em->params["total"].get<int>(), byo_qa.total);
-  const auto byo = cb::harness::accuracy::byo_perplexity(cb::engine::default_model_dir(), ppl_file);
+  const auto byo = cb::harness::accuracy::byo_perplexity(cb::engine::default_model_dir(), ppl_file, 100);
+  EXPECT_GE(byo.windows, 3);
+  EXPECT_EQ(pp->params["windows"].get<int>(), byo.windows);
   std::printf("perplexity: http %.9f, in-process %.9f (%d windows)\n", pp->value, byo.perplexity, byo.windows);
   EXPECT_NEAR(pp->value, byo.perplexity, 1e-6 * byo.perplexity);
   EXPECT_EQ(pp->params["scored_tokens"].get<int64_t>(), byo.tokens);
