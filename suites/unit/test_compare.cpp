@@ -1,6 +1,8 @@
 // The regression gate: Mann-Whitney U p-values against scipy's numbers, and the gate's verdicts on
 // runs built in memory.
+#include <algorithm>
 #include <cmath>
+#include <random>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -292,4 +294,124 @@ TEST(CompareGate, TableAndJson) {
   EXPECT_EQ(j["passed"], false);
   EXPECT_EQ(j["metrics"][0]["verdict"], "regression");
   EXPECT_EQ(j["metrics"][0]["n_base"], 5);
+}
+
+// ---- Paired accuracy metrics (params.pair_key): per-example 0/1 of the same examples ----------
+namespace {
+Metric exact_match(const std::vector<int>& correct, const std::string& key = "k1") {
+  Metric m;
+  m.key = "accuracy.http.exact_match";
+  for (int c : correct) m.samples.push_back(c);
+  double s = 0;
+  for (double v : m.samples) s += v;
+  m.value = s / double(m.samples.size());
+  m.unit = "fraction";
+  m.direction = Direction::HigherIsBetter;
+  m.noise = NoiseClass::Exact;
+  m.params = {{"pair_key", key}};
+  return m;
+}
+// 200 examples, `right` of them correct: the first `right`, or a seeded choice.
+std::vector<int> answers(int n, int right, uint64_t seed = 0) {
+  std::vector<int> v(size_t(n), 0);
+  for (int i = 0; i < right; ++i) v[size_t(i)] = 1;
+  if (seed) std::shuffle(v.begin(), v.end(), std::mt19937_64(seed));
+  return v;
+}
+}  // namespace
+
+TEST(ComparePaired, BootstrapIntervalOfTheMeanDifference) {
+  // No spread: the difference is exact.
+  auto d = paired_bootstrap({1, 1, 0, 0}, {1, 1, 0, 0});
+  EXPECT_EQ(d.mean, 0);
+  EXPECT_EQ(d.low, 0);
+  EXPECT_EQ(d.high, 0);
+  EXPECT_EQ(d.p_value, 1);
+  // 40 of 200 flipped from right to wrong, none the other way: mean -0.2, interval well below 0.
+  const auto a = answers(200, 160), b0 = answers(200, 120);
+  std::vector<double> av(a.begin(), a.end()), bv(b0.begin(), b0.end());
+  d = paired_bootstrap(av, bv);
+  EXPECT_DOUBLE_EQ(d.mean, -0.2);
+  EXPECT_LT(d.high, -0.1);
+  EXPECT_GT(d.low, -0.3);
+  EXPECT_LT(d.p_value, 0.001);
+  // Repeats exactly (fixed seed).
+  const auto d2 = paired_bootstrap(av, bv);
+  EXPECT_EQ(d.low, d2.low);
+  EXPECT_EQ(d.high, d2.high);
+  EXPECT_THROW(paired_bootstrap({1}, {1, 0}), std::invalid_argument);
+}
+
+TEST(ComparePaired, IdenticalRunsAreUnchanged) {
+  const auto v = answers(200, 150, 7);
+  const auto r = compare_runs(run({{"accuracy", exact_match(v)}}), run({{"accuracy", exact_match(v)}}));
+  const auto* m = find(r, "accuracy.http.exact_match");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->test, "paired-bootstrap");
+  EXPECT_EQ(m->verdict, CompareVerdict::Unchanged);
+  EXPECT_EQ(*m->diff_mean, 0);
+  EXPECT_TRUE(r.passed());
+  EXPECT_EQ(compare_exit_code(r), 0);
+}
+
+TEST(ComparePaired, AnswersWorseBeyondTheThresholdAreARegression) {
+  // 150 -> 130 correct of 200: -10 points, -13.3% relative (threshold 5%); only flips right->wrong.
+  auto worse = answers(200, 150);
+  for (int i = 130; i < 150; ++i) worse[size_t(i)] = 0;
+  const auto r = compare_runs(run({{"accuracy", exact_match(answers(200, 150))}}), run({{"accuracy", exact_match(worse)}}));
+  const auto* m = find(r, "accuracy.http.exact_match");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->verdict, CompareVerdict::Regression) << m->note;
+  EXPECT_TRUE(m->failure);
+  EXPECT_NEAR(*m->change, -20.0 / 150.0, 1e-12);
+  EXPECT_NEAR(*m->diff_mean, -0.1, 1e-12);
+  EXPECT_LT(*m->diff_high, 0);
+  EXPECT_NE(m->note.find("points"), std::string::npos) << m->note;
+  EXPECT_FALSE(r.passed());
+  EXPECT_EQ(compare_exit_code(r), 1);
+  std::ostringstream os;
+  print_compare_table(os, r);
+  EXPECT_NE(os.str().find("paired over 200 examples"), std::string::npos) << os.str();
+}
+
+TEST(ComparePaired, NoiseWithinTheIntervalIsNotFlagged) {
+  // 12 answers flip each way, plus 4 more right->wrong: 150 -> 146 of 200 (-2.7% relative) and an
+  // interval that holds 0. With threshold 1% the change is past it, but not significant.
+  auto base = answers(200, 150), next = base;
+  for (int i = 0; i < 16; ++i) next[size_t(i)] = 0;         // 16 right -> wrong
+  for (int i = 150; i < 162; ++i) next[size_t(i)] = 1;      // 12 wrong -> right
+  CompareOptions o;
+  o.threshold = 0.01;
+  const auto r = compare_runs(run({{"accuracy", exact_match(base)}}), run({{"accuracy", exact_match(next)}}), o);
+  const auto* m = find(r, "accuracy.http.exact_match");
+  ASSERT_TRUE(m);
+  EXPECT_LT(*m->change, -o.threshold);
+  EXPECT_LT(*m->diff_low, 0);
+  EXPECT_GT(*m->diff_high, 0);
+  EXPECT_GE(*m->p_value, 0.05);
+  EXPECT_EQ(m->verdict, CompareVerdict::Unchanged) << m->note;
+  EXPECT_NE(m->note.find("not significant"), std::string::npos) << m->note;
+  EXPECT_TRUE(r.passed());
+}
+
+TEST(ComparePaired, PerplexityWindowsArePairedToo) {
+  auto ppl = [](std::vector<double> w, const std::string& key) {
+    Metric m;
+    m.key = "accuracy.http.perplexity";
+    m.samples = w;
+    m.value = w[0];
+    m.unit = "ppl";
+    m.direction = Direction::LowerIsBetter;
+    m.noise = NoiseClass::Exact;
+    m.params = {{"pair_key", key}};
+    return m;
+  };
+  const std::vector<double> base = {3.0, 3.2, 2.9, 3.1, 3.05, 2.95};
+  std::vector<double> up;
+  for (double v : base) up.push_back(v * 1.2);
+  auto r = compare_runs(run({{"accuracy", ppl(base, "w")}}), run({{"accuracy", ppl(up, "w")}}));
+  EXPECT_EQ(find(r, "accuracy.http.perplexity")->verdict, CompareVerdict::Regression) << find(r, "accuracy.http.perplexity")->note;
+  // Other windows (pair keys differ): not paired.
+  r = compare_runs(run({{"accuracy", ppl(base, "w")}}), run({{"accuracy", ppl(up, "other")}}));
+  EXPECT_EQ(find(r, "accuracy.http.perplexity")->test, "mann-whitney");
 }

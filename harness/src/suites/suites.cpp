@@ -9,6 +9,7 @@
 
 #include "cb/harness/core/engine_access.h"
 #include "cb/harness/verdicts/cost_model.h"
+#include "cb/harness/suites/accuracy_http.h"
 #include "cb/harness/suites/suites.h"
 
 namespace cb::harness {
@@ -92,12 +93,26 @@ SuiteInfo engine_side(const std::string& name, const std::string& description, i
   return {name, description, quick_s, full_s, [name](const SuiteContext&) { return not_built_suite(name, no_engine_reason()); }};
 }
 
+// accuracy: against an http:// SUT, exact match and perplexity through /v1/completions (no engine
+// code: both binaries run it); otherwise the engine-side suite (or "not built" in claimbench-http).
+SuiteInfo accuracy_entry() {
+  SuiteInfo s = engine_side("accuracy",
+                            "task accuracy and perplexity per technique (dense, INT8, 2:4, structured); with --sut http://: "
+                            "exact match (--qa-jsonl) and perplexity (--ppl-text) of the endpoint",
+                            600, 3600);
+  s.run = [engine = s.run](const SuiteContext& ctx) {
+    if (ctx.sut.rfind("http://", 0) == 0 || ctx.sut.rfind("https://", 0) == 0) return run_accuracy_http_suite(ctx);
+    return engine(ctx);
+  };
+  return s;
+}
+
 std::vector<SuiteInfo> make_suites() {
   std::vector<SuiteInfo> suites = {
       {"kernels", "op microbenchmarks with machine peaks and roofline fractions; engine prefill/decode speed", 900, 3600,
        run_kernels_suite},
       engine_side("engine", "serving engine offline: batching policies, paged vs contiguous KV, batch policy, 16K context", 600, 3600),
-      engine_side("accuracy", "task accuracy and perplexity per technique (dense, INT8, 2:4, structured)", 600, 3600),
+      accuracy_entry(),
       {"load", "end-to-end load workloads with SLO metrics", 600, 3600,
        run_load_suite},
       engine_side("scaling", "collective sweeps and tensor-parallel scaling", 600, 3600),

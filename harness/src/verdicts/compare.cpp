@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <random>
+#include <stdexcept>
 
 namespace cb::harness {
 using nlohmann::json;
@@ -80,6 +82,46 @@ double mann_whitney_u_pvalue(const std::vector<double>& a, const std::vector<dou
   if (var <= 0) return 1.0;  // every value ties
   const double z = (u - mu - 0.5) / std::sqrt(var);
   return std::clamp(std::erfc(z / std::sqrt(2.0)), 0.0, 1.0);
+}
+
+PairedDifference paired_bootstrap(const std::vector<double>& a, const std::vector<double>& b, double alpha, int resamples,
+                                  uint64_t seed) {
+  if (a.size() != b.size() || a.empty())
+    throw std::invalid_argument("paired_bootstrap: needs equal, non-zero sample counts (got " + std::to_string(a.size()) + " and " +
+                                std::to_string(b.size()) + ")");
+  const size_t n = a.size();
+  std::vector<double> d(n);
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += d[i] = b[i] - a[i];
+  PairedDifference r;
+  r.n = n;
+  r.mean = sum / double(n);
+  if (std::all_of(d.begin(), d.end(), [&](double x) { return x == d[0]; })) {  // no spread: the mean is exact
+    r.low = r.high = r.mean;
+    r.p_value = r.mean == 0 ? 1.0 : 0.0;
+    return r;
+  }
+  // Indices from raw mt19937_64 output (no std distributions: the same draws with every library).
+  std::mt19937_64 rng(seed);
+  std::vector<double> means(size_t(std::max(resamples, 1)));
+  for (double& m : means) {
+    double s = 0;
+    for (size_t i = 0; i < n; ++i) s += d[size_t(rng() % n)];
+    m = s / double(n);
+  }
+  std::sort(means.begin(), means.end());
+  auto quantile = [&](double q) {
+    const double pos = q * double(means.size() - 1);
+    const size_t lo = size_t(std::floor(pos));
+    const size_t hi = std::min(lo + 1, means.size() - 1);
+    return means[lo] + (pos - double(lo)) * (means[hi] - means[lo]);
+  };
+  r.low = quantile(alpha / 2);
+  r.high = quantile(1 - alpha / 2);
+  const double le = double(std::count_if(means.begin(), means.end(), [](double m) { return m <= 0; }));
+  const double ge = double(std::count_if(means.begin(), means.end(), [](double m) { return m >= 0; }));
+  r.p_value = std::min(1.0, 2.0 * std::min(le, ge) / double(means.size()));
+  return r;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -206,8 +248,45 @@ void judge(MetricComparison& mc, const Metric& b, const Metric& n, const Compare
   } else {
     mc.change = sign * (n.value - b.value) / std::fabs(b.value);
   }
+  // Paired: the same examples (params.pair_key) on both sides, sample for sample.
+  const std::string kb = b.params.is_object() ? b.params.value("pair_key", std::string()) : "";
+  const std::string kn = n.params.is_object() ? n.params.value("pair_key", std::string()) : "";
+  const bool paired = !kb.empty() && kb == kn && b.samples.size() == n.samples.size() && !b.samples.empty() &&
+                      std::none_of(b.samples.begin(), b.samples.end(), [](double v) { return std::isnan(v); }) &&
+                      std::none_of(n.samples.begin(), n.samples.end(), [](double v) { return std::isnan(v); });
+  if (paired && mc.direction != Direction::Neutral) {
+    const PairedDifference d = paired_bootstrap(b.samples, n.samples, o.alpha);
+    mc.test = "paired-bootstrap";
+    mc.p_value = d.p_value;
+    mc.diff_mean = d.mean;
+    mc.diff_low = d.low;
+    mc.diff_high = d.high;
+    const bool significant = d.low > 0 || d.high < 0;
+    const bool points = mc.unit == "fraction";
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "paired over %zu %s: mean difference %+.4g%s, %.0f%% interval [%+.4g, %+.4g]", d.n,
+                  points ? "examples" : "samples", points ? 100 * d.mean : d.mean, points ? " points" : "", 100 * (1 - o.alpha),
+                  points ? 100 * d.low : d.low, points ? 100 * d.high : d.high);
+    mc.note = buf;
+    const double c = *mc.change;
+    if (significant && c < -mc.threshold) {
+      mc.verdict = CompareVerdict::Regression;
+      mc.failure = true;
+    } else if (significant && c > mc.threshold) {
+      mc.verdict = CompareVerdict::Improvement;
+    } else {
+      mc.verdict = CompareVerdict::Unchanged;
+      if (!significant && std::fabs(c) > mc.threshold) mc.note = "change past the threshold but not significant (p >= alpha); " + mc.note;
+    }
+    return;
+  }
+  if (!kb.empty() && !kn.empty() && kb != kn)
+    mc.note = "params.pair_key differs (not the same examples): unpaired test";
   const bool tested = mc.n_base >= 2 && mc.n_next >= 2;
-  if (tested) mc.p_value = mann_whitney_u_pvalue(sb, sn, o.exact_max_n);
+  if (tested) {
+    mc.p_value = mann_whitney_u_pvalue(sb, sn, o.exact_max_n);
+    mc.test = "mann-whitney";
+  }
   if (mc.direction == Direction::Neutral) {
     mc.verdict = CompareVerdict::Neutral;
     mc.note = "neutral metric: reported, never a regression";
@@ -392,6 +471,7 @@ void print_compare_table(std::ostream& os, const CompareResult& r) {
        << cell(m.change ? pct(*m.change) : "-", kChange) << cell(p, kP) << cell(n, kN) << " " << to_string(m.verdict)
        << (m.verdict == CompareVerdict::Unchanged && m.note.find("not significant") != std::string::npos ? " (not significant)" : "")
        << (m.failure ? "  <-- FAIL" : "") << "\n";
+    if (m.test == "paired-bootstrap") os << "    " << m.note << "\n";
   }
   for (const auto& g : r.geomeans)
     os << cell("[geomean] " + g.suite, kMetric, true) << cell("", kVal) << cell("", kVal) << cell(pct(g.ratio - 1.0), kChange)
@@ -410,7 +490,9 @@ json to_json(const CompareResult& r) {
   for (const auto& m : r.metrics)
     ms.push_back({{"suite", m.suite}, {"key", m.key}, {"unit", m.unit}, {"direction", to_string(m.direction)},
                   {"noise", to_string(m.noise)}, {"base", opt(m.base)}, {"new", opt(m.next)}, {"n_base", m.n_base},
-                  {"n_new", m.n_next}, {"change", opt(m.change)}, {"p_value", opt(m.p_value)}, {"threshold", m.threshold},
+                  {"n_new", m.n_next}, {"change", opt(m.change)}, {"p_value", opt(m.p_value)}, {"test", m.test},
+                  {"diff_mean", opt(m.diff_mean)}, {"diff_low", opt(m.diff_low)}, {"diff_high", opt(m.diff_high)},
+                  {"threshold", m.threshold},
                   {"verdict", to_string(m.verdict)}, {"failure", m.failure}, {"note", m.note}});
   json gs = json::array();
   for (const auto& g : r.geomeans) gs.push_back({{"suite", g.suite}, {"ratio", g.ratio}, {"count", g.count}});

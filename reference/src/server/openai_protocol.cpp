@@ -147,11 +147,7 @@ void check_neutral(const std::string& key, const json& v, int n) {
     return ProtocolError(400, key + ": " + what + " is not supported by this server (got " + v.dump() + ")", key, "unsupported");
   };
   if (v.is_null()) return;
-  if (key == "echo") {
-    if (get_bool(v, key)) throw unsupported("echo = true");
-  } else if (key == "logprobs") {
-    if (get_int(v, key, 0, 5, "an integer in [0, 5]") != 0) throw unsupported("logprobs > 0");
-  } else if (key == "best_of") {
+  if (key == "best_of") {
     if (get_int(v, key, 1, 128, "an integer in [1, 128]") != n) throw unsupported("best_of other than n");
   } else if (key == "presence_penalty" || key == "frequency_penalty") {
     const double x = get_number(v, key);
@@ -178,8 +174,9 @@ CompletionRequest parse_completion_request(const std::string& body, const ByteTo
   if (!j.is_object())
     throw ProtocolError(400, "the request body must be a JSON object (got " + type_of(j) + ")", "", "invalid_type");
   static const std::vector<std::string> handled = {"model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "n",
-                                                   "stop", "seed", "stream", "stream_options", "ignore_eos"};
-  static const std::vector<std::string> neutral = {"echo", "logprobs", "best_of", "presence_penalty", "frequency_penalty",
+                                                   "stop", "seed", "stream", "stream_options", "ignore_eos",
+                                                   "echo", "logprobs"};
+  static const std::vector<std::string> neutral = {"best_of", "presence_penalty", "frequency_penalty",
                                                    "logit_bias", "suffix"};
   const auto& ignored = ignored_completion_fields();
   auto in = [](const std::vector<std::string>& v, const std::string& k) { return std::find(v.begin(), v.end(), k) != v.end(); };
@@ -195,7 +192,14 @@ CompletionRequest parse_completion_request(const std::string& body, const ByteTo
   if (!j.contains("prompt") || j["prompt"].is_null()) throw bad("prompt", "is required", "missing_field");
   r.prompt_ids = parse_prompt(j["prompt"], tok);
   auto present = [&](const char* k) { return j.contains(k) && !j[k].is_null(); };
-  if (present("max_tokens")) r.max_tokens = get_int(j["max_tokens"], "max_tokens", 1, INT32_MAX, ">= 1");
+  if (present("echo")) r.echo = get_bool(j["echo"], "echo");
+  if (present("logprobs"))
+    r.logprobs = get_int(j["logprobs"], "logprobs", 0, kMaxLogprobs, "an integer in [0, " + std::to_string(kMaxLogprobs) + "]");
+  if (present("max_tokens")) {
+    r.max_tokens = get_int(j["max_tokens"], "max_tokens", 0, INT32_MAX, ">= 1 (or 0 with echo = true)");
+    if (r.max_tokens == 0 && !r.echo)
+      throw bad("max_tokens", "must be >= 1 (got 0); 0 is allowed only with echo = true, for the prompt's log-probabilities alone");
+  }
   if (present("n")) r.n = get_int(j["n"], "n", 1, 128, "an integer in [1, 128]");
   if (present("temperature")) {
     const double t = get_number(j["temperature"], "temperature");
@@ -228,11 +232,19 @@ CompletionRequest parse_completion_request(const std::string& body, const ByteTo
     }
   }
   if (present("ignore_eos")) r.ignore_eos = get_bool(j["ignore_eos"], "ignore_eos");
+  if (r.stream && (r.echo || r.wants_logprobs())) {
+    const std::string f = r.echo ? "echo" : "logprobs";
+    throw ProtocolError(400, f + ": not supported with stream = true by this server; send a non-streaming request", f,
+                        "unsupported");
+  }
   for (const auto& k : neutral)
     if (j.contains(k)) check_neutral(k, j[k], r.n);
 
   const int64_t plen = int64_t(r.prompt_ids.size());
-  if (plen >= context)
+  if (r.max_tokens == 0 && plen > context)
+    throw bad("prompt", "the prompt has " + std::to_string(plen) + " tokens; the model's context is " + std::to_string(context),
+              "context_length_exceeded");
+  if (r.max_tokens > 0 && plen >= context)
     throw bad("prompt", "the prompt has " + std::to_string(plen) + " tokens; the model's context is " + std::to_string(context) +
                             " (room for at least one generated token is needed)", "context_length_exceeded");
   if (plen + r.max_tokens > context)
@@ -338,13 +350,39 @@ nlohmann::json completion_response(const std::string& id, int64_t created, const
                                    const std::vector<ChoiceResult>& choices, int prompt_tokens, int completion_tokens) {
   json cs = json::array();
   for (size_t i = 0; i < choices.size(); ++i)
-    cs.push_back({{"index", i}, {"text", choices[i].text}, {"finish_reason", choices[i].finish_reason}, {"logprobs", nullptr}});
+    cs.push_back({{"index", i}, {"text", choices[i].text}, {"finish_reason", choices[i].finish_reason}, {"logprobs", choices[i].logprobs}});
   return {{"id", id},
           {"object", "text_completion"},
           {"created", created},
           {"model", model},
           {"choices", cs},
           {"usage", {{"prompt_tokens", prompt_tokens}, {"completion_tokens", completion_tokens}, {"total_tokens", prompt_tokens + completion_tokens}}}};
+}
+
+nlohmann::json logprobs_json(const std::vector<TokenLogprob>& tokens, const std::function<std::string(int32_t)>& token_text,
+                             size_t offset0) {
+  json toks = json::array(), lps = json::array(), tops = json::array(), offs = json::array();
+  size_t off = offset0;
+  for (const TokenLogprob& t : tokens) {
+    const std::string text = token_text(t.token);
+    toks.push_back(text);
+    offs.push_back(off);
+    off += text.size();
+    if (!t.logprob) {
+      lps.push_back(nullptr);
+      tops.push_back(nullptr);
+      continue;
+    }
+    lps.push_back(*t.logprob);
+    json top = json::object();
+    for (const auto& [id, lp] : t.top) {
+      const std::string k = token_text(id);
+      if (!top.contains(k)) top[k] = lp;  // two ids with one text: the more likely one (listed first)
+    }
+    if (const std::string k = text; !top.contains(k)) top[k] = *t.logprob;
+    tops.push_back(top);
+  }
+  return {{"tokens", toks}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
 }
 
 nlohmann::json completion_chunk(const std::string& id, int64_t created, const std::string& model, int index,

@@ -14,6 +14,7 @@
 
 #include "cb/engine/model/engine.h"
 #include "cb/engine/server/openai_protocol.h"
+#include "cb/engine/server/sequence_logprobs.h"
 
 namespace cb::engine {
 
@@ -58,6 +59,7 @@ struct Completion {
     size_t sent = 0;       // bytes of text already streamed
     std::deque<size_t> marks;  // text length after each token not streamed yet: one SSE event per token
     int tokens = 0;
+    std::vector<int32_t> ids;  // generated tokens behind the text (EOS excluded), for logprobs
     bool done = false;     // no more text (engine finish or stop string)
     bool final_sent = false;
     std::string reason;    // OpenAI finish reason, or "abort" / "error: ..."
@@ -173,6 +175,11 @@ struct Server::Impl {
   bool authorized(const httplib::Request& req, httplib::Response& res) const;
   void completions(const httplib::Request& req, httplib::Response& res);
   void on_event(const std::shared_ptr<Completion>& c, const TokenEvent& e);
+  // echo / logprobs: the text of tokens as the choices show them, and choices[i].logprobs for the
+  // prompt (echo) and generated tokens, scored on the engine thread between steps.
+  std::string tokens_text(const std::vector<int32_t>& ids) const;
+  json choice_logprobs(const CompletionRequest& r, const std::vector<int32_t>& generated);
+  void prompt_only(const CompletionRequest& r, const std::string& id, httplib::Response& res);
   void stream(const std::shared_ptr<Completion>& c, RequestId id, httplib::Response& res);
   void begin_flight() {
     std::lock_guard lk(life_m);
@@ -381,6 +388,18 @@ void Server::Impl::completions(const httplib::Request& req, httplib::Response& r
     return send_error(res, 404, "the model '" + cr.model + "' does not exist; this server serves '" + name + "'",
                       "invalid_request_error", "model", "model_not_found");
 
+  if ((cr.echo || cr.wants_logprobs()) && model->tp_comm())
+    return send_error(res, 400, std::string(cr.echo ? "echo" : "logprobs") + ": not supported by a tensor-parallel server",
+                      "invalid_request_error", cr.echo ? "echo" : "logprobs", "unsupported");
+  if (cr.max_tokens == 0) {  // echo = true (checked in parsing): the prompt alone, no generation
+    begin_flight();
+    struct EndFlight {
+      Impl* s;
+      ~EndFlight() { s->end_flight(); }
+    } end{this};
+    return prompt_only(cr, "cmpl-" + std::to_string(started_unix) + "-" + std::to_string(next_id++), res);
+  }
+
   auto c = std::make_shared<Completion>();
   c->req = std::move(cr);
   c->id = "cmpl-" + std::to_string(started_unix) + "-" + std::to_string(next_id++);
@@ -428,13 +447,62 @@ void Server::Impl::completions(const httplib::Request& req, httplib::Response& r
   std::unique_lock lk(c->m);
   c->cv.wait(lk, [&] { return c->all_done(); });
   std::vector<ChoiceResult> choices;
+  std::vector<std::vector<int32_t>> generated;
   for (const auto& s : c->samples) {
     if (s.reason == "abort")
       return send_error(res, 503, "the request was aborted: the server is shutting down", "server_error", "", "aborted");
     if (s.reason.rfind("error", 0) == 0) return send_error(res, 500, "engine " + s.reason, "server_error", "", "engine_error");
     choices.push_back({s.text.text(), s.reason});
+    generated.push_back(s.ids);
+  }
+  lk.unlock();  // the engine thread takes c->m in on_event: never wait for it while holding it
+  if (c->req.echo || c->req.wants_logprobs()) {
+    const std::string echoed = c->req.echo ? tokens_text(c->req.prompt_ids) : "";
+    try {
+      for (size_t i = 0; i < choices.size(); ++i) {
+        choices[i].text = echoed + choices[i].text;
+        if (c->req.wants_logprobs()) choices[i].logprobs = choice_logprobs(c->req, generated[i]);
+      }
+    } catch (const std::exception& e) {
+      return send_error(res, 503, std::string("log-probabilities: ") + e.what(), "server_error", "", "logprobs_failed");
+    }
   }
   res.set_content(json_text(completion_response(c->id, c->created, c->model, choices, c->prompt_tokens, c->completion_tokens)),
+                  "application/json");
+}
+
+std::string Server::Impl::tokens_text(const std::vector<int32_t>& ids) const {
+  std::string out;
+  for (int32_t id : ids) out += model->tokenizer().decode_one(id);
+  return out;
+}
+
+json Server::Impl::choice_logprobs(const CompletionRequest& r, const std::vector<int32_t>& generated) {
+  std::vector<int32_t> seq = r.prompt_ids;
+  seq.insert(seq.end(), generated.begin(), generated.end());
+  std::vector<PositionLogprobs> lp;
+  loop->run_exclusive([&] { lp = sequence_logprobs(*model, seq, r.logprobs); });
+  std::vector<TokenLogprob> out;
+  for (size_t i = r.echo ? 0 : r.prompt_ids.size(); i < seq.size(); ++i) {
+    TokenLogprob t;
+    t.token = seq[i];
+    if (i > 0) t.logprob = lp[i].logprob, t.top = std::move(lp[i].top);
+    out.push_back(std::move(t));
+  }
+  return logprobs_json(out, [this](int32_t id) { return model->tokenizer().decode_one(id); });
+}
+
+void Server::Impl::prompt_only(const CompletionRequest& r, const std::string& id, httplib::Response& res) {
+  ChoiceResult choice{tokens_text(r.prompt_ids), "length"};
+  if (r.wants_logprobs()) {
+    try {
+      choice.logprobs = choice_logprobs(r, {});
+    } catch (const std::exception& e) {
+      return send_error(res, 503, std::string("log-probabilities: ") + e.what(), "server_error", "", "logprobs_failed");
+    }
+  }
+  const std::vector<ChoiceResult> choices(size_t(r.n), choice);
+  res.set_content(json_text(completion_response(id, int64_t(std::time(nullptr)), name, choices, int(r.prompt_ids.size()), 0)),
                   "application/json");
 }
 
@@ -455,6 +523,7 @@ void Server::Impl::on_event(const std::shared_ptr<Completion>& c, const TokenEve
       ++c->completion_tokens;
       ++s.tokens;
       const bool eos = !c->req.ignore_eos && e.token == model->config().eos_token_id;
+      if (!eos) s.ids.push_back(e.token);
       if (!eos && s.text.append(s.utf8.feed(model->tokenizer().decode_one(e.token)))) finish = true, reason = "stop";
       if (c->req.stream) s.marks.push_back(s.text.text().size());
     } else {

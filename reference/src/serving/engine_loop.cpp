@@ -64,6 +64,22 @@ void EngineLoop::stop_accepting() {
   accepting_ = false;
 }
 
+void EngineLoop::run_exclusive(std::function<void()> fn) {
+  std::packaged_task<void()> task(std::move(fn));
+  std::future<void> done = task.get_future();
+  {
+    std::lock_guard lk(m_);
+    if (stop_) throw std::runtime_error("engine loop: stopped");
+    jobs_.push_back(std::move(task));
+  }
+  wake_.notify_one();
+  try {
+    done.get();
+  } catch (const std::future_error&) {
+    throw std::runtime_error("engine loop: stopped before the job ran");
+  }
+}
+
 void EngineLoop::set_step_delay(double seconds) {
   std::lock_guard lk(m_);
   step_delay_s_ = seconds > 0 ? seconds : 0;
@@ -109,12 +125,13 @@ bool EngineLoop::accepting() const {
 void EngineLoop::run() {
   std::unique_lock lk(m_);
   for (;;) {
-    auto has_input = [&] { return stop_ || abort_all_ || !pending_.empty() || !aborts_.empty(); };
+    auto has_input = [&] { return stop_ || abort_all_ || !pending_.empty() || !aborts_.empty() || !jobs_.empty(); };
     if (!has_input()) {
       if (engine_->idle()) wake_.wait(lk, has_input);
       else if (engine_->stalled()) wake_.wait_for(lk, kStalledPoll, has_input);
     }
     if (stop_) {
+      jobs_.clear();  // their callers get "stopped before the job ran"
       lk.unlock();
       abort_everything();
       publish();
@@ -132,8 +149,12 @@ void EngineLoop::run() {
     arrived.swap(pending_);
     std::vector<RequestId> aborted;
     aborted.swap(aborts_);
+    std::deque<std::packaged_task<void()>> jobs;
+    jobs.swap(jobs_);
     engine_queued_ += int(arrived.size());  // they join the engine's queue now: still "waiting"
     lk.unlock();
+
+    for (auto& job : jobs) job();  // between steps: the model is free; exceptions go to the caller's future
 
     for (Pending& p : arrived) hand_over(p);
     for (RequestId id : aborted) {

@@ -5,7 +5,8 @@
 // in-process engine they get through EngineAccess, which the engine adapter library
 // (cb_harness_engine, harness/src/engine/) installs when the binary links it: `claimbench` does,
 // `claimbench-http` does not. Without it, claimbench measures endpoints (--sut http://HOST:PORT,
-// null), the engine-side suites (engine, accuracy, scaling) report "not built" with the reason,
+// null), the engine-side suites (engine, accuracy, scaling) report "not built" with the reason
+// (accuracy against --sut http:// runs without the engine: suites/accuracy_http.h),
 // and --sut inprocess is an error that says so.
 #pragma once
 

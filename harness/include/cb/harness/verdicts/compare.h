@@ -20,8 +20,22 @@
 //   failure when the options mark the key as required).
 // The threshold is options.threshold, overridden per noise class, overridden per key prefix
 // (longest prefix wins). Runs on different hardware fingerprints fail unless allowed (then warn).
+//
+// Paired metrics (the accuracy suite's per-example exact-match 0/1 and per-window perplexities):
+// when both runs' metric carries the same non-empty params.pair_key (a hash of the inputs behind
+// the samples: sample i of both runs measured the same example) and as many samples, the test is
+// paired instead of Mann-Whitney: d_i = new_i - base_i, and a percentile bootstrap of mean(d)
+// (kPairedBootstrapResamples resamples of the pairs, fixed seed, so a comparison repeats) gives its
+// (1 - alpha) interval (diff_low, diff_high, in the samples' unit; for a fraction x100 = points)
+// and a two-sided p-value (twice the smaller share of resampled means on either side of 0).
+//   significant = the interval excludes 0 (p < alpha);
+//   verdict     = as above, with the same relative threshold on the values' change: a regression
+//                 is a significant paired difference whose change is past -threshold; a change
+//                 past the threshold inside the noise (interval holds 0) stays "unchanged (not
+//                 significant)". Different pair keys (other examples): the unpaired test, noted.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <ostream>
@@ -73,6 +87,9 @@ struct MetricComparison {
   size_t n_next = 0;
   std::optional<double> change;   // relative, positive = better; absent when not computable
   std::optional<double> p_value;  // absent when no test was run
+  std::string test;               // "mann-whitney", "paired-bootstrap" or "" (none)
+  // Paired test only: mean of new_i - base_i and its (1 - alpha) bootstrap interval, sample units.
+  std::optional<double> diff_mean, diff_low, diff_high;
   double threshold = 0;
   CompareVerdict verdict = CompareVerdict::Unchanged;
   bool failure = false;  // counts toward the exit code
@@ -106,6 +123,16 @@ CompareResult compare_runs(const RunData& base, const RunData& next, const Compa
 // warnings, failures and a one-line verdict.
 void print_compare_table(std::ostream& os, const CompareResult& r);
 nlohmann::json to_json(const CompareResult& r);
+
+inline constexpr int kPairedBootstrapResamples = 4000;
+struct PairedDifference {
+  double mean = 0, low = 0, high = 0;  // mean of b_i - a_i and its (1 - alpha) percentile interval
+  double p_value = 1;
+  size_t n = 0;
+};
+// Paired bootstrap of mean(b_i - a_i); a and b of equal size >= 1 (throws std::invalid_argument).
+PairedDifference paired_bootstrap(const std::vector<double>& a, const std::vector<double>& b, double alpha = 0.05,
+                                  int resamples = kPairedBootstrapResamples, uint64_t seed = 20240601);
 
 // 0 when the gate passes; 1 on any regression or other failure (missing required metric, NaN,
 // hardware mismatch not allowed).

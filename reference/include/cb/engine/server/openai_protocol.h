@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -41,7 +43,16 @@ struct CompletionRequest {
   bool stream = false;
   bool include_usage = true;           // streams end with a usage chunk unless told otherwise
   bool ignore_eos = false;             // vLLM extension: generate exactly max_tokens
+  // Legacy completions log-probabilities (OpenAI, vLLM): -1 = none (absent / null), else the number
+  // of most likely alternatives per position in [0, 20]; echo = the prompt comes back first in
+  // text (and, with logprobs, in choices[i].logprobs, its first token's logprob null). max_tokens 0
+  // is allowed with echo only: the prompt's log-probabilities alone (lm-evaluation-harness's
+  // loglikelihood requests). Not with stream (400).
+  int logprobs = -1;
+  bool echo = false;
+  bool wants_logprobs() const { return logprobs >= 0; }
 };
+inline constexpr int kMaxLogprobs = 20;
 
 // Top-level fields accepted without effect (documented in server.h): OpenAI fields whose only
 // supported value is the neutral one are checked in parse_completion_request instead.
@@ -87,7 +98,24 @@ std::string openai_finish_reason(const std::string& engine_reason);
 struct ChoiceResult {
   std::string text;
   std::string finish_reason;
+  nlohmann::json logprobs = nullptr;  // logprobs_json(...) or null
 };
+
+// One scored token of a choice: its log-probability (absent for the first prompt token, which
+// nothing predicts) and the most likely alternatives at its position.
+struct TokenLogprob {
+  int32_t token = 0;
+  std::optional<double> logprob;
+  std::vector<std::pair<int32_t, double>> top;
+};
+// choices[i].logprobs as OpenAI's legacy completions (and vLLM) send it:
+//   {"tokens": [str], "token_logprobs": [num|null], "top_logprobs": [{str: num}|null],
+//    "text_offset": [int]}
+// token_text gives each token's text (special tokens: ""); text_offset is the byte offset of the
+// token's text in the choice's text, starting at offset0. top_logprobs holds the alternatives and
+// the chosen token itself (as vLLM does), keyed by their text; null where logprob is absent.
+nlohmann::json logprobs_json(const std::vector<TokenLogprob>& tokens, const std::function<std::string(int32_t)>& token_text,
+                             size_t offset0 = 0);
 nlohmann::json completion_response(const std::string& id, int64_t created, const std::string& model,
                                    const std::vector<ChoiceResult>& choices, int prompt_tokens, int completion_tokens);
 // One streamed chunk for one choice; finish_reason "" -> null.

@@ -10,8 +10,14 @@
 // Completions: prompt is a string (byte-level tokens, BOS prepended) or an array of token ids (used
 // as is). Supported: max_tokens (default 16), temperature (default 1, 0 = greedy), top_p, top_k
 // (-1/0 = off), n, stop (string or up to 4 strings), seed (default 0: runs repeat), stream,
-// stream_options.include_usage, ignore_eos (vLLM extension). Accepted only with their neutral value
-// (else 400 "unsupported"): echo=false, logprobs=null/0, best_of=n, presence_penalty=0,
+// stream_options.include_usage, ignore_eos (vLLM extension), and the legacy log-probability fields
+// (non-streaming only): logprobs (null, or top-N in [0, 20]) and echo (bool) answer
+// choices[i].logprobs = {tokens, token_logprobs, top_logprobs, text_offset} as OpenAI and vLLM do;
+// with echo the prompt's tokens come first (the first one's logprob null) and its text precedes the
+// completion's; max_tokens 0 is allowed with echo only (the prompt's log-probabilities alone). They
+// are scored by one teacher-forced forward over prompt + generated tokens on the engine thread
+// between steps (sequence_logprobs.h). Accepted only with their neutral value
+// (else 400 "unsupported"): best_of=n, presence_penalty=0,
 // frequency_penalty=0, logit_bias={}, suffix="". Accepted and ignored: user. Any other top-level field
 // is rejected with 400 naming it. `model`, when given, must be the served name (else 404).
 // Streams send one `data: {text_completion chunk}` event per batch of new text, then (unless

@@ -8,6 +8,8 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
+#include <future>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -59,6 +61,11 @@ class EngineLoop {
   void set_step_delay(double seconds);
   const EngineOptions& options() const { return engine_->options(); }
   const BatchPolicy& policy() const { return engine_->policy(); }
+  // Runs fn on the loop thread between two engine steps (nothing else touches the model while it
+  // runs) and returns when it has; rethrows what fn threw. For work that needs the model outside
+  // the scheduler, e.g. a teacher-forced forward for log-probabilities. Throws std::runtime_error
+  // when the loop stops before fn ran.
+  void run_exclusive(std::function<void()> fn);
 
  private:
   struct Pending {
@@ -87,6 +94,7 @@ class EngineLoop {
   mutable std::condition_variable done_;   // drain(), stats_when_settled(): a request finished
   std::deque<Pending> pending_;
   std::vector<RequestId> aborts_;
+  std::deque<std::packaged_task<void()>> jobs_;  // run_exclusive
   bool accepting_ = true;
   bool stop_ = false;
   bool abort_all_ = false;
