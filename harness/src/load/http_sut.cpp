@@ -414,6 +414,10 @@ bool HttpSut::run_one(void* client_ptr, Job& job) {
   }
   if (!finish_reason.empty() && !profile.finish_reasons.empty()) {
     const auto it = profile.finish_reasons.find(finish_reason);
+    if (it == profile.finish_reasons.end() && finish_reason.rfind("error", 0) == 0) {  // refengine: "error: ..."
+      fail(ErrorKind::Engine, "the server ended the request with finish_reason \"" + finish_reason + "\"");
+      return job.finished;
+    }
     if (it == profile.finish_reasons.end()) {
       std::string known;
       for (const auto& [k, v] : profile.finish_reasons) known += (known.empty() ? "" : ", ") + k;
