@@ -57,12 +57,23 @@ MetricsSampler::~MetricsSampler() { stop(); }
 void MetricsSampler::start() {
   if (thread_.joinable()) return;
   stop_ = false;
+  t0_ = Clock::now();
   thread_ = std::thread([this] { loop(); });
+}
+
+void MetricsSampler::mark_run_start() {
+  run_t0_ = Clock::now();
+  run_marked_ = true;
 }
 
 void MetricsSampler::stop() {
   stop_ = true;
   if (thread_.joinable()) thread_.join();
+  if (run_marked_ && !shifted_) {
+    shifted_ = true;
+    const double offset = std::chrono::duration<double>(run_t0_ - t0_).count();
+    for (auto& s : samples_) s.t_s -= offset;
+  }
 }
 
 void MetricsSampler::loop() {
@@ -72,7 +83,7 @@ void MetricsSampler::loop() {
   c.set_tcp_nodelay(true);
   c.set_connection_timeout(2, 0);
   c.set_read_timeout(2, 0);
-  const auto t0 = Clock::now();
+  const auto t0 = t0_;
   auto next = t0;
   const auto step = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval_s_));
   while (!stop_) {

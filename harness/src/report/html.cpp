@@ -413,7 +413,7 @@ void server_metrics_charts(std::ostringstream& o, const std::vector<ReportInput>
   svg::XYChart kv, q;
   kv.id = "chart-server-kv-usage";
   kv.title = "Server KV-cache usage over time";
-  kv.x = {"time since the run's start (s)", false, 0.0, {}};
+  kv.x = {"time from the run's start (s)", false, {}, {}};
   kv.y = {"KV-cache usage (fraction)", false, 0.0, {}};
   q.id = "chart-server-queue-depth";
   q.title = "Server queue depth and running requests over time";

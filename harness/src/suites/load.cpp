@@ -154,6 +154,7 @@ void measure_overhead(LoadContext& lc, const WorkloadSpec& chat, SuiteResult& r,
   LoadContext nlc = lc;
   nlc.make_sut = [](const InProcessConfig&) { return std::make_unique<NullSut>(); };
   nlc.runs = json::object();
+  nlc.make_sampler = nullptr;  // the null SUT: no server to sample
   const Measured o = measure(nlc, w, InProcessConfig{}, "overhead.open@" + g(open.rate_rps), open);
   // Closed loop at concurrency 1: a fixed count of back-to-back requests (a few hundred ms).
   w.duration_s = 0;

@@ -18,7 +18,7 @@
 namespace cb::harness::load {
 
 struct MetricsSample {
-  double t_s = 0;  // seconds since the sampler started (it starts just before the run)
+  double t_s = 0;  // seconds from the run's start (mark_run_start(); else the sampler's): < 0 before it
   double running = NAN, waiting = NAN, kv_usage = NAN;  // kv_usage as a 0..1 fraction
   double busy_seconds = NAN, prompt_tokens = NAN, generation_tokens = NAN;  // counters
   double scrape_ms = 0;  // how long the GET took
@@ -42,7 +42,8 @@ class MetricsSampler {
   MetricsSampler(std::string base_url, ProfileMetrics m, double interval_s);
   ~MetricsSampler();
   void start();
-  void stop();  // joins the thread; idempotent
+  void stop();  // joins the thread; idempotent; puts the samples on the run's time base
+  void mark_run_start();  // the run's time zero (RunOptions::on_start)
   const std::vector<MetricsSample>& samples() const { return samples_; }  // after stop()
   // Samples with a <= t_s < b (b <= a: all).
   MetricsSummary summary(double a, double b) const;
@@ -58,6 +59,9 @@ class MetricsSampler {
   std::atomic<bool> stop_{false};
   std::thread thread_;
   std::vector<MetricsSample> samples_;
+  std::chrono::steady_clock::time_point t0_{}, run_t0_{};
+  std::atomic<bool> run_marked_{false};
+  bool shifted_ = false;
   int failed_ = 0;
 };
 
