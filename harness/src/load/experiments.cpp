@@ -84,7 +84,14 @@ Measured measure(LoadContext& ctx, const WorkloadSpec& w, const InProcessConfig&
   m.label = label;
   RunOptions ro = ctx.run;
   ro.stop_when_slo_unreachable = mo.stop_when_slo_unreachable;
+  std::unique_ptr<MetricsSampler> sampler = ctx.make_sampler ? ctx.make_sampler() : nullptr;
+  if (sampler) {
+    sampler->start();
+    MetricsSampler* sp = sampler.get();
+    ro.on_start = [sp] { sp->mark_run_start(); };
+  }
   m.result = run_load(*sut, plan, w.slo, w.validity, ro);
+  if (sampler) sampler->stop();
   m.sut = sut->describe();  // after the run: it records what the run opened (connections)
   sut.reset();  // joins the engine / connection threads before the next run starts
   const RunResult& r = m.result;
@@ -125,6 +132,15 @@ Measured measure(LoadContext& ctx, const WorkloadSpec& w, const InProcessConfig&
                        {"kv_bytes_used_peak", r.at_end->kv_bytes_used_peak},
                        {"preemptions", r.at_end->preemptions},
                        {"steps", r.at_end->steps}};
+  }
+  if (sampler) {
+    m.server_metrics = sampler->summary(r.steady_begin_s, r.steady_end_s);
+    json sm = sampler->to_json();
+    sm["steady_window"] = m.server_metrics->to_json();
+    sm["steady_window"]["from_s"] = r.steady_begin_s;
+    sm["steady_window"]["to_s"] = r.steady_end_s;
+    sm["time_base"] = "t_s from the run's time zero (after the SUT's prepare()); samples before it have t_s < 0";
+    entry["server_metrics"] = sm;
   }
   ctx.runs[label] = entry;
 

@@ -71,7 +71,7 @@ void SseParser::line(std::string_view l) {
   have_data_ = true;
 }
 
-CompletionChunk parse_completion_chunk(const std::string& text) {
+CompletionChunk parse_completion_chunk(const std::string& text, const std::string& token_counting) {
   json j;
   try {
     j = json::parse(text);
@@ -97,11 +97,13 @@ CompletionChunk parse_completion_chunk(const std::string& text) {
   if (!ch.is_object()) throw std::invalid_argument("choices[0] is not an object: " + text.substr(0, 120));
   if (ch.contains("finish_reason") && ch["finish_reason"].is_string()) c.finish_reason = ch["finish_reason"];
   int ids = -1;
-  if (ch.contains("token_ids") && ch["token_ids"].is_array()) ids = int(ch["token_ids"].size());
-  else if (j.contains("token_ids") && j["token_ids"].is_array()) ids = int(j["token_ids"].size());
-  else if (ch.contains("logprobs") && ch["logprobs"].is_object() && ch["logprobs"].contains("tokens") &&
-           ch["logprobs"]["tokens"].is_array())
-    ids = int(ch["logprobs"]["tokens"].size());
+  if (token_counting != "chunks") {  // "chunks": one per chunk, whatever lists a chunk carries
+    if (ch.contains("token_ids") && ch["token_ids"].is_array()) ids = int(ch["token_ids"].size());
+    else if (j.contains("token_ids") && j["token_ids"].is_array()) ids = int(j["token_ids"].size());
+    else if (ch.contains("logprobs") && ch["logprobs"].is_object() && ch["logprobs"].contains("tokens") &&
+             ch["logprobs"]["tokens"].is_array())
+      ids = int(ch["logprobs"]["tokens"].size());
+  }
   const bool text_nonempty = ch.contains("text") && ch["text"].is_string() && !ch["text"].get<std::string>().empty();
   // Without token ids, a chunk is one token when it has text, or when it is not the closing chunk:
   // servers stream one chunk per generated token, and a token's text can be empty (part of a UTF-8
@@ -113,6 +115,23 @@ CompletionChunk parse_completion_chunk(const std::string& text) {
 }
 
 // ---- HTTP ---------------------------------------------------------------------------------------
+
+json completion_request_body(const ServerProfile& profile, const std::string& model, const LoadRequest& req,
+                             const std::function<std::string(const std::vector<int32_t>&)>& prompt_text) {
+  json body = {{"model", model}, {"max_tokens", req.max_tokens}, {"stream", true}, {"temperature", 0}};
+  if (profile.token_id_prompts) {
+    body["prompt"] = req.prompt;
+  } else {
+    if (!prompt_text)
+      throw std::invalid_argument("server profile '" + profile.name +
+                                  "' takes text prompts only: the token-id prompts need a tokenizer to become text (pass --tokenizer DIR)");
+    body["prompt"] = prompt_text(req.prompt);
+  }
+  for (const auto& [k, v] : profile.fixed_length_fields.items())
+    body[k] = v.is_string() && v.get<std::string>() == "$max_tokens" ? json(req.max_tokens) : v;
+  if (profile.streamed_usage == "stream_options") body["stream_options"] = {{"include_usage", true}};
+  return body;
+}
 
 std::pair<std::string, int> parse_http_url(const std::string& url) {
   const std::string pre = "http://";
@@ -179,6 +198,9 @@ void configure(httplib::Client& c, const HttpSutOptions& o) {
 HttpSut::HttpSut(HttpSutOptions opt) : opt_(std::move(opt)) {
   std::tie(host_, port_) = parse_http_url(opt_.base_url);
   if (opt_.max_connections < 1) throw std::invalid_argument("max_connections: must be >= 1");
+  if (!opt_.profile.token_id_prompts && !opt_.prompt_text)
+    throw std::invalid_argument("server profile '" + opt_.profile.name +
+                                "' takes text prompts only: the token-id prompts need a tokenizer to become text (pass --tokenizer DIR)");
   if (opt_.api_key.empty())
     if (const char* env = std::getenv("OPENAI_API_KEY")) opt_.api_key = env;
   model_ = opt_.model;
@@ -209,9 +231,16 @@ HttpSut::~HttpSut() {
 }
 
 json HttpSut::describe() const {
+  const ServerProfile& p = opt_.profile;
+  std::string endpoint = std::string("/v1/completions (stream, prompt as ") + (p.token_id_prompts ? "token ids" : "text") + ", " +
+                         (p.fixed_length_fields.empty() ? "output length not fixed" : "fixed length: " + p.fixed_length_fields.dump()) +
+                         ", usage " + p.streamed_usage + ")";
   return {{"sut", "http"},
           {"base_url", opt_.base_url},
-          {"endpoint", "/v1/completions (stream, prompt as token ids, ignore_eos)"},
+          {"endpoint", endpoint},
+          {"server_profile", {{"name", p.name}, {"file", p.file.string()}, {"token_id_prompts", p.token_id_prompts},
+                              {"fixed_length_fields", p.fixed_length_fields}, {"streamed_usage", p.streamed_usage},
+                              {"token_counting", p.token_counting}}},
           {"model", model_},
           {"max_connections", opt_.max_connections},
           {"connect_timeout_s", opt_.connect_timeout_s},
@@ -307,19 +336,17 @@ bool HttpSut::finish(Job& job, const std::function<void()>& last_callback) {
 bool HttpSut::run_one(void* client_ptr, Job& job) {
   auto& client = *static_cast<httplib::Client*>(client_ptr);
   const uint64_t gen = generation_.load();
-  json body = {{"model", model_},
-               {"prompt", job.req.prompt},
-               {"max_tokens", job.req.max_tokens},
-               {"stream", true},
-               {"temperature", 0},
-               {"ignore_eos", true},
-               {"stream_options", {{"include_usage", true}}}};
+  // Text prompts are decoded here, before on_sent (inside the from-scheduled latency, outside the
+  // from-send one).
+  const json body = completion_request_body(opt_.profile, model_, job.req, opt_.prompt_text);
+  const ServerProfile& profile = opt_.profile;
   httplib::Request rq;
   rq.method = "POST";
   rq.path = "/v1/completions";
   rq.headers = {{"Accept", "text/event-stream"}};
   rq.set_header("Content-Type", "application/json");
-  rq.body = body.dump();
+  // A text prompt may hold bytes that are not UTF-8 (a byte-level decode): sent as U+FFFD.
+  rq.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
 
   int status = 0;
   std::string error_body;
@@ -339,7 +366,7 @@ bool HttpSut::run_one(void* client_ptr, Job& job) {
       return;
     }
     try {
-      const CompletionChunk c = parse_completion_chunk(data);
+      const CompletionChunk c = parse_completion_chunk(data, profile.token_counting);
       if (!c.error.empty()) return fail(ErrorKind::Protocol, "server sent an error event: " + c.error);
       if (c.usage_completion_tokens >= 0) usage = c.usage_completion_tokens;
       if (!c.finish_reason.empty()) finish_reason = c.finish_reason;
@@ -376,7 +403,7 @@ bool HttpSut::run_one(void* client_ptr, Job& job) {
   }
   if (status != 200) {
     const ErrorKind k = status == 429 ? ErrorKind::Http429 : status >= 500 ? ErrorKind::Http5xx : ErrorKind::Http4xx;
-    fail(k, "HTTP " + std::to_string(status) + ": " + error_body);
+    fail(k, "HTTP " + std::to_string(status) + ": " + readable_error_body(error_body) + " [server profile " + profile.name + "]");
     return job.finished;
   }
   sse.finish();
@@ -384,6 +411,24 @@ bool HttpSut::run_one(void* client_ptr, Job& job) {
   if (!done_marker && finish_reason.empty()) {
     fail(ErrorKind::Protocol, "stream ended without a finish_reason or data: [DONE] after " + std::to_string(seen) + " tokens");
     return job.finished;
+  }
+  if (!finish_reason.empty() && !profile.finish_reasons.empty()) {
+    const auto it = profile.finish_reasons.find(finish_reason);
+    if (it == profile.finish_reasons.end() && finish_reason.rfind("error", 0) == 0) {  // refengine: "error: ..."
+      fail(ErrorKind::Engine, "the server ended the request with finish_reason \"" + finish_reason + "\"");
+      return job.finished;
+    }
+    if (it == profile.finish_reasons.end()) {
+      std::string known;
+      for (const auto& [k, v] : profile.finish_reasons) known += (known.empty() ? "" : ", ") + k;
+      fail(ErrorKind::Protocol, "finish_reason \"" + finish_reason + "\" is not one server profile " + profile.name + " knows (" + known +
+                                    "): wrong --server-profile?");
+      return job.finished;
+    }
+    if (it->second == "abort" || it->second == "error") {
+      fail(ErrorKind::Engine, "the server ended the request with finish_reason \"" + finish_reason + "\" after " + std::to_string(seen) + " tokens");
+      return job.finished;
+    }
   }
   finish(job, [&] { cb.on_complete(usage); });
   return job.finished;

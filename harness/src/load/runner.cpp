@@ -181,6 +181,7 @@ RunResult run_load(Sut& sut, const Plan& plan, const Slo& slo, const ValidityRul
     }
   sut.prepare(std::min(expected, 256));
   st->t0 = Clock::now();
+  if (opt.on_start) opt.on_start();
   if (!plan.closed_loop) {
     for (size_t i = 0; i < n && res.abandoned.empty(); ++i) {
       const double arrival = plan.requests[i].arrival_s;

@@ -405,6 +405,63 @@ std::vector<svg::Series> sweep_series(const std::vector<ReportInput>& runs, cons
   return out;
 }
 
+// The server's /metrics time series of one measured run per report run (the load suite's
+// params.runs.<label>.server_metrics, sampled against an HTTP server whose profile names series):
+// the first saturation trial, else the first run that has one. Two charts: KV-cache usage
+// (fraction) and queue depth / running requests.
+void server_metrics_charts(std::ostringstream& o, const std::vector<ReportInput>& runs, const std::vector<std::string>& names) {
+  svg::XYChart kv, q;
+  kv.id = "chart-server-kv-usage";
+  kv.title = "Server KV-cache usage over time";
+  kv.x = {"time from the run's start (s)", false, {}, {}};
+  kv.y = {"KV-cache usage (fraction)", false, 0.0, {}};
+  q.id = "chart-server-queue-depth";
+  q.title = "Server queue depth and running requests over time";
+  q.x = kv.x;
+  q.y = {"requests", false, 0.0, {}};
+  std::string caption;
+  for (size_t ri = 0; ri < runs.size(); ++ri) {
+    const auto it = runs[ri].run.suites.find("load");
+    if (it == runs[ri].run.suites.end() || !it->second.params.contains("runs")) continue;
+    const json& all = it->second.params["runs"];
+    std::string label;
+    for (auto& [k, v] : all.items())
+      if (v.contains("server_metrics") && (label.empty() || (k.find("saturation") != std::string::npos && label.find("saturation") == std::string::npos)))
+        label = k;
+    if (label.empty()) continue;
+    const json& sm = all[label]["server_metrics"];
+    if (!sm.contains("rows") || !sm["rows"].is_array()) continue;
+    const std::string who = (runs.size() > 1 ? names[ri] + " / " : std::string()) + label;
+    svg::Series skv, sw, sr;
+    skv.name = who + ": KV usage";
+    sw.name = who + ": waiting (queue depth)";
+    sr.name = who + ": running";
+    skv.color = sw.color = svg::palette(ri * 2);
+    sr.color = svg::palette(ri * 2 + 1);
+    sr.dash = "6 3";
+    skv.marker = sw.marker = sr.marker = svg::marker_for(ri);
+    for (const auto& row : sm["rows"]) {
+      if (!row.is_array() || row.size() < 4 || !row[0].is_number()) continue;
+      const double t = row[0].get<double>();
+      if (row[3].is_number()) skv.points.push_back({t, row[3].get<double>(), num(row[3].get<double>()) + " at " + num(t) + " s"});
+      if (row[2].is_number()) sw.points.push_back({t, row[2].get<double>(), num(row[2].get<double>()) + " waiting at " + num(t) + " s"});
+      if (row[1].is_number()) sr.points.push_back({t, row[1].get<double>(), num(row[1].get<double>()) + " running at " + num(t) + " s"});
+    }
+    if (!skv.points.empty()) kv.series.push_back(skv);
+    if (!sw.points.empty()) q.series.push_back(sw);
+    if (!sr.points.empty()) q.series.push_back(sr);
+    const json& series = sm.value("series", json::object());
+    caption += (caption.empty() ? "" : "; ") + who + ": " + series.dump() + " every " + num(sm.value("interval_s", 0.0)) + " s";
+  }
+  if (kv.series.empty() && q.series.empty()) return;
+  o << "<h3>Server metrics during the run</h3>\n";
+  for (const svg::XYChart* c : {&kv, &q}) {
+    if (c->series.empty()) continue;
+    o << "<figure>" << svg::render_xy(*c) << "<figcaption>Sampled from the server's /metrics during the load run (own connection, "
+      << "outside the worker pool). Series: " << h(caption) << "</figcaption></figure>\n";
+  }
+}
+
 void load_section(std::ostringstream& o, const std::vector<ReportInput>& runs, const std::vector<std::string>& names) {
   o << "<section id=\"load\"><h2>Load</h2>\n";
   if (!any_load_results(runs)) {
@@ -454,6 +511,7 @@ void load_section(std::ostringstream& o, const std::vector<ReportInput>& runs, c
     o << "<figure>" << svg::render_xy(c) << "<figcaption>From the load suite's rate sweep." << style_note
       << "</figcaption></figure>\n";
   }
+  server_metrics_charts(o, runs, names);
   const auto lat = latency_rows(runs);
   if (!lat.empty()) {
     o << "<h3>Latency percentiles</h3><div class=\"scroll\"><table><tr><th>run</th><th>workload</th><th>requests</th>"

@@ -13,6 +13,8 @@
 #include <omp.h>
 
 #include <cmath>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <fstream>
 #include <set>
@@ -23,6 +25,8 @@
 #include "cb/harness/load/experiments.h"
 #include "cb/harness/load/http_sut.h"
 #include "cb/harness/load/locust.h"
+#include "cb/harness/load/metrics_sampler.h"
+#include "cb/harness/load/server_profile.h"
 #include "cb/harness/suites/suites.h"
 
 namespace cb::harness {
@@ -150,6 +154,7 @@ void measure_overhead(LoadContext& lc, const WorkloadSpec& chat, SuiteResult& r,
   LoadContext nlc = lc;
   nlc.make_sut = [](const InProcessConfig&) { return std::make_unique<NullSut>(); };
   nlc.runs = json::object();
+  nlc.make_sampler = nullptr;  // the null SUT: no server to sample
   const Measured o = measure(nlc, w, InProcessConfig{}, "overhead.open@" + g(open.rate_rps), open);
   // Closed loop at concurrency 1: a fixed count of back-to-back requests (a few hundred ms).
   w.duration_s = 0;
@@ -288,7 +293,118 @@ void not_measured(SuiteResult& r, const std::vector<std::string>& keys, const st
   for (const auto& k : keys) r.params["not_measured"][k] = why;
 }
 
+// One request under the chosen profile, outside every timed window: a profile that does not fit
+// the server (token ids sent to a text-only server, fixed-length fields it ignores) fails here,
+// loudly, instead of as a run of errors or short requests. Returns what the probe saw.
+json probe_server(const HttpSutOptions& ho) {
+  HttpSut sut(ho);
+  LoadRequest rq;
+  for (int i = 0; i < 16; ++i) rq.prompt.push_back(97 + i % 26);  // "abcdefghijklmnop" as byte-level ids
+  rq.max_tokens = 64;
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false;
+  int tokens = 0, reported = -1;
+  std::string error;
+  ErrorKind kind = ErrorKind::None;
+  SutCallbacks cb;
+  cb.on_tokens = [&](int n) {
+    std::lock_guard lk(m);
+    tokens += n;
+  };
+  cb.on_complete = [&](int r) {
+    std::lock_guard lk(m);
+    reported = r;
+    done = true;
+    cv.notify_all();
+  };
+  cb.on_error = [&](ErrorKind k, const std::string& msg) {
+    std::lock_guard lk(m);
+    kind = k;
+    error = msg;
+    done = true;
+    cv.notify_all();
+  };
+  sut.issue(rq, cb);
+  {
+    std::unique_lock lk(m);
+    if (!cv.wait_for(lk, std::chrono::seconds(60), [&] { return done; }))
+      throw std::runtime_error("server profile '" + ho.profile.name + "': the probe request to " + ho.base_url +
+                               " did not finish within 60 s");
+  }
+  const std::string p = "server profile '" + ho.profile.name + "' (" + (ho.profile.file.empty() ? "built in" : ho.profile.file.string()) + ")";
+  if (kind != ErrorKind::None)
+    throw std::runtime_error(p + " does not fit the server at " + ho.base_url + ": the probe request failed (" + to_string(kind) +
+                             "): " + error + ". Pick the server's profile with --server-profile NAME (workloads/servers/), or omit it to detect.");
+  const int got = reported >= 0 ? reported : tokens;
+  json out = {{"max_tokens", rq.max_tokens}, {"tokens", got}, {"streamed_tokens", tokens}, {"usage_completion_tokens", reported}};
+  if (got < rq.max_tokens) {
+    if (!ho.profile.fixed_length_fields.empty())
+      throw std::runtime_error(p + " does not fit the server at " + ho.base_url + ": the probe request stopped after " +
+                               std::to_string(got) + " of " + std::to_string(rq.max_tokens) + " tokens although it sent " +
+                               ho.profile.fixed_length_fields.dump() +
+                               " to fix the output length: the server ignores those fields. Pick the server's profile with --server-profile NAME.");
+    out["note"] = "the server cannot fix the output length (profile has no fixed_length_fields): requests that stop early count as short";
+  }
+  return out;
+}
+
+// Summaries of the sampled /metrics series over the saturation trials' steady windows.
+void add_server_metrics(SuiteResult& r, const std::vector<Measured>& runs, const ServerProfile& prof,
+                        const std::vector<const Measured*>& behind) {
+  struct Key {
+    const char* key;
+    double MetricsSummary::*field;
+    const char* unit;
+    std::string series, what;
+  };
+  const ProfileMetrics& pm = prof.metrics;
+  const std::string kv = pm.kv_usage + (pm.kv_usage_capacity.empty() ? "" : " / " + pm.kv_usage_capacity);
+  const std::vector<Key> keys = {
+      {"load.server.kv_usage_mean", &MetricsSummary::kv_usage_mean, "fraction", pm.kv_usage, "mean KV-cache usage (" + kv + ")"},
+      {"load.server.kv_usage_peak", &MetricsSummary::kv_usage_peak, "fraction", pm.kv_usage, "peak KV-cache usage (" + kv + ")"},
+      {"load.server.queue_depth_mean", &MetricsSummary::waiting_mean, "requests", pm.waiting, "mean queue depth (" + pm.waiting + ")"},
+      {"load.server.running_mean", &MetricsSummary::running_mean, "requests", pm.running, "mean running requests (" + pm.running + ")"}};
+  for (const auto& k : keys) {
+    if (k.series.empty()) {
+      not_measured(r, {k.key}, "server profile '" + prof.name + "' names no such series on " + pm.path);
+      continue;
+    }
+    std::vector<double> v;
+    for (const auto& m : runs)
+      if (m.server_metrics && std::isfinite((*m.server_metrics).*k.field)) v.push_back((*m.server_metrics).*k.field);
+    if (v.size() != runs.size()) {
+      not_measured(r, {k.key},
+                   "the server's " + pm.path + " did not answer with " + k.series + " during every saturation trial" +
+                       (pm.needs.empty() ? std::string() : " (the server must be started with " + pm.needs + ")"));
+      continue;
+    }
+    r.add(trials_metric(k.key, v, k.unit, Direction::Neutral, R, behind,
+                        k.what + " sampled from the server's " + pm.path + " in the steady window of the saturating chat runs; "
+                        "time series in params.runs.<run>.server_metrics",
+                        json{{"series", k.series}, {"profile", prof.name}}));
+  }
+}
+
 }  // namespace
+
+// The token-id prompts as text, for servers that take text only (ServerProfile::token_id_prompts
+// false). TODO(#15 merge): load_tokenizer — replace the byte-level decode below with
+//   auto tok = cb::engine::tok::load_tokenizer(ctx.tokenizer_dir.empty() ? ctx.model_dir : ctx.tokenizer_dir);
+//   return [tok](const std::vector<int32_t>& ids) { return tok->decode(ids); };
+// (reference/include/cb/engine/tokenizer/tokenizer.h, library cb_tokenizer) once that library is
+// merged. Until then: ids 0..255 become those bytes, other ids are skipped (the load's prompts
+// are byte-level ids within vocab_limit 256), so a text-only server sees about as many tokens.
+std::function<std::string(const std::vector<int32_t>&)> make_prompt_text(const SuiteContext& ctx) {
+  (void)ctx;  // TODO(#15 merge): load_tokenizer(ctx.tokenizer_dir, else ctx.model_dir)
+  return [](const std::vector<int32_t>& ids) {
+    std::string s;
+    s.reserve(ids.size());
+    for (int32_t id : ids)
+      if (id >= 0 && id < 256) s.push_back(char(id));
+    return s;
+  };
+}
 
 SuiteResult run_load_suite(const SuiteContext& ctx) {
   if (ctx.driver == "locust") return run_locust_load(ctx);
@@ -340,9 +456,40 @@ SuiteResult run_load_suite(const SuiteContext& ctx) {
     lc.make_sut = [&](const InProcessConfig& c) { return model->make_sut(c); };
   }
   HttpSutOptions ho;
+  ServerProfile profile;
   if (http) {
     ho.base_url = ctx.sut;
+    // Which server this is: --server-profile when given (detection still runs, and is recorded
+    // beside it), else detected. Outside every timed window.
+    const std::vector<ServerProfile> builtin = builtin_server_profiles();
+    auto [detected, identity] = detect_server_profile(ctx.sut, builtin);
+    if (!ctx.server_profile.empty()) {
+      profile = find_server_profile(ctx.server_profile);
+      identity.chosen_by = "--server-profile " + ctx.server_profile + " (detection said " + detected.name + ": " + identity.chosen_by + ")";
+      identity.profile = profile.name;
+    } else {
+      profile = detected;
+    }
+    ho.profile = profile;
+    if (!profile.token_id_prompts) ho.prompt_text = make_prompt_text(ctx);
+    say("server: profile " + profile.name + ", " + identity.chosen_by);
+    json server = identity.to_json();
+    server["base_url"] = ctx.sut;
+    server["profile_detail"] = profile_to_json(profile);
+    server["prompt_text"] = profile.token_id_prompts ? "token ids sent as is"
+                                                     : "byte-level decode of the token ids (TODO(#15 merge): the checkpoint's tokenizer)";
+    server["probe"] = probe_server(ho);
+    r.params["server"] = server;
     lc.make_sut = [ho](const InProcessConfig&) { return std::make_unique<HttpSut>(ho); };
+    if (profile_has_series(profile.metrics)) {
+      const double every = ctx.quick ? 0.25 : 0.5;
+      const std::string url = ctx.sut;
+      const ProfileMetrics pm = profile.metrics;
+      lc.make_sampler = [url, pm, every] { return std::make_unique<MetricsSampler>(url, pm, every); };
+      r.params["server"]["metrics_sampling"] = {{"interval_s", every}, {"path", pm.path}, {"needs", pm.needs}};
+    } else {
+      r.params["server"]["metrics_sampling"] = "none: the profile names no /metrics series";
+    }
   }
 
   say("overhead: the load generator against the null SUT");
@@ -427,6 +574,9 @@ SuiteResult run_load_suite(const SuiteContext& ctx) {
     }
     not_measured(r, {"load.util.mfu", "load.util.mbu", "load.util.achieved_fraction"},
                  "needs the engine's step counters: in-process SUT only");
+    if (lc.make_sampler) add_server_metrics(r, sat_a, profile, ptrs(sat_a));
+    else not_measured(r, {"load.server.kv_usage_mean", "load.server.kv_usage_peak", "load.server.queue_depth_mean", "load.server.running_mean"},
+                      "server profile '" + profile.name + "' names no /metrics series");
   }
 
   // Batch gain: SLO search on chat, adaptive vs static.

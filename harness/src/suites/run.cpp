@@ -207,6 +207,10 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
       write_json_atomic(file, result.to_json());
     }
     manifest["suites"][info.name] = {{"status", to_string(result.status)}, {"seconds", pr.seconds}, {"file", file.filename().string()}};
+    // The server under test, as the load suite identified it (profile, how it was chosen, its
+    // /v1/models and version answers): the first suite that recorded one names it for the run.
+    if (have && result.params.contains("server") && result.params["server"].is_object() && !manifest.contains("server"))
+      manifest["server"] = result.params["server"];
     if (!result.reason.empty()) manifest["suites"][info.name]["reason"] = result.reason;
     write_json_atomic(dir / "manifest.json", manifest);
     progress.finish(to_string(result.status), pr.seconds);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cb/harness/core/engine_access.h"
+#include "cb/harness/load/server_profile.h"
 #include "cb/harness/verdicts/cost_model.h"
 #include "cb/harness/suites/accuracy_http.h"
 #include "cb/harness/suites/suites.h"
@@ -30,7 +31,40 @@ SuiteResult run_cost_suite(const SuiteContext& ctx) {
   return r;
 }
 
+std::string engine_suite_skip_reason(const SuiteContext& ctx) {
+  if (ctx.sut.rfind("http://", 0) != 0) return "";
+  std::string profile;
+  try {
+    profile = !ctx.server_profile.empty() ? load::find_server_profile(ctx.server_profile).name
+                                          : load::detect_server_profile(ctx.sut, load::builtin_server_profiles()).first.name;
+  } catch (const std::exception& e) {
+    return "measures the reference engine on this machine's CPU, and --sut " + ctx.sut + " could not be identified (" + e.what() + ")";
+  }
+  const bool loopback = load::is_loopback_url(ctx.sut);
+  if (profile == "refengine" && loopback) return "";
+  return "measures the reference engine on this machine's CPU; --sut " + ctx.sut + " is " +
+         (profile == "refengine" ? std::string("refengine serve on another host") : "a " + profile + " server (profile " + profile + ")") +
+         ", so these figures would describe this machine, not the server under test";
+}
+
 namespace {
+
+// The engine-side suites skip (status skipped, with the reason) against an external server.
+SuiteInfo skip_against_external_servers(SuiteInfo info) {
+  auto run = info.run;
+  const std::string name = info.name;
+  info.run = [run, name](const SuiteContext& ctx) {
+    const std::string why = engine_suite_skip_reason(ctx);
+    if (why.empty()) return run(ctx);
+    SuiteResult r;
+    r.suite = name;
+    r.status = SuiteStatus::Skipped;
+    r.reason = why;
+    r.params["sut"] = ctx.sut;
+    return r;
+  };
+  return info;
+}
 
 // ---- Test hook: self-test suites --------------------------------------------------------------
 // With CB_TEST_SUITES=1 in the environment, `claimbench run` (and its `run-suite` children,
@@ -109,13 +143,14 @@ SuiteInfo accuracy_entry() {
 
 std::vector<SuiteInfo> make_suites() {
   std::vector<SuiteInfo> suites = {
-      {"kernels", "op microbenchmarks with machine peaks and roofline fractions; engine prefill/decode speed", 900, 3600,
-       run_kernels_suite},
-      engine_side("engine", "serving engine offline: batching policies, paged vs contiguous KV, batch policy, 16K context", 600, 3600),
+      skip_against_external_servers({"kernels", "op microbenchmarks with machine peaks and roofline fractions; engine prefill/decode speed",
+                                     900, 3600, run_kernels_suite}),
+      skip_against_external_servers(
+          engine_side("engine", "serving engine offline: batching policies, paged vs contiguous KV, batch policy, 16K context", 600, 3600)),
       accuracy_entry(),
       {"load", "end-to-end load workloads with SLO metrics", 600, 3600,
        run_load_suite},
-      engine_side("scaling", "collective sweeps and tensor-parallel scaling", 600, 3600),
+      skip_against_external_servers(engine_side("scaling", "collective sweeps and tensor-parallel scaling", 600, 3600)),
       {"transport", "the HTTP path's own cost: generator vs wrk on a null server, HTTP vs in-process round trip and saturation",
        600, 1800, run_transport_suite},
       // Last, so it can price what the suites before it measured.

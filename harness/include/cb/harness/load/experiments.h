@@ -5,11 +5,13 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "cb/harness/load/engine_config.h"
+#include "cb/harness/load/metrics_sampler.h"
 #include "cb/harness/load/sut.h"
 #include "cb/harness/load/runner.h"
 #include "cb/harness/load/slo_search.h"
@@ -25,6 +27,10 @@ struct LoadContext {
   PlanOptions plan;       // run seed, BOS, context, vocabulary
   RunOptions run;
   std::function<void(const std::string&)> say;
+  // A server /metrics sampler for each measured run (HTTP SUTs whose profile names series);
+  // empty: none. Started just before the run, stopped after it; the time series and the
+  // steady-window summary land in the run's params entry ("server_metrics").
+  std::function<std::unique_ptr<MetricsSampler>()> make_sampler;
   nlohmann::json runs = nlohmann::json::object();    // label -> what the run asked for and got
   nlohmann::json sweep_rows = nlohmann::json::array();
   nlohmann::json request_rows = nlohmann::json::array();
@@ -49,6 +55,7 @@ struct Measured {
   std::string label;
   RunResult result;
   nlohmann::json sut;         // the SUT's description
+  std::optional<MetricsSummary> server_metrics;  // steady window of the sampled /metrics series
 };
 
 // One seeded run on a fresh SUT. Throws what the SUT or the plan throws.

@@ -1,7 +1,12 @@
 // The HTTP SUT: any OpenAI-compatible server, driven through POST /v1/completions with
-// "stream": true. The prompt goes as an array of token ids (so every server sees the same token
-// counts), "ignore_eos": true and max_tokens fix the output length (vLLM's extension; servers
-// without it may stop early, which the harness counts as a "short" error).
+// "stream": true. What differs between servers comes from its ServerProfile (server_profile.h):
+// the prompt goes as an array of token ids where the server takes them (so every server sees the
+// same token counts), else as text through HttpSutOptions::prompt_text; the profile's
+// fixed_length_fields (e.g. "ignore_eos": true, vLLM's extension) and max_tokens fix the output
+// length (servers without such a field may stop early, which the harness counts as a "short"
+// error); stream_options.include_usage is sent only to servers that need it for usage; finish
+// reasons are mapped per server, and error bodies of every server's shape become readable text.
+// Without a profile: refengine/vLLM conventions (default_http_profile()).
 //
 // Streaming: Server-Sent Events, one `data: {json}` per chunk, ending with `data: [DONE]`. TTFT is
 // taken at the first chunk that carries a token. Tokens per chunk: the length of "token_ids" /
@@ -24,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "cb/harness/load/server_profile.h"
 #include "cb/harness/load/sut.h"
 
 namespace cb::harness::load {
@@ -52,7 +58,9 @@ struct CompletionChunk {
   std::string error;                 // a server-sent {"error": ...} object, as text
 };
 // Throws std::invalid_argument describing what is wrong (bad JSON, no choices, ...).
-CompletionChunk parse_completion_chunk(const std::string& json_text);
+// token_counting: "token_ids" (the default: a chunk's token_ids / logprobs.tokens list when it has
+// one, else one per chunk with text or that is not the closing chunk) or "chunks" (lists ignored).
+CompletionChunk parse_completion_chunk(const std::string& json_text, const std::string& token_counting = "token_ids");
 
 struct HttpSutOptions {
   std::string base_url;             // http://HOST:PORT
@@ -66,7 +74,18 @@ struct HttpSutOptions {
   // Sent as "Authorization: Bearer KEY" on every request; empty: $OPENAI_API_KEY (the variable
   // OpenAI clients read), else no header. Never written to results.
   std::string api_key;
+  ServerProfile profile = default_http_profile();
+  // Token ids -> prompt text, for profiles with token_id_prompts false (the load suite builds it
+  // from the tokenizer); such a profile without it: the constructor throws.
+  std::function<std::string(const std::vector<int32_t>&)> prompt_text;
 };
+
+// The POST /v1/completions body for one request under a profile: model, prompt (token ids, or
+// text through prompt_text), max_tokens, stream, temperature 0, the profile's fixed_length_fields
+// ("$max_tokens" replaced by max_tokens), stream_options only when streamed_usage is
+// "stream_options". Throws std::invalid_argument when text is needed and prompt_text is empty.
+nlohmann::json completion_request_body(const ServerProfile& profile, const std::string& model, const LoadRequest& req,
+                                       const std::function<std::string(const std::vector<int32_t>&)>& prompt_text);
 
 class HttpSut : public Sut {
  public:

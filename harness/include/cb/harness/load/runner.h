@@ -25,6 +25,9 @@ struct RunOptions {
   // draining a backlog for minutes. The rest is aborted ("abandoned"), the run marked INVALID.
   bool stop_when_slo_unreachable = false;
   double check_interval_s = 0.05;
+  // Called once at the run's time zero (after the SUT's prepare(), before the first issue): lets
+  // a /metrics sampler put its samples on the run's time base.
+  std::function<void()> on_start;
 };
 
 struct RunResult {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,6 +23,7 @@ struct ProfileMetrics {
   std::string waiting;        // gauge: requests queued
   std::string kv_usage;       // gauge: KV-cache usage
   double kv_usage_scale = 1;  // multiplies kv_usage into a 0..1 fraction (e.g. 0.01 for a percent)
+  std::string kv_usage_capacity;  // gauge to divide kv_usage by (refengine: blocks used / blocks capacity); empty: none
   std::string busy_seconds;   // counter: seconds the engine spent computing (busy fraction)
   std::string prompt_tokens;  // counter: prompt tokens processed
   std::string generation_tokens;  // counter: tokens generated
@@ -52,9 +54,15 @@ struct ServerProfile {
   // Streamed usage: "always" (a usage object in the last chunk), "stream_options" (only with
   // stream_options.include_usage), "never".
   std::string streamed_usage = "stream_options";
-  // Output tokens when no usage comes: "chunks" (one token per streamed chunk with text),
-  // "token_ids" (length of the chunk's token id list).
+  // Output tokens when no usage comes: "chunks" (one token per streamed chunk with text or that
+  // is not the closing chunk; token id lists ignored), "token_ids" (length of the chunk's
+  // token_ids / logprobs.tokens list when it has one, else as "chunks").
   std::string token_counting = "chunks";
+  // The server's finish_reason values -> "length" (max_tokens reached), "stop" (EOS or a stop
+  // string: an early stop), "abort" or "error" (the request failed). A value not in the map fails
+  // the request with a message naming it; an empty map accepts any value.
+  std::map<std::string, std::string> finish_reasons;
+  std::string error_shape;  // the documented error body, for messages (informational)
   // echo + logprobs on /v1/completions give prompt log-probabilities (perplexity over HTTP).
   bool prompt_logprobs = false;
   std::string prompt_logprobs_reason;  // why not, when false (for the SKIP reason)
@@ -62,6 +70,13 @@ struct ServerProfile {
   ProfileDetection detection;
 };
 
+// The HTTP SUT's behaviour without a profile (refengine/vLLM conventions: token-id prompts,
+// ignore_eos, stream_options.include_usage, token ids counted when a chunk has them).
+ServerProfile default_http_profile();
+// Everything a run records about the profile (name, file, request shape, metrics, sources).
+nlohmann::json profile_to_json(const ServerProfile& p);
+// Parses a profile from JSON; `where` names the file in errors.
+ServerProfile server_profile_from_json(const nlohmann::json& j, const std::string& where);
 // Parses one profile file; throws std::runtime_error naming the file and the field.
 ServerProfile load_server_profile_file(const std::filesystem::path& file);
 // The committed profiles (workloads/servers/*.json), sorted by name.
@@ -78,6 +93,14 @@ struct ServerIdentity {
   std::string server_header;  // "Server" response header
   nlohmann::json to_json() const;
 };
+
+// A readable message from an error response body of any server's shape: {"error": {"message"}}
+// (OpenAI, vLLM, llama.cpp), {"error": "...", "error_type": "..."} (TGI), {"object": "error",
+// "message"} (SGLang, older vLLM), {"detail": ...} (FastAPI); else the body itself, trimmed.
+std::string readable_error_body(const std::string& body);
+
+// True for http://127.0.0.1, localhost, [::1] (an engine-side suite may measure this machine).
+bool is_loopback_url(const std::string& base_url);
 
 // Asks the server (GET /v1/models, each profile's version path, the Server header) and picks the
 // first profile that matches, else the generic "openai" profile. Outside any timed window.

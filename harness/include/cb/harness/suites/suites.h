@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -27,6 +28,16 @@ SuiteResult run_transport_suite(const SuiteContext& ctx);  // the HTTP path's ow
 // wrk's console output -> {"requests_per_s", "latency_ms_p50", "latency_ms_p99", "non_2xx",
 // "socket_errors"} (keys absent when wrk did not print them).
 nlohmann::json parse_wrk_output(const std::string& text);
+
+// The load suite's token ids -> prompt text for servers that take text only (load.cpp; see its
+// TODO(#15 merge): the checkpoint's tokenizer replaces the byte-level decode there).
+std::function<std::string(const std::vector<int32_t>&)> make_prompt_text(const SuiteContext& ctx);
+
+// Why an engine-side suite (kernels, engine, scaling: they measure our engine on this machine's
+// CPU) does not run in this context: --sut http:// at a server that is not refengine serve on
+// loopback (the figures would describe this machine, not the server under test). Empty: it runs.
+// Asks the server (profile detection) only when --server-profile is not given.
+std::string engine_suite_skip_reason(const SuiteContext& ctx);
 
 // Where the Google Benchmark binary is (next to the build's other tools), or empty.
 std::filesystem::path kernel_bench_binary();
