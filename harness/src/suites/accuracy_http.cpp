@@ -1,6 +1,7 @@
 // The accuracy suite against an HTTP endpoint: exact match and perplexity through
 // /v1/completions (see cb/harness/suites/accuracy_http.h for the method).
 #include "cb/harness/suites/accuracy_http.h"
+#include "cb/harness/load/server_profile.h"
 
 #include <httplib.h>
 
@@ -388,13 +389,24 @@ SuiteResult run_accuracy_http_suite(const SuiteContext& ctx) {
   o.base_url = ctx.sut;
   o.qa_jsonl = ctx.qa_jsonl;
   o.ppl_text = ctx.ppl_text;
-  o.server_profile = ctx.server_profile;
   o.progress = ctx.progress;
-  // Integrator: set o.prompt_logprobs / o.prompt_logprobs_reason from the run's ServerProfile
-  // (cb/harness/load/server_profile.h, --server-profile or detected) once profiles are
-  // implemented; until then the server is asked, and a 4xx or an answer without prompt
-  // log-probabilities skips perplexity with the reason.
-  return accuracy_http::run(o);
+  // The server's profile (--server-profile, else detected) says whether it gives prompt
+  // log-probabilities; where it says no, perplexity is SKIP with the profile's reason, unasked.
+  auto [detected, identity] = load::detect_server_profile(ctx.sut, load::builtin_server_profiles());
+  load::ServerProfile profile = detected;
+  if (!ctx.server_profile.empty()) {
+    profile = load::find_server_profile(ctx.server_profile);
+    identity.chosen_by = "--server-profile " + ctx.server_profile + " (detection said " + detected.name + ": " + identity.chosen_by + ")";
+    identity.profile = profile.name;
+  }
+  o.server_profile = profile.name;
+  o.prompt_logprobs = profile.prompt_logprobs;
+  o.prompt_logprobs_reason = profile.prompt_logprobs_reason;
+  SuiteResult r = accuracy_http::run(o);
+  nlohmann::json server = identity.to_json();
+  server["base_url"] = ctx.sut;
+  r.params["server"] = server;
+  return r;
 }
 
 }  // namespace cb::harness

@@ -26,6 +26,7 @@
 #include "cb/harness/load/http_sut.h"
 #include "cb/harness/load/locust.h"
 #include "cb/harness/load/metrics_sampler.h"
+#include "cb/harness/load/power_meter.h"
 #include "cb/harness/load/server_profile.h"
 #include "cb/harness/suites/suites.h"
 
@@ -521,15 +522,23 @@ SuiteResult run_load_suite(const SuiteContext& ctx) {
   say("saturation: chat, closed loop at concurrency " + std::to_string(sat_conc) + ", " + std::to_string(kTrials) + " trials" +
       (inprocess ? " per policy, interleaved" : ""));
   std::vector<Measured> sat_a, sat_b;  // adaptive, static; trial k of both on seed + k
+  // Power over each saturation run, where a sensor on this machine sees the SUT (energy-qps).
+  LoadPower power(PowerMeterOptions{}, inprocess || (http && is_loopback_url(ctx.sut)), ctx.power_watts);
+  std::vector<std::optional<double>> watts_a, watts_b;
   for (int t = 0; t < kTrials; ++t) {
     lc.plan.run_seed = ctx.seed + uint64_t(t);
     sat.table_workload = "chat saturation [" + adaptive.label + "]";
+    power.begin();
     sat_a.push_back(measure(lc, chat, adaptive, "chat.saturation." + adaptive.label + ".t" + std::to_string(t), sat));
+    watts_a.push_back(power.end());
     if (inprocess) {
       sat.table_workload = "chat saturation [" + stat.label + "]";
+      power.begin();
       sat_b.push_back(measure(lc, chat, stat, "chat.saturation." + stat.label + ".t" + std::to_string(t), sat));
+      watts_b.push_back(power.end());
     }
   }
+  r.params["power"] = power.params();
   lc.plan.run_seed = ctx.seed;
   const json satp = {{"concurrency", sat_conc}, {"config", inprocess ? adaptive.to_json() : json("endpoint")}, {"window", "steady"}};
   const std::string satn = "steady window (warm-up and drain excluded) of the chat workload, closed loop at concurrency " +
@@ -548,6 +557,17 @@ SuiteResult run_load_suite(const SuiteContext& ctx) {
   r.add(trials_metric("load.throughput.requests_per_s", rates(sat_a, &SteadyRates::requests_per_s), "req/s", Hi, T, ptrs(sat_a), satn, satp));
   r.add(trials_metric("load.throughput.input_tokens_per_s", rates(sat_a, &SteadyRates::input_tokens_per_s), "tokens/s", Hi, T, ptrs(sat_a), satn, satp));
   r.add(trials_metric("load.throughput.output_tokens_per_s", rates(sat_a, &SteadyRates::output_tokens_per_s), "tokens/s", Hi, T, ptrs(sat_a), satn, satp));
+  // Power: a metric only when every window of that configuration was measured.
+  auto add_power = [&](const std::string& key, const std::vector<std::optional<double>>& w, const std::vector<Measured>& runs) {
+    std::vector<double> v;
+    for (const auto& x : w)
+      if (x) v.push_back(*x);
+    if (v.empty() || v.size() != runs.size()) return not_measured(r, {key}, "no power measured: " + power.params().value("why", std::string()));
+    r.add(trials_metric(key, v, "W", Lo, T, ptrs(runs),
+                        "average power over each saturation run (" + power.params().value("sensor", std::string()) + ")", satp));
+  };
+  add_power("load.power.avg_watts", watts_a, sat_a);
+  if (inprocess) add_power("load.baseline.power.avg_watts", watts_b, sat_b);
   if (inprocess) {
     add_utilization(r, sat_a, model->facts(), peak_gflops, peak_gbs);
     const json bp = {{"concurrency", sat_conc}, {"config", stat.to_json()}, {"window", "steady"}};
