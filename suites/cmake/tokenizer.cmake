@@ -34,3 +34,32 @@ if(_py)
   list(FILTER _tok_tests INCLUDE REGEX "^tokenizer\\.")
   set_tests_properties(${_tok_tests} PROPERTIES LABELS "unit;tokenizer" SKIP_RETURN_CODE 77 TIMEOUT 120)
 endif()
+
+# End to end: `refengine init --tokenizer` puts a real tokenizer into a seeded model, and
+# `generate --prompt` encodes with it ("Привет мир" is 12 tokens with BOS under both test
+# tokenizers, 20 under the byte tokenizer).
+if(TARGET refengine)
+  set(_tokcli ${PROJECT_BINARY_DIR}/cli-tests/tokenizer)
+  set(_prompt "Привет мир")
+  set(_kinds bpe)
+  set(_bpe_file ${_tokdata}/bpe_llama3.json)
+  set(_bpe_init "tokenizer: .*bpe_llama3.json \\(bpe, 560 tokens, bos 556, eos 557\\) -> .*tokenizer.json")
+  if(CB_HAVE_SENTENCEPIECE)
+    list(APPEND _kinds sp)
+    set(_sp_file ${_tokdata}/sp.model)
+    set(_sp_init "tokenizer: .*sp.model \\(sentencepiece, 640 tokens, bos 1, eos 2\\) -> .*tokenizer.model")
+  endif()
+  foreach(k ${_kinds})
+    add_test(NAME cli.init_with_${k}_tokenizer
+             COMMAND $<TARGET_FILE:refengine> init --preset tiny --seed 3 --out ${_tokcli}/${k} --force --tokenizer ${_${k}_file})
+    set_tests_properties(cli.init_with_${k}_tokenizer PROPERTIES LABELS "cli;tokenizer" FIXTURES_SETUP tok_model_${k}
+                         PASS_REGULAR_EXPRESSION "${_${k}_init}")
+    add_test(NAME cli.generate_with_${k}_tokenizer
+             COMMAND $<TARGET_FILE:refengine> generate --model ${_tokcli}/${k} --prompt "${_prompt}" --max-tokens 4)
+    set_tests_properties(cli.generate_with_${k}_tokenizer PROPERTIES LABELS "cli;tokenizer" FIXTURES_REQUIRED tok_model_${k}
+                         PASS_REGULAR_EXPRESSION "Привет мир.*prompt 12 tokens, generated 4")
+  endforeach()
+  add_test(NAME cli.init_tokenizer_missing_file
+           COMMAND $<TARGET_FILE:refengine> init --preset tiny --seed 3 --out ${_tokcli}/none --tokenizer ${_tokcli}/nope.json)
+  set_tests_properties(cli.init_tokenizer_missing_file PROPERTIES LABELS "cli;tokenizer" PASS_REGULAR_EXPRESSION "nope.json")
+endif()

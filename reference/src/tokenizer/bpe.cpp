@@ -254,6 +254,8 @@ class BpeTok final : public TokenizerBase {
       add_prefix_space_ = bl.value("add_prefix_space", false);
       const bool use_regex = bl.value("use_regex", true);
       if (use_regex && !alone) unsupported(path + ".use_regex", "true after a Split is not supported");
+      // After a Split, ByteLevel would prefix every piece; no family we read does that.
+      if (add_prefix_space_ && !alone) unsupported(path + ".add_prefix_space", "true after a Split is not supported");
       if (alone) has_split_ = use_regex, pattern_ = SplitPattern::Gpt2;
     };
     const std::string type = pt.value("type", std::string());
