@@ -10,6 +10,7 @@ PACKAGES=(
   nlohmann-json3-dev libfccp-dev libcpp-httplib-dev libcli11-dev
   libomp-dev libopenmpi-dev openmpi-bin libdnnl-dev
   python3-locust prometheus chromium likwid wrk
+  sentencepiece libsentencepiece-dev python3-sentencepiece
 )
 
 missing=()

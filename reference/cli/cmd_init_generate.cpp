@@ -17,18 +17,31 @@ namespace cb::cli {
 namespace {
 int g_exit = 0;
 
-// Text for a terminal: printable ASCII, newlines and tabs as they are; other bytes (a random-weight
-// model produces plenty, and partial UTF-8) as \xNN so output never garbles the terminal.
+// Text for a terminal: printable ASCII, newlines and tabs as they are, whole UTF-8 characters
+// (a real tokenizer's text) as they are; other bytes (a random-weight model produces plenty, and
+// partial UTF-8) and C1 controls as \xNN so output never garbles the terminal.
 std::string printable(const std::string& s) {
   std::string out;
-  for (unsigned char c : s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = p[i];
     if ((c >= 0x20 && c < 0x7f) || c == '\n' || c == '\t') {
       out += char(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
+      ++i;
+      continue;
     }
+    const size_t len = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool whole = len > 0 && i + len <= s.size();
+    for (size_t k = 1; whole && k < len; ++k) whole = (p[i + k] & 0xC0) == 0x80;
+    if (whole && !(c == 0xC2 && p[i + 1] < 0xA0) && !(c == 0xC0 || c == 0xC1)) {  // not C1 controls / overlong
+      out.append(s, i, len);
+      i += len;
+      continue;
+    }
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "\\x%02x", c);
+    out += buf;
+    ++i;
   }
   return out;
 }
@@ -47,7 +60,7 @@ void run_guarded(const char* command, const std::function<void()>& fn) {
 
 void add_init_command(CLI::App& app) {
   struct Opts {
-    std::string preset, out, dtype = "f32";
+    std::string preset, out, dtype = "f32", tokenizer;
     uint64_t seed = 0;
     bool force = false;
   };
@@ -58,11 +71,34 @@ void add_init_command(CLI::App& app) {
   c->add_option("--out", o->out, "output directory")->required();
   c->add_option("--dtype", o->dtype, "f32 | f16 | bf16")->check(CLI::IsMember({"f32", "f16", "bf16"}));
   c->add_flag("--force", o->force, "overwrite an existing model in --out");
+  c->add_option("--tokenizer", o->tokenizer,
+                "a tokenizer.model (SentencePiece) or tokenizer.json (HF byte-level BPE) to copy into the model; "
+                "sets vocab_size to the tokenizer's and bos/eos from it")
+      ->check(CLI::ExistingFile);
   c->callback([o] {
     run_guarded("init", [&] {
-      const auto cfg = engine::preset_config(o->preset);
+      auto cfg = engine::preset_config(o->preset);
+      std::unique_ptr<engine::tok::Tokenizer> tok;
+      if (!o->tokenizer.empty()) {
+        tok = engine::tok::load_tokenizer_file(o->tokenizer);
+        cfg.vocab_size = tok->vocab_size();
+        if (tok->bos() >= 0) cfg.bos_token_id = tok->bos();
+        if (tok->eos() >= 0) cfg.eos_token_id = tok->eos();
+        cfg.pad_token_id = -1;  // the byte tokenizer's PAD id means nothing to another tokenizer
+        for (const auto& [key, id] : {std::pair<const char*, int>{"bos", cfg.bos_token_id}, {"eos", cfg.eos_token_id}})
+          if (id >= cfg.vocab_size)
+            throw std::invalid_argument(o->tokenizer + ": the tokenizer names no " + key + " token and the preset's id " +
+                                        std::to_string(id) + " is outside its vocabulary of " + std::to_string(cfg.vocab_size));
+      }
       const auto dt = o->dtype == "f16" ? kernels::DType::F16 : o->dtype == "bf16" ? kernels::DType::BF16 : kernels::DType::F32;
       engine::write_random_model(cfg, o->seed, o->out, dt, o->force);
+      if (tok) {
+        const std::filesystem::path src = o->tokenizer;
+        const auto dst = std::filesystem::path(o->out) / (tok->kind() == "bpe" ? "tokenizer.json" : "tokenizer.model");
+        std::filesystem::copy_file(src, dst, std::filesystem::copy_options::overwrite_existing);
+        std::printf("tokenizer: %s (%s, %d tokens, bos %d, eos %d) -> %s\n", src.c_str(), tok->kind().c_str(), tok->vocab_size(),
+                    cfg.bos_token_id, cfg.eos_token_id, dst.c_str());
+      }
       std::printf("wrote %s model (%lld parameters, %s) to %s\n", o->preset.c_str(),
                   static_cast<long long>(cfg.parameter_count()), o->dtype.c_str(), o->out.c_str());
     });
@@ -95,7 +131,7 @@ nlohmann::json generate_and_print(engine::LoadedModel& lm, const GenerateOpts& o
                                   std::vector<int32_t>& tokens, const std::string& tp_desc) {
   const auto& tok = lm.tokenizer();
   const auto dir = model_dir(o);
-  std::vector<int32_t> prompt = o.prompt_ids.empty() ? tok.encode(o.prompt) : engine::parse_token_ids(o.prompt_ids, lm.config().vocab_size);
+  std::vector<int32_t> prompt = o.prompt_ids.empty() ? tok.encode(o.prompt, true) : engine::parse_token_ids(o.prompt_ids, lm.config().vocab_size);
   engine::GenerateOptions g;
   g.max_tokens = o.max_tokens;
   g.sampling = {o.temperature, o.top_k, o.top_p, o.seed};
@@ -107,12 +143,19 @@ nlohmann::json generate_and_print(engine::LoadedModel& lm, const GenerateOpts& o
     const bool first = rep == 0;
     if (first && steps) g.on_logits = [&](const std::vector<float>& l) { steps->push_back(l); };
     else g.on_logits = nullptr;
-    if (first) std::fputs(printable(tok.decode(prompt)).c_str(), stdout);
+    // Ids past the tokenizer's vocabulary (a model padded beyond it) have no text.
+    auto decodable = [&](int32_t t) { return t >= 0 && t < tok.vocab_size(); };
+    std::vector<int32_t> shown;
+    for (int32_t t : prompt)
+      if (decodable(t)) shown.push_back(t);
+    if (first) std::fputs(printable(tok.decode(shown)).c_str(), stdout);
+    engine::tok::StreamingDecoder detok(tok);
     auto r = engine::generate(lm, prompt, g, [&](int32_t t) {
       if (!first) return;
-      std::fputs(printable(tok.decode_one(t)).c_str(), stdout);
+      std::fputs(printable(decodable(t) ? detok.push(t) : "<" + std::to_string(t) + ">").c_str(), stdout);
       std::fflush(stdout);
     });
+    if (first) std::fputs(printable(detok.finish()).c_str(), stdout);
     if (first) {
       tokens = r.tokens;
       std::printf("\n\n[%s, backend %s%s] prompt %d tokens, generated %zu (stop: %s)\n", dir.filename().c_str(),
@@ -134,7 +177,7 @@ nlohmann::json generate_and_print(engine::LoadedModel& lm, const GenerateOpts& o
 nlohmann::json verify_against_single(const GenerateOpts& o, const std::vector<std::vector<float>>& tp_steps,
                                      const std::vector<int32_t>& tp_tokens) {
   auto ref = engine::LoadedModel::open(model_dir(o), o.backend);
-  std::vector<int32_t> prompt = o.prompt_ids.empty() ? ref->tokenizer().encode(o.prompt)
+  std::vector<int32_t> prompt = o.prompt_ids.empty() ? ref->tokenizer().encode(o.prompt, true)
                                                      : engine::parse_token_ids(o.prompt_ids, ref->config().vocab_size);
   engine::GenerateOptions g;
   g.max_tokens = o.max_tokens;
@@ -213,7 +256,7 @@ void add_generate_command(CLI::App& app) {
   auto o = std::make_shared<GenerateOpts>();
   auto* c = app.add_subcommand("generate", "generate text and report prefill / decode tokens per second");
   c->add_option("--model", o->model, "model directory (default: the embedded default model)");
-  auto* p1 = c->add_option("--prompt", o->prompt, "prompt text (byte-level tokens, BOS prepended)");
+  auto* p1 = c->add_option("--prompt", o->prompt, "prompt text (encoded with the model's tokenizer, BOS prepended)");
   auto* p2 = c->add_option("--prompt-ids", o->prompt_ids, "prompt as comma-separated token ids");
   p1->excludes(p2);
   c->add_option("--max-tokens", o->max_tokens, "tokens to generate")->check(CLI::PositiveNumber);

@@ -79,7 +79,7 @@ TEST(Sampler, RejectsBadParameters) {
 
 TEST(Generate, GreedyIsDeterministicAndBackendsAgree) {
   auto cpu = default_model("cpu"), ref = default_model("ref");
-  const auto prompt = cpu->tokenizer().encode("The quick brown fox");
+  const auto prompt = cpu->tokenizer().encode("The quick brown fox", true);
   GenerateOptions o;
   o.max_tokens = 12;
   o.stop_at_eos = false;
@@ -97,7 +97,7 @@ TEST(Generate, GreedyIsDeterministicAndBackendsAgree) {
 
 TEST(Generate, SampledIsReproducibleFromTheSeed) {
   auto m = default_model();
-  const auto prompt = m->tokenizer().encode("abc");
+  const auto prompt = m->tokenizer().encode("abc", true);
   GenerateOptions o;
   o.max_tokens = 16;
   o.stop_at_eos = false;
@@ -114,7 +114,7 @@ TEST(Generate, OnTokenCallbackSeesEveryToken) {
   GenerateOptions o;
   o.max_tokens = 5;
   o.stop_at_eos = false;
-  const auto r = generate(*m, m->tokenizer().encode("x"), o, [&](int32_t t) { seen.push_back(t); });
+  const auto r = generate(*m, m->tokenizer().encode("x", true), o, [&](int32_t t) { seen.push_back(t); });
   EXPECT_EQ(seen, r.tokens);
 }
 

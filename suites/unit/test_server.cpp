@@ -17,9 +17,10 @@ std::string expected_text(LoadedModel& m, const std::vector<int32_t>& prompt, in
   g.max_tokens = max_tokens;
   g.stop_at_eos = false;
   Utf8Assembler a;
+  tok::StreamingDecoder d(m.tokenizer());
   std::string text;
-  for (int32_t t : generate(m, prompt, g).tokens) text += a.feed(m.tokenizer().decode_one(t));
-  return text + a.flush();
+  for (int32_t t : generate(m, prompt, g).tokens) text += a.feed(d.push(t));
+  return text + a.feed(d.finish()) + a.flush();
 }
 
 class ServerTest : public ::testing::Test {

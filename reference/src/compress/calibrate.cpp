@@ -3,6 +3,7 @@
 #include "cb/engine/compress/calibrate.h"
 
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 
@@ -113,7 +114,11 @@ nlohmann::json CalibrationOptions::to_json() const {
           {"backend", backend}};
 }
 
-std::vector<std::vector<int32_t>> calibration_sequences(const ModelConfig& cfg, const CalibrationOptions& opt) {
+namespace {
+// Cuts seeded windows of the text and encodes each with BOS; a window of `bytes_per_token` bytes
+// per wanted token (1 for the byte tokenizer, where bytes are tokens), then cut to the length.
+std::vector<std::vector<int32_t>> cut_sequences(const ModelConfig& cfg, const CalibrationOptions& opt, size_t bytes_per_token,
+                                                const std::function<std::vector<int32_t>(const std::string&)>& encode) {
   if (opt.tokens <= 0) throw ModelError("calibration: --calib-tokens " + std::to_string(opt.tokens) + " must be positive");
   if (opt.seq_len < 2 || opt.seq_len > cfg.max_position_embeddings)
     throw ModelError("calibration: sequence length " + std::to_string(opt.seq_len) + " must be in [2, " +
@@ -129,23 +134,35 @@ std::vector<std::vector<int32_t>> calibration_sequences(const ModelConfig& cfg, 
     text = ss.str();
     if (text.size() < 16) throw ModelError(opt.text_file + ": calibration text has " + std::to_string(text.size()) + " bytes, too few");
   }
-  const ByteTokenizer tok(cfg.vocab_size, cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id);
   std::mt19937_64 gen(opt.seed);
   std::vector<std::vector<int32_t>> seqs;
   for (int left = opt.tokens; left > 0;) {
     const int n = std::min(left, opt.seq_len);
-    const size_t body = size_t(std::max(1, n - 1));
+    const size_t body = size_t(std::max(1, n - 1)) * bytes_per_token;
     const size_t start = text.size() > body ? size_t(gen() % (text.size() - body)) : 0;
-    std::vector<int32_t> ids = tok.encode(text.substr(start, body));  // BOS + bytes
+    std::vector<int32_t> ids = encode(text.substr(start, body));  // BOS + the window's tokens
+    if (ids.size() > size_t(n)) ids.resize(size_t(n));
     seqs.push_back(std::move(ids));
     left -= n;
   }
   return seqs;
 }
 
+}  // namespace
+
+std::vector<std::vector<int32_t>> calibration_sequences(const ModelConfig& cfg, const CalibrationOptions& opt) {
+  const ByteTokenizer tok(cfg.vocab_size, cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id);
+  return cut_sequences(cfg, opt, 1, [&](const std::string& s) { return tok.encode(s, true); });
+}
+
+std::vector<std::vector<int32_t>> calibration_sequences(const ModelConfig& cfg, const CalibrationOptions& opt,
+                                                        const tok::Tokenizer& t) {
+  return cut_sequences(cfg, opt, t.kind() == "byte" ? 1 : 4, [&](const std::string& s) { return t.encode(s, true); });
+}
+
 InputSquares calibrate_input_squares(const SourceModel& src, const CalibrationOptions& opt) {
   const ModelConfig& cfg = src.cfg;
-  const auto seqs = calibration_sequences(cfg, opt);
+  const auto seqs = calibration_sequences(cfg, opt, *tok::load_tokenizer(src.dir));
   ModelWeights w = bind_weights(src.store, cfg);
   // Weight data pointer -> module, for the linear layers of the decoder (lm_head is not pruned).
   std::map<const void*, std::vector<double>> sums;

@@ -40,7 +40,11 @@ std::unique_ptr<LoadedModel> LoadedModel::open(const fs::path& dir, const std::s
     for (kernels::Weight* x : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) up(*x);
   }
   m->model_ = std::make_unique<Model>(m->cfg_, std::move(w), *m->backend_, ctx);
-  m->tok_ = ByteTokenizer(m->cfg_.vocab_size, m->cfg_.bos_token_id, m->cfg_.eos_token_id, m->cfg_.pad_token_id);
+  m->tok_ = tok::load_tokenizer(dir);
+  if (m->tok_->vocab_size() > m->cfg_.vocab_size)
+    throw ModelError((dir / "config.json").string() + ": vocab_size " + std::to_string(m->cfg_.vocab_size) +
+                     " is smaller than the vocabulary of the model's " + m->tok_->kind() + " tokenizer (" +
+                     std::to_string(m->tok_->vocab_size()) + " tokens, " + m->tok_->describe().value("file", std::string()) + ")");
   return m;
 }
 

@@ -95,7 +95,7 @@ bool get_bool(const json& v, const std::string& key) {
   return v.get<bool>();
 }
 
-std::vector<int32_t> parse_prompt(const json& v, const ByteTokenizer& tok) {
+std::vector<int32_t> parse_prompt(const json& v, const tok::Tokenizer& tok) {
   if (v.is_string()) {
     const std::string& s = v.get_ref<const std::string&>();
     if (const size_t bad_at = find_invalid_utf8(s); bad_at != std::string::npos)
@@ -164,7 +164,7 @@ void check_neutral(const std::string& key, const json& v, int n) {
 
 }  // namespace
 
-CompletionRequest parse_completion_request(const std::string& body, const ByteTokenizer& tok, int context) {
+CompletionRequest parse_completion_request(const std::string& body, const tok::Tokenizer& tok, int context) {
   json j;
   try {
     j = json::parse(body);

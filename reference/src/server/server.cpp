@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <deque>
+#include <optional>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -54,7 +55,8 @@ bool same_secret(const std::string& a, const std::string& b) {
 // block), the HTTP thread reads (non-streaming: waits for the end; streaming: sends as it comes).
 struct Completion {
   struct Sample {
-    Utf8Assembler utf8;
+    std::optional<tok::StreamingDecoder> detok;  // the model's tokenizer, made at the first token
+    Utf8Assembler utf8;                          // then invalid bytes become U+FFFD
     StopText text;
     size_t sent = 0;       // bytes of text already streamed
     std::deque<size_t> marks;  // text length after each token not streamed yet: one SSE event per token
@@ -472,9 +474,12 @@ void Server::Impl::completions(const httplib::Request& req, httplib::Response& r
 }
 
 std::string Server::Impl::tokens_text(const std::vector<int32_t>& ids) const {
-  std::string out;
-  for (int32_t id : ids) out += model->tokenizer().decode_one(id);
-  return out;
+  // Ids past the tokenizer's vocabulary (a model padded beyond it) have no text.
+  const auto& tok = model->tokenizer();
+  std::vector<int32_t> known;
+  for (int32_t id : ids)
+    if (id >= 0 && id < tok.vocab_size()) known.push_back(id);
+  return tok.decode(known);
 }
 
 json Server::Impl::choice_logprobs(const CompletionRequest& r, const std::vector<int32_t>& generated) {
@@ -489,7 +494,8 @@ json Server::Impl::choice_logprobs(const CompletionRequest& r, const std::vector
     if (i > 0) t.logprob = lp[i].logprob, t.top = std::move(lp[i].top);
     out.push_back(std::move(t));
   }
-  return logprobs_json(out, [this](int32_t id) { return model->tokenizer().decode_one(id); });
+  // Each token's own text (a byte of a multi-byte character stays that byte, as OpenAI's "tokens").
+  return logprobs_json(out, [this](int32_t id) { return tokens_text({id}); });
 }
 
 void Server::Impl::prompt_only(const CompletionRequest& r, const std::string& id, httplib::Response& res) {
@@ -524,13 +530,16 @@ void Server::Impl::on_event(const std::shared_ptr<Completion>& c, const TokenEve
       ++s.tokens;
       const bool eos = !c->req.ignore_eos && e.token == model->config().eos_token_id;
       if (!eos) s.ids.push_back(e.token);
-      if (!eos && s.text.append(s.utf8.feed(model->tokenizer().decode_one(e.token)))) finish = true, reason = "stop";
+      if (!s.detok) s.detok.emplace(model->tokenizer());
+      // Ids past the tokenizer's vocabulary (a model padded beyond it) have no text.
+      const bool has_text = !eos && e.token >= 0 && e.token < model->tokenizer().vocab_size();
+      if (has_text && s.text.append(s.utf8.feed(s.detok->push(e.token)))) finish = true, reason = "stop";
       if (c->req.stream) s.marks.push_back(s.text.text().size());
     } else {
       finish = true;
       reason = e.finish_reason == "abort" || e.finish_reason.rfind("error", 0) == 0 ? e.finish_reason : openai_finish_reason(e.finish_reason);
       if (reason == "stop" || reason == "length")
-        if (s.text.append(s.utf8.flush())) reason = "stop";
+        if (s.text.append(s.utf8.feed(s.detok ? s.detok->finish() : std::string()) + s.utf8.flush())) reason = "stop";
     }
     if (finish) {
       s.done = true;

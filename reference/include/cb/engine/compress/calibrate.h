@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cb/engine/compress/export.h"
+#include "cb/engine/tokenizer/tokenizer.h"
 
 namespace cb::engine::compress {
 
@@ -23,8 +24,12 @@ struct CalibrationOptions {
   nlohmann::json to_json() const;
 };
 
-// Sequences of token ids cut from the text at seeded offsets.
+// Sequences of token ids cut from the text at seeded offsets, with the byte tokenizer over cfg.
 std::vector<std::vector<int32_t>> calibration_sequences(const ModelConfig& cfg, const CalibrationOptions& opt);
+// The same with the model's own tokenizer (tok::load_tokenizer); each sequence is BOS + the
+// tokens of its window, at most seq_len. For the byte tokenizer the ids equal the form above.
+std::vector<std::vector<int32_t>> calibration_sequences(const ModelConfig& cfg, const CalibrationOptions& opt,
+                                                        const tok::Tokenizer& tok);
 
 // module name (e.g. "model.layers.0.mlp.down_proj") -> sum over tokens of x[t, k]^2, k < K.
 using InputSquares = std::map<std::string, std::vector<double>>;

@@ -15,6 +15,7 @@
 #include "cb/engine/model/safetensors.h"
 #include "cb/engine/model/sampler.h"
 #include "cb/engine/model/tokenizer.h"
+#include "cb/engine/tokenizer/tokenizer.h"
 
 namespace cb::engine {
 
@@ -35,7 +36,9 @@ class LoadedModel {
   comm::Communicator* tp_comm() const { return model_->tp().active() ? model_->tp().comm : nullptr; }
   Model& model() { return *model_; }
   kernels::Backend& backend() { return *backend_; }
-  const ByteTokenizer& tokenizer() const { return tok_; }
+  // The checkpoint's tokenizer (tok::load_tokenizer(dir): tokenizer.json, tokenizer.model, else
+  // the byte tokenizer over config.json); its vocabulary fits config().vocab_size.
+  const tok::Tokenizer& tokenizer() const { return *tok_; }
   const std::filesystem::path& dir() const { return dir_; }
   size_t weight_bytes() const { return model_->weights().bytes; }  // this rank's, when sharded
 
@@ -47,7 +50,7 @@ class LoadedModel {
   ShardStorage shard_store_;  // this rank's sliced weights
   std::unique_ptr<kernels::Backend> backend_;
   std::unique_ptr<Model> model_;
-  ByteTokenizer tok_{0, 0, 0, 0};
+  std::unique_ptr<tok::Tokenizer> tok_;
 };
 
 struct GenerateOptions {

@@ -1,6 +1,6 @@
 // The OpenAI completions protocol as the reference server speaks it: request parsing with errors
 // that name the field, response and stream-chunk builders, and incremental text assembly (UTF-8
-// and stop strings) over the byte-level tokenizer. No HTTP here: server.cpp wires it up.
+// and stop strings) over the model's tokenizer. No HTTP here: server.cpp wires it up.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cb/engine/model/tokenizer.h"
+#include "cb/engine/tokenizer/tokenizer.h"
 
 namespace cb::engine {
 
@@ -62,7 +62,7 @@ const std::vector<std::string>& ignored_completion_fields();
 // prompt + max_tokens against `context`. A text prompt is encoded with BOS into prompt_ids.
 // Throws ProtocolError (400) naming the field; for malformed JSON the message gives the byte
 // offset (and param is the top-level field it happened in, when there is one).
-CompletionRequest parse_completion_request(const std::string& body, const ByteTokenizer& tok, int context);
+CompletionRequest parse_completion_request(const std::string& body, const tok::Tokenizer& tok, int context);
 
 // Checks valid UTF-8; returns the byte offset of the first invalid sequence, or npos.
 size_t find_invalid_utf8(const std::string& s);

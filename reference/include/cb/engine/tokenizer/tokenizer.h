@@ -35,6 +35,10 @@ class Tokenizer {
   virtual std::string decode(std::span<const int32_t> ids) const = 0;
   virtual int bos() const = 0;  // -1 when none
   virtual int eos() const = 0;  // -1 when none
+  // Every id that ends generation (Llama 3 lists several); eos() is the first. Empty when none.
+  virtual std::vector<int> eos_ids() const {
+    return eos() >= 0 ? std::vector<int>{eos()} : std::vector<int>{};
+  }
   // What it is, for manifests: kind, file, vocab size, special ids.
   virtual nlohmann::json describe() const = 0;
 };
@@ -51,6 +55,8 @@ class StreamingDecoder {
 
  private:
   const Tokenizer& tok_;
+  // A window of the ids pushed so far: it restarts at a token whose own decode is non-empty once
+  // everything before it has been returned, so each push decodes a few tokens, not the whole text.
   std::vector<int32_t> ids_;
   size_t emitted_ = 0;  // bytes of decode(ids_) already returned
 };
@@ -60,6 +66,15 @@ class StreamingDecoder {
 // config.json). BOS/EOS come from generation_config.json when present, else config.json, else the
 // tokenizer file's own. Throws TokenizerError naming the file on a file it cannot use (and on a
 // tokenizer.model when the build has no SentencePiece, saying so).
+// A tokenizer.json that is not byte-level BPE (e.g. Llama 2's SentencePiece-converted one with a
+// Metaspace pre-tokenizer) is skipped for a tokenizer.model next to it; with none, it is the error.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& model_dir);
+
+// One tokenizer file alone, by its name: *.json (HF tokenizer.json) or *.model (SentencePiece);
+// special ids are the file's own. For tools and tests.
+std::unique_ptr<Tokenizer> load_tokenizer_file(const std::filesystem::path& file);
+
+// Whether this build can read SentencePiece tokenizer.model files.
+bool sentencepiece_available();
 
 }  // namespace cb::engine::tok
