@@ -268,3 +268,34 @@ TEST(LoadWorkloadFiles, CommittedWorkloadsParseInBothVariants) {
   EXPECT_GT(longest, 8192);
   EXPECT_CONTAINS(error_of([] { load_workload("no-such-workload", false); }), "no-such-workload.json: cannot open");
 }
+
+TEST(LoadPlan, TextPromptsAreValidUtf8AndCountedByTheirEncoding) {
+  EXPECT_EQ(valid_utf8("ab\xC3\xA9"), "ab\xC3\xA9");                 // é stays
+  EXPECT_EQ(valid_utf8("a\xC3"), "a\xEF\xBF\xBD");                    // truncated sequence
+  EXPECT_EQ(valid_utf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");      // overlong '/'
+  EXPECT_EQ(valid_utf8("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // a surrogate
+  const WorkloadSpec w = parse_workload(minimal_spec(), "w.json", false);
+  PlanOptions o;
+  o.vocab_limit = 256;
+  // A tokenizer that merges "aa" into one token: re-encoding gives fewer or as many tokens as drawn.
+  o.to_text = [](const std::vector<int32_t>& ids) {
+    std::string s;
+    for (int32_t id : ids) s += id == 1000 ? std::string("aa") : std::string(1, char('a' + id % 3));
+    return s;
+  };
+  o.encode = [](const std::string& text) {
+    std::vector<int32_t> ids;
+    for (size_t i = 0; i < text.size();) {
+      if (text.compare(i, 2, "aa") == 0) ids.push_back(1000), i += 2;
+      else ids.push_back(int32_t(text[i] - 'a')), i += 1;
+    }
+    return ids;
+  };
+  const Plan p = make_plan(w, o);
+  ASSERT_FALSE(p.requests.empty());
+  for (const auto& r : p.requests) {
+    ASSERT_FALSE(r.req.text.empty());
+    EXPECT_EQ(r.req.prompt, o.encode(r.req.text)) << r.req.text;  // the counted tokens are the text's
+    EXPECT_LE(r.req.prompt.size(), 8u);
+  }
+}

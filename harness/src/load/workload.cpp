@@ -419,8 +419,47 @@ Plan make_plan(const WorkloadSpec& w, const PlanOptions& o) {
     pr.req.prompt.resize(size_t(rows[i].prompt_tokens));
     for (auto& t : pr.req.prompt) t = int32_t(ids() % uint64_t(o.vocab_limit));
     if (o.bos_token >= 0) pr.req.prompt[0] = o.bos_token;
+    if (o.to_text && o.encode) {
+      const size_t want = pr.req.prompt.size();
+      std::string text = valid_utf8(o.to_text(pr.req.prompt));
+      std::vector<int32_t> enc = o.encode(text);
+      if (enc.size() > want) {  // re-encoding merged fewer pieces than drawn: cut back to the planned length
+        enc.resize(want);
+        text = valid_utf8(o.to_text(enc));
+        enc = o.encode(text);
+      }
+      pr.req.text = std::move(text);
+      pr.req.prompt = std::move(enc);
+    }
   }
   return plan;
+}
+
+std::string valid_utf8(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = p[i];
+    int len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = len > 0 && i + size_t(len) <= n;
+    for (int k = 1; ok && k < len; ++k) ok = (p[i + k] & 0xC0) == 0x80;
+    if (ok && len > 1) {  // overlong forms, surrogates and code points past U+10FFFF are invalid too
+      uint32_t cp = c & (0x7F >> len);
+      for (int k = 1; k < len; ++k) cp = (cp << 6) | (p[i + k] & 0x3F);
+      ok = !(len == 2 && cp < 0x80) && !(len == 3 && cp < 0x800) && !(len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) &&
+           !(cp >= 0xD800 && cp <= 0xDFFF);
+    }
+    if (!ok) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+      continue;
+    }
+    out.append(s, i, size_t(len));
+    i += size_t(len);
+  }
+  return out;
 }
 
 }  // namespace cb::harness::load

@@ -27,6 +27,7 @@
 #include "cb/harness/load/locust.h"
 #include "cb/harness/load/metrics_sampler.h"
 #include "cb/harness/load/power_meter.h"
+#include "cb/engine/tokenizer/tokenizer.h"
 #include "cb/harness/load/server_profile.h"
 #include "cb/harness/suites/suites.h"
 
@@ -389,22 +390,24 @@ void add_server_metrics(SuiteResult& r, const std::vector<Measured>& runs, const
 
 }  // namespace
 
-// The token-id prompts as text, for servers that take text only (ServerProfile::token_id_prompts
-// false). TODO(#15 merge): load_tokenizer — replace the byte-level decode below with
-//   auto tok = cb::engine::tok::load_tokenizer(ctx.tokenizer_dir.empty() ? ctx.model_dir : ctx.tokenizer_dir);
-//   return [tok](const std::vector<int32_t>& ids) { return tok->decode(ids); };
-// (reference/include/cb/engine/tokenizer/tokenizer.h, library cb_tokenizer) once that library is
-// merged. Until then: ids 0..255 become those bytes, other ids are skipped (the load's prompts
-// are byte-level ids within vocab_limit 256), so a text-only server sees about as many tokens.
-std::function<std::string(const std::vector<int32_t>&)> make_prompt_text(const SuiteContext& ctx) {
-  (void)ctx;  // TODO(#15 merge): load_tokenizer(ctx.tokenizer_dir, else ctx.model_dir)
-  return [](const std::vector<int32_t>& ids) {
-    std::string s;
-    s.reserve(ids.size());
+// Text prompts for servers that take no token ids (ServerProfile::token_id_prompts false): the
+// tokenizer of --tokenizer DIR, else of the model folder, turns the seeded ids into text and
+// counts the text's tokens (cb_tokenizer: tokenizer.json, tokenizer.model or the byte tokenizer).
+TextPrompts make_text_prompts(const SuiteContext& ctx) {
+  const std::filesystem::path dir = ctx.tokenizer_dir.empty() ? ctx.model_dir : ctx.tokenizer_dir;
+  std::shared_ptr<const engine::tok::Tokenizer> tok = engine::tok::load_tokenizer(dir);
+  TextPrompts t;
+  t.vocab_size = tok->vocab_size();
+  t.describe = tok->describe();
+  t.describe["dir"] = dir.string();
+  t.to_text = [tok](const std::vector<int32_t>& ids) {
+    std::vector<int32_t> known;  // ids past the tokenizer's vocabulary (a padded model) have no text
     for (int32_t id : ids)
-      if (id >= 0 && id < 256) s.push_back(char(id));
-    return s;
+      if (id >= 0 && id < tok->vocab_size()) known.push_back(id);
+    return tok->decode(known);
   };
+  t.encode = [tok](const std::string& text) { return tok->encode(text, true); };
+  return t;
 }
 
 SuiteResult run_load_suite(const SuiteContext& ctx) {
@@ -472,13 +475,21 @@ SuiteResult run_load_suite(const SuiteContext& ctx) {
       profile = detected;
     }
     ho.profile = profile;
-    if (!profile.token_id_prompts) ho.prompt_text = make_prompt_text(ctx);
+    json prompt_text = "token ids sent as is";
+    if (!profile.token_id_prompts) {
+      const TextPrompts tp = make_text_prompts(ctx);
+      ho.prompt_text = [f = tp.to_text](const std::vector<int32_t>& ids) { return valid_utf8(f(ids)); };
+      lc.plan.to_text = tp.to_text;
+      lc.plan.encode = tp.encode;
+      lc.plan.vocab_limit = tp.vocab_size;  // draw from the whole vocabulary: text in the tokenizer's own pieces
+      prompt_text = {{"mode", "text: seeded ids decoded by the tokenizer, prompt tokens counted by re-encoding the text"},
+                     {"tokenizer", tp.describe}};
+    }
     say("server: profile " + profile.name + ", " + identity.chosen_by);
     json server = identity.to_json();
     server["base_url"] = ctx.sut;
     server["profile_detail"] = profile_to_json(profile);
-    server["prompt_text"] = profile.token_id_prompts ? "token ids sent as is"
-                                                     : "byte-level decode of the token ids (TODO(#15 merge): the checkpoint's tokenizer)";
+    server["prompt_text"] = prompt_text;
     server["probe"] = probe_server(ho);
     r.params["server"] = server;
     lc.make_sut = [ho](const InProcessConfig&) { return std::make_unique<HttpSut>(ho); };

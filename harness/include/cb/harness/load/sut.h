@@ -25,6 +25,9 @@ struct LoadRequest {
   int64_t index = 0;
   std::vector<int32_t> prompt;  // token ids, built before the timed run
   int max_tokens = 16;          // the load assumes exactly this many tokens come back (EOS ignored)
+  // The prompt as text, for servers that take no token ids (built with the plan, outside the
+  // timed run); `prompt` is then the tokenizer's encoding of this text.
+  std::string text;
 };
 
 struct SutCallbacks {

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <random>
 #include <stdexcept>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -125,7 +126,16 @@ struct PlanOptions {
   int bos_token = -1;         // >= 0: first token of every prompt
   int max_context = 0;        // > 0: prompt + output must fit (traces are checked, lengths clipped)
   int vocab_limit = 256;      // prompt ids drawn from [0, vocab_limit)
+  // Text prompts (servers that take no token ids): the seeded ids become text through to_text
+  // (invalid UTF-8 replaced by U+FFFD), cut back to the planned length in tokens where the
+  // encoding is longer, and `prompt` becomes encode(text): the token counts the harness reports
+  // are the tokenizer's count of the text the server receives.
+  std::function<std::string(const std::vector<int32_t>&)> to_text;
+  std::function<std::vector<int32_t>(const std::string&)> encode;
 };
+
+// Bytes -> valid UTF-8: each invalid or truncated sequence becomes U+FFFD (as JSON needs).
+std::string valid_utf8(const std::string& s);
 Plan make_plan(const WorkloadSpec& w, const PlanOptions& o);
 
 }  // namespace cb::harness::load

@@ -29,9 +29,16 @@ SuiteResult run_transport_suite(const SuiteContext& ctx);  // the HTTP path's ow
 // "socket_errors"} (keys absent when wrk did not print them).
 nlohmann::json parse_wrk_output(const std::string& text);
 
-// The load suite's token ids -> prompt text for servers that take text only (load.cpp; see its
-// TODO(#15 merge): the checkpoint's tokenizer replaces the byte-level decode there).
-std::function<std::string(const std::vector<int32_t>&)> make_prompt_text(const SuiteContext& ctx);
+// Text prompts for servers that take text only: the tokenizer of ctx.tokenizer_dir (else the
+// model folder) decodes the seeded ids and counts the text's tokens. Throws
+// cb::engine::tok::TokenizerError naming the file when there is no usable tokenizer.
+struct TextPrompts {
+  std::function<std::string(const std::vector<int32_t>&)> to_text;
+  std::function<std::vector<int32_t>(const std::string&)> encode;
+  int vocab_size = 0;
+  nlohmann::json describe;
+};
+TextPrompts make_text_prompts(const SuiteContext& ctx);
 
 // Why an engine-side suite (kernels, engine, scaling: they measure our engine on this machine's
 // CPU) does not run in this context: --sut http:// at a server that is not refengine serve on
