@@ -23,7 +23,7 @@ if(CMAKE_SCRIPT_MODE_FILE)
   file(MAKE_DIRECTORY "${OUT}")
   set(script [=[
 set -u
-double="$1"; cb="$2"; out="$3"; profile="$4"
+double="$1"; cb="$2"; out="$3"; profile="$4"; suites="$5"
 timeout 560 python3 "$double" > "$out/double.log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null' EXIT
@@ -38,11 +38,16 @@ done
 echo "double: $url (pid $pid)"
 extra=""
 [ -n "$profile" ] && extra="--server-profile $profile"
-"$cb" run --suite load --quick --sut "$url" $extra --out "$out/runs"
+# The accuracy suite's perplexity text: the first 3000 bytes of the README (three windows).
+case "$suites" in *accuracy*) head -c 3000 "$6" > "$out/ppl.txt"; extra="$extra --ppl-text $out/ppl.txt";; esac
+"$cb" run --suite "$suites" --quick --sut "$url" $extra --out "$out/runs"
 rc=$?
 [ "$rc" -eq 0 ] || { echo "claimbench run exited $rc; double log tail:"; tail -20 "$out/double.log"; exit "$rc"; }
 ]=])
-  execute_process(COMMAND bash -c "${script}" doubles "${DOUBLE}" "${CLAIMBENCH}" "${OUT}" "${PROFILE}" RESULT_VARIABLE rc)
+  if(NOT SUITES)
+    set(SUITES load)
+  endif()
+  execute_process(COMMAND bash -c "${script}" doubles "${DOUBLE}" "${CLAIMBENCH}" "${OUT}" "${PROFILE}" "${SUITES}" "${PPL_TEXT}" RESULT_VARIABLE rc)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "load suite against ${DOUBLE}: exit ${rc}")
   endif()
@@ -90,6 +95,45 @@ rc=$?
   endif()
   string(JSON validity GET "${j}" params validity_summary)
   message(STATUS "${EXPECT_PROFILE} (${chosen}): ${rows} samples in chat.saturation.adaptive.t0; ${validity}")
+  if(SUITES MATCHES "accuracy")
+    # The accuracy suite over HTTP against the same double: exact match measured (per-example
+    # samples); perplexity measured where the profile says the server gives prompt
+    # log-probabilities, else SKIP with the profile's reason.
+    file(READ "${run_dir}/accuracy.json" aj)
+    string(JSON astatus GET "${aj}" status)
+    if(NOT astatus STREQUAL "ok")
+      string(JSON areason ERROR_VARIABLE none GET "${aj}" reason)
+      message(FATAL_ERROR "${run_dir}/accuracy.json: status ${astatus}: ${areason}")
+    endif()
+    string(JSON aprofile GET "${aj}" params server profile)
+    if(NOT aprofile STREQUAL EXPECT_PROFILE)
+      message(FATAL_ERROR "${run_dir}/accuracy.json: params.server.profile '${aprofile}', expected '${EXPECT_PROFILE}'")
+    endif()
+    string(JSON nm LENGTH "${aj}" metrics)
+    set(keys "")
+    math(EXPR last "${nm} - 1")
+    foreach(i RANGE 0 ${last})
+      string(JSON k GET "${aj}" metrics ${i} key)
+      string(JSON ns LENGTH "${aj}" metrics ${i} samples)
+      list(APPEND keys "${k}:${ns}")
+    endforeach()
+    if(NOT keys MATCHES "accuracy.http.exact_match:[1-9]")
+      message(FATAL_ERROR "${run_dir}/accuracy.json: no accuracy.http.exact_match with samples (${keys})")
+    endif()
+    file(READ "${PROJECT_SOURCE_DIR}/workloads/servers/${EXPECT_PROFILE}.json" pj)
+    string(JSON can GET "${pj}" prompt_logprobs)
+    if(can)
+      if(NOT keys MATCHES "accuracy.http.perplexity:[1-9]")
+        message(FATAL_ERROR "${run_dir}/accuracy.json: the ${EXPECT_PROFILE} profile gives prompt log-probabilities, but no perplexity (${keys})")
+      endif()
+    else()
+      string(JSON why ERROR_VARIABLE no_why GET "${aj}" params not_measured accuracy.http.perplexity)
+      if(no_why OR NOT why MATCHES "SKIP")
+        message(FATAL_ERROR "${run_dir}/accuracy.json: perplexity must be SKIP with the profile's reason (${why}${no_why})")
+      endif()
+    endif()
+    message(STATUS "accuracy over HTTP against the ${EXPECT_PROFILE} double: ${keys}")
+  endif()
   return()
 endif()
 
@@ -98,13 +142,15 @@ if(TARGET claimbench-http)
   foreach(_v vllm sglang tgi llamacpp)
     foreach(_mode detected forced)
       set(_p "")
-      if(_mode STREQUAL "forced")
+      set(_s load)
+      if(_mode STREQUAL "forced")  # the forced runs also run the accuracy suite over HTTP
         set(_p ${_v})
+        set(_s load,accuracy)
       endif()
       add_test(NAME load.double.${_v}.${_mode}
                COMMAND ${CMAKE_COMMAND} -DDOUBLE=${_dd}/${_v}_double.py -DCLAIMBENCH=$<TARGET_FILE:claimbench-http>
                        -DOUT=${PROJECT_BINARY_DIR}/load-tests/double-${_v}-${_mode} -DEXPECT_PROFILE=${_v} -DPROFILE=${_p}
-                       -P ${CMAKE_CURRENT_LIST_FILE})
+                       -DSUITES=${_s} -DPPL_TEXT=${PROJECT_SOURCE_DIR}/README.md -P ${CMAKE_CURRENT_LIST_FILE})
       set_tests_properties(load.double.${_v}.${_mode} PROPERTIES LABELS load RUN_SERIAL TRUE TIMEOUT 600)
     endforeach()
   endforeach()

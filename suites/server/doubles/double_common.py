@@ -94,6 +94,7 @@ class Vendor:
     finish_eos = "stop"
     eos_prob = 0.05
     done_marker = True
+    prompt_logprobs = False  # echo + logprobs (+ max_tokens 0) give the prompt's log-probabilities
 
     def __init__(self, engine):
         self.engine = engine
@@ -117,6 +118,30 @@ class Vendor:
         return {"id": rid, "object": "text_completion", "created": self.created, "model": self.model_id,
                 "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}
 
+    def echo_rejection(self):
+        return 400, self.error_body(400, "echo is not supported", "invalid_request_error")
+
+    @staticmethod
+    def prompt_pieces(prompt):
+        """The double's 'tokens' of a prompt: one per UTF-8 byte of text, or the ids as given."""
+        if isinstance(prompt, list):
+            return [f"<{t}>" for t in prompt]
+        return [bytes([b]).decode("latin-1") for b in prompt.encode()]
+
+    @staticmethod
+    def piece_logprob(i, piece):
+        """A deterministic stand-in for a model's log-probability (no model here)."""
+        return -0.25 - (sum(piece.encode("utf-8", "replace")) + i) % 13 / 4.0
+
+    def logprobs_obj(self, pieces, first_null, top_n):
+        lps = [None if (first_null and i == 0) else self.piece_logprob(i, p) for i, p in enumerate(pieces)]
+        offsets, off = [], 0
+        for p in pieces:
+            offsets.append(off)
+            off += len(p)
+        top = [None if lp is None else ({p: lp} if top_n > 0 else {}) for p, lp in zip(pieces, lps)]
+        return {"tokens": pieces, "token_logprobs": lps, "top_logprobs": top, "text_offset": offsets}
+
     def usage_obj(self, prompt, completion):
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
@@ -127,6 +152,10 @@ class Vendor:
     @staticmethod
     def series(name, kind, help_, value, labels=""):
         return f"# HELP {name} {help_}\n# TYPE {name} {kind}\n{name}{labels} {value}\n"
+
+
+def rid_of(engine):
+    return f"cmpl-{random.Random(engine.next_seed()).getrandbits(48):012x}"
 
 
 def make_handler(vendor):
@@ -194,7 +223,20 @@ def make_handler(vendor):
                 prompt_len = max(1, len(prompt.encode()))
             else:
                 return self.send_json(400, vendor.error_body(400, "prompt must be a non-empty string or list of token ids", "invalid_request_error"))
+            echo = req.get("echo") is True
+            logprobs = req.get("logprobs")
+            if (echo or logprobs is not None) and not vendor.prompt_logprobs:
+                status, body = vendor.echo_rejection()
+                return self.send_json(status, body)
+            if echo and req.get("stream"):
+                return self.send_json(400, vendor.error_body(400, "echo is not supported with stream", "invalid_request_error"))
             max_tokens = req.get("max_tokens", 16)
+            if echo and max_tokens == 0:  # the prompt's log-probabilities alone (lm-evaluation-harness' request)
+                pieces = vendor.prompt_pieces(prompt)
+                body = vendor.chunk(rid_of(engine), "".join(pieces) if isinstance(prompt, str) else "", vendor.finish_length)
+                body["choices"][0]["logprobs"] = vendor.logprobs_obj(pieces, True, int(logprobs or 0))
+                body["usage"] = vendor.usage_obj(prompt_len, 0)
+                return self.send_json(200, body)
             if not isinstance(max_tokens, int) or max_tokens < 1:
                 return self.send_json(400, vendor.error_body(400, f"max_tokens must be a positive integer, got {max_tokens!r}", "invalid_request_error"))
             ignore_eos = vendor.ignore_eos and req.get("ignore_eos") is True

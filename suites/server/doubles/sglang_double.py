@@ -17,6 +17,7 @@ class SglangDouble(Vendor):
     ignore_eos = True
     min_tokens = True
     usage = "stream_options"
+    prompt_logprobs = True
     finish_length, finish_eos = "length", "stop"
 
     def error_body(self, status, message, etype):
