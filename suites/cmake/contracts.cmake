@@ -16,7 +16,7 @@ mapfile -t runs < <(find "$build" -name manifest.json -newer "$cb" -printf '%h\n
 python3 "$src/ci/check_metric_contract.py" --contract "$src/docs/contracts.md" --require-suites "$need" "${runs[@]}"
 ]=] contracts ${PROJECT_BINARY_DIR} $<TARGET_FILE:claimbench> ${PROJECT_SOURCE_DIR} ${_cb_contract_suites})
   set_tests_properties(contracts.suite_keys_listed PROPERTIES LABELS contracts TIMEOUT 120
-    DEPENDS "load.inprocess_quick_suite;load.http_quick_suite_against_refengine_serve;defects.planted_defect_flips_its_claim;mpi.scaling_suite_quick_e2e;gate.planted_slowdown_fails_both_modes_other_class_skips;load.locust_claimbench_quick;cli.http_build_engine_suites_not_built;accuracy.http_quick_suite_against_refengine_serve")
+    DEPENDS "load.inprocess_quick_suite;load.http_quick_suite_against_refengine_serve;defects.planted_defect_flips_its_claim;mpi.scaling_suite_quick_e2e;gate.planted_slowdown_fails_both_modes_other_class_skips;load.locust_claimbench_quick;cli.http_build_engine_suites_not_built;accuracy.http_quick_suite_against_refengine_serve;load.double.vllm.forced;load.double.sglang.forced;load.double.tgi.forced;load.double.llamacpp.forced")
 endif()
 
 # The checker itself can fail: a planted unlisted key, a key not led by its suite's name, and a

@@ -120,7 +120,7 @@ rc=$?
     if(NOT keys MATCHES "accuracy.http.exact_match:[1-9]")
       message(FATAL_ERROR "${run_dir}/accuracy.json: no accuracy.http.exact_match with samples (${keys})")
     endif()
-    file(READ "${PROJECT_SOURCE_DIR}/workloads/servers/${EXPECT_PROFILE}.json" pj)
+    file(READ "${CMAKE_CURRENT_LIST_DIR}/../../workloads/servers/${EXPECT_PROFILE}.json" pj)
     string(JSON can GET "${pj}" prompt_logprobs)
     if(can)
       if(NOT keys MATCHES "accuracy.http.perplexity:[1-9]")

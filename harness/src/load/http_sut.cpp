@@ -121,17 +121,14 @@ json completion_request_body(const ServerProfile& profile, const std::string& mo
   json body = {{"model", model}, {"max_tokens", req.max_tokens}, {"stream", true}, {"temperature", 0}};
   if (profile.token_id_prompts) {
     body["prompt"] = req.prompt;
+  } else if (!req.text.empty()) {  // built with the plan by the tokenizer (PlanOptions::to_text)
+    body["prompt"] = req.text;
   } else {
-    if (!req.text.empty()) {
-      body["prompt"] = req.text;
-      goto fields;
-    }
     if (!prompt_text)
       throw std::invalid_argument("server profile '" + profile.name +
                                   "' takes text prompts only: the token-id prompts need a tokenizer to become text (pass --tokenizer DIR)");
     body["prompt"] = prompt_text(req.prompt);
   }
-fields:
   for (const auto& [k, v] : profile.fixed_length_fields.items())
     body[k] = v.is_string() && v.get<std::string>() == "$max_tokens" ? json(req.max_tokens) : v;
   if (profile.streamed_usage == "stream_options") body["stream_options"] = {{"include_usage", true}};
