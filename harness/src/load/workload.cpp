@@ -423,8 +423,12 @@ Plan make_plan(const WorkloadSpec& w, const PlanOptions& o) {
       const size_t want = pr.req.prompt.size();
       std::string text = valid_utf8(o.to_text(pr.req.prompt));
       std::vector<int32_t> enc = o.encode(text);
-      if (enc.size() > want) {  // re-encoding merged fewer pieces than drawn: cut back to the planned length
-        enc.resize(want);
+      // Re-encoding can give more tokens than drawn (pieces split differently, U+FFFD for broken
+      // UTF-8, BOS): cut back until the text's encoding fits the planned length.
+      size_t keep = want;
+      for (int round = 0; enc.size() > want && keep > 1 && round < 16; ++round) {
+        keep = std::max<size_t>(1, std::min(keep - 1, keep * want / enc.size()));
+        enc.resize(keep);
         text = valid_utf8(o.to_text(enc));
         enc = o.encode(text);
       }

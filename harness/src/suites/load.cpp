@@ -27,7 +27,6 @@
 #include "cb/harness/load/locust.h"
 #include "cb/harness/load/metrics_sampler.h"
 #include "cb/harness/load/power_meter.h"
-#include "cb/engine/tokenizer/tokenizer.h"
 #include "cb/harness/load/server_profile.h"
 #include "cb/harness/suites/suites.h"
 
@@ -389,26 +388,6 @@ void add_server_metrics(SuiteResult& r, const std::vector<Measured>& runs, const
 }
 
 }  // namespace
-
-// Text prompts for servers that take no token ids (ServerProfile::token_id_prompts false): the
-// tokenizer of --tokenizer DIR, else of the model folder, turns the seeded ids into text and
-// counts the text's tokens (cb_tokenizer: tokenizer.json, tokenizer.model or the byte tokenizer).
-TextPrompts make_text_prompts(const SuiteContext& ctx) {
-  const std::filesystem::path dir = ctx.tokenizer_dir.empty() ? ctx.model_dir : ctx.tokenizer_dir;
-  std::shared_ptr<const engine::tok::Tokenizer> tok = engine::tok::load_tokenizer(dir);
-  TextPrompts t;
-  t.vocab_size = tok->vocab_size();
-  t.describe = tok->describe();
-  t.describe["dir"] = dir.string();
-  t.to_text = [tok](const std::vector<int32_t>& ids) {
-    std::vector<int32_t> known;  // ids past the tokenizer's vocabulary (a padded model) have no text
-    for (int32_t id : ids)
-      if (id >= 0 && id < tok->vocab_size()) known.push_back(id);
-    return tok->decode(known);
-  };
-  t.encode = [tok](const std::string& text) { return tok->encode(text, true); };
-  return t;
-}
 
 SuiteResult run_load_suite(const SuiteContext& ctx) {
   if (ctx.driver == "locust") return run_locust_load(ctx);
