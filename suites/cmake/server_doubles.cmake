@@ -93,6 +93,13 @@ rc=$?
   if(running STREQUAL "null")
     message(FATAL_ERROR "${results}: the timeline's running column is empty")
   endif()
+  # The report draws the sampled series (KV usage, queue depth) for this run.
+  execute_process(COMMAND "${CLAIMBENCH}" report "${run_dir}" -o "${OUT}/report" RESULT_VARIABLE rrc OUTPUT_QUIET)
+  file(READ "${OUT}/report/report.html" html)
+  string(FIND "${html}" "id=\"chart-server-queue-depth\"" at_q)
+  if(NOT rrc EQUAL 0 OR at_q LESS 0)
+    message(FATAL_ERROR "claimbench report ${run_dir}: exit ${rrc}; no server queue-depth chart in ${OUT}/report/report.html")
+  endif()
   string(JSON validity GET "${j}" params validity_summary)
   message(STATUS "${EXPECT_PROFILE} (${chosen}): ${rows} samples in chat.saturation.adaptive.t0; ${validity}")
   if(SUITES MATCHES "accuracy")

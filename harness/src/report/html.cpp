@@ -451,7 +451,10 @@ void server_metrics_charts(std::ostringstream& o, const std::vector<ReportInput>
     if (!sw.points.empty()) q.series.push_back(sw);
     if (!sr.points.empty()) q.series.push_back(sr);
     const json& series = sm.value("series", json::object());
-    caption += (caption.empty() ? "" : "; ") + who + ": " + series.dump() + " every " + num(sm.value("interval_s", 0.0)) + " s";
+    std::string names_of;
+    for (const auto& [role, name] : series.items())
+      if (name.is_string() && !name.get<std::string>().empty()) names_of += (names_of.empty() ? "" : ", ") + role + " = " + name.get<std::string>();
+    caption += (caption.empty() ? "" : "; ") + who + ": " + names_of + ", every " + num(sm.value("interval_s", 0.0)) + " s";
   }
   if (kv.series.empty() && q.series.empty()) return;
   o << "<h3>Server metrics during the run</h3>\n";
