@@ -19,6 +19,10 @@ if(_py)
     add_test(NAME tokenizer.bpe_${j}_matches_python_reference
              COMMAND ${_py} ${_conf} bpe $<TARGET_FILE:cb_tok> ${_tokdata}/bpe_${j}.json ${_tokdata}/corpus.txt)
   endforeach()
+  # The NFC normalizer (Qwen2's tokenizer.json) against Python's unicodedata.
+  add_test(NAME tokenizer.bpe_nfc_normalizer_matches_python_unicodedata
+           COMMAND ${_py} ${CMAKE_CURRENT_SOURCE_DIR}/tokenizers/nfc_conformance.py $<TARGET_FILE:cb_tok> ${_tokdata}/bpe_llama3.json
+                   ${_tokdata}/corpus.txt)
   if(CB_HAVE_SENTENCEPIECE)
     add_test(NAME tokenizer.sentencepiece_matches_spm_encode_decode
              COMMAND ${_py} ${_conf} spm-cli $<TARGET_FILE:cb_tok> ${_tokdata}/sp.model ${_tokdata}/corpus.txt)

@@ -148,6 +148,11 @@ TEST_F(ConfigTest, OptionalKeysTakeHfDefaults) {
   // Newer transformers write "dtype"; Llama 3 writes a list of eos ids (the first is taken).
   EXPECT_EQ(parse_edited([](json& j) { j.erase("torch_dtype"); j["dtype"] = "float16"; }).torch_dtype, "float16");
   EXPECT_EQ(parse_edited([](json& j) { j["eos_token_id"] = {2, 7}; }).eos_token_id, 2);
+  // ... and the rest of the list still ends generation.
+  const ModelConfig l3 = parse_edited([](json& j) { j["eos_token_id"] = {2, 7, 9}; });
+  EXPECT_EQ(l3.extra_eos_token_ids, (std::vector<int>{7, 9}));
+  EXPECT_TRUE(l3.is_eos(2) && l3.is_eos(7) && l3.is_eos(9));
+  EXPECT_FALSE(l3.is_eos(8));
 }
 
 TEST_F(ConfigTest, MissingRequiredKeyNamesFileAndKey) {

@@ -26,8 +26,8 @@ struct Harness {
   std::map<RequestId, std::vector<std::string>> finish;  // finish reasons per request, all samples
   std::unique_ptr<Scheduler> s;
 
-  Harness(SchedulerOptions o, std::unique_ptr<BatchPolicy> policy, int context = 64) {
-    s = std::make_unique<Scheduler>(o, ModelLimits{kVocab, context, kEos}, std::move(policy),
+  Harness(SchedulerOptions o, std::unique_ptr<BatchPolicy> policy, int context = 64, std::vector<int> extra_eos = {}) {
+    s = std::make_unique<Scheduler>(o, ModelLimits{kVocab, context, kEos, extra_eos}, std::move(policy),
                                     [this](std::span<const BlockCopy> cs) {
                                       ++copy_calls;
                                       for (const BlockCopy& c : cs) copies.emplace_back(c.src, c.dst);
@@ -238,4 +238,18 @@ TEST(Scheduler, RejectsBadRequestsAndShortLogits) {
   const StepPlan plan = h.s->schedule();
   std::vector<float> short_logits(kVocab - 1, 0.f);
   EXPECT_THROW(h.s->update_from_output(plan, short_logits, 0), std::invalid_argument);
+}
+
+TEST(Scheduler, EveryEosIdEndsASequence) {
+  // Llama 3.1 lists three EOS ids: each ends a sequence; other ids do not.
+  Harness h(opts(), cap(8), /*context=*/16, /*extra_eos=*/{12, 13});
+  const RequestId a = h.add(3, 6), b = h.add(3, 6);
+  h.output(h.s->schedule(), 11);
+  EXPECT_TRUE(h.finish[a].empty());
+  h.output(h.s->schedule(), 13);
+  EXPECT_EQ(h.finish[a], (std::vector<std::string>{"eos"}));
+  EXPECT_EQ(h.finish[b], (std::vector<std::string>{"eos"}));
+  const RequestId c = h.add(3, 6);
+  h.output(h.s->schedule(), 12);
+  EXPECT_EQ(h.finish[c], (std::vector<std::string>{"eos"}));
 }

@@ -3,6 +3,7 @@
 // (Whole-corpus agreement with an independent Python encoder is the ctest
 // tokenizer.bpe_*_matches_python_reference.)
 #include <functional>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -195,8 +196,8 @@ TEST(TokenizerBpe, BadFilesGiveClearErrors) {
   expect_load_error(f, "field 'model.merges[0]': token \"zz\" is not in model.vocab");
   with([](auto& j) { j["pre_tokenizer"] = {{"type", "Metaspace"}}; });
   expect_load_error(f, "field 'pre_tokenizer.type': \"Metaspace\" is not supported");
-  with([](auto& j) { j["normalizer"] = {{"type", "NFC"}}; });
-  expect_load_error(f, "field 'normalizer'");
+  with([](auto& j) { j["normalizer"] = {{"type", "NFKC"}}; });
+  expect_load_error(f, "field 'normalizer': \"NFKC\" is not supported");
   const std::string l3 = read_text(tok_data() / "bpe_llama3.json");
   auto j = nlohmann::json::parse(l3);
   j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\w+";
@@ -204,4 +205,20 @@ TEST(TokenizerBpe, BadFilesGiveClearErrors) {
   expect_load_error(f, "field 'pre_tokenizer.pretokenizers[0].pattern.Regex': an unknown split pattern");
   auto t = tok::load_tokenizer_file(tok_data() / "bpe_gpt2.json");
   EXPECT_THROW(t->decode(std::vector<int32_t>{557}), tok::TokenizerError);
+}
+
+TEST(TokenizerBpe, NfcNormalizerComposesBeforeTheSplit) {
+  // Qwen2's tokenizer.json normalizes to NFC: "e" + U+0301 and the precomposed U+00E9 are the same
+  // text to it (decomposed Hangul jamo too), while the file without the normalizer keeps them apart.
+  auto j = nlohmann::json::parse(read_text(tok_data() / "bpe_llama3.json"));
+  j["normalizer"] = {{"type", "NFC"}};
+  const std::filesystem::path f = std::filesystem::temp_directory_path() / ("cb-nfc-" + std::to_string(::getpid()) + ".json");
+  write_text(f, j.dump());
+  auto with_nfc = tok::load_tokenizer_file(f);
+  auto without = tok::load_tokenizer_file(tok_data() / "bpe_llama3.json");
+  EXPECT_EQ(with_nfc->describe()["normalizer"], "NFC");
+  EXPECT_EQ(with_nfc->encode("caf\u00e9 \uac00", false), with_nfc->encode("cafe\u0301 \u1100\u1161", false));
+  EXPECT_EQ(with_nfc->decode(with_nfc->encode("cafe\u0301", false)), "caf\u00e9");
+  EXPECT_NE(without->encode("caf\u00e9", false), without->encode("cafe\u0301", false));
+  std::filesystem::remove(f);
 }

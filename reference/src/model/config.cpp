@@ -273,7 +273,11 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
   if (const json* v = find(j, "rope_theta")) c.rope_theta = as_float(*v, "rope_theta", source);
   if (const json* v = find(j, "tie_word_embeddings")) c.tie_word_embeddings = as_bool(*v, "tie_word_embeddings", source);
   if (const json* v = find(j, "bos_token_id")) c.bos_token_id = as_token_id(*v, "bos_token_id", source);
-  if (const json* v = find(j, "eos_token_id")) c.eos_token_id = as_token_id(*v, "eos_token_id", source);
+  if (const json* v = find(j, "eos_token_id")) {
+    c.eos_token_id = as_token_id(*v, "eos_token_id", source);
+    if (v->is_array())
+      for (size_t i = 1; i < v->size(); ++i) c.extra_eos_token_ids.push_back((*v)[i].get<int>());
+  }
   if (const json* v = find(j, "pad_token_id")) c.pad_token_id = as_token_id(*v, "pad_token_id", source);
   // transformers >= 4.56 writes "dtype" instead of "torch_dtype".
   if (const json* v = find(j, "torch_dtype")) {

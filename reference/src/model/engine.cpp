@@ -41,6 +41,9 @@ std::unique_ptr<LoadedModel> LoadedModel::open(const fs::path& dir, const std::s
   }
   m->model_ = std::make_unique<Model>(m->cfg_, std::move(w), *m->backend_, ctx);
   m->tok_ = tok::load_tokenizer(dir);
+  // generation_config.json's EOS ids (via the tokenizer) end generation too.
+  for (int id : m->tok_->eos_ids())
+    if (id >= 0 && !m->cfg_.is_eos(id)) m->cfg_.extra_eos_token_ids.push_back(id);
   if (m->tok_->vocab_size() > m->cfg_.vocab_size)
     throw ModelError((dir / "config.json").string() + ": vocab_size " + std::to_string(m->cfg_.vocab_size) +
                      " is smaller than the vocabulary of the model's " + m->tok_->kind() + " tokenizer (" +
@@ -93,7 +96,7 @@ GenerateResult generate(LoadedModel& lm, const std::vector<int32_t>& prompt, con
   auto t1 = clock::now();
   int pos = int(prompt.size());
   while (int(r.tokens.size()) < opt.max_tokens) {
-    if (opt.stop_at_eos && next == cfg.eos_token_id) {
+    if (opt.stop_at_eos && cfg.is_eos(next)) {
       r.stop_reason = "eos";
       break;
     }
@@ -106,7 +109,7 @@ GenerateResult generate(LoadedModel& lm, const std::vector<int32_t>& prompt, con
     r.tokens.push_back(next);
     if (on_token) on_token(next);
   }
-  if (opt.stop_at_eos && next == cfg.eos_token_id) r.stop_reason = "eos";
+  if (opt.stop_at_eos && cfg.is_eos(next)) r.stop_reason = "eos";
   r.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
   return r;
 }

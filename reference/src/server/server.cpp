@@ -528,7 +528,7 @@ void Server::Impl::on_event(const std::shared_ptr<Completion>& c, const TokenEve
       if (c->t_first < 0) c->t_first = t;
       ++c->completion_tokens;
       ++s.tokens;
-      const bool eos = !c->req.ignore_eos && e.token == model->config().eos_token_id;
+      const bool eos = !c->req.ignore_eos && model->config().is_eos(e.token);
       if (!eos) s.ids.push_back(e.token);
       if (!s.detok) s.detok.emplace(model->tokenizer());
       // Ids past the tokenizer's vocabulary (a model padded beyond it) have no text.

@@ -391,7 +391,7 @@ void Scheduler::update_from_output(const StepPlan& plan, std::span<const float> 
       t->tokens.push_back(tok);
       ++t->generated;
       if (r.cb) r.cb({r.id, t->sample, tok, false, ""});
-      if (r.p.stop_at_eos && tok == lim_.eos_token) finish_sequence(r, *t, "eos");
+      if (r.p.stop_at_eos && lim_.is_eos(tok)) finish_sequence(r, *t, "eos");
       else if (t->generated >= r.p.max_tokens) finish_sequence(r, *t, "length");
       else if (int(t->tokens.size()) >= lim_.max_context) finish_sequence(r, *t, "context");
     }

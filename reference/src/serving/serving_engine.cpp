@@ -31,7 +31,7 @@ ServingEngine::ServingEngine(LoadedModel& model, EngineOptions opt) : model_(mod
   so.token_budget = opt_.token_budget;
   // Copies go through the model: a tensor-parallel leader forwards them to its followers with the
   // next step.
-  sched_ = std::make_unique<Scheduler>(so, ModelLimits{cfg.vocab_size, cfg.max_position_embeddings, cfg.eos_token_id},
+  sched_ = std::make_unique<Scheduler>(so, ModelLimits{cfg.vocab_size, cfg.max_position_embeddings, cfg.eos_token_id, cfg.extra_eos_token_ids},
                                        std::move(policy),
                                        [this](std::span<const BlockCopy> copies) {
                                          std::vector<std::pair<int32_t, int32_t>> pairs;

@@ -108,6 +108,7 @@ class BpeTok final : public TokenizerBase {
             {"pre_tokenizer", has_split_ ? pattern_regex(pattern_) : "none (whole text)"},
             {"add_prefix_space", add_prefix_space_},
             {"ignore_merges", ignore_merges_},
+            {"normalizer", nfc_ ? "NFC" : "none"},
             {"special_tokens", special}};
   }
 
@@ -149,8 +150,12 @@ class BpeTok final : public TokenizerBase {
       if (!model["ignore_merges"].is_boolean()) fail("model.ignore_merges", "expected true or false");
       ignore_merges_ = model["ignore_merges"].get<bool>();
     }
-    if (j.contains("normalizer") && !j["normalizer"].is_null())
-      unsupported("normalizer", "\"" + j["normalizer"].value("type", std::string("?")) + "\" is not supported (only null)");
+    if (j.contains("normalizer") && !j["normalizer"].is_null()) {
+      const json& n = j["normalizer"];
+      const std::string type = n.is_object() ? n.value("type", std::string("?")) : std::string("?");
+      if (type != "NFC") unsupported("normalizer", "\"" + type + "\" is not supported (only null and NFC, as Qwen2 uses)");
+      nfc_ = true;
+    }
     load_pre_tokenizer(j);
     if (j.contains("decoder") && !j["decoder"].is_null() && j["decoder"].value("type", std::string()) != "ByteLevel")
       unsupported("decoder.type", "\"" + j["decoder"].value("type", std::string("?")) + "\" is not supported (only ByteLevel)");
@@ -291,6 +296,11 @@ class BpeTok final : public TokenizerBase {
 
   void encode_plain(std::string_view text, std::vector<int32_t>& out) const {
     if (text.empty()) return;
+    std::string normalized;
+    if (nfc_) {  // the normalizer runs on the text between added tokens, before the pre-tokenizer
+      normalized = nfc(text);
+      text = normalized;
+    }
     std::string buf;
     if (add_prefix_space_ && text.front() != ' ') {
       buf = " ";
@@ -357,7 +367,7 @@ class BpeTok final : public TokenizerBase {
   std::vector<bool> special_;
   std::string byte_sym_[256];
   bool first_byte_[256] = {};
-  bool has_split_ = false, add_prefix_space_ = false, ignore_merges_ = false;
+  bool has_split_ = false, add_prefix_space_ = false, ignore_merges_ = false, nfc_ = false;
   SplitPattern pattern_ = SplitPattern::Gpt2;
 };
 

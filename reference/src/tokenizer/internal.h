@@ -43,6 +43,9 @@ struct UnsupportedTokenizer : TokenizerError {
 
 // ---- implementations ----
 // The byte tokenizer over config.json's vocab_size / bos / eos / pad.
+// Unicode NFC of UTF-8 text (nfc.cpp); text that is not valid UTF-8 comes back unchanged.
+std::string nfc(std::string_view text);
+
 std::unique_ptr<Tokenizer> make_byte_tokenizer(int vocab_size, int bos, int eos, int pad, const std::string& source);
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::filesystem::path& file);
 std::unique_ptr<Tokenizer> load_bpe_json(const std::filesystem::path& file);

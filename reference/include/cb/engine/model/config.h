@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,12 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   int bos_token_id = 256;
   int eos_token_id = 257;
+  // Further ids that end generation: the rest of a list eos_token_id (Llama 3.1 writes
+  // [128001, 128008, 128009]) and the EOS ids of generation_config.json / the tokenizer.
+  std::vector<int> extra_eos_token_ids;
+  bool is_eos(int id) const {
+    return id == eos_token_id || std::find(extra_eos_token_ids.begin(), extra_eos_token_ids.end(), id) != extra_eos_token_ids.end();
+  }
   int pad_token_id = 258;
   std::string torch_dtype = "float32";
   // config.json "head_dim" when it differs from hidden_size / num_attention_heads (a model whose

@@ -10,6 +10,7 @@
 // drive the scheduler with fabricated logits and a recorder, and no model.
 #pragma once
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <map>
@@ -57,6 +58,10 @@ struct ModelLimits {
   int vocab_size = 0;
   int max_context = 0;  // positions
   int eos_token = -1;
+  std::vector<int> extra_eos_tokens;  // further ids that end a sequence (ModelConfig::extra_eos_token_ids)
+  bool is_eos(int t) const {
+    return t == eos_token || std::find(extra_eos_tokens.begin(), extra_eos_tokens.end(), t) != extra_eos_tokens.end();
+  }
 };
 
 struct SchedulerOptions {
