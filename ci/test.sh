@@ -48,7 +48,7 @@ if [ "$asan" = 1 ]; then
   cmake --preset asan >/dev/null
   # Only what the unit and conformance suites run (and the binaries their tests start); -O1 -g1
   # (the preset) halves the sanitized compile time and still gives file:line stack traces.
-  cmake --build --preset asan -j "$jobs" --target cb_unit_tests cb_conformance_tests refengine claimbench
+  cmake --build --preset asan -j "$jobs" --target cb_unit_tests cb_conformance_tests refengine claimbench cb_tok
   echo "== tests under ASan + UBSan (unit, conformance)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --preset asan -j "$jobs" --timeout 1800
