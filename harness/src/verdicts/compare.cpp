@@ -231,6 +231,22 @@ std::string fingerprint(const RunData& r) {
   return "";
 }
 
+// The verdict from the signed change and whether the test found it significant (paired or not):
+// a regression or improvement only when significant and past the threshold.
+void decide(MetricComparison& mc, bool significant) {
+  const double c = *mc.change;
+  if (significant && c < -mc.threshold) {
+    mc.verdict = CompareVerdict::Regression;
+    mc.failure = true;
+  } else if (significant && c > mc.threshold) {
+    mc.verdict = CompareVerdict::Improvement;
+  } else {
+    mc.verdict = CompareVerdict::Unchanged;
+    if (!significant && std::fabs(c) > mc.threshold)
+      mc.note = "change past the threshold but not significant (p >= alpha)" + (mc.note.empty() ? "" : "; " + mc.note);
+  }
+}
+
 void judge(MetricComparison& mc, const Metric& b, const Metric& n, const CompareOptions& o) {
   const std::vector<double> sb = samples_of(b), sn = samples_of(n);
   mc.n_base = sb.size();
@@ -268,16 +284,7 @@ void judge(MetricComparison& mc, const Metric& b, const Metric& n, const Compare
                   points ? "examples" : "samples", points ? 100 * d.mean : d.mean, points ? " points" : "", 100 * (1 - o.alpha),
                   points ? 100 * d.low : d.low, points ? 100 * d.high : d.high);
     mc.note = buf;
-    const double c = *mc.change;
-    if (significant && c < -mc.threshold) {
-      mc.verdict = CompareVerdict::Regression;
-      mc.failure = true;
-    } else if (significant && c > mc.threshold) {
-      mc.verdict = CompareVerdict::Improvement;
-    } else {
-      mc.verdict = CompareVerdict::Unchanged;
-      if (!significant && std::fabs(c) > mc.threshold) mc.note = "change past the threshold but not significant (p >= alpha); " + mc.note;
-    }
+    decide(mc, significant);
     return;
   }
   if (!kb.empty() && !kn.empty() && kb != kn)
@@ -314,17 +321,7 @@ void judge(MetricComparison& mc, const Metric& b, const Metric& n, const Compare
     mc.note = "timing metric with fewer than 2 samples on a side: no test, never a regression";
     return;
   }
-  const double c = *mc.change;
-  if (significant && c < -mc.threshold) {
-    mc.verdict = CompareVerdict::Regression;
-    mc.failure = true;
-  } else if (significant && c > mc.threshold) {
-    mc.verdict = CompareVerdict::Improvement;
-  } else {
-    mc.verdict = CompareVerdict::Unchanged;
-    if (!significant && std::fabs(c) > mc.threshold)
-      mc.note = "change past the threshold but not significant (p >= alpha)" + (mc.note.empty() ? "" : "; " + mc.note);
-  }
+  decide(mc, significant);
 }
 }  // namespace
 
