@@ -26,18 +26,7 @@ re="$1"; cb="$2"; out="$3"; src="$4"
 qa="$src/workloads/accuracy/default-qa.jsonl"
 # A few windows of text: the README of the workloads (committed, ASCII), cut to 3000 bytes.
 head -c 3000 "$src/README.md" > "$out/ppl.txt"
-timeout 560 "$re" serve --port 0 > "$out/serve.log" 2>&1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null' EXIT
-url=""
-for _ in $(seq 1 600); do
-  url=$(grep -o 'listening on http://[0-9.]*:[0-9]*' "$out/serve.log" | head -1 | sed 's/^listening on //')
-  [ -n "$url" ] && break
-  kill -0 "$pid" 2>/dev/null || { echo "refengine serve exited before listening:"; cat "$out/serve.log"; exit 1; }
-  sleep 0.1
-done
-[ -n "$url" ] || { echo "refengine serve printed no listening line in 60 s:"; cat "$out/serve.log"; exit 1; }
-echo "server: $url (pid $pid)"
+start_server "refengine serve" "$out/serve.log" timeout 560 "$re" serve --port 0
 for r in a b; do
   "$cb" run --suite accuracy --quick --sut "$url" --qa-jsonl "$qa" --ppl-text "$out/ppl.txt" --out "$out/runs-$r" ||
     { echo "claimbench run ($r) failed; server log tail:"; tail -20 "$out/serve.log"; exit 1; }
@@ -81,6 +70,7 @@ cat "$out/compare-worse.txt"
 grep -q "accuracy.http.exact_match: regression" "$out/compare-worse.txt" || { echo "no regression line for exact_match"; exit 1; }
 echo "accuracy over http: ok"
 ]=])
+  set(script "source \"${CMAKE_CURRENT_LIST_DIR}/start_server.sh\"\n${script}")
   execute_process(COMMAND bash -c "${script}" accuracy-http "${REFENGINE}" "${CLAIMBENCH}" "${OUT}" "${SRC}" RESULT_VARIABLE rc)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "accuracy over http: exit ${rc}")

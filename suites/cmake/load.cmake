@@ -22,22 +22,12 @@ if(CMAKE_SCRIPT_MODE_FILE)
     set(script [=[
 set -u
 re="$1"; cb="$2"; out="$3"
-timeout 560 "$re" serve --port 0 > "$out/serve.log" 2>&1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null' EXIT
-url=""
-for _ in $(seq 1 600); do
-  url=$(grep -o 'listening on http://[0-9.]*:[0-9]*' "$out/serve.log" | head -1 | sed 's/^listening on //')
-  [ -n "$url" ] && break
-  kill -0 "$pid" 2>/dev/null || { echo "refengine serve exited before listening:"; cat "$out/serve.log"; exit 1; }
-  sleep 0.1
-done
-[ -n "$url" ] || { echo "refengine serve printed no listening line in 60 s:"; cat "$out/serve.log"; exit 1; }
-echo "server: $url (pid $pid)"
+start_server "refengine serve" "$out/serve.log" timeout 560 "$re" serve --port 0
 "$cb" run --suite load --quick --sut "$url" --out "$out/runs"
 rc=$?
 [ "$rc" -eq 0 ] || { echo "claimbench run exited $rc; server log tail:"; tail -20 "$out/serve.log"; exit "$rc"; }
 ]=])
+    set(script "source \"${CMAKE_CURRENT_LIST_DIR}/start_server.sh\"\n${script}")
     execute_process(COMMAND bash -c "${script}" load-http "${REFENGINE}" "${CLAIMBENCH}" "${OUT}" RESULT_VARIABLE rc)
   else()
     execute_process(COMMAND "${CLAIMBENCH}" run --suite load --quick --out "${OUT}/runs" RESULT_VARIABLE rc)

@@ -24,18 +24,7 @@ if(CMAKE_SCRIPT_MODE_FILE)
   set(script [=[
 set -u
 double="$1"; cb="$2"; out="$3"; profile="$4"; suites="$5"
-timeout 560 python3 "$double" > "$out/double.log" 2>&1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null' EXIT
-url=""
-for _ in $(seq 1 300); do
-  url=$(grep -o 'listening on http://[0-9.]*:[0-9]*' "$out/double.log" | head -1 | sed 's/^listening on //')
-  [ -n "$url" ] && break
-  kill -0 "$pid" 2>/dev/null || { echo "double exited before listening:"; cat "$out/double.log"; exit 1; }
-  sleep 0.1
-done
-[ -n "$url" ] || { echo "double printed no listening line in 30 s"; exit 1; }
-echo "double: $url (pid $pid)"
+start_server "double" "$out/double.log" timeout 560 python3 "$double"
 extra=""
 [ -n "$profile" ] && extra="--server-profile $profile"
 # The accuracy suite's perplexity text: the first 3000 bytes of the README (three windows).
@@ -44,6 +33,7 @@ case "$suites" in *accuracy*) head -c 3000 "$6" > "$out/ppl.txt"; extra="$extra 
 rc=$?
 [ "$rc" -eq 0 ] || { echo "claimbench run exited $rc; double log tail:"; tail -20 "$out/double.log"; exit "$rc"; }
 ]=])
+  set(script "source \"${CMAKE_CURRENT_LIST_DIR}/start_server.sh\"\n${script}")
   if(NOT SUITES)
     set(SUITES load)
   endif()
