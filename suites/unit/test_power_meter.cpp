@@ -167,3 +167,30 @@ TEST(PowerMeter, LoadPowerRecordsSourceAndReason) {
   EXPECT_NE(local.params()["why"].get<std::string>().find("stopped answering"), std::string::npos) << local.params().dump();
   fs::remove_all(root);
 }
+
+TEST(PowerMeter, DevicesChooseTheSensorThatSeesTheSut) {
+  // Both sensors present: "any" takes the GPU, "cpu" (an in-process CPU engine) takes RAPL, "gpu"
+  // never falls back to RAPL.
+  const fs::path root = fresh_dir("devices");
+  zone(root, "intel-rapl:0", "package-0", 1e6, 1e12);
+  const fs::path smi = root / "nvidia-smi";
+  script(smi, "printf '0, 100.5\\n'\n");
+  PowerMeterOptions o;
+  o.powercap_root = root;
+  o.nvidia_smi = smi.string();
+  std::string why;
+  auto any = open_power_meter(o, why);
+  ASSERT_TRUE(any) << why;
+  EXPECT_NE(any->sensor().find("nvidia-smi"), std::string::npos) << any->sensor();
+  o.devices = "cpu";
+  auto cpu = open_power_meter(o, why);
+  ASSERT_TRUE(cpu) << why;
+  EXPECT_NE(cpu->sensor().find("RAPL"), std::string::npos) << cpu->sensor();
+  o.devices = "gpu";
+  o.nvidia_smi = (root / "missing-smi").string();
+  EXPECT_FALSE(open_power_meter(o, why));
+  EXPECT_NE(why.find("CPU sensors not used"), std::string::npos) << why;
+  o.devices = "tpu";
+  EXPECT_THROW(open_power_meter(o, why), std::invalid_argument);
+  fs::remove_all(root);
+}

@@ -332,9 +332,13 @@ std::unique_ptr<PowerMeter> open_nvidia_smi(const PowerMeterOptions& o, std::str
 }  // namespace
 
 std::unique_ptr<PowerMeter> open_power_meter(const PowerMeterOptions& opt, std::string& why_not) {
-  std::string gpu_why, rapl_why;
-  if (auto m = open_nvidia_smi(opt, gpu_why)) return m;
-  if (auto m = open_rapl(opt, rapl_why)) return m;
+  if (opt.devices != "any" && opt.devices != "cpu" && opt.devices != "gpu")
+    throw std::invalid_argument("power meter: devices '" + opt.devices + "': expected any, cpu or gpu");
+  std::string gpu_why = "GPU sensors not used: the SUT runs on the CPU", rapl_why = "CPU sensors not used: the SUT runs on GPUs";
+  if (opt.devices != "cpu")
+    if (auto m = open_nvidia_smi(opt, gpu_why)) return m;
+  if (opt.devices != "gpu")
+    if (auto m = open_rapl(opt, rapl_why)) return m;
   why_not = gpu_why + "; " + rapl_why;
   return nullptr;
 }

@@ -513,7 +513,11 @@ SuiteResult run_load_suite(const SuiteContext& ctx) {
       (inprocess ? " per policy, interleaved" : ""));
   std::vector<Measured> sat_a, sat_b;  // adaptive, static; trial k of both on seed + k
   // Power over each saturation run, where a sensor on this machine sees the SUT (energy-qps).
-  LoadPower power(PowerMeterOptions{}, inprocess || (http && is_loopback_url(ctx.sut)), ctx.power_watts);
+  // In-process the engine runs on the CPU backend: only CPU package power is its power. A server on
+  // loopback may run on GPUs or CPUs: GPU board power first, else RAPL.
+  PowerMeterOptions pmo;
+  pmo.devices = inprocess ? "cpu" : "any";
+  LoadPower power(pmo, inprocess || (http && is_loopback_url(ctx.sut)), ctx.power_watts);
   std::vector<std::optional<double>> watts_a, watts_b;
   for (int t = 0; t < kTrials; ++t) {
     lc.plan.run_seed = ctx.seed + uint64_t(t);

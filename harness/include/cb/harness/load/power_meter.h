@@ -41,11 +41,14 @@ struct PowerMeterOptions {
   std::filesystem::path powercap_root = "/sys/class/powercap";
   std::string nvidia_smi = "nvidia-smi";  // name on PATH or a path
   double interval_s = 0.25;
+  // Which sensors may stand for the SUT: "cpu" (RAPL only: an engine on the CPU backend, whose
+  // power a GPU's board sensor does not see), "gpu" (nvidia-smi only) or "any" (GPU first).
+  std::string devices = "any";
 };
 
-// The first sensor that answers now: GPUs (nvidia-smi reports a number for power.draw), then RAPL
-// package domains (top-level intel-rapl:N; psys only when there is no package domain). nullptr
-// with `why_not` saying what was tried and why each failed.
+// The first sensor that answers now, of those opt.devices allows: GPUs (nvidia-smi reports a
+// number for power.draw), then RAPL package domains (top-level intel-rapl:N; psys only when there
+// is no package domain). nullptr with `why_not` saying what was tried and why each failed.
 std::unique_ptr<PowerMeter> open_power_meter(const PowerMeterOptions& opt, std::string& why_not);
 
 // Energy counter difference with wrap-around at max_range (RAPL counters wrap).
