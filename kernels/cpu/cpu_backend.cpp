@@ -7,9 +7,16 @@
 //                                  use at most this ISA level (default: the best the machine has;
 //                                  avx512 = F/BW/VL without the VNNI and BF16 extensions)
 //   CB_CPU_ONEDNN_MIN_M=<rows>     rows from which dense f32 matmul goes to oneDNN (default 512)
+//   CB_CPU_WEIGHTS_IN_PLACE=1      keep weights in the file mapping (default: copy weights of 2 MiB
+//                                  or more into huge-page memory at load; see WeightArena)
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "../common/host_backend.h"
 #include "cpu_kernels.h"
@@ -84,9 +91,64 @@ MatmulConfig matmul_config() {
 
 namespace {
 
+bool weights_in_place() {
+  const char* v = std::getenv("CB_CPU_WEIGHTS_IN_PLACE");
+  return v && *v && std::strcmp(v, "0") != 0;
+}
+
+// Weights copied out of the safetensors mapping into anonymous memory backed by transparent huge
+// pages. Decode streams every weight once per token: from the page cache (4 KiB pages) a 1.1B
+// f32 model is ~1M pages, each a TLB miss and a stop for the hardware prefetchers, which do not
+// cross 4 KiB pages. On huge pages llama-1b f32 decode ran at ~0.6 of the measured read
+// bandwidth before and ~0.8 after (Zen 5, 2 threads); the copy costs one pass over the weights at
+// load (~1 s for 4.4 GB). Small tensors stay in place: they live in cache anyway. A tensor mapped
+// twice (tied embeddings and lm_head) is copied once. Copies live as long as the backend.
+class WeightArena {
+ public:
+  static constexpr size_t kMinBytes = size_t(2) << 20;
+  ~WeightArena() {
+    for (auto& [p, n] : blocks_) ::munmap(p, n);
+  }
+  void* copy(const void* src, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Same address and size could also be a new tensor where a freed one was: compare contents.
+    if (auto it = copies_.find(src); it != copies_.end() && it->second.second == bytes &&
+                                     std::memcmp(it->second.first, src, bytes) == 0)
+      return it->second.first;
+    constexpr size_t kHuge = size_t(2) << 20;
+    const size_t len = (bytes + kHuge - 1) / kHuge * kHuge;
+    // Over-map by one huge page so the copy can start on a 2 MiB boundary.
+    void* raw = ::mmap(nullptr, len + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return nullptr;
+    char* base = static_cast<char*>(raw);
+    char* aligned = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(base) + kHuge - 1) / kHuge * kHuge);
+    if (aligned > base) ::munmap(base, size_t(aligned - base));
+    const size_t tail = size_t(base + len + kHuge - (aligned + len));
+    if (tail) ::munmap(aligned + len, tail);
+#ifdef MADV_HUGEPAGE
+    ::madvise(aligned, len, MADV_HUGEPAGE);
+#endif
+    // Threads copy their own slices: the pages are first touched (and faulted) in parallel.
+    const int64_t chunks = int64_t((bytes + kHuge - 1) / kHuge);
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const size_t off = size_t(c) * kHuge, n = std::min(kHuge, bytes - off);
+      std::memcpy(aligned + off, static_cast<const char*>(src) + off, n);
+    }
+    blocks_.emplace_back(aligned, len);
+    copies_[src] = {aligned, bytes};
+    return aligned;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::pair<void*, size_t>> blocks_;
+  std::map<const void*, std::pair<void*, size_t>> copies_;
+};
+
 class CpuBackend final : public HostBackend {
  public:
-  CpuBackend() : k_(kernels_for(choose_isa())), mm_(matmul_config()) {}
+  CpuBackend() : k_(kernels_for(choose_isa())), mm_(matmul_config()), in_place_(weights_in_place()) {}
 
   std::string name() const override { return "cpu"; }
 
@@ -114,10 +176,23 @@ class CpuBackend final : public HostBackend {
     return cpu::embedding(k_, ids, table, out);
   }
   Status run_add(const Tensor& a, const Tensor& b, Tensor& out) override { return cpu::add(k_, a, b, out); }
+  Status run_upload_weight(const Weight& host, Weight& out) override {
+    out = host;
+    if (in_place_) return Status::Ok();
+    for (Tensor* t : {&out.values, &out.scales, &out.meta}) {
+      if (t->empty() || t->nbytes() < WeightArena::kMinBytes) continue;
+      void* copy = arena_.copy(t->data, t->nbytes());
+      if (!copy) return Status::out_of_memory(name() + ": cannot map " + std::to_string(t->nbytes()) + " bytes for weight " + t->describe());
+      t->data = copy;
+    }
+    return Status::Ok();
+  }
 
  private:
   const KernelTable& k_;
   MatmulConfig mm_;
+  const bool in_place_;
+  WeightArena arena_;
 };
 
 }  // namespace

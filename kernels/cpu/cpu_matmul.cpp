@@ -17,6 +17,7 @@
 // so oneDNN pays only for f32 weights and only from ~512 rows (long prefills); half and int8
 // weights stay on the own kernel, whose in-register widening beats widening panels for sgemm.
 #include <oneapi/dnnl/dnnl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -39,8 +40,24 @@ bool matmul_onednn(const Tensor& x, const Weight& w, Tensor& y) {
                     N) == dnnl_success;
 }
 
+}  // namespace
+
+int64_t gemv_k_slice() {
+  static const int64_t slice = [] {
+    long l1 = ::sysconf(_SC_LEVEL1_DCACHE_SIZE);
+    if (l1 <= 0) l1 = 32 << 10;
+    int64_t s = 256;
+    while (s * 2 * 8 * int64_t(sizeof(float)) <= l1 * 3 / 4) s *= 2;
+    return s;
+  }();
+  return slice;
+}
+
+namespace {
+
 void matmul_gemv(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y) {
   GemvArgs a;
+  a.k_slice = gemv_k_slice();
   a.x = x.as<const float>();
   a.ldx = x.cols();
   a.w = w.values.data;

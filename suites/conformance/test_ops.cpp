@@ -50,6 +50,9 @@ TEST(Conformance, MatMulModelShapes) {
   for (DType dt : kWeightDtypes) {
     for (int64_t M : {1, 8, 16, 31, 32, 33, 128}) add_case<MatMulCase>(cases, dt, M, 2048, 96);
     for (int64_t M : {3, 40}) add_case<MatMulCase>(cases, dt, M, 5632, 40);
+    // Past 8 rows K is summed in L1-sized slices (256-1024 columns by machine): K that ends in a
+    // partial slice and a partial vector.
+    for (int64_t K : {1043, 3001}) add_case<MatMulCase>(cases, dt, 12, K, 29);
   }
   // Past the default oneDNN threshold (512 rows, f32 only) and the same rows with other dtypes.
   for (DType dt : kWeightDtypes)

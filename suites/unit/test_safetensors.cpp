@@ -406,3 +406,22 @@ TEST_F(WeightStoreTest, NeitherFileNamesDirectoryAndBothNames) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Weights a backend copied out of the mapping (cpu: huge pages) drop their mapped pages.
+
+TEST_F(SafetensorsTest, ReleasedPagesStayReadableAndOnlyMappedRangesAreTouched) {
+  std::vector<float> big(size_t(3) << 20);  // 12 MiB: many whole pages
+  for (size_t i = 0; i < big.size(); ++i) big[i] = float(i % 9973);
+  const fs::path p = dir_ / "model.safetensors";
+  cb::engine::write_safetensors(p, {{"w", Tensor(big.data(), DType::F32, {int64_t(big.size())})}});
+  auto f = SafetensorsFile::open(p);
+  const Tensor v = f->view("w");
+  EXPECT_TRUE(f->release_pages(v.data, v.nbytes()));
+  // Dropped pages refault from the file: every value is still there.
+  EXPECT_EQ(std::memcmp(v.data, big.data(), v.nbytes()), 0);
+  // Memory outside the mapping (here: the source vector, anonymous memory) is refused and kept.
+  EXPECT_FALSE(f->release_pages(big.data(), big.size() * sizeof(float)));
+  EXPECT_EQ(big[12345], float(12345 % 9973));
+  EXPECT_FALSE(f->release_pages(static_cast<char*>(v.data) + 8, v.nbytes()));  // runs past the end
+}

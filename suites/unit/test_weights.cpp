@@ -14,6 +14,7 @@
 #include "cb/engine/model/errors.h"
 #include "cb/engine/model/safetensors.h"
 #include "cb/engine/model/weights.h"
+#include "cb/kernels/backend.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -213,3 +214,43 @@ TEST_F(WeightsTest, ShardedModelNamesTheShard) {
 }
 
 }  // namespace
+
+// The cpu backend copies weights of 2 MiB and more into huge-page-aligned memory at upload
+// (decode streams them once per token; see cpu_backend.cpp). Small ones stay where they are.
+TEST(CpuWeightUpload, LargeWeightsAreCopiedAlignedSmallOnesStayAndTiedCopiesAreShared) {
+  auto be = cb::kernels::make_backend("cpu");
+  std::vector<float> big(size_t(1024) * 1024), small(64 * 64);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = float(i % 1013) - 500.f;
+  for (size_t i = 0; i < small.size(); ++i) small[i] = float(i);
+  const auto dense = [](std::vector<float>& v, int64_t n) {
+    return cb::kernels::Weight::dense(cb::kernels::Tensor(v.data(), DType::F32, {n, int64_t(v.size()) / n}));
+  };
+  const cb::kernels::Weight big_w = dense(big, 1024), small_w = dense(small, 64);
+
+  const cb::kernels::Weight up = be->upload_weight(big_w);
+  EXPECT_NE(up.values.data, big_w.values.data);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(up.values.data) % (size_t(2) << 20), 0u);
+  EXPECT_EQ(std::memcmp(up.values.data, big.data(), big.size() * sizeof(float)), 0);
+  EXPECT_EQ(be->upload_weight(small_w).values.data, small_w.values.data);
+
+  // Tied embeddings: the same tensor uploaded twice is one copy ...
+  EXPECT_EQ(be->upload_weight(big_w).values.data, up.values.data);
+  // ... but new contents at the same address (a freed tensor's place reused) are a new copy.
+  big[7] = 12345.f;
+  const cb::kernels::Weight again = be->upload_weight(big_w);
+  EXPECT_NE(again.values.data, up.values.data);
+  EXPECT_EQ(again.values.as<float>()[7], 12345.f);
+  EXPECT_EQ(up.values.as<float>()[7], float(7 % 1013) - 500.f);  // the first copy is untouched
+
+  // The copy computes what the original does.
+  std::vector<float> x(1024, 0.5f), y0(1024), y1(1024);
+  cb::kernels::Tensor xt(x.data(), DType::F32, {1, 1024}), t0(y0.data(), DType::F32, {1, 1024}), t1(y1.data(), DType::F32, {1, 1024});
+  ASSERT_TRUE(be->matmul(xt, big_w, t0).ok());
+  ASSERT_TRUE(be->matmul(xt, again, t1).ok());
+  EXPECT_EQ(y0, y1);
+
+  setenv("CB_CPU_WEIGHTS_IN_PLACE", "1", 1);
+  auto in_place = cb::kernels::make_backend("cpu");
+  unsetenv("CB_CPU_WEIGHTS_IN_PLACE");
+  EXPECT_EQ(in_place->upload_weight(big_w).values.data, big_w.values.data);
+}

@@ -28,8 +28,14 @@ std::unique_ptr<LoadedModel> LoadedModel::open(const fs::path& dir, const std::s
   }
   m->kv_cfg_ = kv_config_for(m->cfg_, m->shard_);
   m->backend_ = kernels::make_backend(backend);
-  // Host backends use the mapped weights in place; device backends upload them here.
-  auto up = [&](kernels::Weight& x) { x = m->backend_->upload_weight(x); };
+  // The ref backend uses the mapped weights in place; cpu copies large ones into huge pages and
+  // device backends upload them. A copied weight's pages in the mapping are dropped (RSS once).
+  auto up = [&](kernels::Weight& x) {
+    const kernels::Weight host = x;
+    x = m->backend_->upload_weight(host);
+    for (auto [from, to] : {std::pair{&host.values, &x.values}, {&host.scales, &x.scales}, {&host.meta, &x.meta}})
+      if (!from->empty() && from->data != to->data) m->store_.release_pages(from->data, from->nbytes());
+  };
   auto up_t = [&](kernels::Tensor& t) { t = m->backend_->upload_weight(kernels::Weight::dense(t)).values; };
   up_t(w.embed);
   up_t(w.final_norm);

@@ -349,6 +349,23 @@ std::vector<std::string> WeightStore::names() const {
   return out;
 }
 
+bool SafetensorsFile::release_pages(const void* p, size_t bytes) const {
+  const auto* lo = static_cast<const char*>(map_);
+  const auto* b = static_cast<const char*>(p);
+  if (!map_ || b < lo || bytes > map_size_ || b + bytes > lo + map_size_) return false;
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (reinterpret_cast<uintptr_t>(b) + page - 1) / page * page;
+  const uintptr_t last = (reinterpret_cast<uintptr_t>(b) + bytes) / page * page;
+  // A read-only private file mapping: MADV_DONTNEED drops the pages, later reads refault them.
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  return true;
+}
+
+void WeightStore::release_pages(const void* p, size_t bytes) const {
+  for (const auto& f : files_)
+    if (f->release_pages(p, bytes)) return;
+}
+
 size_t WeightStore::total_bytes() const {
   size_t total = 0;
   for (const auto& [name, f] : by_name_) {

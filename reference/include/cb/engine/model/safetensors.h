@@ -43,6 +43,9 @@ class SafetensorsFile {
   const std::filesystem::path& path() const { return path_; }
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // Drops this process's resident pages of [p, p + bytes) if it lies in the mapping (whole pages
+  // only); the data stays readable (it refaults from the file). For weights a backend copied.
+  bool release_pages(const void* p, size_t bytes) const;
   // A host view straight into the mapping (no copy); throws ModelError if the name is absent.
   kernels::Tensor view(const std::string& name) const;
 
@@ -70,6 +73,8 @@ class WeightStore {
   const std::filesystem::path& source() const { return source_; }
   // The file that holds `name` (its shard when sharded), or source() when absent.
   const std::filesystem::path& path_of(const std::string& name) const;
+  // SafetensorsFile::release_pages on whichever file maps [p, p + bytes).
+  void release_pages(const void* p, size_t bytes) const;
 
  private:
   std::filesystem::path source_;
