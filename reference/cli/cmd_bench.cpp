@@ -14,13 +14,18 @@ void add_bench_command(CLI::App& app) {
     std::string model, out;
   };
   auto o = std::make_shared<Opts>();
-  auto* c = app.add_subcommand("bench", "batch-1 decode and prefill speed vs the machine's measured limits");
+  auto* c = app.add_subcommand("bench", "decode and prefill speed vs the machine's limits measured in the same run");
   c->add_option("--model", o->model, "model directory (default: the embedded default model)");
   c->add_option("--backend", o->b.backend, "ref | cpu | cuda");
   c->add_option("--prefill-tokens", o->b.prefill_tokens, "prompt length for the prefill measurement")->check(CLI::PositiveNumber);
   c->add_option("--decode-tokens", o->b.decode_tokens, "decode steps per repetition")->check(CLI::PositiveNumber);
   c->add_option("--repetitions", o->b.repetitions, "repetitions")->check(CLI::PositiveNumber);
   c->add_option("--seed", o->b.seed, "prompt seed");
+  c->add_flag("--bf16-activations", o->b.bf16_activations, "bf16 x bf16 matmuls (bf16 weights only); prefill is divided by the bf16 dot-product peak");
+  c->add_option("--batch-sizes", o->b.batch_sizes, "batched decode at these batch sizes, on the roofline (e.g. 1,4,16,64)")->delimiter(',');
+  c->add_option("--batch-steps", o->b.batch_steps, "decode steps timed per batch size and repetition")->check(CLI::PositiveNumber);
+  c->add_flag("--thread-scaling", o->b.thread_scaling, "prefill and decode at 1 thread and at all threads");
+  c->add_option("--overhead-batches", o->b.overhead_batches, "serving-engine per-step overhead at these decode batch sizes (e.g. 1,64)")->delimiter(',');
   c->add_option("--out", o->out, "write the result JSON here (atomically)");
   c->callback([o] {
     run_guarded("bench", [&] {
@@ -30,14 +35,33 @@ void add_bench_command(CLI::App& app) {
       std::printf("model %s (%s, %.2f GB of weights), backend %s\n", o->b.model_dir.filename().c_str(),
                   r["model"]["weight_dtype"].get<std::string>().c_str(), r["model"]["weight_bytes"].get<double>() / 1e9,
                   r["backend"].get<std::string>().c_str());
-      std::printf("machine: peak fp32 FMA %.1f GFLOP/s (%s), memory read %.1f GB/s\n", pk["fp32_fma"]["value"].get<double>(),
-                  pk["fp32_fma"]["method"].get<std::string>().c_str(), pk["mem_read"]["value"].get<double>());
-      std::printf("prefill %d tokens: %.1f GFLOP/s median -> %.0f%% of peak FP32 FMA (target >= 50%%)\n",
+      std::printf("machine: peak fp32 FMA %.1f GFLOP/s (%s), memory triad %.1f GB/s, read %.1f GB/s\n", pk["fp32_fma"]["value"].get<double>(),
+                  pk["fp32_fma"]["method"].get<std::string>().c_str(), pk["triad"]["value"].get<double>(), pk["mem_read"]["value"].get<double>());
+      std::printf("prefill %d tokens: %.1f GFLOP/s median -> %.0f%% of peak %s (target >= 50%%)\n",
                   r["params"]["prefill_tokens"].get<int>(), r["prefill"]["gflops"]["median"].get<double>(),
-                  100 * r["ratios"]["prefill_peak_fraction"].get<double>());
-      std::printf("decode batch 1: %.2f tokens/s median, %.0f%% of the memory read bandwidth measured before each "
-                  "repetition (median; target >= 80%%)\n",
-                  r["decode"]["tokens_per_s"]["median"].get<double>(), 100 * r["ratios"]["decode_bw_fraction"].get<double>());
+                  100 * r["ratios"]["prefill_peak_fraction"].get<double>(),
+                  r["prefill"]["peak"] == "bf16_dot" ? "BF16 dot" : "FP32 FMA");
+      std::printf("decode batch 1: %.2f tokens/s median, %.0f%% of the triad bandwidth (target >= 80%%), %.0f%% of the read "
+                  "bandwidth, each measured before each repetition (median)\n",
+                  r["decode"]["tokens_per_s"]["median"].get<double>(), 100 * r["ratios"]["decode_triad_fraction"].get<double>(),
+                  100 * r["ratios"]["decode_bw_fraction"].get<double>());
+      if (r.contains("batched_decode"))
+        for (const auto& row : r["batched_decode"]["rows"])
+          std::printf("decode batch %3d: %7.1f tokens/s  MFU %.2f  MBU %.2f  %s-bound, %.0f%% of the roofline bound\n", row["batch"].get<int>(),
+                      row["tokens_per_s"]["median"].get<double>(), row["mfu"].get<double>(), row["mbu"].get<double>(),
+                      row["bound"].get<std::string>().c_str(), 100 * row["roofline_fraction"].get<double>());
+      if (r.contains("thread_scaling")) {
+        const auto& ts = r["thread_scaling"];
+        std::printf("threads 1 -> %d: prefill x%.2f, decode x%.2f (FMA peak x%.2f, read bandwidth x%.2f)\n",
+                    ts["rows"].back()["threads"].get<int>(), ts["prefill_speedup"].get<double>(), ts["decode_speedup"].get<double>(),
+                    ts["fma_peak_speedup"].get<double>(), ts["read_bandwidth_speedup"].get<double>());
+      }
+      if (r.contains("serving_overhead"))
+        for (const auto& row : r["serving_overhead"]["rows"])
+          if (row.contains("overhead_fraction"))
+            std::printf("serving engine at batch %d: step %.2f ms, forward %.2f ms -> overhead %.1f%% (target < 10%%)\n",
+                        row["batch"].get<int>(), row["step_ms_mean"].get<double>(), row["forward_ms_mean"].get<double>(),
+                        100 * row["overhead_fraction"].get<double>());
       if (!o->out.empty()) {
         const std::filesystem::path p(o->out);
         if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());

@@ -1,11 +1,14 @@
 #include "cb/engine/bench/engine_bench.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <random>
 
-#include "cb/peaks/machine_peaks.h"
 #include "cb/engine/model/engine.h"
+#include "cb/engine/serving/serving_engine.h"
+#include "cb/peaks/machine_peaks.h"
 
 namespace cb::engine {
 using nlohmann::json;
@@ -26,83 +29,262 @@ double decode_bytes_per_token(const ModelConfig& c, size_t weight_bytes, size_t 
   return double(weight_bytes) - skipped + kv;
 }
 
+double decode_flops_per_token(const ModelConfig& c, int ctx) {
+  return double(c.matmul_flops_per_token()) + c.num_hidden_layers * 2.0 * 2.0 * c.hidden_size * double(ctx);
+}
+
 namespace {
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
 json samples_summary(const std::vector<double>& v) {
   std::vector<double> s = v;
   std::sort(s.begin(), s.end());
   const double med = s.empty() ? 0 : (s.size() % 2 ? s[s.size() / 2] : 0.5 * (s[s.size() / 2 - 1] + s[s.size() / 2]));
-  return {{"samples", v}, {"median", med}, {"best", s.empty() ? 0 : s.back()}};
+  return {{"samples", v}, {"median", med}, {"best", s.empty() ? 0 : s.back()}, {"worst", s.empty() ? 0 : s.front()}};
 }
+double median_of(const std::vector<double>& v) { return samples_summary(v)["median"].get<double>(); }
+
+// Restores the OpenMP thread count on every exit path.
+struct ThreadScope {
+  int saved = omp_get_max_threads();
+  explicit ThreadScope(int n) { omp_set_num_threads(n); }
+  ~ThreadScope() { omp_set_num_threads(saved); }
+};
+
+std::vector<int32_t> seeded_prompt(const ModelConfig& cfg, uint64_t seed, int T) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> tok(0, std::min(cfg.vocab_size, 256) - 1);
+  std::vector<int32_t> p(static_cast<size_t>(T), 0);
+  for (auto& t : p) t = tok(rng);
+  return p;
+}
+
+// One prefill of the prompt and `steps` greedy decode steps on a fresh cache; seconds of each.
+std::pair<double, double> prefill_then_decode(LoadedModel& lm, const std::vector<int32_t>& prompt, int steps) {
+  const int T = int(prompt.size());
+  KvCache kv(lm.backend(), lm.kv_config(), (T + steps + 15) / 16, 16);
+  const std::vector<int32_t> table = KvCache::sequential_table(kv.blocks_for(T + steps));
+  auto t0 = Clock::now();
+  auto logits = lm.model().forward({SeqStep{prompt, 0, table, false}}, kv);
+  const double pre = since(t0);
+  int32_t next = argmax(logits);
+  auto t1 = Clock::now();
+  for (int s = 0; s < steps; ++s) {
+    logits = lm.model().forward({SeqStep{std::span<const int32_t>(&next, 1), T + s, table, false}}, kv);
+    next = argmax(logits);
+  }
+  return {pre, since(t1)};
+}
+
+// Batched decode: B sequences at context T (one prefill, its KV blocks copied to the others, so
+// each sequence reads its own memory), then `steps` steps of B one-token rows. Seconds per step.
+double batched_decode_step_seconds(LoadedModel& lm, const std::vector<int32_t>& prompt, int B, int steps) {
+  const int T = int(prompt.size()), bs = 16;
+  const int per_seq = (T + steps + bs - 1) / bs;
+  KvCache kv(lm.backend(), lm.kv_config(), per_seq * B, bs);
+  std::vector<std::vector<int32_t>> tables(static_cast<size_t>(B));
+  for (int b = 0; b < B; ++b)
+    for (int i = 0; i < per_seq; ++i) tables[size_t(b)].push_back(b * per_seq + i);
+  auto logits = lm.model().forward({SeqStep{prompt, 0, tables[0], false}}, kv);
+  std::vector<std::pair<int32_t, int32_t>> copies;
+  for (int b = 1; b < B; ++b)
+    for (int i = 0; i < per_seq; ++i) copies.push_back({i, b * per_seq + i});
+  if (!copies.empty()) lm.model().copy_kv_blocks(kv, copies);
+  std::vector<int32_t> next(static_cast<size_t>(B), argmax(logits));
+  const int V = lm.config().vocab_size;
+  auto t0 = Clock::now();
+  for (int s = 0; s < steps; ++s) {
+    std::vector<SeqStep> batch;
+    for (int b = 0; b < B; ++b) batch.push_back(SeqStep{std::span<const int32_t>(&next[size_t(b)], 1), T + s, tables[size_t(b)], false});
+    logits = lm.model().forward(batch, kv);
+    for (int b = 0; b < B; ++b)
+      next[size_t(b)] = argmax(std::span<const float>(logits.data() + size_t(b) * size_t(V), size_t(V)));
+  }
+  return since(t0) / steps;
+}
+
+// The serving engine at a steady decode batch of B: B requests submitted at once, timed over the
+// steps where all B decode (prefill steps excluded). Overhead = step time outside the forward
+// pass (scheduling, sampling, bookkeeping, callbacks) / step time.
+json serving_overhead(LoadedModel& lm, int B, uint64_t seed) {
+  EngineOptions o;
+  o.token_budget = std::max(512, B * 32);
+  o.num_blocks = B * 8 + 16;
+  o.custom_policy = make_static_policy(B, 0.0);  // exactly B at once; the adaptive policies pick their own
+  ServingEngine eng(lm, std::move(o));
+  const int prompt_len = 16, out_len = 48;
+  for (int b = 0; b < B; ++b) {
+    RequestParams p;
+    p.prompt = seeded_prompt(lm.config(), seed + uint64_t(b), prompt_len);
+    p.max_tokens = out_len;
+    p.stop_at_eos = false;
+    p.sampling.temperature = 0.8f;  // sampling is part of the per-step work being measured
+    p.sampling.seed = seed + uint64_t(b);
+    eng.add_request(p, [](const TokenEvent&) {});
+  }
+  eng.run_until_idle();
+  const EngineStats st = eng.stats();
+  double step = 0, fwd = 0;
+  int counted = 0;
+  for (size_t i = 0; i < st.step_seconds.size(); ++i) {
+    if (st.step_batch[i] != B || st.step_tokens[i] != B) continue;  // pure decode steps at batch B
+    step += st.step_seconds[i];
+    fwd += st.step_forward_seconds[i];
+    ++counted;
+  }
+  json j = {{"batch", B}, {"steps", counted}, {"prompt_tokens", prompt_len}, {"output_tokens", out_len}};
+  if (counted > 0) {
+    j["step_ms_mean"] = step / counted * 1e3;
+    j["forward_ms_mean"] = fwd / counted * 1e3;
+    j["overhead_fraction"] = (step - fwd) / step;
+  }
+  return j;
+}
+
 }  // namespace
 
 json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(const std::string&)>& progress) {
   auto say = [&](const std::string& m) { if (progress) progress(m); };
-  using clock = std::chrono::steady_clock;
-  auto lm = LoadedModel::open(opt.model_dir, opt.backend);
+  LoadOptions load;
+  load.bf16_activations = opt.bf16_activations;
+  auto lm = LoadedModel::open(opt.model_dir, opt.backend, nullptr, load);
   const ModelConfig& cfg = lm->config();
   const int T = opt.prefill_tokens, steps = opt.decode_tokens;
   if (T <= 0 || steps <= 0 || opt.repetitions <= 0) throw std::invalid_argument("engine bench: token counts and repetitions must be > 0");
-  if (T + steps > cfg.max_position_embeddings)
+  if (T + std::max(steps, opt.batch_steps) > cfg.max_position_embeddings)
     throw std::invalid_argument("engine bench: prefill + decode tokens exceed the context of " + std::to_string(cfg.max_position_embeddings));
+  for (int b : opt.batch_sizes)
+    if (b <= 0) throw std::invalid_argument("engine bench: batch sizes must be > 0 (got " + std::to_string(b) + ")");
 
-  say("measuring machine peaks (fp32 FMA, memory read bandwidth)");
+  say("measuring machine peaks (fp32 FMA, triad and read bandwidth" + std::string(opt.bf16_activations ? ", bf16 dot)" : ")"));
   const auto fma = bench::measure_peak_fp32_fma(0, opt.peak_seconds);
   const auto bw = bench::measure_memory_read_bandwidth(0, 0, opt.peak_seconds);
+  const auto triad = bench::measure_triad_bandwidth(0, 0, opt.peak_seconds);
+  const auto bf16 = opt.bf16_activations ? bench::measure_bf16_dot_peak(0, opt.peak_seconds) : bench::PeakResult{};
+  // What prefill is divided by: the peak of the instructions its matmuls use.
+  const bool bf16_peak = opt.bf16_activations && bf16.value > 0;
+  const double compute_peak = bf16_peak ? bf16.value : fma.value;
 
-  std::mt19937_64 rng(opt.seed);
-  std::uniform_int_distribution<int32_t> tok(0, std::min(cfg.vocab_size, 256) - 1);
-  std::vector<int32_t> prompt(T);
-  for (auto& t : prompt) t = tok(rng);
-
-  KvCache kv(lm->backend(), cfg, (T + steps + 15) / 16, 16);
-  const std::vector<int32_t> table = KvCache::sequential_table(kv.blocks_for(T + steps));
+  const std::vector<int32_t> prompt = seeded_prompt(cfg, opt.seed, T);
 
   // This host's memory bandwidth drifts by tens of percent from minute to minute (shared
-  // machine), so each decode repetition is paired with a bandwidth measurement taken right
-  // before it, and the fraction is computed per pair.
-  std::vector<double> prefill_s, decode_tps, rep_bw;
+  // machine), so each decode repetition is paired with bandwidth measurements taken right
+  // before it, and the fractions are computed per pair.
+  std::vector<double> prefill_s, decode_tps, rep_bw, rep_triad;
   for (int rep = 0; rep < opt.repetitions; ++rep) {
-    say("repetition " + std::to_string(rep + 1) + "/" + std::to_string(opt.repetitions) + ": prefill " + std::to_string(T) + " tokens");
-    auto t0 = clock::now();
-    auto logits = lm->model().forward({SeqStep{prompt, 0, table, false}}, kv);
-    prefill_s.push_back(std::chrono::duration<double>(clock::now() - t0).count());
-    say("repetition " + std::to_string(rep + 1) + "/" + std::to_string(opt.repetitions) + ": decode " + std::to_string(steps) + " steps");
-    int32_t next = argmax(logits);
-    rep_bw.push_back(bench::measure_memory_read_bandwidth(0, 0, std::min(0.15, opt.peak_seconds)).value);
-    auto t1 = clock::now();
-    for (int s = 0; s < steps; ++s) {
-      logits = lm->model().forward({SeqStep{std::span<const int32_t>(&next, 1), T + s, table, false}}, kv);
-      next = argmax(logits);
-    }
-    decode_tps.push_back(steps / std::chrono::duration<double>(clock::now() - t1).count());
+    say("repetition " + std::to_string(rep + 1) + "/" + std::to_string(opt.repetitions) + ": prefill " + std::to_string(T) +
+        " tokens, decode " + std::to_string(steps) + " steps");
+    const double short_s = std::min(0.15, opt.peak_seconds);
+    rep_bw.push_back(bench::measure_memory_read_bandwidth(0, 0, short_s).value);
+    rep_triad.push_back(bench::measure_triad_bandwidth(0, 0, short_s).value);
+    const auto [pre, dec] = prefill_then_decode(*lm, prompt, steps);
+    prefill_s.push_back(pre);
+    decode_tps.push_back(steps / dec);
   }
 
   const size_t embed_bytes = size_t(cfg.vocab_size) * cfg.hidden_size * kernels::dtype_size(lm->model().weights().embed.dtype);
   const double bytes_tok = decode_bytes_per_token(cfg, lm->weight_bytes(), embed_bytes, T + steps / 2);
   const double flops = prefill_flops(cfg, T);
-  std::vector<double> prefill_gflops;
+  std::vector<double> prefill_gflops, bw_fraction, triad_fraction;
   for (double s : prefill_s) prefill_gflops.push_back(flops / s / 1e9);
-  std::vector<double> bw_fraction;
-  for (size_t i = 0; i < decode_tps.size(); ++i) bw_fraction.push_back(decode_tps[i] * bytes_tok / (rep_bw[i] * 1e9));
-  const json dec = samples_summary(decode_tps), pre = samples_summary(prefill_gflops), frac = samples_summary(bw_fraction);
-  const double bw_limit_tps = bw.value * 1e9 / bytes_tok;
+  for (size_t i = 0; i < decode_tps.size(); ++i) {
+    bw_fraction.push_back(decode_tps[i] * bytes_tok / (rep_bw[i] * 1e9));
+    triad_fraction.push_back(decode_tps[i] * bytes_tok / (rep_triad[i] * 1e9));
+  }
+  const json dec = samples_summary(decode_tps), pre = samples_summary(prefill_gflops);
 
   json out;
   out["model"] = {{"dir", opt.model_dir.string()}, {"config", cfg.to_json()}, {"weight_bytes", lm->weight_bytes()},
-                  {"weight_dtype", kernels::dtype_name(lm->model().weights().embed.dtype)}, {"parameters", cfg.parameter_count()}};
+                  {"weight_dtype", kernels::dtype_name(lm->model().weights().embed.dtype)}, {"parameters", cfg.parameter_count()},
+                  {"activations", opt.bf16_activations ? "bf16" : "f32"}};
   out["backend"] = lm->backend().name();
+  out["threads"] = omp_get_max_threads();
   out["params"] = {{"prefill_tokens", T}, {"decode_tokens", steps}, {"repetitions", opt.repetitions}, {"seed", opt.seed},
-                   {"peak_seconds", opt.peak_seconds}};
-  out["peaks"] = {{"fp32_fma", bench::to_json(fma)}, {"mem_read", bench::to_json(bw)}};
-  out["prefill"] = {{"flops", flops}, {"seconds", prefill_s}, {"gflops", pre}};
-  out["decode"] = {{"bytes_per_token", bytes_tok}, {"tokens_per_s", dec}, {"bandwidth_limit_tokens_per_s", bw_limit_tps},
-                   {"bandwidth_gbs_per_repetition", rep_bw}, {"bw_fraction", frac}};
+                   {"peak_seconds", opt.peak_seconds}, {"bf16_activations", opt.bf16_activations},
+                   {"batch_sizes", opt.batch_sizes}, {"batch_steps", opt.batch_steps}, {"thread_scaling", opt.thread_scaling},
+                   {"overhead_batches", opt.overhead_batches}};
+  out["peaks"] = {{"fp32_fma", bench::to_json(fma)}, {"mem_read", bench::to_json(bw)}, {"triad", bench::to_json(triad)}};
+  if (opt.bf16_activations) out["peaks"]["bf16_dot"] = bench::to_json(bf16);
+  out["prefill"] = {{"flops", flops}, {"seconds", prefill_s}, {"gflops", pre},
+                    {"peak", bf16_peak ? "bf16_dot" : "fp32_fma"}, {"peak_gflops", compute_peak}};
+  out["decode"] = {{"bytes_per_token", bytes_tok}, {"tokens_per_s", dec},
+                   {"bandwidth_limit_tokens_per_s", bw.value * 1e9 / bytes_tok},
+                   {"triad_limit_tokens_per_s", triad.value * 1e9 / bytes_tok},
+                   {"bandwidth_gbs_per_repetition", rep_bw}, {"triad_gbs_per_repetition", rep_triad},
+                   {"bw_fraction", samples_summary(bw_fraction)}, {"triad_fraction", samples_summary(triad_fraction)}};
   // Fractions use the median repetition (a typical run), not the best one.
   out["ratios"] = {
-      {"decode_bw_fraction", frac["median"].get<double>()},
-      {"prefill_peak_fraction", pre["median"].get<double>() / fma.value},
-      {"targets", {{"decode_bw_fraction", 0.8}, {"prefill_peak_fraction", 0.5}}},
+      {"decode_bw_fraction", median_of(bw_fraction)},
+      {"decode_triad_fraction", median_of(triad_fraction)},
+      {"prefill_peak_fraction", pre["median"].get<double>() / compute_peak},
+      {"targets", {{"decode_triad_fraction", 0.8}, {"prefill_peak_fraction", 0.5}}},
   };
+
+  // Batched decode on the roofline: a step's bound is max(FLOPs / FMA peak, bytes / triad
+  // bandwidth); MFU and MBU are the achieved rates over those limits.
+  if (!opt.batch_sizes.empty()) {
+    const int ctx = T + opt.batch_steps / 2;
+    const double kv_tok = 2.0 * cfg.num_hidden_layers * double(ctx) * cfg.kv_dim() * sizeof(float);
+    const double weights_once = decode_bytes_per_token(cfg, lm->weight_bytes(), embed_bytes, 0);
+    json rows = json::array();
+    for (int B : opt.batch_sizes) {
+      std::vector<double> step_s;
+      for (int rep = 0; rep < opt.repetitions; ++rep) {
+        say("batched decode: batch " + std::to_string(B) + ", repetition " + std::to_string(rep + 1));
+        step_s.push_back(batched_decode_step_seconds(*lm, prompt, B, opt.batch_steps));
+      }
+      const double t = median_of(step_s);
+      const double step_flops = B * decode_flops_per_token(cfg, ctx), step_bytes = weights_once + B * kv_tok;
+      const double t_compute = step_flops / (fma.value * 1e9), t_memory = step_bytes / (triad.value * 1e9);
+      const double bound = std::max(t_compute, t_memory);
+      std::vector<double> tps;
+      for (double s : step_s) tps.push_back(B / s);
+      rows.push_back({{"batch", B}, {"context", ctx}, {"step_seconds", samples_summary(step_s)}, {"tokens_per_s", samples_summary(tps)},
+                      {"flops_per_step", step_flops}, {"bytes_per_step", step_bytes},
+                      {"mfu", step_flops / t / (fma.value * 1e9)}, {"mbu", step_bytes / t / (triad.value * 1e9)},
+                      {"bound", t_compute >= t_memory ? "compute" : "memory"}, {"bound_tokens_per_s", B / bound},
+                      {"roofline_fraction", bound / t}});
+    }
+    out["batched_decode"] = {{"rows", rows}, {"limits", "compute: fp32 FMA peak; memory: triad bandwidth"}, {"target", {{"batch", 16}, {"roofline_fraction", 0.6}}}};
+  }
+
+  // 1 -> all threads: the same prefill and decode at one thread, then at the run's thread count.
+  if (opt.thread_scaling) {
+    const int all = omp_get_max_threads();
+    json rows = json::array();
+    for (int th : {1, all}) {
+      say("thread scaling: " + std::to_string(th) + " thread(s)");
+      ThreadScope scope(th);
+      std::vector<double> p, d;
+      for (int rep = 0; rep < opt.repetitions; ++rep) {
+        const auto [pre_s, dec_s] = prefill_then_decode(*lm, prompt, steps);
+        p.push_back(T / pre_s);
+        d.push_back(steps / dec_s);
+      }
+      rows.push_back({{"threads", th}, {"prefill_tokens_per_s", samples_summary(p)}, {"decode_tokens_per_s", samples_summary(d)},
+                      {"fp32_fma_gflops", bench::measure_peak_fp32_fma(th, std::min(0.15, opt.peak_seconds)).value},
+                      {"read_gbs", bench::measure_memory_read_bandwidth(th, 0, std::min(0.15, opt.peak_seconds)).value}});
+      if (th == all) break;  // a one-thread machine has one row
+    }
+    json& r = rows.back();
+    const json& r1 = rows.front();
+    out["thread_scaling"] = {
+        {"rows", rows},
+        {"prefill_speedup", r["prefill_tokens_per_s"]["median"].get<double>() / r1["prefill_tokens_per_s"]["median"].get<double>()},
+        {"decode_speedup", r["decode_tokens_per_s"]["median"].get<double>() / r1["decode_tokens_per_s"]["median"].get<double>()},
+        {"fma_peak_speedup", r["fp32_fma_gflops"].get<double>() / r1["fp32_fma_gflops"].get<double>()},
+        {"read_bandwidth_speedup", r["read_gbs"].get<double>() / r1["read_gbs"].get<double>()}};
+  }
+
+  if (!opt.overhead_batches.empty()) {
+    json rows = json::array();
+    for (int B : opt.overhead_batches) {
+      say("serving-engine per-step overhead at batch " + std::to_string(B));
+      rows.push_back(serving_overhead(*lm, B, opt.seed));
+    }
+    out["serving_overhead"] = {{"rows", rows}, {"target", {{"overhead_fraction_max", 0.1}}}};
+  }
   return out;
 }
 

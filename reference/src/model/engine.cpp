@@ -9,7 +9,8 @@
 namespace cb::engine {
 namespace fs = std::filesystem;
 
-std::unique_ptr<LoadedModel> LoadedModel::open(const fs::path& dir, const std::string& backend, comm::Communicator* tp) {
+std::unique_ptr<LoadedModel> LoadedModel::open(const fs::path& dir, const std::string& backend, comm::Communicator* tp,
+                                               const LoadOptions& load) {
   if (!fs::is_directory(dir)) throw ModelError(dir.string() + ": model directory does not exist");
   auto m = std::unique_ptr<LoadedModel>(new LoadedModel());
   m->dir_ = dir;
@@ -17,6 +18,19 @@ std::unique_ptr<LoadedModel> LoadedModel::open(const fs::path& dir, const std::s
   m->store_ = WeightStore::open_dir(dir);
   ModelWeights w = bind_weights(m->store_, m->cfg_);
   if (planted(Defect::DensePruned)) pad_pruned_to_dense(dir, m->cfg_, w);
+  if (load.bf16_activations) {
+    const auto bf16_dot = [&](kernels::Weight& x, const std::string& name) {
+      if (x.layout != kernels::WeightLayout::Dense || x.dtype() != kernels::DType::BF16)
+        throw ModelError((dir / "model.safetensors").string() + ": tensor '" + name + "': bf16 activations need dense bf16 weights, this one is " +
+                         kernels::dtype_name(x.dtype()) + (x.layout == kernels::WeightLayout::Dense ? "" : " (not dense)"));
+      x.act_quant = kernels::ActQuant::Bf16;
+    };
+    const std::vector<std::string> names = linear_module_names(m->cfg_);
+    size_t i = 0;
+    for (auto& L : w.layers)
+      for (kernels::Weight* x : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) bf16_dot(*x, names.at(i++) + ".weight");
+    bf16_dot(w.lm_head, m->cfg_.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  }
   TpContext ctx;
   if (tp && tp->size() > 1) {
     // This rank's slice of every weight, copied out of the mapping (the rest stays unread).

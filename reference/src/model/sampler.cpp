@@ -21,25 +21,56 @@ int32_t argmax(std::span<const float> logits) {
   return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
+// Sorting the whole vocabulary for every token made sampling the larger part of a serving step
+// (batch 64 on the default model: ~1 ms of a 2 ms step; O(V log V) per row at V = 32K). Now:
+// without top-k / top-p, one pass in id order; with top-k, a partial sort of k; with top-p alone,
+// only tokens that can be in the nucleus are sorted. A token whose probability is below
+// (1 - top_p) / V cannot be: all tokens at or below it hold less than 1 - top_p, so the tokens
+// above it already reach top_p.
 int32_t Sampler::sample(std::span<const float> logits) {
   if (p_.temperature == 0.f) return argmax(logits);
   const int V = static_cast<int>(logits.size());
-  std::vector<int32_t> idx(V);
-  std::iota(idx.begin(), idx.end(), 0);
+  const double mx = *std::max_element(logits.begin(), logits.end());
+  const bool top_k = p_.top_k > 0 && p_.top_k < V, top_p = p_.top_p < 1.f;
+  if (!top_k && !top_p) {
+    std::vector<double> w(static_cast<size_t>(V));
+    double total = 0;
+    for (int i = 0; i < V; ++i) total += w[size_t(i)] = std::exp((logits[i] - mx) / p_.temperature);
+    std::uniform_real_distribution<double> u(0.0, total);
+    double r = u(rng_), acc = 0;
+    for (int i = 0; i < V; ++i) {
+      acc += w[size_t(i)];
+      if (r < acc) return i;
+    }
+    return argmax(logits);  // r == total after rounding
+  }
   // Candidates sorted by logit, highest first (stable ties: lower id first).
-  int keep = (p_.top_k > 0 && p_.top_k < V) ? p_.top_k : V;
-  std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(), [&](int a, int b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  });
-  std::vector<double> prob(keep);
-  const double mx = logits[idx[0]];
-  double sum = 0;
-  for (int i = 0; i < keep; ++i) sum += prob[i] = std::exp((logits[idx[i]] - mx) / p_.temperature);
-  if (p_.top_p < 1.f) {
+  const auto before = [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  std::vector<int32_t> idx;
+  double total = 0;  // sum over all candidates (the top k, else the whole vocabulary)
+  int keep = 0;
+  if (top_k) {
+    idx.resize(static_cast<size_t>(V));
+    std::iota(idx.begin(), idx.end(), 0);
+    keep = p_.top_k;
+    std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(), before);
+    for (int i = 0; i < keep; ++i) total += std::exp((logits[idx[size_t(i)]] - mx) / p_.temperature);
+  } else {
+    for (int i = 0; i < V; ++i) total += std::exp((logits[i] - mx) / p_.temperature);
+    const double floor = (1.0 - double(p_.top_p)) / V * total;
+    for (int i = 0; i < V; ++i)
+      if (std::exp((logits[i] - mx) / p_.temperature) >= floor) idx.push_back(i);
+    std::sort(idx.begin(), idx.end(), before);
+    keep = static_cast<int>(idx.size());
+  }
+  std::vector<double> prob(static_cast<size_t>(keep));
+  for (int i = 0; i < keep; ++i) prob[size_t(i)] = std::exp((logits[idx[size_t(i)]] - mx) / p_.temperature);
+  double sum = total;
+  if (top_p) {
     double cum = 0;
     int n = 0;
     while (n < keep) {
-      cum += prob[n] / sum;
+      cum += prob[size_t(n)] / total;
       ++n;
       if (cum >= p_.top_p) break;
     }
@@ -49,10 +80,10 @@ int32_t Sampler::sample(std::span<const float> logits) {
   std::uniform_real_distribution<double> u(0.0, sum);
   double r = u(rng_), acc = 0;
   for (int i = 0; i < keep; ++i) {
-    acc += prob[i];
-    if (r < acc) return idx[i];
+    acc += prob[size_t(i)];
+    if (r < acc) return idx[size_t(i)];
   }
-  return idx[keep - 1];
+  return idx[size_t(keep) - 1];
 }
 
 }  // namespace cb::engine

@@ -230,6 +230,7 @@ void EngineLoop::publish() {
     src = std::move(dst);
   };
   append(snap_.step_seconds, s.step_seconds);
+  append(snap_.step_forward_seconds, s.step_forward_seconds);
   append(snap_.step_batch, s.step_batch);
   append(snap_.step_tokens, s.step_tokens);
   append(snap_.step_queue, s.step_queue);

@@ -76,6 +76,7 @@ bool ServingEngine::step() {
   stats_.busy_seconds += fwd;
   if (opt_.record_steps) {
     step_seconds_.push_back(end - plan_start);
+    step_forward_seconds_.push_back(fwd);
     step_batch_.push_back(int(plan.chunks.size()));
     step_tokens_.push_back(plan.tokens());
     step_queue_.push_back(plan.view.queued);
@@ -109,6 +110,7 @@ EngineStats ServingEngine::stats_since(size_t first_step) const {
     return first_step >= v.size() ? V{} : V(v.begin() + std::ptrdiff_t(first_step), v.end());
   };
   s.step_seconds = tail(step_seconds_);
+  s.step_forward_seconds = tail(step_forward_seconds_);
   s.step_batch = tail(step_batch_);
   s.step_tokens = tail(step_tokens_);
   s.step_queue = tail(step_queue_);

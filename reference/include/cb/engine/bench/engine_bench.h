@@ -1,6 +1,8 @@
-// Single-sequence speed of the forward pass against the machine's measured limits, in one run:
-// batch-1 decode vs (memory read bandwidth / bytes touched per token), and prefill vs the peak
-// FP32 FMA rate. Used by `refengine bench` and by claimbench's kernels suite.
+// Speed of the forward pass against the machine's limits measured in the same run: batch-1 decode
+// vs (triad and read-only memory bandwidth / bytes read per token), prefill vs the peak FMA rate
+// (the BF16 dot-product peak for bf16-activation models); optionally batched decode on the
+// roofline (MFU, MBU, fraction of the bound), 1 -> N thread scaling and the serving engine's own
+// per-step overhead. Used by `refengine bench` and by claimbench's kernels suite.
 #pragma once
 
 #include <filesystem>
@@ -21,6 +23,11 @@ struct EngineBenchOptions {
   int repetitions = 3;
   uint64_t seed = 1;        // prompt token ids
   double peak_seconds = 0.3;  // time spent on each machine-peak measurement
+  bool bf16_activations = false;  // open the model with bf16 x bf16 matmuls (LoadOptions)
+  std::vector<int> batch_sizes;   // batched decode at these batch sizes (empty: not measured)
+  int batch_steps = 6;            // decode steps timed per batch size and repetition
+  bool thread_scaling = false;    // prefill and decode at 1 thread and at all threads
+  std::vector<int> overhead_batches;  // serving-engine per-step overhead at these batch sizes
 };
 
 // FLOPs of one prefill of T tokens (matmuls for every token, lm_head for the last one only,
@@ -29,6 +36,9 @@ double prefill_flops(const ModelConfig& cfg, int T);
 // Bytes read by one decode step at context length ctx: every weight except the embedding table
 // (only one row of it is read), plus the K and V cache.
 double decode_bytes_per_token(const ModelConfig& cfg, size_t weight_bytes, size_t embed_bytes, int ctx);
+// FLOPs of one decode token at context length ctx: every matmul once (lm_head included) and
+// attention over ctx keys.
+double decode_flops_per_token(const ModelConfig& cfg, int ctx);
 
 // Returns {"model", "backend", "params", "peaks", "prefill", "decode", "ratios"}; see README.
 nlohmann::json run_engine_bench(const EngineBenchOptions& opt,

@@ -19,13 +19,20 @@
 
 namespace cb::engine {
 
+// How to run the weights as loaded. bf16_activations: every linear layer (bf16 weights only)
+// multiplies bf16-rounded activations in bf16 dot-product instructions (kernels::ActQuant::Bf16)
+// instead of widening the weights to f32: faster prefill, different numbers.
+struct LoadOptions {
+  bool bf16_activations = false;
+};
+
 class LoadedModel {
  public:
   // Throws ModelError naming the file / key / tensor when the directory is not a usable model.
   // With a communicator of more than one rank, opens this rank's tensor-parallel shard (tp.h);
   // the communicator is not owned and must outlive the model.
   static std::unique_ptr<LoadedModel> open(const std::filesystem::path& dir, const std::string& backend = "cpu",
-                                           comm::Communicator* tp = nullptr);
+                                           comm::Communicator* tp = nullptr, const LoadOptions& load = {});
 
   // The model's config as config.json states it (the same on every rank).
   const ModelConfig& config() const { return cfg_; }

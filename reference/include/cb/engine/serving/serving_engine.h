@@ -50,6 +50,7 @@ struct EngineStats {
   int queued = 0, running = 0;   // requests now
   int running_seqs = 0;          // sequences of the running requests now (the running batch)
   std::vector<double> step_seconds;
+  std::vector<double> step_forward_seconds;  // the part of each step inside the forward pass
   std::vector<int> step_batch;   // sequences per step
   std::vector<int> step_tokens;  // tokens per step
   std::vector<int> step_queue;   // queue length when the step was planned
@@ -99,7 +100,7 @@ class ServingEngine {
   std::unique_ptr<KvCache> kv_;
   std::unique_ptr<Scheduler> sched_;
   EngineStats stats_;  // the engine's own scalars; the scheduler's counters are added in stats_since
-  std::vector<double> step_seconds_;
+  std::vector<double> step_seconds_, step_forward_seconds_;
   std::vector<int> step_batch_, step_tokens_, step_queue_, step_running_;
 };
 
