@@ -1,26 +1,46 @@
 #!/usr/bin/env bash
-# The engine speed check on realistic shapes: writes the seeded llama-1b model (4.4 GB F32, once;
-# kept in build/models) and runs the quick kernel suite on it, whose engine.* metrics compare
-# batch-1 decode with the measured memory read bandwidth and a 128-token prefill with the
-# measured peak FP32 FMA rate. The run folder lands in results/runs/; copy it to
-# results/published/ to publish it.
+# Engine speed near the machine's limits (issue #16), every figure beside a limit measured in the
+# same run. Writes the seeded llama-1b models (F32 4.4 GB and BF16 2.2 GB, once; kept in
+# build/models), then into one run folder under results/runs/:
+#   kernels.json            the quick kernel suite on llama-1b F32 (microbenchmarks with roofline
+#                           fractions, paged vs contiguous attention at 4K, engine.* metrics)
+#   engine-f32.json         batch-1 decode vs triad / read bandwidth, 128-token prefill vs the FP32
+#                           FMA peak, batched decode 1/4/16/64 on the roofline, 1 -> N threads
+#   engine-bf16.json        the same with BF16-stored weights (widened to f32 in registers)
+#   engine-bf16dot.json     BF16 weights and bf16 activations: prefill vs the BF16 dot peak
+#   engine-serving.json     the serving engine's per-step overhead at batch 1 and 64 (default model)
+#   engine-speed.md/.json   the table of figures, limits and targets (ci/engine_speed_summary.py)
+# Copy the folder to results/published/ to publish it.
 # Usage: ci/bench-llama-1b.sh [extra claimbench run options]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bin=build/default
 [ -x $bin/harness/claimbench ] || { cmake --preset default >/dev/null && cmake --build --preset default -j "$(nproc)"; }
-model=build/models/llama-1b-seed7
-if [ ! -f "$model/model.safetensors" ]; then
-  echo "== writing $model (seeded random weights, llama-1b shapes)"
-  $bin/reference/refengine init --preset llama-1b --seed 7 --out "$model"
-fi
-dir=$($bin/harness/claimbench run --suite kernels --quick --model "$model" "$@" | tail -n 1)
-python3 - "$dir/kernels.json" <<'PY' || true
-import json, sys
-m = {x["key"]: x for x in json.load(open(sys.argv[1]))["metrics"]}
-for k, target in (("kernels.engine.decode.bw_fraction", 0.8), ("kernels.engine.prefill.peak_fraction", 0.5)):
-    if k in m:
-        print(f"{k:32s} {m[k]['value']:.3f}  (target >= {target})")
-PY
+re=$bin/reference/refengine
+for dt in f32 bf16; do
+  model=build/models/llama-1b-seed7$([ $dt = bf16 ] && echo -bf16 || true)
+  if [ ! -f "$model/model.safetensors" ]; then
+    echo "== writing $model (seeded random weights, llama-1b shapes, $dt)"
+    $re init --preset llama-1b --seed 7 --dtype $dt --out "$model"
+  fi
+done
+f32=build/models/llama-1b-seed7
+bf16=build/models/llama-1b-seed7-bf16
+
+echo "== kernel suite on $f32"
+dir=$($bin/harness/claimbench run --suite kernels --quick --model "$f32" "$@" | tail -n 1)
+[ -d "$dir" ] || { echo "bench-llama-1b: claimbench run did not write a run folder ($dir)" >&2; exit 1; }
+
+bench() {  # NAME ARGS...: one refengine bench into the run folder
+  local name=$1; shift
+  echo "== engine bench: $name"
+  $re bench --seed 1 "$@" --out "$dir/engine-$name.json" 2>>"$dir/engine-bench.log"
+}
+bench f32 --model "$f32" --prefill-tokens 128 --decode-tokens 16 --repetitions 3 --batch-sizes 1,4,16,64 --thread-scaling
+bench bf16 --model "$bf16" --prefill-tokens 128 --decode-tokens 16 --repetitions 3
+bench bf16dot --model "$bf16" --bf16-activations --prefill-tokens 128 --decode-tokens 4 --repetitions 3
+bench serving --prefill-tokens 16 --decode-tokens 4 --repetitions 1 --overhead-batches 1,64
+
+python3 ci/engine_speed_summary.py "$dir"
 echo "$dir"

@@ -20,7 +20,7 @@ bin=${CLAIMBENCH:-build/default/harness/claimbench}
 root=results/baselines
 name=kernels-gate
 # Keep in sync with the gate self-test (suites/gate/gate_selftest.sh uses a subset).
-filter='^matmul/(cpu|ref)/f32/K512_N512/M8/|^matmul/(cpu|onednn_sgemm)/f32/K2048_N2048/M(1|128)/|^matmul/cpu/(bf16|int8pc)/K2048_N2048/M128/'
+filter='^matmul/(cpu|ref)/f32/K512_N512/M8/|^matmul/(cpu|onednn_sgemm)/f32/K2048_N2048/M(1|128)/|^matmul/cpu/(bf16|int8pc)/K2048_N2048/M128/|^attention/cpu/f32/H32_KV4_D64_(B16|contiguous)/decode_ctx4096_S8/M8/'
 mode=auto
 case "${1:-}" in
   "") ;;
@@ -63,11 +63,13 @@ if [ "$mode" = update ]; then
   exit 0
 fi
 
-# Gated: the optimized cpu matmul against the oracle (K=N=512, M=8) and against oneDNN at M=128.
+# Gated: the optimized cpu matmul against the oracle (K=N=512, M=8) and against oneDNN at M=128
+# (the K-sliced GEMM path), and paged attention against the same kernel on a contiguous cache at
+# 4K context (kernels.attention.paged_vs_contiguous.ctx4096).
 # Not gated, only recorded: the M=1 ratio against oneDNN (both sides are memory-bound and this
 # host's bandwidth drifts: 1.1x-2.3x between back-to-back runs) and the int8 / bf16 ratios.
 # Observed spread of the gated ratios in back-to-back runs here: about 10-20%; threshold 30%.
-gated='kernels.matmul.cpu_vs_ref.speedup,kernels.matmul.cpu_vs_onednn.M128'
+gated='kernels.matmul.cpu_vs_ref.speedup,kernels.matmul.cpu_vs_onednn.M128,kernels.attention.paged_vs_contiguous.ctx4096'
 rc=0
 "$bin" gate "$new" --baselines "$root" --name "$name" --suite kernels --noise ratio,exact --threshold 30% \
   --metric "$gated" --require "$gated" --json "$new/gate.json" || rc=$?

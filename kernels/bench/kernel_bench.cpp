@@ -527,6 +527,19 @@ std::vector<ModelCase> model_cases() {
   for (int64_t ctx : {512, 2048})
     for (int64_t m : {1, 8}) attention(ctx, m, "decode_ctx" + std::to_string(ctx) + "/M" + std::to_string(m));
   attention(128, 128, "prefill_ctx128/M128");
+  // Paged vs contiguous at 4K context, same batch (8 sequences, one new token each): block 16
+  // in shuffled order against one in-order block per sequence (a contiguous cache). The vLLM
+  // paper reports 20-26% kernel overhead for paging; kernels.attention.paged_vs_contiguous.
+  for (bool paged : {true, false}) {
+    const int64_t ctx = 4096, seqs = 8, bs = paged ? kBlockSize : ctx;
+    auto c = std::make_shared<kt::AttentionCase>(int(bs), int(kHeads), int(kKvHeads), int(kHeadDim),
+                                                 std::vector<kt::SeqRows>(size_t(seqs), kt::SeqRows{1, int(ctx - 1)}));
+    c->c.in_order = !paged;
+    c->c.pool = c->c.used_blocks();
+    out.push_back({"attention", "f32", std::string("H32_KV4_D64_") + (paged ? "B16" : "contiguous") + "/decode_ctx4096_S8/M8", c,
+                   std::string("f32 ") + (paged ? "paged block 16, shuffled" : "contiguous (one block per sequence)") +
+                       ", 8 sequences at 4K"});
+  }
   return out;
 }
 

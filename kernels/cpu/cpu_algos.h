@@ -220,14 +220,16 @@ void attention_item(const AttnArgs& a, int64_t item, float* scratch) {
   const float* kp[T];
   const float* vp[T];
   float p[G][T];
+  // Key t's row: block table[t / block_size], slot t % block_size, walked incrementally over the
+  // keys in order (no division per key).
+  int64_t blk = 0, slot = 0;
   for (int64_t t0 = 0; t0 < n_keys; t0 += T) {
     const int nt = static_cast<int>(std::min<int64_t>(T, n_keys - t0));
     for (int j = 0; j < nt; ++j) {
-      const int64_t t = t0 + j;
-      const int64_t phys = a.block_table[t / a.block_size];
-      const int64_t off = (phys * a.block_size + t % a.block_size) * pool_row + int64_t(kvh) * D;
+      const int64_t off = (int64_t(a.block_table[blk]) * a.block_size + slot) * pool_row + int64_t(kvh) * D;
       kp[j] = a.k_pool + off;
       vp[j] = a.v_pool + off;
+      if (++slot == a.block_size) slot = 0, ++blk;
     }
     // Scores s = (q * scale) . k for the tile.
     for (int j = 0; j < nt; ++j) {

@@ -45,7 +45,8 @@ const char* kQuickFilter =
     "|^matmul/onednn_(sgemm|s8s8)/[a-z0-9]+/K2048_N2048/M(1|128)/"
     "|^(rmsnorm|rope|silu_mul|add|softmax|kv_store)/cpu/f32/[^/]+/M1/"
     "|^embedding/cpu/f32/[^/]+/M1/"
-    "|^attention/cpu/f32/[^/]+/decode_ctx512/M1/";
+    "|^attention/cpu/f32/[^/]+/decode_ctx512/M1/"
+    "|^attention/cpu/f32/[^/]+/decode_ctx4096_S8/M8/";
 
 // "matmul/cpu/f32/K2048_N2048/M1/real_time" -> "matmul/cpu/f32/K2048_N2048/M1"
 std::string strip_suffix(std::string name) {
@@ -204,6 +205,10 @@ void add_kernel_metrics(const json& gb, SuiteResult& r) {
   };
   ratio("kernels.matmul.cpu_vs_ref.speedup", "matmul/cpu/f32/K512_N512/M8", "matmul/ref/f32/K512_N512/M8",
         "optimized cpu backend vs the plain-loop oracle, same shape");
+  ratio("kernels.attention.paged_vs_contiguous.ctx4096", "attention/cpu/f32/H32_KV4_D64_B16/decode_ctx4096_S8/M8",
+        "attention/cpu/f32/H32_KV4_D64_contiguous/decode_ctx4096_S8/M8",
+        "paged attention (block 16, shuffled blocks) vs the same kernel on a contiguous cache, 8 sequences at 4K context "
+        "(1.0 = no paging overhead; target >= 0.95)");
   // Per row count (decode M=1..16, prefill M=128) on every llama-1b shape the run measured.
   std::set<std::string> shapes, row_counts;
   static const std::regex f32_name(R"(^matmul/cpu/f32/(K\d+_N\d+)/(M\d+)$)");

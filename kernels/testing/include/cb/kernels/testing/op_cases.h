@@ -570,6 +570,9 @@ struct PagedBatch {
   // Pool size in blocks: 0 (conformance) means twice what the batch uses plus 3, the spare slots
   // poisoned; a benchmark sets the cache it models (at least used_blocks()).
   int64_t pool;
+  // Each sequence's blocks in order, back to back: with one block per sequence this is the
+  // contiguous cache a non-paged engine keeps (the baseline paged attention is compared with).
+  bool in_order = false;
   int64_t row() const { return int64_t(n_kv_heads) * head_dim; }
   int64_t blocks_of(const SeqRows& s) const { return (s.pos0 + s.rows + block_size - 1) / block_size; }
   int64_t used_blocks() const {
@@ -592,7 +595,7 @@ struct PagedBatch {
   std::vector<std::vector<int32_t>> make_tables(Rng& r) const {
     std::vector<int32_t> all(static_cast<size_t>(pool_blocks()));
     std::iota(all.begin(), all.end(), 0);
-    std::shuffle(all.begin(), all.end(), r.gen);
+    if (!in_order) std::shuffle(all.begin(), all.end(), r.gen);
     std::vector<std::vector<int32_t>> tables;
     size_t next = 0;
     for (const auto& s : seqs) {

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Table of the engine speed figures of a ci/bench-llama-1b.sh run folder, each beside the limit it
+is divided by and its target (issue #16). Writes engine-speed.json and engine-speed.md into the
+folder and prints the table. A figure whose file or key is missing is reported MISSING, never
+filled in."""
+import json
+import os
+import sys
+
+
+def load(d, name):
+    p = os.path.join(d, name)
+    return json.load(open(p)) if os.path.exists(p) else None
+
+
+def metric(kernels, key):
+    if not kernels:
+        return None
+    for m in kernels.get("metrics", []):
+        if m["key"] == key:
+            return m
+    return None
+
+
+def main(d):
+    rows = []
+
+    def row(what, value, limit, target, ok, detail=""):
+        verdict = "MISSING" if value is None else ("PASS" if ok else "FAIL") if target else "RECORDED"
+        rows.append({"what": what, "value": value, "limit": limit, "target": target, "verdict": verdict, "detail": detail})
+
+    for name, label in (("f32", "F32"), ("bf16", "BF16 weights")):
+        e = load(d, f"engine-{name}.json")
+        if not e:
+            row(f"{label} batch-1 decode / triad bandwidth", None, "", ">= 0.80", False)
+            continue
+        dec, pk = e["decode"], e["peaks"]
+        tf = e["ratios"]["decode_triad_fraction"]
+        row(f"{label} batch-1 decode, fraction of triad bandwidth / bytes per token", tf,
+            f"{pk['triad']['value']:.1f} GB/s triad -> {dec['triad_limit_tokens_per_s']:.1f} tok/s", ">= 0.80", tf >= 0.8,
+            f"{dec['tokens_per_s']['median']:.2f} tok/s median of {dec['tokens_per_s']['samples']}; per repetition "
+            f"{[round(x, 3) for x in dec['triad_fraction']['samples']]}")
+        bf = e["ratios"]["decode_bw_fraction"]
+        row(f"{label} batch-1 decode, fraction of read-only bandwidth", bf,
+            f"{pk['mem_read']['value']:.1f} GB/s read -> {dec['bandwidth_limit_tokens_per_s']:.1f} tok/s", "", True)
+        pf = e["ratios"]["prefill_peak_fraction"]
+        row(f"{label} 128-token prefill, fraction of FP32 FMA peak", pf,
+            f"{e['prefill']['peak_gflops']:.0f} GFLOP/s", ">= 0.50" if name == "f32" else "", pf >= 0.5,
+            f"{e['prefill']['gflops']['median']:.0f} GFLOP/s median")
+        for b in e.get("batched_decode", {}).get("rows", []):
+            tgt = ">= 0.60" if b["batch"] == 16 else ""
+            row(f"{label} decode batch {b['batch']}, fraction of roofline bound ({b['bound']}-bound)", b["roofline_fraction"],
+                f"{b['bound_tokens_per_s']:.1f} tok/s", tgt, b["roofline_fraction"] >= 0.6,
+                f"{b['tokens_per_s']['median']:.1f} tok/s, MFU {b['mfu']:.2f}, MBU {b['mbu']:.2f}")
+        ts = e.get("thread_scaling")
+        if ts:
+            r1, rn = ts["rows"][0], ts["rows"][-1]
+            row(f"{label} prefill speedup 1 -> {rn['threads']} threads", ts["prefill_speedup"],
+                f"FMA peak x{ts['fma_peak_speedup']:.2f}", "", True,
+                f"{r1['prefill_tokens_per_s']['median']:.1f} -> {rn['prefill_tokens_per_s']['median']:.1f} tok/s")
+            row(f"{label} decode speedup 1 -> {rn['threads']} threads", ts["decode_speedup"],
+                f"read bandwidth x{ts['read_bandwidth_speedup']:.2f}", "", True,
+                f"{r1['decode_tokens_per_s']['median']:.2f} -> {rn['decode_tokens_per_s']['median']:.2f} tok/s")
+
+    e = load(d, "engine-bf16dot.json")
+    if e:
+        pf = e["ratios"]["prefill_peak_fraction"]
+        peak = e["prefill"]["peak"]
+        row(f"BF16-dot 128-token prefill, fraction of {'BF16 dot' if peak == 'bf16_dot' else 'FP32 FMA (no BF16 dot here)'} peak", pf,
+            f"{e['prefill']['peak_gflops']:.0f} GFLOP/s", ">= 0.50", pf >= 0.5, f"{e['prefill']['gflops']['median']:.0f} GFLOP/s median")
+    else:
+        row("BF16-dot 128-token prefill, fraction of BF16 dot peak", None, "", ">= 0.50", False)
+
+    k = load(d, "kernels.json")
+    m = metric(k, "kernels.attention.paged_vs_contiguous.ctx4096")
+    row("paged / contiguous attention throughput, 8 sequences at 4K context", m["value"] if m else None,
+        "contiguous cache, same kernel, same run", ">= 0.95", bool(m) and m["value"] >= 0.95,
+        f"per repetition {[round(x, 3) for x in m['samples']]}" if m else "")
+
+    e = load(d, "engine-serving.json")
+    for b in (e or {}).get("serving_overhead", {}).get("rows", []):
+        ov = b.get("overhead_fraction")
+        row(f"serving engine per-step overhead at batch {b['batch']} (default model)", ov, "step time", "< 0.10",
+            ov is not None and ov < 0.1, f"step {b.get('step_ms_mean', 0):.3f} ms, forward {b.get('forward_ms_mean', 0):.3f} ms, "
+                                          f"{b['steps']} decode steps")
+    if not e:
+        row("serving engine per-step overhead", None, "", "< 0.10", False)
+
+    out = {"rows": rows, "folder": os.path.basename(os.path.normpath(d))}
+    json.dump(out, open(os.path.join(d, "engine-speed.json"), "w"), indent=2)
+    lines = ["| figure | value | limit / peer | target | verdict | detail |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        v = "—" if r["value"] is None else f"{r['value']:.3f}"
+        lines.append(f"| {r['what']} | {v} | {r['limit']} | {r['target']} | {r['verdict']} | {r['detail']} |")
+    open(os.path.join(d, "engine-speed.md"), "w").write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or not os.path.isdir(sys.argv[1]):
+        print("usage: engine_speed_summary.py RUN_DIR", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main(sys.argv[1]))
