@@ -48,8 +48,8 @@ struct GemvArgs {
   int64_t k_slice = 1024;  // past 8 rows of x, K is summed in slices of this many columns
 };
 
-// Columns of K per slice so that 8 rows of f32 x stay in this machine's L1 data cache
-// (3/4 of it, rounded down to a power of two, at least 256): 1024 for 48 KiB, 512 for 32 KiB.
+// Columns of K per slice so that a group of 6 rows of f32 x stays in this machine's L1 data
+// cache (3/4 of it, rounded down to a power of two, at least 256): 1024 for 32 and 48 KiB.
 int64_t gemv_k_slice();
 
 // W8A8: y[m, n] = (sum_k xq[m, k] * w[n, k]) * xs[m] * ws[n], integer products and sums.

@@ -47,7 +47,7 @@ int64_t gemv_k_slice() {
     long l1 = ::sysconf(_SC_LEVEL1_DCACHE_SIZE);
     if (l1 <= 0) l1 = 32 << 10;
     int64_t s = 256;
-    while (s * 2 * 8 * int64_t(sizeof(float)) <= l1 * 3 / 4) s *= 2;
+    while (s * 2 * 6 * int64_t(sizeof(float)) <= l1 * 3 / 4) s *= 2;
     return s;
   }();
   return slice;

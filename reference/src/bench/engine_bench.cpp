@@ -171,13 +171,16 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
   // This host's memory bandwidth drifts by tens of percent from minute to minute (shared
   // machine), so each decode repetition is paired with bandwidth measurements taken right
   // before it, and the fractions are computed per pair.
-  std::vector<double> prefill_s, decode_tps, rep_bw, rep_triad;
+  // Prefill is paired the same way with the compute peak: a neighbour's load on the shared host
+  // lowers both (peaks of 384-463 GFLOP/s within minutes here).
+  std::vector<double> prefill_s, decode_tps, rep_bw, rep_triad, rep_peak;
   for (int rep = 0; rep < opt.repetitions; ++rep) {
     say("repetition " + std::to_string(rep + 1) + "/" + std::to_string(opt.repetitions) + ": prefill " + std::to_string(T) +
         " tokens, decode " + std::to_string(steps) + " steps");
     const double short_s = std::min(0.15, opt.peak_seconds);
     rep_bw.push_back(bench::measure_memory_read_bandwidth(0, 0, short_s).value);
     rep_triad.push_back(bench::measure_triad_bandwidth(0, 0, short_s).value);
+    rep_peak.push_back(bf16_peak ? bench::measure_bf16_dot_peak(0, short_s).value : bench::measure_peak_fp32_fma(0, short_s).value);
     const auto [pre, dec] = prefill_then_decode(*lm, prompt, steps);
     prefill_s.push_back(pre);
     decode_tps.push_back(steps / dec);
@@ -186,8 +189,11 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
   const size_t embed_bytes = size_t(cfg.vocab_size) * cfg.hidden_size * kernels::dtype_size(lm->model().weights().embed.dtype);
   const double bytes_tok = decode_bytes_per_token(cfg, lm->weight_bytes(), embed_bytes, T + steps / 2);
   const double flops = prefill_flops(cfg, T);
-  std::vector<double> prefill_gflops, bw_fraction, triad_fraction;
-  for (double s : prefill_s) prefill_gflops.push_back(flops / s / 1e9);
+  std::vector<double> prefill_gflops, prefill_fraction, bw_fraction, triad_fraction;
+  for (size_t i = 0; i < prefill_s.size(); ++i) {
+    prefill_gflops.push_back(flops / prefill_s[i] / 1e9);
+    prefill_fraction.push_back(prefill_gflops.back() / rep_peak[i]);
+  }
   for (size_t i = 0; i < decode_tps.size(); ++i) {
     bw_fraction.push_back(decode_tps[i] * bytes_tok / (rep_bw[i] * 1e9));
     triad_fraction.push_back(decode_tps[i] * bytes_tok / (rep_triad[i] * 1e9));
@@ -207,7 +213,8 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
   out["peaks"] = {{"fp32_fma", bench::to_json(fma)}, {"mem_read", bench::to_json(bw)}, {"triad", bench::to_json(triad)}};
   if (opt.bf16_activations) out["peaks"]["bf16_dot"] = bench::to_json(bf16);
   out["prefill"] = {{"flops", flops}, {"seconds", prefill_s}, {"gflops", pre},
-                    {"peak", bf16_peak ? "bf16_dot" : "fp32_fma"}, {"peak_gflops", compute_peak}};
+                    {"peak", bf16_peak ? "bf16_dot" : "fp32_fma"}, {"peak_gflops", compute_peak},
+                    {"peak_gflops_per_repetition", rep_peak}, {"peak_fraction", samples_summary(prefill_fraction)}};
   out["decode"] = {{"bytes_per_token", bytes_tok}, {"tokens_per_s", dec},
                    {"bandwidth_limit_tokens_per_s", bw.value * 1e9 / bytes_tok},
                    {"triad_limit_tokens_per_s", triad.value * 1e9 / bytes_tok},
@@ -217,34 +224,41 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
   out["ratios"] = {
       {"decode_bw_fraction", median_of(bw_fraction)},
       {"decode_triad_fraction", median_of(triad_fraction)},
-      {"prefill_peak_fraction", pre["median"].get<double>() / compute_peak},
+      {"prefill_peak_fraction", median_of(prefill_fraction)},
       {"targets", {{"decode_triad_fraction", 0.8}, {"prefill_peak_fraction", 0.5}}},
   };
 
   // Batched decode on the roofline: a step's bound is max(FLOPs / FMA peak, bytes / triad
-  // bandwidth); MFU and MBU are the achieved rates over those limits.
+  // bandwidth); MFU and MBU are the achieved rates over those limits (medians of per-repetition
+  // pairs, as above).
   if (!opt.batch_sizes.empty()) {
     const int ctx = T + opt.batch_steps / 2;
     const double kv_tok = 2.0 * cfg.num_hidden_layers * double(ctx) * cfg.kv_dim() * sizeof(float);
     const double weights_once = decode_bytes_per_token(cfg, lm->weight_bytes(), embed_bytes, 0);
     json rows = json::array();
     for (int B : opt.batch_sizes) {
-      std::vector<double> step_s;
+      const double step_flops = B * decode_flops_per_token(cfg, ctx), step_bytes = weights_once + B * kv_tok;
+      // Each repetition against the FMA peak and triad bandwidth measured just before it.
+      std::vector<double> step_s, tps, mfu, mbu, frac, bound_tps;
+      std::string bound_kind;
       for (int rep = 0; rep < opt.repetitions; ++rep) {
         say("batched decode: batch " + std::to_string(B) + ", repetition " + std::to_string(rep + 1));
-        step_s.push_back(batched_decode_step_seconds(*lm, prompt, B, opt.batch_steps));
+        const double peak = bench::measure_peak_fp32_fma(0, 0.1).value * 1e9, bwr = bench::measure_triad_bandwidth(0, 0, 0.1).value * 1e9;
+        const double t = batched_decode_step_seconds(*lm, prompt, B, opt.batch_steps);
+        const double t_compute = step_flops / peak, t_memory = step_bytes / bwr, bound = std::max(t_compute, t_memory);
+        bound_kind = t_compute >= t_memory ? "compute" : "memory";
+        step_s.push_back(t);
+        tps.push_back(B / t);
+        mfu.push_back(step_flops / t / peak);
+        mbu.push_back(step_bytes / t / bwr);
+        frac.push_back(bound / t);
+        bound_tps.push_back(B / bound);
       }
-      const double t = median_of(step_s);
-      const double step_flops = B * decode_flops_per_token(cfg, ctx), step_bytes = weights_once + B * kv_tok;
-      const double t_compute = step_flops / (fma.value * 1e9), t_memory = step_bytes / (triad.value * 1e9);
-      const double bound = std::max(t_compute, t_memory);
-      std::vector<double> tps;
-      for (double s : step_s) tps.push_back(B / s);
       rows.push_back({{"batch", B}, {"context", ctx}, {"step_seconds", samples_summary(step_s)}, {"tokens_per_s", samples_summary(tps)},
                       {"flops_per_step", step_flops}, {"bytes_per_step", step_bytes},
-                      {"mfu", step_flops / t / (fma.value * 1e9)}, {"mbu", step_bytes / t / (triad.value * 1e9)},
-                      {"bound", t_compute >= t_memory ? "compute" : "memory"}, {"bound_tokens_per_s", B / bound},
-                      {"roofline_fraction", bound / t}});
+                      {"mfu", median_of(mfu)}, {"mbu", median_of(mbu)}, {"bound", bound_kind},
+                      {"bound_tokens_per_s", median_of(bound_tps)}, {"roofline_fraction", median_of(frac)},
+                      {"roofline_fraction_samples", frac}});
     }
     out["batched_decode"] = {{"rows", rows}, {"limits", "compute: fp32 FMA peak; memory: triad bandwidth"}, {"target", {{"batch", 16}, {"roofline_fraction", 0.6}}}};
   }
