@@ -12,6 +12,7 @@ const char* defect_name(Defect d) {
     case Defect::BusyLoop: return "busy-loop";
     case Defect::DensePruned: return "dense-pruned";
     case Defect::AnswerCache: return "answer-cache";
+    case Defect::SlowSampling: return "slow-sampling";
   }
   return "?";
 }
@@ -19,7 +20,7 @@ const char* defect_name(Defect d) {
 const std::vector<std::string>& known_defect_names() {
   static const std::vector<std::string> names = {defect_name(Defect::BatchIgnoresQueue), defect_name(Defect::KvReserveMax),
                                                  defect_name(Defect::BusyLoop), defect_name(Defect::DensePruned),
-                                                 defect_name(Defect::AnswerCache)};
+                                                 defect_name(Defect::AnswerCache), defect_name(Defect::SlowSampling)};
   return names;
 }
 

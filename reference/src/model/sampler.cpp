@@ -1,5 +1,7 @@
 #include "cb/engine/model/sampler.h"
 
+#include "cb/engine/model/planted_defects.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -32,6 +34,19 @@ int32_t Sampler::sample(std::span<const float> logits) {
   const int V = static_cast<int>(logits.size());
   const double mx = *std::max_element(logits.begin(), logits.end());
   const bool top_k = p_.top_k > 0 && p_.top_k < V, top_p = p_.top_p < 1.f;
+  if (planted(Defect::SlowSampling)) {  // planted defect: the old full sort of the vocabulary per token
+    std::vector<int32_t> idx(static_cast<size_t>(V));
+    std::iota(idx.begin(), idx.end(), 0);
+    std::sort(idx.begin(), idx.end(), [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+    std::vector<double> w(idx.size());
+    double total = 0;
+    for (size_t i = 0; i < idx.size(); ++i) total += w[i] = std::exp((logits[idx[i]] - mx) / p_.temperature);
+    std::uniform_real_distribution<double> u(0.0, total);
+    double r = u(rng_), acc = 0;
+    for (size_t i = 0; i < idx.size(); ++i)
+      if (r < (acc += w[i])) return idx[i];
+    return idx.back();
+  }
   if (!top_k && !top_p) {
     std::vector<double> w(static_cast<size_t>(V));
     double total = 0;

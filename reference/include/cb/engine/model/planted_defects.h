@@ -15,6 +15,8 @@
 //   answer-cache         the serving engine keeps each finished single-sample answer and serves a
 //                        repeated request (same prompt, length and sampling) from that cache
 //                        without a forward pass (what MLPerf's TEST04 looks for)
+//   slow-sampling        the sampler sorts the whole vocabulary for every token (what it did before
+//                        issue #16): the serving engine's per-step overhead must show it
 #pragma once
 
 #include <filesystem>
@@ -26,7 +28,7 @@
 
 namespace cb::engine {
 
-enum class Defect { BatchIgnoresQueue, KvReserveMax, BusyLoop, DensePruned, AnswerCache };
+enum class Defect { BatchIgnoresQueue, KvReserveMax, BusyLoop, DensePruned, AnswerCache, SlowSampling };
 
 const char* defect_name(Defect d);
 const std::vector<std::string>& known_defect_names();

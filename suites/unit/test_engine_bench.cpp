@@ -1,0 +1,84 @@
+// refengine bench's figures are computed from what it timed and the limits it measured beside
+// them (issue #16): consistency checks on the default model, not speed targets.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+
+#include "cb/engine/bench/engine_bench.h"
+#include "cb/engine/model/engine.h"
+#include "cb/engine/model/errors.h"
+
+namespace {
+using cb::engine::EngineBenchOptions;
+
+TEST(EngineBench, EveryFigureFollowsFromItsTimingsAndLimits) {
+  EngineBenchOptions o;
+  o.model_dir = cb::engine::default_model_dir();
+  o.prefill_tokens = 16;
+  o.decode_tokens = 4;
+  o.repetitions = 1;
+  o.peak_seconds = 0.05;
+  o.batch_sizes = {1, 4};
+  o.batch_steps = 2;
+  o.thread_scaling = true;
+  o.overhead_batches = {1, 8};
+  const nlohmann::json r = cb::engine::run_engine_bench(o);
+
+  // Decode fractions: tokens/s x bytes per token / the bandwidth measured before the repetition.
+  const auto& d = r["decode"];
+  const double tps = d["tokens_per_s"]["samples"][0].get<double>(), bytes = d["bytes_per_token"].get<double>();
+  EXPECT_NEAR(d["triad_fraction"]["samples"][0].get<double>(), tps * bytes / (d["triad_gbs_per_repetition"][0].get<double>() * 1e9), 1e-9);
+  EXPECT_NEAR(d["bw_fraction"]["samples"][0].get<double>(), tps * bytes / (d["bandwidth_gbs_per_repetition"][0].get<double>() * 1e9), 1e-9);
+  EXPECT_DOUBLE_EQ(r["ratios"]["decode_triad_fraction"].get<double>(), d["triad_fraction"]["median"].get<double>());
+  // Prefill: GFLOP/s over the peak measured before the same repetition.
+  const auto& p = r["prefill"];
+  EXPECT_NEAR(r["ratios"]["prefill_peak_fraction"].get<double>(),
+              p["gflops"]["samples"][0].get<double>() / p["peak_gflops_per_repetition"][0].get<double>(), 1e-9);
+  EXPECT_EQ(p["peak"], "fp32_fma");
+
+  // Roofline: with one repetition the fraction of the bound is exactly max(MFU, MBU).
+  const auto& rows = r["batched_decode"]["rows"];
+  ASSERT_EQ(rows.size(), 2u);
+  for (const auto& row : rows) {
+    SCOPED_TRACE("batch " + std::to_string(row["batch"].get<int>()));
+    const double mfu = row["mfu"].get<double>(), mbu = row["mbu"].get<double>();
+    EXPECT_GT(mfu, 0);
+    EXPECT_GT(mbu, 0);
+    EXPECT_NEAR(row["roofline_fraction"].get<double>(), std::max(mfu, mbu), 1e-9);
+    EXPECT_EQ(row["bound"], mfu >= mbu ? "compute" : "memory");
+    EXPECT_NEAR(row["tokens_per_s"]["median"].get<double>() * row["step_seconds"]["median"].get<double>(), row["batch"].get<double>(), 1e-6);
+  }
+  // Four times the rows per step: more FLOPs, the weights read once either way.
+  EXPECT_NEAR(rows[1]["flops_per_step"].get<double>(), 4 * rows[0]["flops_per_step"].get<double>(), 1e-6 * rows[1]["flops_per_step"].get<double>());
+  EXPECT_LT(rows[1]["bytes_per_step"].get<double>(), 2 * rows[0]["bytes_per_step"].get<double>());
+
+  const auto& ts = r["thread_scaling"];
+  EXPECT_EQ(ts["rows"][0]["threads"], 1);
+  EXPECT_GT(ts["prefill_speedup"].get<double>(), 0);
+
+  // Serving overhead: the timed steps are the pure decode steps at the batch (48 tokens each:
+  // the first comes from the prefill step), and the fraction is (step - forward) / step.
+  for (const auto& row : r["serving_overhead"]["rows"]) {
+    SCOPED_TRACE("overhead batch " + std::to_string(row["batch"].get<int>()));
+    EXPECT_EQ(row["steps"], 47);
+    const double step = row["step_ms_mean"].get<double>(), fwd = row["forward_ms_mean"].get<double>();
+    EXPECT_GT(step, fwd);
+    EXPECT_NEAR(row["overhead_fraction"].get<double>(), (step - fwd) / step, 1e-9);
+  }
+}
+
+TEST(EngineBench, Bf16ActivationsOnF32WeightsNameTheTensor) {
+  cb::engine::LoadOptions lo;
+  lo.bf16_activations = true;
+  try {
+    cb::engine::LoadedModel::open(cb::engine::default_model_dir(), "cpu", nullptr, lo);
+    FAIL() << "an f32 model opened with bf16 activations";
+  } catch (const cb::engine::ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.0.self_attn.q_proj.weight': bf16 activations need dense bf16 weights, this one is f32"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
