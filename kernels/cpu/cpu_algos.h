@@ -235,6 +235,20 @@ void attention_item(const AttnArgs& a, int64_t item, float* scratch) {
       vp[j] = a.v_pool + off;
       if (++slot == a.block_size) slot = 0, ++blk;
     }
+    // The next tile's K and V rows, fetched while this one computes: its blocks lie anywhere in
+    // the pool, where the hardware prefetchers (which follow one page) cannot guess them.
+    {
+      int64_t b2 = blk, s2 = slot;
+      const int64_t next = std::min<int64_t>(T, n_keys - t0 - nt);
+      for (int64_t j = 0; j < next; ++j) {
+        const int64_t off = (int64_t(a.block_table[b2]) * a.block_size + s2) * pool_row + int64_t(kvh) * D;
+        for (int d = 0; d < D; d += 16) {
+          __builtin_prefetch(a.k_pool + off + d);
+          __builtin_prefetch(a.v_pool + off + d);
+        }
+        if (++s2 == a.block_size) s2 = 0, ++b2;
+      }
+    }
     // Scores s = (q * scale) . k for the tile.
     for (int j = 0; j < nt; ++j) {
       vec s[G];
