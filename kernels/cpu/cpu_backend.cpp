@@ -99,9 +99,10 @@ bool weights_in_place() {
 // Weights copied out of the safetensors mapping into anonymous memory backed by transparent huge
 // pages. Decode streams every weight once per token: from the page cache (4 KiB pages) a 1.1B
 // f32 model is ~1M pages, each a TLB miss and a stop for the hardware prefetchers, which do not
-// cross 4 KiB pages. On huge pages llama-1b f32 decode ran at ~0.6 of the measured read
-// bandwidth before and ~0.8 after (Zen 5, 2 threads); the copy costs one pass over the weights at
-// load (~1 s for 4.4 GB). Small tensors stay in place: they live in cache anyway. A tensor mapped
+// cross 4 KiB pages. On huge pages llama-1b f32 decode ran at ~0.54 of the measured read
+// bandwidth before and ~0.75-0.84 after (Zen 5, 2 threads); the copy costs one pass over the
+// weights at load (+1.1-2.6 s for 4.4 GB; the kernel zeroes each new page first). Small tensors
+// stay in place: they live in cache anyway. A tensor mapped
 // twice (tied embeddings and lm_head) is copied once. Copies live as long as the backend.
 class WeightArena {
  public:
