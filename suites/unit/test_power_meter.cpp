@@ -23,9 +23,13 @@ fs::path fresh_dir(const std::string& name) {
   return d;
 }
 
+// Atomically (temp file + rename): the meter's sampling thread reads these files while a test
+// changes them, and a real sysfs counter is never seen half-written.
 void write(const fs::path& f, const std::string& text) {
   fs::create_directories(f.parent_path());
-  std::ofstream(f) << text << "\n";
+  const fs::path tmp = f.string() + ".tmp";
+  std::ofstream(tmp) << text << "\n";
+  fs::rename(tmp, f);
 }
 
 void zone(const fs::path& root, const std::string& dir, const std::string& name, double uj, double max_range) {
