@@ -34,52 +34,46 @@ int32_t Sampler::sample(std::span<const float> logits) {
   const int V = static_cast<int>(logits.size());
   const double mx = *std::max_element(logits.begin(), logits.end());
   const bool top_k = p_.top_k > 0 && p_.top_k < V, top_p = p_.top_p < 1.f;
+  const auto weight = [&](int i) { return std::exp((logits[i] - mx) / p_.temperature); };  // unnormalized
+  const auto before = [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  std::vector<int32_t> idx;
   if (planted(Defect::SlowSampling)) {  // planted defect: the old full sort of the vocabulary per token
-    std::vector<int32_t> idx(static_cast<size_t>(V));
+    idx.resize(static_cast<size_t>(V));
     std::iota(idx.begin(), idx.end(), 0);
-    std::sort(idx.begin(), idx.end(), [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+    std::sort(idx.begin(), idx.end(), before);
+  } else if (!top_k && !top_p) {
+    idx.resize(static_cast<size_t>(V));
+    std::iota(idx.begin(), idx.end(), 0);  // id order: no sort
+  }
+  if (!idx.empty()) {  // every token, in the order built above
     std::vector<double> w(idx.size());
     double total = 0;
-    for (size_t i = 0; i < idx.size(); ++i) total += w[i] = std::exp((logits[idx[i]] - mx) / p_.temperature);
+    for (size_t i = 0; i < idx.size(); ++i) total += w[i] = weight(idx[i]);
     std::uniform_real_distribution<double> u(0.0, total);
     double r = u(rng_), acc = 0;
     for (size_t i = 0; i < idx.size(); ++i)
       if (r < (acc += w[i])) return idx[i];
-    return idx.back();
-  }
-  if (!top_k && !top_p) {
-    std::vector<double> w(static_cast<size_t>(V));
-    double total = 0;
-    for (int i = 0; i < V; ++i) total += w[size_t(i)] = std::exp((logits[i] - mx) / p_.temperature);
-    std::uniform_real_distribution<double> u(0.0, total);
-    double r = u(rng_), acc = 0;
-    for (int i = 0; i < V; ++i) {
-      acc += w[size_t(i)];
-      if (r < acc) return i;
-    }
     return argmax(logits);  // r == total after rounding
   }
-  // Candidates sorted by logit, highest first (stable ties: lower id first).
-  const auto before = [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
-  std::vector<int32_t> idx;
+  // Candidates sorted by logit, highest first (stable ties: lower id first), with their weights.
   double total = 0;  // sum over all candidates (the top k, else the whole vocabulary)
-  int keep = 0;
+  std::vector<double> prob;
   if (top_k) {
     idx.resize(static_cast<size_t>(V));
     std::iota(idx.begin(), idx.end(), 0);
-    keep = p_.top_k;
-    std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(), before);
-    for (int i = 0; i < keep; ++i) total += std::exp((logits[idx[size_t(i)]] - mx) / p_.temperature);
+    std::partial_sort(idx.begin(), idx.begin() + p_.top_k, idx.end(), before);
+    idx.resize(static_cast<size_t>(p_.top_k));
+    for (int32_t i : idx) total += prob.emplace_back(weight(i));
   } else {
-    for (int i = 0; i < V; ++i) total += std::exp((logits[i] - mx) / p_.temperature);
+    std::vector<double> w(static_cast<size_t>(V));
+    for (int i = 0; i < V; ++i) total += w[size_t(i)] = weight(i);
     const double floor = (1.0 - double(p_.top_p)) / V * total;
     for (int i = 0; i < V; ++i)
-      if (std::exp((logits[i] - mx) / p_.temperature) >= floor) idx.push_back(i);
+      if (w[size_t(i)] >= floor) idx.push_back(i);
     std::sort(idx.begin(), idx.end(), before);
-    keep = static_cast<int>(idx.size());
+    for (int32_t i : idx) prob.push_back(w[size_t(i)]);
   }
-  std::vector<double> prob(static_cast<size_t>(keep));
-  for (int i = 0; i < keep; ++i) prob[size_t(i)] = std::exp((logits[idx[size_t(i)]] - mx) / p_.temperature);
+  int keep = static_cast<int>(idx.size());
   double sum = total;
   if (top_p) {
     double cum = 0;
