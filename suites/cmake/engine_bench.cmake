@@ -2,8 +2,10 @@
 #  - included by suites/CMakeLists.txt: registers the tests;
 #  - run as `cmake -DREFENGINE=... -DOUT=... -P engine_bench.cmake`: the serving engine's per-step
 #    overhead at batch 64 on the default model, with and without the planted slow-sampling defect
-#    (a full sort of the vocabulary per sampled token). The planted run's overhead must exceed
+#    (a full sort of the vocabulary per sampled token). The planted run's overhead (median over
+#    its decode steps: a step that lost its core to another process is one outlier) must exceed
 #    twice the clean run's: an ordering on the same machine in the same job, not a time limit.
+#    RUN_SERIAL: with another test on the other core, the clean run measured 0.29, planted 0.22.
 
 if(CMAKE_SCRIPT_MODE_FILE)
   foreach(v REFENGINE OUT)
@@ -24,7 +26,7 @@ if(CMAKE_SCRIPT_MODE_FILE)
       message(FATAL_ERROR "refengine bench (${kind}): exit ${rc}")
     endif()
     file(READ "${OUT}/${kind}.json" j)
-    string(JSON ${kind} GET "${j}" serving_overhead rows 0 overhead_fraction)
+    string(JSON ${kind} GET "${j}" serving_overhead rows 0 overhead_fraction_median)
     string(JSON steps GET "${j}" serving_overhead rows 0 steps)
     if(steps LESS 10)
       message(FATAL_ERROR "${kind}: only ${steps} decode steps at batch 64 were timed")
@@ -45,4 +47,4 @@ endif()
 add_test(NAME engine.bench.overhead_sees_slow_sampling
          COMMAND ${CMAKE_COMMAND} -DREFENGINE=$<TARGET_FILE:refengine> -DOUT=${CMAKE_CURRENT_BINARY_DIR}/engine-bench-overhead
                  -P ${CMAKE_CURRENT_SOURCE_DIR}/cmake/engine_bench.cmake)
-set_tests_properties(engine.bench.overhead_sees_slow_sampling PROPERTIES LABELS "cli" TIMEOUT 300)
+set_tests_properties(engine.bench.overhead_sees_slow_sampling PROPERTIES LABELS "cli" TIMEOUT 300 RUN_SERIAL TRUE)
