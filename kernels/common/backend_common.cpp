@@ -255,23 +255,57 @@ Status need_data(const Who& who, std::initializer_list<const Tensor*> ts) {
 }
 }  // namespace
 
-Status Backend::matmul(const Tensor& x, const Weight& w, Tensor& y) {
-  const Who who{*this, "matmul"};
+namespace {
+// Backend::matmul's checks; `empty` says the call has no work (nothing to run).
+Status check_matmul_call(const Backend& be, const Tensor& x, const Weight& w, const Tensor& y, bool& empty) {
+  const Who who{be, "matmul"};
+  empty = false;
   if (Status s = check_matmul_args(x, w, y); !s.ok()) return s;
-  if (Status s = check_matmul_weight(w, "matmul"); !s.ok()) return {s.code, name() + " " + s.message};
-  if (!supports_matmul(w.dtype(), w.layout, w.act_quant)) {
+  if (Status s = check_matmul_weight(w, "matmul"); !s.ok()) return {s.code, be.name() + " " + s.message};
+  if (!be.supports_matmul(w.dtype(), w.layout, w.act_quant)) {
     const char* layout = w.layout == WeightLayout::Dense      ? " (dense)"
                          : w.layout == WeightLayout::Sparse24 ? " (2:4 sparse)"
                                                               : " (int8 per channel)";
     return Status::unsupported(who + ": weight dtype " + dtype_name(w.dtype()) + layout + " with " +
                                act_quant_name(w.act_quant) + " activations");
   }
-  if (x.rows() == 0 || w.n == 0) return Status::Ok();
+  if (x.rows() == 0 || w.n == 0) {
+    empty = true;
+    return Status::Ok();
+  }
   if (Status s = need_data(who, {&x, &y, &w.values}); !s.ok()) return s;
   if ((w.layout == WeightLayout::Int8PerChannel && w.scales.data == nullptr) ||
       (w.layout == WeightLayout::Sparse24 && w.k > 0 && w.meta.data == nullptr))
     return Status::invalid(who + ": missing scales or meta data pointer");
+  return Status::Ok();
+}
+}  // namespace
+
+Status Backend::matmul(const Tensor& x, const Weight& w, Tensor& y) {
+  bool empty = false;
+  if (Status s = check_matmul_call(*this, x, w, y, empty); !s.ok() || empty) return s;
   return run_matmul(x, w, y);
+}
+
+Status Backend::matmul_multi(const Tensor& x, std::span<const MatmulOutput> outs) {
+  std::vector<MatmulOutput> work;
+  work.reserve(outs.size());
+  for (size_t i = 0; i < outs.size(); ++i) {
+    if (!outs[i].w || !outs[i].y)
+      return Status::invalid(name() + " matmul_multi: output " + std::to_string(i) + " has no weight or no y");
+    bool empty = false;
+    if (Status s = check_matmul_call(*this, x, *outs[i].w, *outs[i].y, empty); !s.ok())
+      return {s.code, s.message + " (matmul_multi output " + std::to_string(i) + ")"};
+    if (!empty) work.push_back(outs[i]);
+  }
+  if (work.empty()) return Status::Ok();
+  return run_matmul_multi(x, work);
+}
+
+Status Backend::run_matmul_multi(const Tensor& x, std::span<const MatmulOutput> outs) {
+  for (const MatmulOutput& o : outs)
+    if (Status s = run_matmul(x, *o.w, *o.y); !s.ok()) return s;
+  return Status::Ok();
 }
 
 Status Backend::rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor& y) {

@@ -104,10 +104,83 @@ void gemv_rows(const float* x, int64_t ldx, int64_t K, const WT* w, int64_t ldw,
   for (; n < n1; ++n) gemv_tile<V, WT, MR, 1>(x, ldx, K, w, ldw, scales, y, ldy, n, accumulate);
 }
 
+// bf16 W at up to 8 rows of x (decode), on SIMD levels with load_bf16_pairs: each W line is
+// split into its even and odd elements in place, against the driver's copy of x permuted to match
+// (GemvArgs::x_bf16_pairs), so the stream needs no widening shuffle per 16 values. The columns
+// past the last whole block of 32 go through gemv_tile, added on.
+template <class V>
+concept HasBf16Pairs = requires { V::kBf16Pairs; };
+
+template <class V, int MR, int NR>
+inline void gemv_tile_bf16_pairs(const float* xp, int64_t K32, const bf16_t* w, int64_t ldw, float* y, int64_t ldy,
+                                 int64_t n0) {
+  using vec = typename V::vec;
+  vec acc[NR][MR];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) acc[r][m] = V::zero();
+  const bf16_t* wr[NR];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) wr[r] = w + (n0 + r) * ldw;
+  for (int64_t k = 0; k < K32; k += 32) {
+    vec xe[MR], xo[MR];
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+      xe[m] = V::keep(V::load(xp + m * K32 + k));
+      xo[m] = V::keep(V::load(xp + m * K32 + k + 16));
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      vec even, odd;
+      V::load_bf16_pairs(wr[r] + k, even, odd);
+#pragma GCC unroll 8
+      for (int m = 0; m < MR; ++m) acc[r][m] = V::fma(odd, xo[m], V::fma(even, xe[m], acc[r][m]));
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) y[m * ldy + n0 + r] = V::reduce_add(acc[r][m]);
+}
+
+template <class V, int MR>
+void gemv_rows_bf16_pairs(const GemvArgs& a, const float* xp, int64_t K32, int64_t n0, int64_t n1) {
+  constexpr int NR = gemv_nr<V, MR>();
+  const bf16_t* w = static_cast<const bf16_t*>(a.w);
+  const int64_t tail = a.K - K32;
+  auto rows = [&]<int R>(int64_t n) {
+    gemv_tile_bf16_pairs<V, MR, R>(xp, K32, w, a.K, a.y, a.N, n);
+    if (tail > 0) gemv_tile<V, bf16_t, MR, R>(a.x + K32, a.ldx, tail, w + K32, a.K, nullptr, a.y, a.N, n, true);
+  };
+  int64_t n = n0;
+  for (; n + NR <= n1; n += NR) rows.template operator()<NR>(n);
+  for (; n < n1; ++n) rows.template operator()<1>(n);
+}
+
+template <class V>
+void gemv_bf16_pairs(const GemvArgs& a, int64_t n0, int64_t n1) {
+  const int64_t K32 = a.K / 32 * 32;
+  const float* xp = a.x_bf16_pairs;
+  switch (a.M) {
+    case 1: gemv_rows_bf16_pairs<V, 1>(a, xp, K32, n0, n1); break;
+    case 2: gemv_rows_bf16_pairs<V, 2>(a, xp, K32, n0, n1); break;
+    case 3: gemv_rows_bf16_pairs<V, 3>(a, xp, K32, n0, n1); break;
+    case 4: gemv_rows_bf16_pairs<V, 4>(a, xp, K32, n0, n1); break;
+    case 5: gemv_rows_bf16_pairs<V, 5>(a, xp, K32, n0, n1); break;
+    case 6: gemv_rows_bf16_pairs<V, 6>(a, xp, K32, n0, n1); break;
+    case 7: gemv_rows_bf16_pairs<V, 7>(a, xp, K32, n0, n1); break;
+    default: gemv_rows_bf16_pairs<V, 8>(a, xp, K32, n0, n1); break;
+  }
+}
+
 template <class V, class WT>
 void gemv_typed(const GemvArgs& a, int64_t n0, int64_t n1) {
-  const WT* w = static_cast<const WT*>(a.w);
   constexpr int64_t kMaxRows = 8;
+  if constexpr (std::is_same_v<WT, bf16_t> && HasBf16Pairs<V>) {
+    if (a.x_bf16_pairs != nullptr && a.M <= kMaxRows) return gemv_bf16_pairs<V>(a, n0, n1);
+  }
+  const WT* w = static_cast<const WT*>(a.w);
   // With more than 8 rows of x, walk W in blocks that stay in L2 (~256 KiB) while every group of
   // rows passes over them, so W still comes from memory once. Blocks are whole multiples of
   // every tile height (24 = lcm of 8, 4, 3), so no block ends in single-row tiles.

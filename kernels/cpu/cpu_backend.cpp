@@ -86,6 +86,7 @@ MatmulConfig matmul_config() {
     const long long m = std::strtoll(v, &end, 10);
     if (end != v && m > 0) cfg.onednn_min_m = m;
   }
+  if (const char* v = std::getenv("CB_CPU_FUSED_MATMULS")) cfg.fuse_matmuls = std::strcmp(v, "0") != 0;
   return cfg;
 }
 
@@ -156,6 +157,9 @@ class CpuBackend final : public HostBackend {
  protected:
   // Called by Backend's public ops after the shared checks (backend_common.cpp).
   Status run_matmul(const Tensor& x, const Weight& w, Tensor& y) override { return cpu::matmul(k_, mm_, x, w, y); }
+  Status run_matmul_multi(const Tensor& x, std::span<const MatmulOutput> outs) override {
+    return cpu::matmul_multi(k_, mm_, x, outs);
+  }
   Status run_rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor& y) override {
     return cpu::rmsnorm(k_, x, weight, eps, y);
   }

@@ -46,6 +46,10 @@ struct GemvArgs {
   float* y = nullptr;             // [M, N], row stride N
   int64_t M = 0, N = 0, K = 0;
   int64_t k_slice = 1024;  // past 8 rows of x, K is summed in slices of this many columns
+  // For bf16 W at M <= 8 (else nullptr): x[M, K / 32 * 32] with each block of 32 columns
+  // permuted to its 16 even columns, then its 16 odd ones (row stride K / 32 * 32); ISAs with
+  // load_bf16_pairs use it, the others read x.
+  const float* x_bf16_pairs = nullptr;
 };
 
 // Columns of K per slice so that a group of 6 rows of f32 x stays in this machine's L1 data

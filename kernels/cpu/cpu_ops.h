@@ -17,10 +17,16 @@ struct MatmulConfig {
   // From this many rows of x on, dense f32 matmul goes to oneDNN's sgemm (see cpu_matmul.cpp
   // for the timings behind 512).
   int64_t onednn_min_m = 512;
+  // matmul_multi runs weights that all take the GEMV kernel in one parallel region
+  // ($CB_CPU_FUSED_MATMULS=0: one region per weight, for A/B runs).
+  bool fuse_matmuls = true;
 };
-MatmulConfig matmul_config();  // defaults, with $CB_CPU_ONEDNN_MIN_M overriding the threshold
+// Defaults, with $CB_CPU_ONEDNN_MIN_M overriding the threshold and $CB_CPU_FUSED_MATMULS=0
+// turning fusion off.
+MatmulConfig matmul_config();
 
 Status matmul(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, const Weight& w, Tensor& y);
+Status matmul_multi(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, std::span<const MatmulOutput> outs);
 // The three special matmuls, called by matmul() when K > 0.
 Status matmul_w8a8(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y);
 Status matmul_bf16dot(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y);

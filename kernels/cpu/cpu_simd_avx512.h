@@ -32,6 +32,15 @@ struct VAvx512 {
   static vec load_n(const int8_t* p, int n) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask(n), p)));
   }
+  // 32 bf16 (one 64-byte line) as two f32 vectors with no cross-lane shuffle: lane j of `even`
+  // holds element 2j, of `odd` element 2j + 1 (a bf16 is the high half of its f32). Sums over k
+  // against x permuted the same way (gemv_bf16_pairs) take 5 instructions per line instead of 8.
+  static constexpr bool kBf16Pairs = true;
+  static void load_bf16_pairs(const bf16_t* p, vec& even, vec& odd) {
+    const __m512i v = _mm512_loadu_si512(p);
+    even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+    odd = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
+  }
   static void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
   static void store_n(float* p, vec v, int n) { _mm512_mask_storeu_ps(p, mask(n), v); }
 

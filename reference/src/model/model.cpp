@@ -193,6 +193,11 @@ std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, co
     flops_.matmul += 2 * a.rows() * a.cols() * out.cols();
     return be.matmul(a, w, out);
   };
+  // Projections of one input in one call (the backend may run them as one pass).
+  auto mm_multi = [&](const Tensor& a, std::initializer_list<kernels::MatmulOutput> outs) {
+    for (const kernels::MatmulOutput& o : outs) flops_.matmul += 2 * a.rows() * a.cols() * o.y->cols();
+    return be.matmul_multi(a, std::span<const kernels::MatmulOutput>(outs.begin(), outs.size()));
+  };
   // x[T, D] = embed[ids]
   check(be.embedding(ids_t, w_.embed, x), "embedding");
   for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
@@ -200,9 +205,8 @@ std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, co
     // Attention block: x += Wo * attn(rope(Wq h), rope(Wk h), Wv h), h = rmsnorm(x).
     // Column-parallel q/k/v (this rank's heads), row-parallel o_proj summed over ranks.
     check(be.rmsnorm(x, L.attn_norm, cfg_.rms_norm_eps, h), "attn rmsnorm", l);
-    check(mm(h, L.wq, q), "q_proj", l);  // q[T, H * Dh]
-    check(mm(h, L.wk, k), "k_proj", l);  // k[T, Hkv * Dh]
-    check(mm(h, L.wv, v), "v_proj", l);  // v[T, Hkv * Dh]
+    // q[T, H * Dh], k and v [T, Hkv * Dh]
+    check(mm_multi(h, {{&L.wq, &q}, {&L.wk, &k}, {&L.wv, &v}}), "q/k/v_proj", l);
     check(be.rope(q, pos_t, H, Dh, cfg_.rope_theta), "rope q", l);
     check(be.rope(k, pos_t, Hkv, Dh, cfg_.rope_theta), "rope k", l);
     kernels::KvLayer& cache = kv.layer(l);
@@ -215,8 +219,7 @@ std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, co
     // MLP block: x += Wdown (silu(Wgate h) * Wup h), h = rmsnorm(x).
     // Column-parallel gate/up (this rank's FFN columns), row-parallel down_proj summed over ranks.
     check(be.rmsnorm(x, L.ffn_norm, cfg_.rms_norm_eps, h), "ffn rmsnorm", l);
-    check(mm(h, L.w_gate, gate), "gate_proj", l);  // gate[T, F]
-    check(mm(h, L.w_up, up), "up_proj", l);        // up[T, F]
+    check(mm_multi(h, {{&L.w_gate, &gate}, {&L.w_up, &up}}), "gate/up_proj", l);  // gate, up [T, F]
     check(be.silu_mul(gate, up, ffn), "silu_mul", l);
     check(mm(ffn, L.w_down, o), "down_proj", l);   // o[T, D]
     if (tp) all_reduce(o);

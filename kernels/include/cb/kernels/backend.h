@@ -106,6 +106,12 @@ struct AttentionParams {
   float scale = 0.f;   // usually 1/sqrt(head_dim)
 };
 
+// One output of Backend::matmul_multi: y = x * w^T.
+struct MatmulOutput {
+  const Weight* w = nullptr;
+  Tensor* y = nullptr;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -151,6 +157,11 @@ class Backend {
   // ---- Ops (activations f32 unless noted; M rows = tokens) ----------------------------------
   // y[M, N] = x[M, K] * W[N, K]^T  (W from upload_weight)
   Status matmul(const Tensor& x, const Weight& w, Tensor& y);
+  // y_i[M, N_i] = x[M, K] * W_i[N_i, K]^T for every pair: projections of one input (q/k/v,
+  // gate/up). Each pair is checked as matmul checks it. One call lets a backend run them as one
+  // pass (cpu: one parallel region over all their rows, one barrier instead of one per weight);
+  // the default runs matmul once per pair.
+  Status matmul_multi(const Tensor& x, std::span<const MatmulOutput> outs);
   // y[M, D] = x / sqrt(mean(x^2) + eps) * weight[D]   (weight f32/f16/bf16)
   Status rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor& y);
   // In place on x[M, n_heads * head_dim]; Hugging Face "rotate_half" pairing (i, i + head_dim/2);
@@ -176,6 +187,8 @@ class Backend {
   // What a backend implements. Called only after the shared checks above passed (shapes, dtypes
   // supported, data pointers set, non-empty work).
   virtual Status run_matmul(const Tensor& x, const Weight& w, Tensor& y) = 0;
+  // Only pairs with work (x.rows() > 0, N > 0) arrive here; the default calls run_matmul per pair.
+  virtual Status run_matmul_multi(const Tensor& x, std::span<const MatmulOutput> outs);
   virtual Status run_rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor& y) = 0;
   virtual Status run_rope(Tensor& x, const Tensor& positions, int n_heads, int head_dim, float theta) = 0;
   virtual Status run_kv_store(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, KvLayer& kv) = 0;

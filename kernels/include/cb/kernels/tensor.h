@@ -31,7 +31,11 @@ struct Tensor {
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
   // Last dim, and product of all the others: how matrix ops see a tensor.
   int64_t cols() const { return ndim == 0 ? 1 : shape[ndim - 1]; }
-  int64_t rows() const { return ndim == 0 ? 1 : numel() / cols(); }
+  int64_t rows() const {  // not numel() / cols(): a [M, 0] tensor still has M rows
+    int64_t r = 1;
+    for (int i = 0; i + 1 < ndim; ++i) r *= shape[i];
+    return r;
+  }
   bool empty() const { return data == nullptr; }
   std::string describe() const;  // e.g. "f32[8, 2048]"
 
