@@ -2,7 +2,10 @@
 // reports. See README.md for usage.
 #include <cstdio>
 #include <chrono>
+#include <fstream>
 #include <iostream>
+#include <optional>
+#include <sstream>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -48,9 +51,33 @@ std::string joined_args(int argc, char** argv) {
 
 fs::path default_claim_set() { return fs::path(CB_SOURCE_DIR) / "suites" / "claims" / "deepseek-article.json"; }
 
+// A claim set as read (and validated) once: `run --check` reads it before the first suite, so a
+// broken file fails at once, and an edit during a long run cannot change what is checked.
+struct ClaimSetSnapshot {
+  fs::path file;
+  std::string bytes;
+  ClaimSet set;
+};
+
+std::string file_bytes(const fs::path& p, bool& ok) {
+  std::ifstream in(p, std::ios::binary);
+  ok = bool(in);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+ClaimSetSnapshot snapshot_claim_set(const fs::path& file) {
+  ClaimSetSnapshot s;
+  s.file = file;
+  s.set = load_claim_set(file);  // clear errors for a missing or invalid file
+  bool ok = false;
+  s.bytes = file_bytes(file, ok);
+  return s;
+}
+
 // check: evaluates a claim set against a run folder, prints the table, writes claims.json.
-int do_check(const fs::path& run_dir, const fs::path& claims_file, bool allow_fail) {
-  const ClaimSet set = load_claim_set(claims_file);
+int do_check(const fs::path& run_dir, const ClaimSet& set, const fs::path& claims_file, bool allow_fail) {
   const RunData run = RunData::load(run_dir);
   const auto results = evaluate(set, run);
   std::printf("claim set: %s (%zu claims)\nrun: %s\n", claims_file.filename().c_str(), set.claims.size(), run.label().c_str());
@@ -63,6 +90,29 @@ int do_check(const fs::path& run_dir, const fs::path& claims_file, bool allow_fa
   write_json_atomic(run_dir / "claims.json", claims_to_json(results, claims_file.string(), run_dir.string()));
   std::printf("\nwrote %s\n", (run_dir / "claims.json").c_str());
   return check_exit_code(results, allow_fail);
+}
+
+int do_check(const fs::path& run_dir, const fs::path& claims_file, bool allow_fail) {
+  return do_check(run_dir, load_claim_set(claims_file), claims_file, allow_fail);
+}
+
+// `run --check`: checks the snapshot taken before the run and saves it in the run folder; if the
+// file changed meanwhile, the verdicts stand for the version read at the start and the command
+// ends with an error that says so (exit 2), since the user meant some other claim set.
+int check_snapshot(const fs::path& run_dir, const ClaimSetSnapshot& snap, bool allow_fail) {
+  write_text_atomic(run_dir / "claim-set.json", snap.bytes);
+  const int rc = do_check(run_dir, snap.set, snap.file, allow_fail);
+  bool readable = false;
+  const std::string now = file_bytes(snap.file, readable);
+  if (readable && now == snap.bytes) return rc;
+  std::fprintf(stderr,
+               "claimbench run: error: the claim set %s %s during the run (%zu bytes when the run started%s); the verdicts "
+               "above are for the version read at the start, saved as %s; to check the file as it is now: claimbench "
+               "check %s --claims %s\n",
+               snap.file.c_str(), readable ? "changed" : "became unreadable", snap.bytes.size(),
+               readable ? (", " + std::to_string(now.size()) + " now").c_str() : "", (run_dir / "claim-set.json").c_str(),
+               run_dir.c_str(), snap.file.c_str());
+  return 2;
 }
 
 // Options shared by `compare` and `gate`.
@@ -160,6 +210,8 @@ int main(int argc, char** argv) {
       ro.model_dir = model;
       ro.out_base = out;
       ro.command_line = joined_args(argc, argv);
+      std::optional<ClaimSetSnapshot> claims;
+      if (then_check) claims = snapshot_claim_set(check_claims.empty() ? default_claim_set() : fs::path(check_claims));
       const fs::path dir = execute_run(ro, self_exe());
       std::printf("%s\n", dir.c_str());
       if (stop_requested()) {  // Ctrl-C / SIGTERM: what finished is kept; exit as an interrupted command
@@ -169,7 +221,7 @@ int main(int argc, char** argv) {
       }
       if (then_check) {
         std::printf("\n");
-        g_exit = do_check(dir, check_claims.empty() ? default_claim_set() : fs::path(check_claims), allow_fail);
+        g_exit = check_snapshot(dir, *claims, allow_fail);
       }
     });
   });

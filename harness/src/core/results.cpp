@@ -1,10 +1,16 @@
 #include "cb/harness/core/results.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <sstream>
-#include <unistd.h>
 
 namespace cb::harness {
 namespace fs = std::filesystem;
@@ -167,17 +173,50 @@ void check_schema(const json& j, const std::string& expected_kind, const std::st
                       " (upgrade claimbench, or re-run the suite with this version)");
 }
 
+namespace {
+std::string g_fault_kill_mid_write;  // see set_fault_kill_mid_write
+
+[[noreturn]] void write_failed(const fs::path& path, const fs::path& tmp, int fd, const std::string& what, int err) {
+  if (fd >= 0) ::close(fd);
+  ::unlink(tmp.c_str());
+  throw std::runtime_error(path.string() + ": " + what + " (" + std::strerror(err) + "); " +
+                           (fs::exists(path) ? "its previous contents are unchanged" : "no file was written"));
+}
+}  // namespace
+
+void set_fault_kill_mid_write(const std::string& file_name) { g_fault_kill_mid_write = file_name; }
+
+bool is_atomic_write_temp(const fs::path& path) {
+  const std::string name = path.filename().string();
+  const size_t at = name.rfind(".tmp.");
+  if (at == std::string::npos || at + 5 >= name.size()) return false;
+  return std::all_of(name.begin() + long(at) + 5, name.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
 void write_text_atomic(const fs::path& path, const std::string& text) {
   if (path.has_parent_path()) fs::create_directories(path.parent_path());
   const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(tmp.string() + ": cannot open for writing");
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error(tmp.string() + ": write failed");
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) write_failed(path, tmp, -1, "cannot create " + tmp.filename().string(), errno);
+  const bool kill_mid = !g_fault_kill_mid_write.empty() && path.filename() == g_fault_kill_mid_write;
+  const size_t stop_at = kill_mid ? text.size() / 2 : text.size();
+  size_t done = 0;
+  while (done < stop_at) {
+    const ssize_t n = ::write(fd, text.data() + done, stop_at - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      write_failed(path, tmp, fd, "write failed after " + std::to_string(done) + " of " + std::to_string(text.size()) + " bytes",
+                   n < 0 ? errno : EIO);
+    done += size_t(n);
   }
-  fs::rename(tmp, path);
+  if (kill_mid) {
+    ::fsync(fd);
+    ::kill(::getpid(), SIGKILL);
+  }
+  // On disk before the rename, so a crash of the machine leaves the old file or the new one.
+  if (::fsync(fd) != 0) write_failed(path, tmp, fd, "flushing to disk failed", errno);
+  if (::close(fd) != 0) write_failed(path, tmp, -1, "closing failed", errno);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) write_failed(path, tmp, -1, "cannot replace the file", errno);
 }
 
 void write_json_atomic(const fs::path& path, const json& j) { write_text_atomic(path, j.dump(2) + "\n"); }

@@ -188,6 +188,15 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
     const std::uintmax_t log_from = fs::exists(log) ? fs::file_size(log, size_ec) : 0;
     const ProcessResult pr = run_process(argv, timeout, log, [&](double e) { progress.tick(e, tail_lines(log, 1, log_from)); });
     const fs::path file = dir / (info.name + ".json");
+    // A child killed while writing leaves its temp file (NAME.tmp.PID) behind: never a result,
+    // so it goes, and the suite's record names it.
+    std::string removed;
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.is_regular_file() && is_atomic_write_temp(e.path())) {
+        removed += (removed.empty() ? "" : ", ") + e.path().filename().string();
+        std::error_code ec;
+        fs::remove(e.path(), ec);
+      }
     SuiteResult result;
     bool have = false;
     if (pr.exit_code == 0 && fs::exists(file)) {
@@ -203,6 +212,7 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
       result.suite = info.name;
       result.status = pr.timed_out ? SuiteStatus::Timeout : SuiteStatus::Error;
       if (result.reason.empty()) result.reason = "suite process " + pr.describe() + "; last log lines:\n" + tail_lines(log, 5, log_from);
+      if (!removed.empty()) result.reason += "\nremoved its partly written file(s): " + removed;
       result.seconds = pr.seconds;
       write_json_atomic(file, result.to_json());
     }
@@ -228,6 +238,7 @@ int run_suite_child(const std::string& suite, const SuiteContext& ctx) {
     return 2;
   }
   const auto t0 = std::chrono::steady_clock::now();
+  if (const char* f = std::getenv("CB_FAULT_KILL_MID_WRITE")) set_fault_kill_mid_write(f);  // tests only
   SuiteResult r;
   try {
     r = info->run(ctx);

@@ -83,8 +83,17 @@ struct RunData {
 // Throws SchemaError unless j["schema"] == expected_kind and the major version is known.
 void check_schema(const nlohmann::json& j, const std::string& expected_kind, const std::string& source);
 
-// Writes to a temp file in the same folder, then renames: readers never see half a file.
+// Writes to a temp file in the same folder (PATH.tmp.PID), flushes it to disk, then renames:
+// readers never see half a file. On any failure (disk full, read-only folder, file size limit)
+// the temp file is removed, PATH keeps its previous contents (or stays absent), and the error
+// names PATH and the system's reason.
 void write_text_atomic(const std::filesystem::path& path, const std::string& text);
+// Whether a file name is write_text_atomic's temp file (NAME.tmp.PID): never a result.
+bool is_atomic_write_temp(const std::filesystem::path& path);
+// Fault injection for tests: the next write_text_atomic of a file with this name (file name only)
+// in this process writes half its bytes to the temp file, then the process kills itself with
+// SIGKILL. Empty: off. `claimbench run-suite` sets it from $CB_FAULT_KILL_MID_WRITE.
+void set_fault_kill_mid_write(const std::string& file_name);
 void write_json_atomic(const std::filesystem::path& path, const nlohmann::json& j);
 nlohmann::json read_json_file(const std::filesystem::path& path);  // SchemaError on parse errors
 
