@@ -133,7 +133,7 @@ SafetensorsHeader parse_safetensors(const void* file_bytes, size_t file_size, co
   json h;
   try {
     h = json::parse(header, header + n);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
     throw ModelError(p + ": header JSON does not parse: " + e.what());
   }
   if (!h.is_object()) throw ModelError(p + ": header is a JSON " + std::string(h.type_name()) + ", not an object");
@@ -300,7 +300,7 @@ WeightStore WeightStore::open_dir(const std::filesystem::path& model_dir) {
     ss << in.rdbuf();
     try {
       j = json::parse(ss.str());
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
       throw ModelError(p + ": JSON does not parse: " + e.what());
     }
   }
