@@ -11,6 +11,7 @@ PACKAGES=(
   libomp-dev libopenmpi-dev openmpi-bin libdnnl-dev
   python3-locust prometheus chromium likwid wrk
   sentencepiece libsentencepiece-dev python3-sentencepiece
+  clang libfuzzer-14-dev  # the fuzz preset (ci/fuzz.sh)
 )
 
 missing=()

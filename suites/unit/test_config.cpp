@@ -229,6 +229,12 @@ TEST_F(ConfigTest, UnparseableJsonNamesFileAndParseError) {
   EXPECT_EQ(msg.rfind(p.string() + ": JSON does not parse: ", 0), 0u) << msg;
   EXPECT_CONTAINS(msg, "parse error");
 
+  // Found by fuzzing: a number no double holds is nlohmann's out_of_range, not a parse_error.
+  const fs::path big = write("{\"rope_theta\": 1e400}");
+  const std::string big_msg = model_error([&] { ModelConfig::load(big); });
+  EXPECT_EQ(big_msg.rfind(big.string() + ": JSON does not parse: ", 0), 0u) << big_msg;
+  EXPECT_CONTAINS(big_msg, "number overflow");
+
   const fs::path q = write("[1, 2]");
   EXPECT_EQ(model_error([&] { ModelConfig::load(q); }),
             q.string() + ": expected a JSON object at the top level, got array");

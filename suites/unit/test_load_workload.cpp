@@ -269,6 +269,17 @@ TEST(LoadWorkloadFiles, CommittedWorkloadsParseInBothVariants) {
   EXPECT_CONTAINS(error_of([] { load_workload("no-such-workload", false); }), "no-such-workload.json: cannot open");
 }
 
+// The fuzzers' number-overflow finding: 1e400 is nlohmann's out_of_range, not a parse_error; it
+// escaped load_workload as something other than WorkloadError.
+TEST(LoadWorkloadSpec, NumberOverflowIsNotValidJson) {
+  cb::test::TempDir dir("cb-load");
+  const auto p = dir.path() / "big.json";
+  cb::test::write_file(p, "{\"seed\": 1e400}");
+  const std::string msg = error_of([&] { load_workload(p.string(), false); });
+  EXPECT_CONTAINS(msg, "big.json: not valid JSON");
+  EXPECT_CONTAINS(msg, "number overflow");
+}
+
 TEST(LoadPlan, TextPromptsAreValidUtf8AndCountedByTheirEncoding) {
   EXPECT_EQ(valid_utf8("ab\xC3\xA9"), "ab\xC3\xA9");                 // é stays
   EXPECT_EQ(valid_utf8("a\xC3"), "a\xEF\xBF\xBD");                    // truncated sequence

@@ -214,6 +214,14 @@ TEST_F(SafetensorsTest, RejectsUnparseableHeader) {
   EXPECT_CONTAINS(open_error("[1, 2]"), "header is a JSON array, not an object");
 }
 
+// The fuzzers' number-overflow finding (corpus/fuzz_safetensors/number-overflow.safetensors): nlohmann
+// throws out_of_range, not parse_error, for a number no double holds; it escaped as non-ModelError.
+TEST_F(SafetensorsTest, RejectsHeaderNumberThatOverflows) {
+  const std::string msg = open_error(R"({"w": {"dtype": "F32", "shape": [1e400], "data_offsets": [0, 4]}})", "abcd");
+  EXPECT_CONTAINS(msg, "header JSON does not parse");
+  EXPECT_CONTAINS(msg, "number overflow");
+}
+
 TEST_F(SafetensorsTest, RejectsEntryThatIsNotAnObject) {
   const std::string msg = open_error(R"({"w": 5})");
   EXPECT_CONTAINS(msg, "tensor 'w': entry is not an object");

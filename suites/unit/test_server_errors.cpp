@@ -33,6 +33,7 @@ TEST(ServerErrors, EachBadRequestNamesItsFieldAndServingGoesOn) {
       {R"({"prompt": "hi",, "max_tokens": 4})", 400, "", "malformed JSON at byte 17"},
       {R"({"prompt": "hi", "max_tokens": 4)", 400, "", "malformed JSON at byte"},
       {"", 400, "", "malformed JSON at byte"},
+      {R"({"prompt": "hi", "max_tokens": 1e400})", 400, "", "malformed JSON: number overflow"},  // the fuzzers' number-overflow finding
       {"[1,2]", 400, "", "must be a JSON object"},
       {R"({"prompt": 5})", 400, "prompt", "must be a string or an array of token ids"},
       {R"({"max_tokens": 4})", 400, "prompt", "is required"},

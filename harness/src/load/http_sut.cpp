@@ -75,7 +75,7 @@ CompletionChunk parse_completion_chunk(const std::string& text, const std::strin
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
     throw std::invalid_argument(std::string("chunk is not JSON (") + e.what() + "): " + text.substr(0, 120));
   }
   if (!j.is_object()) throw std::invalid_argument("chunk is not a JSON object: " + text.substr(0, 120));

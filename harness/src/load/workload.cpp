@@ -300,7 +300,7 @@ WorkloadSpec load_workload(const std::string& name_or_path, bool quick) {
   json j;
   try {
     j = json::parse(in);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
     throw WorkloadError(file.string() + ": not valid JSON: " + e.what());
   }
   return parse_workload(j, file, quick);

@@ -374,7 +374,7 @@ ModelConfig ModelConfig::load(const std::filesystem::path& config_json) {
   json j;
   try {
     j = json::parse(ss.str());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
     throw ModelError(source + ": JSON does not parse: " + e.what());
   }
   return from_json(j, source);

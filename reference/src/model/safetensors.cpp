@@ -111,37 +111,13 @@ const char* safetensors_dtype_name(DType t) {
 // ---------------------------------------------------------------------------------------------
 // SafetensorsFile
 
-std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::path& path) {
-  const std::string p = path.string();
-  std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
-  f->path_ = path;
-
-  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw ModelError(p + ": cannot open: " + sys_error());
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const std::string err = sys_error();
-    ::close(fd);
-    throw ModelError(p + ": cannot stat: " + err);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw ModelError(p + ": not a regular file");
-  }
-  const auto file_size = static_cast<uint64_t>(st.st_size);
-  if (file_size < 8) {
-    ::close(fd);
+SafetensorsHeader parse_safetensors(const void* file_bytes, size_t file_size, const std::string& p) {
+  // The same message as open() gives: the bytes are a file's contents.
+  if (file_size < 8)
     throw ModelError(p + ": file is " + std::to_string(file_size) +
                      " bytes, shorter than the 8-byte header length field");
-  }
-  void* map = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const std::string map_err = map == MAP_FAILED ? sys_error() : "";
-  ::close(fd);  // the mapping keeps the file alive
-  if (map == MAP_FAILED) throw ModelError(p + ": cannot mmap: " + map_err);
-  f->map_ = map;  // from here on the destructor unmaps
-  f->map_size_ = file_size;
-  const auto* bytes = static_cast<const unsigned char*>(map);
-
+  const auto* bytes = static_cast<const unsigned char*>(file_bytes);
+  SafetensorsHeader out;
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[i];  // little-endian
   if (n > kMaxHeaderBytes)
@@ -151,13 +127,13 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
     throw ModelError(p + ": header length " + std::to_string(n) + " runs past the end of the file (" +
                      std::to_string(file_size) + " bytes)");
   const char* header = reinterpret_cast<const char*>(bytes + 8);
-  f->data_ = header + n;
+  out.data_start = 8 + n;
   const uint64_t data_size = file_size - 8 - n;
 
   json h;
   try {
     h = json::parse(header, header + n);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
     throw ModelError(p + ": header JSON does not parse: " + e.what());
   }
   if (!h.is_object()) throw ModelError(p + ": header is a JSON " + std::string(h.type_name()) + ", not an object");
@@ -170,7 +146,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
       for (auto m = e.begin(); m != e.end(); ++m) {
         if (!m.value().is_string())
           throw ModelError(p + ": '__metadata__' key '" + m.key() + "' is not a string");
-        f->metadata_[m.key()] = m.value().get<std::string>();
+        out.metadata[m.key()] = m.value().get<std::string>();
       }
       continue;
     }
@@ -219,12 +195,12 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
       throw ModelError(where + "shape " + shape_str(ti.shape) + " of " + dts + " needs " +
                        (overflow ? std::string("more than 2^64") : std::to_string(need)) + " bytes but data offsets " +
                        range_str(ti.begin, ti.end) + " hold " + std::to_string(ti.end - ti.begin));
-    f->tensors_.emplace(name, std::move(ti));
+    out.tensors.emplace(name, std::move(ti));
   }
 
   // Tensors must tile the data section: no overlap, no gap, nothing left over.
   std::vector<const TensorInfo*> order;
-  for (const auto& [name, ti] : f->tensors_) order.push_back(&ti);
+  for (const auto& [name, ti] : out.tensors) order.push_back(&ti);
   std::stable_sort(order.begin(), order.end(), [](const TensorInfo* a, const TensorInfo* b) {
     return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
   });
@@ -245,6 +221,42 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
     throw ModelError(p + ": data section has " + std::to_string(data_size - covered) +
                      " trailing bytes not covered by any tensor" +
                      (last ? " (last tensor '" + last->name + "' ends at " + std::to_string(covered) + ")" : std::string()));
+  return out;
+}
+
+std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::path& path) {
+  const std::string p = path.string();
+  std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
+  f->path_ = path;
+
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw ModelError(p + ": cannot open: " + sys_error());
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const std::string err = sys_error();
+    ::close(fd);
+    throw ModelError(p + ": cannot stat: " + err);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw ModelError(p + ": not a regular file");
+  }
+  const auto file_size = static_cast<uint64_t>(st.st_size);
+  if (file_size < 8) {
+    ::close(fd);
+    throw ModelError(p + ": file is " + std::to_string(file_size) +
+                     " bytes, shorter than the 8-byte header length field");
+  }
+  void* map = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  const std::string map_err = map == MAP_FAILED ? sys_error() : "";
+  ::close(fd);  // the mapping keeps the file alive
+  if (map == MAP_FAILED) throw ModelError(p + ": cannot mmap: " + map_err);
+  f->map_ = map;  // from here on the destructor unmaps
+  f->map_size_ = file_size;
+  SafetensorsHeader h = parse_safetensors(map, file_size, p);
+  f->data_ = static_cast<const char*>(map) + h.data_start;
+  f->tensors_ = std::move(h.tensors);
+  f->metadata_ = std::move(h.metadata);
   return f;
 }
 
@@ -288,7 +300,7 @@ WeightStore WeightStore::open_dir(const std::filesystem::path& model_dir) {
     ss << in.rdbuf();
     try {
       j = json::parse(ss.str());
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
       throw ModelError(p + ": JSON does not parse: " + e.what());
     }
   }

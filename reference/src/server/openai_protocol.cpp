@@ -170,6 +170,10 @@ CompletionRequest parse_completion_request(const std::string& body, const tok::T
     j = json::parse(body);
   } catch (const json::parse_error& e) {
     throw malformed(body, e);
+  } catch (const json::out_of_range& e) {  // a number no double holds (1e400): nlohmann's 406
+    std::string what = e.what();
+    if (what.rfind("[json.exception", 0) == 0) what = what.substr(what.find(' ') + 1);
+    throw ProtocolError(400, "malformed JSON: " + what.substr(0, 200), "", "invalid_json");
   }
   if (!j.is_object())
     throw ProtocolError(400, "the request body must be a JSON object (got " + type_of(j) + ")", "", "invalid_type");

@@ -22,6 +22,16 @@ struct TensorInfo {
   size_t end = 0;
 };
 
+// A safetensors file's header and tensor table, validated as SafetensorsFile::open describes
+// below. parse_safetensors reads it from the file's bytes in memory (open() maps the file and calls
+// it; the fuzz targets call it directly); `source` starts every error message (ModelError).
+struct SafetensorsHeader {
+  std::map<std::string, TensorInfo> tensors;
+  std::map<std::string, std::string> metadata;
+  size_t data_start = 0;  // byte offset of the data section: 8 + header length
+};
+SafetensorsHeader parse_safetensors(const void* bytes, size_t size, const std::string& source);
+
 // One mapped .safetensors file. Validation on open: header length within the file, JSON parses,
 // every entry has a known dtype (F32, F16, BF16, I8, I32, U8, I64; others rejected by name), shape product
 // times dtype size equals end - begin, offsets within the data section, no two tensors overlap,
