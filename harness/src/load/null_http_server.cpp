@@ -3,6 +3,8 @@
 
 #include <httplib.h>
 
+#include "cb/engine/server/listen_backlog.h"
+
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -16,6 +18,7 @@ using nlohmann::json;
 
 struct NullHttpServer::Impl {
   httplib::Server http;
+  cb::net::ListenBacklog backlog{http};  // httplib's 5 would drop SYNs of a connection burst
   std::thread listener;
   std::string host;
   int port = 0;
@@ -76,6 +79,7 @@ int NullHttpServer::start(const std::string& host, int port) {
   std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up must not end the process
   const int p = port == 0 ? s.http.bind_to_any_port(host) : (s.http.bind_to_port(host, port) ? port : -1);
   if (p <= 0) throw std::runtime_error("null server: cannot listen on " + host + ":" + std::to_string(port));
+  s.backlog.widen();
   s.host = host;
   s.port = p;
   s.listener = std::thread([&s] { s.http.listen_after_bind(); });

@@ -193,7 +193,7 @@ std::vector<ServerProfile> builtin_server_profiles() {
 }
 
 ServerProfile find_server_profile(const std::string& name_or_path) {
-  if (name_or_path.find('/') != std::string::npos || name_or_path.size() > 5 && name_or_path.substr(name_or_path.size() - 5) == ".json")
+  if (name_or_path.find('/') != std::string::npos || (name_or_path.size() > 5 && name_or_path.substr(name_or_path.size() - 5) == ".json"))
     return load_server_profile_file(name_or_path);
   std::string known;
   for (auto& p : builtin_server_profiles()) {

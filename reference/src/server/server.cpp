@@ -14,6 +14,7 @@
 #include <ctime>
 
 #include "cb/engine/model/engine.h"
+#include "cb/engine/server/listen_backlog.h"
 #include "cb/engine/server/openai_protocol.h"
 #include "cb/engine/server/sequence_logprobs.h"
 
@@ -159,6 +160,7 @@ struct Server::Impl {
   Waker waker;                       // before `loop`: the loop's callbacks hand completions to it
   std::unique_ptr<EngineLoop> loop;
   httplib::Server http;
+  cb::net::ListenBacklog backlog{http};  // httplib's 5 would drop SYNs of a connection burst
   std::thread listener;
   std::mutex join_m;                 // one joiner of `listener`
   std::string host;
@@ -248,6 +250,7 @@ int Server::start(const std::string& host, int port) {
   s.http.set_keep_alive_max_count(size_t(1) << 30);
   const int p = port == 0 ? s.http.bind_to_any_port(host) : (s.http.bind_to_port(host, port) ? port : -1);
   if (p <= 0) throw std::runtime_error("server: cannot listen on " + host + ":" + std::to_string(port) + " (address in use or not local?)");
+  s.backlog.widen();
   s.host = host;
   s.bound_port = p;
   {
