@@ -21,9 +21,9 @@ cmake --preset default >/dev/null
 cmake --build --preset default -j "$jobs"
 
 echo "== tests (default preset)"
-# A failed test is run once more (the log keeps the first failure): the load and Locust tests time
-# real processes on a shared 2-core machine. A real fault fails both runs.
-ctest --preset default -j "$jobs" --timeout 900 --repeat until-pass:2
+# No reruns: a test that fails once fails CI (a rerun would hide a flaky test, which is a bug to
+# find). Tests that time real processes assert ordering or ratios, not absolute times.
+ctest --preset default -j "$jobs" --timeout 900
 
 if [ -x build/default/harness/claimbench ] && [ -f ci/perf-gate.sh ]; then
   echo "== perf gate (quick kernel suite vs committed baseline)"

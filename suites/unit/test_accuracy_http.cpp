@@ -51,6 +51,9 @@ TEST(AccuracyHttpParse, QaFileErrorsNameTheLine) {
   EXPECT_NE(error_of([&] { ah::read_qa_jsonl(bad); }).find(bad.string() + ":2: expected an object"), std::string::npos);
   const auto notjson = temp_file("nj.jsonl", "{\"prompt\":\"a\",\"answer\":\"b\"}\n{\"prompt\":\"a\",\"answer\":\"b\"}\n{oops\n");
   EXPECT_NE(error_of([&] { ah::read_qa_jsonl(notjson); }).find(notjson.string() + ":3: not JSON"), std::string::npos);
+  const auto huge = temp_file("huge.jsonl", "{\"prompt\":\"a\",\"answer\":\"b\",\"w\":1e400}\n");  // out_of_range
+  EXPECT_NE(error_of([&] { ah::read_qa_jsonl(huge); }).find(huge.string() + ":1: not JSON"), std::string::npos);
+  fs::remove(huge);
   const auto empty = temp_file("empty.jsonl", "\n");
   EXPECT_NE(error_of([&] { ah::read_qa_jsonl(empty); }).find("no prompt/answer lines"), std::string::npos);
   for (const auto& p : {ok, bad, notjson, empty}) fs::remove(p);
@@ -65,6 +68,9 @@ TEST(AccuracyHttpParse, CompletionAnswers) {
   EXPECT_EQ(a.completion_tokens, 3);
   EXPECT_EQ(ah::parse_completion_answer(R"({"choices":[{"text":""}]})", "f:1").prompt_tokens, -1);
   EXPECT_NE(error_of([] { ah::parse_completion_answer("<html>", "qa.jsonl:7"); }).find("qa.jsonl:7: the answer is not JSON"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { ah::parse_completion_answer(R"({"choices":[{"text":"1","x":1e400}]})", "qa.jsonl:8"); })
+                .find("qa.jsonl:8: the answer is not JSON"),
             std::string::npos);
   EXPECT_NE(error_of([] { ah::parse_completion_answer(R"({"choices":[]})", "qa.jsonl:7"); }).find("qa.jsonl:7: the answer has no choices[0]"),
             std::string::npos);

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 
+#include "cb/engine/server/listen_backlog.h"
 #include "cb/harness/load/http_sut.h"
 #include "cb/harness/load/runner.h"
 #include "test_support.h"
@@ -133,6 +134,7 @@ class StubServer {
       });
     });
     port_ = srv_.bind_to_any_port("127.0.0.1");
+    backlog_.widen();  // as the real servers do: no dropped SYNs when a run opens its connections
     thread_ = std::thread([this] { srv_.listen_after_bind(); });
     while (!srv_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
@@ -152,6 +154,7 @@ class StubServer {
 
  private:
   httplib::Server srv_;
+  cb::net::ListenBacklog backlog_{srv_};
   int port_ = 0;
   std::thread thread_;
   std::mutex m_;

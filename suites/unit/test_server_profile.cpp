@@ -169,6 +169,9 @@ TEST(ServerProfile, BadFilesNameFileAndField) {
   EXPECT_CONTAINS(msg, "\"detection.version_field\"");
   msg = error_of(write(d, "g.json", "{not json"));
   EXPECT_CONTAINS(msg, "g.json: not JSON");
+  // A number no double holds is nlohmann's out_of_range, not parse_error: still a clear error.
+  msg = error_of(write(d, "g2.json", R"({"name": 1e400})"));
+  EXPECT_CONTAINS(msg, "g2.json: not JSON");
   msg = error_of(write(d, "h.json", "{" + ok + R"(, "token_id_prompts": "yes"})"));
   EXPECT_CONTAINS(msg, "\"token_id_prompts\"");
   // A path works as --server-profile too.

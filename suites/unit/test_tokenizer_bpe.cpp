@@ -177,6 +177,8 @@ TEST(TokenizerBpe, BadFilesGiveClearErrors) {
   const std::string good = read_text(tok_data() / "bpe_gpt2.json");
   write_text(f, good.substr(0, good.size() / 2));
   expect_load_error(f, "not valid JSON");
+  write_text(f, R"({"model": {"type": "BPE", "dropout": 1e400}})");  // out_of_range, not parse_error
+  expect_load_error(f, "not valid JSON");
   auto with = [&](const std::function<void(nlohmann::json&)>& change) {
     auto j = nlohmann::json::parse(good);
     change(j);

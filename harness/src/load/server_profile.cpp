@@ -174,7 +174,7 @@ ServerProfile load_server_profile_file(const fs::path& file) {
   json j;
   try {
     j = json::parse(in);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
     throw std::runtime_error(file.string() + ": not JSON: " + e.what());
   }
   ServerProfile p = server_profile_from_json(j, file.string());

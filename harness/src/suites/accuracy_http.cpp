@@ -32,7 +32,7 @@ std::vector<QaExample> read_qa_jsonl(const fs::path& file) {
     json j;
     try {
       j = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
       throw std::runtime_error(where + ": not JSON (" + e.what() + ")");
     }
     if (!j.is_object() || !j.contains("prompt") || !j["prompt"].is_string() || !j.contains("answer") || !j["answer"].is_string())
@@ -52,7 +52,7 @@ json parse_body(const std::string& body, const std::string& where) {
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
     throw std::runtime_error(where + ": the answer is not JSON (" + std::string(e.what()) + "): " + body.substr(0, 200));
   }
   if (!j.is_object()) throw std::runtime_error(where + ": the answer is not a JSON object: " + body.substr(0, 200));

@@ -100,6 +100,8 @@ json read_benchmark_json(const fs::path& path) {
     return json::parse(text);
   } catch (const json::parse_error& e) {
     throw SchemaError(path.string() + ": invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
+  } catch (const json::out_of_range& e) {  // a number no double holds (1e400): nlohmann's 406
+    throw SchemaError(path.string() + ": invalid JSON: " + e.what());
   }
 }
 

@@ -130,7 +130,7 @@ class BpeTok final : public TokenizerBase {
     json j;
     try {
       j = json::parse(in);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
       throw TokenizerError(file_ + ": not valid JSON (" + e.what() + ")");
     }
     if (!j.is_object()) throw TokenizerError(file_ + ": not a tokenizer.json (the top level is not an object)");

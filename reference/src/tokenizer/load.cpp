@@ -29,7 +29,7 @@ std::optional<json> read_json(const fs::path& file) {
   if (!in) throw TokenizerError(file.string() + ": cannot open");
   try {
     return json::parse(in);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
     throw TokenizerError(file.string() + ": not valid JSON (" + e.what() + ")");
   }
 }
