@@ -12,7 +12,7 @@
 #   suites/unit/test_server_lifecycle.cpp  ServerLifecycle.*       server: drain with streams in flight,
 #                                                                   client disconnect mid-stream, /metrics
 #   suites/unit/test_load_http.cpp         LoadSse.*, LoadHttp.*   HTTP SUT against a stub server
-#   suites/unit/test_load_runner.cpp       LoadRunner.*, LoadSloSearch.*  load runner (one left out, below)
+#   suites/unit/test_load_runner.cpp       LoadRunner.*, LoadSloSearch.*  load runner (three timing-bound ones left out, below)
 #   suites/unit/test_comm.cpp              Comm*.*                 thread-group collectives
 #   suites/unit/test_tp.cpp                Tp*.*                   tensor parallel over the thread group
 #   suites/server/serve_smoke.sh           tsan.serve_sigterm_drain  `refengine serve` (TSan build):
@@ -55,10 +55,16 @@ export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:exitcode=66:second_deadlock
 export OMP_NUM_THREADS=1
 
 rc=0
-# Left out: LoadRunner.NullSutOpenLoopCompletesEveryRequest asserts an SLO met at 1000 req/s with
-# the null SUT answering inline on the generator's thread: no second thread for TSan to watch, and
-# under TSan on a shared 2-core machine its latency bound measures the sanitizer.
-ctest --preset tsan -j "$jobs" --no-tests=error -E '^LoadRunner\.NullSutOpenLoopCompletesEveryRequest$' || rc=$?
+# Left out, because they assert absolute rates or latencies, which under TSan (5-15x slower) on a
+# shared 2-core machine measure the sanitizer and the neighbours, not the code (each seen failing
+# so, with no report; they run in the default build's unit tests):
+#   LoadRunner.NullSutOpenLoopCompletesEveryRequest   an SLO met at 1000 req/s by the null SUT
+#   LoadRunner.StopsEarlyOnceTheSloIsOutOfReach       a null-SUT run at 1000 req/s must not be abandoned
+#   LoadSloSearch.FindsTheKneeOfACapacityLimitedSut   a knee >= 75 req/s from real timings
+# The runner's threads stay covered: the closed loop, drain deadline and error-kind tests here, and
+# LoadHttp's load runs against the stub server.
+timing_bound='^(LoadRunner\.NullSutOpenLoopCompletesEveryRequest|LoadRunner\.StopsEarlyOnceTheSloIsOutOfReach|LoadSloSearch\.FindsTheKneeOfACapacityLimitedSut)$'
+ctest --preset tsan -j "$jobs" --no-tests=error -E "$timing_bound" || rc=$?
 if [ -n "$(ls -A "$reports")" ]; then
   echo "ci/tsan.sh: ThreadSanitizer reports (in $reports):" >&2
   for f in "$reports"/*; do
