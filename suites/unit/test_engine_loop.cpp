@@ -221,4 +221,29 @@ TEST_F(EngineLoopTest, AbortEndsEverySampleOnce) {
   EXPECT_EQ(loop.stats().blocks.used_blocks, 0);
 }
 
+// The server's on_event calls the loop's abort() from a callback (a request ended early by stop
+// strings), also while ~EngineLoop aborts what is left: abort() must then be a harmless no-op on a
+// loop whose members are still alive, and every sample still gets one finish event.
+TEST_F(EngineLoopTest, CallbacksMayAbortWhileTheLoopIsDestroyed) {
+  Sink sink;
+  std::vector<RequestId> ids;
+  std::atomic<int> tokens{0};
+  {
+    EngineOptions o;
+    o.custom_policy = make_static_policy(2, 60.0);  // two run, two wait: the destructor aborts both kinds
+    auto loop = std::make_unique<EngineLoop>(*model, std::move(o), 16);
+    EngineLoop* l = loop.get();
+    TokenCallback inner = sink.callback();
+    for (int i = 0; i < 4; ++i)
+      ids.push_back(loop->submit(req(5, i, 4000), [l, inner, &tokens](const TokenEvent& e) {
+        inner(e);
+        if (!e.finished) ++tokens;
+        if (e.finished) l->abort(e.request);  // as on_event does for a stopped request
+      }));
+    while (tokens.load() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }  // ~EngineLoop (through ~unique_ptr, as Server::Impl destroys it) with requests in flight
+  for (RequestId id : ids) EXPECT_EQ(sink.reason(id, 0), "abort") << "request " << id;
+  EXPECT_EQ(sink.finished(), ids.size()) << "one finish event per sample, no more";
+}
+
 }  // namespace

@@ -344,3 +344,42 @@ TEST(LoadHttp, LoadRunAgainstTheStub) {
   EXPECT_TRUE(r.validity.valid) << r.validity.line();
   for (const auto& rec : r.records) ASSERT_GE(rec.first_token_s, rec.issued_s);
 }
+
+// A callback that throws must not take its worker down. Before the fix, an on_error that threw
+// while the worker reported a thrown on_tokens left the worker thread (std::terminate), its
+// connection unregistered without the lock on the way out.
+TEST(LoadHttp, ThrowingCallbacksAreReportedAndTheWorkerGoesOn) {
+  StubServer srv;
+  HttpSutOptions opt;
+  opt.base_url = srv.url();
+  opt.max_connections = 1;  // the next request must be served by the same worker
+  HttpSut sut(opt);
+  std::mutex m;
+  std::condition_variable cv;
+  std::string reported;
+  SutCallbacks cb;
+  cb.on_tokens = [](int) { throw std::runtime_error("on_tokens broke"); };
+  cb.on_complete = [](int) { ADD_FAILURE() << "a request whose on_tokens threw must not complete"; };
+  cb.on_error = [&](ErrorKind k, const std::string& msg) {
+    EXPECT_EQ(k, ErrorKind::Protocol);
+    {
+      std::lock_guard lk(m);
+      reported = msg;
+    }
+    cv.notify_all();
+    throw std::runtime_error("on_error broke too");
+  };
+  LoadRequest r;
+  r.prompt = {1, 65};
+  r.max_tokens = 3;
+  sut.issue(r, cb);
+  {
+    std::unique_lock lk(m);
+    ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(10), [&] { return !reported.empty(); }));
+    EXPECT_CONTAINS(reported, "request failed: on_tokens broke");
+  }
+  Outcome o;
+  ask(sut, 1, 4, o);
+  EXPECT_EQ(o.error, ErrorKind::None) << o.message;
+  EXPECT_EQ(o.reported, 4);
+}

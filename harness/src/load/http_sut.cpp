@@ -1,10 +1,12 @@
 // The null SUT and the HTTP SUT (OpenAI /v1/completions, streamed).
+#include <cstdio>
 #include <cstdlib>
 #include <httplib.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 
@@ -287,19 +289,24 @@ void HttpSut::abort_all() {
 }
 
 void HttpSut::worker(bool warm) {
-  httplib::Client client(host_, port_);
-  configure(client, opt_);
+  auto client = std::make_unique<httplib::Client>(host_, port_);
+  configure(*client, opt_);
   // Open the keep-alive connection now, outside the timed window: any answer will do (GET
   // /v1/models is part of every OpenAI-compatible server).
-  const bool connected = warm && bool(client.Get("/v1/models"));
+  const bool connected = warm && bool(client->Get("/v1/models"));
   std::unique_lock lk(m_);
   if (connected) ++prepared_;
-  clients_.push_back(&client);
+  clients_.push_back(client.get());
+  // abort_all() walks clients_ under m_: erase under m_ too, also on a path that left lk unlocked.
   struct Unregister {
+    std::unique_lock<std::mutex>& lk;
     std::vector<void*>& v;
-    void* c;
-    ~Unregister() { v.erase(std::find(v.begin(), v.end(), c)); }  // runs with m_ held (lk outlives it)
-  } unregister{clients_, &client};
+    std::unique_ptr<httplib::Client>& c;
+    ~Unregister() {
+      if (!lk.owns_lock()) lk.lock();
+      v.erase(std::find(v.begin(), v.end(), c.get()));
+    }
+  } unregister{lk, clients_, client};
   for (;;) {
     ++idle_;
     if (warm) {  // prepare() returns once every new worker is idle, so the first jobs find them
@@ -313,14 +320,40 @@ void HttpSut::worker(bool warm) {
     Job job = std::move(jobs_.front());
     jobs_.pop_front();
     lk.unlock();
-    bool finished = false;
     try {
-      finished = run_one(&client, job);
-    } catch (const std::exception& e) {  // a callback or the client threw: report it, keep the worker
-      finished = finish(job, [&] { job.cb.on_error(ErrorKind::Protocol, std::string("request failed: ") + e.what()); });
+      run_one(client.get(), job);
+    } catch (...) {  // a callback or the client threw: report it, keep the worker
+      // The response was left half read on this connection: go on with a new one.
+      auto fresh = std::make_unique<httplib::Client>(host_, port_);
+      configure(*fresh, opt_);
+      {
+        std::lock_guard g(m_);
+        *std::find(clients_.begin(), clients_.end(), client.get()) = fresh.get();
+      }
+      client.swap(fresh);
+      fail_thrown(job, std::current_exception());
     }
     lk.lock();
-    if (finished) --finishing_;
+    // finish() counted the job as finishing when it marked it finished, even if its callback threw.
+    if (job.finished) --finishing_;
+  }
+}
+void HttpSut::fail_thrown(Job& job, std::exception_ptr ep) {
+  std::string what = "unknown exception";
+  try {
+    std::rethrow_exception(ep);
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  // An exception must not leave the worker thread (std::terminate); a throwing on_error is only logged.
+  try {
+    if (!finish(job, [&] { job.cb.on_error(ErrorKind::Protocol, "request failed: " + what); }))
+      std::fprintf(stderr, "http sut: a callback threw after its request had ended: %s\n", what.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "http sut: on_error threw while reporting '%s': %s\n", what.c_str(), e.what());
+  } catch (...) {
+    std::fprintf(stderr, "http sut: on_error threw while reporting '%s'\n", what.c_str());
   }
 }
 

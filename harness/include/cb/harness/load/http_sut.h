@@ -21,6 +21,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -119,6 +120,9 @@ class HttpSut : public Sut {
   // Counts this worker as finishing (see issue()), then delivers the job's last callback; false
   // when it was already delivered.
   bool finish(Job& job, const std::function<void()>& last_callback);
+  // A request that threw (a callback, the client): its on_error, unless its last callback was
+  // delivered; never throws.
+  void fail_thrown(Job& job, std::exception_ptr ep);
 
   HttpSutOptions opt_;
   std::string host_;

@@ -36,7 +36,8 @@ class EngineLoop {
   // drain(). The callback runs on the loop thread; it must not block. Events carry the id returned
   // here; every sample gets exactly one finish event (finished == true).
   RequestId submit(RequestParams p, TokenCallback on_token);
-  // Ends the request ("abort" finish events); unknown or finished ids are ignored.
+  // Ends the request ("abort" finish events); unknown or finished ids are ignored. Callbacks may
+  // call it, also while the destructor aborts what is left (it is then ignored).
   void abort(RequestId id);
   // Stops accepting; returns when every accepted request has finished. Safe to call repeatedly.
   void drain();
