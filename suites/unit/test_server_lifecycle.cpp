@@ -12,6 +12,13 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "test_server_util.h"
 
@@ -148,6 +155,53 @@ TEST(ServerLifecycle, MetricsAreValidPrometheusTextAfterTraffic) {
   std::filesystem::remove(path);
   EXPECT_EQ(rc, 0) << "promtool check metrics:\n" << out;
   EXPECT_EQ(out, "") << "promtool lint findings";
+}
+
+// The accept backlog of the TCP listener on `port` as the kernel reports it (what `ss -ltn` shows
+// as Send-Q), through NETLINK_SOCK_DIAG; -1 if not found.
+int listen_backlog(int port) {
+  const int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return -1;
+  struct {
+    nlmsghdr nlh;
+    inet_diag_req_v2 req;
+  } msg{};
+  msg.nlh.nlmsg_len = sizeof msg;
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  msg.req.sdiag_family = AF_INET;
+  msg.req.sdiag_protocol = IPPROTO_TCP;
+  msg.req.idiag_states = 1u << TCP_LISTEN;
+  int backlog = -1;
+  if (send(fd, &msg, sizeof msg, 0) == ssize_t(sizeof msg)) {
+    alignas(nlmsghdr) char buf[16384];
+    for (bool done = false; !done;) {
+      const ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, size_t(n)); h = NLMSG_NEXT(h, n)) {
+        if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+          done = true;
+          break;
+        }
+        const auto* d = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+        if (ntohs(d->id.idiag_sport) == port) backlog = int(d->idiag_wqueue);  // a listener's max backlog
+      }
+    }
+  }
+  close(fd);
+  return backlog;
+}
+
+TEST(ServerLifecycle, ListenBacklogCoversABurstOfConnections) {
+  // cpp-httplib's own backlog is 5: under a burst the kernel dropped connections that then never
+  // got an answer (server.cpp, kListenBacklog). The server raises it to 4096, capped by somaxconn.
+  Running r;
+  int somaxconn = 4096;
+  std::ifstream("/proc/sys/net/core/somaxconn") >> somaxconn;
+  const int backlog = listen_backlog(r.port);
+  ASSERT_NE(backlog, -1) << "no TCP listener on port " << r.port << " in the kernel's socket table";
+  EXPECT_EQ(backlog, std::min(4096, somaxconn));
+  EXPECT_GT(backlog, 5) << "still cpp-httplib's backlog";
 }
 
 }  // namespace

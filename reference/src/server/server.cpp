@@ -4,6 +4,7 @@
 #include "cb/engine/server/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <deque>
@@ -24,6 +25,14 @@ using nlohmann::json;
 namespace {
 
 constexpr int kDefaultMinHttpThreads = 1024;  // see Server::start
+// cpp-httplib listens with a backlog of 5, compiled into Debian's shared library (so its
+// CPPHTTPLIB_LISTEN_BACKLOG cannot be raised here). Under a burst of connections the kernel then
+// drops SYNs and handshake ACKs: clients wait for retransmits (1 s, 3 s, ...) or, when the final
+// ACK was the one dropped, send their request into a connection the server never accepts and get
+// no answer at all (ci/soak.sh at 10x capacity: /health took 1-2.5 s, 3-6% of a burst of 600
+// requests had no answer after 20 s) instead of a 429. Listening again on the bound socket
+// raises the backlog in place (Linux); the kernel caps it at net.core.somaxconn.
+constexpr int kListenBacklog = 4096;
 
 double now_seconds() {
   using namespace std::chrono;
@@ -163,6 +172,7 @@ struct Server::Impl {
   std::mutex join_m;                 // one joiner of `listener`
   std::string host;
   int bound_port = -1;
+  int listen_fd = -1;                // the listening socket, seen in set_socket_options
   std::atomic<bool> draining{false};
   std::atomic<int64_t> next_id{1};
 
@@ -246,8 +256,14 @@ int Server::start(const std::string& host, int port) {
   // reconnect every 5 requests, and the reconnects would land in measured latency. The idle
   // timeout stays at 5 s: an idle connection also holds up stop() and the SIGTERM drain that long.
   s.http.set_keep_alive_max_count(size_t(1) << 30);
+  s.http.set_socket_options([&s](socket_t sock) {
+    httplib::default_socket_options(sock);  // SO_REUSEADDR as before
+    s.listen_fd = sock;
+  });
   const int p = port == 0 ? s.http.bind_to_any_port(host) : (s.http.bind_to_port(host, port) ? port : -1);
   if (p <= 0) throw std::runtime_error("server: cannot listen on " + host + ":" + std::to_string(port) + " (address in use or not local?)");
+  if (s.listen_fd < 0 || ::listen(s.listen_fd, kListenBacklog) != 0)
+    throw std::runtime_error("server: cannot raise the listen backlog on " + host + ":" + std::to_string(p));
   s.host = host;
   s.bound_port = p;
   {
