@@ -176,9 +176,10 @@ int listen_backlog(int port) {
   if (send(fd, &msg, sizeof msg, 0) == ssize_t(sizeof msg)) {
     alignas(nlmsghdr) char buf[16384];
     for (bool done = false; !done;) {
-      const ssize_t n = recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, size_t(n)); h = NLMSG_NEXT(h, n)) {
+      const ssize_t got = recv(fd, buf, sizeof buf, 0);
+      if (got <= 0) break;
+      unsigned len = unsigned(got);  // NLMSG_NEXT counts it down
+      for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
         if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
           done = true;
           break;
