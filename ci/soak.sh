@@ -4,12 +4,12 @@
 # arrivals (streaming, non-streaming, n > 1, clients hanging up mid-stream, slow readers), then
 # sends SIGTERM under load. Checks 429 + Retry-After, bounded RSS, an outcome for every request,
 # /health and /metrics answering, the drain, and /metrics counters against the client's counts.
-# Writes OUT/summary.md, summary.json, rss.csv, probes.csv, timeline.csv, requests.csv,
-# hardware.json; exits 1 if any check fails. The client is ci/soak.py (Python standard library).
+# Writes OUT/summary.md, summary.json, rss.csv, probes.csv, timeline.csv, requests.csv, the
+# /metrics scrapes before and after the soak, hardware.json; exits 1 if any check fails. The client is ci/soak.py (Python standard library).
 #
 # Usage: ci/soak.sh [--duration S] [--factor F] [--seed N] [--port P] [--mix K=W,...] [--out DIR]
 #                   [other ci/soak.py options, see python3 ci/soak.py --help]
-#   --duration 30 is the short mode for testing the script itself.
+#   --duration 30 --capacity-seconds 30 --capacity-warmup 10: the short mode, to test the script.
 # Binaries (not built here, to spare a cold build): $REFENGINE, default build/default/reference/refengine;
 # $CLAIMBENCH (for the hardware fingerprint), default build/default/harness/claimbench.
 set -euo pipefail
@@ -26,7 +26,7 @@ args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; python3 ci/soak.py --help | sed -n '/^options:/,$p'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; python3 ci/soak.py --help | sed -n '/^options:/,$p'; exit 0 ;;
     *) args+=("$1"); shift ;;
   esac
 done
