@@ -2,9 +2,11 @@
 //
 // Debian's cpp-httplib 0.11 listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, fixed when the
 // library was compiled). A burst of new connections (a load generator opening its pool, clients
-// reconnecting after an abort) overflows that queue; Linux then drops the SYNs, and every dropped
-// SYN costs its client a 1 s, 3 s, ... retransmit that lands in measured latency as if the server
-// were slow. So: remember the listening socket when httplib makes it (its socket-options hook runs
+// reconnecting after an abort) overflows that queue; Linux then drops SYNs and handshake ACKs:
+// every dropped SYN costs its client a 1 s, 3 s, ... retransmit that lands in measured latency as
+// if the server were slow, and a dropped final ACK leaves a client sending into a connection the
+// server never accepts (ci/soak.sh: 4-6% of a burst of 600 requests to an idle server got no
+// answer within 20 s; /health took 1-2.5 s under the soak; one quick load run: 45 ListenOverflows). So: remember the listening socket when httplib makes it (its socket-options hook runs
 // before bind), and after the bind listen on it again with a large backlog (listen() on a
 // listening socket only changes its backlog).
 //
