@@ -12,6 +12,11 @@
 #                          while its accuracy, which the defect leaves unchanged, stays as it was
 # util's threshold is half the honest run's median on this machine: the test is that the defect
 # moves the verdict, not that this machine meets the article's 82%.
+# util is the one noisy metric here (max(MFU, MBU) per trial, against wall time): on a shared
+# machine a neighbour's burst widens its interval until the verdict is INCONCLUSIVE (seen in CI and
+# reproduced with two CPU hogs: trials 0.29 .. 0.07). Such a run is repeated, at most 3 attempts in
+# all; only the wanted verdict counts, and the other decided verdict (PASS under the defect) fails
+# the test at once.
 # Usage: planted_defects.sh CLAIMBENCH_BINARY WORK_DIR
 set -uo pipefail
 bin=$1
@@ -37,11 +42,10 @@ expect() {  # expect WHAT GOT WANT
   if [ "$2" = "$3" ]; then echo "ok: $1: $2"; else echo "FAIL: $1: got $2, want $3"; fail=1; fi
 }
 
-honest=$(run) || { echo "FAIL: honest run failed"; tail -n 30 "$work/log"; exit 1; }
-half=$(python3 -c "print(0.5 * $(metric "$honest" engine.util.achieved_fraction))")
-shipped="$(dirname "$0")/../claims/deepseek-article.json"
-claims="$work/claims.json"
-python3 - "$shipped" "$claims" "$half" <<'PY'
+make_claims() {  # make_claims HONEST_RUN: the claim set, util's threshold from that run
+  local half
+  half=$(python3 -c "print(0.5 * $(metric "$1" engine.util.achieved_fraction))")
+  python3 - "$shipped" "$claims" "$half" <<'PY'
 import json, sys
 src = json.load(open(sys.argv[1]))
 keep = [c for c in src["claims"] if c["id"] in ("batch-policy", "kv-cut", "sparse-flops")]
@@ -53,7 +57,19 @@ busy = {"id": "busy", "claim": "busy fraction (what util-busy read before it cou
 json.dump({"schema": "claimbench.claimset", "schema_version": "1.0", "name": "planted-defects",
            "source": "suites/defects/planted_defects.sh", "claims": keep + [util, busy]}, open(sys.argv[2], "w"), indent=1)
 PY
-for id in batch-policy kv-cut util; do expect "honest $id" "$(verdict "$honest" "$claims" $id)" PASS; done
+}
+shipped="$(dirname "$0")/../claims/deepseek-article.json"
+claims="$work/claims.json"
+
+for attempt in 1 2 3; do
+  honest=$(run) || { echo "FAIL: honest run failed"; tail -n 30 "$work/log"; exit 1; }
+  make_claims "$honest"
+  v=$(verdict "$honest" "$claims" util)
+  [ "$v" = INCONCLUSIVE ] || break
+  echo "note: honest util INCONCLUSIVE on attempt $attempt (the machine is noisy); measuring again"
+done
+expect "honest util (attempt $attempt)" "$v" PASS
+for id in batch-policy kv-cut; do expect "honest $id" "$(verdict "$honest" "$claims" $id)" PASS; done
 expect "honest: every token computed" "$(python3 -c "print($(metric "$honest" engine.compliance.uncomputed_tokens) == 0)")" True
 
 d=$(run --plant-defect batch-ignores-queue) || { echo "FAIL: batch-ignores-queue run failed"; exit 1; }
@@ -64,8 +80,13 @@ expect "batch-ignores-queue: manifest names it" \
 d=$(run --plant-defect kv-reserve-max) || { echo "FAIL: kv-reserve-max run failed"; exit 1; }
 expect "kv-reserve-max: kv-cut" "$(verdict "$d" "$claims" kv-cut)" FAIL
 
-d=$(run --plant-defect busy-loop) || { echo "FAIL: busy-loop run failed"; exit 1; }
-expect "busy-loop: util" "$(verdict "$d" "$claims" util)" FAIL
+for attempt in 1 2 3; do
+  d=$(run --plant-defect busy-loop) || { echo "FAIL: busy-loop run failed"; exit 1; }
+  v=$(verdict "$d" "$claims" util)
+  [ "$v" = INCONCLUSIVE ] || break
+  echo "note: busy-loop util INCONCLUSIVE on attempt $attempt (the machine is noisy); measuring again"
+done
+expect "busy-loop: util (attempt $attempt)" "$v" FAIL
 busy=$(metric "$d" engine.util.busy_fraction)
 expect "busy-loop: busy fraction still >= 0.82 (the old metric is fooled)" "$(python3 -c "print($busy >= 0.82)")" True
 
