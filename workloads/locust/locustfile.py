@@ -255,7 +255,8 @@ class ChatUser(HttpUser):
             usage = None
             error = None
             try:
-                for line in resp.iter_lines():
+                lines = resp.iter_lines()
+                for line in lines:
                     size += len(line) + 1
                     if not line.startswith(b"data:"):
                         continue
@@ -271,6 +272,14 @@ class ChatUser(HttpUser):
                     # One event per token (its text may be empty: part of a UTF-8 character).
                     if ttft_ms is None and event.get("choices"):
                         ttft_ms = (time.perf_counter() - t0) * 1000
+                if done:
+                    # Read on to the end of the chunked body so urllib3 hands the connection back to
+                    # the pool here, in this user's greenlet. Left suspended, the generator is closed
+                    # later by the garbage collector in whatever greenlet runs then, and its release
+                    # takes a gevent lock there: seen to deadlock Locust's stop (locust.log: "Exception
+                    # ignored in: <generator object HTTPResponse.read_chunked>", users running on).
+                    for _ in lines:
+                        pass
             except Exception as e:  # a broken stream is this request's failure, not the user's end
                 error = "stream: %s: %s" % (type(e).__name__, e)
             resp.request_meta["response_time"] = (time.perf_counter() - t0) * 1000

@@ -105,8 +105,8 @@ std::string locust_version(const std::vector<std::string>& locust_argv) {
 
 LocustRunOutput run_locust(const LocustRunOptions& o) {
   if (o.out_dir.empty()) throw std::runtime_error("Locust driver: no output folder");
-  if (o.duration_s <= 0 || o.users <= 0 || o.spawn_rate <= 0)
-    throw std::runtime_error("Locust driver: users, spawn rate and duration must be positive");
+  if (o.duration_s <= 0 || o.users <= 0 || o.spawn_rate <= 0 || o.stop_timeout_s < 0)
+    throw std::runtime_error("Locust driver: users, spawn rate and duration must be positive, the stop timeout not negative");
   if (!fs::exists(o.locustfile)) throw std::runtime_error("Locust driver: locustfile " + o.locustfile.string() + " does not exist");
   if (!o.workload.empty() && !fs::exists(o.workload))
     throw std::runtime_error("Locust driver: workload " + o.workload.string() + " does not exist");
@@ -142,7 +142,7 @@ LocustRunOutput run_locust(const LocustRunOptions& o) {
                                                 std::to_string(o.users), "-r", format_seconds(o.spawn_rate), "-t",
                                                 std::to_string(o.duration_s) + "s", "--host", out.host, "--csv",
                                                 prefix.string(), "--csv-full-history", "--only-summary",
-                                                "--exit-code-on-error", "0"})
+                                                "--stop-timeout", std::to_string(o.stop_timeout_s), "--exit-code-on-error", "0"})
     argv.push_back(a);
   out.command = argv;
   if (!api_key_arg.empty()) {
@@ -151,7 +151,7 @@ LocustRunOutput run_locust(const LocustRunOptions& o) {
   }
 
   // Locust's start-up (gevent, imports) takes a few seconds on a loaded machine; a run that has not
-  // ended a minute past its run time is hung.
+  // ended a minute past its run time and the stop timeout is hung.
   const fs::path log = out_dir / "locust.log";
   // Locust's interpreter teardown sometimes hangs after the run (gevent); the locustfile writes
   // PREFIX_stats_final.csv once every result is flushed, so 15 s after that file appears the run
@@ -162,7 +162,7 @@ LocustRunOutput run_locust(const LocustRunOptions& o) {
     if (!final_seen && fs::exists(final_csv)) final_seen = Clock::now();
     return final_seen && std::chrono::duration<double>(Clock::now() - *final_seen).count() > 15.0;
   };
-  const ProcessResult pr = run_process(argv, o.duration_s + 60.0, log, {}, /*own_group=*/false, hung_after_final);
+  const ProcessResult pr = run_process(argv, o.duration_s + o.stop_timeout_s + 60.0, log, {}, /*own_group=*/false, hung_after_final);
   out.stopped_after_final_stats = pr.stopped_by_caller;
   if (server) {
     out.server_died = server->poll_exited();
@@ -191,6 +191,7 @@ SuiteResult locust_suite_result(const LocustRunOptions& o, const LocustRunOutput
                  {"users", o.users},
                  {"spawn_rate", o.spawn_rate},
                  {"duration_s", o.duration_s},
+                 {"stop_timeout_s", o.stop_timeout_s},
                  {"seed", o.seed},
                  {"quick_mix", o.quick},
                  {"max_tokens_cap", o.max_tokens_cap},

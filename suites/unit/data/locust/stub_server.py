@@ -102,6 +102,9 @@ def main():
     ap.add_argument("--fail-every", type=int, default=0)
     ap.add_argument("--max-tokens-cap", type=int, default=16)
     args = ap.parse_args()
+    # socketserver listens with a backlog of 5: a burst of 16 users connecting at once overflows it
+    # and a dropped SYN becomes a failed request. refengine serve listens with 4096.
+    ThreadingHTTPServer.request_queue_size = 128
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     server.token_delay_s = args.token_delay_ms / 1000.0

@@ -73,6 +73,12 @@ struct LocustRunOptions {
   int users = 4;
   double spawn_rate = 4;              // users started per second
   int duration_s = 10;
+  // Locust's --stop-timeout: at the end of the run time each user finishes the request it is in
+  // (recorded like any other) and stops between requests. Without it Locust kills users mid-stream,
+  // which drops the slowest requests from the figures and sometimes deadlocks Locust 2.12 (the kill
+  // lands in urllib3's connection release under gevent; the other users then run on until our
+  // time limit). A request still running after this many seconds is killed; 0 kills at once.
+  int stop_timeout_s = 60;
   uint64_t seed = 1;
   int max_tokens_cap = 0;             // > 0: the locustfile clips max_tokens (tests)
   double server_start_timeout_s = 120;  // loading a model can take a while
