@@ -60,7 +60,7 @@ rc=0
 # so, with no report; they run in the default build's unit tests):
 #   LoadRunner.NullSutOpenLoopCompletesEveryRequest   an SLO met at 1000 req/s by the null SUT
 #   LoadRunner.StopsEarlyOnceTheSloIsOutOfReach       a null-SUT run at 1000 req/s must not be abandoned
-#   LoadSloSearch.FindsTheKneeOfACapacityLimitedSut   a knee >= 75 req/s from real timings
+#   LoadSloSearch.FindsTheKneeOfACapacityLimitedSut   a knee >= 0.3x the SUT capacity (75 req/s) from real timings
 # The runner's threads stay covered: the closed loop, drain deadline and error-kind tests here, and
 # LoadHttp's load runs against the stub server.
 timing_bound='^(LoadRunner\.NullSutOpenLoopCompletesEveryRequest|LoadRunner\.StopsEarlyOnceTheSloIsOutOfReach|LoadSloSearch\.FindsTheKneeOfACapacityLimitedSut)$'
