@@ -52,7 +52,7 @@ void add_serve_command(CLI::App& app) {
     std::string model, host = "127.0.0.1", backend = "cpu", policy = "queue-table", api_key, served_name;
     int port = 8000, num_blocks = 1024, block_size = 16, token_budget = 512, max_queue = 256, http_threads = 0;
     size_t max_body_bytes = size_t(1) << 20;
-    double step_delay_ms = 0;
+    double step_delay_ms = 0, sse_keepalive_s = 1.0;
     bool prefix_cache = false;
     int tp = 1;
     std::string tp_comm = "auto";
@@ -73,6 +73,10 @@ void add_serve_command(CLI::App& app) {
   c->add_option("--api-key", o->api_key, "require 'Authorization: Bearer KEY' on /v1/* (default: $CB_SERVE_API_KEY, else none)");
   c->add_option("--served-model-name", o->served_name, "model id reported and accepted (default: the model directory's name)");
   c->add_option("--http-threads", o->http_threads, "HTTP worker threads; each open keep-alive connection holds one (default: max(max-queue + 64, 1024))")->check(CLI::NonNegativeNumber);
+  c->add_option("--sse-keepalive-s", o->sse_keepalive_s,
+                "a stream with nothing to send this long gets an SSE comment (clients ignore it; it shows a client that left, "
+                "so a queued request is dropped, not computed); 0 = never")
+      ->check(CLI::Range(0.0, 3600.0));
   c->add_option("--step-delay-ms", o->step_delay_ms, "sleep after each engine step, emulating a slower model (client and load-tool testing)")
       ->check(CLI::Range(0.0, 10000.0));
   c->add_option("--tp", o->tp, "tensor-parallel ranks: under mpirun, -n must equal it (rank 0 serves); else ranks are threads")
@@ -103,6 +107,7 @@ void add_serve_command(CLI::App& app) {
         so.http_threads = o->http_threads;
         so.api_key = o->api_key;
         so.step_delay_s = o->step_delay_ms / 1000.0;
+        so.sse_keepalive_s = o->sse_keepalive_s;
         so.tp = tp;
         if (so.api_key.empty())
           if (const char* env = std::getenv("CB_SERVE_API_KEY")) so.api_key = env;

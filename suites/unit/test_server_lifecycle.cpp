@@ -2,6 +2,7 @@
 // work, a client hanging up aborts its request in the engine, and /metrics is valid Prometheus
 // text (checked by promtool when it is installed).
 #include <atomic>
+#include <climits>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include "cb/engine/serving/batch_policy.h"
 #include "test_server_util.h"
 
 using namespace cb::engine;
@@ -85,6 +87,58 @@ TEST(ServerLifecycle, ClientHangupAbortsTheRequestInTheEngine) {
   EXPECT_NE(metrics_text(r).find("refengine_completion_finish_total{reason=\"abort\"} 1"), std::string::npos);
   auto [ok, j] = r.complete(R"({"prompt":"still here","max_tokens":2})");
   EXPECT_EQ(ok, 200) << j.dump();
+}
+
+// A stream queued behind a running request, whose client hangs up while it waits. httplib shows a
+// handler that its client left only when a write fails, and a queued stream had nothing to write
+// until its first token: it stayed queued, then was computed, until the request ahead finished.
+// The keep-alive comment is such a write. Shown both ways: with it the request leaves the queue
+// while the one ahead is still running; without it (0) it is still queued seconds later.
+bool queued_stream_left_while_the_one_ahead_runs(double keepalive_s) {
+  ServerOptions o = slowed();
+  o.engine.custom_policy = make_queue_table_policy({{INT_MAX, 1}});  // one sequence at a time
+  o.sse_keepalive_s = keepalive_s;
+  Running r(std::move(o));
+  std::atomic<int> ahead_reads{0};
+  std::atomic<bool> ahead_leave{false};
+  auto ahead = std::async(std::launch::async, [&] {
+    return stream_completion(r, R"({"prompt":"ahead","max_tokens":2000,"ignore_eos":true,"stream":true})", [&](const Stream&) {
+      ++ahead_reads;
+      return !ahead_leave.load();
+    });
+  });
+  EXPECT_TRUE(wait_for([&] { return ahead_reads.load() > 0; })) << "the request ahead is running";
+  std::atomic<bool> queued_leave{false};
+  auto queued = std::async(std::launch::async, [&] {
+    return stream_completion(r, R"({"prompt":"behind","max_tokens":5,"ignore_eos":true,"stream":true})",
+                             [&](const Stream&) { return !queued_leave.load(); });
+  });
+  EXPECT_TRUE(wait_for([&] { return r.server->engine().waiting() == 1; })) << "the second request is queued";
+  queued_leave = true;
+  // The client of the queued request leaves at its first read (the first keep-alive comment, or
+  // never without one): its connection is closed from this side now.
+  bool left = false;
+  if (keepalive_s > 0) {
+    const Stream s = queued.get();
+    EXPECT_TRUE(s.events.empty()) << "no token was sent to the queued request";
+    EXPECT_GE(s.comments, 1);
+    left = wait_for([&] { return r.server->engine().waiting() == 0; }, 5000);
+    EXPECT_NE(metrics_text(r).find("refengine_completion_finish_total{reason=\"abort\"} 1"), std::string::npos);
+  } else {
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    left = r.server->engine().waiting() == 0;
+  }
+  EXPECT_LT(r.server->engine().stats().decode_tokens, 1000) << "the request ahead was still running (2000 steps >= 10 s)";
+  ahead_leave = true;
+  ahead.get();
+  EXPECT_TRUE(wait_for([&] { return r.server->engine().outstanding() == 0; }, 20000));
+  if (keepalive_s == 0) queued.get();  // its client is woken by its first token, then leaves
+  return left;
+}
+
+TEST(ServerLifecycle, QueuedStreamWhoseClientLeftLeavesTheQueue) {
+  EXPECT_TRUE(queued_stream_left_while_the_one_ahead_runs(0.2));
+  EXPECT_FALSE(queued_stream_left_while_the_one_ahead_runs(0)) << "without keep-alive comments the hang-up is not seen while queued";
 }
 
 TEST(ServerLifecycle, MetricsAreValidPrometheusTextAfterTraffic) {

@@ -52,6 +52,7 @@ struct Running {
 struct Stream {
   int status = -1;
   std::vector<std::string> events;  // payloads after "data: "
+  int comments = 0;                  // SSE comment lines (": keep-alive" while nothing is ready)
   int reads = 0;
   std::string raw;
 };
@@ -74,6 +75,7 @@ inline Stream stream_completion(const Running& r, const std::string& body,
       std::string ev = s.raw.substr(0, pos);
       s.raw.erase(0, pos + 2);
       if (ev.rfind("data: ", 0) == 0) s.events.push_back(ev.substr(6));
+      else if (ev.rfind(':', 0) == 0) ++s.comments;
       else ADD_FAILURE() << "not an SSE data event: " << ev;
     }
     return on_read ? on_read(s) : true;

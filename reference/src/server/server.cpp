@@ -210,6 +210,7 @@ Server::Server(ServerOptions opt) : impl_(std::make_unique<Impl>()) {
   Impl& s = *impl_;
   s.opt = std::move(opt);
   if (s.opt.max_body_bytes < 64) throw std::invalid_argument("max_body_bytes: must be >= 64");
+  if (!(s.opt.sse_keepalive_s >= 0)) throw std::invalid_argument("sse_keepalive_s: must be >= 0 (0: no keep-alive comments)");
   if (s.opt.model_dir.empty()) s.opt.model_dir = default_model_dir();
   s.model = LoadedModel::open(s.opt.model_dir, s.opt.backend, s.opt.tp);
   s.name = s.opt.model_name;
@@ -575,7 +576,7 @@ void Server::Impl::stream(const std::shared_ptr<Completion>& c, RequestId id, ht
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, c, id](size_t, httplib::DataSink& sink) {
+      [this, c, id, last_write = now_seconds()](size_t, httplib::DataSink& sink) mutable {
         std::string out;
         bool finished = false, failed = false;
         std::string failure;
@@ -637,9 +638,14 @@ void Server::Impl::stream(const std::shared_ptr<Completion>& c, RequestId id, ht
           finished = true;
         }
         if (finished) out += "data: [DONE]\n\n";
-        if (!out.empty() && !sink.write(out.data(), out.size())) {
-          loop->abort(id);  // the client went away
-          return false;
+        const double now = now_seconds();
+        if (out.empty() && opt.sse_keepalive_s > 0 && now - last_write >= opt.sse_keepalive_s) out = ": keep-alive\n\n";
+        if (!out.empty()) {
+          if (!sink.write(out.data(), out.size())) {
+            loop->abort(id);  // the client went away
+            return false;
+          }
+          last_write = now;
         }
         if (finished) sink.done();
         return true;

@@ -53,6 +53,11 @@ struct ServerOptions {
   int http_threads = 0;             // 0: max(max_queue + 64, 1024): each open keep-alive connection holds one
   int retry_after_s = 1;            // Retry-After on 429
   double step_delay_s = 0;          // EngineLoop::set_step_delay: emulate a slower model (tests, demos)
+  // A stream with nothing to send for this long (queued, or a slow step) gets an SSE comment line
+  // (": keep-alive"), which clients ignore. Writing is the only way httplib shows the server that a
+  // client has left, so a queued request whose client hung up leaves the queue instead of being
+  // computed; proxies also keep the stream open. 0: never.
+  double sse_keepalive_s = 1.0;
   // Rank 0 of a tensor-parallel group (not owned; null = no tensor parallelism). The other ranks
   // run run_tp_follower(); the server releases them when it is destroyed.
   comm::Communicator* tp = nullptr;
