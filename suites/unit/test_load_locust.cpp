@@ -371,7 +371,11 @@ TEST(LocustDriver, ShortRunAgainstStubServer) {
   const auto& ttft = row(out.stats, "TTFT", "/v1/completions");
   EXPECT_GE(ttft.request_count, post.request_count - post.failure_count);
   EXPECT_LE(ttft.request_count, post.request_count - post.failure_count + o.users);
-  EXPECT_LE(ttft.percentiles_ms.at("50%"), post.percentiles_ms.at("50%"));
+  // Each answered request's TTFT <= its E2E, but the POST row also holds the stub's fast HTTP 500s
+  // (1 in 7), which pull its low percentiles down (seen: TTFT p50 47 ms, POST p50 44 ms on a busy
+  // machine). With a fraction f of failures below every answer, TTFT's p50 is bounded by POST's
+  // quantile 0.5 (1 - f) + f = 0.57 for f = 1/7: its p75 leaves room for Locust's rounding.
+  EXPECT_LE(ttft.percentiles_ms.at("50%"), post.percentiles_ms.at("75%"));
   EXPECT_GE(out.history.size(), 4u);
   EXPECT_NE(out.locust_version.find("2."), std::string::npos) << out.locust_version;
   const std::string cmd = std::accumulate(out.command.begin(), out.command.end(), std::string(),
