@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from soak_report import analyze, metric, parse_metrics, write_outputs
+from soak_report import KINDS, analyze, metric, parse_metrics, write_outputs
 
 # ---------------------------------------------------------------- HTTP/1.1 client
 
@@ -118,7 +118,6 @@ async def http(port, method, path, body=None, *, read_size=65536, pause=None, rc
 
 # ---------------------------------------------------------------- the request mix
 
-KINDS = ("stream", "nonstream", "n", "disconnect", "slow")
 
 
 def parse_mix(text):
@@ -491,9 +490,7 @@ async def soak(args, proc, port, cmd, mon):
             proc.wait()
 
 
-# ---------------------------------------------------------------- checks and outputs
-
-GOOD_END = {"ok", "hung_up", "failed"}  # completed, hung up by our client, or failed with an error event
+# ---------------------------------------------------------------- main (checks and outputs: soak_report.py)
 
 
 def main():

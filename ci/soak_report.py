@@ -8,6 +8,11 @@ import resource
 import sys
 import time
 
+# The request kinds of the mix, and the outcomes that are an end with a reason.
+KINDS = ("stream", "nonstream", "n", "disconnect", "slow")
+GOOD_END = {"ok", "hung_up", "failed"}  # completed, hung up by our client, or failed with an error event
+
+
 def parse_metrics(text):
     """Prometheus text -> {(name, labels-string): value}."""
     m = {}
