@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "cb/harness/load/workload.h"
+#include "fuzz_fccp_buffer.h"  // libfccp's 48 MiB reader buffer, reused (the speed; see there)
 #include "fuzz_input_file.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -209,6 +209,58 @@ TEST(TokenizerBpe, BadFilesGiveClearErrors) {
   EXPECT_THROW(t->decode(std::vector<int32_t>{557}), tok::TokenizerError);
 }
 
+// Found by suites/fuzz/fuzz_tokenizer_files: a field of the wrong type escaped as nlohmann's
+// type_error (json::value() on a non-object, or a default of another type) instead of
+// TokenizerError, one huge id asked for a 64 GiB decode table, and an added-token id above
+// INT32_MAX wrapped around to a small one.
+TEST(TokenizerBpe, WrongTypesAndHugeIdsAreTokenizerErrors) {
+  ScratchDir dir("bpe-types");
+  const auto f = dir.path / "tokenizer.json";
+  const auto gpt2 = nlohmann::json::parse(read_text(tok_data() / "bpe_gpt2.json"));
+  const auto llama3 = nlohmann::json::parse(read_text(tok_data() / "bpe_llama3.json"));
+  auto with = [&](const nlohmann::json& base, const std::function<void(nlohmann::json&)>& change) {
+    auto j = base;
+    change(j);
+    write_text(f, j.dump());
+  };
+  with(gpt2, [](auto& j) { j["pre_tokenizer"] = "ByteLevel"; });
+  expect_load_error(f, "field 'pre_tokenizer': expected an object");
+  with(gpt2, [](auto& j) { j["pre_tokenizer"]["add_prefix_space"] = 1; });
+  expect_load_error(f, "field 'pre_tokenizer.add_prefix_space': expected true or false, got 1");
+  with(gpt2, [](auto& j) { j["pre_tokenizer"]["type"] = 5; });
+  expect_load_error(f, "field 'pre_tokenizer.type': expected a string, got 5");
+  with(gpt2, [](auto& j) { j["decoder"] = 5; });
+  expect_load_error(f, "field 'decoder': expected an object");
+  with(gpt2, [](auto& j) { j["model"]["type"] = 5; });
+  expect_load_error(f, "field 'model.type': expected a string");
+  with(gpt2, [](auto& j) { j["added_tokens"][0]["special"] = "yes"; });
+  expect_load_error(f, "field 'added_tokens[0].special': expected true or false");
+  with(gpt2, [](auto& j) { j["added_tokens"][0]["id"] = 4294967296LL + 5; });
+  expect_load_error(f, "field 'added_tokens[0].id': the token has id 4294967301, above the largest supported id");
+  with(gpt2, [](auto& j) { j["added_tokens"][0]["id"] = 18446744073709551615ULL; });
+  expect_load_error(f, "field 'added_tokens[0].id': the token has id 18446744073709551615, above the largest supported id");
+  with(gpt2, [](auto& j) { j["added_tokens"][0]["id"] = -1; });
+  expect_load_error(f, "field 'added_tokens[0].id': the token has id -1, not a non-negative integer");
+  with(gpt2, [](auto& j) { j["model"]["vocab"]["zz"] = 2147483647; });
+  expect_load_error(f, "field 'model.vocab': token \"zz\" has id 2147483647, above the largest supported id 4194303");
+  with(llama3, [](auto& j) { j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = 3; });
+  expect_load_error(f, "field 'pre_tokenizer.pretokenizers[0].behavior': expected a string");
+  with(llama3, [](auto& j) { j["pre_tokenizer"]["pretokenizers"][0]["invert"] = "no"; });
+  expect_load_error(f, "field 'pre_tokenizer.pretokenizers[0].invert': expected true or false");
+  with(llama3, [](auto& j) { j["pre_tokenizer"]["pretokenizers"][1] = 7; });
+  expect_load_error(f, "field 'pre_tokenizer.pretokenizers': only [Split(Regex), ByteLevel] is supported");
+  // null is the field's default, as Hugging Face writes an unset option; the largest id loads.
+  with(gpt2, [](auto& j) {
+    j["pre_tokenizer"]["add_prefix_space"] = nullptr;
+    j["pre_tokenizer"]["use_regex"] = nullptr;
+    j["model"]["vocab"]["zz"] = 4194303;
+  });
+  auto t = tok::load_tokenizer_file(f);
+  EXPECT_EQ(t->vocab_size(), 4194304);
+  EXPECT_EQ(t->describe()["add_prefix_space"], false);
+  EXPECT_NE(t->describe()["pre_tokenizer"], "none (whole text)");  // use_regex: null is true
+}
+
 TEST(TokenizerBpe, NfcNormalizerComposesBeforeTheSplit) {
   // Qwen2's tokenizer.json normalizes to NFC: "e" + U+0301 and the precomposed U+00E9 are the same
   // text to it (decomposed Hangul jamo too), while the file without the normalizer keeps them apart.

@@ -45,6 +45,10 @@ std::string utf8(uint32_t cp) {
   return s;
 }
 
+// Token ids above this are refused: the decode table has one entry per id up to the largest, so
+// one stray id of 2^31 would ask for 64 GiB. 16 times the largest vocabulary in use (262144).
+constexpr int64_t kMaxTokenId = (int64_t(1) << 22) - 1;
+
 struct Added {
   int id;
   std::string content;
@@ -53,7 +57,13 @@ struct Added {
 
 class BpeTok final : public TokenizerBase {
  public:
-  explicit BpeTok(const std::filesystem::path& file) : file_(file.string()) { load(); }
+  explicit BpeTok(const std::filesystem::path& file) : file_(file.string()) {
+    try {
+      load();
+    } catch (const json::exception& e) {  // a field of a type load() does not check for: still the file's fault
+      throw TokenizerError(file_ + ": not a usable tokenizer.json (" + e.what() + ")");
+    }
+  }
 
   std::string kind() const override { return "bpe"; }
   int vocab_size() const override { return int(id_bytes_.size()); }
@@ -123,6 +133,30 @@ class BpeTok final : public TokenizerBase {
     if (!obj.is_object() || !obj.contains(key)) fail(path, "missing");
     return obj.at(key);
   }
+  // obj[key] as a string or a bool, dflt when absent or null; obj (at path) must be an object and
+  // the value of that type (json::value() would throw its own type_error instead).
+  std::string text(const json& obj, const std::string& key, const std::string& path, const std::string& dflt) const {
+    if (!obj.is_object()) fail(path, "expected an object, got " + obj.dump());
+    const auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return dflt;
+    if (!it->is_string()) fail(path + "." + key, "expected a string, got " + it->dump());
+    return it->get<std::string>();
+  }
+  bool flag(const json& obj, const std::string& key, const std::string& path, bool dflt) const {
+    if (!obj.is_object()) fail(path, "expected an object, got " + obj.dump());
+    const auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return dflt;
+    if (!it->is_boolean()) fail(path + "." + key, "expected true or false, got " + it->dump());
+    return it->get<bool>();
+  }
+  // A token id: an integer in [0, kMaxTokenId].
+  int token_id(const json& id, const std::string& path, const std::string& what) const {
+    if (!id.is_number_integer() || (!id.is_number_unsigned() && id.get<int64_t>() < 0))
+      fail(path, what + " has id " + id.dump() + ", not a non-negative integer");
+    if (id.is_number_unsigned() ? id.get<uint64_t>() > uint64_t(kMaxTokenId) : id.get<int64_t>() > kMaxTokenId)
+      fail(path, what + " has id " + id.dump() + ", above the largest supported id " + std::to_string(kMaxTokenId));
+    return int(id.get<int64_t>());
+  }
 
   void load() {
     std::ifstream in(file_, std::ios::binary);
@@ -136,7 +170,7 @@ class BpeTok final : public TokenizerBase {
     if (!j.is_object()) throw TokenizerError(file_ + ": not a tokenizer.json (the top level is not an object)");
     const json& model = need(j, "model", "model");
     if (!model.is_object()) fail("model", "expected an object");
-    const std::string type = model.value("type", model.contains("merges") ? "BPE" : "");
+    const std::string type = text(model, "type", "model", model.contains("merges") ? "BPE" : "");
     if (type != "BPE")
       unsupported("model.type", "\"" + type + "\" is not supported; only byte-level \"BPE\" (WordPiece, Unigram and WordLevel are not)");
     for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
@@ -152,23 +186,23 @@ class BpeTok final : public TokenizerBase {
     }
     if (j.contains("normalizer") && !j["normalizer"].is_null()) {
       const json& n = j["normalizer"];
-      const std::string type = n.is_object() ? n.value("type", std::string("?")) : std::string("?");
+      const std::string type = n.is_object() ? text(n, "type", "normalizer", "?") : std::string("?");
       if (type != "NFC") unsupported("normalizer", "\"" + type + "\" is not supported (only null and NFC, as Qwen2 uses)");
       nfc_ = true;
     }
     load_pre_tokenizer(j);
-    if (j.contains("decoder") && !j["decoder"].is_null() && j["decoder"].value("type", std::string()) != "ByteLevel")
-      unsupported("decoder.type", "\"" + j["decoder"].value("type", std::string("?")) + "\" is not supported (only ByteLevel)");
+    if (j.contains("decoder") && !j["decoder"].is_null()) {
+      const std::string type = text(j["decoder"], "type", "decoder", "?");
+      if (type != "ByteLevel") unsupported("decoder.type", "\"" + type + "\" is not supported (only ByteLevel)");
+    }
 
     // vocab
     const json& vocab = need(model, "vocab", "model.vocab");
     if (!vocab.is_object() || vocab.empty()) fail("model.vocab", "expected a non-empty object of token -> id");
     int max_id = -1;
     for (const auto& [tok, id] : vocab.items()) {
-      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
-        fail("model.vocab", "token \"" + tok + "\" has id " + id.dump() + ", not a non-negative integer");
-      vocab_[tok] = int(id.get<int64_t>());
-      max_id = std::max(max_id, int(id.get<int64_t>()));
+      vocab_[tok] = token_id(id, "model.vocab", "token \"" + tok + "\"");
+      max_id = std::max(max_id, vocab_[tok]);
     }
     // merges
     const json& merges = need(model, "merges", "model.merges");
@@ -200,11 +234,10 @@ class BpeTok final : public TokenizerBase {
         const std::string where = "added_tokens[" + std::to_string(k) + "]";
         if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() || !a.contains("content") || !a["content"].is_string())
           fail(where, "expected an object with integer \"id\" and string \"content\"");
-        const int id = a["id"].get<int>();
-        if (id < 0) fail(where + ".id", "negative id " + std::to_string(id));
+        const int id = token_id(a["id"], where + ".id", "the token");
         const std::string content = a["content"].get<std::string>();
         if (content.empty()) fail(where + ".content", "empty");
-        added_.push_back({id, content, a.value("special", false)});
+        added_.push_back({id, content, flag(a, "special", where, false)});
         max_id = std::max(max_id, id);
       }
       // Longest first, so the longest token wins where several match at one position.
@@ -256,14 +289,14 @@ class BpeTok final : public TokenizerBase {
       unsupported("pre_tokenizer", "null is not supported (byte-level BPE needs a ByteLevel pre-tokenizer)");
     const json& pt = j["pre_tokenizer"];
     auto byte_level = [&](const json& bl, const std::string& path, bool alone) {
-      add_prefix_space_ = bl.value("add_prefix_space", false);
-      const bool use_regex = bl.value("use_regex", true);
+      add_prefix_space_ = flag(bl, "add_prefix_space", path, false);
+      const bool use_regex = flag(bl, "use_regex", path, true);
       if (use_regex && !alone) unsupported(path + ".use_regex", "true after a Split is not supported");
       // After a Split, ByteLevel would prefix every piece; no family we read does that.
       if (add_prefix_space_ && !alone) unsupported(path + ".add_prefix_space", "true after a Split is not supported");
       if (alone) has_split_ = use_regex, pattern_ = SplitPattern::Gpt2;
     };
-    const std::string type = pt.value("type", std::string());
+    const std::string type = text(pt, "type", "pre_tokenizer", "");
     if (type == "ByteLevel") {
       byte_level(pt, "pre_tokenizer", true);
       return;
@@ -271,8 +304,10 @@ class BpeTok final : public TokenizerBase {
     if (type != "Sequence")
       unsupported("pre_tokenizer.type", "\"" + type + "\" is not supported (only ByteLevel and Sequence[Split, ByteLevel])");
     const json& seq = need(pt, "pretokenizers", "pre_tokenizer.pretokenizers");
-    if (!seq.is_array() || seq.size() != 2 || seq[0].value("type", std::string()) != "Split" ||
-        seq[1].value("type", std::string()) != "ByteLevel")
+    auto type_of = [](const json& e) {
+      return e.is_object() && e.contains("type") && e["type"].is_string() ? e["type"].get<std::string>() : std::string();
+    };
+    if (!seq.is_array() || seq.size() != 2 || type_of(seq[0]) != "Split" || type_of(seq[1]) != "ByteLevel")
       unsupported("pre_tokenizer.pretokenizers", "only [Split(Regex), ByteLevel] is supported");
     const json& split = seq[0];
     const std::string sp = "pre_tokenizer.pretokenizers[0]";
@@ -281,8 +316,8 @@ class BpeTok final : public TokenizerBase {
       unsupported(sp + ".pattern", "only {\"Regex\": ...} is supported");
     if (!recognise_pattern(split["pattern"]["Regex"].get<std::string>(), pattern_))
       unsupported(sp + ".pattern.Regex", "an unknown split pattern; supported: the GPT-2, Llama 3 and Qwen2 patterns");
-    if (split.value("behavior", std::string("Isolated")) != "Isolated") unsupported(sp + ".behavior", "only \"Isolated\" is supported");
-    if (split.value("invert", false)) unsupported(sp + ".invert", "only false is supported");
+    if (text(split, "behavior", sp, "Isolated") != "Isolated") unsupported(sp + ".behavior", "only \"Isolated\" is supported");
+    if (flag(split, "invert", sp, false)) unsupported(sp + ".invert", "only false is supported");
     has_split_ = true;
     byte_level(seq[1], "pre_tokenizer.pretokenizers[1]", false);
   }
