@@ -11,14 +11,19 @@
 #include <fstream>
 #include <string>
 
-inline std::filesystem::path fuzz_input_file(const uint8_t* data, size_t size, const std::string& name) {
+// This process's scratch folder: $TMPDIR/cb-fuzz-PID.
+inline const std::filesystem::path& fuzz_scratch_dir() {
   static const std::filesystem::path dir = [] {
     const char* t = std::getenv("TMPDIR");
     auto d = std::filesystem::path(t && *t ? t : "/tmp") / ("cb-fuzz-" + std::to_string(::getpid()));
     std::filesystem::create_directories(d);
     return d;
   }();
-  const auto path = dir / name;
+  return dir;
+}
+
+inline std::filesystem::path fuzz_input_file(const uint8_t* data, size_t size, const std::string& name) {
+  const auto path = fuzz_scratch_dir() / name;
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
   if (!out.flush()) {

@@ -3,7 +3,10 @@
 // CSVs escape what they must, and RunData::load reads only what is a run folder's own.
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <limits>
+#include <utility>
+#include <vector>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -384,6 +387,37 @@ TEST(ResultsRunData, RejectsManifestWithWrongSchema) {
   msg = schema_error([&] { RunData::load(dir); });
   EXPECT_NE(msg.find("manifest.json"), std::string::npos) << msg;
   EXPECT_NE(msg.find("3.1"), std::string::npos) << msg;
+  fs::remove_all(dir);
+}
+
+// Found by fuzz_run_folder: a manifest field of another type than its readers take (label(),
+// compare, check, the gate) escaped as nlohmann's type_error, naming neither file nor key.
+TEST(ResultsRunData, ManifestFieldsOfTheWrongTypeNameFileAndKey) {
+  const fs::path dir = temp_dir("manifesttypes");
+  const std::vector<std::pair<std::function<void(json&)>, std::string>> cases = {
+      {[](json& m) { m["run_id"] = 5; }, "key 'run_id': expected a string, got 5"},
+      {[](json& m) { m["schema"] = 1; }, "key 'schema': expected a string, got 1"},
+      {[](json& m) { m["hardware"] = "x"; }, "key 'hardware': expected an object, got \"x\""},
+      {[](json& m) { m["hardware"]["cpu_model"] = 7; }, "key 'hardware.cpu_model': expected a string, got 7"},
+      {[](json& m) { m["hardware"]["cores"] = "two"; }, "key 'hardware.cores': expected a number, got \"two\""},
+      {[](json& m) { m["hardware"]["gpus"] = json::array({{{"name", 3}}}); }, "key 'hardware.gpus[0].name': expected a string, got 3"},
+      {[](json& m) { m["hardware"]["gpus"] = json::array({1}); }, "key 'hardware.gpus[0]': expected an object, got 1"},
+      {[](json& m) { m["suites"] = {{"engine", {{"status", 1}}}}; }, "key 'suites.engine.status': expected a string, got 1"},
+      {[](json& m) { m["build"] = {{"commit", false}}; }, "key 'build.commit': expected a string, got false"},
+  };
+  for (const auto& [edit, want] : cases) {
+    json m = manifest_json();
+    if (!m.contains("hardware")) m["hardware"] = json::object();
+    edit(m);
+    write_json_atomic(dir / "manifest.json", m);
+    const std::string msg = schema_error([&] { RunData::load(dir); });
+    EXPECT_NE(msg.find("manifest.json"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(want), std::string::npos) << "want: " << want << "\ngot: " << msg;
+  }
+  json m = manifest_json();
+  m["run_id"] = nullptr;  // null is as good as absent
+  write_json_atomic(dir / "manifest.json", m);
+  EXPECT_NO_THROW(RunData::load(dir).label());
   fs::remove_all(dir);
 }
 

@@ -156,6 +156,8 @@ SuiteResult SuiteResult::from_json(const json& j, const std::string& source) {
 
 void check_schema(const json& j, const std::string& expected_kind, const std::string& source) {
   if (!j.is_object()) throw SchemaError(source + ": expected a JSON object");
+  for (const char* k : {"schema", "schema_version"})
+    if (j.contains(k) && !j[k].is_string()) throw SchemaError(source + ": key '" + k + "': expected a string, got " + j[k].dump());
   const std::string kind = j.value("schema", "");
   if (kind != expected_kind)
     throw SchemaError(source + ": schema is '" + kind + "', expected '" + expected_kind + "'");
@@ -282,6 +284,52 @@ void write_suite_csvs(const fs::path& dir, const SuiteResult& r) {
   }
 }
 
+namespace {
+
+// The manifest fields that compare, check, report and the gate read, typed: each, when present,
+// must have the type they read it as (they would otherwise fail with nlohmann's type_error, far
+// from the file). Errors name the file and the key path.
+void check_manifest_fields(const json& m, const std::string& source) {
+  auto bad = [&](const std::string& path, const char* want, const json& v) {
+    throw SchemaError(source + ": key '" + path + "': expected " + want + ", got " + v.dump());
+  };
+  auto field = [&](const json& obj, const std::string& parent, const char* key, auto is_type, const char* want) -> const json* {
+    const auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return nullptr;
+    const std::string path = parent.empty() ? key : parent + "." + key;
+    if (!is_type(*it)) bad(path, want, *it);
+    return &*it;
+  };
+  const auto is_string = [](const json& v) { return v.is_string(); };
+  const auto is_object = [](const json& v) { return v.is_object(); };
+  const auto is_array = [](const json& v) { return v.is_array(); };
+  const auto is_number = [](const json& v) { return v.is_number(); };
+  for (const char* k : {"run_id", "started_at", "finished_at"}) field(m, "", k, is_string, "a string");
+  for (const char* k : {"params", "seeds"}) field(m, "", k, is_object, "an object");
+  if (const json* b = field(m, "", "build", is_object, "an object"))
+    for (const char* k : {"commit", "build_type", "compiler"}) field(*b, "build", k, is_string, "a string");
+  if (const json* h = field(m, "", "hardware", is_object, "an object")) {
+    for (const char* k : {"fingerprint", "cpu_model", "cpu_vendor", "hostname", "os", "hypervisor"})
+      field(*h, "hardware", k, is_string, "a string");
+    for (const char* k : {"cores", "threads", "memory_bytes"}) field(*h, "hardware", k, is_number, "a number");
+    field(*h, "hardware", "cpu_flags", is_array, "an array");
+    field(*h, "hardware", "fingerprint_fields", is_object, "an object");
+    if (const json* g = field(*h, "hardware", "gpus", is_array, "an array"))
+      for (size_t i = 0; i < g->size(); ++i) {
+        const std::string path = "hardware.gpus[" + std::to_string(i) + "]";
+        if (!(*g)[i].is_object()) bad(path, "an object", (*g)[i]);
+        field((*g)[i], path, "name", is_string, "a string");
+      }
+  }
+  if (const json* su = field(m, "", "suites", is_object, "an object"))
+    for (const auto& [name, e] : su->items()) {
+      if (!e.is_object()) bad("suites." + name, "an object", e);
+      for (const char* k : {"status", "reason"}) field(e, "suites." + name, k, is_string, "a string");
+    }
+}
+
+}  // namespace
+
 RunData RunData::load(const fs::path& dir) {
   if (!fs::is_directory(dir)) throw SchemaError(dir.string() + ": not a run folder (no such directory)");
   RunData run;
@@ -290,6 +338,7 @@ RunData RunData::load(const fs::path& dir) {
   if (!fs::exists(mpath)) throw SchemaError(dir.string() + ": not a run folder (no manifest.json)");
   run.manifest = read_json_file(mpath);
   check_schema(run.manifest, "claimbench.manifest", mpath.string());
+  check_manifest_fields(run.manifest, mpath.string());
   for (const auto& entry : fs::directory_iterator(dir)) {
     const fs::path p = entry.path();
     if (p.extension() != ".json" || p.filename() == "manifest.json" || p.filename() == "claims.json") continue;
@@ -308,12 +357,21 @@ const Metric* RunData::find_metric(const std::string& key) const {
 }
 
 std::string RunData::label() const {
-  std::string id = manifest.value("run_id", dir.filename().string());
-  if (manifest.contains("hardware")) {
-    const auto& hw = manifest["hardware"];
-    id += " (" + hw.value("cpu_model", std::string("?")) + ", " + std::to_string(hw.value("cores", 0)) + " cores";
-    if (hw.contains("gpus") && hw["gpus"].is_array() && !hw["gpus"].empty())
-      id += ", " + hw["gpus"][0].value("name", std::string("GPU"));
+  // load() checked the types; a field may still be absent or null.
+  auto text = [](const json& obj, const char* key, const std::string& dflt) {
+    const auto it = obj.find(key);
+    return it != obj.end() && it->is_string() ? it->get<std::string>() : dflt;
+  };
+  std::string id = text(manifest, "run_id", dir.filename().string());
+  const auto hw = manifest.find("hardware");
+  if (hw != manifest.end() && hw->is_object()) {
+    const auto cores = hw->find("cores");
+    id += " (" + text(*hw, "cpu_model", "?") + ", " +
+          (cores == hw->end() || !cores->is_number() ? std::string("?")
+           : cores->is_number_integer() ? cores->dump() : std::to_string(cores->get<double>())) + " cores";
+    const auto gpus = hw->find("gpus");
+    if (gpus != hw->end() && gpus->is_array() && !gpus->empty() && gpus->front().is_object())
+      id += ", " + text(gpus->front(), "name", "GPU");
     id += ")";
   }
   return id;
