@@ -6,13 +6,14 @@
 // process (the parser's code is unchanged) so that a request of exactly that size reuses one
 // buffer, allocated once through malloc (so ASan still reports an overflow past its end);
 // everything else goes to malloc/free as before, and ASan checks those as usual.
-// What is lost for that one buffer: use-after-free reports, and fresh contents (a read of bytes the
-// reader never filled sees the previous input's; ASan does not report such reads anyway).
+// What is lost for that one buffer: use-after-free reports, and fresh contents past its first
+// 128 KiB (see kFreshPrefix).
 // Include in one translation unit of a target only (it defines the replaceable functions).
 #pragma once
 
 #include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 namespace fuzz_fccp {
@@ -20,10 +21,21 @@ inline constexpr std::size_t kLineReaderBuffer = std::size_t(3) << 24;
 inline void* cached = nullptr;
 inline bool in_use = false;
 
+// libfccp reads one byte past the data of a file whose last line has no newline
+// (LineReader::next_line: `buffer[line_end] == '\n'` with line_end == data_end). A fresh buffer
+// (glibc mmaps 48 MiB: zeros) never has '\n' there; a reused one may hold the previous input's,
+// and then next_line runs past the end of the buffer (ci/fuzz.sh found that, 2026-12-04). So the
+// part of the buffer an input can reach (inputs are at most 64 KiB, -max_len) is zeroed on reuse:
+// the reader sees what it would see fresh.
+inline constexpr std::size_t kFreshPrefix = std::size_t(1) << 17;
+
 inline void* allocate(std::size_t n) noexcept {
   if (n == kLineReaderBuffer && !in_use) {
     if (!cached) cached = std::malloc(n);
-    if (cached) in_use = true;
+    if (cached) {
+      in_use = true;
+      std::memset(cached, 0, kFreshPrefix);
+    }
     return cached;
   }
   return std::malloc(n ? n : 1);
