@@ -10,7 +10,8 @@
 #                          without a forward pass), so kv-cut and batch-policy are INVALID
 #   dense-pruned        -> sparse-flops (accuracy suite: FLOPs the pruned model executes) FAILs,
 #                          while its accuracy, which the defect leaves unchanged, stays as it was
-# util's threshold is half the honest run's median on this machine: the test is that the defect
+# util's threshold is 3/4 of the honest run's median on this machine (a fresh-clone CI saw the busy-loop
+# defect cut util only 1.55x, 0.167 -> 0.108, past half): the test is that the defect
 # moves the verdict, not that this machine meets the article's 82%.
 # util is the one noisy metric here (max(MFU, MBU) per trial, against wall time): on a shared
 # machine a neighbour's burst widens its interval until the verdict is INCONCLUSIVE (seen in CI and
@@ -44,13 +45,13 @@ expect() {  # expect WHAT GOT WANT
 
 make_claims() {  # make_claims HONEST_RUN: the claim set, util's threshold from that run
   local half
-  half=$(python3 -c "print(0.5 * $(metric "$1" engine.util.achieved_fraction))")
+  half=$(python3 -c "print(0.75 * $(metric "$1" engine.util.achieved_fraction))")
   python3 - "$shipped" "$claims" "$half" <<'PY'
 import json, sys
 src = json.load(open(sys.argv[1]))
 keep = [c for c in src["claims"] if c["id"] in ("batch-policy", "kv-cut", "sparse-flops")]
 util = {"id": "util", "claim": "max(MFU, MBU) of the offline queue-table runs, over trials",
-        "figure": "half the honest run's median", "metric": "engine.util.achieved_fraction", "comparator": ">=",
+        "figure": "3/4 of the honest run's median", "metric": "engine.util.achieved_fraction", "comparator": ">=",
         "threshold": float(sys.argv[3]), "unit": "fraction", "suite": "engine"}
 busy = {"id": "busy", "claim": "busy fraction (what util-busy read before it could fail)", "figure": ">= 82%",
         "metric": "engine.util.busy_fraction", "comparator": ">=", "threshold": 0.82, "unit": "fraction", "suite": "engine"}
