@@ -1,74 +1,137 @@
 #!/usr/bin/env bash
-# One-shot GPU check, for a machine with an NVIDIA GPU (e.g. an H200 lent for a few minutes):
-# builds the collectives with CUDA + NCCL, runs the nccl-tests-style sweep (8 B .. 256 MiB) on one
-# GPU, and on every GPU under mpirun when there are several, and writes the results.
+# The one prepared GPU check (issue 18), for a machine with an NVIDIA GPU such as the H200 lent
+# for a few minutes: runs the cuda backend's tests, the conformance suite with the cuda backend
+# beside ref and cpu, the GPU microbenchmarks (peaks measured on the device, GEMMs against the best
+# cuBLASLt algorithm, paged decode attention against the copy bandwidth), greedy generation on
+# cuda against cpu (same tokens), the engine bench on cuda, and the NCCL sweep (one process per
+# GPU under mpirun when there are several).
 #   ci/gpu-check.sh [OUT_DIR]        (default: results/gpu-check/<UTC time>)
-# Output: OUT_DIR/nvidia-smi.txt, nccl_1gpu.{txt,json}, nccl_<n>gpu.{txt,json} (n > 1), summary.txt.
-# Exit 0 when every sweep ran with #wrong = 0; 1 on a wrong element or a failed step; 77 when no
-# GPU is usable (the reason is printed).
+# Binaries: from .gpu/bundle.tar.xz when present (ci/gpu-bundle.sh packs the cuda build made on a
+# machine with the project's packages), else built here with the cuda preset.
+# Output: OUT_DIR/summary.txt (one line per step: OK / SKIP / FAIL with seconds), steps.json, each
+# step's log and JSON. Exit 0 when every step passed, 1 when one failed, 77 when no GPU is usable.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 root=$(pwd)
 out=${1:-$root/results/gpu-check/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"
-build=${CB_GPU_BUILD_DIR:-$root/build/gpu-check}
-jobs=$(nproc)
-log() { echo "gpu-check: $*" | tee -a "$out/summary.txt"; }
+out=$(cd "$out" && pwd)
+build=$root/build/cuda
+t_start=$(date +%s)
+log() { echo "gpu-check [$(($(date +%s) - t_start))s]: $*" | tee -a "$out/summary.txt"; }
+steps_json="$out/steps.json"
+echo "[" >"$steps_json"
 
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi >"$out/nvidia-smi.txt" 2>&1; then
   log "SKIP: nvidia-smi missing or failing: no usable GPU here"
+  echo "]" >>"$steps_json"
   exit 77
 fi
+nvidia-smi -q >"$out/nvidia-smi-q.txt" 2>&1 || true
 gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
-log "$gpus GPU(s): $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -n 1)"
+log "$gpus GPU(s): $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -n 1); $(nproc) CPUs"
 
-# Build only what the check needs. The project's CMake first; when the machine lacks a package
-# the full configure needs, compile the collectives directly (they need only CUDA, NCCL, CLI11
-# and nlohmann-json headers).
-bench=""
-if cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCB_ENABLE_CUDA=ON -DCB_BUILD_BENCHMARKS=OFF \
-     >"$out/configure.log" 2>&1 &&
-   cmake --build "$build" -j "$jobs" --target cb_comm_bench >"$out/build.log" 2>&1; then
-  bench=$build/kernels/comm/cb_comm_bench
-else
-  log "cmake build failed (see configure.log / build.log); compiling cb_comm_bench directly"
-  cuda=${CUDA_HOME:-/usr/local/cuda}
-  mpi_flags=()
-  if command -v mpicxx >/dev/null 2>&1; then
-    # shellcheck disable=SC2207  # the wrapper's flags are meant to split into words
-    mpi_flags=(-DCB_COMM_HAVE_MPI=1 "-DCB_MPIEXEC=\"$(command -v mpirun)\"" -DCB_MPIEXEC_IS_OPENMPI=1 $(mpicxx --showme:compile) $(mpicxx --showme:link))
-    mpi_src=kernels/comm/comm_mpi.cpp
+# ---- binaries -------------------------------------------------------------------------------------
+if [ -f "$root/.gpu/bundle.tar.xz" ]; then
+  tar -C "$root" -xJf "$root/.gpu/bundle.tar.xz"
+  log "binaries from .gpu/bundle.tar.xz (commit $(cat "$root/.gpu-commit" 2>/dev/null), $(wc -l <"$root/.gpu-dirty" 2>/dev/null || echo ?) uncommitted paths at packing)"
+  # The tests know their source and build folders by the absolute paths they were built at.
+  built_root=$(cat "$root/.gpu-root" 2>/dev/null)
+  if [ -n "$built_root" ] && [ "$built_root" != "$root" ] && [ ! -e "$built_root" ]; then
+    mkdir -p "$(dirname "$built_root")" && ln -s "$root" "$built_root" && log "linked $built_root -> $root"
   fi
-  mkdir -p "$build"
-  # shellcheck disable=SC2086  # ${mpi_src:-} is one file or nothing
-  if c++ -std=c++20 -O2 -o "$build/cb_comm_bench" -Ikernels/comm/include -I"$cuda/include" -DCB_COMM_HAVE_NCCL=1 \
-       kernels/comm/comm.cpp kernels/comm/comm_threads.cpp kernels/comm/comm_launch.cpp kernels/comm/comm_sweep.cpp \
-       kernels/comm/comm_nccl.cpp ${mpi_src:-} kernels/comm/comm_bench.cpp \
-       -L"$cuda/lib64" -Wl,-rpath,"$cuda/lib64" -lnccl -lcudart -lpthread "${mpi_flags[@]}" >>"$out/build.log" 2>&1; then
-    bench=$build/cb_comm_bench
-  else
-    log "FAIL: could not build cb_comm_bench (build.log)"
+  libs=$root/.gpu-lib
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do [ -d "$d" ] && libs=$libs:$d; done
+  # The toolkit's libraries may live only in the Python packages (nvidia-cublas, nvidia-nccl).
+  for d in $(find / -xdev -path '*/nvidia/*/lib' -type d 2>/dev/null | grep -E 'cublas|nccl|cu13' | head -n 8); do libs=$libs:$d; done
+  for l in libstdc++.so.6 libgcc_s.so.1 libgomp.so.1; do
+    ldconfig -p | grep -q "$l" || { libs=$libs:$root/.gpu-lib-fallback; log "using the bundled $l"; }
+  done
+  # Only our binaries see the bundled libraries (python3 and nvidia-smi keep the system's).
+  export CB_GPU_LIBS=$libs
+else
+  log "building the cuda preset ($(nproc) jobs)"
+  if ! { cmake --preset cuda >"$out/configure.log" 2>&1 &&
+         cmake --build --preset cuda -j "$(nproc)" --target cb_cuda_tests cb_conformance_tests cb_cuda_bench refengine cb_comm_bench \
+           >"$out/build.log" 2>&1; }; then
+    log "FAIL: the cuda build failed (configure.log, build.log)"
+    echo "]" >>"$steps_json"
     exit 1
   fi
 fi
 
+# ---- steps ----------------------------------------------------------------------------------------
 status=0
-sweep() {  # name, then the command prefix (empty for one process)
-  local name=$1; shift
-  "$@" "$bench" --backend nccl --ops all_reduce,all_gather,broadcast -b 8 -e 256M --target-ms 20 \
-    --json "$out/$name.json" | tee "$out/$name.txt"
-  local rc=${PIPESTATUS[0]}
+first=1
+# step NAME TIMEOUT_S CMD...: runs CMD with its output in NAME.log; exit 77 is SKIP.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local t0 rc verdict
+  t0=$(date +%s)
+  local lib_env=(env "LD_LIBRARY_PATH=${CB_GPU_LIBS:-}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+  [ -n "${CB_GPU_LIBS:-}" ] || lib_env=()
+  if [ "$(type -t "$1")" = function ]; then  # a function of this script: run it in a child bash
+    timeout --kill-after=10 "$limit" "${lib_env[@]}" bash -c '"$@"' _ "$@" >"$out/$name.log" 2>&1
+  else
+    timeout --kill-after=10 "$limit" "${lib_env[@]}" "$@" >"$out/$name.log" 2>&1
+  fi
+  rc=$?
   case $rc in
-    0) log "$name: OK ($(grep -c '^   all_reduce' "$out/$name.txt") all-reduce sizes, #wrong 0)";;
-    77) log "$name: SKIP: $(grep -m1 '^SKIP' "$out/$name.txt")"; [ "$status" = 0 ] && status=77;;
-    *) log "$name: FAIL (exit $rc)"; status=1;;
+    0) verdict=OK ;;
+    77) verdict=SKIP ;;
+    124|137) verdict=FAIL; echo "(timed out after ${limit}s)" >>"$out/$name.log" ;;
+    *) verdict=FAIL ;;
   esac
+  [ "$verdict" = FAIL ] && status=1
+  log "$name: $verdict (exit $rc, $(($(date +%s) - t0))s)"
+  [ "$first" = 1 ] || echo "," >>"$steps_json"
+  first=0
+  printf '{"step": "%s", "verdict": "%s", "exit": %d, "seconds": %d}' "$name" "$verdict" "$rc" "$(($(date +%s) - t0))" >>"$steps_json"
+  pack
 }
-sweep nccl_1gpu
+# CB_GPU_CHECK_PACK=FILE.tgz: the output folder packed after every step, so a run cut short by
+# its lease still returns what it measured.
+pack() { [ -z "${CB_GPU_CHECK_PACK:-}" ] || tar -C "$(dirname "$out")" -czf "$CB_GPU_CHECK_PACK" "$(basename "$out")"; }
+
+step cuda_tests 90 "$build/kernels/cuda/cb_cuda_tests" --gtest_output=json:"$out/cuda_tests.json"
+step cuda_bench 120 env CB_CUDA_LOG_ALGOS=1 "$build/kernels/cuda/cb_cuda_bench" --budget-s 80 --json "$out/cuda_bench.json"
+
+# Greedy generation on the embedded default model: cuda must pick the same tokens as cpu.
+gen() {
+  "$build/reference/refengine" generate --backend "$1" --prompt "The quick brown fox jumps over" --max-tokens 48 \
+    --ignore-eos --temperature 0 --stats-json "$out/generate_$1.json"
+}
+same_tokens() {
+  gen cpu && gen cuda && env -u LD_LIBRARY_PATH python3 - "$out/generate_cpu.json" "$out/generate_cuda.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+ta, tb = a.get("tokens"), b.get("tokens")
+print("cpu tokens: ", ta)
+print("cuda tokens:", tb)
+sys.exit(0 if ta is not None and ta == tb else 1)
+PY
+}
+export build out
+export -f gen same_tokens
+step generate_cuda_equals_cpu 90 same_tokens
+step engine_bench_cuda 120 "$build/reference/refengine" bench --backend cuda --repetitions 2 --out "$out/engine_bench_cuda.json"
+step conformance 150 "$build/suites/cb_conformance_tests" --gtest_output=json:"$out/conformance.json"
+
+sweep() {  # name, then the command prefix (empty for one process)
+  local name=$1
+  shift
+  "$@" "$build/kernels/comm/cb_comm_bench" --backend nccl --ops all_reduce,all_gather,broadcast -b 8 -e 256M --target-ms 20 \
+    --json "$out/$name.json"
+}
+export -f sweep
+step nccl_1gpu 60 sweep nccl_1gpu
 if [ "$gpus" -gt 1 ] && command -v mpirun >/dev/null 2>&1; then
   root_flag=()
   [ "$(id -u)" = 0 ] && root_flag=(--allow-run-as-root)
-  sweep "nccl_${gpus}gpu" mpirun -n "$gpus" "${root_flag[@]}"
+  step "nccl_${gpus}gpu" 240 sweep "nccl_${gpus}gpu" mpirun -n "$gpus" "${root_flag[@]}"
 fi
-log "results in $out"
+echo "]" >>"$steps_json"
+log "results in $out (exit $status)"
+pack
 exit $status

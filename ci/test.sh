@@ -43,14 +43,20 @@ if [ -x build/default/harness/claimbench ] && [ -f ci/perf-gate.sh ]; then
 fi
 
 # CUDA code must compile wherever the toolkit is (it is at /usr/local/cuda on the CI machines):
-# the NCCL collectives and their sweep binary, run once (exit 77 = SKIP with its reason, no GPU).
+# the cuda op backend with its tests and microbenchmarks, the NCCL collectives and their sweep.
+# Without a GPU each reports SKIP with its reason (tests GTEST_SKIP; binaries exit 77); on a GPU
+# machine ci/gpu-check.sh runs them for real.
 if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
-  stage "CUDA compile check (cuda preset: NCCL collectives)"
+  stage "CUDA compile check (cuda preset: cuda backend, its tests and benchmarks, NCCL collectives)"
   cmake --preset cuda >/dev/null
-  cmake --build --preset cuda -j "$jobs" --target cb_comm_bench
-  rc=0
-  build/cuda/kernels/comm/cb_comm_bench --backend nccl -e 1M --target-ms 2 || rc=$?
-  [ "$rc" -eq 0 ] || [ "$rc" -eq 77 ] || { echo "ci/test.sh: cb_comm_bench --backend nccl exited $rc" >&2; exit 1; }
+  cmake --build --preset cuda -j "$jobs" --target cb_cuda_tests cb_cuda_bench cb_comm_bench
+  build/cuda/kernels/cuda/cb_cuda_tests
+  for cmd in "build/cuda/kernels/cuda/cb_cuda_bench --quick --json build/cuda/cuda_bench.json" \
+             "build/cuda/kernels/comm/cb_comm_bench --backend nccl -e 1M --target-ms 2"; do
+    rc=0
+    $cmd || rc=$?
+    [ "$rc" -eq 0 ] || [ "$rc" -eq 77 ] || { echo "ci/test.sh: $cmd exited $rc" >&2; exit 1; }
+  done
 else
   stage "CUDA compile check: SKIP (no nvcc on this machine)"
 fi

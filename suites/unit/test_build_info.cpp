@@ -12,7 +12,8 @@ TEST(BuildInfo, CudaBuiltMatchesTheConfigureStep) {
 }
 
 TEST(BuildInfo, BackendRegistryNamesOnlyBackendsThatExist) {
-  // Without a CUDA backend compiled in (none exists yet), asking for it names the ones there are.
+  // Every listed backend can be made (cuda only where a GPU is usable); an unknown name is an
+  // error that lists the ones there are.
   for (const auto& name : cb::kernels::available_backends()) EXPECT_NE(cb::kernels::make_backend(name), nullptr) << name;
   try {
     cb::kernels::make_backend("no-such-backend");
