@@ -116,6 +116,22 @@ export build out
 export -f gen same_tokens
 step generate_cuda_equals_cpu 90 same_tokens
 step engine_bench_cuda 120 "$build/reference/refengine" bench --backend cuda --repetitions 2 --out "$out/engine_bench_cuda.json"
+# llama-1b shapes (seeded random bf16 weights, 2.2 GB): greedy tokens on cuda against cpu, then
+# the engine bench on cuda (prefill, decode at batch 1/16/64). Its roofline fractions are against
+# the host's peaks (refengine bench measures those); the tokens/s are the GPU's.
+llama1b() {
+  local model=/tmp/cb-llama-1b-bf16
+  [ -f "$model/config.json" ] || "$build/reference/refengine" init --preset llama-1b --seed 7 --dtype bf16 --out "$model" || return 1
+  for be in cpu cuda; do
+    "$build/reference/refengine" generate --model "$model" --backend "$be" --prompt "The quick brown fox" --max-tokens 8 \
+      --ignore-eos --temperature 0 --stats-json "$out/llama1b_generate_$be.json" || return 1
+  done
+  env -u LD_LIBRARY_PATH python3 -c 'import json,sys; a,b=(json.load(open(p))["tokens"] for p in sys.argv[1:3]); print("cpu", a); print("cuda", b); sys.exit(a != b)' \
+    "$out/llama1b_generate_cpu.json" "$out/llama1b_generate_cuda.json" || return 1
+  "$build/reference/refengine" bench --model "$model" --backend cuda --bf16-activations --batch-sizes 1,16,64 --repetitions 2 \
+    --out "$out/llama1b_bench_cuda.json"
+}
+export -f llama1b
 step conformance 150 "$build/suites/cb_conformance_tests" --gtest_output=json:"$out/conformance.json"
 
 sweep() {  # name, then the command prefix (empty for one process)
@@ -126,6 +142,7 @@ sweep() {  # name, then the command prefix (empty for one process)
 }
 export -f sweep
 step nccl_1gpu 60 sweep nccl_1gpu
+step llama1b_cuda 240 llama1b
 if [ "$gpus" -gt 1 ] && command -v mpirun >/dev/null 2>&1; then
   root_flag=()
   [ "$(id -u)" = 0 ] && root_flag=(--allow-run-as-root)

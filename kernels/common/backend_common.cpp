@@ -151,6 +151,13 @@ Status Backend::copy(Tensor& dst, const Tensor& src) {
 Status Backend::upload_weight(const Weight& host, Weight& out) {
   const std::string who = name() + " upload_weight";
   if (Status s = check_matmul_weight(host, who.c_str()); !s.ok()) return s;
+  // Before the contents checks: a layout this backend cannot run is Unsupported, whatever its bytes.
+  if (!supports_matmul(host.dtype(), host.layout, host.act_quant)) {
+    const std::string note = matmul_unsupported_note(host.dtype(), host.layout, host.act_quant);
+    return Status::unsupported(who + ": " + dtype_name(host.dtype()) + " weights in this layout with " +
+                               act_quant_name(host.act_quant) + " activations are not supported" +
+                               (note.empty() ? "" : ": " + note));
+  }
   if (host.layout == WeightLayout::Sparse24 && host.n > 0 && host.k > 0) {
     if (host.meta.mem != MemSpace::Host || host.meta.data == nullptr)
       return Status::invalid(who + ": 2:4 sparse meta must be in host memory to be checked");
@@ -266,8 +273,9 @@ Status check_matmul_call(const Backend& be, const Tensor& x, const Weight& w, co
     const char* layout = w.layout == WeightLayout::Dense      ? " (dense)"
                          : w.layout == WeightLayout::Sparse24 ? " (2:4 sparse)"
                                                               : " (int8 per channel)";
+    const std::string note = be.matmul_unsupported_note(w.dtype(), w.layout, w.act_quant);
     return Status::unsupported(who + ": weight dtype " + dtype_name(w.dtype()) + layout + " with " +
-                               act_quant_name(w.act_quant) + " activations");
+                               act_quant_name(w.act_quant) + " activations" + (note.empty() ? "" : ": " + note));
   }
   if (x.rows() == 0 || w.n == 0) {
     empty = true;

@@ -8,6 +8,7 @@
 //   CB_CUDA_DEVICE=N       device ordinal (default: the MPI local rank modulo the device count, else 0)
 //   CB_CUDA_TF32=1         f32 GEMMs through TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32)
 //   CB_CUDA_LOG_ALGOS=1    print each cuBLASLt algorithm choice to stderr, once per shape
+//   CB_CUDA_AUTOTUNE=0     take cuBLASLt's first heuristic choice instead of timing its top 8
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
@@ -83,6 +84,8 @@ class CudaBackend final : public Backend {
     if (cudaError_t e = cudaMalloc(&workspace_, kWorkspace); e != cudaSuccess) return fail("init", e);
     tf32_ = env_flag("CB_CUDA_TF32");
     log_algos_ = env_flag("CB_CUDA_LOG_ALGOS");
+    const char* tune = std::getenv("CB_CUDA_AUTOTUNE");
+    autotune_ = tune == nullptr || std::string(tune) != "0";
     if (cudaError_t e = cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, device_); e != cudaSuccess)
       return fail("init", e);
     return Status::Ok();
@@ -100,6 +103,13 @@ class CudaBackend final : public Backend {
       case Op::Embedding: return is_float(dtype);
       default: return dtype == DType::F32;
     }
+  }
+
+  std::string matmul_unsupported_note(DType, WeightLayout layout, ActQuant) const override {
+    return layout == WeightLayout::Sparse24
+               ? "2:4 sparse weights need cuSPARSELt, which this build did not find (the cuda backend reports them "
+                 "unsupported rather than running them dense)"
+               : std::string();
   }
 
   // ---- Memory: a caching allocator (cudaMalloc/cudaFree synchronize the device; a decode step
@@ -155,11 +165,7 @@ class CudaBackend final : public Backend {
 
  protected:
   Status run_upload_weight(const Weight& host, Weight& out) override {
-    if (host.layout == WeightLayout::Sparse24)
-      return Status::unsupported(
-          "cuda upload_weight: 2:4 sparse weights need cuSPARSELt, which this build did not find (the cuda backend "
-          "reports Sparse24 unsupported rather than running it dense)");
-    out = host;
+    out = host;  // Sparse24 never gets here: supports_matmul() says no (matmul_unsupported_note)
     for (auto [from, to] : {std::pair{&host.values, &out.values}, {&host.scales, &out.scales}}) {
       if (from->empty() || from->nbytes() == 0) continue;
       void* p = nullptr;
@@ -240,11 +246,12 @@ class CudaBackend final : public Backend {
     a.head_dim = p.head_dim;
     a.scale = p.scale;
     // Split the context when the (row, kv head) grid alone cannot fill the GPU: decode at long
-    // contexts. Chunks of at least 256 keys keep the merge's extra traffic small.
+    // contexts. Chunks of at least 128 keys (one pass of the CTA's warps) keep the merge's extra
+    // traffic small.
     const int64_t ctas = a.rows * p.n_kv_heads * ((p.n_heads / p.n_kv_heads + 7) / 8);
     const int64_t want = 4LL * sms_;
-    if (ctas < want && a.max_context >= 512) {
-      const int64_t by_fill = (want + ctas - 1) / ctas, by_len = a.max_context / 256;
+    if (ctas < want && a.max_context >= 256) {
+      const int64_t by_fill = (want + ctas - 1) / ctas, by_len = a.max_context / 128;
       a.splits = int(std::min<int64_t>({by_fill, by_len, 256}));
     }
     if (a.splits > 1) {
@@ -349,7 +356,7 @@ class CudaBackend final : public Backend {
     auto it = plans_.find(key);
     if (it == plans_.end()) {
       Plan p;
-      if (Status s = make_plan(p, ab, dt, scale_t, compute, M, N, K, al); !s.ok()) return s;
+      if (Status s = make_plan(p, ab, dt, scale_t, compute, M, N, K, al, W, X, D); !s.ok()) return s;
       it = plans_.emplace(key, std::move(p)).first;
     }
     PlanData& p = *it->second;
@@ -379,7 +386,8 @@ class CudaBackend final : public Backend {
   using Plan = std::unique_ptr<PlanData>;
 
   Status make_plan(Plan& out, cudaDataType_t ab, cudaDataType_t dt, cudaDataType_t scale_t, cublasComputeType_t compute,
-                   int64_t M, int64_t N, int64_t K, const std::array<uint32_t, 3>& al) {
+                   int64_t M, int64_t N, int64_t K, const std::array<uint32_t, 3>& al, const void* W, const void* X,
+                   void* D) {
     auto p = std::make_unique<PlanData>();
     const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     bool ok = cublasLtMatmulDescCreate(&p->op, compute, scale_t) == CUBLAS_STATUS_SUCCESS &&
@@ -397,14 +405,54 @@ class CudaBackend final : public Backend {
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al[1], sizeof al[1]);
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al[2], sizeof al[2]);
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[2], sizeof al[2]);
-    cublasLtMatmulHeuristicResult_t res{};
+    // The heuristic's first choice is often not the fastest on model shapes: GEMMs big enough for
+    // it to matter time the heuristic's top candidates once, on this call's own operands (D is
+    // about to be written anyway), and keep the fastest. CB_CUDA_AUTOTUNE=0 keeps the first.
+    constexpr int kCandidates = 8;
+    const bool tune = autotune_ && 2.0 * double(M) * double(N) * double(K) >= 1e9;
+    cublasLtMatmulHeuristicResult_t cand[kCandidates]{};
     int found = 0;
-    const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt_, p->op, p->a, p->b, p->d, p->d, pref, 1, &res, &found);
+    const cublasStatus_t st =
+        cublasLtMatmulAlgoGetHeuristic(lt_, p->op, p->a, p->b, p->d, p->d, pref, tune ? kCandidates : 1, cand, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS || found == 0)
       return Status::unsupported("cuda matmul: cuBLASLt has no algorithm for this shape (M=" + std::to_string(M) +
                                  " N=" + std::to_string(N) + " K=" + std::to_string(K) + ", status " +
                                  std::to_string(int(st)) + ")");
+    int best = 0;
+    float first_ms = -1.f, best_ms = -1.f;
+    if (tune && found > 1) {
+      const bool int8 = ab == CUDA_R_8I;
+      const float af = 1.f, bf = 0.f;
+      const int32_t ai = 1, bi = 0;
+      const void* alpha = int8 ? static_cast<const void*>(&ai) : &af;
+      const void* beta = int8 ? static_cast<const void*>(&bi) : &bf;
+      cudaEvent_t e0 = nullptr, e1 = nullptr;
+      cudaEventCreate(&e0);
+      cudaEventCreate(&e1);
+      for (int i = 0; i < found; ++i) {
+        auto run = [&] {
+          return cublasLtMatmul(lt_, p->op, alpha, W, p->a, X, p->b, beta, D, p->d, D, p->d, &cand[i].algo, workspace_,
+                                kWorkspace, stream_) == CUBLAS_STATUS_SUCCESS;
+        };
+        if (cand[i].state != CUBLAS_STATUS_SUCCESS || cand[i].workspaceSize > kWorkspace || !run()) continue;  // warm-up
+        cudaEventRecord(e0, stream_);
+        bool ok = true;
+        for (int rep = 0; rep < 3 && ok; ++rep) ok = run();
+        cudaEventRecord(e1, stream_);
+        float ms = 0.f;
+        if (!ok || cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) continue;
+        if (i == 0) first_ms = ms / 3;
+        if (best_ms < 0 || ms / 3 < best_ms) {
+          best_ms = ms / 3;
+          best = i;
+        }
+      }
+      cudaEventDestroy(e0);
+      cudaEventDestroy(e1);
+      cudaGetLastError();  // a candidate that failed to launch leaves nothing behind
+    }
+    const cublasLtMatmulHeuristicResult_t& res = cand[best];
     p->algo = res.algo;
     if (log_algos_) {
       int id = -1, tile = -1, stages = -1;
@@ -412,9 +460,11 @@ class CudaBackend final : public Backend {
       cublasLtMatmulAlgoConfigGetAttribute(&res.algo, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof id, &got);
       cublasLtMatmulAlgoConfigGetAttribute(&res.algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof tile, &got);
       cublasLtMatmulAlgoConfigGetAttribute(&res.algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stages, sizeof stages, &got);
-      std::fprintf(stderr, "cuda matmul algo: ab=%d compute=%d M=%lld N=%lld K=%lld -> algo %d tile %d stages %d workspace %zu\n",
+      std::fprintf(stderr,
+                   "cuda matmul algo: ab=%d compute=%d M=%lld N=%lld K=%lld -> algo %d tile %d stages %d workspace %zu "
+                   "(candidate %d of %d; heuristic's first %.4f ms, chosen %.4f ms)\n",
                    int(ab), int(compute), static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K),
-                   id, tile, stages, res.workspaceSize);
+                   id, tile, stages, res.workspaceSize, best, found, double(first_ms), double(best_ms));
     }
     out = std::move(p);
     return Status::Ok();
@@ -426,7 +476,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   void* workspace_ = nullptr;
-  bool tf32_ = false, log_algos_ = false;
+  bool tf32_ = false, log_algos_ = false, autotune_ = true;
   std::unordered_map<void*, size_t> live_;
   std::map<size_t, std::vector<void*>> free_;
   std::vector<void*> owned_;

@@ -175,16 +175,19 @@ __global__ void kv_store_kernel(const float* k, const float* v, const int32_t* s
 // ---- paged attention ---------------------------------------------------------------------------
 //
 // One CTA per (query row, KV head, group of up to GM query heads sharing it, split of the
-// context). Each warp walks every kNumWarps-th tile of kUnroll keys: the key rows of a tile are
-// loaded together (several loads in flight per warp), each lane holds DPL elements of a row (lane +
-// 32 j, so a row is read coalesced), q.k is a warp reduction, and an online softmax keeps the
-// running max, sum and output per head in registers. Reading K/V once per KV head for all its
-// query heads is what keeps grouped-query decode at the memory limit.
+// context); kAttnWarps warps, each taking every kAttnWarps-th tile of 32 keys. Within a tile:
+// - q.k with one lane per key: the lane reads its key row (16-byte loads, a row's loads all in
+//   flight at once) and dots it with the GM query heads held in shared memory (broadcast reads),
+//   so scores need no cross-lane reductions;
+// - an online softmax per head (the tile's max is one warp reduction per head);
+// - p.v with lanes over the head dimension: for each key of the tile every lane reads its slice of
+//   the value row (coalesced) and weights it by the key's probabilities from shared memory.
+// K and V rows are read once per KV head for all its query heads: grouped-query decode is bound
+// by reading the cache, and this reads it once.
 
 constexpr int kAttnWarps = 4;
-constexpr int kUnroll = 4;
 
-template <int DPL, int GM>
+template <int DPL, int GM, bool kVec4>
 __global__ void __launch_bounds__(kAttnWarps * 32) attention_kernel(AttentionArgs a) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t r = blockIdx.x;
@@ -195,6 +198,15 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attention_kernel(AttentionArg
   const int gc = min(GM, kvh * group + group - h0);  // query heads this CTA serves
   const int split = blockIdx.z;
   const int hd = a.head_dim;
+
+  __shared__ float q_s[GM][DPL * 32];
+  __shared__ float p_s[kAttnWarps][GM][32];
+  __shared__ int64_t off_s[kAttnWarps][32];
+  for (int e = threadIdx.x; e < GM * DPL * 32; e += blockDim.x) {
+    const int g = e / (DPL * 32), d = e % (DPL * 32);
+    q_s[g][d] = (g < gc && d < hd) ? a.q[(r * a.n_heads + h0 + g) * int64_t(hd) + d] * a.scale : 0.f;
+  }
+  __syncthreads();
 
   // The row's sequence: the last s with query_start[s] <= r.
   int lo = 0, hi = a.num_seqs - 1;
@@ -211,69 +223,66 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attention_kernel(AttentionArg
   const int32_t* table = a.block_tables + int64_t(s) * a.max_blocks;
   const int64_t kv_row = int64_t(a.n_kv_heads) * hd;
 
-  float q[GM][DPL], acc[GM][DPL], m[GM], l[GM];
+  float m[GM], l[GM], acc[GM][DPL];  // m: running max (same in every lane); l: this lane's part of the sum
 #pragma unroll
   for (int g = 0; g < GM; ++g) {
     m[g] = -INFINITY;
     l[g] = 0.f;
 #pragma unroll
-    for (int j = 0; j < DPL; ++j) {
-      const int d = lane + 32 * j;
-      q[g][j] = (g < gc && d < hd) ? a.q[r * a.n_heads * int64_t(hd) + int64_t(h0 + g) * hd + d] * a.scale : 0.f;
-      acc[g][j] = 0.f;
-    }
+    for (int j = 0; j < DPL; ++j) acc[g][j] = 0.f;
   }
 
-  for (int t0 = k0 + warp * kUnroll; t0 < k1; t0 += kAttnWarps * kUnroll) {
-    float kr[kUnroll][DPL];
-    int64_t off[kUnroll];
+  for (int t0 = k0 + warp * 32; t0 < k1; t0 += kAttnWarps * 32) {
+    const int t = t0 + lane;
+    const bool valid = t < k1;
+    const int64_t off = valid ? (int64_t(table[t / a.block_size]) * a.block_size + t % a.block_size) * kv_row + int64_t(kvh) * hd : 0;
+    float sc[GM];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int t = t0 + u;
-      off[u] = -1;
-      if (t < k1) off[u] = (int64_t(table[t / a.block_size]) * a.block_size + t % a.block_size) * kv_row + int64_t(kvh) * hd;
+    for (int g = 0; g < GM; ++g) sc[g] = 0.f;
+    if (valid) {
+      const float* kr = a.k_pool + off;
+      if constexpr (kVec4) {
+#pragma unroll 4
+        for (int d = 0; d < hd; d += 4) {
+          const float4 kv = __ldg(reinterpret_cast<const float4*>(kr + d));
 #pragma unroll
-      for (int j = 0; j < DPL; ++j) {
-        const int d = lane + 32 * j;
-        kr[u][j] = (off[u] >= 0 && d < hd) ? __ldg(a.k_pool + off[u] + d) : 0.f;
+          for (int g = 0; g < GM; ++g) sc[g] += q_s[g][d] * kv.x + q_s[g][d + 1] * kv.y + q_s[g][d + 2] * kv.z + q_s[g][d + 3] * kv.w;
+        }
+      } else {
+        for (int d = 0; d < hd; ++d) {
+          const float kv = __ldg(kr + d);
+#pragma unroll
+          for (int g = 0; g < GM; ++g) sc[g] += q_s[g][d] * kv;
+        }
       }
     }
-    float sc[kUnroll][GM];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
-#pragma unroll
-      for (int g = 0; g < GM; ++g) {
-        float dot = 0.f;
-#pragma unroll
-        for (int j = 0; j < DPL; ++j) dot += q[g][j] * kr[u][j];
-        sc[u][g] = off[u] >= 0 ? warp_sum(dot) : -INFINITY;
-      }
-    float vr[kUnroll][DPL];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
-#pragma unroll
-      for (int j = 0; j < DPL; ++j) {
-        const int d = lane + 32 * j;
-        vr[u][j] = (off[u] >= 0 && d < hd) ? __ldg(a.v_pool + off[u] + d) : 0.f;
-      }
+    off_s[warp][lane] = off;
 #pragma unroll
     for (int g = 0; g < GM; ++g) {
-      float mx = m[g];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) mx = fmaxf(mx, sc[u][g]);
-      const float corr = expf(m[g] - mx);  // m = -inf at first: exp(-inf) = 0
-      l[g] *= corr;
+      const float mt = warp_max(valid ? sc[g] : -INFINITY);
+      const float mn = fmaxf(m[g], mt);  // finite: the tile has at least one valid key
+      const float corr = expf(m[g] - mn);  // m = -inf at first: exp(-inf) = 0
+      const float p = valid ? expf(sc[g] - mn) : 0.f;
+      l[g] = l[g] * corr + p;
 #pragma unroll
       for (int j = 0; j < DPL; ++j) acc[g][j] *= corr;
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const float p = off[u] >= 0 ? expf(sc[u][g] - mx) : 0.f;
-        l[g] += p;
-#pragma unroll
-        for (int j = 0; j < DPL; ++j) acc[g][j] += p * vr[u][j];
-      }
-      m[g] = mx;
+      m[g] = mn;
+      p_s[warp][g][lane] = p;
     }
+    __syncwarp();
+    const int n = min(32, k1 - t0);
+#pragma unroll 4
+    for (int u = 0; u < n; ++u) {
+      const float* vr = a.v_pool + off_s[warp][u];
+#pragma unroll
+      for (int j = 0; j < DPL; ++j) {
+        const int d = lane + 32 * j;
+        const float v = d < hd ? __ldg(vr + d) : 0.f;
+#pragma unroll
+        for (int g = 0; g < GM; ++g) acc[g][j] += p_s[warp][g][u] * v;
+      }
+    }
+    __syncwarp();  // p_s and off_s are rewritten by the next tile
   }
 
   // Combine the warps: each writes its (m, l, acc) to shared memory; then the CTA's threads merge.
@@ -281,9 +290,10 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attention_kernel(AttentionArg
   __shared__ float sm_acc[kAttnWarps][GM][DPL * 32];
 #pragma unroll
   for (int g = 0; g < GM; ++g) {
+    const float lsum = warp_sum(l[g]);
     if (lane == 0) {
       sm_m[warp][g] = m[g];
-      sm_l[warp][g] = l[g];
+      sm_l[warp][g] = lsum;
     }
 #pragma unroll
     for (int j = 0; j < DPL; ++j) sm_acc[warp][g][lane + 32 * j] = acc[g][j];
@@ -338,7 +348,8 @@ cudaError_t launch_attention_dpl(const AttentionArgs& a, cudaStream_t s) {
   auto go = [&](auto gm_tag) {
     constexpr int GM = decltype(gm_tag)::value;
     const dim3 grid(unsigned(a.rows), unsigned(a.n_kv_heads * ((group + GM - 1) / GM)), unsigned(a.splits));
-    attention_kernel<DPL, GM><<<grid, kAttnWarps * 32, 0, s>>>(a);
+    if (a.head_dim % 4 == 0) attention_kernel<DPL, GM, true><<<grid, kAttnWarps * 32, 0, s>>>(a);
+    else attention_kernel<DPL, GM, false><<<grid, kAttnWarps * 32, 0, s>>>(a);
     return cudaGetLastError();
   };
   if (group <= 1) return go(std::integral_constant<int, 1>{});

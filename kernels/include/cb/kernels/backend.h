@@ -124,6 +124,9 @@ class Backend {
   // ActQuant in tensor.h). The default: W8A8 on int8 per-channel, bf16 dot on dense bf16, and f32
   // activations wherever supports() says yes.
   virtual bool supports_matmul(DType dtype, WeightLayout layout, ActQuant act) const;
+  // Why supports_matmul() says no, for the Unsupported message ("needs cuSPARSELt, not found at
+  // build time"); empty when there is nothing to add.
+  virtual std::string matmul_unsupported_note(DType, WeightLayout, ActQuant) const { return {}; }
 
   // ---- Memory --------------------------------------------------------------------------------
   // A zero-initialized tensor owned by this backend, or OutOfMemory.
