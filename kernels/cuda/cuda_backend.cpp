@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <span>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -209,6 +210,29 @@ class CudaBackend final : public Backend {
     return lt_gemm(CUDA_R_32F, tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, wide, xp, yp, M, N, K);
   }
 
+  // Projections of one input (q/k/v, gate/up) with rounded or quantized activations: x is
+  // converted once for all of them, not once per weight.
+  Status run_matmul_multi(const Tensor& x, std::span<const MatmulOutput> outs) override {
+    const ActQuant act = outs.front().w->act_quant;
+    bool same = outs.size() > 1 && act != ActQuant::None;
+    for (const MatmulOutput& o : outs) same = same && o.w->act_quant == act;
+    if (!same) return Backend::run_matmul_multi(x, outs);
+    const int64_t M = x.rows(), K = x.cols();
+    if (act == ActQuant::PerTokenInt8) {
+      if (Status s = quantize_x(x.as<const float>(), M, K); !s.ok()) return s;
+      for (const MatmulOutput& o : outs)
+        if (Status s = w8a8_from_quantized(*o.w, o.y->as<float>(), M, o.w->n, K); !s.ok()) return s;
+      return Status::Ok();
+    }
+    auto* xb = static_cast<uint16_t*>(scratch(s_act_, size_t(M * K) * 2));
+    if (!xb) return oom("matmul (bf16 activations)");
+    if (cudaError_t e = cuda::to_bf16(x.as<const float>(), xb, M * K, stream_); e != cudaSuccess) return fail("matmul", e);
+    for (const MatmulOutput& o : outs)
+      if (Status s = lt_gemm(CUDA_R_16BF, CUBLAS_COMPUTE_32F, o.w->values.data, xb, o.y->as<float>(), M, o.w->n, K); !s.ok())
+        return s;
+    return Status::Ok();
+  }
+
   Status run_rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor& y) override {
     return check("rmsnorm", cuda::rmsnorm(x.as<const float>(), weight.data, elem_of(weight.dtype), y.as<float>(), x.rows(),
                                           x.cols(), eps, stream_));
@@ -326,11 +350,21 @@ class CudaBackend final : public Backend {
   // W8A8: rows of x quantized per token, int8 x int8 -> int32 on cuBLASLt's IMMA path (an exact
   // integer kernel of our own where cuBLASLt refuses the shape), then scaled back.
   Status matmul_w8a8(const float* x, const Weight& w, float* y, int64_t M, int64_t N, int64_t K) {
+    if (Status s = quantize_x(x, M, K); !s.ok()) return s;
+    return w8a8_from_quantized(w, y, M, N, K);
+  }
+  // x rows quantized into s_q_ (values) and s_scale_ (per-row scales).
+  Status quantize_x(const float* x, int64_t M, int64_t K) {
     auto* q = static_cast<int8_t*>(scratch(s_q_, size_t(M * K)));
     auto* xs = static_cast<float*>(scratch(s_scale_, size_t(M) * 4));
+    if (!q || !xs) return oom("matmul (W8A8 temporaries)");
+    return check("matmul (quantize x)", cuda::quantize_rows_int8(x, q, xs, M, K, stream_));
+  }
+  Status w8a8_from_quantized(const Weight& w, float* y, int64_t M, int64_t N, int64_t K) {
     auto* acc = static_cast<int32_t*>(scratch(s_acc_, size_t(M * N) * 4));
-    if (!q || !xs || !acc) return oom("matmul (W8A8 temporaries)");
-    if (cudaError_t e = cuda::quantize_rows_int8(x, q, xs, M, K, stream_); e != cudaSuccess) return fail("matmul", e);
+    if (!acc) return oom("matmul (W8A8 accumulators)");
+    const auto* q = static_cast<const int8_t*>(s_q_.ptr);
+    const auto* xs = static_cast<const float*>(s_scale_.ptr);
     Status s = lt_gemm(CUDA_R_8I, CUBLAS_COMPUTE_32I, w.values.data, q, acc, M, N, K);
     if (s.code == StatusCode::Unsupported) s = check("matmul (int8)", cuda::int8_gemm_simple(q, w.values.as<const int8_t>(), acc, M, N, K, stream_));
     if (!s.ok()) return s;

@@ -199,8 +199,8 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attention_kernel(AttentionArg
   const int split = blockIdx.z;
   const int hd = a.head_dim;
 
-  __shared__ float q_s[GM][DPL * 32];
-  __shared__ float p_s[kAttnWarps][GM][32];
+  __shared__ __align__(16) float q_s[GM][DPL * 32];
+  __shared__ __align__(16) float p_s[kAttnWarps][GM][32];
   __shared__ int64_t off_s[kAttnWarps][32];
   for (int e = threadIdx.x; e < GM * DPL * 32; e += blockDim.x) {
     const int g = e / (DPL * 32), d = e % (DPL * 32);
@@ -246,7 +246,10 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attention_kernel(AttentionArg
         for (int d = 0; d < hd; d += 4) {
           const float4 kv = __ldg(reinterpret_cast<const float4*>(kr + d));
 #pragma unroll
-          for (int g = 0; g < GM; ++g) sc[g] += q_s[g][d] * kv.x + q_s[g][d + 1] * kv.y + q_s[g][d + 2] * kv.z + q_s[g][d + 3] * kv.w;
+          for (int g = 0; g < GM; ++g) {  // one 16-byte shared read per head (a broadcast)
+            const float4 qv = *reinterpret_cast<const float4*>(&q_s[g][d]);
+            sc[g] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
+          }
         }
       } else {
         for (int d = 0; d < hd; ++d) {
@@ -271,15 +274,24 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attention_kernel(AttentionArg
     }
     __syncwarp();
     const int n = min(32, k1 - t0);
-#pragma unroll 4
-    for (int u = 0; u < n; ++u) {
-      const float* vr = a.v_pool + off_s[warp][u];
+    // Four keys at a time: their probabilities are one 16-byte shared read per head, and their
+    // value rows' loads are all in flight together.
+    for (int u = 0; u < n; u += 4) {
+      float v[4][DPL];
 #pragma unroll
-      for (int j = 0; j < DPL; ++j) {
-        const int d = lane + 32 * j;
-        const float v = d < hd ? __ldg(vr + d) : 0.f;
+      for (int q = 0; q < 4; ++q) {
+        const float* vr = a.v_pool + off_s[warp][u + q];
 #pragma unroll
-        for (int g = 0; g < GM; ++g) acc[g][j] += p_s[warp][g][u] * v;
+        for (int j = 0; j < DPL; ++j) {
+          const int d = lane + 32 * j;
+          v[q][j] = (u + q < n && d < hd) ? __ldg(vr + d) : 0.f;  // keys past n have p = 0
+        }
+      }
+#pragma unroll
+      for (int g = 0; g < GM; ++g) {
+        const float4 p4 = *reinterpret_cast<const float4*>(&p_s[warp][g][u]);
+#pragma unroll
+        for (int j = 0; j < DPL; ++j) acc[g][j] += p4.x * v[0][j] + p4.y * v[1][j] + p4.z * v[2][j] + p4.w * v[3][j];
       }
     }
     __syncwarp();  // p_s and off_s are rewritten by the next tile

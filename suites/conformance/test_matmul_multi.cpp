@@ -115,6 +115,9 @@ TEST(Conformance, MatMulMultiEqualsOneMatmulPerWeight) {
   const WeightSpec i8_40{DType::I8, WeightLayout::Int8PerChannel, ActQuant::None, 40};
   const WeightSpec sparse_20{DType::F32, WeightLayout::Sparse24, ActQuant::None, 20};
   const WeightSpec bf16dot_26{DType::BF16, WeightLayout::Dense, ActQuant::Bf16, 26};
+  const WeightSpec bf16dot_40{DType::BF16, WeightLayout::Dense, ActQuant::Bf16, 40};
+  const WeightSpec w8a8_40{DType::I8, WeightLayout::Int8PerChannel, ActQuant::PerTokenInt8, 40};
+  const WeightSpec w8a8_24{DType::I8, WeightLayout::Int8PerChannel, ActQuant::PerTokenInt8, 24};
   const WeightSpec empty{DType::F32, WeightLayout::Dense, ActQuant::None, 0};
   const std::vector<Group> groups = {
       {"q/k/v-like f32", {f32_50, f32_17, f32_17}},
@@ -124,6 +127,9 @@ TEST(Conformance, MatMulMultiEqualsOneMatmulPerWeight) {
       {"with a bf16-dot weight (not fused)", {bf16dot_26, f32_17}},
       {"with an empty output", {f32_17, empty, bf16_24}},
       {"one weight", {i8_40}},
+      // All rounded or all quantized alike: a backend may convert x once for the group (cuda does).
+      {"q/k/v-like bf16-dot", {bf16dot_26, bf16dot_40, bf16dot_26}},
+      {"gate/up-like W8A8", {w8a8_40, w8a8_24}},
   };
   uint32_t seed = 15000;
   int compared = 0;
