@@ -9,11 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-.gpu}
 build=build/cuda
-targets=(cb_cuda_tests cb_conformance_tests cb_cuda_bench refengine cb_comm_bench)
+targets=(cb_cuda_tests cb_conformance_tests cb_cuda_bench refengine cb_comm_bench claimbench)
 cmake --preset cuda >/dev/null
 cmake --build --preset cuda -j "$(nproc)" --target "${targets[@]}"
 bins=("$build/kernels/cuda/cb_cuda_tests" "$build/suites/cb_conformance_tests" "$build/kernels/cuda/cb_cuda_bench"
-      "$build/reference/refengine" "$build/kernels/comm/cb_comm_bench")
+      "$build/reference/refengine" "$build/kernels/comm/cb_comm_bench" "$build/harness/claimbench")
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 for b in "${bins[@]}"; do

@@ -52,7 +52,7 @@ if [ -f "$root/.gpu/bundle.tar.xz" ]; then
 else
   log "building the cuda preset ($(nproc) jobs)"
   if ! { cmake --preset cuda >"$out/configure.log" 2>&1 &&
-         cmake --build --preset cuda -j "$(nproc)" --target cb_cuda_tests cb_conformance_tests cb_cuda_bench refengine cb_comm_bench \
+         cmake --build --preset cuda -j "$(nproc)" --target cb_cuda_tests cb_conformance_tests cb_cuda_bench refengine cb_comm_bench claimbench \
            >"$out/build.log" 2>&1; }; then
     log "FAIL: the cuda build failed (configure.log, build.log)"
     echo "]" >>"$steps_json"
@@ -94,6 +94,13 @@ step() {
 # its lease still returns what it measured.
 pack() { [ -z "${CB_GPU_CHECK_PACK:-}" ] || tar -C "$(dirname "$out")" -czf "$CB_GPU_CHECK_PACK" "$(basename "$out")"; }
 
+# The machine's description and fingerprint (the key results/published folders are named by).
+hardware() {
+  "$build/harness/claimbench" hardware >"$out/hardware.json" && "$build/harness/claimbench" hardware --fingerprint
+}
+export build out
+export -f hardware
+[ -x "$build/harness/claimbench" ] && step hardware 60 hardware
 step cuda_tests 90 "$build/kernels/cuda/cb_cuda_tests" --gtest_output=json:"$out/cuda_tests.json"
 step cuda_bench 120 env CB_CUDA_LOG_ALGOS=1 "$build/kernels/cuda/cb_cuda_bench" --budget-s 80 --json "$out/cuda_bench.json"
 

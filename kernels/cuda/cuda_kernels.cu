@@ -274,12 +274,12 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attention_kernel(AttentionArg
     }
     __syncwarp();
     const int n = min(32, k1 - t0);
-    // Four keys at a time: their probabilities are one 16-byte shared read per head, and their
-    // value rows' loads are all in flight together.
-    for (int u = 0; u < n; u += 4) {
-      float v[4][DPL];
+    // Eight keys at a time: their probabilities are two 16-byte shared reads per head, and their
+    // value rows' loads are all in flight together (the value half of the traffic needs them).
+    for (int u = 0; u < n; u += 8) {
+      float v[8][DPL];
 #pragma unroll
-      for (int q = 0; q < 4; ++q) {
+      for (int q = 0; q < 8; ++q) {
         const float* vr = a.v_pool + off_s[warp][u + q];
 #pragma unroll
         for (int j = 0; j < DPL; ++j) {
@@ -289,9 +289,12 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attention_kernel(AttentionArg
       }
 #pragma unroll
       for (int g = 0; g < GM; ++g) {
-        const float4 p4 = *reinterpret_cast<const float4*>(&p_s[warp][g][u]);
+        const float4 pa = *reinterpret_cast<const float4*>(&p_s[warp][g][u]);
+        const float4 pb = *reinterpret_cast<const float4*>(&p_s[warp][g][u + 4]);
 #pragma unroll
-        for (int j = 0; j < DPL; ++j) acc[g][j] += p4.x * v[0][j] + p4.y * v[1][j] + p4.z * v[2][j] + p4.w * v[3][j];
+        for (int j = 0; j < DPL; ++j)
+          acc[g][j] += pa.x * v[0][j] + pa.y * v[1][j] + pa.z * v[2][j] + pa.w * v[3][j] + pb.x * v[4][j] + pb.y * v[5][j] +
+                       pb.z * v[6][j] + pb.w * v[7][j];
       }
     }
     __syncwarp();  // p_s and off_s are rewritten by the next tile
