@@ -10,6 +10,7 @@
 # machine with the project's packages), else built here with the cuda preset.
 # Output: OUT_DIR/summary.txt (one line per step: OK / SKIP / FAIL with seconds), steps.json, each
 # step's log and JSON. Exit 0 when every step passed, 1 when one failed, 77 when no GPU is usable.
+# shellcheck disable=SC2317  # the step functions run indirectly, through step() and bash -c
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 root=$(pwd)
