@@ -273,7 +273,7 @@ class CudaBackend final : public Backend {
     // contexts. Chunks of at least 128 keys (one pass of the CTA's warps) keep the merge's extra
     // traffic small.
     const int64_t ctas = a.rows * p.n_kv_heads * ((p.n_heads / p.n_kv_heads + 7) / 8);
-    const int64_t want = 8LL * sms_;  // two waves of 4 CTAs per multiprocessor
+    const int64_t want = 4LL * sms_;
     if (ctas < want && a.max_context >= 256) {
       const int64_t by_fill = (want + ctas - 1) / ctas, by_len = a.max_context / 128;
       a.splits = int(std::min<int64_t>({by_fill, by_len, 256}));

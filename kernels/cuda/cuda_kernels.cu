@@ -187,9 +187,7 @@ __global__ void kv_store_kernel(const float* k, const float* v, const int32_t* s
 
 constexpr int kAttnWarps = 4;
 
-// kHD: head_dim known at compile time (64, 128: every load of a key row unrolled and in flight at
-// once), or 0 for a runtime head_dim.
-template <int DPL, int GM, bool kVec4, int kHD>
+template <int DPL, int GM, bool kVec4>
 __global__ void __launch_bounds__(kAttnWarps * 32) attention_kernel(AttentionArgs a) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t r = blockIdx.x;
@@ -199,7 +197,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attention_kernel(AttentionArg
   const int h0 = kvh * group + (blockIdx.y % groups_per_kv) * GM;
   const int gc = min(GM, kvh * group + group - h0);  // query heads this CTA serves
   const int split = blockIdx.z;
-  const int hd = kHD > 0 ? kHD : a.head_dim;
+  const int hd = a.head_dim;
 
   __shared__ __align__(16) float q_s[GM][DPL * 32];
   __shared__ __align__(16) float p_s[kAttnWarps][GM][32];
@@ -243,18 +241,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attention_kernel(AttentionArg
     for (int g = 0; g < GM; ++g) sc[g] = 0.f;
     if (valid) {
       const float* kr = a.k_pool + off;
-      if constexpr (kHD > 0) {
-        float4 kv[kHD / 4];  // the whole row in flight before the first use
-#pragma unroll
-        for (int d = 0; d < kHD; d += 4) kv[d / 4] = __ldg(reinterpret_cast<const float4*>(kr + d));
-#pragma unroll
-        for (int d = 0; d < kHD; d += 4)
-#pragma unroll
-          for (int g = 0; g < GM; ++g) {
-            const float4 qv = *reinterpret_cast<const float4*>(&q_s[g][d]);
-            sc[g] += qv.x * kv[d / 4].x + qv.y * kv[d / 4].y + qv.z * kv[d / 4].z + qv.w * kv[d / 4].w;
-          }
-      } else if constexpr (kVec4) {
+      if constexpr (kVec4) {
 #pragma unroll 4
         for (int d = 0; d < hd; d += 4) {
           const float4 kv = __ldg(reinterpret_cast<const float4*>(kr + d));
@@ -376,14 +363,8 @@ cudaError_t launch_attention_dpl(const AttentionArgs& a, cudaStream_t s) {
   auto go = [&](auto gm_tag) {
     constexpr int GM = decltype(gm_tag)::value;
     const dim3 grid(unsigned(a.rows), unsigned(a.n_kv_heads * ((group + GM - 1) / GM)), unsigned(a.splits));
-    if constexpr (DPL == 2 || DPL == 4) {
-      if (a.head_dim == DPL * 32) {
-        attention_kernel<DPL, GM, true, DPL * 32><<<grid, kAttnWarps * 32, 0, s>>>(a);
-        return cudaGetLastError();
-      }
-    }
-    if (a.head_dim % 4 == 0) attention_kernel<DPL, GM, true, 0><<<grid, kAttnWarps * 32, 0, s>>>(a);
-    else attention_kernel<DPL, GM, false, 0><<<grid, kAttnWarps * 32, 0, s>>>(a);
+    if (a.head_dim % 4 == 0) attention_kernel<DPL, GM, true><<<grid, kAttnWarps * 32, 0, s>>>(a);
+    else attention_kernel<DPL, GM, false><<<grid, kAttnWarps * 32, 0, s>>>(a);
     return cudaGetLastError();
   };
   if (group <= 1) return go(std::integral_constant<int, 1>{});
