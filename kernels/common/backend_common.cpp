@@ -251,7 +251,6 @@ struct Who {
   std::string str() const { return be.name() + " " + op; }
 };
 std::string operator+(const Who& w, const char* s) { return w.str() + s; }
-std::string operator+(const Who& w, const std::string& s) { return w.str() + s; }
 
 Status need_dtype(const Who& who, const char* what, const Tensor& t, DType want, StatusCode code) {
   if (t.dtype == want) return Status::Ok();
