@@ -120,7 +120,6 @@ print("cuda tokens:", tb)
 sys.exit(0 if ta is not None and ta == tb else 1)
 PY
 }
-export build out
 export -f gen same_tokens
 step generate_cuda_equals_cpu 90 same_tokens
 step engine_bench_cuda 120 "$build/reference/refengine" bench --backend cuda --repetitions 2 --out "$out/engine_bench_cuda.json"

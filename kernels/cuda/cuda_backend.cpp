@@ -393,17 +393,23 @@ class CudaBackend final : public Backend {
       if (Status s = make_plan(p, ab, dt, scale_t, compute, M, N, K, al, W, X, D); !s.ok()) return s;
       it = plans_.emplace(key, std::move(p)).first;
     }
-    PlanData& p = *it->second;
-    const float alpha_f = 1.f, beta_f = 0.f;
-    const int32_t alpha_i = 1, beta_i = 0;
-    const void* alpha = int8 ? static_cast<const void*>(&alpha_i) : &alpha_f;
-    const void* beta = int8 ? static_cast<const void*>(&beta_i) : &beta_f;
-    const cublasStatus_t st = cublasLtMatmul(lt_, p.op, alpha, W, p.a, X, p.b, beta, D, p.d, D, p.d, &p.algo, workspace_,
-                                             kWorkspace, stream_);
+    const PlanData& p = *it->second;
+    const cublasStatus_t st = launch(p, p.algo, int8, W, X, D);
     if (st != CUBLAS_STATUS_SUCCESS)
       return Status::internal("cuda matmul: cublasLtMatmul failed with status " + std::to_string(int(st)) + " for M=" +
                               std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K));
     return Status::Ok();
+  }
+
+  struct PlanData;
+  // D = W^T' * X' with alpha 1 and beta 0 in the plan's scale type (int32 for int8).
+  cublasStatus_t launch(const PlanData& p, const cublasLtMatmulAlgo_t& algo, bool int8, const void* W, const void* X,
+                        void* D) {
+    static constexpr float kOneF = 1.f, kZeroF = 0.f;
+    static constexpr int32_t kOneI = 1, kZeroI = 0;
+    const void* alpha = int8 ? static_cast<const void*>(&kOneI) : &kOneF;
+    const void* beta = int8 ? static_cast<const void*>(&kZeroI) : &kZeroF;
+    return cublasLtMatmul(lt_, p.op, alpha, W, p.a, X, p.b, beta, D, p.d, D, p.d, &algo, workspace_, kWorkspace, stream_);
   }
 
   struct PlanData {
@@ -457,18 +463,11 @@ class CudaBackend final : public Backend {
     float first_ms = -1.f, best_ms = -1.f;
     if (tune && found > 1) {
       const bool int8 = ab == CUDA_R_8I;
-      const float af = 1.f, bf = 0.f;
-      const int32_t ai = 1, bi = 0;
-      const void* alpha = int8 ? static_cast<const void*>(&ai) : &af;
-      const void* beta = int8 ? static_cast<const void*>(&bi) : &bf;
       cudaEvent_t e0 = nullptr, e1 = nullptr;
       cudaEventCreate(&e0);
       cudaEventCreate(&e1);
       for (int i = 0; i < found; ++i) {
-        auto run = [&] {
-          return cublasLtMatmul(lt_, p->op, alpha, W, p->a, X, p->b, beta, D, p->d, D, p->d, &cand[i].algo, workspace_,
-                                kWorkspace, stream_) == CUBLAS_STATUS_SUCCESS;
-        };
+        auto run = [&] { return launch(*p, cand[i].algo, int8, W, X, D) == CUBLAS_STATUS_SUCCESS; };
         if (cand[i].state != CUBLAS_STATUS_SUCCESS || cand[i].workspaceSize > kWorkspace || !run()) continue;  // warm-up
         cudaEventRecord(e0, stream_);
         bool ok = true;
