@@ -135,6 +135,46 @@ TEST(CompressionConfig, RefusesWhatTheEngineDoesNotImplementByKey) {
   }
 }
 
+// "re:" targets follow compressed-tensors and vLLM (Python's re.match: anchored at the start of
+// the module name, not at its end), and patterns that would overflow libstdc++'s recursive
+// regex or backtrack exponentially are refused by key before anything is compiled.
+TEST(CompressionConfig, ModulePatternsMatchLikeReMatchAndAreBounded) {
+  json j = tiny_json();
+  j["quantization_config"] = cp::int8_quantization_config(true);
+  json& targets = j["quantization_config"]["config_groups"]["group_0"]["targets"];
+  targets = {"re:model\\.layers\\.0\\.", "re:mlp"};
+  j["quantization_config"].erase("ignore");
+  ModelConfig c = ModelConfig::from_json(j, "config.json");
+  EXPECT_TRUE(c.compression.quantizes("model.layers.0.self_attn.q_proj"));  // a prefix is enough
+  EXPECT_FALSE(c.compression.quantizes("model.layers.10.self_attn.q_proj"));
+  EXPECT_FALSE(c.compression.quantizes("model.layers.1.mlp.up_proj"));  // "mlp" is not at the start
+
+  // Exponential for a backtracking matcher; here it must simply answer.
+  targets = {"re:(.|.)*(.|.)*(.|.)*x"};
+  c = ModelConfig::from_json(j, "config.json");
+  EXPECT_FALSE(c.compression.quantizes(std::string(200, 'm')));
+
+  const std::string key = "config.json: key 'quantization_config.config_groups.group_0.targets': ";
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"re:((a?){99}){99}", "is too complex for a module pattern: more than 2000 states"},
+      {"re:" + std::string(40, '(') + "a" + std::string(40, ')'), "is too complex for a module pattern: groups nested deeper than 32"},
+      {"re:" + std::string(600, 'a'), "is too complex for a module pattern: 600 bytes (the limit is 512)"},
+      {"re:((a{10}){10})?{30}", "more than 2000 states"},
+      {"re:(a)\\1", "is not a valid regular expression"},  // back-references: exponential in general
+  };
+  for (const auto& [pattern, expect] : refused) {
+    targets = {pattern};
+    const std::string msg = parse_error(j);
+    EXPECT_EQ(msg.rfind(key, 0), 0u) << msg;
+    EXPECT_NE(msg.find(expect), std::string::npos) << "pattern " << pattern.substr(0, 40) << "\ngot: " << msg;
+  }
+  // Within the bounds, counted repetitions still work.
+  targets = {"re:model\\.layers\\.[0-9]{1,3}\\.mlp\\.(gate|up)_proj$"};
+  c = ModelConfig::from_json(j, "config.json");
+  EXPECT_TRUE(c.compression.quantizes("model.layers.12.mlp.up_proj"));
+  EXPECT_FALSE(c.compression.quantizes("model.layers.12.mlp.down_proj"));
+}
+
 TEST(Config, ExplicitHeadDim) {
   json j = tiny_json();
   j["num_attention_heads"] = 2;

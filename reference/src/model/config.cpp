@@ -1,7 +1,9 @@
 // ModelConfig: Hugging Face LlamaForCausalLM config.json in and out, validation, presets.
 #include "cb/engine/model/config.h"
 
+#include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -101,11 +103,98 @@ const json& require_at(const json& obj, const std::string& field, const std::str
   return *v;
 }
 
+// "re:" patterns come from a file the user hands us, and libstdc++'s regex recurses once per NFA
+// state and once per nesting level: "((a?){99}){99}" (14 bytes) or 3000 nested groups overflow
+// the stack, and its default backtracking executor is exponential on "(.|.)*x". So patterns are
+// bounded before they are compiled (length, nesting, states after counted repetitions expand)
+// and run on the polynomial (Thompson) executor, which refuses back-references.
+constexpr size_t kMaxPatternBytes = 512;
+constexpr int kMaxPatternDepth = 32;
+constexpr uint64_t kMaxPatternStates = 2000;
+
+// Why pattern p (the part after "re:") is refused, or "" when it is within the bounds. The
+// state count is an upper bound: every atom costs one state plus one per operator, and a counted
+// repetition {m,n} copies its atom max(m, n) times (nested ones multiply).
+std::string pattern_too_complex(const std::string& p) {
+  if (p.size() > kMaxPatternBytes)
+    return std::to_string(p.size()) + " bytes (the limit is " + std::to_string(kMaxPatternBytes) + ")";
+  std::vector<uint64_t> outer;  // states before each open group
+  uint64_t cur = 0, last = 0;   // states so far in this group; states of the last atom
+  auto capped = [](uint64_t v) { return std::min<uint64_t>(v, kMaxPatternStates + 1); };
+  for (size_t i = 0; i < p.size(); ++i) {
+    const char ch = p[i];
+    if (ch == '(') {
+      if (outer.size() >= size_t(kMaxPatternDepth))
+        return "groups nested deeper than " + std::to_string(kMaxPatternDepth);
+      outer.push_back(cur);
+      cur = 0;
+      continue;
+    }
+    if (ch == ')' && !outer.empty()) {
+      last = cur + 2;  // the group's own open/close states
+      cur = capped(outer.back() + last);
+      outer.pop_back();
+      continue;
+    }
+    if (ch == '{') {
+      size_t j = i + 1;
+      uint64_t hi = 0, n = 0;
+      bool digits = false;
+      for (; j < p.size() && (std::isdigit(static_cast<unsigned char>(p[j])) || p[j] == ','); ++j) {
+        if (p[j] == ',') {
+          hi = std::max(hi, n), n = 0;
+        } else {
+          n = capped(n * 10 + uint64_t(p[j] - '0')), digits = true;
+        }
+      }
+      if (digits && j < p.size() && p[j] == '}') {
+        hi = std::max(hi, n);
+        const uint64_t copies = last * std::max<uint64_t>(hi, 1);
+        cur = capped(cur + copies);
+        last = capped(copies);
+        i = j;
+        continue;
+      }
+    }
+    if (ch == '*' || ch == '+' || ch == '?') {  // a loop state; the atom stays the last one,
+      cur = capped(cur + 1);                    // since libstdc++ takes "a?{99}" as (a?){99}
+      continue;
+    }
+    if (ch == '\\') ++i;  // an escape is one atom
+    if (ch == '[')           // so is a bracket expression
+      for (size_t j = i + 1 + (i + 1 < p.size() && p[i + 1] == '^'); j < p.size(); ++j) {
+        if (p[j] == '\\') ++j;
+        else if (p[j] == ']' && j > i + 1) {
+          i = j;
+          break;
+        }
+      }
+    last = 1;
+    cur = capped(cur + 1);
+    if (cur > kMaxPatternStates) break;
+  }
+  for (uint64_t o : outer) cur = capped(cur + o);
+  if (cur > kMaxPatternStates)
+    return "more than " + std::to_string(kMaxPatternStates) + " states once counted repetitions expand";
+  return "";
+}
+
+std::regex compile_pattern(const std::string& p) {
+#ifdef __GLIBCXX__
+  return std::regex(p, std::regex::ECMAScript | std::regex_constants::__polynomial);
+#else
+  return std::regex(p, std::regex::ECMAScript);
+#endif
+}
+
 // compressed-tensors module matching: "Linear" (every linear layer), an exact module name, or
-// "re:<regex>" matched against the whole name.
+// "re:<regex>" matched at the start of the name, as compressed-tensors and vLLM do (Python's
+// re.match: "re:model.layers.0" covers every module of layer 0). Patterns were checked by
+// module_list, so they compile within the bounds above.
 bool target_matches(const std::string& t, const std::string& module) {
   if (t == "Linear") return true;
-  if (t.rfind("re:", 0) == 0) return std::regex_match(module, std::regex(t.substr(3)));
+  if (t.rfind("re:", 0) == 0)
+    return std::regex_search(module, compile_pattern(t.substr(3)), std::regex_constants::match_continuous);
   return t == module;
 }
 
@@ -129,8 +218,10 @@ std::vector<std::string> module_list(const json& v, const std::string& key, cons
   for (const json& e : v) {
     const std::string t = as_string(e, key, source);
     if (t.rfind("re:", 0) == 0) {
+      if (const std::string why = pattern_too_complex(t.substr(3)); !why.empty())
+        key_error(source, key, "'" + t.substr(0, 64) + (t.size() > 64 ? "...'" : "'") + " is too complex for a module pattern: " + why);
       try {
-        std::regex r(t.substr(3));
+        (void)compile_pattern(t.substr(3));
       } catch (const std::regex_error& err) {
         key_error(source, key, "'" + t + "' is not a valid regular expression (" + err.what() + ")");
       }
