@@ -527,6 +527,18 @@ std::string cuda_unavailable_reason() {
     return std::string("no usable CUDA device: cudaGetDeviceCount: ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
   }
   if (count == 0) return "no CUDA device: cudaGetDeviceCount found 0 devices";
+  // A GPU older than the architectures this build was compiled for (sm_70/75 against the cuda
+  // preset's 80;90) would fail every kernel launch: report it here, so its tests SKIP with why.
+  const int dev = pick_device(count);
+  cudaDeviceProp prop{};
+  if (cudaSetDevice(dev) == cudaSuccess && cudaGetDeviceProperties(&prop, dev) == cudaSuccess) {
+    if (const cudaError_t k = cuda::kernel_image_status(); k != cudaSuccess) {
+      cudaGetLastError();
+      return "CUDA device " + std::to_string(dev) + " (" + prop.name + ", compute capability " + std::to_string(prop.major) +
+             "." + std::to_string(prop.minor) + ") cannot run this build's kernels: " + cudaGetErrorName(k) +
+             " (add its architecture to CMAKE_CUDA_ARCHITECTURES, e.g. " + std::to_string(prop.major * 10 + prop.minor) + ")";
+    }
+  }
   return "";
 }
 

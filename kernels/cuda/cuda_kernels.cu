@@ -494,6 +494,11 @@ cudaError_t add(const float* a, const float* b, float* out, int64_t n, cudaStrea
   return cudaGetLastError();
 }
 
+cudaError_t kernel_image_status() {
+  cudaFuncAttributes attr{};
+  return cudaFuncGetAttributes(&attr, add_kernel);
+}
+
 cudaError_t softmax(const float* x, float* y, int64_t rows, int64_t n, cudaStream_t s) {
   softmax_kernel<<<unsigned(rows), kThreads, 0, s>>>(x, y, n);
   return cudaGetLastError();

@@ -17,6 +17,9 @@ cudaError_t rope(float* x, const int32_t* pos, int64_t rows, int64_t row_stride,
                  cudaStream_t s);
 cudaError_t silu_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);
 cudaError_t add(const float* a, const float* b, float* out, int64_t n, cudaStream_t s);
+// cudaSuccess when this build holds machine code or PTX the current device can run (a device older
+// than every CMAKE_CUDA_ARCHITECTURES entry gets cudaErrorNoKernelImageForDevice).
+cudaError_t kernel_image_status();
 cudaError_t softmax(const float* x, float* y, int64_t rows, int64_t n, cudaStream_t s);
 cudaError_t embedding(const int32_t* ids, const void* table, Elem tt, float* out, int64_t rows, int64_t d, cudaStream_t s);
 // Row m of k/v [rows, row_elems] to pool slot slots[m]; negative slots are skipped.
