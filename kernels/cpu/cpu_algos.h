@@ -39,6 +39,23 @@ template <class V, int MR> constexpr int gemv_nr() {
 // and ~10% for int8 at M = 1 (larger distances lose).
 constexpr int kGemvPrefetchBytes = 512;
 
+template <class V>
+concept HasReduceAdd4 = requires(typename V::vec v, const float* s, float* o) { V::reduce_add4(v, v, v, v, s, o, true); };
+
+// One sum in the order reduce_add4 adds lanes: a W row must give the same bits whether it falls in
+// a 4-row tile or in a single-row tail (where a thread's or a matmul_multi part's range ends), so
+// matmul_multi equals one matmul per weight bit for bit.
+template <class V>
+inline float reduce_like_tiles(typename V::vec a) {
+  if constexpr (HasReduceAdd4<V>) {
+    float out[4];
+    V::reduce_add4(a, V::zero(), V::zero(), V::zero(), nullptr, out, false);
+    return out[0];
+  } else {
+    return V::reduce_add(a);
+  }
+}
+
 // W rows are ldw elements apart; K (<= ldw) columns are summed. With `accumulate` the tile adds
 // to y (a later slice of K) instead of overwriting it.
 template <class V, class WT, int MR, int NR>
@@ -83,13 +100,24 @@ inline void gemv_tile(const float* x, int64_t ldx, int64_t K, const WT* w, int64
       for (int r = 0; r < NR; ++r) acc[r][m] = V::fma(wv[r], xv, acc[r][m]);
     }
   }
+  if constexpr (HasReduceAdd4<V> && NR % 4 == 0) {
+    // y[m, n0 .. n0 + NR) is contiguous: four W rows' sums go out as one 4-wide store.
 #pragma GCC unroll 8
-  for (int r = 0; r < NR; ++r) {
-    const float s = scales ? scales[n0 + r] : 1.f;
+    for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 8
-    for (int m = 0; m < MR; ++m) {
-      float& out = y[m * ldy + n0 + r];
-      out = (accumulate ? out : 0.f) + V::reduce_add(acc[r][m]) * s;
+      for (int r = 0; r < NR; r += 4)
+        V::reduce_add4(acc[r][m], acc[r + 1][m], acc[r + 2][m], acc[r + 3][m], scales ? scales + n0 + r : nullptr,
+                       y + m * ldy + n0 + r, accumulate);
+  } else {
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      const float s = scales ? scales[n0 + r] : 1.f;
+#pragma GCC unroll 8
+      for (int m = 0; m < MR; ++m) {
+        float& out = y[m * ldy + n0 + r];
+        const float v = reduce_like_tiles<V>(acc[r][m]) * s;
+        out = accumulate ? out + v : v;
+      }
     }
   }
 }
