@@ -57,10 +57,12 @@ inline float reduce_like_tiles(typename V::vec a) {
 }
 
 // W rows are ldw elements apart; K (<= ldw) columns are summed. With `accumulate` the tile adds
-// to y (a later slice of K) instead of overwriting it.
+// to y (a later slice of K) instead of overwriting it. pf: 0 prefetches each W row
+// kGemvPrefetchBytes ahead (for MR >= 4 or int8 W), > 0 prefetches the element pf past each load
+// instead (the next slice a later pass will read), < 0 prefetches nothing.
 template <class V, class WT, int MR, int NR>
 inline void gemv_tile(const float* x, int64_t ldx, int64_t K, const WT* w, int64_t ldw, const float* scales, float* y,
-                      int64_t ldy, int64_t n0, bool accumulate) {
+                      int64_t ldy, int64_t n0, bool accumulate, int64_t pf = 0) {
   using vec = typename V::vec;
   constexpr int W = V::W;
   vec acc[NR][MR];
@@ -77,8 +79,13 @@ inline void gemv_tile(const float* x, int64_t ldx, int64_t K, const WT* w, int64
     vec wv[NR];
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
-      if constexpr ((MR >= 4 || sizeof(WT) == 1) && V::W > 1)
-        __builtin_prefetch(reinterpret_cast<const char*>(wr[r] + k) + kGemvPrefetchBytes);
+      if constexpr (V::W > 1) {
+        if (pf > 0) {
+          __builtin_prefetch(wr[r] + k + pf);
+        } else if constexpr (MR >= 4 || sizeof(WT) == 1) {
+          if (pf == 0) __builtin_prefetch(reinterpret_cast<const char*>(wr[r] + k) + kGemvPrefetchBytes);
+        }
+      }
       wv[r] = V::load(wr[r] + k);
     }
 #pragma GCC unroll 8
@@ -125,11 +132,11 @@ inline void gemv_tile(const float* x, int64_t ldx, int64_t K, const WT* w, int64
 // MR rows of x (at x, row stride ldx) against W rows [n0, n1).
 template <class V, class WT, int MR>
 void gemv_rows(const float* x, int64_t ldx, int64_t K, const WT* w, int64_t ldw, const float* scales, float* y,
-               int64_t ldy, int64_t n0, int64_t n1, bool accumulate) {
+               int64_t ldy, int64_t n0, int64_t n1, bool accumulate, int64_t pf = 0) {
   constexpr int NR = gemv_nr<V, MR>();
   int64_t n = n0;
-  for (; n + NR <= n1; n += NR) gemv_tile<V, WT, MR, NR>(x, ldx, K, w, ldw, scales, y, ldy, n, accumulate);
-  for (; n < n1; ++n) gemv_tile<V, WT, MR, 1>(x, ldx, K, w, ldw, scales, y, ldy, n, accumulate);
+  for (; n + NR <= n1; n += NR) gemv_tile<V, WT, MR, NR>(x, ldx, K, w, ldw, scales, y, ldy, n, accumulate, pf);
+  for (; n < n1; ++n) gemv_tile<V, WT, MR, 1>(x, ldx, K, w, ldw, scales, y, ldy, n, accumulate, pf);
 }
 
 // bf16 W at up to 8 rows of x (decode), on SIMD levels with load_bf16_pairs: each W line is
@@ -234,15 +241,20 @@ void gemv_typed(const GemvArgs& a, int64_t n0, int64_t n1) {
         const float* x = a.x + m0 * a.ldx + k0;
         float* y = a.y + m0 * a.N;
         const WT* wk = w + k0;
+        // The first group streams this slice from memory while it computes, and the other groups
+        // find it in cache: the second group fetches the next slice (or the next block's first) so
+        // that the memory stream overlaps their work too, instead of stalling the next first pass.
+        int64_t pf = 0;
+        if (many && m0 > 0) pf = m0 != group ? -1 : k0 + kc < a.K ? kc : b1 < n1 ? block * a.K - k0 : -1;
         switch (std::min(group, a.M - m0)) {
-          case 1: gemv_rows<V, WT, 1>(x, a.ldx, kn, wk, a.K, a.scales, y, a.N, b0, b1, acc); break;
-          case 2: gemv_rows<V, WT, 2>(x, a.ldx, kn, wk, a.K, a.scales, y, a.N, b0, b1, acc); break;
-          case 3: gemv_rows<V, WT, 3>(x, a.ldx, kn, wk, a.K, a.scales, y, a.N, b0, b1, acc); break;
-          case 4: gemv_rows<V, WT, 4>(x, a.ldx, kn, wk, a.K, a.scales, y, a.N, b0, b1, acc); break;
-          case 5: gemv_rows<V, WT, 5>(x, a.ldx, kn, wk, a.K, a.scales, y, a.N, b0, b1, acc); break;
-          case 6: gemv_rows<V, WT, 6>(x, a.ldx, kn, wk, a.K, a.scales, y, a.N, b0, b1, acc); break;
-          case 7: gemv_rows<V, WT, 7>(x, a.ldx, kn, wk, a.K, a.scales, y, a.N, b0, b1, acc); break;
-          default: gemv_rows<V, WT, 8>(x, a.ldx, kn, wk, a.K, a.scales, y, a.N, b0, b1, acc); break;
+          case 1: gemv_rows<V, WT, 1>(x, a.ldx, kn, wk, a.K, a.scales, y, a.N, b0, b1, acc, pf); break;
+          case 2: gemv_rows<V, WT, 2>(x, a.ldx, kn, wk, a.K, a.scales, y, a.N, b0, b1, acc, pf); break;
+          case 3: gemv_rows<V, WT, 3>(x, a.ldx, kn, wk, a.K, a.scales, y, a.N, b0, b1, acc, pf); break;
+          case 4: gemv_rows<V, WT, 4>(x, a.ldx, kn, wk, a.K, a.scales, y, a.N, b0, b1, acc, pf); break;
+          case 5: gemv_rows<V, WT, 5>(x, a.ldx, kn, wk, a.K, a.scales, y, a.N, b0, b1, acc, pf); break;
+          case 6: gemv_rows<V, WT, 6>(x, a.ldx, kn, wk, a.K, a.scales, y, a.N, b0, b1, acc, pf); break;
+          case 7: gemv_rows<V, WT, 7>(x, a.ldx, kn, wk, a.K, a.scales, y, a.N, b0, b1, acc, pf); break;
+          default: gemv_rows<V, WT, 8>(x, a.ldx, kn, wk, a.K, a.scales, y, a.N, b0, b1, acc, pf); break;
         }
       }
     }
