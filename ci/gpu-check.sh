@@ -3,8 +3,8 @@
 # for a few minutes: runs the cuda backend's tests, the conformance suite with the cuda backend
 # beside ref and cpu, the GPU microbenchmarks (peaks measured on the device, GEMMs against the best
 # cuBLASLt algorithm, paged decode attention against the copy bandwidth), greedy generation on
-# cuda against cpu (same tokens), the engine bench on cuda, and the NCCL sweep (one process per
-# GPU under mpirun when there are several).
+# cuda against cpu (same tokens), the engine bench on cuda, the NCCL sweep (one process per GPU
+# under mpirun when there are several), and `claimbench run --quick --backend cuda` with its claims.
 #   ci/gpu-check.sh [OUT_DIR]        (default: results/gpu-check/<UTC time>)
 # Binaries: from .gpu/bundle.tar.xz when present (ci/gpu-bundle.sh packs the cuda build made on a
 # machine with the project's packages), else built here with the cuda preset.
@@ -155,6 +155,11 @@ if [ "$gpus" -gt 1 ] && command -v mpirun >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] && root_flag=(--allow-run-as-root)
   step "nccl_${gpus}gpu" 240 sweep "nccl_${gpus}gpu" mpirun -n "$gpus" "${root_flag[@]}"
 fi
+# The harness's in-process suites on the cuda backend, with the claim table in the step's log (the
+# kernels and scaling suites measure the cpu backend and would only skip: left out). Last, so a
+# cut-off run still returns every step above.
+step claimbench_quick_cuda 360 "$build/harness/claimbench" run --quick --backend cuda --suite engine,accuracy,load,cost \
+  --out "$out/runs" --check --allow-fail
 echo "]" >>"$steps_json"
 log "results in $out (exit $status)"
 pack

@@ -176,6 +176,9 @@ int main(int argc, char** argv) {
   run->add_flag("--quick", ro.quick, "small variants of every suite (CI, main job)");
   run->add_option("--sut", ro.sut, "system under test: inprocess, null (load generator overhead) or http://HOST:PORT");
   run->add_option("--driver", ro.driver, "load suite driver: native (own generator) or locust")->check(CLI::IsMember({"native", "locust"}));
+  run->add_option("--backend", ro.backend,
+                  "engine backend for the in-process suites: cpu (default), ref or cuda; engine, accuracy, load and transport run on it "
+                  "(or skip with the reason it cannot run here), kernels and scaling measure the cpu backend and skip for another");
   run->add_option("--ppl-text", ro.ppl_text, "accuracy suite: text file whose perplexity to measure (bring your own)")->check(CLI::ExistingFile);
   run->add_option("--qa-jsonl", ro.qa_jsonl, "accuracy suite: JSONL of {\"prompt\", \"answer\"} for exact-match accuracy")->check(CLI::ExistingFile);
   run->add_option("--server-profile", ro.server_profile,
@@ -237,6 +240,8 @@ int main(int argc, char** argv) {
   rsub->add_option("--model", rs_model);
   rsub->add_option("--sut", rs_sut);
   rsub->add_option("--driver", rs_driver);
+  std::string rs_backend = "cpu";
+  rsub->add_option("--backend", rs_backend);
   std::string rs_ppl, rs_qa, rs_cost, rs_profile, rs_tokenizer;
   rsub->add_option("--server-profile", rs_profile);
   rsub->add_option("--tokenizer", rs_tokenizer);
@@ -257,6 +262,7 @@ int main(int argc, char** argv) {
     ctx.model_dir = rs_model.empty() ? cb::harness::default_model_dir() : fs::path(rs_model);
     ctx.sut = rs_sut;
     ctx.driver = rs_driver;
+    ctx.backend = rs_backend;
     ctx.ppl_text = rs_ppl;
     ctx.qa_jsonl = rs_qa;
     ctx.server_profile = rs_profile;

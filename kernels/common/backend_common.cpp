@@ -462,22 +462,35 @@ Status Backend::add(const Tensor& a, const Tensor& b, Tensor& out) {
 std::unique_ptr<Backend> make_ref_backend();
 std::unique_ptr<Backend> make_cpu_backend();
 #ifdef CB_HAVE_CUDA_BACKEND
+std::string cuda_unavailable_reason();  // cb/kernels/cuda_info.h
 std::unique_ptr<Backend> make_cuda_backend();  // nullptr when no GPU is usable
 #endif
+
+std::vector<std::string> backend_names() { return {"ref", "cpu", "cuda"}; }
+
+std::string backend_unavailable_reason(const std::string& name) {
+  if (name == "ref" || name == "cpu") return "";
+  if (name == "cuda") {
+#ifdef CB_HAVE_CUDA_BACKEND
+    if (std::string why = cuda_unavailable_reason(); !why.empty()) return why;
+    return make_cuda_backend() ? "" : "the CUDA backend did not initialize (stream, cuBLASLt handle or workspace)";
+#else
+    return "this build has no CUDA backend (configure the cuda preset, CB_ENABLE_CUDA=ON, where the CUDA toolkit is)";
+#endif
+  }
+  std::string known;
+  for (const auto& n : backend_names()) known += (known.empty() ? "" : ", ") + n;
+  throw std::invalid_argument("unknown backend '" + name + "' (known: " + known + ")");
+}
 
 std::unique_ptr<Backend> make_backend(const std::string& name) {
   if (name == "ref") return make_ref_backend();
   if (name == "cpu") return make_cpu_backend();
 #ifdef CB_HAVE_CUDA_BACKEND
-  if (name == "cuda") {
-    auto b = make_cuda_backend();
-    if (!b) throw std::runtime_error("backend 'cuda': built with CUDA but no usable GPU was found");
-    return b;
-  }
+  if (name == "cuda")
+    if (auto b = make_cuda_backend()) return b;
 #endif
-  std::string known;
-  for (const auto& n : available_backends()) known += (known.empty() ? "" : ", ") + n;
-  throw std::invalid_argument("unknown backend '" + name + "' (available: " + known + ")");
+  throw std::runtime_error("backend '" + name + "' cannot run here: " + backend_unavailable_reason(name));
 }
 
 std::vector<std::string> available_backends() {

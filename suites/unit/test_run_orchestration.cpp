@@ -23,6 +23,7 @@
 
 #include "cb/harness/verdicts/claims.h"
 #include "cb/harness/core/results.h"
+#include "cb/kernels/backend.h"
 
 extern char** environ;
 
@@ -298,6 +299,40 @@ TEST(RunOrchestration, UnknownSuiteFailsBeforeCreatingAnyFolder) {
   EXPECT_NE(d.err.find("known: "), std::string::npos) << describe(d);
   EXPECT_EQ(d.err.find("selftest-crash"), std::string::npos) << "test suites listed without the hook:\n" << d.err;
   EXPECT_FALSE(fs::exists(base));
+}
+
+// --backend: an unknown name or one that cannot apply (an external SUT) stops the run before any
+// folder exists; a known backend that cannot run on this machine leaves a run whose engine-side
+// suites are skipped with that reason and whose cpu-only suites say they measure the cpu backend.
+TEST(RunOrchestration, BackendIsCheckedUpFrontAndSkipsWithTheReason) {
+  REQUIRE_CLAIMBENCH();
+  const fs::path base = temp_root() / "backend";
+  Cmd c = claimbench("run --suite engine --backend tpu --out " + quoted(base.string()));
+  EXPECT_EQ(c.rc, 2) << describe(c);
+  EXPECT_NE(c.err.find("unknown backend 'tpu' (known: ref, cpu, cuda)"), std::string::npos) << describe(c);
+  c = claimbench("run --suite load --backend ref --sut http://127.0.0.1:9 --out " + quoted(base.string()));
+  EXPECT_EQ(c.rc, 2) << describe(c);
+  EXPECT_NE(c.err.find("--backend ref applies to the engine in this process"), std::string::npos) << describe(c);
+  EXPECT_FALSE(fs::exists(base)) << "nothing may be written for a run that cannot start";
+
+  const std::string why = cb::kernels::backend_unavailable_reason("cuda");
+  if (why.empty()) GTEST_SKIP() << "a usable GPU is present: a cuda run here would measure, not skip";
+  c = claimbench("run --quick --suite engine,kernels,accuracy --backend cuda --out " + quoted(base.string()));
+  ASSERT_EQ(c.rc, 0) << describe(c);
+  const auto dirs = subdirs(base);
+  ASSERT_EQ(dirs.size(), 1u);
+  const json m = manifest_of(dirs[0]);
+  EXPECT_EQ(m["params"]["backend"], "cuda");
+  for (const char* engine_side : {"engine", "accuracy"}) {
+    const SuiteResult r = SuiteResult::from_json(read_json_file(dirs[0] / (std::string(engine_side) + ".json")), engine_side);
+    EXPECT_EQ(r.status, SuiteStatus::Skipped) << engine_side;
+    EXPECT_EQ(r.reason, "--backend cuda cannot run here: " + why) << engine_side;
+    EXPECT_TRUE(r.metrics.empty()) << engine_side;
+  }
+  const SuiteResult k = SuiteResult::from_json(read_json_file(dirs[0] / "kernels.json"), "kernels");
+  EXPECT_EQ(k.status, SuiteStatus::Skipped);
+  EXPECT_NE(k.reason.find("measures the cpu backend's kernels"), std::string::npos) << k.reason;
+  EXPECT_EQ(m["suites"]["engine"]["status"], "skipped");
 }
 
 // "all" never includes the self-test suites, even with the hook on; a suite named again after

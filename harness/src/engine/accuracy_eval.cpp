@@ -61,7 +61,7 @@ std::vector<double> decode_speed(engine::LoadedModel& m, const EvalSettings& s, 
 VariantMeasure measure_variant(const Variant& v, const EvalSettings& s) {
   VariantMeasure out;
   out.variant = v;
-  auto m = engine::LoadedModel::open(v.dir, "cpu");
+  auto m = engine::LoadedModel::open(v.dir, s.backend);
   engine::train::EvalOptions eo;
   eo.examples_per_task = s.examples_per_task;
   const auto acc = engine::train::evaluate_tasks(*m, eo);
@@ -125,12 +125,12 @@ json baselines_json(const std::vector<VariantMeasure>& measured, int examples_pe
           {"variants", v}};
 }
 
-ByoText byo_perplexity(const fs::path& model_dir, const fs::path& text_file, int window) {
+ByoText byo_perplexity(const fs::path& model_dir, const fs::path& text_file, int window, const std::string& backend) {
   std::ifstream in(text_file, std::ios::binary);
   if (!in) throw std::runtime_error(text_file.string() + ": cannot open");
   std::stringstream ss;
   ss << in.rdbuf();
-  auto m = engine::LoadedModel::open(model_dir, "cpu");
+  auto m = engine::LoadedModel::open(model_dir, backend);
   const std::vector<int32_t> all = m->tokenizer().encode(ss.str(), false);
   if (all.size() < 2) throw std::runtime_error(text_file.string() + ": needs at least 2 bytes of text, found " + std::to_string(all.size()));
   window = std::min(window, m->config().max_position_embeddings);
@@ -151,10 +151,10 @@ ByoText byo_perplexity(const fs::path& model_dir, const fs::path& text_file, int
   return r;
 }
 
-ByoQa byo_exact_match(const fs::path& model_dir, const fs::path& jsonl_file) {
+ByoQa byo_exact_match(const fs::path& model_dir, const fs::path& jsonl_file, const std::string& backend) {
   // The same reader (and errors) as the accuracy suite over HTTP, so both score the same lines.
   const std::vector<accuracy_http::QaExample> examples = accuracy_http::read_qa_jsonl(jsonl_file);
-  auto m = engine::LoadedModel::open(model_dir, "cpu");
+  auto m = engine::LoadedModel::open(model_dir, backend);
   const auto& tok = m->tokenizer();
   ByoQa r;
   r.failures = json::array();

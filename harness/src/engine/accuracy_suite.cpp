@@ -188,13 +188,13 @@ SuiteResult run_accuracy_suite(const SuiteContext& ctx) {
   r.suite = "accuracy";
   // Bring your own model data: first, so a bad input file is an error at once, not after the variants.
   if (!ctx.ppl_text.empty()) {
-    const auto b = acc::byo_perplexity(ctx.model_dir, ctx.ppl_text);
+    const auto b = acc::byo_perplexity(ctx.model_dir, ctx.ppl_text, 1024, ctx.backend);
     r.add({"accuracy.byo.perplexity", b.perplexity, "ppl", Direction::LowerIsBetter, NoiseClass::Exact, {},
            {{"text", ctx.ppl_text.string()}, {"tokens", b.tokens}, {"windows", b.windows}, {"model_dir", ctx.model_dir.string()}},
            "byte-level tokens, windows of up to 1024 tokens each starting with BOS"});
   }
   if (!ctx.qa_jsonl.empty()) {
-    const auto q = acc::byo_exact_match(ctx.model_dir, ctx.qa_jsonl);
+    const auto q = acc::byo_exact_match(ctx.model_dir, ctx.qa_jsonl, ctx.backend);
     r.add({"accuracy.byo.exact_match", q.accuracy(), "fraction", Direction::HigherIsBetter, NoiseClass::Exact, {},
            {{"file", ctx.qa_jsonl.string()}, {"correct", q.correct}, {"total", q.total}, {"model_dir", ctx.model_dir.string()}},
            "greedy answer equals the expected answer exactly"});
@@ -202,6 +202,7 @@ SuiteResult run_accuracy_suite(const SuiteContext& ctx) {
   }
 
   acc::EvalSettings s;
+  s.backend = ctx.backend;
   if (ctx.quick) {
     s.decode_tokens = 32;
     s.decode_reps = 3;

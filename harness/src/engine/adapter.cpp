@@ -9,6 +9,7 @@
 #include "cb/harness/core/engine_access.h"
 #include "cb/harness/engine/inprocess_sut.h"
 #include "cb/harness/engine/suites.h"
+#include "cb/kernels/backend.h"
 
 namespace cb::harness {
 namespace fs = std::filesystem;
@@ -18,7 +19,7 @@ namespace {
 
 class ReferenceEngine : public InProcessEngine {
  public:
-  explicit ReferenceEngine(const fs::path& dir) : model_(engine::LoadedModel::open(dir)) {
+  ReferenceEngine(const fs::path& dir, const std::string& backend) : model_(engine::LoadedModel::open(dir, backend)) {
     const auto& cfg = model_->config();
     facts_.name = dir.filename().string();
     facts_.bos_token_id = cfg.bos_token_id;
@@ -65,7 +66,10 @@ EngineBenchFigures engine_bench(const EngineBenchRequest& q, const std::function
 
 void install_engine_adapter() {
   EngineAccess a;
-  a.open = [](const fs::path& dir) -> std::unique_ptr<InProcessEngine> { return std::make_unique<ReferenceEngine>(dir); };
+  a.open = [](const fs::path& dir, const std::string& backend) -> std::unique_ptr<InProcessEngine> {
+    return std::make_unique<ReferenceEngine>(dir, backend);
+  };
+  a.backend_unavailable = [](const std::string& name) { return kernels::backend_unavailable_reason(name); };
   a.bench = engine_bench;
   a.parse_defects = [](const std::string& csv) { return engine::parse_defect_list(csv); };
   a.suites = {{"engine", run_engine_suite}, {"accuracy", run_accuracy_suite}, {"scaling", run_scaling_suite}};

@@ -18,9 +18,14 @@ SuiteResult run_engine_suite(const SuiteContext& ctx) {
   o.model_dir = ctx.model_dir;
   o.seed = ctx.seed;
   o.quick = ctx.quick;
-  if (ctx.progress) ctx.progress("measuring machine peaks for MFU / MBU");
-  o.peak_gflops = bench::measure_peak_fp32_fma(0, 0.2).value;
-  o.peak_gbs = bench::measure_memory_read_bandwidth(0, 0, 0.2).value;
+  o.backend = ctx.backend;
+  // MFU / MBU divide by this host's CPU peaks: meaningful for the cpu backend only (0 leaves
+  // them out; a device backend would need its device's limits).
+  if (ctx.backend == "cpu") {
+    if (ctx.progress) ctx.progress("measuring machine peaks for MFU / MBU");
+    o.peak_gflops = bench::measure_peak_fp32_fma(0, 0.2).value;
+    o.peak_gbs = bench::measure_memory_read_bandwidth(0, 0, 0.2).value;
+  }
   const json b = engine::run_batching_bench(o, ctx.progress);
   r.params = b["params"];
   r.params["model"] = b["model"];

@@ -429,7 +429,7 @@ SuiteResult run_load_suite(const SuiteContext& ctx) {
   if (inprocess) {
     const EngineAccess* access = engine_access();
     if (!access) throw std::invalid_argument("--sut inprocess: " + no_engine_reason() + "; use --sut http://HOST:PORT");
-    model = access->open(ctx.model_dir);
+    model = access->open(ctx.model_dir, ctx.backend);
     const ModelFacts& facts = model->facts();
     lc.plan.bos_token = facts.bos_token_id;
     lc.plan.max_context = facts.max_context;
@@ -516,7 +516,7 @@ SuiteResult run_load_suite(const SuiteContext& ctx) {
   // In-process the engine runs on the CPU backend: only CPU package power is its power. A server on
   // loopback may run on GPUs or CPUs: GPU board power first, else RAPL.
   PowerMeterOptions pmo;
-  pmo.devices = inprocess ? "cpu" : "any";
+  pmo.devices = inprocess && ctx.backend == "cpu" ? "cpu" : "any";
   LoadPower power(pmo, inprocess || (http && is_loopback_url(ctx.sut)), ctx.power_watts);
   std::vector<std::optional<double>> watts_a, watts_b;
   for (int t = 0; t < kTrials; ++t) {

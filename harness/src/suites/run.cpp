@@ -104,6 +104,17 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
     throw std::invalid_argument("--sut inprocess (the default) for the load suite: " + no_engine_reason() +
                                 "; pass --sut http://HOST:PORT");
 
+  // --backend: a name the engine knows, for the engine in this process only. Whether it can run
+  // on this machine is each suite's question (it skips with the reason), so a run asked for cuda
+  // on a host without a GPU still leaves a folder that says why nothing was measured on it.
+  if (opt.backend != "cpu") {
+    if (opt.sut != "inprocess")
+      throw std::invalid_argument("--backend " + opt.backend + " applies to the engine in this process; with --sut " + opt.sut +
+                                  " the server under test runs on its own backend");
+    if (!engine_access()) throw std::invalid_argument("--backend " + opt.backend + ": " + no_engine_reason());
+    (void)engine_access()->backend_unavailable(opt.backend);  // throws std::invalid_argument for an unknown name
+  }
+
   // Planted defects (compliance tests): from --plant-defect and CB_PLANT_DEFECTS, validated before
   // anything runs, handed to every suite process through the environment, named in the manifest.
   std::vector<std::string> defects;
@@ -137,7 +148,7 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
                    {"build", build_info()},
                    {"hardware", hw},
                    {"started_at", utc_now_iso()},
-                   {"params", {{"suites", names}, {"quick", opt.quick}, {"sut", opt.sut}, {"driver", opt.driver}, {"model_dir", fs::absolute(model).string()},
+                   {"params", {{"suites", names}, {"quick", opt.quick}, {"sut", opt.sut}, {"backend", opt.backend}, {"driver", opt.driver}, {"model_dir", fs::absolute(model).string()},
                                {"timeout_scale", opt.timeout_scale}, {"bench_filter", opt.bench_filter}, {"repetitions", opt.repetitions}, {"ppl_text", opt.ppl_text.string()}, {"qa_jsonl", opt.qa_jsonl.string()}, {"server_profile", opt.server_profile}, {"tokenizer_dir", opt.tokenizer_dir.string()}, {"power_watts_supplied", opt.power_watts > 0 ? json(opt.power_watts) : json()}, {"cost_defaults", opt.cost_defaults.string()}, {"planted_defects", defects},
                                {"omp_num_threads", std::getenv("OMP_NUM_THREADS") ? json(std::getenv("OMP_NUM_THREADS")) : json()}}},
                    {"seeds", {{"run", opt.seed}, {"prompts", opt.seed}, {"kernel_inputs", "fixed per benchmark (splitmix64)"}}},
@@ -154,6 +165,7 @@ fs::path execute_run(const RunOptions& opt, const fs::path& self_exe) {
                                      "--model", model.string(), "--sut", opt.sut, "--seed", std::to_string(opt.seed)};
     if (opt.quick) argv.push_back("--quick");
     if (opt.driver != "native") { argv.push_back("--driver"); argv.push_back(opt.driver); }
+    if (opt.backend != "cpu") { argv.push_back("--backend"); argv.push_back(opt.backend); }
     if (opt.repetitions > 0) {
       argv.push_back("--repetitions");
       argv.push_back(std::to_string(opt.repetitions));

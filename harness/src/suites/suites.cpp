@@ -66,6 +66,43 @@ SuiteInfo skip_against_external_servers(SuiteInfo info) {
   return info;
 }
 
+// --backend: the suites that open the model in this process run on it, or skip with the reason it
+// cannot run here (no GPU, a build without CUDA); the ones that measure the cpu backend itself
+// (cb_kernel_bench's kernels and CPU peaks, MPI tensor parallelism) skip for any other backend.
+SuiteResult skipped(const std::string& name, const SuiteContext& ctx, const std::string& why) {
+  SuiteResult r;
+  r.suite = name;
+  r.status = SuiteStatus::Skipped;
+  r.reason = why;
+  r.params["backend"] = ctx.backend;
+  return r;
+}
+
+SuiteInfo on_engine_backend(SuiteInfo info) {
+  auto run = info.run;
+  const std::string name = info.name;
+  info.run = [run, name](const SuiteContext& ctx) {
+    const bool in_process = ctx.sut == "inprocess";
+    if (ctx.backend == "cpu" || !in_process) return run(ctx);
+    const EngineAccess* a = engine_access();
+    if (!a) return skipped(name, ctx, "--backend " + ctx.backend + ": " + no_engine_reason());
+    if (const std::string why = a->backend_unavailable(ctx.backend); !why.empty())
+      return skipped(name, ctx, "--backend " + ctx.backend + " cannot run here: " + why);
+    return run(ctx);
+  };
+  return info;
+}
+
+SuiteInfo cpu_backend_only(SuiteInfo info, std::string what) {
+  auto run = info.run;
+  const std::string name = info.name;
+  info.run = [run, name, what](const SuiteContext& ctx) {
+    if (ctx.backend == "cpu") return run(ctx);
+    return skipped(name, ctx, "measures " + what + "; --backend " + ctx.backend + " is not measured by this suite");
+  };
+  return info;
+}
+
 // ---- Test hook: self-test suites --------------------------------------------------------------
 // With CB_TEST_SUITES=1 in the environment, `claimbench run` (and its `run-suite` children,
 // which inherit the environment) also knows four suites that exercise the run orchestration
@@ -143,16 +180,20 @@ SuiteInfo accuracy_entry() {
 
 std::vector<SuiteInfo> make_suites() {
   std::vector<SuiteInfo> suites = {
-      skip_against_external_servers({"kernels", "op microbenchmarks with machine peaks and roofline fractions; engine prefill/decode speed",
-                                     900, 3600, run_kernels_suite}),
-      skip_against_external_servers(
-          engine_side("engine", "serving engine offline: batching policies, paged vs contiguous KV, batch policy, 16K context", 600, 3600)),
-      accuracy_entry(),
-      {"load", "end-to-end load workloads with SLO metrics", 600, 3600,
-       run_load_suite},
-      skip_against_external_servers(engine_side("scaling", "collective sweeps and tensor-parallel scaling", 600, 3600)),
-      {"transport", "the HTTP path's own cost: generator vs wrk on a null server, HTTP vs in-process round trip and saturation",
-       600, 1800, run_transport_suite},
+      cpu_backend_only(
+          skip_against_external_servers({"kernels", "op microbenchmarks with machine peaks and roofline fractions; engine prefill/decode speed",
+                                         900, 3600, run_kernels_suite}),
+          "the cpu backend's kernels (cb_kernel_bench) against this host's CPU peaks (the cuda kernels: cb_cuda_bench, "
+          "run by ci/gpu-check.sh)"),
+      on_engine_backend(skip_against_external_servers(
+          engine_side("engine", "serving engine offline: batching policies, paged vs contiguous KV, batch policy, 16K context", 600, 3600))),
+      on_engine_backend(accuracy_entry()),
+      on_engine_backend({"load", "end-to-end load workloads with SLO metrics", 600, 3600, run_load_suite}),
+      cpu_backend_only(skip_against_external_servers(engine_side("scaling", "collective sweeps and tensor-parallel scaling", 600, 3600)),
+                       "collectives and tensor parallelism over MPI on CPU ranks (NCCL tensor parallelism needs >= 2 GPUs "
+                       "and is not wired into this suite)"),
+      on_engine_backend({"transport", "the HTTP path's own cost: generator vs wrk on a null server, HTTP vs in-process round trip and saturation",
+                         600, 1800, run_transport_suite}),
       // Last, so it can price what the suites before it measured.
       {"cost", "cost model: the article's arithmetic and the margin of the measured run", 60, 60, run_cost_suite},
   };

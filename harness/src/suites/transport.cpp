@@ -217,7 +217,7 @@ SuiteResult run_transport_suite(const SuiteContext& ctx) {
     r.params["runs"] = runs;
     return r;
   }
-  auto model = access->open(ctx.model_dir);
+  auto model = access->open(ctx.model_dir, ctx.backend);
   const ModelFacts& cfg = model->facts();
   const WorkloadSpec chat = load_workload("chat", ctx.quick);
   const InProcessConfig ec = inprocess_config_from_json(chat.engine.value("config", json::object()), InProcessConfig{},

@@ -208,9 +208,16 @@ class Backend {
   virtual Status run_copy_kv_blocks(KvCacheStorage& kv, std::span<const std::pair<int32_t, int32_t>> copies);
 };
 
-// Registry. Known names: "ref", "cpu", and "cuda" when built with CUDA and a GPU is present.
+// Registry. Known names: "ref", "cpu" and "cuda"; "cuda" is available when the build has the CUDA
+// backend and a GPU it can run on is present. make_backend throws std::invalid_argument for an
+// unknown name and std::runtime_error with backend_unavailable_reason() for a known one that
+// cannot run here.
 std::unique_ptr<Backend> make_backend(const std::string& name);
 std::vector<std::string> available_backends();
+std::vector<std::string> backend_names();
+// "" when make_backend(name) can succeed here, else why not; throws std::invalid_argument for a
+// name that is not in backend_names().
+std::string backend_unavailable_reason(const std::string& name);
 
 // Shared argument checks (Backend's public ops run them; exposed for backends that wrap others).
 Status check_matmul_args(const Tensor& x, const Weight& w, const Tensor& y);

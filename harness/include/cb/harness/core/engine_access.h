@@ -65,7 +65,10 @@ struct EngineBenchFigures {
 };
 
 struct EngineAccess {
-  std::function<std::unique_ptr<InProcessEngine>(const std::filesystem::path& model_dir)> open;
+  std::function<std::unique_ptr<InProcessEngine>(const std::filesystem::path& model_dir, const std::string& backend)> open;
+  // "" when the named backend can run here, else why not (no GPU, no kernel image, ...); throws
+  // std::invalid_argument naming the known backends for a name the engine does not have.
+  std::function<std::string(const std::string& backend)> backend_unavailable;
   std::function<EngineBenchFigures(const EngineBenchRequest&, const std::function<void(const std::string&)>& progress)> bench;
   // Planted-defect names from a comma-separated list, validated against the engine's (throws
   // std::invalid_argument naming the unknown one).

@@ -16,6 +16,10 @@ struct SuiteContext {
   std::filesystem::path model_dir;  // model for engine-level measurements
   std::string sut = "inprocess";    // "inprocess", "null" or "http://HOST:PORT"
   std::string driver = "native";    // load suite: "native" (own load generator) or "locust"
+  // The reference engine's backend for in-process measurements (ref, cpu, cuda): the engine,
+  // accuracy, load and transport suites open the model on it; the kernels and scaling suites
+  // measure the cpu backend only and skip (with the reason) for any other.
+  std::string backend = "cpu";
   bool quick = false;
   uint64_t seed = 1;
   int repetitions = 0;       // kernels suite: benchmark repetitions (0 = default 5)

@@ -34,6 +34,7 @@ struct EvalSettings {
   int decode_tokens = 64;
   int decode_reps = 3;
   int flops_context = 128;      // context length at which FLOPs/token are counted
+  std::string backend = "cpu";  // the engine backend the variants run on
 };
 
 struct VariantMeasure {
@@ -73,8 +74,10 @@ nlohmann::json baselines_json(const std::vector<VariantMeasure>& measured, int e
 // context), exact-match accuracy of a JSONL file of {"prompt": ..., "answer": ...} lines (greedy,
 // answer compared after stripping EOS). Errors name the file and line.
 struct ByoText { double perplexity = 0; int64_t tokens = 0; int windows = 0; };
-ByoText byo_perplexity(const std::filesystem::path& model_dir, const std::filesystem::path& text_file, int window = 1024);
+ByoText byo_perplexity(const std::filesystem::path& model_dir, const std::filesystem::path& text_file, int window = 1024,
+                       const std::string& backend = "cpu");
 struct ByoQa { int correct = 0, total = 0; nlohmann::json failures; double accuracy() const { return total ? double(correct) / total : 0; } };
-ByoQa byo_exact_match(const std::filesystem::path& model_dir, const std::filesystem::path& jsonl_file);
+ByoQa byo_exact_match(const std::filesystem::path& model_dir, const std::filesystem::path& jsonl_file,
+                      const std::string& backend = "cpu");
 
 }  // namespace cb::harness::accuracy

@@ -15,6 +15,7 @@ struct RunOptions {
   bool quick = false;
   std::string sut = "inprocess";
   std::string driver = "native";  // load suite: "native" (own generator) or "locust"
+  std::string backend = "cpu";    // engine backend for in-process suites (SuiteContext::backend)
   std::filesystem::path model_dir;
   std::filesystem::path out_base;   // default: <source>/results/runs
   uint64_t seed = 1;
