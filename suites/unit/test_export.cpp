@@ -160,7 +160,13 @@ TEST(CompressionConfig, ModulePatternsMatchLikeReMatchAndAreBounded) {
       {"re:" + std::string(40, '(') + "a" + std::string(40, ')'), "is too complex for a module pattern: groups nested deeper than 32"},
       {"re:" + std::string(600, 'a'), "is too complex for a module pattern: 600 bytes (the limit is 512)"},
       {"re:((a{10}){10})?{30}", "more than 2000 states"},
-      {"re:(a)\\1", "is not a valid regular expression"},  // back-references: exponential in general
+      {"re:(a)\\1", "back-references (\\1...) are unsupported"},  // exponential to match in general
+      // Found by fuzz_compressed_tensors: libstdc++ parsed this back-reference's number into a
+      // long and overflowed (UBSan) before any bound of ours was checked.
+      {"re:edlom\\.laeyrs\\.1\\44444544444444444444.", "back-references (\\4...) are unsupported"},
+      {"re:[\\9]", "back-references (\\9...) are unsupported"},
+      {"re:a{4444454444444444444}", "a repetition count longer than 6 digits"},
+      {"re:a{1,99999999999999999999", "a repetition count longer than 6 digits"},
   };
   for (const auto& [pattern, expect] : refused) {
     targets = {pattern};

@@ -49,6 +49,17 @@ std::string engine_suite_skip_reason(const SuiteContext& ctx) {
 
 namespace {
 
+// A suite that did not run here, with why; params name the SUT and backend it was asked for.
+SuiteResult skipped(const std::string& name, const SuiteContext& ctx, const std::string& why) {
+  SuiteResult r;
+  r.suite = name;
+  r.status = SuiteStatus::Skipped;
+  r.reason = why;
+  r.params["sut"] = ctx.sut;
+  r.params["backend"] = ctx.backend;
+  return r;
+}
+
 // The engine-side suites skip (status skipped, with the reason) against an external server.
 SuiteInfo skip_against_external_servers(SuiteInfo info) {
   auto run = info.run;
@@ -56,12 +67,7 @@ SuiteInfo skip_against_external_servers(SuiteInfo info) {
   info.run = [run, name](const SuiteContext& ctx) {
     const std::string why = engine_suite_skip_reason(ctx);
     if (why.empty()) return run(ctx);
-    SuiteResult r;
-    r.suite = name;
-    r.status = SuiteStatus::Skipped;
-    r.reason = why;
-    r.params["sut"] = ctx.sut;
-    return r;
+    return skipped(name, ctx, why);
   };
   return info;
 }
@@ -69,15 +75,6 @@ SuiteInfo skip_against_external_servers(SuiteInfo info) {
 // --backend: the suites that open the model in this process run on it, or skip with the reason it
 // cannot run here (no GPU, a build without CUDA); the ones that measure the cpu backend itself
 // (cb_kernel_bench's kernels and CPU peaks, MPI tensor parallelism) skip for any other backend.
-SuiteResult skipped(const std::string& name, const SuiteContext& ctx, const std::string& why) {
-  SuiteResult r;
-  r.suite = name;
-  r.status = SuiteStatus::Skipped;
-  r.reason = why;
-  r.params["backend"] = ctx.backend;
-  return r;
-}
-
 SuiteInfo on_engine_backend(SuiteInfo info) {
   auto run = info.run;
   const std::string name = info.name;

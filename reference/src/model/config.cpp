@@ -114,10 +114,26 @@ constexpr uint64_t kMaxPatternStates = 2000;
 
 // Why pattern p (the part after "re:") is refused, or "" when it is within the bounds. The
 // state count is an upper bound: every atom costs one state plus one per operator, and a counted
-// repetition {m,n} copies its atom max(m, n) times (nested ones multiply).
+// repetition {m,n} copies its atom max(m, n) times (nested ones multiply). Back-references are
+// refused here, before libstdc++ parses their number (a long "\\1444..." overflowed a signed
+// long inside its compiler: fuzz_compressed_tensors, regression in test_export.cpp).
 std::string pattern_too_complex(const std::string& p) {
   if (p.size() > kMaxPatternBytes)
     return std::to_string(p.size()) + " bytes (the limit is " + std::to_string(kMaxPatternBytes) + ")";
+  // libstdc++ reads the number of a back-reference or a repetition count into a long without an
+  // overflow check, so those are looked at before it parses anything (inside brackets too).
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (p[i] == '\\' && i + 1 < p.size()) {
+      if (p[i + 1] >= '1' && p[i + 1] <= '9') return "back-references (\\" + std::string(1, p[i + 1]) + "...) are unsupported";
+      ++i;
+    } else if (p[i] == '{') {
+      size_t run = 0;
+      for (size_t j = i + 1; j < p.size() && (std::isdigit(static_cast<unsigned char>(p[j])) || p[j] == ','); ++j) {
+        run = p[j] == ',' ? 0 : run + 1;
+        if (run > 6) return "a repetition count longer than 6 digits";
+      }
+    }
+  }
   std::vector<uint64_t> outer;  // states before each open group
   uint64_t cur = 0, last = 0;   // states so far in this group; states of the last atom
   auto capped = [](uint64_t v) { return std::min<uint64_t>(v, kMaxPatternStates + 1); };
