@@ -71,8 +71,9 @@ fuzz_one() {
     "$work/corpus" "suites/fuzz/corpus/$t" > "$log" 2>&1 || rc=$?
   # The last status line ("#N DONE cov: .. ft: .. corp: ../..b ... exec/s: ..") and final stats.
   last="$(grep -E '^#[0-9]+' "$log" | tail -1 || true)"
-  execs="$(grep -oE '^stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || true)"
-  eps="$(grep -oE '^stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' || true)"
+  # (a crash prints the final stats twice: the last of each)
+  execs="$(grep -oE '^stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -n 1 || true)"
+  eps="$(grep -oE '^stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -n 1 || true)"
   cov="$(grep -oE 'cov: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || true)"
   ft="$(grep -oE 'ft: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || true)"
   corp="$(grep -oE 'corp: [0-9]+/[0-9a-zA-Z]+' <<<"$last" | cut -d' ' -f2 || true)"

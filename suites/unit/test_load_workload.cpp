@@ -170,6 +170,13 @@ TEST(LoadWorkloadSpec, ErrorsNameFileAndField) {
   j = minimal_spec();
   j["schema"] = "other";
   EXPECT_EQ(err(j), "w.json: schema: expected \"claimbench.workload\"");
+  // Found by fuzz_workload: a non-string schema or schema_version escaped as nlohmann's type_error.
+  j = minimal_spec();
+  j["schema"] = {{"process", "gamma"}};
+  EXPECT_EQ(err(j), "w.json: schema: expected \"claimbench.workload\"");
+  j = minimal_spec();
+  j["schema_version"] = 1.0;
+  EXPECT_EQ(err(j), "w.json: schema_version: expected \"1.x\"");
 }
 
 TEST(LoadPlan, OpenLoopPlanIsSeededAndSized) {

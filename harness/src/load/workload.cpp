@@ -192,9 +192,15 @@ fs::path workloads_dir() { return fs::path(CB_SOURCE_DIR) / "workloads"; }
 WorkloadSpec parse_workload(const json& j_in, const fs::path& file, bool quick) {
   const std::string fname = file.string();
   if (!j_in.is_object()) throw WorkloadError(fname + ": expected a JSON object");
-  if (j_in.value("schema", "") != "claimbench.workload")
+  // Read by hand, not with json::value(): a "schema" that is an object threw nlohmann's type_error
+  // past the WorkloadError contract (found by fuzz_workload; regression in test_workload.cpp).
+  auto top_string = [&](const char* key) -> std::string {
+    const auto it = j_in.find(key);
+    return it != j_in.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  if (top_string("schema") != "claimbench.workload")
     throw WorkloadError(fname + ": schema: expected \"claimbench.workload\"");
-  if (j_in.value("schema_version", "").rfind("1.", 0) != 0)
+  if (top_string("schema_version").rfind("1.", 0) != 0)
     throw WorkloadError(fname + ": schema_version: expected \"1.x\"");
   json j = j_in;
   if (quick && j.contains("quick")) {
