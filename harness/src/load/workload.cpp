@@ -193,7 +193,7 @@ WorkloadSpec parse_workload(const json& j_in, const fs::path& file, bool quick) 
   const std::string fname = file.string();
   if (!j_in.is_object()) throw WorkloadError(fname + ": expected a JSON object");
   // Read by hand, not with json::value(): a "schema" that is an object threw nlohmann's type_error
-  // past the WorkloadError contract (found by fuzz_workload; regression in test_workload.cpp).
+  // past the WorkloadError contract (found by fuzz_workload; regression in test_load_workload.cpp).
   auto top_string = [&](const char* key) -> std::string {
     const auto it = j_in.find(key);
     return it != j_in.end() && it->is_string() ? it->get<std::string>() : std::string();
