@@ -65,9 +65,14 @@ fi
 status=0
 first=1
 # step NAME TIMEOUT_S CMD...: runs CMD with its output in NAME.log; exit 77 is SKIP.
+# CB_GPU_CHECK_ONLY=a,b: run only the steps named (a rerun of what failed, on a short lease).
 step() {
   local name=$1 limit=$2
   shift 2
+  if [ -n "${CB_GPU_CHECK_ONLY:-}" ] && [[ ",$CB_GPU_CHECK_ONLY," != *",$name,"* ]]; then
+    log "$name: not selected (CB_GPU_CHECK_ONLY)"
+    return 0
+  fi
   local t0 rc verdict
   t0=$(date +%s)
   local lib_env=(env "LD_LIBRARY_PATH=${CB_GPU_LIBS:-}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
@@ -155,10 +160,11 @@ if [ "$gpus" -gt 1 ] && command -v mpirun >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] && root_flag=(--allow-run-as-root)
   step "nccl_${gpus}gpu" 240 sweep "nccl_${gpus}gpu" mpirun -n "$gpus" "${root_flag[@]}"
 fi
-# The harness's in-process suites on the cuda backend, with the claim table in the step's log (the
-# kernels and scaling suites measure the cpu backend and would only skip: left out). Last, so a
-# cut-off run still returns every step above.
-step claimbench_quick_cuda 360 "$build/harness/claimbench" run --quick --backend cuda --suite engine,accuracy,load,cost \
+# The harness's suites on the cuda backend, with the claim table in the step's log: kernels runs
+# cb_cuda_bench (tc-speedup, int8-speed against FP32 on the GPU), load divides MFU / MBU by the
+# GPU's peaks measured in the run (util-busy) and samples its board power (energy-qps); scaling
+# measures MPI ranks on CPUs and is left out. Last, so a cut-off run still returns every step above.
+step claimbench_quick_cuda 360 "$build/harness/claimbench" run --quick --backend cuda --suite kernels,engine,accuracy,load,cost \
   --out "$out/runs" --check --allow-fail
 echo "]" >>"$steps_json"
 log "results in $out (exit $status)"

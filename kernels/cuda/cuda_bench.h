@@ -139,6 +139,7 @@ struct Timing {
   std::string error;
   double median_ms = 0, best_ms = 0;
   int64_t reps = 0;
+  std::vector<double> chunk_ms;  // per-call time of each chunk, in the order they ran (the samples)
 };
 
 struct Events {
@@ -194,6 +195,7 @@ Timing time_op(cudaStream_t s, const TimeSpec& ts, F&& fn) {
   std::vector<double> per_call;
   for (int64_t c = 0; c < chunks && t.error.empty(); ++c) per_call.push_back(ev.ms(size_t(c), size_t(c + 1), t.error) / double(per));
   if (!t.error.empty()) return t;
+  t.chunk_ms = per_call;
   std::sort(per_call.begin(), per_call.end());
   const size_t n = per_call.size();
   t.median_ms = n % 2 ? per_call[n / 2] : 0.5 * (per_call[n / 2 - 1] + per_call[n / 2]);
@@ -203,7 +205,7 @@ Timing time_op(cudaStream_t s, const TimeSpec& ts, F&& fn) {
 }
 
 inline json timing_json(const Timing& t) {
-  return {{"median_ms", t.median_ms}, {"best_ms", t.best_ms}, {"reps", t.reps}};
+  return {{"median_ms", t.median_ms}, {"best_ms", t.best_ms}, {"reps", t.reps}, {"chunk_ms", t.chunk_ms}};
 }
 
 // ---- raw cuBLASLt GEMMs (TN, column-major): D[m, n] = A^T B, A stored k x m, B k x n ----------

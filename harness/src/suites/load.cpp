@@ -203,8 +203,15 @@ Utilization utilization(const Measured& m, const ModelFacts& model, double peak_
   return u;
 }
 
+// What the peaks are: this host's CPU (FP32 FMA, memory read) or, on the cuda backend, the GPU's.
+struct PeakSource {
+  std::string compute = "measured peak FP32 FMA";
+  std::string memory = "measured memory read bandwidth";
+  json detail = json::object();
+};
+
 void add_utilization(SuiteResult& r, const std::vector<Measured>& runs, const ModelFacts& model, double peak_gflops,
-                     double peak_gbs) {
+                     double peak_gbs, const PeakSource& src) {
   std::vector<double> busy, mfu, mbu, achieved;
   std::vector<const Measured*> behind;
   for (const Measured& m : runs) {
@@ -220,12 +227,13 @@ void add_utilization(SuiteResult& r, const std::vector<Measured>& runs, const Mo
   r.add(trials_metric("load.util.busy_fraction", busy, "fraction", Hi, R, behind,
                       "time inside the model's forward pass / wall time, " + window + "; reported beside load.util.achieved_fraction, "
                       "not a verdict on its own (a saturated engine is busy whatever its batching does)"));
-  const json pk = {{"peak_fp32_gflops", peak_gflops}, {"peak_mem_read_gbs", peak_gbs}};
+  json pk = {{"peak_fp32_gflops", peak_gflops}, {"peak_mem_read_gbs", peak_gbs}};
+  if (!src.detail.empty()) pk["peaks"] = src.detail;
   r.add(trials_metric("load.util.mfu", mfu, "fraction", Hi, R, behind,
-                      "matmul FLOP/s in the " + window + " / measured peak FP32 FMA (" + g(peak_gflops) + " GFLOP/s)", pk));
+                      "matmul FLOP/s in the " + window + " / " + src.compute + " (" + g(peak_gflops) + " GFLOP/s)", pk));
   r.add(trials_metric("load.util.mbu", mbu, "fraction", Hi, R, behind,
-                      "(weights once per step + KV attended) bytes/s in the " + window + " / measured memory read bandwidth (" +
-                          g(peak_gbs) + " GB/s)",
+                      "(weights once per step + KV attended) bytes/s in the " + window + " / " + src.memory + " (" + g(peak_gbs) +
+                          " GB/s)",
                       pk));
   r.add(trials_metric("load.util.achieved_fraction", achieved, "fraction", Hi, R, behind,
                       "max(MFU, MBU) per trial: the work the batches actually run achieve against the machine limit that binds "
@@ -500,10 +508,27 @@ SuiteResult run_load_suite(const SuiteContext& ctx) {
   const InProcessConfig adaptive = config_of(chat, "config", "adaptive");
   const InProcessConfig stat = config_of(chat, "baseline", "static");
   double peak_gflops = 0, peak_gbs = 0;
-  if (inprocess) {
+  PeakSource peak_src;
+  std::string no_peaks;  // why MFU / MBU cannot be measured (no device peaks)
+  if (inprocess && ctx.backend == "cuda") {
+    // The engine runs on the GPU: its limits are the GPU's, measured on it now (never the host's).
+    say("measuring the GPU's peaks for MFU / MBU (cb_cuda_bench --peaks-only)");
+    std::filesystem::create_directories(ctx.run_dir / "raw");
+    if (const auto dp = measure_cuda_peaks(ctx.run_dir / "raw" / "load_gpu_peaks.json", no_peaks)) {
+      peak_gflops = dp->fp32_gflops;
+      peak_gbs = dp->copy_gbs;
+      peak_src.compute = "the GPU's FP32 GEMM rate measured in this run (the op table's f32 matmuls run FP32 cuBLASLt GEMMs)";
+      peak_src.memory = "the GPU's device-to-device copy bandwidth (read + written) measured in this run";
+      peak_src.detail = {{"source", dp->source}, {"gpu_fp32_gemm_gflops", dp->fp32_gflops}, {"gpu_bf16_gemm_gflops", dp->bf16_gflops},
+                         {"gpu_copy_gbs", dp->copy_gbs}};
+      r.params["gpu_peaks"] = peak_src.detail;
+    }
+  } else if (inprocess) {
     say("measuring machine peaks for MFU / MBU");
     peak_gflops = bench::measure_peak_fp32_fma(0, 0.2).value;
     peak_gbs = bench::measure_memory_read_bandwidth(0, 0, 0.2).value;
+  }
+  if (inprocess) {
     r.params["peak_fp32_gflops"] = peak_gflops;
     r.params["peak_mem_read_gbs"] = peak_gbs;
   }
@@ -563,7 +588,15 @@ SuiteResult run_load_suite(const SuiteContext& ctx) {
   add_power("load.power.avg_watts", watts_a, sat_a);
   if (inprocess) add_power("load.baseline.power.avg_watts", watts_b, sat_b);
   if (inprocess) {
-    add_utilization(r, sat_a, model->facts(), peak_gflops, peak_gbs);
+    if (no_peaks.empty()) {
+      add_utilization(r, sat_a, model->facts(), peak_gflops, peak_gbs, peak_src);
+    } else {
+      std::vector<double> busy;
+      for (const auto& m : sat_a) busy.push_back(m.result.busy_fraction());
+      r.add(trials_metric("load.util.busy_fraction", busy, "fraction", Hi, R, ptrs(sat_a),
+                          "time inside the model's forward pass / wall time, steady-state window of the saturating chat run"));
+      not_measured(r, {"load.util.mfu", "load.util.mbu", "load.util.achieved_fraction"}, "--backend cuda: " + no_peaks);
+    }
     const json bp = {{"concurrency", sat_conc}, {"config", stat.to_json()}, {"window", "steady"}};
     r.add(trials_metric("load.baseline.requests_per_s", rates(sat_b, &SteadyRates::requests_per_s), "req/s", Hi, T, ptrs(sat_b),
                         "as load.throughput.requests_per_s with static batching (the baseline the cost suite compares with)", bp));

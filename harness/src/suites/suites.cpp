@@ -100,6 +100,20 @@ SuiteInfo cpu_backend_only(SuiteInfo info, std::string what) {
   return info;
 }
 
+// The kernels suite measures the backend it is given: cpu through cb_kernel_bench, cuda through
+// cb_cuda_bench (which says SKIP with its reason where no GPU is usable); ref is the plain-loop
+// oracle, measured only beside cpu.
+SuiteInfo kernels_by_backend(SuiteInfo info) {
+  auto run = info.run;
+  info.run = [run](const SuiteContext& ctx) {
+    if (ctx.backend == "cpu") return run(ctx);
+    if (ctx.backend == "cuda") return run_kernels_suite_cuda(ctx);
+    return skipped("kernels", ctx, "measures the cpu backend (cb_kernel_bench, ref beside it as the oracle) or the cuda backend "
+                                   "(cb_cuda_bench); --backend " + ctx.backend + " has no microbenchmark of its own");
+  };
+  return info;
+}
+
 // ---- Test hook: self-test suites --------------------------------------------------------------
 // With CB_TEST_SUITES=1 in the environment, `claimbench run` (and its `run-suite` children,
 // which inherit the environment) also knows four suites that exercise the run orchestration
@@ -177,11 +191,10 @@ SuiteInfo accuracy_entry() {
 
 std::vector<SuiteInfo> make_suites() {
   std::vector<SuiteInfo> suites = {
-      cpu_backend_only(
-          skip_against_external_servers({"kernels", "op microbenchmarks with machine peaks and roofline fractions; engine prefill/decode speed",
-                                         900, 3600, run_kernels_suite}),
-          "the cpu backend's kernels (cb_kernel_bench) against this host's CPU peaks (the cuda kernels: cb_cuda_bench, "
-          "run by ci/gpu-check.sh)"),
+      kernels_by_backend(skip_against_external_servers({"kernels",
+                                                        "op microbenchmarks with machine peaks and roofline fractions; engine "
+                                                        "prefill/decode speed (--backend cuda: cb_cuda_bench with the GPU's peaks)",
+                                                        900, 3600, run_kernels_suite})),
       on_engine_backend(skip_against_external_servers(
           engine_side("engine", "serving engine offline: batching policies, paged vs contiguous KV, batch policy, 16K context", 600, 3600))),
       on_engine_backend(accuracy_entry()),

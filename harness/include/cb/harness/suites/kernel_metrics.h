@@ -19,4 +19,9 @@ nlohmann::json read_benchmark_json(const std::filesystem::path& path);
 // Adds the metrics and tables of `gb` (Google Benchmark JSON: "context" + "benchmarks") to r.
 void add_kernel_metrics(const nlohmann::json& gb, SuiteResult& r);
 
+// Adds the metrics and tables of cb_cuda_bench's JSON (device peaks, the cuda backend's matmul per
+// variant / shape / M with f32-relative ratios, the best-cuBLASLt comparison, decode attention) to
+// r, with the claims' headline ratios (kernels.matmul.{bf16,int8}_vs_f32.speedup) at q_o M=4096.
+void add_cuda_bench_metrics(const nlohmann::json& cb, SuiteResult& r);
+
 }  // namespace cb::harness

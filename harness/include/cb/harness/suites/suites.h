@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,5 +49,20 @@ std::string engine_suite_skip_reason(const SuiteContext& ctx);
 
 // Where the Google Benchmark binary is (next to the build's other tools), or empty.
 std::filesystem::path kernel_bench_binary();
+
+// --backend cuda: the kernels suite runs cb_cuda_bench (built by the cuda preset; empty path when
+// this build has none) and reads its JSON; SKIP with the bench's reason where no GPU is usable.
+std::filesystem::path cuda_bench_binary();
+SuiteResult run_kernels_suite_cuda(const SuiteContext& ctx);
+
+// A GPU's limits measured on it now (cb_cuda_bench --peaks-only, JSON written to raw_json): the
+// load suite's MFU / MBU denominators on the cuda backend. nullopt with `why` when not measured.
+struct DevicePeaks {
+  double fp32_gflops = 0;  // the op table's f32 matmuls run FP32 cuBLASLt GEMMs
+  double bf16_gflops = 0;  // tensor cores, reported beside it
+  double copy_gbs = 0;     // device-to-device copy, bytes read + written per second
+  std::string source;
+};
+std::optional<DevicePeaks> measure_cuda_peaks(const std::filesystem::path& raw_json, std::string& why);
 
 }  // namespace cb::harness
