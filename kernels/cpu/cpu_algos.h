@@ -334,36 +334,44 @@ void attention_item(const AttnArgs& a, int64_t item, float* scratch) {
   }
 
   const int64_t n_keys = a.q_pos0 + m + 1;  // causal: keys 0 .. q_pos0 + m
-  const float* kp[T];
-  const float* vp[T];
+  // K and V rows are fetched kAttnPrefetch keys ahead of the scores loop, one key per key scored:
+  // blocks lie anywhere in the pool, where the hardware prefetchers (which follow one stream)
+  // cannot guess them, and a whole tile's prefetches issued at once overflow the core's miss
+  // buffers. So the row pointers cover the tile and the next kAttnPrefetch keys.
+  constexpr int PD = kAttnPrefetch;
+  const float* kp[T + PD];
+  const float* vp[T + PD];
   float p[G][T];
   // Key t's row: block table[t / block_size], slot t % block_size, walked incrementally over the
-  // keys in order (no division per key).
+  // keys in order (no division per key); (blk, slot) is the first key past the tile.
   int64_t blk = 0, slot = 0;
+  auto row_of = [&](int64_t b, int64_t sl) { return (int64_t(a.block_table[b]) * a.block_size + sl) * pool_row + int64_t(kvh) * D; };
+  auto prefetch_row = [&](int j) {
+    for (int d = 0; d < D; d += 16) {
+      __builtin_prefetch(kp[j] + d);
+      __builtin_prefetch(vp[j] + d);
+    }
+  };
   for (int64_t t0 = 0; t0 < n_keys; t0 += T) {
     const int nt = static_cast<int>(std::min<int64_t>(T, n_keys - t0));
     for (int j = 0; j < nt; ++j) {
-      const int64_t off = (int64_t(a.block_table[blk]) * a.block_size + slot) * pool_row + int64_t(kvh) * D;
+      const int64_t off = row_of(blk, slot);
       kp[j] = a.k_pool + off;
       vp[j] = a.v_pool + off;
       if (++slot == a.block_size) slot = 0, ++blk;
     }
-    // The next tile's K and V rows, fetched while this one computes: its blocks lie anywhere in
-    // the pool, where the hardware prefetchers (which follow one page) cannot guess them.
-    {
-      int64_t b2 = blk, s2 = slot;
-      const int64_t next = std::min<int64_t>(T, n_keys - t0 - nt);
-      for (int64_t j = 0; j < next; ++j) {
-        const int64_t off = (int64_t(a.block_table[b2]) * a.block_size + s2) * pool_row + int64_t(kvh) * D;
-        for (int d = 0; d < D; d += 16) {
-          __builtin_prefetch(a.k_pool + off + d);
-          __builtin_prefetch(a.v_pool + off + d);
-        }
-        if (++s2 == a.block_size) s2 = 0, ++b2;
-      }
+    const int ahead = static_cast<int>(std::min<int64_t>(PD, n_keys - t0 - nt));
+    for (int64_t j = 0, b2 = blk, s2 = slot; j < ahead; ++j) {
+      const int64_t off = row_of(b2, s2);
+      kp[nt + j] = a.k_pool + off;
+      vp[nt + j] = a.v_pool + off;
+      if (++s2 == a.block_size) s2 = 0, ++b2;
     }
+    if (t0 == 0)  // the first keys: nothing was fetched ahead of them
+      for (int j = 0; j < std::min(PD, nt); ++j) prefetch_row(j);
     // Scores s = (q * scale) . k for the tile.
     for (int j = 0; j < nt; ++j) {
+      if (j + PD < nt + ahead) prefetch_row(j + PD);
       vec s[G];
 #pragma GCC unroll 8
       for (int g = 0; g < G; ++g) s[g] = V::zero();

@@ -37,19 +37,31 @@ void add_bench_command(CLI::App& app) {
                   r["backend"].get<std::string>().c_str());
       std::printf("machine: peak fp32 FMA %.1f GFLOP/s (%s), memory triad %.1f GB/s, read %.1f GB/s\n", pk["fp32_fma"]["value"].get<double>(),
                   pk["fp32_fma"]["method"].get<std::string>().c_str(), pk["triad"]["value"].get<double>(), pk["mem_read"]["value"].get<double>());
-      std::printf("prefill %d tokens: %.1f GFLOP/s median -> %.0f%% of peak %s (target >= 50%%)\n",
-                  r["params"]["prefill_tokens"].get<int>(), r["prefill"]["gflops"]["median"].get<double>(),
-                  100 * r["ratios"]["prefill_peak_fraction"].get<double>(),
-                  r["prefill"]["peak"] == "bf16_dot" ? "BF16 dot" : "FP32 FMA");
-      std::printf("decode batch 1: %.2f tokens/s median, %.0f%% of the triad bandwidth (target >= 80%%), %.0f%% of the read "
-                  "bandwidth, each measured before each repetition (median)\n",
-                  r["decode"]["tokens_per_s"]["median"].get<double>(), 100 * r["ratios"]["decode_triad_fraction"].get<double>(),
-                  100 * r["ratios"]["decode_bw_fraction"].get<double>());
+      if (r.contains("limits_not_applicable")) {
+        // A device backend: tokens/s and GFLOP/s only (the peaks above are the host CPU's).
+        std::printf("prefill %d tokens: %.1f GFLOP/s median\ndecode batch 1: %.2f tokens/s median\n(%s)\n",
+                    r["params"]["prefill_tokens"].get<int>(), r["prefill"]["gflops"]["median"].get<double>(),
+                    r["decode"]["tokens_per_s"]["median"].get<double>(), r["limits_not_applicable"].get<std::string>().c_str());
+      } else {
+        std::printf("prefill %d tokens: %.1f GFLOP/s median -> %.0f%% of peak %s (target >= 50%%)\n",
+                    r["params"]["prefill_tokens"].get<int>(), r["prefill"]["gflops"]["median"].get<double>(),
+                    100 * r["ratios"]["prefill_peak_fraction"].get<double>(),
+                    r["prefill"]["peak"] == "bf16_dot" ? "BF16 dot" : "FP32 FMA");
+        std::printf("decode batch 1: %.2f tokens/s median, %.0f%% of the triad bandwidth (target >= 80%%), %.0f%% of the read "
+                    "bandwidth, each measured before each repetition (median)\n",
+                    r["decode"]["tokens_per_s"]["median"].get<double>(), 100 * r["ratios"]["decode_triad_fraction"].get<double>(),
+                    100 * r["ratios"]["decode_bw_fraction"].get<double>());
+      }
       if (r.contains("batched_decode"))
-        for (const auto& row : r["batched_decode"]["rows"])
+        for (const auto& row : r["batched_decode"]["rows"]) {
+          if (row["roofline_fraction"].is_null()) {
+            std::printf("decode batch %3d: %7.1f tokens/s\n", row["batch"].get<int>(), row["tokens_per_s"]["median"].get<double>());
+            continue;
+          }
           std::printf("decode batch %3d: %7.1f tokens/s  MFU %.2f  MBU %.2f  %s-bound, %.0f%% of the roofline bound\n", row["batch"].get<int>(),
                       row["tokens_per_s"]["median"].get<double>(), row["mfu"].get<double>(), row["mbu"].get<double>(),
                       row["bound"].get<std::string>().c_str(), 100 * row["roofline_fraction"].get<double>());
+        }
       if (r.contains("thread_scaling")) {
         const auto& ts = r["thread_scaling"];
         std::printf("threads 1 -> %d: prefill x%.2f, decode x%.2f (FMA peak x%.2f, read bandwidth x%.2f)\n",

@@ -223,6 +223,14 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
                    {"triad_limit_tokens_per_s", triad.value * 1e9 / bytes_tok},
                    {"bandwidth_gbs_per_repetition", rep_bw}, {"triad_gbs_per_repetition", rep_triad},
                    {"bw_fraction", samples_summary(bw_fraction)}, {"triad_fraction", samples_summary(triad_fraction)}};
+  // The peaks above are this host's CPU's. A backend on another device (cuda) is not bounded by
+  // them: its fractions would be meaningless (thousands of percent), so they are left out with
+  // the reason; its tokens/s stand, and cb_cuda_bench measures that device's own limits.
+  const std::string be_name = lm->backend().name();
+  const bool host_limits = be_name == "cpu" || be_name == "ref";
+  const std::string off_host = "backend " + be_name + " does not run on the CPU whose peaks were measured here; fractions left out "
+                               "(the device's own limits: cb_cuda_bench, or claimbench run --backend " + be_name + " --suite kernels)";
+  if (!host_limits) out["limits_not_applicable"] = off_host;
   // Fractions use the median repetition (a typical run), not the best one.
   out["ratios"] = {
       {"decode_bw_fraction", median_of(bw_fraction)},
@@ -230,6 +238,12 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
       {"prefill_peak_fraction", median_of(prefill_fraction)},
       {"targets", {{"decode_triad_fraction", 0.8}, {"prefill_peak_fraction", 0.5}}},
   };
+  if (!host_limits) {
+    for (const char* k : {"decode_bw_fraction", "decode_triad_fraction", "prefill_peak_fraction"}) out["ratios"][k] = nullptr;
+    out["prefill"]["peak_fraction"] = nullptr;
+    out["decode"]["bw_fraction"] = nullptr;
+    out["decode"]["triad_fraction"] = nullptr;
+  }
 
   // Batched decode on the roofline: a step's bound is max(FLOPs / FMA peak, bytes / triad
   // bandwidth); MFU and MBU are the achieved rates over those limits (medians of per-repetition
@@ -262,6 +276,9 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
                       {"mfu", median_of(mfu)}, {"mbu", median_of(mbu)}, {"bound", bound_kind},
                       {"bound_tokens_per_s", median_of(bound_tps)}, {"roofline_fraction", median_of(frac)},
                       {"roofline_fraction_samples", frac}});
+      if (!host_limits)
+        for (const char* k : {"mfu", "mbu", "bound", "bound_tokens_per_s", "roofline_fraction", "roofline_fraction_samples"})
+          rows.back()[k] = nullptr;
     }
     out["batched_decode"] = {{"rows", rows}, {"limits", "compute: fp32 FMA peak; memory: triad bandwidth"}, {"target", {{"batch", 16}, {"roofline_fraction", 0.6}}}};
   }
