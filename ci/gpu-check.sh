@@ -137,8 +137,8 @@ engine_bench() {
 export -f engine_bench
 step engine_bench_cuda 120 engine_bench
 # llama-1b shapes (seeded random bf16 weights, 2.2 GB): greedy tokens on cuda against cpu, then
-# the engine bench on cuda (prefill, decode at batch 1/16/64). Its roofline fractions are against
-# the host's peaks (refengine bench measures those); the tokens/s are the GPU's.
+# the engine bench on cuda (prefill, decode at batch 1/16/64): tokens/s and GFLOP/s only (the
+# fractions against the host's peaks are left out on a device backend).
 llama1b() {
   local model=/tmp/cb-llama-1b-bf16
   [ -f "$model/config.json" ] || "$build/reference/refengine" init --preset llama-1b --seed 7 --dtype bf16 --out "$model" || return 1
