@@ -57,6 +57,39 @@ TEST(Sampler, GreedyIsArgmaxAndTopK1IsGreedy) {
   for (int i = 0; i < 20; ++i) EXPECT_EQ(topk1.sample(logits), 1);
 }
 
+// The vectorized exp behind the sampler's softmax, against libm over the range a row's logits span
+// (x from -100 to 0 after the max is taken off): within 4 float ulp where e^x is a normal float,
+// exactly 0 below e^-87, and the returned sum is the sum of the weights.
+TEST(Sampler, ExpWeightsMatchLibmWithinFourUlp) {
+  std::vector<float> logits;
+  for (int i = 0; i <= 200000; ++i) logits.push_back(-100.f + 100.f * float(i) / 200000.f);
+  logits.push_back(0.f);
+  std::vector<float> w(logits.size());
+  const double total = exp_weights(logits, 0.f, 1.f, w);
+  double sum = 0, worst_ulp = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    sum += w[i];
+    const double want = std::exp(double(logits[i]));
+    if (logits[i] < -87.f) {
+      EXPECT_EQ(w[i], 0.f) << "x = " << logits[i];
+      continue;
+    }
+    const double ulp = std::nextafter(float(want), INFINITY) - float(want);
+    worst_ulp = std::max(worst_ulp, std::abs(double(w[i]) - want) / ulp);
+  }
+  EXPECT_LE(worst_ulp, 4.0);
+  EXPECT_EQ(w.back(), 1.f);
+  EXPECT_NEAR(total, sum, 1e-9 * sum);
+  // The max and the temperature are applied: e^((x - mx) / T).
+  const std::vector<float> row = {3.f, 1.f, 2.f};
+  std::vector<float> w2(3);
+  exp_weights(row, 3.f, 0.5f, w2);
+  EXPECT_FLOAT_EQ(w2[0], 1.f);
+  EXPECT_NEAR(w2[1], std::exp(-1.0), 4e-7);
+  EXPECT_NEAR(w2[2], std::exp(-0.5), 4e-7);
+  EXPECT_THROW(exp_weights(row, 3.f, 1.f, std::span<float>(w2.data(), 2)), std::invalid_argument);
+}
+
 TEST(Sampler, SameSeedSameDraws) {
   std::vector<float> logits(50);
   for (int i = 0; i < 50; ++i) logits[i] = float(i % 7) * 0.3f;

@@ -30,6 +30,12 @@ class Sampler {
   std::mt19937_64 rng_;
 };
 
+// The index of the largest logit (the first of equal ones); max_logit is its value (-inf if empty).
 int32_t argmax(std::span<const float> logits);
+float max_logit(std::span<const float> logits);
+
+// w[i] = e^((logits[i] - mx) * inv_t) (float, ~2 ulp, 0 below e^-87) in one vectorized pass over the
+// row; returns the sum of w. The sampler's unnormalized softmax. Throws if w is shorter than logits.
+double exp_weights(std::span<const float> logits, float mx, float inv_t, std::span<float> w);
 
 }  // namespace cb::engine
