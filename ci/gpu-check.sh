@@ -163,11 +163,27 @@ sweep() {  # name, then the command prefix (empty for one process)
 export -f sweep
 step nccl_1gpu 60 sweep nccl_1gpu
 step llama1b_cuda 240 llama1b
+root_flag=()
+[ "$(id -u)" = 0 ] && root_flag=(--allow-run-as-root)
 if [ "$gpus" -gt 1 ] && command -v mpirun >/dev/null 2>&1; then
-  root_flag=()
-  [ "$(id -u)" = 0 ] && root_flag=(--allow-run-as-root)
   step "nccl_${gpus}gpu" 240 sweep "nccl_${gpus}gpu" mpirun -n "$gpus" "${root_flag[@]}"
 fi
+# Tensor parallelism over NCCL on the cuda backend (one process per GPU): rank 0 reruns without
+# it and compares greedy tokens (exact) and logits (--verify-tp). NCCL refuses two ranks on one
+# GPU, so one GPU is SKIP with the reason.
+tp_nccl() {
+  if [ "$gpus" -lt 2 ] || ! command -v mpirun >/dev/null 2>&1; then
+    echo "SKIP: tensor parallelism over NCCL needs >= 2 GPUs and mpirun (GPUs: $gpus)"
+    return 77
+  fi
+  local rf=()  # arrays do not reach an exported function's shell: made here
+  [ "$(id -u)" = 0 ] && rf=(--allow-run-as-root)
+  mpirun -n 2 "${rf[@]}" "$build/reference/refengine" generate --backend cuda --tp 2 --tp-comm nccl \
+    --prompt "The quick brown fox jumps over" --max-tokens 16 --ignore-eos --verify-tp --stats-json "$out/tp_nccl.json"
+}
+export -f tp_nccl
+export gpus
+step tp_nccl 120 tp_nccl
 # The harness's suites on the cuda backend, with the claim table in the step's log: kernels runs
 # cb_cuda_bench (tc-speedup, int8-speed against FP32 on the GPU), load divides MFU / MBU by the
 # GPU's peaks measured in the run (util-busy) and samples its board power (energy-qps); scaling

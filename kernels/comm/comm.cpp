@@ -85,6 +85,40 @@ class SingleComm final : public Communicator {
 
 std::unique_ptr<Communicator> make_single() { return std::make_unique<SingleComm>(); }
 
+namespace {
+
+// A buffer from c.alloc, freed when the scope ends (also when the collective throws).
+struct StagedBuffer {
+  Communicator& c;
+  void* p;
+  StagedBuffer(Communicator& comm, size_t bytes) : c(comm), p(comm.alloc(bytes)) {}
+  ~StagedBuffer() { c.free(p); }
+  StagedBuffer(const StagedBuffer&) = delete;
+  StagedBuffer& operator=(const StagedBuffer&) = delete;
+};
+
+}  // namespace
+
+void broadcast_host(Communicator& c, void* buf, size_t count, DType t, int root) {
+  if (!c.device_memory()) return c.broadcast(buf, count, t, root);
+  const size_t bytes = count * kernels::dtype_size(t);
+  StagedBuffer d(c, bytes);
+  if (c.rank() == root) c.upload(d.p, buf, bytes);
+  c.broadcast(d.p, count, t, root);
+  c.synchronize();
+  c.download(buf, d.p, bytes);
+}
+
+void all_gather_host(Communicator& c, const void* send, void* recv, size_t count, DType t) {
+  if (!c.device_memory()) return c.all_gather(send, recv, count, t);
+  const size_t bytes = count * kernels::dtype_size(t);
+  StagedBuffer s(c, bytes), r(c, bytes * size_t(c.size()));
+  c.upload(s.p, send, bytes);
+  c.all_gather(s.p, r.p, count, t);
+  c.synchronize();
+  c.download(recv, r.p, bytes * size_t(c.size()));
+}
+
 #ifdef CB_COMM_HAVE_MPI
 std::unique_ptr<Communicator> make_mpi() { return detail::make_mpi_impl(); }
 #else

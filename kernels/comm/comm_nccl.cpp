@@ -86,18 +86,24 @@ class NcclComm final : public Communicator {
   int size() const override { return size_; }
 
   bool device_memory() const override { return true; }
+  // Zeroing and copies go on our stream and are waited for: our stream is non-blocking, so a
+  // cudaMemset or pageable cudaMemcpy on the legacy stream is not ordered before a collective on
+  // it (a pageable upload may return before its DMA lands).
   void* alloc(size_t bytes) override {
     void* p = nullptr;
     cuda_check(cudaMalloc(&p, bytes == 0 ? 64 : bytes), "cudaMalloc");
-    cuda_check(cudaMemset(p, 0, bytes == 0 ? 64 : bytes), "cudaMemset");
+    cuda_check(cudaMemsetAsync(p, 0, bytes == 0 ? 64 : bytes, stream_), "cudaMemsetAsync");
+    cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (alloc)");
     return p;
   }
   void free(void* p) override { cudaFree(p); }
   void upload(void* dst, const void* src, size_t bytes) override {
-    cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy (upload)");
+    cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync (upload)");
+    cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (upload)");
   }
   void download(void* dst, const void* src, size_t bytes) override {
-    cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy (download)");
+    cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync (download)");
+    cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (download)");
   }
 
   // On the caller's stream when given one (ordered after the kernels that wrote the buffer, no

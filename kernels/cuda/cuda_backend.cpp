@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <map>
 #include <span>
 #include <memory>
@@ -74,6 +75,9 @@ class CudaBackend final : public Backend {
     for (Scratch* s : {&s_act_, &s_q_, &s_scale_, &s_acc_, &s_wide_, &s_partial_})
       if (s->ptr) cudaFree(s->ptr);
     if (workspace_) cudaFree(workspace_);
+    if (open_) idle_.push_back(*open_);
+    for (const EventPair& e : pending_) idle_.push_back(e);
+    for (const EventPair& e : idle_) cudaEventDestroy(e.begin), cudaEventDestroy(e.end);
     if (lt_) cublasLtDestroy(lt_);
     if (stream_) cudaStreamDestroy(stream_);
   }
@@ -163,6 +167,34 @@ class CudaBackend final : public Backend {
   }
   Status synchronize() override { return check("synchronize", cudaStreamSynchronize(stream_)); }
   Stream stream() const override { return stream_; }
+
+  // Busy regions: an event pair per region, recorded on the stream; a pair is read (and its
+  // events reused) once its end event has completed, so nothing here waits on the device.
+  void busy_begin() override {
+    if (open_) idle_.push_back(*open_);  // a region whose end was never marked (an op threw): dropped
+    open_.reset();
+    EventPair ev{};
+    if (!idle_.empty()) {
+      ev = idle_.back();
+      idle_.pop_back();
+    } else if (cudaEventCreate(&ev.begin) != cudaSuccess || cudaEventCreate(&ev.end) != cudaSuccess) {
+      cudaGetLastError();
+      return;  // no events: this region is not counted (device_busy_seconds stays a lower bound)
+    }
+    if (cudaEventRecord(ev.begin, stream_) == cudaSuccess) open_ = ev;
+    else idle_.push_back(ev);
+  }
+  void busy_end() override {
+    if (!open_) return;
+    if (cudaEventRecord(open_->end, stream_) == cudaSuccess) pending_.push_back(*open_);
+    else idle_.push_back(*open_);
+    open_.reset();
+    harvest_busy();
+  }
+  std::optional<double> device_busy_seconds() override {
+    harvest_busy();
+    return busy_seconds_;
+  }
 
  protected:
   Status run_upload_weight(const Weight& host, Weight& out) override {
@@ -504,8 +536,26 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  struct EventPair {
+    cudaEvent_t begin = nullptr, end = nullptr;
+  };
+  void harvest_busy() {
+    while (!pending_.empty() && cudaEventQuery(pending_.front().end) == cudaSuccess) {
+      float ms = 0.f;
+      if (cudaEventElapsedTime(&ms, pending_.front().begin, pending_.front().end) == cudaSuccess) busy_seconds_ += ms * 1e-3;
+      idle_.push_back(pending_.front());
+      pending_.pop_front();
+    }
+    // cudaErrorNotReady from the query is a state, not an error: nothing to clear (an op's real
+    // error stays for synchronize() to report).
+  }
+
   int device_ = 0;
   int sms_ = 1;  // multiprocessors: sizes the attention split
+  std::optional<EventPair> open_;
+  std::deque<EventPair> pending_;
+  std::vector<EventPair> idle_;
+  double busy_seconds_ = 0;
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   void* workspace_ = nullptr;

@@ -269,8 +269,9 @@ void add_generate_command(CLI::App& app) {
   c->add_flag("--ignore-eos", o->no_stop, "keep generating past the end-of-sequence token");
   c->add_option("--tp", o->tp, "tensor-parallel ranks: under mpirun, -n must equal it; else ranks are threads")
       ->check(CLI::Range(1, 256));
-  c->add_option("--tp-comm", o->tp_comm, "auto | mpi | threads (auto: mpi when launched by mpirun, else threads)")
-      ->check(CLI::IsMember({"auto", "mpi", "threads"}));
+  c->add_option("--tp-comm", o->tp_comm, "auto | mpi | nccl | threads (auto: under mpirun nccl for --backend cuda, else mpi; without "
+                "mpirun threads)")
+      ->check(CLI::IsMember({"auto", "mpi", "nccl", "threads"}));
   c->add_flag("--verify-tp", o->verify_tp,
               "rank 0 reruns the generation without tensor parallelism and compares tokens (exact) and logits "
               "(1e-4 abs + 1e-4 rel); exit 1 on a mismatch");
@@ -279,7 +280,7 @@ void add_generate_command(CLI::App& app) {
   c->callback([o] {
     run_guarded("generate", [&] {
       if (o->prompt.empty() && o->prompt_ids.empty()) throw std::invalid_argument("give --prompt TEXT or --prompt-ids 1,2,3");
-      run_tp_group("generate", o->tp, o->tp_comm, [&](comm::Communicator* c) { run_rank(*o, c); });
+      run_tp_group("generate", o->tp, o->tp_comm, o->backend, [&](comm::Communicator* c) { run_rank(*o, c); });
     });
   });
 }

@@ -81,8 +81,9 @@ void add_serve_command(CLI::App& app) {
       ->check(CLI::Range(0.0, 10000.0));
   c->add_option("--tp", o->tp, "tensor-parallel ranks: under mpirun, -n must equal it (rank 0 serves); else ranks are threads")
       ->check(CLI::Range(1, 256));
-  c->add_option("--tp-comm", o->tp_comm, "auto | mpi | threads (auto: mpi when launched by mpirun, else threads)")
-      ->check(CLI::IsMember({"auto", "mpi", "threads"}));
+  c->add_option("--tp-comm", o->tp_comm, "auto | mpi | nccl | threads (auto: under mpirun nccl for --backend cuda, else mpi; without "
+                "mpirun threads)")
+      ->check(CLI::IsMember({"auto", "mpi", "nccl", "threads"}));
   c->callback([o] {
     run_guarded("serve", [&] {
       // Block the shutdown signals before any thread starts, so every thread inherits the mask
@@ -90,7 +91,7 @@ void add_serve_command(CLI::App& app) {
       // drains, then releases them).
       const sigset_t sigs = shutdown_signals();
       pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-      run_tp_group("serve", o->tp, o->tp_comm, [&](comm::Communicator* tp) {
+      run_tp_group("serve", o->tp, o->tp_comm, o->backend, [&](comm::Communicator* tp) {
         if (tp && tp->rank() != 0) return follow(*o, tp);
 
         engine::ServerOptions so;

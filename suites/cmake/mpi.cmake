@@ -88,6 +88,11 @@ if(TARGET refengine)
            COMMAND $<TARGET_FILE:refengine> generate --prompt "Hello, world" --max-tokens 8 --ignore-eos --tp 2 --verify-tp)
   set_tests_properties(tp.generate_threads_2_matches_1 PROPERTIES LABELS cli ENVIRONMENT OMP_NUM_THREADS=1
     PASS_REGULAR_EXPRESSION "tp 2 over threads.*tp check: tokens identical [^\n]*: PASS")
+  # NCCL takes one process per GPU: without mpirun it says how to launch.
+  add_test(NAME tp.generate_nccl_needs_mpirun
+           COMMAND $<TARGET_FILE:refengine> generate --prompt hi --tp 2 --tp-comm nccl)
+  set_tests_properties(tp.generate_nccl_needs_mpirun PROPERTIES LABELS cli
+    PASS_REGULAR_EXPRESSION "--tp 2 but this process was not started by mpirun: launch with mpirun -n 2 refengine generate [^\n]*\\(NCCL: one process per GPU\\)")
 endif()
 
 if(MPI_CXX_FOUND AND MPIEXEC_EXECUTABLE AND TARGET refengine AND TARGET cb_comm_bench)
@@ -113,6 +118,18 @@ if(MPI_CXX_FOUND AND MPIEXEC_EXECUTABLE AND TARGET refengine AND TARGET cb_comm_
            COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:refengine> generate --prompt hi --tp 4)
   set_tests_properties(mpi.generate_tp_rank_count_mismatch PROPERTIES LABELS mpi ENVIRONMENT "${_cb_mpi_env}" TIMEOUT 60
     PASS_REGULAR_EXPRESSION "--tp 4 but mpirun started 2 rank\\(s\\): launch with mpirun -n 4")
+  # Under mpirun, --tp-comm nccl stops with the reason: NCCL cannot run here (no GPU, or a build
+  # without it), or it could but the cpu backend keeps activations in host memory. auto with
+  # --backend cuda picks nccl (its reason shows it). Tokens over NCCL: ci/gpu-check.sh, >= 2 GPUs.
+  add_test(NAME mpi.generate_tp_nccl_says_why
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:refengine> generate --prompt hi --tp 2
+                   --tp-comm nccl)
+  add_test(NAME mpi.generate_tp_auto_on_cuda_takes_nccl
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:refengine> generate --prompt hi --tp 2
+                   --backend cuda)
+  set_tests_properties(mpi.generate_tp_nccl_says_why mpi.generate_tp_auto_on_cuda_takes_nccl PROPERTIES LABELS mpi
+    ENVIRONMENT "${_cb_mpi_env}" TIMEOUT 120
+    PASS_REGULAR_EXPRESSION "nccl'?: [^\n]*(CUDA|NCCL|GPU)|reduces GPU buffers but backend 'cpu' keeps tensors in host memory")
   if(TARGET claimbench)
     # The server and the load suite on a TP engine: answers equal to one rank, load suite over HTTP.
     add_test(NAME mpi.serve_tp2_matches_tp1_and_carries_load

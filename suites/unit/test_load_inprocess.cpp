@@ -1,6 +1,8 @@
 // The in-process SUT: the default model behind cb::engine::EngineLoop, driven by the runner.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <atomic>
 #include <mutex>
 
@@ -49,6 +51,10 @@ TEST(LoadInProcess, ClosedLoopRunReturnsEveryTokenAndEngineCounters) {
   EXPECT_EQ(r.at_end->decode_tokens + r.at_end->prefill_tokens, want_in + want_out - 24)  // the last token is never fed back
       << "prefill " << r.at_end->prefill_tokens << " decode " << r.at_end->decode_tokens;
   EXPECT_GT(r.at_end->busy_seconds, 0);
+  // The cpu backend has no device clock: no device busy time, rather than a copy of the host's.
+  EXPECT_TRUE(std::isnan(r.at_end->device_busy_seconds));
+  EXPECT_TRUE(std::isnan(r.device_busy_fraction()));
+  EXPECT_FALSE(sut.stats().device_busy_seconds.has_value());
   EXPECT_GT(r.at_end->kv_bytes_reserved_peak, 0u);
   EXPECT_TRUE(r.validity.valid) << r.validity.line();
   EXPECT_EQ(sut.describe()["policy"], "queue-table");

@@ -3,6 +3,8 @@
 // SUT with a known capacity.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -145,6 +147,23 @@ TEST(LoadRunner, NullSutOpenLoopCompletesEveryRequest) {
   EXPECT_EQ(r.effective["issued"], plan.requests.size());
   EXPECT_FALSE(r.steady_begin.has_value());  // the null SUT has no engine counters
   EXPECT_TRUE(std::isnan(r.busy_fraction()));
+  EXPECT_TRUE(std::isnan(r.device_busy_fraction()));
+}
+
+// Both busy fractions are counter deltas over the steady window; the device one only where the
+// backend times its own work (a GPU's CUDA events), NaN otherwise.
+TEST(LoadRunner, BusyFractionsAreCounterDeltasOverTheSteadyWindow) {
+  RunResult r;
+  SutCounters a, b;
+  a.busy_seconds = 1.0, b.busy_seconds = 2.8;
+  r.steady_begin = a, r.steady_end = b;
+  r.steady_begin_s = 10.0, r.steady_end_s = 12.0;
+  EXPECT_DOUBLE_EQ(r.busy_fraction(), 0.9);
+  EXPECT_TRUE(std::isnan(r.device_busy_fraction()));  // host backend: NaN counters
+  r.steady_begin->device_busy_seconds = 0.5, r.steady_end->device_busy_seconds = 1.7;
+  EXPECT_DOUBLE_EQ(r.device_busy_fraction(), 0.6);
+  r.steady_end_s = r.steady_begin_s;  // an empty window measures nothing
+  EXPECT_TRUE(std::isnan(r.device_busy_fraction()));
 }
 
 TEST(LoadRunner, ClosedLoopKeepsConcurrencyAndStopsAfterDuration) {

@@ -174,6 +174,9 @@ TEST(ServerLifecycle, MetricsAreValidPrometheusTextAfterTraffic) {
            "# TYPE refengine_busy_fraction gauge",
        })
     EXPECT_NE(m.find(want), std::string::npos) << "missing: " << want << "\n" << m;
+  // The device busy counter is a GPU's own clock: a cpu engine publishes none (not a copy of the
+  // host-side busy time).
+  EXPECT_EQ(m.find("refengine_device_busy_seconds_total"), std::string::npos) << m;
   // Every sample line belongs to a metric with HELP and TYPE.
   std::istringstream in(m);
   std::string line;

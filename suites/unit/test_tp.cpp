@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <mutex>
+#include <set>
 
 #include "cb/comm/communicator.h"
 #include "cb/engine/model/engine.h"
@@ -267,6 +269,101 @@ TEST(TpForward, AWrongKvCacheIsRefusedBeforeTheStepIsSent) {
     finish_tp_leader(*lm, true, msg);  // nothing was sent: the followers are simply stopped
   });
   EXPECT_NE(msg.find("the KV cache holds 2 KV heads per layer but this model shard (rank 0) computes 1"), std::string::npos) << msg;
+}
+
+// A communicator that moves only buffers from its own alloc(), as nccl moves only GPU memory: a
+// host pointer given to a collective throws. It runs the collectives over a threads rank.
+class OwnBuffersOnlyComm : public comm::Communicator {
+ public:
+  explicit OwnBuffersOnlyComm(comm::Communicator& inner) : in_(inner) {}
+  std::string backend() const override { return "own-buffers"; }
+  std::string describe() const override { return "own-buffers over " + in_.describe(); }
+  int rank() const override { return in_.rank(); }
+  int size() const override { return in_.size(); }
+  bool device_memory() const override { return true; }
+  void* alloc(size_t bytes) override {
+    void* p = in_.alloc(bytes);
+    std::lock_guard lock(mu_);
+    owned_.insert(p);
+    return p;
+  }
+  void free(void* p) override {
+    {
+      std::lock_guard lock(mu_);
+      owned_.erase(p);
+    }
+    in_.free(p);
+  }
+  void all_reduce_sum(const void* s, void* r, size_t n, cb::kernels::DType t, cb::kernels::Stream st) override {
+    need(s), need(r), in_.all_reduce_sum(s, r, n, t, st);
+  }
+  void all_gather(const void* s, void* r, size_t n, cb::kernels::DType t, cb::kernels::Stream st) override {
+    need(s), need(r), in_.all_gather(s, r, n, t, st);
+  }
+  void broadcast(void* b, size_t n, cb::kernels::DType t, int root, cb::kernels::Stream st) override {
+    need(b), in_.broadcast(b, n, t, root, st);
+  }
+  void barrier() override { in_.barrier(); }
+  void abort_group(const std::string& why) override { in_.abort_group(why); }
+  size_t live_buffers() {
+    std::lock_guard lock(mu_);
+    return owned_.size();
+  }
+
+ private:
+  void need(const void* p) {
+    std::lock_guard lock(mu_);
+    if (!owned_.count(const_cast<void*>(p))) throw comm::CommError("own-buffers: a buffer this communicator did not allocate");
+  }
+  comm::Communicator& in_;
+  std::mutex mu_;
+  std::set<void*> owned_;
+};
+
+// The leader's step plan and the gathered logits reach every rank through a communicator that
+// moves only its own (device) buffers, as over nccl, and no staging buffer is left behind.
+TEST(TpStep, PlansAndGathersGoThroughADeviceMemoryCommunicatorsOwnBuffers) {
+  TpStepMessage m;
+  m.kind = TpStepMessage::Kind::Forward;
+  m.step = 7;
+  m.seqs.push_back({{256, 1, 2}, 0, {3, 4}, true});
+  std::vector<TpStepMessage> got(3);
+  std::vector<std::vector<float>> gathered(3);
+  std::vector<size_t> left(3, 99);
+  comm::run_thread_group(3, [&](comm::Communicator& threads) {
+    OwnBuffersOnlyComm c(threads);
+    EXPECT_THROW(c.broadcast(&m.step, 1, cb::kernels::DType::I32, 0, nullptr), comm::CommError);  // the fake bites
+    if (c.rank() == 0) {
+      send_step(c, m);
+      got[0] = m;
+    } else {
+      got[size_t(c.rank())] = receive_step(c);
+    }
+    const std::vector<float> mine = {float(c.rank()), float(c.rank()) + 0.5f};
+    gathered[size_t(c.rank())].resize(6);
+    comm::all_gather_host(c, mine.data(), gathered[size_t(c.rank())].data(), 2, cb::kernels::DType::F32);
+    left[size_t(c.rank())] = c.live_buffers();
+  });
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(got[size_t(r)].encode(), m.encode()) << "rank " << r;
+    EXPECT_EQ(gathered[size_t(r)], (std::vector<float>{0.f, 0.5f, 1.f, 1.5f, 2.f, 2.5f})) << "rank " << r;
+    EXPECT_EQ(left[size_t(r)], 0u) << "rank " << r;
+  }
+}
+
+// A device-memory communicator with a backend that keeps tensors in host memory (and the other
+// way round, which needs a GPU: ci/gpu-check.sh) is refused up front, naming the fix.
+TEST(TpForward, ACommunicatorThatCannotReachTheBackendsTensorsIsRefused) {
+  std::vector<std::string> msg(2);
+  comm::run_thread_group(2, [&](comm::Communicator& threads) {
+    OwnBuffersOnlyComm c(threads);
+    msg[size_t(c.rank())] = error_of([&] { LoadedModel::open(default_model_dir(), "cpu", &c); });
+  });
+  for (const std::string& m : msg)
+    EXPECT_NE(m.find("the 'own-buffers' communicator reduces GPU buffers but backend 'cpu' keeps tensors in host memory: "
+                     "use --tp-comm mpi or threads"),
+              std::string::npos)
+        << m;
 }
 
 }  // namespace

@@ -59,6 +59,7 @@ namespace {
 SutCounters counters_of(const engine::EngineStats& s) {
   SutCounters c;
   c.busy_seconds = s.busy_seconds;
+  c.device_busy_seconds = s.device_busy_seconds.value_or(NAN);
   c.steps = s.steps;
   c.prefill_tokens = s.prefill_tokens;
   c.decode_tokens = s.decode_tokens;

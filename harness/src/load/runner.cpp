@@ -124,6 +124,11 @@ double RunResult::busy_fraction() const {
   return (steady_end->busy_seconds - steady_begin->busy_seconds) / (steady_end_s - steady_begin_s);
 }
 
+double RunResult::device_busy_fraction() const {
+  if (!steady_begin || !steady_end || steady_end_s <= steady_begin_s) return std::nan("");
+  return (steady_end->device_busy_seconds - steady_begin->device_busy_seconds) / (steady_end_s - steady_begin_s);
+}
+
 RunResult run_load(Sut& sut, const Plan& plan, const Slo& slo, const ValidityRules& rules, const RunOptions& opt) {
   const size_t n = plan.requests.size();
   auto st = std::make_shared<State>();

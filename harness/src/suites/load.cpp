@@ -210,6 +210,8 @@ struct PeakSource {
   json detail = json::object();
 };
 
+void not_measured(SuiteResult& r, const std::vector<std::string>& keys, const std::string& why);
+
 void add_utilization(SuiteResult& r, const std::vector<Measured>& runs, const ModelFacts& model, double peak_gflops,
                      double peak_gbs, const PeakSource& src) {
   std::vector<double> busy, mfu, mbu, achieved;
@@ -239,6 +241,17 @@ void add_utilization(SuiteResult& r, const std::vector<Measured>& runs, const Mo
                       "max(MFU, MBU) per trial: the work the batches actually run achieve against the machine limit that binds "
                       "them (compute or memory), measured peaks of this run",
                       pk));
+  // On a GPU the device times its own work (CUDA events around each forward pass's ops): the busy
+  // fraction the GPU saw, beside the host-side one above (which also counts launch and host time).
+  std::vector<double> device_busy;
+  for (const Measured& m : runs) device_busy.push_back(m.result.device_busy_fraction());
+  if (std::all_of(device_busy.begin(), device_busy.end(), [](double b) { return std::isfinite(b); }))
+    r.add(trials_metric("load.util.device_busy_fraction", device_busy, "fraction", Hi, R, behind,
+                        "device time of the forward passes' work (CUDA events on the backend's stream, first op to last) / wall "
+                        "time, " + window));
+  else
+    not_measured(r, {"load.util.device_busy_fraction"},
+                 "the backend has no device clock (host backend: its busy time is load.util.busy_fraction)");
 }
 
 void add_workload_metrics(SuiteResult& r, const Measured& m, const std::string& wname) {

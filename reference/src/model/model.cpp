@@ -24,13 +24,15 @@ Model::Model(const ModelConfig& cfg, ModelWeights weights, kernels::Backend& bac
   if (tp_.comm->rank() != s.rank || tp_.comm->size() != s.ranks)
     throw std::invalid_argument(who + ": the communicator is rank " + std::to_string(tp_.comm->rank()) + " of " +
                                 std::to_string(tp_.comm->size()));
-  // The collectives run on the activations in place: both must live in host memory.
-  if (tp_.comm->device_memory())
-    throw std::invalid_argument(who + ": the '" + tp_.comm->backend() + "' communicator needs GPU buffers; the engine's "
-                                "tensor parallelism runs on host backends over mpi or threads");
-  if (w_.lm_head.values.mem != kernels::MemSpace::Host)
-    throw std::invalid_argument(who + ": backend '" + backend_.name() + "' keeps tensors on the device; tensor "
-                                "parallelism over '" + tp_.comm->backend() + "' needs host tensors");
+  // The all-reduces run on the activations in place, so the communicator must reach the memory
+  // the backend keeps them in: host tensors over mpi / threads, device tensors over nccl.
+  const bool device_tensors = w_.lm_head.values.mem != kernels::MemSpace::Host;
+  if (tp_.comm->device_memory() && !device_tensors)
+    throw std::invalid_argument(who + ": the '" + tp_.comm->backend() + "' communicator reduces GPU buffers but backend '" +
+                                backend_.name() + "' keeps tensors in host memory: use --tp-comm mpi or threads");
+  if (!tp_.comm->device_memory() && device_tensors)
+    throw std::invalid_argument(who + ": backend '" + backend_.name() + "' keeps tensors on the device; the '" +
+                                tp_.comm->backend() + "' communicator reduces host buffers: use --tp-comm nccl");
   heads_ = s.heads;
   kv_heads_ = s.kv_heads;
   ffn_ = s.ffn;
@@ -165,6 +167,7 @@ std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, co
   // This rank's heads (all of them unless tensor parallel); head_dim is the model's.
   const int H = heads_, Hkv = kv_heads_, Dh = cfg_.head_dim();
 
+  backend_.busy_begin();  // device busy time covers the step's uploads and ops (not the download)
   Tensor ids_t = span_i32(ids_, 0, T);
   check(backend_.copy_from_host(ids_t, ids.data()), "upload token ids");
   check(kv_batch_.upload(plan_), "upload KV batch indices");
@@ -238,6 +241,7 @@ std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, co
   }
   Tensor last = rows(last_, 0, logit_rows), logits = rows(logits_, 0, logit_rows);
   check(mm(last, w_.lm_head, logits), "lm_head");  // this rank's vocabulary slice when tensor parallel
+  backend_.busy_end();
   std::vector<float> out(static_cast<size_t>(logits.numel()));
   check(be.copy_to_host(out.data(), logits), "download logits");
   check(be.synchronize(), "synchronize");
@@ -245,7 +249,7 @@ std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, co
   // Vocabulary-parallel logits: gather [ranks][R][Vp] and interleave into [R][V], dropping padding.
   const int64_t R = logit_rows, Vp = vocab_cols_, V = cfg_.vocab_size, n = tp_.shard.ranks;
   gathered_.resize(size_t(n * R * Vp));
-  tp_.comm->all_gather(out.data(), gathered_.data(), size_t(R * Vp), kernels::DType::F32);
+  comm::all_gather_host(*tp_.comm, out.data(), gathered_.data(), size_t(R * Vp), kernels::DType::F32);
   std::vector<float> full(size_t(R * V));
   for (int64_t q = 0; q < n; ++q)
     for (int64_t row = 0; row < R; ++row) {

@@ -73,16 +73,16 @@ std::vector<SeqStep> TpStepMessage::batch() const {
 void send_step(comm::Communicator& comm, const TpStepMessage& m) {
   std::vector<int32_t> w = m.encode();
   int32_t n = int32_t(w.size());
-  comm.broadcast(&n, 1, kernels::DType::I32, 0);
-  comm.broadcast(w.data(), w.size(), kernels::DType::I32, 0);
+  comm::broadcast_host(comm, &n, 1, kernels::DType::I32, 0);
+  comm::broadcast_host(comm, w.data(), w.size(), kernels::DType::I32, 0);
 }
 
 TpStepMessage receive_step(comm::Communicator& comm) {
   int32_t n = 0;
-  comm.broadcast(&n, 1, kernels::DType::I32, 0);
+  comm::broadcast_host(comm, &n, 1, kernels::DType::I32, 0);
   if (n < 0) bad("negative length " + std::to_string(n));
   std::vector<int32_t> w(static_cast<size_t>(n));
-  comm.broadcast(w.data(), w.size(), kernels::DType::I32, 0);
+  comm::broadcast_host(comm, w.data(), w.size(), kernels::DType::I32, 0);
   return TpStepMessage::decode(w);
 }
 

@@ -137,6 +137,9 @@ std::string ServerMetrics::render(const EngineStats& s, const ServerGauges& g) c
   gauge(out, "refengine_busy_fraction", "Fraction of wall time since the first request spent in the forward pass.",
         s.wall_seconds > 0 ? s.busy_seconds / s.wall_seconds : 0);
   counter(out, "refengine_engine_busy_seconds_total", "Seconds spent in the model's forward pass.", s.busy_seconds);
+  if (s.device_busy_seconds)  // device backends only: the GPU's own time in those passes (CUDA events)
+    counter(out, "refengine_device_busy_seconds_total", "Seconds the device spent on the forward passes' work, timed on the device.",
+            *s.device_busy_seconds);
   counter(out, "refengine_engine_steps_total", "Engine steps run.", double(s.steps));
   counter(out, "refengine_engine_prefill_tokens_total", "Prompt tokens computed by the engine (recomputation included).",
           double(s.prefill_tokens));

@@ -21,6 +21,7 @@ ServingEngine::ServingEngine(LoadedModel& model, EngineOptions opt) : model_(mod
   auto policy = opt_.custom_policy ? std::move(opt_.custom_policy) : make_policy(opt_.policy);
   // kv_config(): under tensor parallelism this rank stores only its KV heads.
   kv_ = std::make_unique<KvCache>(model_.backend(), model_.kv_config(), opt_.num_blocks, opt_.block_size);
+  device_busy_base_ = model_.backend().device_busy_seconds().value_or(0);
   const ModelConfig& cfg = model_.config();
   SchedulerOptions so;
   so.num_blocks = opt_.num_blocks;
@@ -74,6 +75,7 @@ bool ServingEngine::step() {
   const double end = now_seconds();
   ++stats_.steps;
   stats_.busy_seconds += fwd;
+  if (const auto d = model_.backend().device_busy_seconds()) stats_.device_busy_seconds = *d - device_busy_base_;
   if (opt_.record_steps) {
     step_seconds_.push_back(end - plan_start);
     step_forward_seconds_.push_back(fwd);

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -143,6 +144,13 @@ class Backend {
   virtual Status synchronize() { return Status::Ok(); }
   // The queue ops run on (nullptr for host backends): collectives take it (cb/comm).
   virtual Stream stream() const { return nullptr; }
+  // Device busy time: the work queued between busy_begin() and busy_end() (the forward pass marks
+  // its ops) timed on the device itself, summed over the regions that have finished. On a GPU,
+  // CUDA events on the stream: launch gaps inside a region count, host time between regions does
+  // not. nullopt on host backends, whose busy time is the host's wall time in the forward pass.
+  virtual void busy_begin() {}
+  virtual void busy_end() {}
+  virtual std::optional<double> device_busy_seconds() { return std::nullopt; }
 
   // Makes a host weight usable by this backend, after checking it once (check_matmul_weight, and
   // every 2:4 meta byte): host backends return it unchanged (no copy); device backends upload it

@@ -42,6 +42,7 @@ struct RunResult {
   std::string abandoned;      // why the run stopped early ("" = it ran to the end)
   // Steady-window utilization from the counters (NaN when the SUT has none).
   double busy_fraction() const;
+  double device_busy_fraction() const;  // NaN unless the SUT's backend times its own work (GPU)
 };
 
 RunResult run_load(Sut& sut, const Plan& plan, const Slo& slo, const ValidityRules& rules, const RunOptions& opt = {});

@@ -8,6 +8,7 @@
 // arrive, not batched up later.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -46,6 +47,7 @@ struct SutCallbacks {
 // samples are what the suite reports).
 struct SutCounters {
   double busy_seconds = 0;   // inside the model's forward pass
+  double device_busy_seconds = NAN;  // the device's own time in those passes (NaN: host backend)
   int64_t steps = 0;
   int64_t prefill_tokens = 0, decode_tokens = 0;
   int64_t kv_tokens_read = 0;

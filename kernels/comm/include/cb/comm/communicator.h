@@ -72,6 +72,13 @@ class Communicator {
   virtual void abort_group(const std::string& why) = 0;
 };
 
+// Collectives on host buffers whatever the backend: a device-memory communicator (nccl) moves
+// only its own buffers, so these stage through one (alloc, upload, collective, synchronize,
+// download, free); host backends run the collective on the buffers as given. For the small
+// host-side traffic of tensor parallelism (the leader's step plan, the gathered logits).
+void broadcast_host(Communicator& c, void* buf, size_t count, kernels::DType t, int root);
+void all_gather_host(Communicator& c, const void* send, void* recv, size_t count, kernels::DType t);
+
 std::unique_ptr<Communicator> make_single();
 // Throws CommError when this build has no MPI. Initializes MPI when nobody has (thread level
 // serialized: any one thread at a time may call, e.g. a serving loop's) and finalizes it when

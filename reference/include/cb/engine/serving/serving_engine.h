@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,9 @@ struct EngineOptions {
 struct EngineStats {
   int64_t steps = 0;
   double busy_seconds = 0;       // inside the model's forward pass
+  // The device's own busy time in those forward passes (Backend::device_busy_seconds: CUDA events
+  // on a GPU) since this engine started; nullopt on host backends.
+  std::optional<double> device_busy_seconds;
   double wall_seconds = 0;       // since the first request arrived
   int64_t prefill_tokens = 0, decode_tokens = 0;
   int64_t kv_tokens_read = 0;    // sum over planned sequences of context length attended (for MBU)
@@ -97,6 +101,7 @@ class ServingEngine {
 
   LoadedModel& model_;
   EngineOptions opt_;
+  double device_busy_base_ = 0;  // the backend's device busy counter when this engine started
   std::unique_ptr<KvCache> kv_;
   std::unique_ptr<Scheduler> sched_;
   EngineStats stats_;  // the engine's own scalars; the scheduler's counters are added in stats_since
