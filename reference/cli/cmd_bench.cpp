@@ -35,10 +35,12 @@ void add_bench_command(CLI::App& app) {
       std::printf("model %s (%s, %.2f GB of weights), backend %s\n", o->b.model_dir.filename().c_str(),
                   r["model"]["weight_dtype"].get<std::string>().c_str(), r["model"]["weight_bytes"].get<double>() / 1e9,
                   r["backend"].get<std::string>().c_str());
-      std::printf("machine: peak fp32 FMA %.1f GFLOP/s (%s), memory triad %.1f GB/s, read %.1f GB/s\n", pk["fp32_fma"]["value"].get<double>(),
-                  pk["fp32_fma"]["method"].get<std::string>().c_str(), pk["triad"]["value"].get<double>(), pk["mem_read"]["value"].get<double>());
+      if (!pk.is_null())  // null on a device backend: the host's peaks bound nothing there
+        std::printf("machine: peak fp32 FMA %.1f GFLOP/s (%s), memory triad %.1f GB/s, read %.1f GB/s\n",
+                    pk["fp32_fma"]["value"].get<double>(), pk["fp32_fma"]["method"].get<std::string>().c_str(),
+                    pk["triad"]["value"].get<double>(), pk["mem_read"]["value"].get<double>());
       if (r.contains("limits_not_applicable")) {
-        // A device backend: tokens/s and GFLOP/s only (the peaks above are the host CPU's).
+        // A device backend: tokens/s and GFLOP/s only (the host CPU's peaks were not measured).
         std::printf("prefill %d tokens: %.1f GFLOP/s median\ndecode batch 1: %.2f tokens/s median\n(%s)\n",
                     r["params"]["prefill_tokens"].get<int>(), r["prefill"]["gflops"]["median"].get<double>(),
                     r["decode"]["tokens_per_s"]["median"].get<double>(), r["limits_not_applicable"].get<std::string>().c_str());

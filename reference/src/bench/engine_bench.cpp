@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <random>
 
 #include "cb/engine/model/engine.h"
@@ -160,11 +161,23 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
   for (int b : opt.batch_sizes)
     if (b <= 0) throw std::invalid_argument("engine bench: batch sizes must be > 0 (got " + std::to_string(b) + ")");
 
-  say("measuring machine peaks (fp32 FMA, triad and read bandwidth" + std::string(opt.bf16_activations ? ", bf16 dot)" : ")"));
-  const auto fma = bench::measure_peak_fp32_fma(0, opt.peak_seconds);
-  const auto bw = bench::measure_memory_read_bandwidth(0, 0, opt.peak_seconds);
-  const auto triad = bench::measure_triad_bandwidth(0, 0, opt.peak_seconds);
-  const auto bf16 = opt.bf16_activations ? bench::measure_bf16_dot_peak(0, opt.peak_seconds) : bench::PeakResult{};
+  // The peaks are this host's CPU's. A backend on another device (cuda) is not bounded by them: its
+  // fractions would be meaningless (thousands of percent), so the host's limits are not measured
+  // and the fractions are left out with the reason; its tokens/s stand, and cb_cuda_bench
+  // measures that device's own limits.
+  const std::string be_name = lm->backend().name();
+  const bool host_limits = be_name == "cpu" || be_name == "ref";
+  const std::string off_host = "backend " + be_name + " does not run on this host's CPU, so its peaks were not measured and the "
+                               "fractions are left out (the device's own limits: cb_cuda_bench, or claimbench run --backend " +
+                               be_name + " --suite kernels)";
+  bench::PeakResult fma, bw, triad, bf16;
+  if (host_limits) {
+    say("measuring machine peaks (fp32 FMA, triad and read bandwidth" + std::string(opt.bf16_activations ? ", bf16 dot)" : ")"));
+    fma = bench::measure_peak_fp32_fma(0, opt.peak_seconds);
+    bw = bench::measure_memory_read_bandwidth(0, 0, opt.peak_seconds);
+    triad = bench::measure_triad_bandwidth(0, 0, opt.peak_seconds);
+    if (opt.bf16_activations) bf16 = bench::measure_bf16_dot_peak(0, opt.peak_seconds);
+  }
   // What prefill is divided by: the peak of the instructions its matmuls use.
   const bool bf16_peak = opt.bf16_activations && bf16.value > 0;
   const double compute_peak = bf16_peak ? bf16.value : fma.value;
@@ -181,9 +194,11 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
     say("repetition " + std::to_string(rep + 1) + "/" + std::to_string(opt.repetitions) + ": prefill " + std::to_string(T) +
         " tokens, decode " + std::to_string(steps) + " steps");
     const double short_s = std::min(0.15, opt.peak_seconds);
-    rep_bw.push_back(bench::measure_memory_read_bandwidth(0, 0, short_s).value);
-    rep_triad.push_back(bench::measure_triad_bandwidth(0, 0, short_s).value);
-    rep_peak.push_back(bf16_peak ? bench::measure_bf16_dot_peak(0, short_s).value : bench::measure_peak_fp32_fma(0, short_s).value);
+    rep_bw.push_back(host_limits ? bench::measure_memory_read_bandwidth(0, 0, short_s).value : NAN);
+    rep_triad.push_back(host_limits ? bench::measure_triad_bandwidth(0, 0, short_s).value : NAN);
+    rep_peak.push_back(!host_limits ? NAN
+                       : bf16_peak  ? bench::measure_bf16_dot_peak(0, short_s).value
+                                    : bench::measure_peak_fp32_fma(0, short_s).value);
     const auto [pre, dec] = prefill_then_decode(*lm, prompt, steps);
     prefill_s.push_back(pre);
     decode_tps.push_back(steps / dec);
@@ -215,6 +230,7 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
                    {"overhead_batches", opt.overhead_batches}};
   out["peaks"] = {{"fp32_fma", bench::to_json(fma)}, {"mem_read", bench::to_json(bw)}, {"triad", bench::to_json(triad)}};
   if (opt.bf16_activations) out["peaks"]["bf16_dot"] = bench::to_json(bf16);
+  if (!host_limits) out["peaks"] = nullptr;
   out["prefill"] = {{"flops", flops}, {"seconds", prefill_s}, {"gflops", pre},
                     {"peak", bf16_peak ? "bf16_dot" : "fp32_fma"}, {"peak_gflops", compute_peak},
                     {"peak_gflops_per_repetition", rep_peak}, {"peak_fraction", samples_summary(prefill_fraction)}};
@@ -223,13 +239,6 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
                    {"triad_limit_tokens_per_s", triad.value * 1e9 / bytes_tok},
                    {"bandwidth_gbs_per_repetition", rep_bw}, {"triad_gbs_per_repetition", rep_triad},
                    {"bw_fraction", samples_summary(bw_fraction)}, {"triad_fraction", samples_summary(triad_fraction)}};
-  // The peaks above are this host's CPU's. A backend on another device (cuda) is not bounded by
-  // them: its fractions would be meaningless (thousands of percent), so they are left out with
-  // the reason; its tokens/s stand, and cb_cuda_bench measures that device's own limits.
-  const std::string be_name = lm->backend().name();
-  const bool host_limits = be_name == "cpu" || be_name == "ref";
-  const std::string off_host = "backend " + be_name + " does not run on the CPU whose peaks were measured here; fractions left out "
-                               "(the device's own limits: cb_cuda_bench, or claimbench run --backend " + be_name + " --suite kernels)";
   if (!host_limits) out["limits_not_applicable"] = off_host;
   // Fractions use the median repetition (a typical run), not the best one.
   out["ratios"] = {
@@ -240,9 +249,10 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
   };
   if (!host_limits) {
     for (const char* k : {"decode_bw_fraction", "decode_triad_fraction", "prefill_peak_fraction"}) out["ratios"][k] = nullptr;
-    out["prefill"]["peak_fraction"] = nullptr;
-    out["decode"]["bw_fraction"] = nullptr;
-    out["decode"]["triad_fraction"] = nullptr;
+    for (const char* k : {"peak", "peak_gflops", "peak_gflops_per_repetition", "peak_fraction"}) out["prefill"][k] = nullptr;
+    for (const char* k : {"bandwidth_limit_tokens_per_s", "triad_limit_tokens_per_s", "bandwidth_gbs_per_repetition",
+                          "triad_gbs_per_repetition", "bw_fraction", "triad_fraction"})
+      out["decode"][k] = nullptr;
   }
 
   // Batched decode on the roofline: a step's bound is max(FLOPs / FMA peak, bytes / triad
@@ -260,7 +270,8 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
       std::string bound_kind;
       for (int rep = 0; rep < opt.repetitions; ++rep) {
         say("batched decode: batch " + std::to_string(B) + ", repetition " + std::to_string(rep + 1));
-        const double peak = bench::measure_peak_fp32_fma(0, 0.1).value * 1e9, bwr = bench::measure_triad_bandwidth(0, 0, 0.1).value * 1e9;
+        const double peak = host_limits ? bench::measure_peak_fp32_fma(0, 0.1).value * 1e9 : NAN;
+        const double bwr = host_limits ? bench::measure_triad_bandwidth(0, 0, 0.1).value * 1e9 : NAN;
         const double t = batched_decode_step_seconds(*lm, prompt, B, opt.batch_steps);
         const double t_compute = step_flops / peak, t_memory = step_bytes / bwr, bound = std::max(t_compute, t_memory);
         bound_kind = t_compute >= t_memory ? "compute" : "memory";
