@@ -43,6 +43,16 @@ std::vector<double> chunks(const json& timing) {
   return v;
 }
 
+// Same-run ratio samples of two timings taken chunk by chunk: chunk i of `den` / chunk i of
+// `num` (a faster numerator gives > 1); the ratio of the medians when neither has chunks.
+std::vector<double> chunk_ratios(const json& den, const json& num, double median_ratio) {
+  const std::vector<double> d = chunks(den), n = chunks(num);
+  std::vector<double> s;
+  for (size_t i = 0; i < std::min(d.size(), n.size()); ++i) s.push_back(d[i] / n[i]);
+  if (s.empty()) s.push_back(median_ratio);
+  return s;
+}
+
 // "ok" cases of cb_cuda_bench's matmul section by (variant, shape, M).
 using CaseKey = std::tuple<std::string, std::string, int64_t>;
 std::map<CaseKey, json> matmul_cases(const json& cb) {
@@ -94,12 +104,9 @@ void add_cuda_bench_metrics(const json& cb, SuiteResult& r) {
   auto ratio = [&](const std::string& key, const std::string& num_variant, const std::string& shape, int64_t m, const std::string& note) {
     auto a = cases.find({num_variant, shape, m}), b = cases.find({"f32", shape, m});
     if (a == cases.end() || b == cases.end()) return false;
-    const std::vector<double> ta = chunks(a->second), tb = chunks(b->second);
-    std::vector<double> s;
-    for (size_t i = 0; i < std::min(ta.size(), tb.size()); ++i) s.push_back(tb[i] / ta[i]);
     const double med_a = num(a->second, "median_ms"), med_b = num(b->second, "median_ms");
     if (!(med_a > 0 && med_b > 0)) return false;
-    if (s.empty()) s.push_back(med_b / med_a);
+    const std::vector<double> s = chunk_ratios(b->second, a->second, med_b / med_a);
     r.add({key, med_b / med_a, "x", Hi, NoiseClass::Ratio, s,
            {{"numerator", "cuda " + num_variant}, {"denominator", "cuda f32"}, {"shape", shape}, {"M", m},
             {"N", a->second.value("N", json())}, {"K", a->second.value("K", json())},
@@ -172,10 +179,7 @@ void add_cuda_bench_metrics(const json& cb, SuiteResult& r) {
              "paged decode attention: K/V bytes read per second / the device's copy bandwidth (read + written) of this run"});
     const double pm = num(paged, "median_ms"), cm = num(contig, "median_ms");
     if (pm > 0 && cm > 0) {
-      const std::vector<double> tp = chunks(paged), tc = chunks(contig);
-      std::vector<double> s;
-      for (size_t i = 0; i < std::min(tp.size(), tc.size()); ++i) s.push_back(tc[i] / tp[i]);
-      if (s.empty()) s.push_back(cm / pm);
+      const std::vector<double> s = chunk_ratios(contig, paged, cm / pm);
       r.add({"kernels.cuda.attention.paged_vs_contiguous." + sfx, cm / pm, "x", Hi, NoiseClass::Ratio, s, {{"B", B}, {"L", L}},
              "contiguous time / paged time, same kernel, shuffled blocks (1.0 = no paging overhead)"});
     }
