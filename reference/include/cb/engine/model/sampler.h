@@ -34,7 +34,7 @@ class Sampler {
 int32_t argmax(std::span<const float> logits);
 float max_logit(std::span<const float> logits);
 
-// w[i] = e^((logits[i] - mx) * inv_t) (float, ~2 ulp, 0 below e^-87) in one vectorized pass over the
+// w[i] = e^((logits[i] - mx) * inv_t) (float, ~2 ulp, 0 below e^-87, e^88 above e^88) in one vectorized pass over the
 // row; returns the sum of w. The sampler's unnormalized softmax. Throws if w is shorter than logits.
 double exp_weights(std::span<const float> logits, float mx, float inv_t, std::span<float> w);
 
