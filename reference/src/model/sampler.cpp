@@ -38,7 +38,9 @@ CB_SAMPLER_CLONES double exp_weights_pass(const float* logits, int n, float mx, 
 #pragma omp simd
   for (int i = 0; i < n; ++i) {
     const float x0 = (logits[i] - mx) * inv_t;
-    const float x = std::min(std::max(x0, -87.f), 88.f);  // 2^k stays a normal float (mx below a logit: e^88 at most)
+    // Clamped so 2^k stays a normal float: e^88 at most (mx below a logit), and a NaN logit takes
+    // -87 (a tiny weight) instead of an undefined float-to-int conversion.
+    const float x = x0 > -87.f ? (x0 < 88.f ? x0 : 88.f) : -87.f;
     const float kRound = 12582912.f;  // 1.5 * 2^23
     const float k = (x * 1.44269504088896341f + kRound) - kRound;
     float r = x - k * 0.693359375f;
