@@ -23,8 +23,10 @@ Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) { p_.validate();
 
 namespace {
 
-// On x86 the row's exp pass is compiled for AVX-512 and AVX2 beside the baseline, picked at load.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// On x86 the row's exp pass is compiled for AVX-512 and AVX2 beside the baseline, picked at load
+// (an ifunc). Not under ThreadSanitizer: the ifunc resolver runs at relocation, before the TSan
+// runtime is up, and its instrumented entry crashes the program at start.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define CB_SAMPLER_CLONES [[gnu::target_clones("avx512f", "avx2", "default")]]
 #else
 #define CB_SAMPLER_CLONES
