@@ -226,7 +226,9 @@ void gemv_typed(const GemvArgs& a, int64_t n0, int64_t n1) {
   // ... and in slices of K: 8 rows of x over a whole K = 2048 (64 KiB) spill L1, so every FMA
   // waited on L2 for x as well as W. Slices of a row group that fit L1 (a.k_slice) stay there across
   // the block's tiles; y adds up the slices. M = 128, K = 2048 and 5632 on Zen 5 (48 KiB L1),
-  // GFLOP/s of a 463 peak: whole K 236 | 512: 290 | 1024: 305-317 | 1536: 248.
+  // GFLOP/s of a 463 peak: whole K 236 | 512: 290 | 1024: 305-317 | 1536: 248 (an earlier
+  // version of this kernel). With the 6 x 4 tiles 1024 measured 15-29% slower than 512 (M = 16 and 128,
+  // every llama-1b shape, interleaved A/B, 2026-12-04), so gemv_k_slice() keeps 512 on Zen 5.
   const int64_t kc = many ? std::max<int64_t>(16, a.k_slice) : a.K;
   // Past 8 rows, groups of 6 rows of x against 4 rows of W (24 accumulators, 10 loads per 24
   // FMAs) beat 8 x 3 (11 loads): llama-1b shapes at M = 16 and 128 on Zen 5, +5-30% (K = 5632
