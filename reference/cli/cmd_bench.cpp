@@ -26,6 +26,7 @@ void add_bench_command(CLI::App& app) {
   c->add_option("--batch-steps", o->b.batch_steps, "decode steps timed per batch size and repetition")->check(CLI::PositiveNumber);
   c->add_flag("--thread-scaling", o->b.thread_scaling, "prefill and decode at 1 thread and at all threads");
   c->add_option("--overhead-batches", o->b.overhead_batches, "serving-engine per-step overhead at these decode batch sizes (e.g. 1,64)")->delimiter(',');
+  c->add_flag("--op-profile", o->b.op_profile, "per-op time of decode steps at batch 1 and each --batch-sizes entry (where a step's time goes)");
   c->add_option("--out", o->out, "write the result JSON here (atomically)");
   c->callback([o] {
     run_guarded("bench", [&] {
@@ -76,6 +77,25 @@ void add_bench_command(CLI::App& app) {
             std::printf("serving engine at batch %d: step %.2f ms, forward %.2f ms -> overhead %.1f%% (target < 10%%)\n",
                         row["batch"].get<int>(), row["step_ms_mean"].get<double>(), row["forward_ms_mean"].get<double>(),
                         100 * row["overhead_fraction"].get<double>());
+      if (r.contains("op_profile"))
+        for (const auto& row : r["op_profile"]["rows"]) {
+          std::printf("op profile, decode batch %d: step %.2f ms = matmuls %.2f ms (%.0f%%", row["batch"].get<int>(),
+                      row["step_ms"].get<double>(), row["matmul_ms"].get<double>(), 100 * row["matmul_fraction"].get<double>());
+          if (row.contains("matmul_read_bandwidth_fraction"))
+            std::printf(", %.1f GB/s = %.0f%% of the read bandwidth", row["matmul_gbs"].get<double>(),
+                        100 * row["matmul_read_bandwidth_fraction"].get<double>());
+          std::printf(") + other ops %.2f ms + outside the ops %.2f ms\n", row["ops_ms"].get<double>() - row["matmul_ms"].get<double>(),
+                      row["outside_ops_ms"].get<double>());
+          int shown = 0;
+          for (const auto& op : row["ops"]) {
+            if (++shown > 8) break;
+            std::printf("  %5.1f%% %8.3f ms  %-12s %s", 100 * op["step_fraction"].get<double>(), op["ms_per_step"].get<double>(),
+                        op["op"].get<std::string>().c_str(), op["shape"].get<std::string>().c_str());
+            if (op.contains("gbs")) std::printf("  %.1f GB/s", op["gbs"].get<double>());
+            if (op.contains("gflops")) std::printf("  %.0f GFLOP/s", op["gflops"].get<double>());
+            std::printf("\n");
+          }
+        }
       if (!o->out.empty()) {
         const std::filesystem::path p(o->out);
         if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());

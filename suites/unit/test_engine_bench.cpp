@@ -68,6 +68,56 @@ TEST(EngineBench, EveryFigureFollowsFromItsTimingsAndLimits) {
   }
 }
 
+// The op profile: every decode step's ops, each in one row, adding up to the step with what is
+// left "outside the ops"; the matmul rows count every projection of every layer once per step.
+TEST(EngineBench, OpProfileAccountsForTheDecodeStep) {
+  EngineBenchOptions o;
+  o.model_dir = cb::engine::default_model_dir();
+  o.prefill_tokens = 16;
+  o.decode_tokens = 3;
+  o.repetitions = 1;
+  o.peak_seconds = 0.05;
+  o.batch_sizes = {2};
+  o.op_profile = true;
+  const nlohmann::json r = cb::engine::run_engine_bench(o);
+  ASSERT_TRUE(r.contains("op_profile"));
+  EXPECT_EQ(r["backend"], "cpu") << "the profiler names the backend it measures";
+  const auto& rows = r["op_profile"]["rows"];
+  ASSERT_EQ(rows.size(), 2u);
+  const auto cfg = cb::engine::ModelConfig::load(o.model_dir / "config.json");
+  const double L = cfg.num_hidden_layers;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& row = rows[i];
+    SCOPED_TRACE("batch " + std::to_string(row["batch"].get<int>()));
+    EXPECT_EQ(row["batch"], i == 0 ? 1 : 2);
+    double ops_ms = 0, matmul_ms = 0, multi_calls = 0, single_calls = 0, attention_calls = 0;
+    for (const auto& op : row["ops"]) {
+      ops_ms += op["ms_per_step"].get<double>();
+      const std::string name = op["op"];
+      EXPECT_NEAR(op["step_fraction"].get<double>(), op["ms_per_step"].get<double>() / row["step_ms"].get<double>(), 1e-9);
+      if (name == "matmul_multi") multi_calls += op["calls_per_step"].get<double>();
+      if (name == "matmul") single_calls += op["calls_per_step"].get<double>();
+      if (name == "attention") attention_calls += op["calls_per_step"].get<double>();
+      if (name.rfind("matmul", 0) == 0) {
+        matmul_ms += op["ms_per_step"].get<double>();
+        EXPECT_GT(op["gbs"].get<double>(), 0);
+        EXPECT_GT(op["read_bandwidth_fraction"].get<double>(), 0);
+        EXPECT_NE(op["shape"].get<std::string>().find(" M=" + std::to_string(row["batch"].get<int>())), std::string::npos);
+      }
+    }
+    EXPECT_NEAR(ops_ms, row["ops_ms"].get<double>(), 1e-9);
+    EXPECT_NEAR(matmul_ms, row["matmul_ms"].get<double>(), 1e-9);
+    EXPECT_NEAR(row["ops_ms"].get<double>() + row["outside_ops_ms"].get<double>(), row["step_ms"].get<double>(), 1e-9);
+    EXPECT_GT(row["outside_ops_ms"].get<double>(), 0) << "argmax and the model's host work are outside the ops";
+    EXPECT_EQ(multi_calls, 2 * L) << "q/k/v and gate/up once per layer";
+    EXPECT_EQ(single_calls, 2 * L + 1) << "o, down per layer and lm_head";
+    EXPECT_EQ(attention_calls, L);
+  }
+  // Without the flag the model runs on the backend itself.
+  auto lm = cb::engine::LoadedModel::open(o.model_dir, "cpu");
+  EXPECT_EQ(lm->op_profiler(), nullptr);
+}
+
 TEST(EngineBench, Bf16ActivationsOnF32WeightsNameTheTensor) {
   cb::engine::LoadOptions lo;
   lo.bf16_activations = true;

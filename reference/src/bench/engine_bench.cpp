@@ -80,7 +80,9 @@ std::pair<double, double> prefill_then_decode(LoadedModel& lm, const std::vector
 
 // Batched decode: B sequences at context T (one prefill, its KV blocks copied to the others, so
 // each sequence reads its own memory), then `steps` steps of B one-token rows. Seconds per step.
-double batched_decode_step_seconds(LoadedModel& lm, const std::vector<int32_t>& prompt, int B, int steps) {
+// With a profiler, only the timed steps are recorded.
+double batched_decode_step_seconds(LoadedModel& lm, const std::vector<int32_t>& prompt, int B, int steps,
+                                   kernels::ProfilingBackend* profiler = nullptr) {
   const int T = int(prompt.size()), bs = 16;
   const int per_seq = (T + steps + bs - 1) / bs;
   KvCache kv(lm.backend(), lm.kv_config(), per_seq * B, bs);
@@ -94,6 +96,7 @@ double batched_decode_step_seconds(LoadedModel& lm, const std::vector<int32_t>& 
   if (!copies.empty()) lm.model().copy_kv_blocks(kv, copies);
   std::vector<int32_t> next(static_cast<size_t>(B), argmax(logits));
   const int V = lm.config().vocab_size;
+  if (profiler) profiler->set_enabled(true);
   auto t0 = Clock::now();
   for (int s = 0; s < steps; ++s) {
     std::vector<SeqStep> batch;
@@ -102,7 +105,41 @@ double batched_decode_step_seconds(LoadedModel& lm, const std::vector<int32_t>& 
     for (int b = 0; b < B; ++b)
       next[size_t(b)] = argmax(std::span<const float>(logits.data() + size_t(b) * size_t(V), size_t(V)));
   }
-  return since(t0) / steps;
+  const double per_step = since(t0) / steps;
+  if (profiler) profiler->set_enabled(false);
+  return per_step;
+}
+
+// Where a decode step's time goes: per (op, shape) row, time per step and its share, and for
+// matmuls the weight bytes and FLOPs over that time against the run's read bandwidth and FMA peak.
+// "outside_ops" is the step's time in none of the ops (the model's own host work, argmax).
+json op_profile_row(LoadedModel& lm, const std::vector<int32_t>& prompt, int B, int steps, double read_gbs, double fma_gflops) {
+  kernels::ProfilingBackend& prof = *lm.op_profiler();
+  prof.reset();
+  const double step = batched_decode_step_seconds(lm, prompt, B, steps, &prof);
+  json ops = json::array();
+  double in_ops = 0, matmul_s = 0, matmul_bytes = 0;
+  for (const kernels::OpTiming& t : prof.timings()) {
+    const double s = t.seconds / steps;
+    in_ops += s;
+    json r = {{"op", t.op}, {"shape", t.shape}, {"calls_per_step", double(t.calls) / steps}, {"ms_per_step", s * 1e3},
+              {"step_fraction", s / step}};
+    if (t.bytes > 0) r["gbs"] = t.bytes / t.seconds / 1e9;
+    if (t.flops > 0) r["gflops"] = t.flops / t.seconds / 1e9;
+    if (t.op.rfind("matmul", 0) == 0) {
+      matmul_s += s;
+      matmul_bytes += t.bytes / steps;
+      if (read_gbs > 0) r["read_bandwidth_fraction"] = t.bytes / t.seconds / 1e9 / read_gbs;
+      if (fma_gflops > 0) r["fma_peak_fraction"] = t.flops / t.seconds / 1e9 / fma_gflops;
+    }
+    ops.push_back(std::move(r));
+  }
+  json row = {{"batch", B}, {"steps", steps}, {"step_ms", step * 1e3}, {"ops_ms", in_ops * 1e3},
+              {"outside_ops_ms", (step - in_ops) * 1e3}, {"outside_ops_fraction", (step - in_ops) / step},
+              {"matmul_ms", matmul_s * 1e3}, {"matmul_fraction", matmul_s / step}, {"ops", ops}};
+  if (matmul_s > 0) row["matmul_gbs"] = matmul_bytes / matmul_s / 1e9;
+  if (matmul_s > 0 && read_gbs > 0) row["matmul_read_bandwidth_fraction"] = matmul_bytes / matmul_s / 1e9 / read_gbs;
+  return row;
 }
 
 // The serving engine at a steady decode batch of B: B requests submitted at once, timed over the
@@ -152,6 +189,7 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
   auto say = [&](const std::string& m) { if (progress) progress(m); };
   LoadOptions load;
   load.bf16_activations = opt.bf16_activations;
+  load.profile_ops = opt.op_profile;
   auto lm = LoadedModel::open(opt.model_dir, opt.backend, nullptr, load);
   const ModelConfig& cfg = lm->config();
   const int T = opt.prefill_tokens, steps = opt.decode_tokens;
@@ -227,7 +265,7 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
   out["params"] = {{"prefill_tokens", T}, {"decode_tokens", steps}, {"repetitions", opt.repetitions}, {"seed", opt.seed},
                    {"peak_seconds", opt.peak_seconds}, {"bf16_activations", opt.bf16_activations},
                    {"batch_sizes", opt.batch_sizes}, {"batch_steps", opt.batch_steps}, {"thread_scaling", opt.thread_scaling},
-                   {"overhead_batches", opt.overhead_batches}};
+                   {"overhead_batches", opt.overhead_batches}, {"op_profile", opt.op_profile}};
   out["peaks"] = {{"fp32_fma", bench::to_json(fma)}, {"mem_read", bench::to_json(bw)}, {"triad", bench::to_json(triad)}};
   if (opt.bf16_activations) out["peaks"]["bf16_dot"] = bench::to_json(bf16);
   if (!host_limits) out["peaks"] = nullptr;
@@ -329,6 +367,23 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
       rows.push_back(serving_overhead(*lm, B, opt.seed));
     }
     out["serving_overhead"] = {{"rows", rows}, {"target", {{"overhead_fraction_max", 0.1}}}};
+  }
+
+  if (opt.op_profile) {
+    std::vector<int> batches{1};
+    for (int b : opt.batch_sizes)
+      if (std::find(batches.begin(), batches.end(), b) == batches.end()) batches.push_back(b);
+    json rows = json::array();
+    for (int B : batches) {
+      say("op profile: decode batch " + std::to_string(B));
+      rows.push_back(op_profile_row(*lm, prompt, B, steps, host_limits ? bw.value : 0, host_limits ? fma.value : 0));
+    }
+    out["op_profile"] = {{"rows", rows},
+                         {"limits", host_limits ? json("read bandwidth and fp32 FMA peak measured at the start of the run") : json(off_host)},
+                         {"synchronized_per_op", lm->op_profiler()->synchronizes()},
+                         {"note", lm->op_profiler()->synchronizes()
+                                      ? "each op is followed by a device synchronize, so ops do not overlap and the step is slower than unprofiled"
+                                      : "host backend: ops run one after another anyway; timing adds two clock reads per op"}};
   }
   return out;
 }

@@ -2,6 +2,8 @@
 // decorator that records the squared column norms of every matmul's input (compress/calibrate.h).
 #include "cb/engine/compress/calibrate.h"
 
+#include "cb/kernels/forwarding_backend.h"
+
 #include <fstream>
 #include <functional>
 #include <random>
@@ -42,34 +44,14 @@ std::string builtin_text(uint64_t seed) {
 }
 
 // Forwards every op to `inner`; matmul first adds the squared columns of its input to the sums of
-// the weight it multiplies (keyed by the weight's data pointer).
-class RecordingBackend final : public Backend {
+// the weight it multiplies (keyed by the weight's data pointer). matmul_multi goes through here
+// too: the base's run_matmul_multi would hand the pairs to the inner backend unrecorded.
+class RecordingBackend final : public kernels::ForwardingBackend {
  public:
-  RecordingBackend(Backend& inner, std::map<const void*, std::vector<double>>& sums) : in_(inner), sums_(sums) {}
-  std::string name() const override { return in_.name() + "+record"; }
-  bool supports(kernels::Op op, kernels::DType d, kernels::WeightLayout l) const override { return in_.supports(op, d, l); }
-  bool supports_matmul(kernels::DType d, kernels::WeightLayout l, kernels::ActQuant a) const override {
-    return in_.supports_matmul(d, l, a);
-  }
-  Status allocate(kernels::DType d, std::initializer_list<int64_t> dims, Tensor& out) override {
-    return in_.allocate(d, dims, out);
-  }
-  void release(Tensor& t) override { in_.release(t); }
-  Status copy_from_host(Tensor& dst, const void* src) override { return in_.copy_from_host(dst, src); }
-  Status copy_to_host(void* dst, const Tensor& src) override { return in_.copy_to_host(dst, src); }
-  Status copy(Tensor& dst, const Tensor& src) override { return in_.copy(dst, src); }
-  Status synchronize() override { return in_.synchronize(); }
-  kernels::Stream stream() const override { return in_.stream(); }
+  RecordingBackend(Backend& inner, std::map<const void*, std::vector<double>>& sums) : ForwardingBackend(inner), sums_(sums) {}
+  std::string name() const override { return inner().name() + "+record"; }
 
  protected:
-  // The public ops checked the arguments; each run_* forwards to the inner backend's public op.
-  Status run_upload_weight(const kernels::Weight& w, kernels::Weight& out) override { return in_.upload_weight(w, out); }
-  Status run_alloc_kv_cache(const kernels::KvCacheSpec& spec, kernels::KvCacheStorage& out) override {
-    return in_.alloc_kv_cache(spec, out);
-  }
-  Status run_copy_kv_blocks(kernels::KvCacheStorage& kv, std::span<const std::pair<int32_t, int32_t>> c) override {
-    return in_.copy_kv_blocks(kv, c);
-  }
   Status run_matmul(const Tensor& x, const kernels::Weight& w, Tensor& y) override {
     auto it = sums_.find(w.values.data);
     if (it != sums_.end() && x.mem != kernels::MemSpace::Host)
@@ -83,24 +65,15 @@ class RecordingBackend final : public Backend {
           s[size_t(k)] += v * v;
         }
     }
-    return in_.matmul(x, w, y);
+    return ForwardingBackend::run_matmul(x, w, y);
   }
-  Status run_rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor& y) override { return in_.rmsnorm(x, w, eps, y); }
-  Status run_rope(Tensor& x, const Tensor& pos, int h, int hd, float theta) override { return in_.rope(x, pos, h, hd, theta); }
-  Status run_kv_store(const Tensor& k, const Tensor& v, const Tensor& slots, kernels::KvLayer& kv) override {
-    return in_.kv_store(k, v, slots, kv);
+  Status run_matmul_multi(const Tensor& x, std::span<const kernels::MatmulOutput> outs) override {
+    for (const kernels::MatmulOutput& o : outs)
+      if (Status s = run_matmul(x, *o.w, *o.y); !s.ok()) return s;
+    return Status::Ok();
   }
-  Status run_attention(const Tensor& q, const kernels::KvLayer& kv, const kernels::AttentionBatch& b,
-                       const kernels::AttentionParams& p, Tensor& out) override {
-    return in_.attention(q, kv, b, p, out);
-  }
-  Status run_silu_mul(const Tensor& g, const Tensor& u, Tensor& out) override { return in_.silu_mul(g, u, out); }
-  Status run_softmax(const Tensor& x, Tensor& y) override { return in_.softmax(x, y); }
-  Status run_embedding(const Tensor& ids, const Tensor& table, Tensor& out) override { return in_.embedding(ids, table, out); }
-  Status run_add(const Tensor& a, const Tensor& b, Tensor& out) override { return in_.add(a, b, out); }
 
  private:
-  Backend& in_;
   std::map<const void*, std::vector<double>>& sums_;
 };
 

@@ -42,6 +42,12 @@ std::unique_ptr<LoadedModel> LoadedModel::open(const fs::path& dir, const std::s
   }
   m->kv_cfg_ = kv_config_for(m->cfg_, m->shard_);
   m->backend_ = kernels::make_backend(backend);
+  if (load.profile_ops) {
+    m->inner_backend_ = std::move(m->backend_);
+    auto prof = std::make_unique<kernels::ProfilingBackend>(*m->inner_backend_);
+    m->profiler_ = prof.get();
+    m->backend_ = std::move(prof);
+  }
   // The ref backend uses the mapped weights in place; cpu copies large ones into huge pages and
   // device backends upload them. A copied weight's pages in the mapping are dropped (RSS once).
   auto up = [&](kernels::Weight& x) {

@@ -28,6 +28,9 @@ struct EngineBenchOptions {
   int batch_steps = 6;            // decode steps timed per batch size and repetition
   bool thread_scaling = false;    // prefill and decode at 1 thread and at all threads
   std::vector<int> overhead_batches;  // serving-engine per-step overhead at these batch sizes
+  // Per-op time of decode steps at batch 1 and each of batch_sizes (kernels::ProfilingBackend):
+  // the model then runs on the profiler for the whole bench (disabled outside the profile steps).
+  bool op_profile = false;
 };
 
 // FLOPs of one prefill of T tokens (matmuls for every token, lm_head for the last one only,
@@ -40,7 +43,8 @@ double decode_bytes_per_token(const ModelConfig& cfg, size_t weight_bytes, size_
 // attention over ctx keys.
 double decode_flops_per_token(const ModelConfig& cfg, int ctx);
 
-// Returns {"model", "backend", "params", "peaks", "prefill", "decode", "ratios"}; see README.
+// Returns {"model", "backend", "params", "peaks", "prefill", "decode", "ratios"} and the optional
+// sections ("batched_decode", "thread_scaling", "serving_overhead", "op_profile"); see README.
 nlohmann::json run_engine_bench(const EngineBenchOptions& opt,
                                 const std::function<void(const std::string&)>& progress = {});
 

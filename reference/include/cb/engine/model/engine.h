@@ -13,6 +13,7 @@
 #include "cb/engine/model/kv_cache.h"
 #include "cb/engine/model/model.h"
 #include "cb/engine/model/safetensors.h"
+#include "cb/kernels/op_profile.h"
 #include "cb/engine/model/sampler.h"
 #include "cb/engine/model/tokenizer.h"
 #include "cb/engine/tokenizer/tokenizer.h"
@@ -24,6 +25,9 @@ namespace cb::engine {
 // instead of widening the weights to f32: faster prefill, different numbers.
 struct LoadOptions {
   bool bf16_activations = false;
+  // Run the model on a kernels::ProfilingBackend over the backend (off until enabled): per-op
+  // time of the forward pass (refengine bench --op-profile).
+  bool profile_ops = false;
 };
 
 class LoadedModel {
@@ -43,6 +47,8 @@ class LoadedModel {
   comm::Communicator* tp_comm() const { return model_->tp().active() ? model_->tp().comm : nullptr; }
   Model& model() { return *model_; }
   kernels::Backend& backend() { return *backend_; }
+  // The per-op profiler the model runs on (LoadOptions::profile_ops), else nullptr.
+  kernels::ProfilingBackend* op_profiler() { return profiler_; }
   // The checkpoint's tokenizer (tok::load_tokenizer(dir): tokenizer.json, tokenizer.model, else
   // the byte tokenizer over config.json); its vocabulary fits config().vocab_size.
   const tok::Tokenizer& tokenizer() const { return *tok_; }
@@ -55,7 +61,9 @@ class LoadedModel {
   TpShard shard_;
   WeightStore store_;  // keeps the mappings alive
   ShardStorage shard_store_;  // this rank's sliced weights
+  std::unique_ptr<kernels::Backend> inner_backend_;  // under the profiler, when there is one
   std::unique_ptr<kernels::Backend> backend_;
+  kernels::ProfilingBackend* profiler_ = nullptr;     // backend_, when it is the profiler
   std::unique_ptr<Model> model_;
   std::unique_ptr<tok::Tokenizer> tok_;
 };
