@@ -102,12 +102,17 @@ bool weights_in_place() {
 // f32 model is ~1M pages, each a TLB miss and a stop for the hardware prefetchers, which do not
 // cross 4 KiB pages. On huge pages llama-1b f32 decode ran at ~0.54 of the measured read
 // bandwidth before and ~0.75-0.84 after (Zen 5, 2 threads); the copy costs one pass over the
-// weights at load (+1.1-2.6 s for 4.4 GB; the kernel zeroes each new page first). Small tensors
-// stay in place: they live in cache anyway. A tensor mapped
-// twice (tied embeddings and lm_head) is copied once. Copies live as long as the backend.
+// weights at load (+1.1-2.6 s for 4.4 GB; the kernel zeroes each new page first). Tensors under
+// 2 MiB share huge pages (carved 4 KiB-aligned out of common 2 MiB blocks): bf16 llama-1b's
+// k/v_proj (1 MiB each) were left on 4 KiB pages, and its q/k/v pass streamed at 0.90-0.92 of
+// o_proj's GB/s; shared huge pages: 0.96-0.99 (refengine bench --op-profile, interleaved runs,
+// 2026-12-05; a few percent of that pass, about 1% of the step). Tensors under kMinBytes (norm
+// weights) stay in place: they live in cache anyway. A tensor mapped twice (tied embeddings and
+// lm_head) is copied once. Copies live as long as the backend.
 class WeightArena {
  public:
-  static constexpr size_t kMinBytes = size_t(2) << 20;
+  static constexpr size_t kMinBytes = size_t(64) << 10;
+  static constexpr size_t kHuge = size_t(2) << 20, kPage = size_t(4) << 10;
   ~WeightArena() {
     for (auto& [p, n] : blocks_) ::munmap(p, n);
   }
@@ -117,9 +122,23 @@ class WeightArena {
     if (auto it = copies_.find(src); it != copies_.end() && it->second.second == bytes &&
                                      std::memcmp(it->second.first, src, bytes) == 0)
       return it->second.first;
-    constexpr size_t kHuge = size_t(2) << 20;
-    const size_t len = (bytes + kHuge - 1) / kHuge * kHuge;
-    // Over-map by one huge page so the copy can start on a 2 MiB boundary.
+    char* dst = bytes >= kHuge ? map_huge((bytes + kHuge - 1) / kHuge * kHuge) : carve(bytes);
+    if (!dst) return nullptr;
+    // Threads copy their own slices: the pages are first touched (and faulted) in parallel.
+    const int64_t chunks = int64_t((bytes + kHuge - 1) / kHuge);
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const size_t off = size_t(c) * kHuge, n = std::min(kHuge, bytes - off);
+      std::memcpy(dst + off, static_cast<const char*>(src) + off, n);
+    }
+    copies_[src] = {dst, bytes};
+    return dst;
+  }
+
+ private:
+  // len bytes (a multiple of kHuge) of anonymous memory starting on a 2 MiB boundary, THP advised.
+  char* map_huge(size_t len) {
+    // Over-map by one huge page so the block can start on a 2 MiB boundary.
     void* raw = ::mmap(nullptr, len + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) return nullptr;
     char* base = static_cast<char*>(raw);
@@ -130,21 +149,26 @@ class WeightArena {
 #ifdef MADV_HUGEPAGE
     ::madvise(aligned, len, MADV_HUGEPAGE);
 #endif
-    // Threads copy their own slices: the pages are first touched (and faulted) in parallel.
-    const int64_t chunks = int64_t((bytes + kHuge - 1) / kHuge);
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < chunks; ++c) {
-      const size_t off = size_t(c) * kHuge, n = std::min(kHuge, bytes - off);
-      std::memcpy(aligned + off, static_cast<const char*>(src) + off, n);
-    }
     blocks_.emplace_back(aligned, len);
-    copies_[src] = {aligned, bytes};
     return aligned;
   }
+  // A 4 KiB-aligned piece of the current shared 2 MiB block (a new block when it is full).
+  char* carve(size_t bytes) {
+    const size_t need = (bytes + kPage - 1) / kPage * kPage;
+    if (shared_ == nullptr || shared_used_ + need > kHuge) {
+      shared_ = map_huge(kHuge);
+      shared_used_ = 0;
+      if (!shared_) return nullptr;
+    }
+    char* p = shared_ + shared_used_;
+    shared_used_ += need;
+    return p;
+  }
 
- private:
   std::mutex mu_;
   std::vector<std::pair<void*, size_t>> blocks_;
+  char* shared_ = nullptr;  // the block small tensors are carved from
+  size_t shared_used_ = 0;
   std::map<const void*, std::pair<void*, size_t>> copies_;
 };
 

@@ -215,8 +215,9 @@ TEST_F(WeightsTest, ShardedModelNamesTheShard) {
 
 }  // namespace
 
-// The cpu backend copies weights of 2 MiB and more into huge-page-aligned memory at upload
-// (decode streams them once per token; see cpu_backend.cpp). Small ones stay where they are.
+// The cpu backend copies weights into huge-page-aligned memory at upload (decode streams them once
+// per token; see cpu_backend.cpp): 2 MiB and more each on their own blocks, from 64 KiB up sharing
+// blocks 4 KiB-aligned. Smaller ones stay where they are.
 TEST(CpuWeightUpload, LargeWeightsAreCopiedAlignedSmallOnesStayAndTiedCopiesAreShared) {
   auto be = cb::kernels::make_backend("cpu");
   std::vector<float> big(size_t(1024) * 1024), small(64 * 64);
@@ -232,6 +233,20 @@ TEST(CpuWeightUpload, LargeWeightsAreCopiedAlignedSmallOnesStayAndTiedCopiesAreS
   EXPECT_EQ(reinterpret_cast<uintptr_t>(up.values.data) % (size_t(2) << 20), 0u);
   EXPECT_EQ(std::memcmp(up.values.data, big.data(), big.size() * sizeof(float)), 0);
   EXPECT_EQ(be->upload_weight(small_w).values.data, small_w.values.data);
+
+  // Two 512 KiB weights (bf16 k/v_proj-sized): copied, page-aligned, into one shared 2 MiB block.
+  std::vector<float> mid_a(size_t(128) * 1024), mid_b(size_t(128) * 1024);
+  for (size_t i = 0; i < mid_a.size(); ++i) mid_a[i] = float(i % 97), mid_b[i] = -float(i % 89);
+  const cb::kernels::Weight ua = be->upload_weight(dense(mid_a, 128)), ub = be->upload_weight(dense(mid_b, 128));
+  EXPECT_NE(ua.values.data, mid_a.data());
+  EXPECT_NE(ub.values.data, mid_b.data());
+  const auto addr_a = reinterpret_cast<uintptr_t>(ua.values.data), addr_b = reinterpret_cast<uintptr_t>(ub.values.data);
+  EXPECT_EQ(addr_a % 4096, 0u);
+  EXPECT_EQ(addr_b % 4096, 0u);
+  EXPECT_EQ(addr_a >> 21, addr_b >> 21) << "not in one 2 MiB block";
+  EXPECT_EQ(std::memcmp(ua.values.data, mid_a.data(), mid_a.size() * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(ub.values.data, mid_b.data(), mid_b.size() * sizeof(float)), 0);
+  EXPECT_EQ(be->upload_weight(dense(mid_a, 128)).values.data, ua.values.data) << "a tied small weight is copied once too";
 
   // Tied embeddings: the same tensor uploaded twice is one copy ...
   EXPECT_EQ(be->upload_weight(big_w).values.data, up.values.data);
