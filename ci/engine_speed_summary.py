@@ -52,6 +52,17 @@ def main(d):
             row(f"{label} decode batch {b['batch']}, fraction of roofline bound ({b['bound']}-bound)", b["roofline_fraction"],
                 f"{b['bound_tokens_per_s']:.1f} tok/s", tgt, b["roofline_fraction"] >= 0.6,
                 f"{b['tokens_per_s']['median']:.1f} tok/s, MFU {b['mfu']:.2f}, MBU {b['mbu']:.2f}")
+        # Where each decode step's time goes (--op-profile): the matmuls' share and their weight
+        # stream against the read bandwidth; the slowest-streaming matmul named in the detail.
+        for p in e.get("op_profile", {}).get("rows", []):
+            mm = [o for o in p["ops"] if o["op"].startswith("matmul")]
+            slow = min(mm, key=lambda o: o.get("read_bandwidth_fraction", 1)) if mm else None
+            row(f"{label} decode batch {p['batch']} op profile: matmul weight stream, fraction of read bandwidth",
+                p.get("matmul_read_bandwidth_fraction"), f"{pk['mem_read']['value']:.1f} GB/s read", "", True,
+                f"step {p['step_ms']:.2f} ms: matmuls {100 * p['matmul_fraction']:.0f}% ({p.get('matmul_gbs', 0):.1f} GB/s, "
+                f"{p.get('matmul_gflops', 0):.0f} GFLOP/s = {p.get('matmul_fma_peak_fraction', 0):.2f} of the FMA peak), "
+                f"other ops {p['ops_ms'] - p['matmul_ms']:.2f} ms, outside the ops {p['outside_ops_ms']:.2f} ms"
+                + (f"; slowest: {slow['op']} {slow['shape']} at {slow['gbs']:.1f} GB/s, {slow.get('gflops', 0):.0f} GFLOP/s" if slow else ""))
         ts = e.get("thread_scaling")
         if ts:
             r1, rn = ts["rows"][0], ts["rows"][-1]

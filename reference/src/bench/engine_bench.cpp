@@ -118,7 +118,7 @@ json op_profile_row(LoadedModel& lm, const std::vector<int32_t>& prompt, int B, 
   prof.reset();
   const double step = batched_decode_step_seconds(lm, prompt, B, steps, &prof);
   json ops = json::array();
-  double in_ops = 0, matmul_s = 0, matmul_bytes = 0;
+  double in_ops = 0, matmul_s = 0, matmul_bytes = 0, matmul_flops = 0;
   for (const kernels::OpTiming& t : prof.timings()) {
     const double s = t.seconds / steps;
     in_ops += s;
@@ -129,6 +129,7 @@ json op_profile_row(LoadedModel& lm, const std::vector<int32_t>& prompt, int B, 
     if (t.op.rfind("matmul", 0) == 0) {
       matmul_s += s;
       matmul_bytes += t.bytes / steps;
+      matmul_flops += t.flops / steps;
       if (read_gbs > 0) r["read_bandwidth_fraction"] = t.bytes / t.seconds / 1e9 / read_gbs;
       if (fma_gflops > 0) r["fma_peak_fraction"] = t.flops / t.seconds / 1e9 / fma_gflops;
     }
@@ -138,7 +139,9 @@ json op_profile_row(LoadedModel& lm, const std::vector<int32_t>& prompt, int B, 
               {"outside_ops_ms", (step - in_ops) * 1e3}, {"outside_ops_fraction", (step - in_ops) / step},
               {"matmul_ms", matmul_s * 1e3}, {"matmul_fraction", matmul_s / step}, {"ops", ops}};
   if (matmul_s > 0) row["matmul_gbs"] = matmul_bytes / matmul_s / 1e9;
+  if (matmul_s > 0) row["matmul_gflops"] = matmul_flops / matmul_s / 1e9;
   if (matmul_s > 0 && read_gbs > 0) row["matmul_read_bandwidth_fraction"] = matmul_bytes / matmul_s / 1e9 / read_gbs;
+  if (matmul_s > 0 && fma_gflops > 0) row["matmul_fma_peak_fraction"] = matmul_flops / matmul_s / 1e9 / fma_gflops;
   return row;
 }
 
