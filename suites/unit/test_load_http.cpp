@@ -2,6 +2,8 @@
 // OpenAI-style server on loopback (streamed tokens, token-id chunks, 429 / 4xx / 5xx, malformed
 // and truncated streams, connection refused), plus one load run end to end.
 #include <gtest/gtest.h>
+
+#include <cmath>
 #include <httplib.h>
 
 #include <arpa/inet.h>
@@ -88,9 +90,10 @@ class StubServer {
     srv_.Get("/v1/models", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(R"({"object":"list","data":[{"id":"stub-model"}]})", "application/json");
     });
-    srv_.Get("/metrics", [](const httplib::Request&, httplib::Response& res) {
+    srv_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      std::lock_guard lk(m_);
       res.set_content("refengine_busy_fraction 0.5\nrefengine_engine_busy_seconds_total 12.5\nrefengine_engine_steps_total 300\n"
-                      "refengine_engine_prefill_tokens_total 4000\nrefengine_engine_decode_tokens_total 900\n",
+                      "refengine_engine_prefill_tokens_total 4000\nrefengine_engine_decode_tokens_total 900\n" + extra_metrics_,
                       "text/plain");
     });
     srv_.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
@@ -151,6 +154,11 @@ class StubServer {
     std::lock_guard lk(m_);
     return last_auth_;
   }
+  // More exposition lines for /metrics (a server on a device backend adds its device counter).
+  void add_metrics(const std::string& lines) {
+    std::lock_guard lk(m_);
+    extra_metrics_ += lines;
+  }
 
  private:
   httplib::Server srv_;
@@ -160,6 +168,7 @@ class StubServer {
   std::mutex m_;
   json last_body_;
   std::string last_auth_;
+  std::string extra_metrics_;
 };
 
 // Collects one request's callbacks and waits for its end.
@@ -236,6 +245,12 @@ TEST(LoadHttp, StreamsTokensAndDiscoversTheModel) {
   EXPECT_EQ(c->steps, 300);
   EXPECT_EQ(c->prefill_tokens, 4000);
   EXPECT_EQ(c->decode_tokens, 900);
+  EXPECT_TRUE(std::isnan(c->device_busy_seconds)) << "a host-backend server has no device clock";
+  // On a device backend refengine serve also counts the device's own busy time.
+  srv.add_metrics("refengine_device_busy_seconds_total 3.25\n");
+  const auto d = sut.counters();
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->device_busy_seconds, 3.25);
 }
 
 // A token whose text is empty is still a token: counted, timed, and the request is not "short".

@@ -496,6 +496,9 @@ std::optional<SutCounters> HttpSut::counters() const {
   c.prefill_tokens = int64_t(prometheus_gauge(*text, "refengine_engine_prefill_tokens_total").value_or(0));
   c.decode_tokens = int64_t(prometheus_gauge(*text, "refengine_engine_decode_tokens_total").value_or(0));
   c.preemptions = int64_t(prometheus_gauge(*text, "refengine_engine_preemptions_total").value_or(0));
+  // Only a server on a device backend times its work on the device (CUDA events); else NaN, as
+  // the in-process SUT reports a host backend.
+  c.device_busy_seconds = prometheus_gauge(*text, "refengine_device_busy_seconds_total").value_or(NAN);
   return c;
 }
 

@@ -212,6 +212,25 @@ struct PeakSource {
 
 void not_measured(SuiteResult& r, const std::vector<std::string>& keys, const std::string& why);
 
+// On a GPU the device times its own work (CUDA events around each forward pass's ops): the busy
+// fraction the GPU saw, beside the host-side one (which also counts launch and host time). In
+// process from the engine's stats; over HTTP from refengine serve's /metrics (`source`).
+void add_device_busy(SuiteResult& r, const std::vector<Measured>& runs, const std::string& window, const std::string& source,
+                     const std::string& why_not) {
+  std::vector<double> device_busy;
+  std::vector<const Measured*> behind;
+  for (const Measured& m : runs) {
+    device_busy.push_back(m.result.device_busy_fraction());
+    behind.push_back(&m);
+  }
+  if (!runs.empty() && std::all_of(device_busy.begin(), device_busy.end(), [](double b) { return std::isfinite(b); }))
+    r.add(trials_metric("load.util.device_busy_fraction", device_busy, "fraction", Hi, R, behind,
+                        "device time of the forward passes' work (CUDA events on the backend's stream, first op to last) / wall "
+                        "time, " + window + (source.empty() ? "" : "; " + source)));
+  else
+    not_measured(r, {"load.util.device_busy_fraction"}, why_not);
+}
+
 void add_utilization(SuiteResult& r, const std::vector<Measured>& runs, const ModelFacts& model, double peak_gflops,
                      double peak_gbs, const PeakSource& src) {
   std::vector<double> busy, mfu, mbu, achieved;
@@ -241,17 +260,7 @@ void add_utilization(SuiteResult& r, const std::vector<Measured>& runs, const Mo
                       "max(MFU, MBU) per trial: the work the batches actually run achieve against the machine limit that binds "
                       "them (compute or memory), measured peaks of this run",
                       pk));
-  // On a GPU the device times its own work (CUDA events around each forward pass's ops): the busy
-  // fraction the GPU saw, beside the host-side one above (which also counts launch and host time).
-  std::vector<double> device_busy;
-  for (const Measured& m : runs) device_busy.push_back(m.result.device_busy_fraction());
-  if (std::all_of(device_busy.begin(), device_busy.end(), [](double b) { return std::isfinite(b); }))
-    r.add(trials_metric("load.util.device_busy_fraction", device_busy, "fraction", Hi, R, behind,
-                        "device time of the forward passes' work (CUDA events on the backend's stream, first op to last) / wall "
-                        "time, " + window));
-  else
-    not_measured(r, {"load.util.device_busy_fraction"},
-                 "the backend has no device clock (host backend: its busy time is load.util.busy_fraction)");
+  add_device_busy(r, runs, window, "", "the backend has no device clock (host backend: its busy time is load.util.busy_fraction)");
 }
 
 void add_workload_metrics(SuiteResult& r, const Measured& m, const std::string& wname) {
@@ -632,6 +641,10 @@ SuiteResult run_load_suite(const SuiteContext& ctx) {
       not_measured(r, {"load.util.busy_fraction"},
                    "the endpoint's /metrics has no engine busy-time counter (refengine_engine_busy_seconds_total)");
     }
+    add_device_busy(r, sat_a, "steady-state window of a closed-loop saturating chat run",
+                    "refengine_device_busy_seconds_total from GET /metrics at the window's edges",
+                    "the endpoint's /metrics has no device busy-time counter (refengine_device_busy_seconds_total: refengine "
+                    "serve on a device backend)");
     not_measured(r, {"load.util.mfu", "load.util.mbu", "load.util.achieved_fraction"},
                  "needs the engine's step counters: in-process SUT only");
     if (lc.make_sampler) add_server_metrics(r, sat_a, profile, ptrs(sat_a));
