@@ -269,7 +269,7 @@ TEST(LoadHttp, EmptyTextTokenChunksAreCountedAndTimed) {
   plan.closed_loop = true;
   plan.concurrency = 2;
   plan.min_requests = 10;
-  for (int i = 0; i < 10; ++i) plan.requests.push_back({0, {i, {8, 1, 2}, 6}});
+  for (int i = 0; i < 10; ++i) plan.requests.push_back({0, {i, {8, 1, 2}, 6, {}}});
   const RunResult r = run_load(sut, plan, Slo{}, ValidityRules{});
   EXPECT_EQ(r.summary.completed, 10u) << r.summary.to_json().dump();
   EXPECT_EQ(r.summary.output_tokens, 60);

@@ -22,7 +22,7 @@ Plan closed_plan(int concurrency, int n, int max_tokens) {
   p.closed_loop = true;
   p.concurrency = concurrency;
   p.min_requests = size_t(n);
-  for (int i = 0; i < n; ++i) p.requests.push_back({0, {i, {1, 2, 3}, max_tokens}});
+  for (int i = 0; i < n; ++i) p.requests.push_back({0, {i, {1, 2, 3}, max_tokens, {}}});
   return p;
 }
 
@@ -106,7 +106,7 @@ TEST(LoadRunner, LatencyIsTakenFromTheScheduledArrival) {
   Plan p;
   p.closed_loop = false;
   p.min_requests = 10;
-  for (int i = 0; i < 10; ++i) p.requests.push_back({0.001 * i, {i, {1, 2}, 2}});
+  for (int i = 0; i < 10; ++i) p.requests.push_back({0.001 * i, {i, {1, 2}, 2, {}}});
   SlowIssueSut sut;
   ValidityRules v;
   v.max_issue_lag_p99_ms = 1e9;

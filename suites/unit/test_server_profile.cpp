@@ -264,7 +264,9 @@ TEST(ServerProfile, DetectsEachDouble) {
       EXPECT_EQ(id.version["version"], "0.11.0+double");
       EXPECT_EQ(id.server_header, "uvicorn");
     }
-    if (name == "tgi") EXPECT_EQ(id.version["model_id"], "double/tgi-model");
+    if (name == "tgi") {
+      EXPECT_EQ(id.version["model_id"], "double/tgi-model");
+    }
     // The server's own profile works, requests complete with a known finish reason.
     HttpSutOptions o;
     o.base_url = d.url();
@@ -273,7 +275,9 @@ TEST(ServerProfile, DetectsEachDouble) {
     HttpSut sut(o);
     const auto [err, tokens] = one_request(sut, 8);
     EXPECT_EQ(err, "") << name;
-    if (name != "tgi") EXPECT_EQ(tokens, 8) << name << ": the fixed-length fields hold";
+    if (name != "tgi") {
+      EXPECT_EQ(tokens, 8) << name << ": the fixed-length fields hold";
+    }
     // Its /metrics series answer.
     const auto text = sut.scrape_metrics();
     ASSERT_TRUE(text.has_value()) << name;
