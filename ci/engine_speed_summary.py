@@ -58,7 +58,7 @@ def main(d):
             mm = [o for o in p["ops"] if o["op"].startswith("matmul")]
             slow = min(mm, key=lambda o: o.get("read_bandwidth_fraction", 1)) if mm else None
             row(f"{label} decode batch {p['batch']} op profile: matmul weight stream, fraction of read bandwidth",
-                p.get("matmul_read_bandwidth_fraction"), f"{pk['mem_read']['value']:.1f} GB/s read", "", True,
+                p.get("matmul_read_bandwidth_fraction"), f"{p.get('read_gbs', pk['mem_read']['value']):.1f} GB/s read", "", True,
                 f"step {p['step_ms']:.2f} ms: matmuls {100 * p['matmul_fraction']:.0f}% ({p.get('matmul_gbs', 0):.1f} GB/s, "
                 f"{p.get('matmul_gflops', 0):.0f} GFLOP/s = {p.get('matmul_fma_peak_fraction', 0):.2f} of the FMA peak), "
                 f"other ops {p['ops_ms'] - p['matmul_ms']:.2f} ms, outside the ops {p['outside_ops_ms']:.2f} ms"

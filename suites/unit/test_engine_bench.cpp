@@ -109,8 +109,10 @@ TEST(EngineBench, OpProfileAccountsForTheDecodeStep) {
     EXPECT_NEAR(matmul_ms, row["matmul_ms"].get<double>(), 1e-9);
     EXPECT_NEAR(row["ops_ms"].get<double>() + row["outside_ops_ms"].get<double>(), row["step_ms"].get<double>(), 1e-9);
     EXPECT_GT(row["outside_ops_ms"].get<double>(), 0) << "argmax and the model's host work are outside the ops";
-    EXPECT_NEAR(row["matmul_fma_peak_fraction"].get<double>() * r["peaks"]["fp32_fma"]["value"].get<double>(),
-                row["matmul_gflops"].get<double>(), 1e-6 * row["matmul_gflops"].get<double>());
+    EXPECT_NEAR(row["matmul_fma_peak_fraction"].get<double>() * row["fma_gflops"].get<double>(), row["matmul_gflops"].get<double>(),
+                1e-6 * row["matmul_gflops"].get<double>());
+    EXPECT_NEAR(row["matmul_read_bandwidth_fraction"].get<double>() * row["read_gbs"].get<double>(), row["matmul_gbs"].get<double>(),
+                1e-6 * row["matmul_gbs"].get<double>());
     EXPECT_EQ(multi_calls, 2 * L) << "q/k/v and gate/up once per layer";
     EXPECT_EQ(single_calls, 2 * L + 1) << "o, down per layer and lm_head";
     EXPECT_EQ(attention_calls, L);
