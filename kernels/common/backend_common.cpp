@@ -154,10 +154,7 @@ Status Backend::upload_weight(const Weight& host, Weight& out) {
   // Before the contents checks: a layout this backend cannot run is Unsupported, whatever its bytes.
   if (!supports_matmul(host.dtype(), host.layout, host.act_quant)) {
     const std::string note = matmul_unsupported_note(host.dtype(), host.layout, host.act_quant);
-    const char* layout = host.layout == WeightLayout::Dense      ? " dense"
-                         : host.layout == WeightLayout::Sparse24 ? " 2:4 sparse"
-                                                                 : " int8 per-channel";
-    return Status::unsupported(who + ": " + dtype_name(host.dtype()) + layout + " weights with " +
+    return Status::unsupported(who + ": " + dtype_name(host.dtype()) + " " + weight_layout_name(host.layout) + " weights with " +
                                act_quant_name(host.act_quant) + " activations are not supported" +
                                (note.empty() ? "" : ": " + note));
   }

@@ -9,17 +9,8 @@ namespace {
 
 double weight_bytes(const Weight& w) { return double(w.values.nbytes() + w.scales.nbytes() + w.meta.nbytes()); }
 
-const char* layout_name(WeightLayout l) {
-  switch (l) {
-    case WeightLayout::Dense: return "dense";
-    case WeightLayout::Sparse24: return "2:4";
-    case WeightLayout::Int8PerChannel: return "int8-per-channel";
-  }
-  return "?";
-}
-
 std::string weight_shape(const Weight& w) {
-  return "N=" + std::to_string(w.n) + " K=" + std::to_string(w.k) + " " + dtype_name(w.dtype()) + " " + layout_name(w.layout) +
+  return "N=" + std::to_string(w.n) + " K=" + std::to_string(w.k) + " " + dtype_name(w.dtype()) + " " + weight_layout_name(w.layout) +
          (w.act_quant == ActQuant::None ? "" : std::string(" ") + act_quant_name(w.act_quant));
 }
 

@@ -15,6 +15,15 @@ const char* act_quant_name(ActQuant a) {
   return "?";
 }
 
+const char* weight_layout_name(WeightLayout l) {
+  switch (l) {
+    case WeightLayout::Dense: return "dense";
+    case WeightLayout::Sparse24: return "2:4 sparse";
+    case WeightLayout::Int8PerChannel: return "int8 per-channel";
+  }
+  return "?";
+}
+
 Tensor::Tensor(void* d, DType t, std::initializer_list<int64_t> dims, MemSpace m) : data(d), dtype(t), mem(m) {
   if (dims.size() > 4) throw std::invalid_argument("Tensor: at most 4 dims");
   for (int64_t v : dims) shape[ndim++] = v;

@@ -66,6 +66,7 @@ enum class WeightLayout : uint8_t {
 // A backend says which combinations it runs through Backend::supports_matmul.
 enum class ActQuant : uint8_t { None, PerTokenInt8, Bf16 };
 const char* act_quant_name(ActQuant a);
+const char* weight_layout_name(WeightLayout l);  // "dense", "2:4 sparse", "int8 per-channel"
 
 // A weight matrix W of logical shape [N (out), K (in)], as Hugging Face stores linear layers.
 struct Weight {
