@@ -111,7 +111,8 @@ double batched_decode_step_seconds(LoadedModel& lm, const std::vector<int32_t>& 
 }
 
 // Where a decode step's time goes: per (op, shape) row, time per step and its share, and for
-// matmuls the weight bytes and FLOPs over that time against the run's read bandwidth and FMA peak.
+// matmuls the weight bytes and FLOPs over that time against the read bandwidth and FMA peak the
+// caller measured right before the row.
 // "outside_ops" is the step's time in none of the ops (the model's own host work, argmax).
 json op_profile_row(LoadedModel& lm, const std::vector<int32_t>& prompt, int B, int steps, double read_gbs, double fma_gflops) {
   kernels::ProfilingBackend& prof = *lm.op_profiler();
