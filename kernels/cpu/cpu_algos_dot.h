@@ -30,8 +30,9 @@ namespace {
 // bytes of every W row, as the int8 GEMV does).
 constexpr int kDotPrefetchBytes = 512;
 
+// W rows are ldw elements apart; K (<= ldw) columns are summed.
 template <class D, int MR, int NR, class Epi>
-inline void dot_tile(const typename D::XT* x, int64_t ldx, int64_t K, const typename D::WT* w, int64_t n0,
+inline void dot_tile(const typename D::XT* x, int64_t ldx, int64_t K, const typename D::WT* w, int64_t ldw, int64_t n0,
                      const Epi& epi) {
   using acc_t = typename D::acc;
   using wv_t = typename D::wv;
@@ -43,7 +44,7 @@ inline void dot_tile(const typename D::XT* x, int64_t ldx, int64_t K, const type
     for (int m = 0; m < MR; ++m) acc[r][m] = D::zero();
   const typename D::WT* wr[NR];
 #pragma GCC unroll 8
-  for (int r = 0; r < NR; ++r) wr[r] = w + (n0 + r) * K;
+  for (int r = 0; r < NR; ++r) wr[r] = w + (n0 + r) * ldw;
 
   int64_t k = 0;
   for (; k + KS <= K; k += KS) {
@@ -88,22 +89,22 @@ inline void dot_tile(const typename D::XT* x, int64_t ldx, int64_t K, const type
 
 // MR rows of x against W rows [n0, n1).
 template <class D, int MR, class Epi>
-void dot_rows(const typename D::XT* x, int64_t ldx, int64_t K, const typename D::WT* w, int64_t n0, int64_t n1,
-              const Epi& epi) {
+void dot_rows(const typename D::XT* x, int64_t ldx, int64_t K, const typename D::WT* w, int64_t ldw, int64_t n0,
+              int64_t n1, const Epi& epi) {
   constexpr int NR = D::template nr<MR>();
   int64_t n = n0;
-  for (; n + NR <= n1; n += NR) dot_tile<D, MR, NR>(x, ldx, K, w, n, epi);
-  for (; n < n1; ++n) dot_tile<D, MR, 1>(x, ldx, K, w, n, epi);
+  for (; n + NR <= n1; n += NR) dot_tile<D, MR, NR>(x, ldx, K, w, ldw, n, epi);
+  for (; n < n1; ++n) dot_tile<D, MR, 1>(x, ldx, K, w, ldw, n, epi);
 }
 
 // `rows` (1 .. MR) rows of x: picks the tile height at compile time.
 template <class D, int MR, class Epi>
-void dot_rows_upto(int rows, const typename D::XT* x, int64_t ldx, int64_t K, const typename D::WT* w, int64_t n0,
-                   int64_t n1, const Epi& epi) {
+void dot_rows_upto(int rows, const typename D::XT* x, int64_t ldx, int64_t K, const typename D::WT* w, int64_t ldw,
+                   int64_t n0, int64_t n1, const Epi& epi) {
   if constexpr (MR > 1) {
-    if (rows < MR) return dot_rows_upto<D, MR - 1>(rows, x, ldx, K, w, n0, n1, epi);
+    if (rows < MR) return dot_rows_upto<D, MR - 1>(rows, x, ldx, K, w, ldw, n0, n1, epi);
   }
-  dot_rows<D, MR>(x, ldx, K, w, n0, n1, epi);
+  dot_rows<D, MR>(x, ldx, K, w, ldw, n0, n1, epi);
 }
 
 // All M rows of x against W rows [n0, n1). W is walked in blocks that stay in L2 while every
@@ -121,7 +122,7 @@ void dot_gemm(const typename D::XT* x, int64_t ldx, int64_t M, int64_t K, const 
     prep(b0, b1);
     for (int64_t m0 = 0; m0 < M; m0 += kMaxRows) {
       const auto e = [&](int64_t m, int64_t n, typename D::ST s) { epi(m0 + m, n, s); };
-      dot_rows_upto<D, int(kMaxRows)>(int(std::min(kMaxRows, M - m0)), x + m0 * ldx, ldx, K, w, b0, b1, e);
+      dot_rows_upto<D, int(kMaxRows)>(int(std::min(kMaxRows, M - m0)), x + m0 * ldx, ldx, K, w, K, b0, b1, e);
     }
   }
 }
@@ -223,12 +224,40 @@ void w8a8_range(const W8A8Args& a, int64_t n0, int64_t n1) {
   dot_gemm<D>(x, a.ldx, a.M, a.K, a.w, n0, n1, prep, epi);
 }
 
+// bf16 dot. Up to kMaxRows rows of x (decode) as dot_gemm. Past that as the f32 GEMV
+// (gemv_typed): W in L2-sized blocks, each walked in slices of K (a.k_slice columns) so that a
+// group of 6 rows of x stays in L1 across the block's tiles, with 6 x 4 tiles; y adds up the
+// slices (f32 sums: the slices change only the rounding order). Unsliced 8 x 3 tiles left x of
+// K = 5632 (11 KiB a row) in L2.
 template <class D>
 void bf16dot_range(const Bf16Args& a, int64_t n0, int64_t n1) {
   const auto* x = reinterpret_cast<const typename D::XT*>(a.xb);
   const auto* w = reinterpret_cast<const typename D::WT*>(a.w);
-  dot_gemm<D>(x, a.ldx, a.M, a.K, w, n0, n1, [](int64_t, int64_t) {},
-              [&](int64_t m, int64_t n, float s) { a.y[m * a.N + n] = s; });
+  if (a.M <= D::kMaxRows) {
+    dot_gemm<D>(x, a.ldx, a.M, a.K, w, n0, n1, [](int64_t, int64_t) {},
+                [&](int64_t m, int64_t n, float s) { a.y[m * a.N + n] = s; });
+    return;
+  }
+  constexpr int64_t kL2Bytes = int64_t(256) << 10, kTileLcm = 24, kGroup = 6;
+  const int64_t fit = kL2Bytes / std::max<int64_t>(1, a.K * int64_t(sizeof(typename D::WT)));
+  const int64_t block = std::max<int64_t>(1, (fit + kTileLcm - 1) / kTileLcm) * kTileLcm;
+  // Whole dot-product steps per slice (a.ldx is padded to them, so only the last slice has a tail).
+  const int64_t kc = std::max<int64_t>(D::KS, a.k_slice / D::KS * D::KS);
+  for (int64_t b0 = n0; b0 < n1; b0 += block) {
+    const int64_t b1 = std::min(n1, b0 + block);
+    for (int64_t k0 = 0; k0 < a.K; k0 += kc) {
+      const int64_t kn = std::min(kc, a.K - k0);
+      for (int64_t m0 = 0; m0 < a.M; m0 += kGroup) {
+        float* y = a.y + m0 * a.N;
+        const auto e = [&](int64_t m, int64_t n, float s) {
+          float& out = y[m * a.N + n];
+          out = k0 > 0 ? out + s : s;
+        };
+        dot_rows_upto<D, int(kGroup)>(int(std::min(kGroup, a.M - m0)), x + m0 * a.ldx + k0, a.ldx, kn, w + k0, a.K, b0,
+                                      b1, e);
+      }
+    }
+  }
 }
 
 }  // namespace

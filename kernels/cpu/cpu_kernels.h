@@ -75,6 +75,7 @@ struct Bf16Args {
   const uint16_t* w = nullptr;   // [N, K]
   float* y = nullptr;            // [M, N]
   int64_t M = 0, N = 0, K = 0;
+  int64_t k_slice = 1024;  // past 8 rows of x, K is summed in slices of this many columns
 };
 
 // 2:4 sparse (tensor.h): y[m, n] = sum_g vals[n, 2g] x[m, 4g + i0] + vals[n, 2g + 1] x[m, 4g + i1].

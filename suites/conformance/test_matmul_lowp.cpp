@@ -39,6 +39,9 @@ TEST(Conformance, MatMulBf16Dot) {
       for (int64_t N : {1, 3, 17, 50}) add_case<QuantMatMulCase>(cases, ActQuant::Bf16, M, K, N);
   for (int64_t M : {1, 16, 33, 128}) add_case<QuantMatMulCase>(cases, ActQuant::Bf16, M, 2048, 40);
   add_case<QuantMatMulCase>(cases, ActQuant::Bf16, 3, 5632, 30);
+  // Past 8 rows the cpu kernel sums K in slices (1024+ columns): several slices, the last with a tail.
+  add_case<QuantMatMulCase>(cases, ActQuant::Bf16, 13, 2100, 29);
+  add_case<QuantMatMulCase>(cases, ActQuant::Bf16, 20, 5632, 26);
   add_case<QuantMatMulCase>(cases, ActQuant::Bf16, 12, 300, 29, XKind::Spiky);
   check_cases("bf16dot", cases, 12000);
 }
