@@ -6,9 +6,11 @@
 #                           fractions, paged vs contiguous attention at 4K, engine.* metrics)
 #   engine-f32.json         batch-1 decode vs triad / read bandwidth, 128-token prefill vs the FP32
 #                           FMA peak, batched decode 1/4/16/64 on the roofline, 1 -> N threads,
-#                           and the per-op profile of decode steps at each batch size
+#                           and the per-op profile of decode steps at each batch size and of
+#                           one prefill
 #   engine-bf16.json        the same with BF16-stored weights (widened to f32 in registers), batch 1
-#   engine-bf16dot.json     BF16 weights and bf16 activations: prefill vs the BF16 dot peak
+#   engine-bf16dot.json     BF16 weights and bf16 activations: prefill vs the BF16 dot peak (and
+#                           its op profile)
 #   engine-serving.json     the serving engine's per-step overhead at batch 1 and 64 (default model)
 #   engine-speed.md/.json   the table of figures, limits and targets (ci/engine_speed_summary.py)
 # Copy the folder to results/published/ to publish it.
@@ -40,7 +42,7 @@ bench() {  # NAME ARGS...: one refengine bench into the run folder
 }
 bench f32 --model "$f32" --prefill-tokens 128 --decode-tokens 16 --repetitions 3 --batch-sizes 1,4,16,64 --thread-scaling --op-profile
 bench bf16 --model "$bf16" --prefill-tokens 128 --decode-tokens 16 --repetitions 3 --op-profile
-bench bf16dot --model "$bf16" --bf16-activations --prefill-tokens 128 --decode-tokens 4 --repetitions 3
+bench bf16dot --model "$bf16" --bf16-activations --prefill-tokens 128 --decode-tokens 4 --repetitions 3 --op-profile
 bench serving --prefill-tokens 16 --decode-tokens 4 --repetitions 1 --overhead-batches 1,64
 
 python3 ci/engine_speed_summary.py "$dir"

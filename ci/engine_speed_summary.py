@@ -22,6 +22,23 @@ def metric(kernels, key):
     return None
 
 
+def prefill_profile_row(row, label, e):
+    """Where one prefill's time goes (--op-profile): the matmuls' share and their rate against the
+    peak prefill is divided by; the slowest matmul named in the detail."""
+    p = e.get("op_profile", {}).get("prefill")
+    if not p:
+        return
+    # lm_head runs on the last prompt row only (a weight stream, not a GEMM): not the slowest GEMM
+    mm = [o for o in p["ops"] if o["op"].startswith("matmul") and "peak_fraction" in o and not o["shape"].endswith(" M=1")]
+    slow = min(mm, key=lambda o: o["peak_fraction"]) if mm else None
+    peak = "BF16 dot" if p.get("peak") == "bf16_dot" else "FP32 FMA"
+    row(f"{label} {p['tokens']}-token prefill op profile: matmuls, fraction of the {peak} peak", p.get("matmul_peak_fraction"),
+        f"{p.get('peak_gflops', 0):.0f} GFLOP/s {peak}", "", True,
+        f"prefill {p['step_ms']:.1f} ms: matmuls {100 * p['matmul_fraction']:.0f}% ({p.get('matmul_gflops', 0):.0f} GFLOP/s), "
+        f"other ops {p['ops_ms'] - p['matmul_ms']:.1f} ms, outside the ops {p['outside_ops_ms']:.1f} ms"
+        + (f"; slowest: {slow['op']} {slow['shape']} at {slow.get('gflops', 0):.0f} GFLOP/s" if slow else ""))
+
+
 def main(d):
     rows = []
 
@@ -63,6 +80,7 @@ def main(d):
                 f"{p.get('matmul_gflops', 0):.0f} GFLOP/s = {p.get('matmul_fma_peak_fraction', 0):.2f} of the FMA peak), "
                 f"other ops {p['ops_ms'] - p['matmul_ms']:.2f} ms, outside the ops {p['outside_ops_ms']:.2f} ms"
                 + (f"; slowest: {slow['op']} {slow['shape']} at {slow['gbs']:.1f} GB/s, {slow.get('gflops', 0):.0f} GFLOP/s" if slow else ""))
+        prefill_profile_row(row, label, e)
         ts = e.get("thread_scaling")
         if ts:
             r1, rn = ts["rows"][0], ts["rows"][-1]
@@ -79,6 +97,7 @@ def main(d):
         peak = e["prefill"]["peak"]
         row(f"BF16-dot 128-token prefill, fraction of {'BF16 dot' if peak == 'bf16_dot' else 'FP32 FMA (no BF16 dot here)'} peak", pf,
             f"{e['prefill']['peak_gflops']:.0f} GFLOP/s", ">= 0.50", pf >= 0.5, f"{e['prefill']['gflops']['median']:.0f} GFLOP/s median")
+        prefill_profile_row(row, "BF16-dot", e)
     else:
         row("BF16-dot 128-token prefill, fraction of BF16 dot peak", None, "", ">= 0.50", False)
 

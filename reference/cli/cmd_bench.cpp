@@ -77,25 +77,35 @@ void add_bench_command(CLI::App& app) {
             std::printf("serving engine at batch %d: step %.2f ms, forward %.2f ms -> overhead %.1f%% (target < 10%%)\n",
                         row["batch"].get<int>(), row["step_ms_mean"].get<double>(), row["forward_ms_mean"].get<double>(),
                         100 * row["overhead_fraction"].get<double>());
-      if (r.contains("op_profile"))
-        for (const auto& row : r["op_profile"]["rows"]) {
-          std::printf("op profile, decode batch %d: step %.2f ms = matmuls %.2f ms (%.0f%%", row["batch"].get<int>(),
-                      row["step_ms"].get<double>(), row["matmul_ms"].get<double>(), 100 * row["matmul_fraction"].get<double>());
-          if (row.contains("matmul_read_bandwidth_fraction"))
-            std::printf(", %.1f GB/s = %.0f%% of the read bandwidth", row["matmul_gbs"].get<double>(),
-                        100 * row["matmul_read_bandwidth_fraction"].get<double>());
-          std::printf(") + other ops %.2f ms + outside the ops %.2f ms\n", row["ops_ms"].get<double>() - row["matmul_ms"].get<double>(),
-                      row["outside_ops_ms"].get<double>());
-          int shown = 0;
-          for (const auto& op : row["ops"]) {
-            if (++shown > 8) break;
-            std::printf("  %5.1f%% %8.3f ms  %-12s %s", 100 * op["step_fraction"].get<double>(), op["ms_per_step"].get<double>(),
-                        op["op"].get<std::string>().c_str(), op["shape"].get<std::string>().c_str());
-            if (op.contains("gbs")) std::printf("  %.1f GB/s", op["gbs"].get<double>());
-            if (op.contains("gflops")) std::printf("  %.0f GFLOP/s", op["gflops"].get<double>());
-            std::printf("\n");
-          }
+      // Decode rows say how close the matmuls stream to the read bandwidth, the prefill row how close
+      // they compute to the peak prefill is divided by.
+      const auto print_profile = [](const nlohmann::json& row, const std::string& what) {
+        std::printf("op profile, %s %.2f ms = matmuls %.2f ms (%.0f%%", what.c_str(), row["step_ms"].get<double>(),
+                    row["matmul_ms"].get<double>(), 100 * row["matmul_fraction"].get<double>());
+        if (row.contains("matmul_peak_fraction"))
+          std::printf(", %.0f GFLOP/s = %.0f%% of the %s peak", row["matmul_gflops"].get<double>(),
+                      100 * row["matmul_peak_fraction"].get<double>(),
+                      row["peak"] == "bf16_dot" ? "BF16 dot" : "FP32 FMA");
+        else if (row.contains("matmul_read_bandwidth_fraction"))
+          std::printf(", %.1f GB/s = %.0f%% of the read bandwidth", row["matmul_gbs"].get<double>(),
+                      100 * row["matmul_read_bandwidth_fraction"].get<double>());
+        std::printf(") + other ops %.2f ms + outside the ops %.2f ms\n", row["ops_ms"].get<double>() - row["matmul_ms"].get<double>(),
+                    row["outside_ops_ms"].get<double>());
+        int shown = 0;
+        for (const auto& op : row["ops"]) {
+          if (++shown > 8) break;
+          std::printf("  %5.1f%% %8.3f ms  %-12s %s", 100 * op["step_fraction"].get<double>(), op["ms_per_step"].get<double>(),
+                      op["op"].get<std::string>().c_str(), op["shape"].get<std::string>().c_str());
+          if (op.contains("gbs")) std::printf("  %.1f GB/s", op["gbs"].get<double>());
+          if (op.contains("gflops")) std::printf("  %.0f GFLOP/s", op["gflops"].get<double>());
+          std::printf("\n");
         }
+      };
+      if (r.contains("op_profile")) {
+        for (const auto& row : r["op_profile"]["rows"]) print_profile(row, "decode batch " + std::to_string(row["batch"].get<int>()) + ": step");
+        if (r["op_profile"].contains("prefill"))
+          print_profile(r["op_profile"]["prefill"], "prefill " + std::to_string(r["op_profile"]["prefill"]["tokens"].get<int>()) + " tokens:");
+      }
       if (!o->out.empty()) {
         const std::filesystem::path p(o->out);
         if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());

@@ -117,6 +117,29 @@ TEST(EngineBench, OpProfileAccountsForTheDecodeStep) {
     EXPECT_EQ(single_calls, 2 * L + 1) << "o, down per layer and lm_head";
     EXPECT_EQ(attention_calls, L);
   }
+  // The prefill: one pass over the prompt, the same accounting; the layers' matmuls take every
+  // prompt row, lm_head only the last; matmul rates against the peak prefill is divided by.
+  const auto& pre = r["op_profile"]["prefill"];
+  EXPECT_EQ(pre["tokens"], o.prefill_tokens);
+  EXPECT_EQ(pre["steps"], 1);
+  EXPECT_EQ(pre["peak"], "fp32_fma");
+  double ops_ms = 0, multi_calls = 0, prompt_rows = 0, last_row = 0, attention_calls = 0;
+  for (const auto& op : pre["ops"]) {
+    ops_ms += op["ms_per_step"].get<double>();
+    const std::string name = op["op"], shape = op["shape"];
+    if (name == "matmul_multi") multi_calls += op["calls_per_step"].get<double>();
+    if (name == "matmul" && shape.find(" M=16") != std::string::npos) prompt_rows += op["calls_per_step"].get<double>();
+    if (name == "matmul" && shape.find(" M=1") != std::string::npos && shape.find(" M=16") == std::string::npos)
+      last_row += op["calls_per_step"].get<double>();
+    if (name == "attention") attention_calls += op["calls_per_step"].get<double>();
+  }
+  EXPECT_NEAR(ops_ms + pre["outside_ops_ms"].get<double>(), pre["step_ms"].get<double>(), 1e-9);
+  EXPECT_EQ(multi_calls, 2 * L);
+  EXPECT_EQ(prompt_rows, 2 * L) << "o and down over the prompt";
+  EXPECT_EQ(last_row, 1) << "lm_head on the last row only";
+  EXPECT_EQ(attention_calls, L);
+  EXPECT_NEAR(pre["matmul_peak_fraction"].get<double>() * pre["peak_gflops"].get<double>(), pre["matmul_gflops"].get<double>(),
+              1e-6 * pre["matmul_gflops"].get<double>());
   // Without the flag the model runs on the backend itself.
   auto lm = cb::engine::LoadedModel::open(o.model_dir, "cpu");
   EXPECT_EQ(lm->op_profiler(), nullptr);

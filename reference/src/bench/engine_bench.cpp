@@ -110,14 +110,13 @@ double batched_decode_step_seconds(LoadedModel& lm, const std::vector<int32_t>& 
   return per_step;
 }
 
-// Where a decode step's time goes: per (op, shape) row, time per step and its share, and for
-// matmuls the weight bytes and FLOPs over that time against the read bandwidth and FMA peak the
-// caller measured right before the row.
-// "outside_ops" is the step's time in none of the ops (the model's own host work, argmax).
-json op_profile_row(LoadedModel& lm, const std::vector<int32_t>& prompt, int B, int steps, double read_gbs, double fma_gflops) {
-  kernels::ProfilingBackend& prof = *lm.op_profiler();
-  prof.reset();
-  const double step = batched_decode_step_seconds(lm, prompt, B, steps, &prof);
+// Where the time of `steps` units of work (decode steps, or one prefill) of `step` seconds each
+// went, from what prof recorded over them: per (op, shape) row, time per unit and its share, and
+// for matmuls the weight bytes and FLOPs over that time against the read bandwidth and compute
+// peak the caller measured right before (`peak_key` names the peak's fraction).
+// "outside_ops" is the unit's time in none of the ops (the model's own host work, argmax).
+json op_profile_json(const kernels::ProfilingBackend& prof, int steps, double step, double read_gbs, double peak_gflops,
+                     const std::string& peak_key) {
   json ops = json::array();
   double in_ops = 0, matmul_s = 0, matmul_bytes = 0, matmul_flops = 0;
   for (const kernels::OpTiming& t : prof.timings()) {
@@ -132,17 +131,39 @@ json op_profile_row(LoadedModel& lm, const std::vector<int32_t>& prompt, int B, 
       matmul_bytes += t.bytes / steps;
       matmul_flops += t.flops / steps;
       if (read_gbs > 0) r["read_bandwidth_fraction"] = t.bytes / t.seconds / 1e9 / read_gbs;
-      if (fma_gflops > 0) r["fma_peak_fraction"] = t.flops / t.seconds / 1e9 / fma_gflops;
+      if (peak_gflops > 0) r[peak_key] = t.flops / t.seconds / 1e9 / peak_gflops;
     }
     ops.push_back(std::move(r));
   }
-  json row = {{"batch", B}, {"steps", steps}, {"step_ms", step * 1e3}, {"ops_ms", in_ops * 1e3},
+  json row = {{"steps", steps}, {"step_ms", step * 1e3}, {"ops_ms", in_ops * 1e3},
               {"outside_ops_ms", (step - in_ops) * 1e3}, {"outside_ops_fraction", (step - in_ops) / step},
               {"matmul_ms", matmul_s * 1e3}, {"matmul_fraction", matmul_s / step}, {"ops", ops}};
   if (matmul_s > 0) row["matmul_gbs"] = matmul_bytes / matmul_s / 1e9;
   if (matmul_s > 0) row["matmul_gflops"] = matmul_flops / matmul_s / 1e9;
   if (matmul_s > 0 && read_gbs > 0) row["matmul_read_bandwidth_fraction"] = matmul_bytes / matmul_s / 1e9 / read_gbs;
-  if (matmul_s > 0 && fma_gflops > 0) row["matmul_fma_peak_fraction"] = matmul_flops / matmul_s / 1e9 / fma_gflops;
+  if (matmul_s > 0 && peak_gflops > 0) row["matmul_" + peak_key] = matmul_flops / matmul_s / 1e9 / peak_gflops;
+  return row;
+}
+
+// A decode step at batch B, against the FMA peak.
+json op_profile_row(LoadedModel& lm, const std::vector<int32_t>& prompt, int B, int steps, double read_gbs, double fma_gflops) {
+  kernels::ProfilingBackend& prof = *lm.op_profiler();
+  prof.reset();
+  const double step = batched_decode_step_seconds(lm, prompt, B, steps, &prof);
+  json row = op_profile_json(prof, steps, step, read_gbs, fma_gflops, "fma_peak_fraction");
+  row["batch"] = B;
+  return row;
+}
+
+// One prefill of the prompt (a fresh cache), against the compute peak prefill is divided by.
+json op_profile_prefill(LoadedModel& lm, const std::vector<int32_t>& prompt, double read_gbs, double peak_gflops) {
+  kernels::ProfilingBackend& prof = *lm.op_profiler();
+  prof.reset();
+  prof.set_enabled(true);
+  const double pre = prefill_then_decode(lm, prompt, 0).first;
+  prof.set_enabled(false);
+  json row = op_profile_json(prof, 1, pre, read_gbs, peak_gflops, "peak_fraction");
+  row["tokens"] = prompt.size();
   return row;
 }
 
@@ -386,7 +407,14 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
       rows.push_back(op_profile_row(*lm, prompt, B, steps, read_gbs, fma_gflops));
       if (host_limits) rows.back()["read_gbs"] = read_gbs, rows.back()["fma_gflops"] = fma_gflops;
     }
+    say("op profile: prefill " + std::to_string(T) + " tokens");
+    const double read_gbs = host_limits ? bench::measure_memory_read_bandwidth(0, 0, 0.1).value : 0;
+    const double peak = !host_limits ? 0 : bf16_peak ? bench::measure_bf16_dot_peak(0, 0.1).value : bench::measure_peak_fp32_fma(0, 0.1).value;
+    json prefill = op_profile_prefill(*lm, prompt, read_gbs, peak);
+    if (host_limits) prefill["read_gbs"] = read_gbs, prefill["peak_gflops"] = peak;
+    prefill["peak"] = bf16_peak ? "bf16_dot" : "fp32_fma";
     out["op_profile"] = {{"rows", rows},
+                         {"prefill", prefill},
                          {"limits", host_limits ? json("read bandwidth and fp32 FMA peak measured right before each row (read_gbs, fma_gflops)") : json(off_host)},
                          {"synchronized_per_op", lm->op_profiler()->synchronizes()},
                          {"note", lm->op_profiler()->synchronizes()
