@@ -51,6 +51,19 @@ Status plan_kv_batch(std::span<const KvSeq> seqs, int64_t num_blocks, int block_
   return Status::Ok();
 }
 
+void round_up_kv_batch(KvBatchPlan& plan, int table_cols, int block_size) {
+  if (table_cols <= 0 || plan.num_seqs() == 0) return;
+  const int old = plan.max_blocks_per_seq, wide = std::max(1, (old + table_cols - 1) / table_cols) * table_cols;
+  if (wide != old) {
+    std::vector<int32_t> t(size_t(plan.num_seqs()) * size_t(wide), 0);
+    for (int s = 0; s < plan.num_seqs(); ++s)
+      std::copy_n(plan.block_tables.begin() + int64_t(s) * old, old, t.begin() + int64_t(s) * wide);
+    plan.block_tables.swap(t);
+    plan.max_blocks_per_seq = wide;
+  }
+  plan.max_context_len = std::max(plan.max_context_len, wide * block_size);
+}
+
 Status check_token_ids(std::span<const int32_t> ids, int64_t vocab) {
   for (size_t i = 0; i < ids.size(); ++i)
     if (ids[i] < 0 || ids[i] >= vocab)
@@ -69,6 +82,7 @@ Status KvBatchTensors::fill(Tensor& buf, int64_t& cap, const std::vector<int32_t
   if (n > cap) {
     const int64_t want = std::max<int64_t>(n, 2 * cap);
     if (!buf.empty()) be_.release(buf);
+    ++generation_;
     cap = 0;
     if (Status s = be_.allocate(DType::I32, {std::max<int64_t>(want, 1)}, buf); !s.ok()) return s;
     cap = std::max<int64_t>(want, 1);

@@ -56,6 +56,19 @@ cuda::Elem elem_of(DType t) {
 
 bool is_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
+// A recorded run of ops (Backend::capture_*): an instantiated CUDA graph.
+class CudaGraph final : public CapturedWork {
+ public:
+  explicit CudaGraph(cudaGraphExec_t exec) : exec_(exec) {}
+  ~CudaGraph() override { cudaGraphExecDestroy(exec_); }
+  CudaGraph(const CudaGraph&) = delete;
+  CudaGraph& operator=(const CudaGraph&) = delete;
+  cudaGraphExec_t exec() const { return exec_; }
+
+ private:
+  cudaGraphExec_t exec_;
+};
+
 // A grow-only device buffer for an op's temporaries (bf16 activations, int8 rows, partials).
 struct Scratch {
   void* ptr = nullptr;
@@ -194,6 +207,39 @@ class CudaBackend final : public Backend {
   std::optional<double> device_busy_seconds() override {
     harvest_busy();
     return busy_seconds_;
+  }
+
+  // Captured work: stream capture into a CUDA graph. Thread-local mode: a call that is not
+  // allowed while capturing (cudaMalloc when a temporary must grow, a synchronize) fails and
+  // invalidates the capture, which capture_end() then reports; the model runs that step as usual.
+  // Busy-time events stay outside (the model marks the region around the replay).
+  std::string capture_unsupported_reason() const override { return {}; }
+  Status capture_begin() override {
+    return check("capture_begin", cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  }
+  Status capture_end(std::unique_ptr<CapturedWork>& out) override {
+    out.reset();
+    cudaGraph_t graph = nullptr;
+    cudaError_t e = cudaStreamEndCapture(stream_, &graph);
+    if (e != cudaSuccess || graph == nullptr) {
+      cudaGetLastError();  // the failed capture's error is reported here, not by the next op
+      if (graph) cudaGraphDestroy(graph);
+      return fail("capture_end", e != cudaSuccess ? e : cudaErrorStreamCaptureInvalidated);
+    }
+    cudaGraphExec_t exec = nullptr;
+    e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      return fail("capture_end (instantiate)", e);
+    }
+    out = std::make_unique<CudaGraph>(exec);
+    return Status::Ok();
+  }
+  Status replay(CapturedWork& work) override {
+    auto* g = dynamic_cast<CudaGraph*>(&work);
+    if (g == nullptr) return Status::invalid("cuda replay: the recording was not made by the cuda backend");
+    return check("replay", cudaGraphLaunch(g->exec(), stream_));
   }
 
  protected:

@@ -22,6 +22,8 @@ void add_bench_command(CLI::App& app) {
   c->add_option("--repetitions", o->b.repetitions, "repetitions")->check(CLI::PositiveNumber);
   c->add_option("--seed", o->b.seed, "prompt seed");
   c->add_flag("--bf16-activations", o->b.bf16_activations, "bf16 x bf16 matmuls (bf16 weights only); prefill is divided by the bf16 dot-product peak");
+  c->add_flag("--step-graphs", o->b.step_graphs,
+              "replay decode steps from recordings (CUDA graphs; backends that cannot record run as usual and the JSON says why)");
   c->add_option("--batch-sizes", o->b.batch_sizes, "batched decode at these batch sizes, on the roofline (e.g. 1,4,16,64)")->delimiter(',');
   c->add_option("--batch-steps", o->b.batch_steps, "decode steps timed per batch size and repetition")->check(CLI::PositiveNumber);
   c->add_flag("--thread-scaling", o->b.thread_scaling, "prefill and decode at 1 thread and at all threads");

@@ -7,6 +7,7 @@
 
 #include "cb/comm/communicator.h"
 
+#include "cb/engine/bench/engine_bench.h"
 #include "cb/engine/model/config.h"
 #include "cb/engine/model/engine.h"
 #include "cb/engine/model/model_init.h"
@@ -112,7 +113,7 @@ struct GenerateOpts {
   int max_tokens = 32, top_k = 0, prefill_chunk = 0, tp = 1, repeat = 1;
   float temperature = 0.f, top_p = 1.f;
   uint64_t seed = 0;
-  bool no_stop = false, verify_tp = false;
+  bool no_stop = false, verify_tp = false, step_graphs = false;
 };
 
 // --verify-tp tolerance on logits: |tp - single| <= kAtol + kRtol * |single|. The sharded pass
@@ -213,7 +214,9 @@ nlohmann::json verify_against_single(const GenerateOpts& o, const std::vector<st
 
 // One rank of `generate --tp N` (or the only process): rank 0 generates, the others follow.
 void run_rank(const GenerateOpts& o, comm::Communicator* c) {
-  auto lm = engine::LoadedModel::open(model_dir(o), o.backend, c);
+  engine::LoadOptions load;
+  load.step_graphs = o.step_graphs;
+  auto lm = engine::LoadedModel::open(model_dir(o), o.backend, c, load);
   if (c && c->rank() != 0) {
     try {
       engine::run_tp_follower(*lm);
@@ -235,6 +238,15 @@ void run_rank(const GenerateOpts& o, comm::Communicator* c) {
     throw;
   }
   engine::finish_tp_leader(*lm);
+  if (o.step_graphs) {
+    const auto& g = lm->model().step_graph_stats();
+    rec["step_graphs"] = engine::step_graphs_json(g);
+    if (!g.unavailable.empty()) std::printf("step graphs: off (%s)\n", g.unavailable.c_str());
+    else
+      std::printf("step graphs: %lld recorded, %lld replayed, %lld steps as usual, %lld recordings failed%s%s\n",
+                  (long long)g.captures, (long long)g.replays, (long long)g.eager_steps, (long long)g.failed_captures,
+                  g.last_failure.empty() ? "" : ": ", g.last_failure.c_str());
+  }
   rec["tp"] = c ? c->size() : 1;
   rec["tp_comm"] = c ? c->describe() : "none";
   bool pass = true;
@@ -275,6 +287,8 @@ void add_generate_command(CLI::App& app) {
   c->add_flag("--verify-tp", o->verify_tp,
               "rank 0 reruns the generation without tensor parallelism and compares tokens (exact) and logits "
               "(1e-4 abs + 1e-4 rel); exit 1 on a mismatch");
+  c->add_flag("--step-graphs", o->step_graphs,
+              "replay decode steps from recordings (CUDA graphs on --backend cuda; elsewhere steps run as usual and it says why)");
   c->add_option("--stats-json", o->stats_json, "write timings, tokens and the --verify-tp result as JSON (rank 0)");
   c->add_option("--repeat", o->repeat, "generate this many times (timings of each; text printed once)")->check(CLI::Range(1, 1000));
   c->callback([o] {

@@ -210,11 +210,20 @@ json serving_overhead(LoadedModel& lm, int B, uint64_t seed) {
 
 }  // namespace
 
+json step_graphs_json(const Model::StepGraphStats& s) {
+  json j = {{"enabled", s.enabled}, {"eager_steps", s.eager_steps}, {"captures", s.captures}, {"replays", s.replays},
+            {"failed_captures", s.failed_captures}};
+  if (!s.unavailable.empty()) j["unavailable"] = s.unavailable;
+  if (!s.last_failure.empty()) j["last_failure"] = s.last_failure;
+  return j;
+}
+
 json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(const std::string&)>& progress) {
   auto say = [&](const std::string& m) { if (progress) progress(m); };
   LoadOptions load;
   load.bf16_activations = opt.bf16_activations;
   load.profile_ops = opt.op_profile;
+  load.step_graphs = opt.step_graphs;
   auto lm = LoadedModel::open(opt.model_dir, opt.backend, nullptr, load);
   const ModelConfig& cfg = lm->config();
   const int T = opt.prefill_tokens, steps = opt.decode_tokens;
@@ -290,7 +299,8 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
   out["params"] = {{"prefill_tokens", T}, {"decode_tokens", steps}, {"repetitions", opt.repetitions}, {"seed", opt.seed},
                    {"peak_seconds", opt.peak_seconds}, {"bf16_activations", opt.bf16_activations},
                    {"batch_sizes", opt.batch_sizes}, {"batch_steps", opt.batch_steps}, {"thread_scaling", opt.thread_scaling},
-                   {"overhead_batches", opt.overhead_batches}, {"op_profile", opt.op_profile}};
+                   {"overhead_batches", opt.overhead_batches}, {"op_profile", opt.op_profile},
+                   {"step_graphs", opt.step_graphs}};
   out["peaks"] = {{"fp32_fma", bench::to_json(fma)}, {"mem_read", bench::to_json(bw)}, {"triad", bench::to_json(triad)}};
   if (opt.bf16_activations) out["peaks"]["bf16_dot"] = bench::to_json(bf16);
   if (!host_limits) out["peaks"] = nullptr;
@@ -421,6 +431,7 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
                                       ? "each op is followed by a device synchronize, so ops do not overlap and the step is slower than unprofiled"
                                       : "host backend: ops run one after another anyway; timing adds two clock reads per op"}};
   }
+  out["step_graphs"] = step_graphs_json(lm->model().step_graph_stats());
   return out;
 }
 

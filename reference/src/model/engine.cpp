@@ -66,6 +66,7 @@ std::unique_ptr<LoadedModel> LoadedModel::open(const fs::path& dir, const std::s
     for (kernels::Weight* x : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) up(*x);
   }
   m->model_ = std::make_unique<Model>(m->cfg_, std::move(w), *m->backend_, ctx);
+  if (load.step_graphs) m->model_->set_step_graphs(true);
   m->tok_ = tok::load_tokenizer(dir);
   // generation_config.json's EOS ids (via the tokenizer) end generation too.
   for (int id : m->tok_->eos_ids())

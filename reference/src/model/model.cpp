@@ -54,6 +54,10 @@ void Model::release_buffers() {
 void Model::ensure_capacity(int64_t tokens, int64_t logit_rows) {
   if (tokens <= cap_tokens_ && logit_rows <= cap_logit_rows_) return;
   const int64_t T = std::max(tokens, cap_tokens_), R = std::max(logit_rows, cap_logit_rows_);
+  // Recordings point into the buffers about to go (a new buffer may land on an old address).
+  graphs_.clear();
+  graph_seen_.clear();
+  graph_failed_.clear();
   release_buffers();
   // Local sizes: this rank's heads, FFN columns and logits (the whole model when not sharded).
   const int64_t D = cfg_.hidden_size, Dh = cfg_.head_dim(), Q = heads_ * Dh, KV = kv_heads_ * Dh, F = ffn_, V = vocab_cols_;
@@ -117,6 +121,8 @@ std::vector<float> Model::forward(const std::vector<SeqStep>& batch, KvCache& kv
   }
   if (const auto s = kernels::plan_kv_batch(seqs, kv.num_blocks(), kv.block_size(), plan_); !s.ok())
     throw std::invalid_argument("forward: " + s.message);
+  const bool graph_step = graph_eligible(batch);
+  if (graph_step) kernels::round_up_kv_batch(plan_, kGraphTableCols, kv.block_size());
   if (const int held = kv.n_kv_heads(); held != kv_heads_)
     throw std::invalid_argument("forward: the KV cache holds " + std::to_string(held) + " KV heads per layer but this model" +
                                 (tp_.active() ? " shard (rank " + std::to_string(tp_.shard.rank) + ")" : std::string()) +
@@ -134,7 +140,7 @@ std::vector<float> Model::forward(const std::vector<SeqStep>& batch, KvCache& kv
     in_step_ = true;
     send_step(*tp_.comm, m);
   }
-  std::vector<float> out = run(batch, kv, ids, logit_rows);
+  std::vector<float> out = run(batch, kv, ids, logit_rows, graph_step);
   in_step_ = false;
   logit_rows_computed_ += logit_rows;
   return out;
@@ -160,8 +166,78 @@ void Model::all_reduce(Tensor& t) {
   tp_.comm->all_reduce_sum(t.data, t.data, size_t(t.numel()), kernels::DType::F32, backend_.stream());
 }
 
+void Model::set_step_graphs(bool on) {
+  graph_stats_ = StepGraphStats{};
+  graph_stats_.enabled = on;
+  graph_stats_.unavailable = tp_.active() ? "tensor-parallel steps run as usual (their all-reduces are not recorded)"
+                                          : backend_.capture_unsupported_reason();
+  graphs_.clear();
+  graph_seen_.clear();
+  graph_failed_.clear();
+}
+
+bool Model::graph_eligible(const std::vector<SeqStep>& batch) const {
+  if (!graph_stats_.enabled || !graph_stats_.unavailable.empty()) return false;
+  for (const SeqStep& st : batch)
+    if (st.tokens.size() != 1 || st.all_logits) return false;
+  return true;
+}
+
+template <class Enqueue>
+void Model::run_graph_step(const std::vector<int64_t>& key, int64_t replay_attention_flops, const Enqueue& enqueue) {
+  StepGraphStats& st = graph_stats_;
+  if (auto it = graphs_.find(key); it != graphs_.end()) {
+    check(backend_.replay(*it->second.work), "replay recorded step");
+    flops_.matmul += it->second.matmul_flops;
+    flops_.attention += replay_attention_flops;
+    ++st.replays;
+    return;
+  }
+  if (graph_failed_.count(key) || graph_seen_.insert(key).second) {  // a failed shape, or its first step
+    enqueue();
+    ++st.eager_steps;
+    return;
+  }
+  // Second step of this shape: record it (nothing runs while recording), then replay it.
+  const ExecutedFlops before = flops_;
+  std::unique_ptr<kernels::CapturedWork> work;
+  kernels::Status s = backend_.capture_begin();
+  if (s.ok()) {
+    try {
+      enqueue();
+    } catch (const std::exception& e) {
+      s = kernels::Status::internal(e.what());
+    }
+    kernels::Status end = backend_.capture_end(work);
+    if (s.ok()) s = end;
+  }
+  if (!s.ok() || !work) {
+    flops_ = before;
+    graph_failed_.insert(key);
+    ++st.failed_captures;
+    st.last_failure = s.ok() ? "the backend returned no recording" : s.message;
+    enqueue();
+    ++st.eager_steps;
+    return;
+  }
+  Recorded& r = graphs_[key];
+  r.work = std::move(work);
+  r.matmul_flops = flops_.matmul - before.matmul;
+  ++st.captures;
+  check(backend_.replay(*r.work), "replay recorded step");
+  ++st.replays;
+  // Shapes pile up as contexts grow (one per 16 blocks and batch size): keep the newest few.
+  constexpr size_t kMaxRecorded = 64;
+  if (graphs_.size() > kMaxRecorded) {
+    std::unique_ptr<kernels::CapturedWork> keep = std::move(r.work);
+    const int64_t flops = r.matmul_flops;
+    graphs_.clear();
+    graphs_[key] = Recorded{std::move(keep), flops};
+  }
+}
+
 std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, const std::vector<int32_t>& ids,
-                              int64_t logit_rows) {
+                              int64_t logit_rows, bool graph_step) {
   const int64_t T = ids.size();
   ensure_capacity(T, logit_rows);
   // This rank's heads (all of them unless tensor parallel); head_dim is the model's.
@@ -201,46 +277,64 @@ std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, co
     for (const kernels::MatmulOutput& o : outs) flops_.matmul += 2 * a.rows() * a.cols() * o.y->cols();
     return be.matmul_multi(a, std::span<const kernels::MatmulOutput>(outs.begin(), outs.size()));
   };
-  // x[T, D] = embed[ids]
-  check(be.embedding(ids_t, w_.embed, x), "embedding");
-  for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
-    const LayerWeights& L = w_.layers[l];
-    // Attention block: x += Wo * attn(rope(Wq h), rope(Wk h), Wv h), h = rmsnorm(x).
-    // Column-parallel q/k/v (this rank's heads), row-parallel o_proj summed over ranks.
-    check(be.rmsnorm(x, L.attn_norm, cfg_.rms_norm_eps, h), "attn rmsnorm", l);
-    // q[T, H * Dh], k and v [T, Hkv * Dh]
-    check(mm_multi(h, {{&L.wq, &q}, {&L.wk, &k}, {&L.wv, &v}}), "q/k/v_proj", l);
-    check(be.rope(q, pos_t, H, Dh, cfg_.rope_theta), "rope q", l);
-    check(be.rope(k, pos_t, Hkv, Dh, cfg_.rope_theta), "rope k", l);
-    kernels::KvLayer& cache = kv.layer(l);
-    check(be.kv_store(k, v, kv_batch_.slot_mapping(), cache), "kv_store", l);
-    check(be.attention(q, cache, kv_batch_.attention(), attn, att), "attention", l);
-    flops_.attention += 4 * int64_t(H) * Dh * attn_pairs;
-    check(mm(att, L.wo, o), "o_proj", l);  // o[T, D] (a partial sum per rank when tensor parallel)
-    if (tp) all_reduce(o);
-    check(be.add(x, o, x), "residual add (attention)", l);
-    // MLP block: x += Wdown (silu(Wgate h) * Wup h), h = rmsnorm(x).
-    // Column-parallel gate/up (this rank's FFN columns), row-parallel down_proj summed over ranks.
-    check(be.rmsnorm(x, L.ffn_norm, cfg_.rms_norm_eps, h), "ffn rmsnorm", l);
-    check(mm_multi(h, {{&L.w_gate, &gate}, {&L.w_up, &up}}), "gate/up_proj", l);  // gate, up [T, F]
-    check(be.silu_mul(gate, up, ffn), "silu_mul", l);
-    check(mm(ffn, L.w_down, o), "down_proj", l);   // o[T, D]
-    if (tp) all_reduce(o);
-    check(be.add(x, o, x), "residual add (mlp)", l);
-  }
-
-  // Final norm on the rows whose logits are wanted, then logits[R, V] = lm_head * norm(x).
-  int64_t r = 0;
-  for (size_t s = 0; s < batch.size(); ++s) {
-    const int64_t n = batch[s].tokens.size(), tok0 = plan_.query_start[s];
-    const int64_t first = batch[s].all_logits ? tok0 : tok0 + n - 1;
-    const int64_t count = batch[s].all_logits ? n : 1;
-    Tensor src = rows(x, first, count), dst = rows(last_, r, count);
-    check(be.rmsnorm(src, w_.final_norm, cfg_.rms_norm_eps, dst), "final rmsnorm");
-    r += count;
-  }
   Tensor last = rows(last_, 0, logit_rows), logits = rows(logits_, 0, logit_rows);
-  check(mm(last, w_.lm_head, logits), "lm_head");  // this rank's vocabulary slice when tensor parallel
+  // The step's ops, queued on the backend (recorded instead when this step is being recorded).
+  auto enqueue = [&]() {
+    // x[T, D] = embed[ids]
+    check(be.embedding(ids_t, w_.embed, x), "embedding");
+    for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
+      const LayerWeights& L = w_.layers[l];
+      // Attention block: x += Wo * attn(rope(Wq h), rope(Wk h), Wv h), h = rmsnorm(x).
+      // Column-parallel q/k/v (this rank's heads), row-parallel o_proj summed over ranks.
+      check(be.rmsnorm(x, L.attn_norm, cfg_.rms_norm_eps, h), "attn rmsnorm", l);
+      // q[T, H * Dh], k and v [T, Hkv * Dh]
+      check(mm_multi(h, {{&L.wq, &q}, {&L.wk, &k}, {&L.wv, &v}}), "q/k/v_proj", l);
+      check(be.rope(q, pos_t, H, Dh, cfg_.rope_theta), "rope q", l);
+      check(be.rope(k, pos_t, Hkv, Dh, cfg_.rope_theta), "rope k", l);
+      kernels::KvLayer& cache = kv.layer(l);
+      check(be.kv_store(k, v, kv_batch_.slot_mapping(), cache), "kv_store", l);
+      check(be.attention(q, cache, kv_batch_.attention(), attn, att), "attention", l);
+      flops_.attention += 4 * int64_t(H) * Dh * attn_pairs;
+      check(mm(att, L.wo, o), "o_proj", l);  // o[T, D] (a partial sum per rank when tensor parallel)
+      if (tp) all_reduce(o);
+      check(be.add(x, o, x), "residual add (attention)", l);
+      // MLP block: x += Wdown (silu(Wgate h) * Wup h), h = rmsnorm(x).
+      // Column-parallel gate/up (this rank's FFN columns), row-parallel down_proj summed over ranks.
+      check(be.rmsnorm(x, L.ffn_norm, cfg_.rms_norm_eps, h), "ffn rmsnorm", l);
+      check(mm_multi(h, {{&L.w_gate, &gate}, {&L.w_up, &up}}), "gate/up_proj", l);  // gate, up [T, F]
+      check(be.silu_mul(gate, up, ffn), "silu_mul", l);
+      check(mm(ffn, L.w_down, o), "down_proj", l);   // o[T, D]
+      if (tp) all_reduce(o);
+      check(be.add(x, o, x), "residual add (mlp)", l);
+    }
+
+    // Final norm on the rows whose logits are wanted, then logits[R, V] = lm_head * norm(x).
+    int64_t r = 0;
+    for (size_t s = 0; s < batch.size(); ++s) {
+      const int64_t n = batch[s].tokens.size(), tok0 = plan_.query_start[s];
+      const int64_t first = batch[s].all_logits ? tok0 : tok0 + n - 1;
+      const int64_t count = batch[s].all_logits ? n : 1;
+      Tensor src = rows(x, first, count), dst = rows(last_, r, count);
+      check(be.rmsnorm(src, w_.final_norm, cfg_.rms_norm_eps, dst), "final rmsnorm");
+      r += count;
+    }
+    check(mm(last, w_.lm_head, logits), "lm_head");  // this rank's vocabulary slice when tensor parallel
+  };
+  if (graph_step) {
+    // Everything a recording bakes in: shapes, launch bounds, buffers (the KV pools of every
+    // layer, the index tensors' generation).
+    const auto& ab = kv_batch_.attention();
+    std::vector<int64_t> key{T, logit_rows, ab.num_seqs, ab.max_blocks_per_seq, ab.max_context_len, kv.block_size(),
+                             kv_batch_.generation(), int64_t(reinterpret_cast<intptr_t>(ab.block_tables.data)),
+                             int64_t(reinterpret_cast<intptr_t>(x_.data))};
+    for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
+      key.push_back(int64_t(reinterpret_cast<intptr_t>(kv.layer(l).k_pool.data)));
+      key.push_back(int64_t(reinterpret_cast<intptr_t>(kv.layer(l).v_pool.data)));
+    }
+    run_graph_step(key, int64_t(cfg_.num_hidden_layers) * 4 * int64_t(H) * Dh * attn_pairs, enqueue);
+  } else {
+    enqueue();
+  }
   backend_.busy_end();
   std::vector<float> out(static_cast<size_t>(logits.numel()));
   check(be.copy_to_host(out.data(), logits), "download logits");

@@ -107,6 +107,12 @@ struct AttentionParams {
   float scale = 0.f;   // usually 1/sqrt(head_dim)
 };
 
+// A recorded run of queued ops that a backend can replay (a CUDA graph on the cuda backend).
+class CapturedWork {
+ public:
+  virtual ~CapturedWork() = default;
+};
+
 // One output of Backend::matmul_multi: y = x * w^T.
 struct MatmulOutput {
   const Weight* w = nullptr;
@@ -151,6 +157,22 @@ class Backend {
   virtual void busy_begin() {}
   virtual void busy_end() {}
   virtual std::optional<double> device_busy_seconds() { return std::nullopt; }
+
+  // Captured work (CUDA graphs): a backend that queues ops on a device stream can record a run
+  // of them once and replay it, saving the host's launch cost per op. Between capture_begin() and
+  // capture_end() ops are recorded, not run; a replay runs the same kernels on the same pointers
+  // with the scalar arguments they were recorded with (tensor contents may change in between).
+  // capture_end() must follow every capture_begin() that succeeded, also after an op failed (it
+  // leaves capture and reports the failure). "" when supported, else why not.
+  virtual std::string capture_unsupported_reason() const {
+    return "backend " + name() + " runs each op when it is called (there is no queue of work to record)";
+  }
+  virtual Status capture_begin() { return Status::unsupported(capture_unsupported_reason()); }
+  virtual Status capture_end(std::unique_ptr<CapturedWork>& out) {
+    out.reset();
+    return Status::unsupported(capture_unsupported_reason());
+  }
+  virtual Status replay(CapturedWork&) { return Status::unsupported(capture_unsupported_reason()); }
 
   // Makes a host weight usable by this backend, after checking it once (check_matmul_weight, and
   // every 2:4 meta byte): host backends return it unchanged (no copy); device backends upload it

@@ -39,6 +39,12 @@ struct KvBatchPlan {
 // uses is inside the pool. The error names the sequence and the table entry.
 Status plan_kv_batch(std::span<const KvSeq> seqs, int64_t num_blocks, int block_size, KvBatchPlan& out);
 
+// Widens the plan's block tables to a multiple of `table_cols` columns (zeros past each table)
+// and raises max_context_len to the widened tables' capacity: still bounds, but the same for
+// every step until the longest sequence outgrows them, so a recorded step (Backend::capture_*)
+// that baked them in can be replayed. table_cols <= 0 leaves the plan as it is.
+void round_up_kv_batch(KvBatchPlan& plan, int table_cols, int block_size);
+
 // Every id in [0, vocab): the check the embedding op leaves to its caller. Names the first bad
 // id and its index.
 Status check_token_ids(std::span<const int32_t> ids, int64_t vocab);
@@ -56,6 +62,8 @@ class KvBatchTensors {
   const AttentionBatch& attention() const { return batch_; }
   const Tensor& slot_mapping() const { return slots_; }
   const Tensor& positions() const { return positions_; }
+  // Bumped whenever a buffer is replaced (grown): what a recorded step baked in is then gone.
+  int64_t generation() const { return generation_; }
 
  private:
   // An i32 buffer of at least n elements in buf (regrown by doubling), viewed as `view` [dims].
@@ -63,6 +71,7 @@ class KvBatchTensors {
   Backend& be_;
   Tensor qs_buf_, ctx_buf_, tab_buf_, slot_buf_, pos_buf_;
   int64_t qs_cap_ = 0, ctx_cap_ = 0, tab_cap_ = 0, slot_cap_ = 0, pos_cap_ = 0;
+  int64_t generation_ = 0;
   AttentionBatch batch_;
   Tensor slots_, positions_;
 };

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cb/engine/model/config.h"
+#include "cb/engine/model/model.h"
 
 namespace cb::engine {
 
@@ -31,7 +32,12 @@ struct EngineBenchOptions {
   // Per-op time of decode steps at batch 1 and each of batch_sizes (kernels::ProfilingBackend):
   // the model then runs on the profiler for the whole bench (disabled outside the profile steps).
   bool op_profile = false;
+  // Decode steps replayed from recordings (LoadOptions::step_graphs; CUDA graphs on cuda).
+  bool step_graphs = false;
 };
+
+// What Model::step_graph_stats() says, as JSON (bench results, generate --stats-json).
+nlohmann::json step_graphs_json(const Model::StepGraphStats& s);
 
 // FLOPs of one prefill of T tokens (matmuls for every token, lm_head for the last one only,
 // attention scores and weighted sums over the causal triangle).

@@ -28,6 +28,9 @@ struct LoadOptions {
   // Run the model on a kernels::ProfilingBackend over the backend (off until enabled): per-op
   // time of the forward pass (refengine bench --op-profile).
   bool profile_ops = false;
+  // Replay decode steps from recordings (CUDA graphs on the cuda backend; Model::set_step_graphs).
+  // The profiler records nothing (it times each op as it runs), so with profile_ops steps run as usual.
+  bool step_graphs = false;
 };
 
 class LoadedModel {

@@ -10,7 +10,11 @@
 // run_tp_follower (engine.h).
 #pragma once
 
+#include <map>
+#include <memory>
+#include <set>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "cb/engine/model/config.h"
@@ -63,6 +67,25 @@ class Model {
   int64_t logit_rows_computed() const { return logit_rows_computed_; }
   const TpContext& tp() const { return tp_; }
 
+  // Decode steps replayed from recordings (Backend::capture_*: CUDA graphs on the cuda backend),
+  // off by default. A step qualifies when every sequence brings one token and wants one logit
+  // row (decode), the model is not tensor parallel (its all-reduces are not recorded) and the
+  // backend can record. Its shape: rows, block tables widened to a multiple of kGraphTableCols
+  // columns (so contexts grow 16 blocks between recordings), and every buffer the recording bakes
+  // in. The first step of a shape runs as usual (it also warms the backend: GEMM algorithm
+  // choice, temporaries), the second is recorded and replayed, later ones replay. A recording that
+  // fails runs the step as usual, keeps the reason, and that shape is not recorded again.
+  static constexpr int kGraphTableCols = 16;
+  struct StepGraphStats {
+    bool enabled = false;
+    std::string unavailable;  // why no step is recorded here ("" when steps can be)
+    int64_t eager_steps = 0;  // qualifying steps that ran as usual (first of their shape)
+    int64_t captures = 0, replays = 0, failed_captures = 0;
+    std::string last_failure;
+  };
+  void set_step_graphs(bool on);
+  const StepGraphStats& step_graph_stats() const { return graph_stats_; }
+
   const ModelConfig& config() const { return cfg_; }
   const ModelWeights& weights() const { return w_; }
   kernels::Backend& backend() { return backend_; }
@@ -72,7 +95,11 @@ class Model {
   void release_buffers();
   void check(const kernels::Status& s, const char* what, int layer = -1) const;
   std::vector<float> run(const std::vector<SeqStep>& batch, KvCache& kv, const std::vector<int32_t>& ids,
-                         int64_t logit_rows);
+                         int64_t logit_rows, bool graph_step);
+  bool graph_eligible(const std::vector<SeqStep>& batch) const;
+  // Runs enqueue() (the step's ops) as usual, or recorded and replayed, for the step of this key.
+  template <class Enqueue>
+  void run_graph_step(const std::vector<int64_t>& key, int64_t replay_attention_flops, const Enqueue& enqueue);
   void all_reduce(kernels::Tensor& t);  // sums a host tensor over the TP group, in place
 
   ModelConfig cfg_;
@@ -94,6 +121,14 @@ class Model {
   bool in_step_ = false;
   ExecutedFlops flops_;
   int64_t logit_rows_computed_ = 0;
+  // Recorded decode steps by shape (set_step_graphs), with the matmul FLOPs each replay executes.
+  struct Recorded {
+    std::unique_ptr<kernels::CapturedWork> work;
+    int64_t matmul_flops = 0;
+  };
+  std::map<std::vector<int64_t>, Recorded> graphs_;
+  std::set<std::vector<int64_t>> graph_seen_, graph_failed_;
+  StepGraphStats graph_stats_;
 };
 
 }  // namespace cb::engine
