@@ -136,6 +136,38 @@ engine_bench() {
 }
 export -f engine_bench
 step engine_bench_cuda 120 engine_bench
+# Decode steps replayed as CUDA graphs (--step-graphs): greedy tokens must equal the plain cuda
+# run's (generate_cuda.json above), at least one step recorded and replayed, none failed; then
+# decode tokens/s with and without graphs, same run (the launch cost graphs save).
+step_graphs() {
+  "$build/reference/refengine" generate --backend cuda --step-graphs --prompt "The quick brown fox jumps over" --max-tokens 48 \
+    --ignore-eos --temperature 0 --stats-json "$out/generate_cuda_graphs.json" || return 1
+  env -u LD_LIBRARY_PATH python3 - "$out/generate_cuda.json" "$out/generate_cuda_graphs.json" <<'PY' || return 1
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+g = b.get("step_graphs", {})
+print("plain tokens: ", a.get("tokens"))
+print("graph tokens: ", b.get("tokens"))
+print("step graphs:", g)
+sys.exit(0 if a.get("tokens") is not None and a.get("tokens") == b.get("tokens") and g.get("captures", 0) >= 1
+         and g.get("replays", 0) >= 1 and g.get("failed_captures", 1) == 0 else 1)
+PY
+  for mode in plain graphs; do
+    "$build/reference/refengine" bench --backend cuda --repetitions 2 --decode-tokens 32 --batch-sizes 1,16 \
+      $([ $mode = graphs ] && echo --step-graphs) --out "$out/engine_bench_cuda_$mode.json" >/dev/null || return 1
+  done
+  env -u LD_LIBRARY_PATH python3 - "$out/engine_bench_cuda_plain.json" "$out/engine_bench_cuda_graphs.json" <<'PY'
+import json, sys
+p, g = (json.load(open(f)) for f in sys.argv[1:3])
+print("decode batch 1 tok/s: plain %.1f, graphs %.1f" % (p["decode"]["tokens_per_s"]["median"], g["decode"]["tokens_per_s"]["median"]))
+for rp, rg in zip(p["batched_decode"]["rows"], g["batched_decode"]["rows"]):
+    print("decode batch %d tok/s: plain %.1f, graphs %.1f" % (rp["batch"], rp["tokens_per_s"]["median"], rg["tokens_per_s"]["median"]))
+print("step graphs:", g.get("step_graphs"))
+sys.exit(0 if g.get("step_graphs", {}).get("failed_captures", 1) == 0 else 1)
+PY
+}
+export -f step_graphs
+step step_graphs_cuda 120 step_graphs
 # llama-1b shapes (seeded random bf16 weights, 2.2 GB): greedy tokens on cuda against cpu, then
 # the engine bench on cuda (prefill, decode at batch 1/16/64): tokens/s and GFLOP/s only (the
 # fractions against the host's peaks are left out on a device backend).

@@ -94,3 +94,43 @@ TEST(CudaBackend, HugeAllocationIsOutOfMemoryAndTheBackendGoesOn) {
 }
 
 }  // namespace
+
+namespace {
+// Stream capture (Backend::capture_*): a recorded add replays on the buffers' current contents;
+// a synchronize inside the capture makes capture_end fail, and the backend goes on working.
+TEST(CudaBackend, CapturedWorkReplaysOnCurrentContentsAndAFailedCaptureIsReported) {
+  CUDA_OR_SKIP(be);
+  EXPECT_EQ(be->capture_unsupported_reason(), "");
+  const int64_t n = 1000;
+  Tensor a = be->alloc(DType::F32, {n}), b = be->alloc(DType::F32, {n}), out = be->alloc(DType::F32, {n});
+  std::vector<float> ha(n, 1.f), hb(n, 2.f), got(n);
+  ASSERT_TRUE(be->copy_from_host(a, ha.data()).ok());
+  ASSERT_TRUE(be->copy_from_host(b, hb.data()).ok());
+  ASSERT_TRUE(be->synchronize().ok());
+  std::unique_ptr<CapturedWork> work;
+  ASSERT_TRUE(be->capture_begin().ok());
+  ASSERT_TRUE(be->add(a, b, out).ok());
+  ASSERT_TRUE(be->capture_end(work).ok());
+  ASSERT_NE(work, nullptr);
+  for (float v : {5.f, 7.f}) {
+    std::fill(ha.begin(), ha.end(), v);
+    ASSERT_TRUE(be->copy_from_host(a, ha.data()).ok());
+    ASSERT_TRUE(be->replay(*work).ok());
+    ASSERT_TRUE(be->copy_to_host(got.data(), out).ok());
+    EXPECT_EQ(got[0], v + 2.f);
+    EXPECT_EQ(got[n - 1], v + 2.f);
+  }
+  // Waiting on the stream is not allowed while capturing: the capture is invalidated and reported.
+  std::unique_ptr<CapturedWork> bad;
+  ASSERT_TRUE(be->capture_begin().ok());
+  ASSERT_TRUE(be->add(a, b, out).ok());
+  EXPECT_FALSE(be->synchronize().ok());
+  const Status end = be->capture_end(bad);
+  EXPECT_FALSE(end.ok());
+  EXPECT_EQ(bad, nullptr);
+  ASSERT_TRUE(be->add(a, b, out).ok()) << "the backend works after a failed capture";
+  ASSERT_TRUE(be->copy_to_host(got.data(), out).ok());
+  EXPECT_EQ(got[0], 9.f);
+  for (Tensor* t : {&a, &b, &out}) be->release(*t);
+}
+}  // namespace
