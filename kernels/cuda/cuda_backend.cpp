@@ -2,7 +2,8 @@
 // device memory; every op is queued on the backend's stream (no host round trip per op), and
 // synchronize() returns the first fault. Dense matmul goes through cuBLASLt (FP32, BF16 with
 // x rounded to bf16, INT8 IMMA for W8A8), with a weight-only GEMV of our own for decode rows;
-// the other ops are the kernels in cuda_kernels.cu.
+// the other ops are the kernels in cuda_kernels.cu. Runs of ops can be recorded into CUDA graphs
+// and replayed (Backend::capture_*; the model's decode steps, Model::set_step_graphs).
 //
 // Environment knobs, read once at construction:
 //   CB_CUDA_DEVICE=N       device ordinal (default: the MPI local rank modulo the device count, else 0)
