@@ -455,6 +455,16 @@ TEST(Conformance, KvBatchPlanRejectsBadTables) {
   EXPECT_EQ(plan.block_tables, (std::vector<int32_t>{3, 0, 0, 3, 1, 2}));
   EXPECT_EQ(plan.slot_mapping, (std::vector<int32_t>{12, 6, 7, 8}));  // pos 6, 7 in block 1; pos 8 in block 2
   EXPECT_EQ(plan.positions, (std::vector<int32_t>{0, 6, 7, 8}));
+  // Widened for a recorded step: tables to a multiple of 4 columns (zeros past each), the context
+  // bound to their capacity; the rest unchanged. Already wide enough: only the bound moves.
+  kernels::round_up_kv_batch(plan, 4, 4);
+  EXPECT_EQ(plan.max_blocks_per_seq, 4);
+  EXPECT_EQ(plan.block_tables, (std::vector<int32_t>{3, 0, 0, 0, 3, 1, 2, 0}));
+  EXPECT_EQ(plan.max_context_len, 16);
+  EXPECT_EQ(plan.context_len, (std::vector<int32_t>{1, 9}));
+  kernels::round_up_kv_batch(plan, 2, 4);
+  EXPECT_EQ(plan.max_blocks_per_seq, 4);
+  EXPECT_EQ(plan.block_tables.size(), 8u);
 
   const std::vector<int32_t> ids{0, 9, 10};
   const Status bad = kernels::check_token_ids(ids, 10);
