@@ -53,7 +53,7 @@ void add_serve_command(CLI::App& app) {
     int port = 8000, num_blocks = 1024, block_size = 16, token_budget = 512, max_queue = 256, http_threads = 0;
     size_t max_body_bytes = size_t(1) << 20;
     double step_delay_ms = 0, sse_keepalive_s = 1.0;
-    bool prefix_cache = false;
+    bool prefix_cache = false, step_graphs = false;
     int tp = 1;
     std::string tp_comm = "auto";
   };
@@ -68,6 +68,8 @@ void add_serve_command(CLI::App& app) {
   c->add_option("--policy", o->policy, "batch-size policy: static | queue-table | slo");
   c->add_option("--token-budget", o->token_budget, "tokens per engine step (decodes + prefill chunks)")->check(CLI::PositiveNumber);
   c->add_flag("--prefix-cache", o->prefix_cache, "reuse KV blocks of shared prompt prefixes");
+  c->add_flag("--step-graphs", o->step_graphs,
+              "replay decode steps from recordings (CUDA graphs on --backend cuda; elsewhere steps run as usual)");
   c->add_option("--max-queue", o->max_queue, "requests allowed to wait; past it 429 + Retry-After")->check(CLI::PositiveNumber);
   c->add_option("--max-body-bytes", o->max_body_bytes, "largest request body accepted (413 past it)")->check(CLI::Range(size_t(64), size_t(1) << 30));
   c->add_option("--api-key", o->api_key, "require 'Authorization: Bearer KEY' on /v1/* (default: $CB_SERVE_API_KEY, else none)");
@@ -97,6 +99,7 @@ void add_serve_command(CLI::App& app) {
         engine::ServerOptions so;
         if (!o->model.empty()) so.model_dir = o->model;
         so.backend = o->backend;
+        so.step_graphs = o->step_graphs;
         so.model_name = o->served_name;
         so.engine.num_blocks = o->num_blocks;
         so.engine.block_size = o->block_size;

@@ -4,6 +4,7 @@
 // themselves need a GPU: ci/gpu-check.sh compares generate --step-graphs with plain steps there.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <string>

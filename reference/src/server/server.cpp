@@ -212,7 +212,9 @@ Server::Server(ServerOptions opt) : impl_(std::make_unique<Impl>()) {
   if (s.opt.max_body_bytes < 64) throw std::invalid_argument("max_body_bytes: must be >= 64");
   if (!(s.opt.sse_keepalive_s >= 0)) throw std::invalid_argument("sse_keepalive_s: must be >= 0 (0: no keep-alive comments)");
   if (s.opt.model_dir.empty()) s.opt.model_dir = default_model_dir();
-  s.model = LoadedModel::open(s.opt.model_dir, s.opt.backend, s.opt.tp);
+  LoadOptions load;
+  load.step_graphs = s.opt.step_graphs;
+  s.model = LoadedModel::open(s.opt.model_dir, s.opt.backend, s.opt.tp, load);
   s.name = s.opt.model_name;
   if (s.name.empty()) {
     s.name = std::filesystem::absolute(s.opt.model_dir).lexically_normal().filename().string();

@@ -45,6 +45,7 @@ namespace cb::engine {
 struct ServerOptions {
   std::filesystem::path model_dir;  // empty: default_model_dir()
   std::string backend = "cpu";
+  bool step_graphs = false;  // decode steps replayed from recordings (LoadOptions::step_graphs)
   std::string model_name;           // served name; empty: the model directory's name
   EngineOptions engine;             // record_steps is turned off (memory must not grow with uptime)
   int max_queue = 256;
