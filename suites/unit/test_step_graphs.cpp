@@ -243,6 +243,11 @@ TEST(StepGraphs, HostBackendsSayWhyStepsAreNotRecorded) {
   lo.step_graphs = true;
   auto lm = cb::engine::LoadedModel::open(f.dir, "cpu", nullptr, lo);
   EXPECT_TRUE(lm->model().step_graph_stats().enabled);
+  // Under the op profiler nothing is recorded, and the reason names the profiler, not the backend.
+  lo.profile_ops = true;
+  auto profiled = cb::engine::LoadedModel::open(f.dir, "cpu", nullptr, lo);
+  EXPECT_NE(profiled->model().step_graph_stats().unavailable.find("op profiler"), std::string::npos)
+      << profiled->model().step_graph_stats().unavailable;
 }
 
 }  // namespace

@@ -31,6 +31,12 @@ class ForwardingBackend : public Backend {
   void busy_begin() override { in_.busy_begin(); }
   void busy_end() override { in_.busy_end(); }
   std::optional<double> device_busy_seconds() override { return in_.device_busy_seconds(); }
+  // A decorator watches each op as it runs (the profiler times it), so it records nothing by
+  // default, whatever the inner backend can do.
+  std::string capture_unsupported_reason() const override {
+    return "ops on backend " + in_.name() + " go through a decorator that watches each one as it runs (the op profiler, "
+           "the calibration recorder), so they are not recorded";
+  }
 
  protected:
   Status run_matmul(const Tensor& x, const Weight& w, Tensor& y) override { return in_.matmul(x, w, y); }
