@@ -64,8 +64,10 @@ fi
 if [ "$asan" = 1 ]; then
   stage "build (asan preset)"
   cmake --preset asan >/dev/null
-  # Only what the unit and conformance suites run (and the binaries their tests start); -O1 -g1
-  # (the preset) halves the sanitized compile time and still gives file:line stack traces.
+  # Only what the unit and conformance suites run (and the binaries their tests start). -Og -g1
+  # (the preset) keeps file:line stack traces; against -O1 it compiles in ~0.6x the time (GCC 12
+  # spends most of an ASan + UBSan build optimizing the checks: 1188 s -> ~750 s on 2 cores) and the
+  # tests ran no slower (309 s against 337 s).
   cmake --build --preset asan -j "$jobs" --target cb_unit_tests cb_conformance_tests refengine claimbench cb_tok
   stage "tests under ASan + UBSan (unit, conformance)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -76,9 +78,10 @@ if [ "$tsan" = 1 ]; then
   bash ci/tsan.sh -j "$jobs"
 fi
 if [ "$fuzz" = 1 ]; then
-  # Brief: each target over its committed corpus plus what 10 s of mutation finds; a crash fails CI
-  # with the input kept under build/fuzz-ci/crashes/. Long runs are separate (README, Fuzzing).
-  stage "fuzz pass (ci/fuzz.sh 10)"
-  bash ci/fuzz.sh 10 --out build/fuzz-ci
+  # Brief: each target over its committed corpus plus what 10 s of mutation finds, one target per
+  # core; a crash fails CI with the input kept under build/fuzz-ci/crashes/. Long runs are separate
+  # (README, Fuzzing).
+  stage "fuzz pass (ci/fuzz.sh 10 --lanes $jobs)"
+  bash ci/fuzz.sh 10 --out build/fuzz-ci --lanes "$jobs"
 fi
 echo "ci/test.sh: all passed in $(( $(date +%s) - t0 )) s"

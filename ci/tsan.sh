@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the tsan preset (GCC, -fsanitize=thread, -O1 -g1) and runs the tests of the concurrent
+# Builds the tsan preset (GCC, -fsanitize=thread, -Og -g1) and runs the tests of the concurrent
 # parts under ThreadSanitizer. Exits non-zero on any failing test or any TSan report.
 # Usage: ci/tsan.sh [-j N]   (default: nproc build and test jobs)
 #

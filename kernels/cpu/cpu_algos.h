@@ -225,13 +225,10 @@ void gemv_typed(const GemvArgs& a, int64_t n0, int64_t n1) {
     if (a.x_bf16_pairs != nullptr && a.M <= kMaxRows) return gemv_bf16_pairs<V>(a, n0, n1);
   }
   const WT* w = static_cast<const WT*>(a.w);
-  // With more than 8 rows of x, walk W in blocks that stay in L2 (~256 KiB) while every group of
-  // rows passes over them, so W still comes from memory once. Blocks are whole multiples of
-  // every tile height (24 = lcm of 8, 4, 3), so no block ends in single-row tiles.
-  constexpr int64_t kL2Bytes = int64_t(256) << 10, kTileLcm = 24;
+  // With more than 8 rows of x, walk W in blocks that stay in L2 (l2_block_rows) while every
+  // group of rows passes over them, so W still comes from memory once.
   const bool many = a.M > kMaxRows;
-  const int64_t fit = kL2Bytes / std::max<int64_t>(1, a.K * int64_t(sizeof(WT)));
-  const int64_t block = !many ? (n1 - n0) : std::max<int64_t>(1, (fit + kTileLcm - 1) / kTileLcm) * kTileLcm;
+  const int64_t block = !many ? (n1 - n0) : l2_block_rows(a.K, sizeof(WT));
   // ... and in slices of K: 8 rows of x over a whole K = 2048 (64 KiB) spill L1, so every FMA
   // waited on L2 for x as well as W. Slices of a row group that fit L1 (a.k_slice) stay there across
   // the block's tiles; y adds up the slices. M = 128, K = 2048 and 5632 on Zen 5 (48 KiB L1),

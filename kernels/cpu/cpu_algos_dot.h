@@ -114,9 +114,7 @@ template <class D, class Prep, class Epi>
 void dot_gemm(const typename D::XT* x, int64_t ldx, int64_t M, int64_t K, const typename D::WT* w, int64_t n0,
               int64_t n1, const Prep& prep, const Epi& epi) {
   constexpr int64_t kMaxRows = D::kMaxRows;
-  constexpr int64_t kL2Bytes = int64_t(256) << 10, kTileLcm = 24;  // 24: a multiple of every NR
-  const int64_t fit = kL2Bytes / std::max<int64_t>(1, K * int64_t(sizeof(typename D::WT)));
-  const int64_t block = std::max<int64_t>(1, (fit + kTileLcm - 1) / kTileLcm) * kTileLcm;
+  const int64_t block = l2_block_rows(K, sizeof(typename D::WT));
   for (int64_t b0 = n0; b0 < n1; b0 += block) {
     const int64_t b1 = std::min(n1, b0 + block);
     prep(b0, b1);
@@ -238,9 +236,8 @@ void bf16dot_range(const Bf16Args& a, int64_t n0, int64_t n1) {
                 [&](int64_t m, int64_t n, float s) { a.y[m * a.N + n] = s; });
     return;
   }
-  constexpr int64_t kL2Bytes = int64_t(256) << 10, kTileLcm = 24, kGroup = 6;
-  const int64_t fit = kL2Bytes / std::max<int64_t>(1, a.K * int64_t(sizeof(typename D::WT)));
-  const int64_t block = std::max<int64_t>(1, (fit + kTileLcm - 1) / kTileLcm) * kTileLcm;
+  constexpr int64_t kGroup = 6;
+  const int64_t block = l2_block_rows(a.K, sizeof(typename D::WT));
   // Whole dot-product steps per slice (a.ldx is padded to them, so only the last slice has a tail).
   const int64_t kc = std::max<int64_t>(D::KS, a.k_slice / D::KS * D::KS);
   for (int64_t b0 = n0; b0 < n1; b0 += block) {

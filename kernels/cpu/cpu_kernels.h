@@ -56,6 +56,16 @@ struct GemvArgs {
 // cache (3/4 of it, rounded down to a power of two, at least 256): 1024 for 32 and 48 KiB.
 int64_t gemv_k_slice();
 
+// Rows of W (K elements of elem_bytes each) per block that stays in L2 (~256 KiB) while every
+// group of x rows passes over it, so W still comes from memory once: a whole multiple of 24 (lcm
+// of every tile height, 8, 6, 4 and 3), so no block ends in single-row tiles.
+inline int64_t l2_block_rows(int64_t K, int64_t elem_bytes) {
+  constexpr int64_t kL2Bytes = int64_t(256) << 10, kTileLcm = 24;
+  const int64_t row_bytes = K * elem_bytes > 0 ? K * elem_bytes : 1;
+  const int64_t tiles = (kL2Bytes / row_bytes + kTileLcm - 1) / kTileLcm;
+  return (tiles > 0 ? tiles : 1) * kTileLcm;
+}
+
 // W8A8: y[m, n] = (sum_k xq[m, k] * w[n, k]) * xs[m] * ws[n], integer products and sums.
 struct W8A8Args {
   const int8_t* xq = nullptr;  // [M, ldx]: q, or q + 128 read as u8 when KernelTable::w8a8_x_offset

@@ -67,8 +67,9 @@ if(TARGET claimbench)
   add_test(NAME load.inprocess_quick_suite
            COMMAND ${CMAKE_COMMAND} -DMODE=inprocess -DCLAIMBENCH=$<TARGET_FILE:claimbench>
                    -DOUT=${PROJECT_BINARY_DIR}/load-tests/inprocess -P ${CMAKE_CURRENT_LIST_FILE})
-  # Timing-sensitive: it measures throughput and latency, so it must not share the cores.
-  set_tests_properties(load.inprocess_quick_suite PROPERTIES LABELS load RUN_SERIAL TRUE TIMEOUT 600)
+  # Not serial: it measures throughput and latency, but checks only that the suite completes with
+  # its metric (no verdict), and its 100 s alone on one core lengthened CI by as much.
+  set_tests_properties(load.inprocess_quick_suite PROPERTIES LABELS load TIMEOUT 600)
 endif()
 # Through claimbench-http, the harness built without the engine library: what a vendor builds to
 # measure their own endpoint.
@@ -76,5 +77,5 @@ if(TARGET claimbench-http AND TARGET refengine)
   add_test(NAME load.http_quick_suite_against_refengine_serve
            COMMAND ${CMAKE_COMMAND} -DMODE=http -DCLAIMBENCH=$<TARGET_FILE:claimbench-http> -DREFENGINE=$<TARGET_FILE:refengine>
                    -DOUT=${PROJECT_BINARY_DIR}/load-tests/http -P ${CMAKE_CURRENT_LIST_FILE})
-  set_tests_properties(load.http_quick_suite_against_refengine_serve PROPERTIES LABELS load RUN_SERIAL TRUE TIMEOUT 600)
+  set_tests_properties(load.http_quick_suite_against_refengine_serve PROPERTIES LABELS load TIMEOUT 600)  # as above
 endif()

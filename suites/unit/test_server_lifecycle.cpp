@@ -12,6 +12,8 @@
 #include <cstring>
 #include <thread>
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include "cb/engine/serving/batch_policy.h"
@@ -33,6 +35,39 @@ bool wait_for(const std::function<bool()>& cond, int ms = 10000) {
 std::string metrics_text(const Running& r) {
   auto res = r.client()->Get("/metrics");
   return res && res->status == 200 ? res->body : "";
+}
+
+// Every sample line belongs to a metric with HELP and TYPE, named refengine_*; promtool, when
+// installed, finds nothing to say. Returns false (after the hand checks) when promtool is missing.
+bool expect_valid_prometheus_text(const std::string& m) {
+  std::istringstream in(m);
+  std::string line;
+  std::set<std::string> typed;
+  while (std::getline(in, line)) {
+    if (line.rfind("# TYPE ", 0) == 0) typed.insert(line.substr(7, line.find(' ', 7) - 7));
+    if (line.empty() || line[0] == '#') continue;
+    std::string name = line.substr(0, line.find_first_of("{ "));
+    for (const char* suffix : {"_bucket", "_sum", "_count"})
+      if (!typed.count(name) && name.size() > strlen(suffix) && name.ends_with(suffix)) name.resize(name.size() - strlen(suffix));
+    EXPECT_TRUE(typed.count(name)) << "no # TYPE before: " << line;
+    EXPECT_EQ(name.rfind("refengine_", 0), 0u) << line;
+  }
+  const char* promtool = "/usr/bin/promtool";
+  if (!std::filesystem::exists(promtool)) return false;
+  const auto path = std::filesystem::temp_directory_path() / ("refengine-metrics-" + std::to_string(getpid()) + ".txt");
+  std::ofstream(path) << m;
+  const std::string cmd = std::string(promtool) + " check metrics < " + path.string() + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  EXPECT_NE(p, nullptr);
+  if (p == nullptr) return true;
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  const int rc = pclose(p);
+  std::filesystem::remove(path);
+  EXPECT_EQ(rc, 0) << "promtool check metrics:\n" << out;
+  EXPECT_EQ(out, "") << "promtool lint findings";
+  return true;
 }
 
 // An engine slowed to >= 5 ms per step, so a request is still in flight while the test acts.
@@ -177,34 +212,49 @@ TEST(ServerLifecycle, MetricsAreValidPrometheusTextAfterTraffic) {
   // The device busy counter is a GPU's own clock: a cpu engine publishes none (not a copy of the
   // host-side busy time).
   EXPECT_EQ(m.find("refengine_device_busy_seconds_total"), std::string::npos) << m;
-  // Every sample line belongs to a metric with HELP and TYPE.
-  std::istringstream in(m);
-  std::string line;
-  std::set<std::string> typed;
-  while (std::getline(in, line)) {
-    if (line.rfind("# TYPE ", 0) == 0) typed.insert(line.substr(7, line.find(' ', 7) - 7));
-    if (line.empty() || line[0] == '#') continue;
-    std::string name = line.substr(0, line.find_first_of("{ "));
-    for (const char* suffix : {"_bucket", "_sum", "_count"})
-      if (!typed.count(name) && name.size() > strlen(suffix) && name.ends_with(suffix)) name.resize(name.size() - strlen(suffix));
-    EXPECT_TRUE(typed.count(name)) << "no # TYPE before: " << line;
-    EXPECT_EQ(name.rfind("refengine_", 0), 0u) << line;
-  }
+  if (!expect_valid_prometheus_text(m))
+    GTEST_SKIP() << "promtool not installed (Debian package 'prometheus'): format checked above only";
+}
 
-  const char* promtool = "/usr/bin/promtool";
-  if (!std::filesystem::exists(promtool)) GTEST_SKIP() << "promtool not installed (Debian package 'prometheus'): format checked above only";
-  const auto path = std::filesystem::temp_directory_path() / ("refengine-metrics-" + std::to_string(r.port) + ".txt");
-  std::ofstream(path) << m;
-  const std::string cmd = std::string(promtool) + " check metrics < " + path.string() + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  char buf[512];
-  while (fgets(buf, sizeof buf, p)) out += buf;
-  const int rc = pclose(p);
-  std::filesystem::remove(path);
-  EXPECT_EQ(rc, 0) << "promtool check metrics:\n" << out;
-  EXPECT_EQ(out, "") << "promtool lint findings";
+// serve --step-graphs on a host backend: /metrics says the steps cannot be recorded and why, and
+// counts none (the cpu backend runs each op when called).
+TEST(ServerLifecycle, StepGraphMetricsSayWhyNothingIsRecordedOnCpu) {
+  ServerOptions o = small_options();
+  o.step_graphs = true;
+  Running r(std::move(o));
+  ASSERT_EQ(r.complete(R"({"prompt":"abc","max_tokens":4,"ignore_eos":true})").first, 200);
+  const std::string m = metrics_text(r);
+  EXPECT_NE(m.find("refengine_step_graphs_recordable{reason=\"backend cpu runs each op"), std::string::npos) << m;
+  EXPECT_NE(m.find("\"} 0\n"), std::string::npos) << m;
+  for (const char* want : {"refengine_step_graph_recordings_total 0", "refengine_step_graph_replays_total 0",
+                           "refengine_step_graph_steps_as_usual_total 0", "refengine_step_graph_failed_recordings_total 0"})
+    EXPECT_NE(m.find(want), std::string::npos) << "missing: " << want << "\n" << m;
+  expect_valid_prometheus_text(m);
+  // Without the flag there is no step-graph series at all.
+  Running plain;
+  EXPECT_EQ(metrics_text(plain).find("refengine_step_graph"), std::string::npos);
+}
+
+// The step-graph series as a GPU engine would publish them: counts from the model's statistics,
+// the failure reason escaped as a label value, and valid text.
+TEST(ServerLifecycle, StepGraphMetricsCarryTheModelsCounts) {
+  EngineStats s;
+  Model::StepGraphStats g;
+  g.enabled = true;
+  g.captures = 3;
+  g.replays = 58;
+  g.eager_steps = 4;
+  g.failed_captures = 1;
+  g.last_failure = "capture invalidated: \"cudaMalloc\" while capturing\nat step 9";
+  s.step_graphs = g;
+  const std::string m = ServerMetrics().render(s, ServerGauges{});
+  for (const char* want : {"refengine_step_graphs_recordable 1\n", "refengine_step_graph_recordings_total 3\n",
+                           "refengine_step_graph_replays_total 58\n", "refengine_step_graph_steps_as_usual_total 4\n",
+                           "refengine_step_graph_failed_recordings_total 1\n",
+                           "refengine_step_graph_last_failure{reason=\"capture invalidated: \\\"cudaMalloc\\\" while "
+                           "capturing\\nat step 9\"} 1\n"})
+    EXPECT_NE(m.find(want), std::string::npos) << "missing: " << want << "\n" << m;
+  expect_valid_prometheus_text(m);
 }
 
 }  // namespace

@@ -146,6 +146,24 @@ std::string ServerMetrics::render(const EngineStats& s, const ServerGauges& g) c
   counter(out, "refengine_engine_decode_tokens_total", "Decode tokens computed by the engine.", double(s.decode_tokens));
   counter(out, "refengine_engine_preemptions_total", "Requests preempted (KV freed, recomputed later).", double(s.preemptions));
   counter(out, "refengine_prefix_cache_hits_total", "KV blocks reused from the prefix cache.", double(s.blocks.prefix_hits));
+  if (s.step_graphs) {  // serve --step-graphs
+    const Model::StepGraphStats& g = *s.step_graphs;
+    header(out, "refengine_step_graphs_recordable", "gauge",
+           "1 when decode steps can be recorded and replayed (CUDA graphs), else 0 with the reason.");
+    sample(out, "refengine_step_graphs_recordable", g.unavailable.empty() ? 1 : 0,
+           g.unavailable.empty() ? "" : "reason=\"" + esc(g.unavailable) + "\"");
+    counter(out, "refengine_step_graph_recordings_total", "Decode step shapes recorded.", double(g.captures));
+    counter(out, "refengine_step_graph_replays_total", "Decode steps replayed from a recording.", double(g.replays));
+    counter(out, "refengine_step_graph_steps_as_usual_total",
+            "Qualifying decode steps run op by op (the first of their shape, or one whose recording failed).",
+            double(g.eager_steps));
+    counter(out, "refengine_step_graph_failed_recordings_total", "Recordings that failed (the step ran as usual).",
+            double(g.failed_captures));
+    if (!g.last_failure.empty()) {
+      header(out, "refengine_step_graph_last_failure", "gauge", "Why the latest recording failed (value always 1).");
+      sample(out, "refengine_step_graph_last_failure", 1, "reason=\"" + esc(g.last_failure) + "\"");
+    }
+  }
   gauge(out, "refengine_draining", "1 while the server drains (no new requests), else 0.", g.draining ? 1 : 0);
   header(out, "refengine_info", "gauge", "The served model and batch policy (value always 1).");
   sample(out, "refengine_info", 1, "model=\"" + esc(g.model) + "\",policy=\"" + esc(g.policy) + "\"");

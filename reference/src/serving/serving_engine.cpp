@@ -128,6 +128,7 @@ EngineStats ServingEngine::stats_since(size_t first_step) const {
   s.running_seqs = sched_->running_sequences();
   s.wall_seconds = sched_->first_arrival() < 0 ? 0 : now_seconds() - sched_->first_arrival();
   s.blocks = sched_->blocks().stats();
+  if (const Model::StepGraphStats& g = model_.model().step_graph_stats(); g.enabled) s.step_graphs = g;
   return s;
 }
 

@@ -63,6 +63,8 @@ struct EngineStats {
   size_t kv_bytes_reserved = 0, kv_bytes_used = 0;
   size_t kv_bytes_reserved_peak = 0, kv_bytes_used_peak = 0;
   BlockStats blocks;
+  // Decode steps replayed from recordings (LoadOptions::step_graphs); nullopt when off.
+  std::optional<Model::StepGraphStats> step_graphs;
 };
 
 class ServingEngine {
