@@ -261,17 +261,26 @@ void time_op(benchmark::State& st, Backend& be, Op&& op) {
   }
 }
 
-// Test hook for the regression gate's self-test (ci/gate-selftest.sh): CB_BENCH_PLANT_SLOWDOWN=N
-// makes every cpu-backend matmul case do its work N times per iteration, a planted N x slowdown
-// of the optimized kernel that leaves the kernel code itself untouched. Unset: 1.
-int planted_slowdown() {
+// Test hook for the regression gate's self-test (suites/gate/gate_selftest.sh):
+// CB_BENCH_PLANT_SLOWDOWN=N makes every cpu-backend matmul case do its work N times per iteration,
+// a planted N x slowdown of the optimized kernel that leaves the kernel code itself untouched.
+// CB_BENCH_PLANT_SLOWDOWN_DTYPE=DT limits it to the cases of that weight type (bf16dot, f32, ...),
+// so one side of a same-run ratio can be slowed. Unset: 1, every type.
+int planted_slowdown(const std::string& dt) {
   static const int factor = [] {
     const char* v = std::getenv("CB_BENCH_PLANT_SLOWDOWN");
     const int f = v ? std::atoi(v) : 1;
-    if (v) std::fprintf(stderr, "cb_kernel_bench: CB_BENCH_PLANT_SLOWDOWN=%d (cpu matmul cases run %dx)\n", f, f);
+    const char* only = std::getenv("CB_BENCH_PLANT_SLOWDOWN_DTYPE");
+    if (v)
+      std::fprintf(stderr, "cb_kernel_bench: CB_BENCH_PLANT_SLOWDOWN=%d (cpu %s matmul cases run %dx)\n", f,
+                   only ? only : "(every type)", f);
     return f >= 1 ? f : 1;
   }();
-  return factor;
+  static const std::string only = [] {
+    const char* o = std::getenv("CB_BENCH_PLANT_SLOWDOWN_DTYPE");
+    return std::string(o ? o : "");
+  }();
+  return only.empty() || only == dt ? factor : 1;
 }
 
 // ---- op benchmarks -----------------------------------------------------------------------------
@@ -280,7 +289,7 @@ void bm_matmul(benchmark::State& st, std::string bname, std::string dt, MatShape
   const Weight& w = cached_weight(bname, dt, sh.n, sh.k).weight;
   Owned x = random_tensor(be, DType::F32, {m, sh.k}, "x/" + std::to_string(m) + "x" + std::to_string(sh.k));
   Owned y(be, DType::F32, {m, sh.n});
-  const int repeat = bname == "cpu" ? planted_slowdown() : 1;
+  const int repeat = bname == "cpu" ? planted_slowdown(dt) : 1;
   time_op(st, be, [&] {
     Status s;
     for (int r = 0; r < repeat && s.ok(); ++r) s = be.matmul(x.t, w, y.t);

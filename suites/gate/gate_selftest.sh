@@ -5,7 +5,9 @@
 #    a clean rerun passes, and a baseline from another machine class (its fingerprint changed) is
 #    never used: SKIP (exit 77), also for the planted run, never FAIL and never PASS;
 #  - A/B mode: this build against itself, interleaved, passes; with the slowdown planted on the
-#    candidate side only it fails. This is what holds on any machine.
+#    candidate side only it fails. This is what holds on any machine;
+#  - the gated bf16_vs_f32.M128 ratio: a slowdown planted in the bf16-dot cases only
+#    (CB_BENCH_PLANT_SLOWDOWN_DTYPE=bf16dot) fails it, one in the f32 cases only passes.
 # Usage: gate_selftest.sh CLAIMBENCH_BINARY BUILD_DIR WORK_DIR
 set -uo pipefail
 bin=$1
@@ -66,4 +68,19 @@ ab() {
 }
 expect ab_same_build_passes 0 "gate: PASS" -- ab
 expect ab_planted_candidate_fails 1 "$key.*regression" -- ab --candidate-env CB_BENCH_PLANT_SLOWDOWN=2
+
+# The gated BF16 ratio (bf16-dot GEMM / f32 GEMM at M = 128, what the bf16 claims read) flips too:
+# a 2x slowdown planted in the bf16-dot cases only fails it against this machine's baseline; one
+# planted in the f32 cases only (the ratio's denominator) is not a regression of it.
+bfilter='^matmul/cpu/(f32|bf16dot)/K2048_N2048/M128/'
+bkey=kernels.matmul.bf16_vs_f32.M128
+brun() { "$bin" run --suite kernels --quick --repetitions 5 --bench-filter "$bfilter" --out "$work/bf16-runs" 2>>"$work/log" | tail -n 1; }
+bbase=$(brun) || { echo "FAIL: bf16 baseline run failed"; tail -n 20 "$work/log"; exit 1; }
+bslow=$(CB_BENCH_PLANT_SLOWDOWN=2 CB_BENCH_PLANT_SLOWDOWN_DTYPE=bf16dot brun) || { echo "FAIL: bf16 planted run failed"; exit 1; }
+bdenom=$(CB_BENCH_PLANT_SLOWDOWN=2 CB_BENCH_PLANT_SLOWDOWN_DTYPE=f32 brun) || { echo "FAIL: f32 planted run failed"; exit 1; }
+mkdir -p "$work/bf16-baselines/$fp"
+cp -r "$bbase" "$work/bf16-baselines/$fp/kernels-gate"
+bgate() { "$bin" gate "$1" --baselines "$work/bf16-baselines" --suite kernels --noise ratio,exact --threshold 30% --metric "$bkey" --require "$bkey"; }
+expect bf16_planted_fails 1 "$bkey.*regression" -- bgate "$bslow"
+expect bf16_denominator_planted_passes 0 "gate: PASS" -- bgate "$bdenom"
 exit $fails
