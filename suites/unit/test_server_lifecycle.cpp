@@ -227,7 +227,8 @@ TEST(ServerLifecycle, StepGraphMetricsSayWhyNothingIsRecordedOnCpu) {
   EXPECT_NE(m.find("refengine_step_graphs_recordable{reason=\"backend cpu runs each op"), std::string::npos) << m;
   EXPECT_NE(m.find("\"} 0\n"), std::string::npos) << m;
   for (const char* want : {"refengine_step_graph_recordings_total 0", "refengine_step_graph_replays_total 0",
-                           "refengine_step_graph_steps_as_usual_total 0", "refengine_step_graph_failed_recordings_total 0"})
+                           "refengine_step_graph_steps_as_usual_total 0", "refengine_step_graph_failed_recordings_total 0",
+                           "refengine_step_graph_evictions_total 0"})
     EXPECT_NE(m.find(want), std::string::npos) << "missing: " << want << "\n" << m;
   expect_valid_prometheus_text(m);
   // Without the flag there is no step-graph series at all.
@@ -245,12 +246,13 @@ TEST(ServerLifecycle, StepGraphMetricsCarryTheModelsCounts) {
   g.replays = 58;
   g.eager_steps = 4;
   g.failed_captures = 1;
+  g.evictions = 2;
   g.last_failure = "capture invalidated: \"cudaMalloc\" while capturing\nat step 9";
   s.step_graphs = g;
   const std::string m = ServerMetrics().render(s, ServerGauges{});
   for (const char* want : {"refengine_step_graphs_recordable 1\n", "refengine_step_graph_recordings_total 3\n",
                            "refengine_step_graph_replays_total 58\n", "refengine_step_graph_steps_as_usual_total 4\n",
-                           "refengine_step_graph_failed_recordings_total 1\n",
+                           "refengine_step_graph_failed_recordings_total 1\n", "refengine_step_graph_evictions_total 2\n",
                            "refengine_step_graph_last_failure{reason=\"capture invalidated: \\\"cudaMalloc\\\" while "
                            "capturing\\nat step 9\"} 1\n"})
     EXPECT_NE(m.find(want), std::string::npos) << "missing: " << want << "\n" << m;

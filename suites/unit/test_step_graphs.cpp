@@ -127,12 +127,16 @@ struct Fixture {
 
 // B sequences (prompts of different lengths) prefilled, then `steps` greedy decode steps of the
 // whole batch; every step's logits, in order. Block size 4: the tables widen past 16 blocks (64
-// tokens), so long runs cross a recording boundary.
+// tokens), so long runs cross a recording boundary. With batch_sizes, step s decodes only the
+// first batch_sizes[s] sequences (one recording per batch size), and steps is its length.
 std::vector<std::vector<float>> decode_run(Fixture& f, cb::kernels::Backend& be, bool graphs, int steps,
                                            Model::ExecutedFlops* flops = nullptr, Model::StepGraphStats* stats = nullptr,
-                                           const std::function<void(int)>& before_step = {}) {
+                                           const std::function<void(int)>& before_step = {},
+                                           size_t max_recorded = Model::kDefaultMaxRecorded,
+                                           const std::vector<int>& batch_sizes = {}) {
   Model m(f.cfg, cb::engine::bind_weights(f.store, f.cfg), be);
-  m.set_step_graphs(graphs);
+  m.set_step_graphs(graphs, max_recorded);
+  if (!batch_sizes.empty()) steps = int(batch_sizes.size());
   const int B = 3, bs = 4, per_seq = 40;
   KvCache kv(be, f.cfg, B * per_seq, bs);
   std::vector<std::vector<int32_t>> tables(B), prompts(B);
@@ -149,10 +153,11 @@ std::vector<std::vector<float>> decode_run(Fixture& f, cb::kernels::Backend& be,
   }
   for (int s = 0; s < steps; ++s) {
     if (before_step) before_step(s);
+    const int n = batch_sizes.empty() ? B : batch_sizes[size_t(s)];
     std::vector<SeqStep> batch;
-    for (int b = 0; b < B; ++b) batch.push_back(SeqStep{std::span<const int32_t>(&next[b], 1), pos[b], tables[b], false});
+    for (int b = 0; b < n; ++b) batch.push_back(SeqStep{std::span<const int32_t>(&next[b], 1), pos[b], tables[b], false});
     auto logits = m.forward(batch, kv);
-    for (int b = 0; b < B; ++b) {
+    for (int b = 0; b < n; ++b) {
       auto row = logits.begin() + int64_t(b) * V;
       next[b] = int32_t(std::max_element(row, row + V) - row);
       ++pos[b];
@@ -186,6 +191,34 @@ TEST(StepGraphs, ReplayedDecodeStepsEqualPlainStepsBitForBit) {
   EXPECT_EQ(st.failed_captures, 0);
   EXPECT_EQ(rec.recordings_made, 2);
   EXPECT_EQ(rec.replays_run, steps - 2);
+}
+
+// Past the cap the least recently replayed recording goes, not the oldest one and not all of
+// them: with room for two, batch sizes 3 3 2 2 3 1 1 3 2 keep the batch of 3 (replayed at step 4)
+// when the batch of 1 is recorded at step 6 (the batch of 2 goes), replay it at step 7, and record
+// the batch of 2 again at step 8 (the batch of 1 goes). Logits equal plain steps bit for bit.
+TEST(StepGraphs, PastTheCapTheLeastRecentlyReplayedRecordingGoes) {
+  Fixture f;
+  RecordingBackend rec(*f.cpu);
+  const std::vector<int> sizes{3, 3, 2, 2, 3, 1, 1, 3, 2};
+  Model::StepGraphStats st;
+  const auto plain = decode_run(f, *f.cpu, false, 0, nullptr, nullptr, {}, 2, sizes);
+  std::vector<int64_t> replays_after;
+  const auto replayed = decode_run(f, rec, true, 0, nullptr, &st, [&](int) { replays_after.push_back(rec.replays_run); },
+                                   2, sizes);
+  ASSERT_EQ(plain.size(), sizes.size());
+  ASSERT_EQ(replayed.size(), sizes.size());
+  for (size_t s = 0; s < plain.size(); ++s) ASSERT_EQ(plain[s], replayed[s]) << "step " << s;
+  EXPECT_EQ(st.eager_steps, 3) << "the first step of each batch size";
+  EXPECT_EQ(st.captures, 4) << "3, 2, 1, and 2 again (3 was kept)";
+  EXPECT_EQ(st.evictions, 2);
+  EXPECT_EQ(st.replays, 6);
+  EXPECT_EQ(rec.recordings_made, 4);
+  // replays_after[s] counts replays before step s: step 7 (the batch of 3) replayed without recording.
+  ASSERT_EQ(replays_after.size(), sizes.size());
+  EXPECT_EQ(rec.replays_run - replays_after[8], 1) << "step 8 recorded the batch of 2 and replayed it";
+  EXPECT_EQ(replays_after[8] - replays_after[7], 1) << "step 7 replayed the batch of 3";
+  EXPECT_THROW(Model(f.cfg, cb::engine::bind_weights(f.store, f.cfg), rec).set_step_graphs(true, 0), std::invalid_argument);
 }
 
 // A replay that does not run the ops leaves the previous step's logits in the buffer: the

@@ -212,7 +212,7 @@ json serving_overhead(LoadedModel& lm, int B, uint64_t seed) {
 
 json step_graphs_json(const Model::StepGraphStats& s) {
   json j = {{"enabled", s.enabled}, {"eager_steps", s.eager_steps}, {"captures", s.captures}, {"replays", s.replays},
-            {"failed_captures", s.failed_captures}};
+            {"failed_captures", s.failed_captures}, {"evictions", s.evictions}};
   if (!s.unavailable.empty()) j["unavailable"] = s.unavailable;
   if (!s.last_failure.empty()) j["last_failure"] = s.last_failure;
   return j;

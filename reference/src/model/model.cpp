@@ -166,7 +166,10 @@ void Model::all_reduce(Tensor& t) {
   tp_.comm->all_reduce_sum(t.data, t.data, size_t(t.numel()), kernels::DType::F32, backend_.stream());
 }
 
-void Model::set_step_graphs(bool on) {
+void Model::set_step_graphs(bool on, size_t max_recorded) {
+  if (max_recorded < 1) throw std::invalid_argument("set_step_graphs: max_recorded must be >= 1");
+  graph_cap_ = max_recorded;
+  graph_clock_ = 0;
   graph_stats_ = StepGraphStats{};
   graph_stats_.enabled = on;
   graph_stats_.unavailable = tp_.active() ? "tensor-parallel steps run as usual (their all-reduces are not recorded)"
@@ -187,12 +190,16 @@ template <class Enqueue>
 void Model::run_graph_step(const std::vector<int64_t>& key, int64_t replay_attention_flops, const Enqueue& enqueue) {
   StepGraphStats& st = graph_stats_;
   if (auto it = graphs_.find(key); it != graphs_.end()) {
+    it->second.last_used = ++graph_clock_;
     check(backend_.replay(*it->second.work), "replay recorded step");
     flops_.matmul += it->second.matmul_flops;
     flops_.attention += replay_attention_flops;
     ++st.replays;
     return;
   }
+  // Shapes seen once are remembered up to a bound (a long serve meets many): past it the set starts
+  // over, which costs each shape one more step as usual.
+  if (graph_seen_.size() >= 64 * graph_cap_) graph_seen_.clear();
   if (graph_failed_.count(key) || graph_seen_.insert(key).second) {  // a failed shape, or its first step
     enqueue();
     ++st.eager_steps;
@@ -220,20 +227,22 @@ void Model::run_graph_step(const std::vector<int64_t>& key, int64_t replay_atten
     ++st.eager_steps;
     return;
   }
+  // Shapes pile up as contexts grow (one per 16 blocks and batch size): past the cap, drop the
+  // least recently replayed recording, so the shapes a serving mix keeps meeting stay recorded.
+  if (graphs_.size() >= graph_cap_) {
+    auto lru = graphs_.begin();
+    for (auto it = graphs_.begin(); it != graphs_.end(); ++it)
+      if (it->second.last_used < lru->second.last_used) lru = it;
+    graphs_.erase(lru);
+    ++st.evictions;
+  }
   Recorded& r = graphs_[key];
   r.work = std::move(work);
   r.matmul_flops = flops_.matmul - before.matmul;
+  r.last_used = ++graph_clock_;
   ++st.captures;
   check(backend_.replay(*r.work), "replay recorded step");
   ++st.replays;
-  // Shapes pile up as contexts grow (one per 16 blocks and batch size): keep the newest few.
-  constexpr size_t kMaxRecorded = 64;
-  if (graphs_.size() > kMaxRecorded) {
-    std::unique_ptr<kernels::CapturedWork> keep = std::move(r.work);
-    const int64_t flops = r.matmul_flops;
-    graphs_.clear();
-    graphs_[key] = Recorded{std::move(keep), flops};
-  }
 }
 
 std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, const std::vector<int32_t>& ids,

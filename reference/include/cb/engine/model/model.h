@@ -81,9 +81,13 @@ class Model {
     std::string unavailable;  // why no step is recorded here ("" when steps can be)
     int64_t eager_steps = 0;  // qualifying steps that ran as usual (first of their shape)
     int64_t captures = 0, replays = 0, failed_captures = 0;
+    int64_t evictions = 0;  // recordings dropped, least recently replayed first, to stay under the cap
     std::string last_failure;
   };
-  void set_step_graphs(bool on);
+  // At most max_recorded recordings are kept (shapes pile up as contexts grow and batch sizes
+  // change); past it the least recently replayed one is dropped.
+  static constexpr size_t kDefaultMaxRecorded = 64;
+  void set_step_graphs(bool on, size_t max_recorded = kDefaultMaxRecorded);
   const StepGraphStats& step_graph_stats() const { return graph_stats_; }
 
   const ModelConfig& config() const { return cfg_; }
@@ -125,9 +129,12 @@ class Model {
   struct Recorded {
     std::unique_ptr<kernels::CapturedWork> work;
     int64_t matmul_flops = 0;
+    uint64_t last_used = 0;  // graph_clock_ at its latest replay
   };
   std::map<std::vector<int64_t>, Recorded> graphs_;
   std::set<std::vector<int64_t>> graph_seen_, graph_failed_;
+  size_t graph_cap_ = kDefaultMaxRecorded;
+  uint64_t graph_clock_ = 0;
   StepGraphStats graph_stats_;
 };
 
