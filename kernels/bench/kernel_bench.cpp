@@ -267,20 +267,22 @@ void time_op(benchmark::State& st, Backend& be, Op&& op) {
 // CB_BENCH_PLANT_SLOWDOWN_DTYPE=DT limits it to the cases of that weight type (bf16dot, f32, ...),
 // so one side of a same-run ratio can be slowed. Unset: 1, every type.
 int planted_slowdown(const std::string& dt) {
-  static const int factor = [] {
+  struct Plant {
+    int factor = 1;
+    std::string only;  // "" : every type
+  };
+  static const Plant plant = [] {
+    Plant p;
     const char* v = std::getenv("CB_BENCH_PLANT_SLOWDOWN");
-    const int f = v ? std::atoi(v) : 1;
     const char* only = std::getenv("CB_BENCH_PLANT_SLOWDOWN_DTYPE");
+    p.factor = v && std::atoi(v) >= 1 ? std::atoi(v) : 1;
+    p.only = only ? only : "";
     if (v)
-      std::fprintf(stderr, "cb_kernel_bench: CB_BENCH_PLANT_SLOWDOWN=%d (cpu %s matmul cases run %dx)\n", f,
-                   only ? only : "(every type)", f);
-    return f >= 1 ? f : 1;
+      std::fprintf(stderr, "cb_kernel_bench: CB_BENCH_PLANT_SLOWDOWN=%d (cpu %s matmul cases run %dx)\n", p.factor,
+                   only ? only : "(every type)", p.factor);
+    return p;
   }();
-  static const std::string only = [] {
-    const char* o = std::getenv("CB_BENCH_PLANT_SLOWDOWN_DTYPE");
-    return std::string(o ? o : "");
-  }();
-  return only.empty() || only == dt ? factor : 1;
+  return plant.only.empty() || plant.only == dt ? plant.factor : 1;
 }
 
 // ---- op benchmarks -----------------------------------------------------------------------------

@@ -160,7 +160,8 @@ std::string ServerMetrics::render(const EngineStats& s, const ServerGauges& g) c
     counter(out, "refengine_step_graph_failed_recordings_total", "Recordings that failed (the step ran as usual).",
             double(g.failed_captures));
     counter(out, "refengine_step_graph_evictions_total",
-            "Recordings dropped, least recently replayed first, to stay under the cap (64).", double(g.evictions));
+            "Recordings dropped, least recently replayed first, to stay under the cap on recordings kept.",
+            double(g.evictions));
     if (!g.last_failure.empty()) {
       header(out, "refengine_step_graph_last_failure", "gauge", "Why the latest recording failed (value always 1).");
       sample(out, "refengine_step_graph_last_failure", 1, "reason=\"" + esc(g.last_failure) + "\"");
