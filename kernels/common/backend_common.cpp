@@ -148,12 +148,15 @@ Status Backend::copy(Tensor& dst, const Tensor& src) {
   return copy_from_host(dst, staging.data());
 }
 
-Status Backend::upload_weight(const Weight& host, Weight& out) {
-  const std::string who = name() + " upload_weight";
+namespace {
+
+// upload_weight's checks, shared with upload_tensor (a tensor is checked as the dense weight it
+// was uploaded as before tensors had their own call).
+Status check_upload(const Backend& be, const Weight& host, const std::string& who) {
   if (Status s = check_matmul_weight(host, who.c_str()); !s.ok()) return s;
   // Before the contents checks: a layout this backend cannot run is Unsupported, whatever its bytes.
-  if (!supports_matmul(host.dtype(), host.layout, host.act_quant)) {
-    const std::string note = matmul_unsupported_note(host.dtype(), host.layout, host.act_quant);
+  if (!be.supports_matmul(host.dtype(), host.layout, host.act_quant)) {
+    const std::string note = be.matmul_unsupported_note(host.dtype(), host.layout, host.act_quant);
     return Status::unsupported(who + ": " + dtype_name(host.dtype()) + " " + weight_layout_name(host.layout) + " weights with " +
                                act_quant_name(host.act_quant) + " activations are not supported" +
                                (note.empty() ? "" : ": " + note));
@@ -163,6 +166,13 @@ Status Backend::upload_weight(const Weight& host, Weight& out) {
       return Status::invalid(who + ": 2:4 sparse meta must be in host memory to be checked");
     if (Status s = check_sparse24_meta(host, who.c_str()); !s.ok()) return s;
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status Backend::upload_weight(const Weight& host, Weight& out) {
+  if (Status s = check_upload(*this, host, name() + " upload_weight"); !s.ok()) return s;
   return run_upload_weight(host, out);
 }
 
@@ -172,8 +182,26 @@ Weight Backend::upload_weight(const Weight& host) {
   return out;
 }
 
+Status Backend::upload_tensor(const Tensor& host, Tensor& out) {
+  if (Status s = check_upload(*this, Weight::dense(host), name() + " upload_tensor"); !s.ok()) return s;
+  return run_upload_tensor(host, out);
+}
+
+Tensor Backend::upload_tensor(const Tensor& host) {
+  Tensor out;
+  if (Status s = upload_tensor(host, out); !s.ok()) throw BackendError(std::move(s));
+  return out;
+}
+
 Status Backend::run_upload_weight(const Weight& host, Weight& out) {
   out = host;
+  return Status::Ok();
+}
+
+Status Backend::run_upload_tensor(const Tensor& host, Tensor& out) {
+  Weight w;
+  if (Status s = run_upload_weight(Weight::dense(host), w); !s.ok()) return s;
+  out = w.values;
   return Status::Ok();
 }
 

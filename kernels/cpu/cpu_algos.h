@@ -628,6 +628,7 @@ void quantize_rows(const float* x, int64_t ldx, int64_t K, int64_t m0, int64_t m
 // The GEMM tiles for int8 / bf16 dot products and 2:4 sparsity build on the pieces above.
 #include "cpu_algos_dot.h"
 #include "cpu_algos_sparse24.h"
+#include "cpu_algos_packed.h"
 
 namespace cb::kernels::cpu {
 namespace {
@@ -638,6 +639,7 @@ KernelTable make_table(Isa isa) {
   KernelTable t{};
   t.isa = isa;
   t.gemv = &gemv<V>;
+  t.packed_gemm = &packed_gemm<V>;
   t.convert_rows = &convert_rows<V>;
   t.attention = &attention<V>;
   t.sumsq = &sumsq<V>;

@@ -7,8 +7,11 @@
 //                                  use at most this ISA level (default: the best the machine has;
 //                                  avx512 = F/BW/VL without the VNNI and BF16 extensions)
 //   CB_CPU_ONEDNN_MIN_M=<rows>     rows from which dense f32 matmul goes to oneDNN (default 512)
-//   CB_CPU_WEIGHTS_IN_PLACE=1      keep weights in the file mapping (default: copy weights of 2 MiB
-//                                  or more into huge-page memory at load; see WeightArena)
+//   CB_CPU_WEIGHTS_IN_PLACE=1      keep weights in the file mapping, row-major (default: copy
+//                                  tensors of 64 KiB or more into huge-page memory at load, see
+//                                  WeightArena, and pack dense f32/bf16 matmul weights there)
+//   CB_CPU_PACK_WEIGHTS=0          copy dense f32/bf16 matmul weights row-major instead of packing
+//                                  them into panels (the GEMV-style kernel runs them; for A/B runs)
 #include <sys/mman.h>
 
 #include <cstdlib>
@@ -97,6 +100,11 @@ bool weights_in_place() {
   return v && *v && std::strcmp(v, "0") != 0;
 }
 
+bool pack_weights() {
+  const char* v = std::getenv("CB_CPU_PACK_WEIGHTS");
+  return !(v && std::strcmp(v, "0") == 0);
+}
+
 // Weights copied out of the safetensors mapping into anonymous memory backed by transparent huge
 // pages. Decode streams every weight once per token: from the page cache (4 KiB pages) a 1.1B
 // f32 model is ~1M pages, each a TLB miss and a stop for the hardware prefetchers, which do not
@@ -122,7 +130,7 @@ class WeightArena {
     if (auto it = copies_.find(src); it != copies_.end() && it->second.second == bytes &&
                                      std::memcmp(it->second.first, src, bytes) == 0)
       return it->second.first;
-    char* dst = bytes >= kHuge ? map_huge((bytes + kHuge - 1) / kHuge * kHuge) : carve(bytes);
+    char* dst = allocate_locked(bytes);
     if (!dst) return nullptr;
     // Threads copy their own slices: the pages are first touched (and faulted) in parallel.
     const int64_t chunks = int64_t((bytes + kHuge - 1) / kHuge);
@@ -134,8 +142,14 @@ class WeightArena {
     copies_[src] = {dst, bytes};
     return dst;
   }
+  // Uninitialized memory placed as copy() places it (for packed weights, written by the caller).
+  void* allocate(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return allocate_locked(bytes);
+  }
 
  private:
+  char* allocate_locked(size_t bytes) { return bytes >= kHuge ? map_huge((bytes + kHuge - 1) / kHuge * kHuge) : carve(bytes); }
   // len bytes (a multiple of kHuge) of anonymous memory starting on a 2 MiB boundary, THP advised.
   char* map_huge(size_t len) {
     // Over-map by one huge page so the block can start on a 2 MiB boundary.
@@ -174,7 +188,8 @@ class WeightArena {
 
 class CpuBackend final : public HostBackend {
  public:
-  CpuBackend() : k_(kernels_for(choose_isa())), mm_(matmul_config()), in_place_(weights_in_place()) {}
+  CpuBackend()
+      : k_(kernels_for(choose_isa())), mm_(matmul_config()), in_place_(weights_in_place()), pack_(pack_weights()) {}
 
   std::string name() const override { return "cpu"; }
 
@@ -205,22 +220,50 @@ class CpuBackend final : public HostBackend {
     return cpu::embedding(k_, ids, table, out);
   }
   Status run_add(const Tensor& a, const Tensor& b, Tensor& out) override { return cpu::add(k_, a, b, out); }
+  // Dense f32 and bf16 weights (f32 activations) are packed into panels for packed_gemm, every
+  // size: the packed kernel beats the row-major one at every M (cpu_algos_packed.h). The packed
+  // copy replaces the row-major one (the loader drops the mapping's pages: RSS once); `values`
+  // stays as given. One pass over the weight at load, threads packing their own panels.
   Status run_upload_weight(const Weight& host, Weight& out) override {
     out = host;
     if (in_place_) return Status::Ok();
-    for (Tensor* t : {&out.values, &out.scales, &out.meta}) {
-      if (t->empty() || t->nbytes() < WeightArena::kMinBytes) continue;
-      void* copy = arena_.copy(t->data, t->nbytes());
-      if (!copy) return Status::out_of_memory(name() + ": cannot map " + std::to_string(t->nbytes()) + " bytes for weight " + t->describe());
-      t->data = copy;
-    }
+    if (pack_ && packable(host)) return pack(host, out);
+    for (Tensor* t : {&out.values, &out.scales, &out.meta})
+      if (Status s = copy_to_arena(*t); !s.ok()) return s;
     return Status::Ok();
+  }
+  Status run_upload_tensor(const Tensor& host, Tensor& out) override {
+    out = host;
+    return in_place_ ? Status::Ok() : copy_to_arena(out);
   }
 
  private:
+  static bool packable(const Weight& w) {
+    return w.layout == WeightLayout::Dense && w.act_quant == ActQuant::None &&
+           (w.dtype() == DType::F32 || w.dtype() == DType::BF16) && w.n > 0 && w.k > 0 && w.values.data != nullptr;
+  }
+  Status pack(const Weight& host, Weight& out) {
+    const int64_t elems = packed_elems(host.n, host.k), panels = elems / (kPackPanel * host.k);
+    const size_t es = dtype_size(host.dtype()), bytes = size_t(elems) * es;
+    void* dst = arena_.allocate(bytes);
+    if (!dst) return Status::out_of_memory(name() + ": cannot map " + std::to_string(bytes) + " bytes to pack weight " + host.values.describe());
+#pragma omp parallel for schedule(static) if (panels > 1 && bytes >= WeightArena::kMinBytes)
+    for (int64_t p = 0; p < panels; ++p)
+      pack_panels(host.values.data, int64_t(es), host.n, host.k, p * kPackPanel, std::min(host.n, (p + 1) * kPackPanel), dst);
+    out.packed = Tensor(dst, host.dtype(), {panels, host.k, kPackPanel});
+    return Status::Ok();
+  }
+  Status copy_to_arena(Tensor& t) {
+    if (t.empty() || t.nbytes() < WeightArena::kMinBytes) return Status::Ok();
+    void* copy = arena_.copy(t.data, t.nbytes());
+    if (!copy) return Status::out_of_memory(name() + ": cannot map " + std::to_string(t.nbytes()) + " bytes for weight " + t.describe());
+    t.data = copy;
+    return Status::Ok();
+  }
+
   const KernelTable& k_;
   MatmulConfig mm_;
-  const bool in_place_;
+  const bool in_place_, pack_;
   WeightArena arena_;
 };
 

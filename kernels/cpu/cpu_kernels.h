@@ -3,7 +3,8 @@
 //
 // Layout of kernels/cpu/:
 //   cpu_backend.cpp      the Backend class: argument checks, supports(), ISA choice
-//   cpu_matmul.cpp       matmul driver: GEMV-style kernel, oneDNN for large-M f32, threading;
+//   cpu_matmul.cpp       matmul driver: packed-panel kernel for weights packed at upload,
+//                        GEMV-style kernel, oneDNN for large-M f32, threading, pack_panels;
 //                        hands W8A8, bf16-dot and 2:4 sparse weights to the three files below
 //   cpu_matmul_int8.cpp  W8A8: per-token quantization of x, integer GEMM (VNNI where present)
 //   cpu_matmul_bf16.cpp  bf16 x bf16 dot-product GEMM (AVX512_BF16 where present)
@@ -13,6 +14,7 @@
 //   cpu_algos.h          every kernel body, written once as a template over a SIMD "V" struct
 //   cpu_algos_dot.h      GEMM tiles over a "D" struct of dot-product steps (int8, bf16)
 //   cpu_algos_sparse24.h the 2:4 sparse tile over V
+//   cpu_algos_packed.h   the outer-product tile over weights packed at upload (PackedArgs)
 //   cpu_simd_*.h         the V structs: scalar, AVX2 (+FMA, F16C), AVX-512 (F, BW, VL), and
 //                        the D structs of each ISA (cpu_dot_*.h)
 //   isa/cpu_isa_*.cpp    instantiate the algos for one V under that ISA's target pragma and
@@ -65,6 +67,25 @@ inline int64_t l2_block_rows(int64_t K, int64_t elem_bytes) {
   const int64_t tiles = (kL2Bytes / row_bytes + kTileLcm - 1) / kTileLcm;
   return (tiles > 0 ? tiles : 1) * kTileLcm;
 }
+
+// A dense f32 or bf16 weight as the cpu backend packs it at upload (Weight::packed): panels of
+// kPackPanel output rows, each stored K-major, so element (n, k) sits at
+// [((n / 16) * K + k) * 16 + n % 16]; the last panel is zero-padded to 16 rows.
+// y[m, n] = sum_k x[m, k] * w(n, k), f32 accumulation.
+inline constexpr int64_t kPackPanel = 16;
+inline int64_t packed_elems(int64_t N, int64_t K) { return (N + kPackPanel - 1) / kPackPanel * kPackPanel * K; }
+struct PackedArgs {
+  const float* x = nullptr;  // [M, K], row stride ldx >= K
+  int64_t ldx = 0;
+  const void* wp = nullptr;  // packed_elems(N, K) elements of wdt (F32 or BF16)
+  DType wdt = DType::F32;
+  float* y = nullptr;  // [M, N], row stride N
+  int64_t M = 0, N = 0, K = 0;
+  int64_t k_slice = 512;  // past one tile of rows, K is summed in slices of this many columns
+};
+// Packs rows [n0, n1) of a row-major [N, K] weight (n0 a multiple of kPackPanel) into dst, laid
+// out as above; rows past N in the last panel become zeros. elem_bytes 4 (f32) or 2 (bf16).
+void pack_panels(const void* src, int64_t elem_bytes, int64_t N, int64_t K, int64_t n0, int64_t n1, void* dst);
 
 // W8A8: y[m, n] = (sum_k xq[m, k] * w[n, k]) * xs[m] * ws[n], integer products and sums.
 struct W8A8Args {
@@ -124,6 +145,8 @@ struct KernelTable {
   Isa isa;
   // Output columns [n0, n1) for all M rows; streams each W row once per 8 rows of x.
   void (*gemv)(const GemvArgs& a, int64_t n0, int64_t n1);
+  // Output columns [n0, n1) (n0 a multiple of kPackPanel) for all M rows of a packed weight.
+  void (*packed_gemm)(const PackedArgs& a, int64_t n0, int64_t n1);
   // out[r, :] = float(w[row0 + r, :]) (* scales[row0 + r]) for r in [0, rows): embedding rows
   // (and any other widening of f16/bf16/i8 rows to f32).
   void (*convert_rows)(const void* w, DType wdt, const float* scales, int64_t row0, int64_t rows, int64_t K,

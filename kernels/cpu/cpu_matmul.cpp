@@ -1,5 +1,7 @@
 // matmul driver: y[M, N] = x[M, K] * W[N, K]^T for dense f32/f16/bf16 and int8 per-channel W
-// with f32 activations. Weights that ask for low-precision activations (Weight::act_quant: W8A8,
+// with f32 activations. Dense f32/bf16 weights the backend packed at upload (Weight::packed) go
+// to the packed-panel kernel (cpu_algos_packed.h) at every M; the rest of this comment is about
+// weights that were not packed (uploaded in place, $CB_CPU_PACK_WEIGHTS=0, or never uploaded). Weights that ask for low-precision activations (Weight::act_quant: W8A8,
 // bf16 x bf16) and 2:4 sparse weights go to cpu_matmul_int8.cpp, cpu_matmul_bf16.cpp and
 // cpu_matmul_sparse24.cpp after the shared checks here.
 //
@@ -32,6 +34,8 @@ namespace {
 
 // Rows of W per thread chunk are a multiple of this: whole tiles of 8, 4 or 3 rows.
 constexpr int64_t kRowAlign = 24;
+// ... and for packed weights whole tiles of 3 panels (the AVX-512 tile; AVX2's is one panel).
+constexpr int64_t kPackedAlign = 3 * kPackPanel;
 
 bool matmul_onednn(const Tensor& x, const Weight& w, Tensor& y) {
   // Row-major C[M, N] = A[M, K] * B^T with B = W[N, K]: transa 'N', transb 'T'.
@@ -41,6 +45,23 @@ bool matmul_onednn(const Tensor& x, const Weight& w, Tensor& y) {
 }
 
 }  // namespace
+
+void pack_panels(const void* src, int64_t elem_bytes, int64_t N, int64_t K, int64_t n0, int64_t n1, void* dst) {
+  const auto* s = static_cast<const char*>(src);
+  auto* d = static_cast<char*>(dst);
+  const size_t es = size_t(elem_bytes);
+  for (int64_t p = n0 / kPackPanel; p * kPackPanel < n1; ++p) {
+    char* panel = d + size_t(p * K * kPackPanel) * es;
+    for (int64_t j = 0; j < kPackPanel; ++j) {
+      const int64_t n = p * kPackPanel + j;
+      for (int64_t k = 0; k < K; ++k) {
+        char* to = panel + size_t(k * kPackPanel + j) * es;
+        if (n < N) std::memcpy(to, s + size_t(n * K + k) * es, es);
+        else std::memset(to, 0, es);
+      }
+    }
+  }
+}
 
 int64_t gemv_k_slice() {
   static const int64_t slice = [] {
@@ -118,9 +139,30 @@ void matmul_gemv(const KernelTable& k, const Tensor& x, const Weight& w, Tensor&
   parallel_ranges(a.N, gemv_min_rows(a.M, a.K), kRowAlign, [&](int64_t n0, int64_t n1) { k.gemv(a, n0, n1); });
 }
 
-// Whether matmul() would send this weight to the GEMV kernel at M rows.
+PackedArgs packed_args(const GemvInput& in, int64_t M, const Weight& w, Tensor& y) {
+  PackedArgs a;
+  a.x = in.x;
+  a.ldx = in.ldx;
+  a.wp = w.packed.data;
+  a.wdt = w.packed.dtype;
+  a.y = y.as<float>();
+  a.M = M;
+  a.N = w.n;
+  a.K = w.k;
+  return a;
+}
+
+void matmul_packed(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y) {
+  GemvInput in;
+  prepare_gemv_input(x, false, in);
+  const PackedArgs a = packed_args(in, x.rows(), w, y);
+  parallel_ranges(a.N, gemv_min_rows(a.M, a.K), kPackedAlign, [&](int64_t n0, int64_t n1) { k.packed_gemm(a, n0, n1); });
+}
+
+// Whether matmul() would send this weight to the GEMV or the packed kernel at M rows.
 bool takes_gemv(const MatmulConfig& cfg, const Weight& w, int64_t M) {
   if (w.k == 0 || w.act_quant != ActQuant::None || w.layout == WeightLayout::Sparse24) return false;
+  if (!w.packed.empty()) return true;
   return !(w.layout == WeightLayout::Dense && w.dtype() == DType::F32 && M >= cfg.onednn_min_m);
 }
 
@@ -135,6 +177,10 @@ Status matmul(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, co
   if (w.act_quant == ActQuant::PerTokenInt8) return matmul_w8a8(k, x, w, y);
   if (w.act_quant == ActQuant::Bf16) return matmul_bf16dot(k, x, w, y);
   if (w.layout == WeightLayout::Sparse24) return matmul_sparse24(k, x, w, y);
+  if (!w.packed.empty()) {
+    matmul_packed(k, x, w, y);
+    return Status::Ok();
+  }
   const bool dense_f32 = w.layout == WeightLayout::Dense && w.dtype() == DType::F32;
   if (dense_f32 && M >= cfg.onednn_min_m && matmul_onednn(x, w, y)) return Status::Ok();
   matmul_gemv(k, x, w, y);  // also the fallback should oneDNN refuse a call
@@ -153,22 +199,33 @@ Status matmul_multi(const KernelTable& k, const MatmulConfig& cfg, const Tensor&
   // The weights' rows laid end to end, split over the threads in one parallel region: one
   // fork/join and one barrier for q/k/v (or gate/up) instead of one per weight, and no thread
   // idles at the end of a small matrix (k/v_proj are 256 rows on llama-1b).
-  bool any_bf16 = false;
-  for (const MatmulOutput& o : outs) any_bf16 = any_bf16 || o.w->dtype() == DType::BF16;
+  // With a packed weight among them every part starts on a panel boundary (its rows rounded up
+  // to whole panels; the padding rows are skipped) and the split is in whole packed tiles.
+  bool any_bf16_rowmajor = false, any_packed = false;
+  for (const MatmulOutput& o : outs) {
+    any_packed = any_packed || !o.w->packed.empty();
+    any_bf16_rowmajor = any_bf16_rowmajor || (o.w->packed.empty() && o.w->dtype() == DType::BF16);
+  }
   GemvInput in;
-  prepare_gemv_input(x, any_bf16, in);
+  prepare_gemv_input(x, any_bf16_rowmajor, in);
   std::vector<GemvArgs> args;
-  std::vector<int64_t> start{0};  // part i owns rows [start[i], start[i + 1]) of the whole
+  std::vector<PackedArgs> pargs;
+  std::vector<int64_t> start{0};  // part i owns rows [start[i], start[i] + n_i) of the whole
   for (const MatmulOutput& o : outs) {
     args.push_back(gemv_args(in, M, *o.w, *o.y));
-    start.push_back(start.back() + o.w->n);
+    pargs.push_back(o.w->packed.empty() ? PackedArgs{} : packed_args(in, M, *o.w, *o.y));
+    const int64_t span = any_packed ? (o.w->n + kPackPanel - 1) / kPackPanel * kPackPanel : o.w->n;
+    start.push_back(start.back() + span);
   }
-  parallel_ranges(start.back(), gemv_min_rows(M, x.cols()), kRowAlign, [&](int64_t n0, int64_t n1) {
-    for (size_t i = 0; i < args.size(); ++i) {
-      const int64_t b = std::max(n0, start[i]), e = std::min(n1, start[i + 1]);
-      if (b < e) k.gemv(args[i], b - start[i], e - start[i]);
-    }
-  });
+  parallel_ranges(start.back(), gemv_min_rows(M, x.cols()), any_packed ? kPackedAlign : kRowAlign,
+                  [&](int64_t n0, int64_t n1) {
+                    for (size_t i = 0; i < args.size(); ++i) {
+                      const int64_t b = std::max(n0, start[i]), e = std::min(n1, start[i] + args[i].N);
+                      if (b >= e) continue;
+                      if (pargs[i].wp) k.packed_gemm(pargs[i], b - start[i], e - start[i]);
+                      else k.gemv(args[i], b - start[i], e - start[i]);
+                    }
+                  });
   return Status::Ok();
 }
 

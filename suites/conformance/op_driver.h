@@ -12,8 +12,10 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cb/kernels/testing/op_cases.h"
@@ -35,18 +37,24 @@ struct UnderTest {
   bool act_quant_only = false;
 };
 
-// Builds the cpu backend with one of its environment knobs set (empty value: unset), restoring
-// the variable afterwards; the backend reads it once, at construction.
-inline std::unique_ptr<Backend> make_cpu_with(const char* var, const std::string& value) {
-  const char* old = std::getenv(var);
-  const std::string saved = old ? old : "";
-  if (value.empty()) unsetenv(var);
-  else setenv(var, value.c_str(), 1);
+// Builds the cpu backend with some of its environment knobs set (empty value: unset), restoring
+// the variables afterwards; the backend reads them once, at construction.
+inline std::unique_ptr<Backend> make_cpu_with(std::initializer_list<std::pair<const char*, std::string>> vars) {
+  std::vector<std::pair<const char*, std::optional<std::string>>> saved;
+  for (const auto& [var, value] : vars) {
+    const char* old = std::getenv(var);
+    saved.emplace_back(var, old ? std::optional<std::string>(old) : std::nullopt);
+    if (value.empty()) unsetenv(var);
+    else setenv(var, value.c_str(), 1);
+  }
   auto be = kernels::make_backend("cpu");
-  if (old) setenv(var, saved.c_str(), 1);
-  else unsetenv(var);
+  for (const auto& [var, old] : saved) {
+    if (old) setenv(var, old->c_str(), 1);
+    else unsetenv(var);
+  }
   return be;
 }
+inline std::unique_ptr<Backend> make_cpu_with(const char* var, const std::string& value) { return make_cpu_with({{var, value}}); }
 
 inline std::vector<UnderTest>& backends_under_test() {
   static std::vector<UnderTest> list = [] {
@@ -56,15 +64,19 @@ inline std::vector<UnderTest>& backends_under_test() {
       const char* forced = std::getenv("CB_CPU_ISA");
       if (name == "cpu" && (forced == nullptr || *forced == '\0')) {
         // Each code path: $CB_CPU_ISA picks a lower ISA level (levels the machine lacks fall back
-        // to the best it has, so they still run); $CB_CPU_ONEDNN_MIN_M=1 sends every f32 matmul,
-        // whatever its M, through oneDNN. avx512 (no VNNI/BF16) and avx512_vnni (no BF16) differ
-        // from the best level only in the int8 and bf16 GEMMs, so they run only those cases.
+        // to the best it has, so they still run); $CB_CPU_PACK_WEIGHTS=0 leaves dense f32/bf16
+        // weights row-major for the GEMV-style kernel instead of the packed one, and with
+        // $CB_CPU_ONEDNN_MIN_M=1 too every f32 matmul, whatever its M, goes through oneDNN.
+        // avx512 (no VNNI/BF16) and avx512_vnni (no BF16) differ from the best level only in the
+        // int8 and bf16 GEMMs, so they run only those cases.
         out.push_back({"cpu", make_cpu_with("CB_CPU_ISA", "")});
         out.push_back({"cpu[avx512_vnni]", make_cpu_with("CB_CPU_ISA", "avx512_vnni"), true});
         out.push_back({"cpu[avx512]", make_cpu_with("CB_CPU_ISA", "avx512"), true});
         out.push_back({"cpu[avx2]", make_cpu_with("CB_CPU_ISA", "avx2")});
         out.push_back({"cpu[scalar]", make_cpu_with("CB_CPU_ISA", "scalar")});
-        out.push_back({"cpu[onednn]", make_cpu_with("CB_CPU_ONEDNN_MIN_M", "1")});
+        out.push_back({"cpu[unpacked]", make_cpu_with("CB_CPU_PACK_WEIGHTS", "0")});
+        out.push_back({"cpu[avx2,unpacked]", make_cpu_with({{"CB_CPU_ISA", "avx2"}, {"CB_CPU_PACK_WEIGHTS", "0"}})});
+        out.push_back({"cpu[onednn]", make_cpu_with({{"CB_CPU_ONEDNN_MIN_M", "1"}, {"CB_CPU_PACK_WEIGHTS", "0"}})});
       } else {
         out.push_back({name, kernels::make_backend(name)});
       }

@@ -48,15 +48,18 @@ std::unique_ptr<LoadedModel> LoadedModel::open(const fs::path& dir, const std::s
     m->profiler_ = prof.get();
     m->backend_ = std::move(prof);
   }
-  // The ref backend uses the mapped weights in place; cpu copies large ones into huge pages and
-  // device backends upload them. A copied weight's pages in the mapping are dropped (RSS once).
+  // The ref backend uses the mapped weights in place; cpu copies large ones into huge pages (and
+  // packs dense f32/bf16 matmul weights into panels there) and device backends upload them. A
+  // copied or packed weight's pages in the mapping are dropped (RSS once; should anything read
+  // `values` again, the pages come back from the file).
   auto up = [&](kernels::Weight& x) {
     const kernels::Weight host = x;
     x = m->backend_->upload_weight(host);
     for (auto [from, to] : {std::pair{&host.values, &x.values}, {&host.scales, &x.scales}, {&host.meta, &x.meta}})
-      if (!from->empty() && from->data != to->data) m->store_.release_pages(from->data, from->nbytes());
+      if (!from->empty() && (from->data != to->data || (from == &host.values && !x.packed.empty())))
+        m->store_.release_pages(from->data, from->nbytes());
   };
-  auto up_t = [&](kernels::Tensor& t) { t = m->backend_->upload_weight(kernels::Weight::dense(t)).values; };
+  auto up_t = [&](kernels::Tensor& t) { t = m->backend_->upload_tensor(t); };
   up_t(w.embed);
   up_t(w.final_norm);
   up(w.lm_head);

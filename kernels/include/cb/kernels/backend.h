@@ -179,6 +179,10 @@ class Backend {
   // and keep ownership until the backend dies. Matmul then trusts the weight's contents.
   Status upload_weight(const Weight& host, Weight& out);
   Weight upload_weight(const Weight& host);  // throws BackendError
+  // A tensor that is not a matmul weight (embedding table, norm weight) made usable the same way,
+  // in its own row-major layout: no backend repacks it.
+  Status upload_tensor(const Tensor& host, Tensor& out);
+  Tensor upload_tensor(const Tensor& host);  // throws BackendError
 
   // The KV cache: the backend allocates the pools (and picks dtype and layout), releases them,
   // and copies blocks between them. copies: (src, dst) block pairs, applied in every layer in one
@@ -234,6 +238,8 @@ class Backend {
   // Defaults: the weight unchanged (host memory); f32 pools allocated with allocate(); block
   // copies with copy() per layer and pair. Device backends override them.
   virtual Status run_upload_weight(const Weight& host, Weight& out);
+  // The default: run_upload_weight of the tensor as a dense weight, its values.
+  virtual Status run_upload_tensor(const Tensor& host, Tensor& out);
   virtual Status run_alloc_kv_cache(const KvCacheSpec& spec, KvCacheStorage& out);
   virtual Status run_copy_kv_blocks(KvCacheStorage& kv, std::span<const std::pair<int32_t, int32_t>> copies);
 };

@@ -55,6 +55,7 @@ class ForwardingBackend : public Backend {
   Status run_embedding(const Tensor& ids, const Tensor& table, Tensor& out) override { return in_.embedding(ids, table, out); }
   Status run_add(const Tensor& a, const Tensor& b, Tensor& out) override { return in_.add(a, b, out); }
   Status run_upload_weight(const Weight& w, Weight& out) override { return in_.upload_weight(w, out); }
+  Status run_upload_tensor(const Tensor& t, Tensor& out) override { return in_.upload_tensor(t, out); }
   Status run_alloc_kv_cache(const KvCacheSpec& spec, KvCacheStorage& out) override { return in_.alloc_kv_cache(spec, out); }
   Status run_copy_kv_blocks(KvCacheStorage& kv, std::span<const std::pair<int32_t, int32_t>> c) override {
     return in_.copy_kv_blocks(kv, c);

@@ -77,6 +77,11 @@ struct Weight {
   int64_t n = 0;  // output features
   int64_t k = 0;  // input features
   ActQuant act_quant = ActQuant::None;  // see ActQuant
+  // The same weight rearranged by a backend's upload_weight into the layout its kernels read
+  // fastest, owned by that backend (cpu: dense f32/bf16 as panels of 16 output rows, K-major);
+  // empty when it made none. `values` still describes the logical [N, K] weight, which a host
+  // backend that packed need not read again (the loader may drop its pages).
+  Tensor packed;
   DType dtype() const { return values.dtype; }
   static Weight dense(const Tensor& w);
 };

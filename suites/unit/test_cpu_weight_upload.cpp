@@ -1,0 +1,160 @@
+// What the cpu backend does with weights and tensors at upload (cpu_backend.cpp): tensors of 64
+// KiB and more are copied into huge-page memory (2 MiB and more on their own blocks, smaller ones
+// sharing blocks 4 KiB-aligned), smaller ones stay; dense f32/bf16 matmul weights are packed into
+// panels of 16 output rows (cpu_kernels.h, PackedArgs) instead, and the packed kernel computes
+// what the row-major one does.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "cb/kernels/backend.h"
+
+namespace {
+
+using cb::kernels::ActQuant;
+using cb::kernels::DType;
+using cb::kernels::MatmulOutput;
+using cb::kernels::Tensor;
+using cb::kernels::Weight;
+
+std::unique_ptr<cb::kernels::Backend> cpu_with(const char* var, const char* value) {
+  setenv(var, value, 1);
+  auto be = cb::kernels::make_backend("cpu");
+  unsetenv(var);
+  return be;
+}
+
+Tensor matrix(std::vector<float>& v, int64_t rows) { return Tensor(v.data(), DType::F32, {rows, int64_t(v.size()) / rows}); }
+
+}  // namespace
+
+TEST(CpuWeightUpload, LargeTensorsAreCopiedAlignedSmallOnesStayAndTiedCopiesAreShared) {
+  auto be = cb::kernels::make_backend("cpu");
+  std::vector<float> big(size_t(1024) * 1024), small(64 * 64);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = float(i % 1013) - 500.f;
+  for (size_t i = 0; i < small.size(); ++i) small[i] = float(i);
+  const Tensor big_t = matrix(big, 1024), small_t = matrix(small, 64);
+
+  const Tensor up = be->upload_tensor(big_t);
+  EXPECT_NE(up.data, big_t.data);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(up.data) % (size_t(2) << 20), 0u);
+  EXPECT_EQ(std::memcmp(up.data, big.data(), big.size() * sizeof(float)), 0);
+  EXPECT_EQ(be->upload_tensor(small_t).data, small_t.data);
+
+  // Two 512 KiB tensors (bf16 k/v_proj-sized): copied, page-aligned, into one shared 2 MiB block.
+  std::vector<float> mid_a(size_t(128) * 1024), mid_b(size_t(128) * 1024);
+  for (size_t i = 0; i < mid_a.size(); ++i) mid_a[i] = float(i % 97), mid_b[i] = -float(i % 89);
+  const Tensor ua = be->upload_tensor(matrix(mid_a, 128)), ub = be->upload_tensor(matrix(mid_b, 128));
+  EXPECT_NE(ua.data, mid_a.data());
+  EXPECT_NE(ub.data, mid_b.data());
+  const auto addr_a = reinterpret_cast<uintptr_t>(ua.data), addr_b = reinterpret_cast<uintptr_t>(ub.data);
+  EXPECT_EQ(addr_a % 4096, 0u);
+  EXPECT_EQ(addr_b % 4096, 0u);
+  EXPECT_EQ(addr_a >> 21, addr_b >> 21) << "not in one 2 MiB block";
+  EXPECT_EQ(std::memcmp(ua.data, mid_a.data(), mid_a.size() * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(ub.data, mid_b.data(), mid_b.size() * sizeof(float)), 0);
+  EXPECT_EQ(be->upload_tensor(matrix(mid_a, 128)).data, ua.data) << "a tied small tensor is copied once too";
+
+  // The same tensor uploaded twice is one copy ...
+  EXPECT_EQ(be->upload_tensor(big_t).data, up.data);
+  // ... but new contents at the same address (a freed tensor's place reused) are a new copy.
+  big[7] = 12345.f;
+  const Tensor again = be->upload_tensor(big_t);
+  EXPECT_NE(again.data, up.data);
+  EXPECT_EQ(again.as<float>()[7], 12345.f);
+  EXPECT_EQ(up.as<float>()[7], float(7 % 1013) - 500.f);  // the first copy is untouched
+
+  // Weights that are not packed (f16 here) take the same copy, and compute what the original does.
+  std::vector<uint16_t> h(size_t(256) * 1024);
+  for (size_t i = 0; i < h.size(); ++i) h[i] = cb::kernels::f32_to_f16(float(i % 31) / 31.f - 0.5f);
+  const Weight hw = Weight::dense(Tensor(h.data(), DType::F16, {256, 1024}));
+  const Weight hu = be->upload_weight(hw);
+  EXPECT_NE(hu.values.data, hw.values.data);
+  EXPECT_TRUE(hu.packed.empty());
+  std::vector<float> x(1024, 0.5f), y0(256), y1(256);
+  Tensor xt(x.data(), DType::F32, {1, 1024}), t0(y0.data(), DType::F32, {1, 256}), t1(y1.data(), DType::F32, {1, 256});
+  ASSERT_TRUE(be->matmul(xt, hw, t0).ok());
+  ASSERT_TRUE(be->matmul(xt, hu, t1).ok());
+  EXPECT_EQ(y0, y1);
+
+  auto in_place = cpu_with("CB_CPU_WEIGHTS_IN_PLACE", "1");
+  EXPECT_EQ(in_place->upload_tensor(big_t).data, big_t.data);
+  const Weight ip = in_place->upload_weight(Weight::dense(big_t));
+  EXPECT_EQ(ip.values.data, big_t.data);
+  EXPECT_TRUE(ip.packed.empty()) << "in place means as mapped: no packed copy either";
+}
+
+// Element (n, k) of a packed weight sits at ((n / 16) * K + k) * 16 + n % 16; the rows that pad
+// the last panel are zeros; `values` is left as given; large packed weights start on 2 MiB.
+TEST(CpuWeightUpload, DenseF32AndBf16WeightsArePackedIntoPanels) {
+  auto be = cb::kernels::make_backend("cpu");
+  const int64_t N = 50, K = 37;  // 4 panels, the last holding 2 rows
+  std::vector<float> w(size_t(N * K));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = float(i) * 0.25f - 7.f;
+  std::vector<uint16_t> wb(w.size());
+  for (size_t i = 0; i < w.size(); ++i) wb[i] = cb::kernels::f32_to_bf16(w[i]);
+
+  const Weight f = be->upload_weight(Weight::dense(Tensor(w.data(), DType::F32, {N, K})));
+  const Weight b = be->upload_weight(Weight::dense(Tensor(wb.data(), DType::BF16, {N, K})));
+  for (const Weight* up : {&f, &b}) {
+    ASSERT_FALSE(up->packed.empty());
+    EXPECT_EQ(up->packed.describe(), std::string(cb::kernels::dtype_name(up->dtype())) + "[4, 37, 16]");
+    EXPECT_EQ(up->values.data, up == &f ? static_cast<void*>(w.data()) : static_cast<void*>(wb.data()));
+  }
+  const auto* pf = f.packed.as<const float>();
+  const auto* pb = b.packed.as<const uint16_t>();
+  for (int64_t n = 0; n < 64; ++n)
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t at = ((n / 16) * K + k) * 16 + n % 16;
+      ASSERT_EQ(pf[at], n < N ? w[size_t(n * K + k)] : 0.f) << "f32 n=" << n << " k=" << k;
+      ASSERT_EQ(pb[at], n < N ? wb[size_t(n * K + k)] : 0) << "bf16 n=" << n << " k=" << k;
+    }
+
+  std::vector<float> big(size_t(1024) * 1024, 1.f);
+  const Weight bu = be->upload_weight(Weight::dense(matrix(big, 1024)));
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(bu.packed.data) % (size_t(2) << 20), 0u);
+
+  // Not packed: bf16 with bf16 activations (its own dot-product kernel), and everything when
+  // $CB_CPU_PACK_WEIGHTS=0.
+  Weight dot = Weight::dense(Tensor(wb.data(), DType::BF16, {N, K}));
+  dot.act_quant = ActQuant::Bf16;
+  EXPECT_TRUE(be->upload_weight(dot).packed.empty());
+  auto unpacked = cpu_with("CB_CPU_PACK_WEIGHTS", "0");
+  EXPECT_TRUE(unpacked->upload_weight(Weight::dense(Tensor(w.data(), DType::F32, {N, K}))).packed.empty());
+}
+
+// The packed kernel against the row-major one (a weight never uploaded is not packed) over every
+// tile tail: rows 1 (decode), under one tile, one tile, past it; columns under one panel, whole
+// tiles of 3 panels, and ragged; K past one slice. Both sum in f32, in different orders.
+TEST(CpuWeightUpload, PackedKernelMatchesRowMajorAtEveryTail) {
+  auto be = cb::kernels::make_backend("cpu");
+  uint32_t seed = 12345;
+  auto next = [&seed] {
+    seed = seed * 1664525u + 1013904223u;
+    return float(seed >> 8) / float(1 << 24) - 0.5f;
+  };
+  for (DType dt : {DType::F32, DType::BF16})
+    for (int64_t N : {5, 48, 50, 200})
+      for (int64_t K : {7, 600})
+        for (int64_t M : {1, 3, 8, 9, 17}) {
+          std::vector<float> w(size_t(N * K)), x(size_t(M * K));
+          for (auto& v : w) v = next();
+          for (auto& v : x) v = next();
+          std::vector<uint16_t> wb(w.size());
+          for (size_t i = 0; i < w.size(); ++i) wb[i] = cb::kernels::f32_to_bf16(w[i]);
+          const Weight host = Weight::dense(dt == DType::F32 ? Tensor(w.data(), DType::F32, {N, K}) : Tensor(wb.data(), DType::BF16, {N, K}));
+          const Weight packed = be->upload_weight(host);
+          ASSERT_FALSE(packed.packed.empty());
+          std::vector<float> y0(size_t(M * N), NAN), y1(size_t(M * N), NAN);
+          Tensor xt(x.data(), DType::F32, {M, K}), t0(y0.data(), DType::F32, {M, N}), t1(y1.data(), DType::F32, {M, N});
+          ASSERT_TRUE(be->matmul(xt, host, t0).ok());
+          ASSERT_TRUE(be->matmul(xt, packed, t1).ok());
+          for (size_t i = 0; i < y0.size(); ++i)
+            ASSERT_NEAR(y1[i], y0[i], 1e-5 * std::sqrt(double(K)) + 1e-6 * std::fabs(y0[i]))
+                << cb::kernels::dtype_name(dt) << " M=" << M << " N=" << N << " K=" << K << " at " << i;
+        }
+}
