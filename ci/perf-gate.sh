@@ -20,9 +20,10 @@ bin=${CLAIMBENCH:-build/default/harness/claimbench}
 root=results/baselines
 name=kernels-gate
 # Keep in sync with the gate self-test (suites/gate/gate_selftest.sh uses a subset).
-# M=16 is batched decode (the multi-row GEMV tiles); M=128 the K-sliced GEMM; bf16dot and w8a8 the
-# dot-product paths, w8a8 beside oneDNN's integer GEMM.
-filter='^matmul/(cpu|ref)/f32/K512_N512/M8/|^matmul/(cpu|onednn_sgemm)/f32/K2048_N2048/M(1|16|128)/|^matmul/cpu/(bf16|int8pc|bf16dot|w8a8)/K2048_N2048/M(16|128)/|^matmul/onednn_s8s8/w8a8/K2048_N2048/M128/|^attention/cpu/f32/H32_KV4_D64_(B16|contiguous)/decode_ctx4096_S8/M8/'
+# M=16 is batched decode; M=128 the K-sliced GEMM; f32 weights are packed at upload (outer-product
+# tiles), f32rowmajor is the same weight left row-major (the dot-product GEMV tiles, which also run
+# f16/int8 weights); bf16dot and w8a8 the dot-product paths, w8a8 beside oneDNN's integer GEMM.
+filter='^matmul/(cpu|ref)/f32/K512_N512/M8/|^matmul/(cpu|onednn_sgemm)/f32/K2048_N2048/M(1|16|128)/|^matmul/cpu/f32rowmajor/K2048_N2048/M(16|128)/|^matmul/cpu/(bf16|int8pc|bf16dot|w8a8)/K2048_N2048/M(16|128)/|^matmul/onednn_s8s8/w8a8/K2048_N2048/M128/|^attention/cpu/f32/H32_KV4_D64_(B16|contiguous)/decode_ctx4096_S8/M8/'
 mode=auto
 case "${1:-}" in
   "") ;;
@@ -46,7 +47,7 @@ ab() {
   # builds) and oneDNN's own rates (not our code).
   "$bin" gate --ab --base "$ref" --env OMP_NUM_THREADS=1 --bench-filter "$filter" --rounds 6 --repetitions 3 \
     --noise timing,ratio,exact --threshold 15% \
-    --metric 'kernels.bench.matmul.cpu.*,kernels.bench.matmul.ref.*,kernels.matmul.cpu_vs_ref.speedup,kernels.matmul.cpu_vs_onednn.M16,kernels.matmul.cpu_vs_onednn.M128,kernels.matmul.w8a8_vs_onednn.M128,kernels.matmul.int8w_vs_f32.*,kernels.matmul.bf16w_vs_f32.*,kernels.matmul.bf16_vs_f32.*' \
+    --metric 'kernels.bench.matmul.cpu.*,kernels.bench.matmul.ref.*,kernels.matmul.cpu_vs_ref.speedup,kernels.matmul.cpu_vs_onednn.M16,kernels.matmul.cpu_vs_onednn.M128,kernels.matmul.w8a8_vs_onednn.M128,kernels.matmul.int8w_vs_f32.*,kernels.matmul.bf16w_vs_f32.*,kernels.matmul.bf16_vs_f32.*,kernels.matmul.packed_vs_rowmajor.*' \
     --require kernels.matmul.cpu_vs_ref.speedup --json build/perf-gate/ab-gate.json
 }
 
@@ -66,13 +67,14 @@ if [ "$mode" = update ]; then
 fi
 
 # Gated: the optimized cpu matmul against the oracle (K=N=512, M=8) and against oneDNN at M=16
-# (batched decode: the multi-row GEMV tiles) and M=128 (the K-sliced GEMM path), W8A8 against
+# (batched decode) and M=128 (the K-sliced GEMM), the packed f32 kernel against the row-major one
+# at M=16 and M=128 (the packing's gain; a regression in either kernel moves it), W8A8 against
 # oneDNN's integer GEMM at M=128, the BF16-dot GEMM against our f32 GEMM at M=128, and paged
 # attention against the same kernel on a contiguous cache at 4K context.
 # Not gated, only recorded: the M=1 ratio against oneDNN (both sides are memory-bound and this
 # host's bandwidth drifts: 1.1x-2.3x between back-to-back runs) and the weight-only int8 / bf16 ratios.
 # Observed spread of the gated ratios in back-to-back runs here: about 10-20%; threshold 30%.
-gated='kernels.matmul.cpu_vs_ref.speedup,kernels.matmul.cpu_vs_onednn.M16,kernels.matmul.cpu_vs_onednn.M128,kernels.matmul.w8a8_vs_onednn.M128,kernels.matmul.bf16_vs_f32.M128,kernels.attention.paged_vs_contiguous.ctx4096'
+gated='kernels.matmul.cpu_vs_ref.speedup,kernels.matmul.cpu_vs_onednn.M16,kernels.matmul.cpu_vs_onednn.M128,kernels.matmul.packed_vs_rowmajor.M16,kernels.matmul.packed_vs_rowmajor.M128,kernels.matmul.w8a8_vs_onednn.M128,kernels.matmul.bf16_vs_f32.M128,kernels.attention.paged_vs_contiguous.ctx4096'
 rc=0
 "$bin" gate "$new" --baselines "$root" --name "$name" --suite kernels --noise ratio,exact --threshold 30% \
   --metric "$gated" --require "$gated" --json "$new/gate.json" || rc=$?

@@ -227,12 +227,19 @@ BigInput& cached_weight(const std::string& backend_name, const std::string& dt, 
     w.values = Tensor(in->host[0].p.get(), DType::F32, {n, k / 2});
     w.meta = Tensor(in->host[1].p.get(), DType::I8, {n, k / 4});
   } else {
-    const DType d = dt == "f32" ? DType::F32 : dt == "f16" ? DType::F16 : DType::BF16;  // bf16, bf16dot
+    // bf16, bf16dot, bf16rowmajor; f32, f32rowmajor; f16
+    const DType d = dt.rfind("f32", 0) == 0 ? DType::F32 : dt == "f16" ? DType::F16 : DType::BF16;
     in->host.push_back(random_host(d, n * k, seed_name, scale));
     w = Weight::dense(Tensor(in->host[0].p.get(), d, {n, k}));
     if (dt == "bf16dot") w.act_quant = ActQuant::Bf16;
   }
-  in->weight = backend_name == "host" ? w : backend(backend_name).upload_weight(w);
+  if (backend_name != "host" && dt.size() > 8 && dt.compare(dt.size() - 8, 8, "rowmajor") == 0) {
+    // The peer of the packed kernel: the same weight uploaded as a plain tensor (copied into the
+    // backend's memory as it is, row-major), so the row-major GEMV-style kernel runs it.
+    in->weight = Weight::dense(backend(backend_name).upload_tensor(w.values));
+  } else {
+    in->weight = backend_name == "host" ? w : backend(backend_name).upload_weight(w);
+  }
   cur = std::move(in);
   return *cur;
 }
@@ -598,6 +605,12 @@ void register_all() {
         reg(std::string("matmul/cpu/") + dt + "/" + shape_name(sh) + "/M" + std::to_string(m),
             [=](benchmark::State& st) { bm_matmul(st, "cpu", dt, sh, m); });
   }
+  // The row-major kernel on the weights the cpu backend packs (f32, bf16): the packed kernel's peer.
+  for (const char* dt : {"f32rowmajor", "bf16rowmajor"})
+    for (const MatShape& sh : kMatShapes)
+      for (int m : kMatTokens)
+        reg(std::string("matmul/cpu/") + dt + "/" + shape_name(sh) + "/M" + std::to_string(m),
+            [=](benchmark::State& st) { bm_matmul(st, "cpu", dt, sh, m); });
   for (const MatShape& sh : kMatShapes)
     for (int m : kMatTokens)
       reg("matmul/onednn_sgemm/f32/" + shape_name(sh) + "/M" + std::to_string(m),

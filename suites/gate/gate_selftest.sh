@@ -6,8 +6,9 @@
 #    never used: SKIP (exit 77), also for the planted run, never FAIL and never PASS;
 #  - A/B mode: this build against itself, interleaved, passes; with the slowdown planted on the
 #    candidate side only it fails. This is what holds on any machine;
-#  - the gated bf16_vs_f32.M128 ratio: a slowdown planted in the bf16-dot cases only
-#    (CB_BENCH_PLANT_SLOWDOWN_DTYPE=bf16dot) fails it, one in the f32 cases only passes.
+#  - the gated bf16_vs_f32.M128 and packed_vs_rowmajor.M16 ratios: a slowdown planted in the
+#    numerator's cases only (CB_BENCH_PLANT_SLOWDOWN_DTYPE=bf16dot, f32) fails each, one in the
+#    denominator's cases only (f32, f32rowmajor) passes.
 # Usage: gate_selftest.sh CLAIMBENCH_BINARY BUILD_DIR WORK_DIR
 set -uo pipefail
 bin=$1
@@ -69,18 +70,23 @@ ab() {
 expect ab_same_build_passes 0 "gate: PASS" -- ab
 expect ab_planted_candidate_fails 1 "$key.*regression" -- ab --candidate-env CB_BENCH_PLANT_SLOWDOWN=2
 
-# The gated BF16 ratio (bf16-dot GEMM / f32 GEMM at M = 128, what the bf16 claims read) flips too:
-# a 2x slowdown planted in the bf16-dot cases only fails it against this machine's baseline; one
-# planted in the f32 cases only (the ratio's denominator) is not a regression of it.
-bfilter='^matmul/cpu/(f32|bf16dot)/K2048_N2048/M128/'
-bkey=kernels.matmul.bf16_vs_f32.M128
-brun() { "$bin" run --suite kernels --quick --repetitions 5 --bench-filter "$bfilter" --out "$work/bf16-runs" 2>>"$work/log" | tail -n 1; }
-bbase=$(brun) || { echo "FAIL: bf16 baseline run failed"; tail -n 20 "$work/log"; exit 1; }
-bslow=$(CB_BENCH_PLANT_SLOWDOWN=2 CB_BENCH_PLANT_SLOWDOWN_DTYPE=bf16dot brun) || { echo "FAIL: bf16 planted run failed"; exit 1; }
-bdenom=$(CB_BENCH_PLANT_SLOWDOWN=2 CB_BENCH_PLANT_SLOWDOWN_DTYPE=f32 brun) || { echo "FAIL: f32 planted run failed"; exit 1; }
-mkdir -p "$work/bf16-baselines/$fp"
-cp -r "$bbase" "$work/bf16-baselines/$fp/kernels-gate"
-bgate() { "$bin" gate "$1" --baselines "$work/bf16-baselines" --suite kernels --noise ratio,exact --threshold 30% --metric "$bkey" --require "$bkey"; }
-expect bf16_planted_fails 1 "$bkey.*regression" -- bgate "$bslow"
-expect bf16_denominator_planted_passes 0 "gate: PASS" -- bgate "$bdenom"
+# A gated same-run ratio flips on its own: a 2x slowdown planted in the numerator's cases only fails
+# it against this machine's baseline; one planted in the denominator's cases only is not a
+# regression of it. Two of them: the BF16 ratio (bf16-dot GEMM / f32 GEMM at M = 128, what the bf16
+# claims read) and the packing's gain (packed f32 / the same weight row-major at M = 16).
+ratio_flips() {  # NAME FILTER KEY NUMERATOR_DTYPE DENOMINATOR_DTYPE
+  local name=$1 rfilter=$2 rkey=$3 num=$4 den=$5
+  rrun() { "$bin" run --suite kernels --quick --repetitions 5 --bench-filter "$rfilter" --out "$work/$name-runs" 2>>"$work/log" | tail -n 1; }
+  local rbase rslow rdenom
+  rbase=$(rrun) || { echo "FAIL: $name baseline run failed"; tail -n 20 "$work/log"; fails=$((fails + 1)); return; }
+  rslow=$(CB_BENCH_PLANT_SLOWDOWN=2 CB_BENCH_PLANT_SLOWDOWN_DTYPE=$num rrun) || { echo "FAIL: $name planted run failed"; fails=$((fails + 1)); return; }
+  rdenom=$(CB_BENCH_PLANT_SLOWDOWN=2 CB_BENCH_PLANT_SLOWDOWN_DTYPE=$den rrun) || { echo "FAIL: $name denominator run failed"; fails=$((fails + 1)); return; }
+  mkdir -p "$work/$name-baselines/$fp"
+  cp -r "$rbase" "$work/$name-baselines/$fp/kernels-gate"
+  rgate() { "$bin" gate "$1" --baselines "$work/$name-baselines" --suite kernels --noise ratio,exact --threshold 30% --metric "$rkey" --require "$rkey"; }
+  expect "${name}_planted_fails" 1 "$rkey.*regression" -- rgate "$rslow"
+  expect "${name}_denominator_planted_passes" 0 "gate: PASS" -- rgate "$rdenom"
+}
+ratio_flips bf16 '^matmul/cpu/(f32|bf16dot)/K2048_N2048/M128/' kernels.matmul.bf16_vs_f32.M128 bf16dot f32
+ratio_flips packed '^matmul/cpu/(f32|f32rowmajor)/K2048_N2048/M16/' kernels.matmul.packed_vs_rowmajor.M16 f32 f32rowmajor
 exit $fails
