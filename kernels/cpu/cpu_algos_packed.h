@@ -27,12 +27,13 @@ template <class V> constexpr int packed_tile_rows() { return V::W == 16 ? 8 : V:
 template <class V> constexpr int packed_tile_panels() { return V::W == 16 ? 3 : 1; }
 template <class V> constexpr int packed_gemv_panels() { return V::W == 16 ? 8 : V::W == 8 ? 4 : 1; }
 // Two prefetch schemes, measured on llama-1b shapes (Zen 5, 2 threads, interleaved):
-//  - several row groups: while they run, they prefetch the next tile's slice of W into L2
-//    (prefetcht1: L2 only from Zen 4 on), each group its share of the lines, so the DRAM stream
-//    overlaps the FMAs of every group instead of stalling the first one. lm_head (N=32000, 262
-//    MB) at M=16: 6.4-6.5 ms against 7.1-7.9 with the scheme below; whole batch-16 decode steps
-//    0.57 / 0.67 / 0.57 / 0.44 / 0.65 / 0.57 of the roofline against 0.57 / 0.51 / 0.51 / 0.53 /
-//    0.57 / 0.59 (a 46 MB gate/up weight, partly L3-resident when called in a loop, lost 0-10%);
+//  - several row groups: while they run, they prefetch the next tile's slice of W, each group
+//    its share of the lines, so the DRAM stream overlaps the FMAs of every group instead of
+//    stalling the first one. lm_head (N=32000, 262 MB) at M=16: 6.4-6.5 ms against 7.1-7.9 with
+//    the scheme below. The hint is prefetcht0: on a host with a 32 MB L3 (weights streamed from
+//    DRAM) it beat prefetcht1 (L2 only from Zen 4 on) in every round at M=16: gate/up 1.19-1.45
+//    vs 1.46-2.16 ms, down 1.20-1.39 vs 1.28-1.65, lm_head 8.3-8.5 vs 10.6-13.2 (kernel bench);
+//    a standalone DRAM prototype 261-274 vs 210-220 GFLOP/s. M=128 unchanged (7.5-8.2 ms both);
 //  - one row group (M <= 8 on AVX-512): it prefetches its own panels kPackedAheadBytes ahead
 //    into L1 (N=5632 at M=8: 0.54-0.57 ms against 0.59-0.62 with the next-tile scheme).
 constexpr int64_t kPackedAheadBytes = 2048;  // the prototype's 512 / 1024 / 2048 / 4096 B sweep peaked here
@@ -73,7 +74,7 @@ inline void packed_tile(const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, 
           __builtin_prefetch(reinterpret_cast<const char*>(wv[j * VPP] + k * kPackPanel) + kPackedAheadBytes, 0, 3);
     if constexpr (PF == PackedPf::NextTile)
       if (k == pf_k) {
-        for (int j = 0; j < pf.np; ++j) __builtin_prefetch(pf_w + (j * a.K + k) * kPackPanel, 0, 2);
+        for (int j = 0; j < pf.np; ++j) __builtin_prefetch(pf_w + (j * a.K + k) * kPackPanel, 0, 3);
         pf_k += pf_step;
       }
     vec wk[NV];

@@ -12,6 +12,18 @@
 namespace {
 using cb::engine::EngineBenchOptions;
 
+TEST(EngineBench, SamplesSummaryBestIsTheLargestRateAndTheSmallestTime) {
+  const nlohmann::json rate = cb::engine::samples_summary({2.0, 5.0, 3.0});
+  EXPECT_EQ(rate["samples"], nlohmann::json({2.0, 5.0, 3.0}));  // in the order measured
+  EXPECT_DOUBLE_EQ(rate["median"].get<double>(), 3.0);
+  EXPECT_DOUBLE_EQ(rate["best"].get<double>(), 5.0);
+  EXPECT_DOUBLE_EQ(rate["worst"].get<double>(), 2.0);
+  const nlohmann::json time = cb::engine::samples_summary({0.2, 0.5, 0.3, 0.4}, /*higher_is_better=*/false);
+  EXPECT_DOUBLE_EQ(time["median"].get<double>(), 0.35);
+  EXPECT_DOUBLE_EQ(time["best"].get<double>(), 0.2);
+  EXPECT_DOUBLE_EQ(time["worst"].get<double>(), 0.5);
+}
+
 TEST(EngineBench, EveryFigureFollowsFromItsTimingsAndLimits) {
   EngineBenchOptions o;
   o.model_dir = cb::engine::default_model_dir();
@@ -48,6 +60,7 @@ TEST(EngineBench, EveryFigureFollowsFromItsTimingsAndLimits) {
     EXPECT_NEAR(row["roofline_fraction"].get<double>(), std::max(mfu, mbu), 1e-9);
     EXPECT_EQ(row["bound"], mfu >= mbu ? "compute" : "memory");
     EXPECT_NEAR(row["tokens_per_s"]["median"].get<double>() * row["step_seconds"]["median"].get<double>(), row["batch"].get<double>(), 1e-6);
+    EXPECT_NEAR(row["tokens_per_s"]["best"].get<double>() * row["step_seconds"]["best"].get<double>(), row["batch"].get<double>(), 1e-6);
   }
   // Four times the rows per step: more FLOPs, the weights read once either way.
   EXPECT_NEAR(rows[1]["flops_per_step"].get<double>(), 4 * rows[0]["flops_per_step"].get<double>(), 1e-6 * rows[1]["flops_per_step"].get<double>());

@@ -34,16 +34,18 @@ double decode_flops_per_token(const ModelConfig& c, int ctx) {
   return double(c.matmul_flops_per_token()) + c.num_hidden_layers * 2.0 * 2.0 * c.hidden_size * double(ctx);
 }
 
+json samples_summary(const std::vector<double>& v, bool higher_is_better) {
+  std::vector<double> s = v;
+  std::sort(s.begin(), s.end());
+  const double med = s.empty() ? 0 : (s.size() % 2 ? s[s.size() / 2] : 0.5 * (s[s.size() / 2 - 1] + s[s.size() / 2]));
+  const double lo = s.empty() ? 0 : s.front(), hi = s.empty() ? 0 : s.back();
+  return {{"samples", v}, {"median", med}, {"best", higher_is_better ? hi : lo}, {"worst", higher_is_better ? lo : hi}};
+}
+
 namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-json samples_summary(const std::vector<double>& v) {
-  std::vector<double> s = v;
-  std::sort(s.begin(), s.end());
-  const double med = s.empty() ? 0 : (s.size() % 2 ? s[s.size() / 2] : 0.5 * (s[s.size() / 2 - 1] + s[s.size() / 2]));
-  return {{"samples", v}, {"median", med}, {"best", s.empty() ? 0 : s.back()}, {"worst", s.empty() ? 0 : s.front()}};
-}
 double median_of(const std::vector<double>& v) { return samples_summary(v)["median"].get<double>(); }
 
 // Restores the OpenMP thread count on every exit path.
@@ -355,7 +357,7 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
         frac.push_back(bound / t);
         bound_tps.push_back(B / bound);
       }
-      rows.push_back({{"batch", B}, {"context", ctx}, {"step_seconds", samples_summary(step_s)}, {"tokens_per_s", samples_summary(tps)},
+      rows.push_back({{"batch", B}, {"context", ctx}, {"step_seconds", samples_summary(step_s, false)}, {"tokens_per_s", samples_summary(tps)},
                       {"flops_per_step", step_flops}, {"bytes_per_step", step_bytes},
                       {"mfu", median_of(mfu)}, {"mbu", median_of(mbu)}, {"bound", bound_kind},
                       {"bound_tokens_per_s", median_of(bound_tps)}, {"roofline_fraction", median_of(frac)},

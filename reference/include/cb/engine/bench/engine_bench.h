@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -48,6 +49,10 @@ double decode_bytes_per_token(const ModelConfig& cfg, size_t weight_bytes, size_
 // FLOPs of one decode token at context length ctx: every matmul once (lm_head included) and
 // attention over ctx keys.
 double decode_flops_per_token(const ModelConfig& cfg, int ctx);
+
+// {"samples", "median", "best", "worst"} of repeated samples; best is the largest for rates
+// (higher_is_better) and the smallest for times.
+nlohmann::json samples_summary(const std::vector<double>& v, bool higher_is_better = true);
 
 // Returns {"model", "backend", "params", "peaks", "prefill", "decode", "ratios"} and the optional
 // sections ("batched_decode", "thread_scaling", "serving_overhead", "op_profile"); see README.
