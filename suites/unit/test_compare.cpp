@@ -225,6 +225,21 @@ TEST(CompareGate, HardwareMismatchFailsUnlessAllowed) {
   EXPECT_NE(r.warnings[0].find("differ"), std::string::npos);
 }
 
+TEST(CompareGate, DifferentLastLevelCacheInOneClassIsAWarningNotAFailure) {
+  auto base = run({{"k", single("k.a", 1, Direction::HigherIsBetter, NoiseClass::Exact)}}, "aaaa");
+  auto next = run({{"k", single("k.a", 1, Direction::HigherIsBetter, NoiseClass::Exact)}}, "aaaa");
+  EXPECT_TRUE(compare_runs(base, next).warnings.empty());
+  base.manifest["hardware"]["llc_bytes"] = int64_t(508) << 20;
+  next.manifest["hardware"]["llc_bytes"] = int64_t(32) << 20;
+  const auto r = compare_runs(base, next);
+  EXPECT_FALSE(r.hardware_mismatch);
+  EXPECT_EQ(compare_exit_code(r), 0);
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_NE(r.warnings[0].find("base 508 MiB, new 32 MiB"), std::string::npos) << r.warnings[0];
+  next.manifest["hardware"]["llc_bytes"] = int64_t(508) << 20;
+  EXPECT_TRUE(compare_runs(base, next).warnings.empty());
+}
+
 TEST(CompareGate, FiltersAndThresholdOverrides) {
   const auto base = run({{"kernels", single("kernels.x.speedup", 2.0, Direction::HigherIsBetter, NoiseClass::Ratio)},
                          {"load", make("load.tps", {100, 100.5, 99.5, 100.2, 99.8}, Direction::HigherIsBetter, NoiseClass::Timing)}});

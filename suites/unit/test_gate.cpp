@@ -85,6 +85,13 @@ TEST(HardwareFingerprint, ThisMachineRecordsEveryField) {
     EXPECT_TRUE(hw.contains(k)) << k;
   EXPECT_GE(hw["threads"].get<int>(), hw["cores"].get<int>());
   EXPECT_EQ(hw["fingerprint"], hardware_fingerprint(hw));
+  // The cache size is recorded beside the class, never in it (compare warns where it differs).
+  if (hw.contains("llc_bytes")) {
+    EXPECT_GT(hw["llc_bytes"].get<int64_t>(), 0);
+    json other = hw;
+    other["llc_bytes"] = hw["llc_bytes"].get<int64_t>() * 16;
+    EXPECT_EQ(hardware_fingerprint(other), hw["fingerprint"]);
+  }
 }
 
 TEST(GateBaselineMode, UsesOnlyTheBaselineOfThisMachineClass) {

@@ -1,5 +1,6 @@
 #include "cb/harness/core/environment.h"
 #include "cb/harness/core/engine_access.h"
+#include "cb/peaks/machine_peaks.h"
 
 #include <array>
 #include <cctype>
@@ -169,6 +170,9 @@ json hardware_info() {
   if (!nvcc.empty()) hw["cuda_version"] = nvcc.substr(8);
   const std::string nccl = capture("grep -m3 -E '#define NCCL_(MAJOR|MINOR|PATCH)' /usr/local/cuda/include/nccl.h | awk '{print $3}' | paste -sd.");
   if (!nccl.empty()) hw["nccl_version"] = nccl;
+  // Recorded, not part of the fingerprint (baselines stay keyed by the CPU); compare warns when it
+  // differs between two runs of one class.
+  if (const size_t llc = cb::bench::last_level_cache_bytes(); llc > 0) hw["llc_bytes"] = llc;
   hw["fingerprint_fields"] = fingerprint_fields(hw);
   hw["fingerprint"] = hardware_fingerprint(hw);
   return hw;

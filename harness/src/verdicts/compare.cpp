@@ -342,6 +342,17 @@ CompareResult compare_runs(const RunData& base, const RunData& next, const Compa
     else
       r.failures.push_back(msg + " (pass allow_hardware_mismatch to compare anyway)");
   }
+  // Same class, different cache: a VM host can change under one CPU model (a 32 MiB and a 508 MiB
+  // L3 were both seen under one fingerprint), and kernel speeds on weights between the two differ.
+  const auto llc = [](const RunData& d) -> int64_t {
+    if (!d.manifest.is_object() || !d.manifest.contains("hardware") || !d.manifest["hardware"].is_object()) return 0;
+    const auto& v = d.manifest["hardware"].value("llc_bytes", nlohmann::json());
+    return v.is_number_integer() ? v.get<int64_t>() : 0;
+  };
+  if (!r.hardware_mismatch && llc(base) > 0 && llc(next) > 0 && llc(base) != llc(next))
+    r.warnings.push_back("same machine class, different last-level cache (base " + std::to_string(llc(base) >> 20) +
+                         " MiB, new " + std::to_string(llc(next) >> 20) +
+                         " MiB): kernels whose data fits one but not the other are not compared like with like");
   // A suite that was fine in the base and broke in the new run is a failure, not a quiet "missing".
   for (const auto& [name, s] : next.suites) {
     if (!o.suites.empty() && std::find(o.suites.begin(), o.suites.end(), name) == o.suites.end()) continue;
