@@ -8,10 +8,13 @@
 // reduction at the end of a row and x is read as scalars from L1. Measured against gemv<V> on
 // llama-1b shapes from DRAM (Zen 5, AVX-512, 2 threads, interleaved, same results within 4e-6):
 // M = 1 56-60 vs 46-49 GB/s, M = 8 212-218 vs 112-114 GFLOP/s, M = 16 275 vs 169, M = 128 1.45x.
+// With CB_DOT_BF16 (AVX512_BF16 region) the same tile runs bf16 x bf16 on vdpbf16ps over
+// panels of k pairs (packed_bf16dot).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "cpu_kernels.h"
 #include "cpu_types.h"
@@ -46,12 +49,49 @@ struct PackedPrefetch {
 // bookkeeping (the 8 x 3 tile uses 28 of 32 vector registers and most general ones).
 enum class PackedPf { None, Ahead, NextTile };
 
-// Rows [m0, m0 + MR) of x against panels [p, p + NP) over k in [k0, k0 + kn): stores (first
-// slice) or adds into y; columns at or past a.N are not written.
-template <class V, class T, int MR, int NP, PackedPf PF>
+// What one k step of a tile multiplies ("Op" below). f32 x against W of T widened to f32 in
+// registers, one f32 FMA per vector: the f32 and bf16-weight panels.
+template <class V, class T>
+struct PackedFma {
+  using XT = float;
+  using WT = T;
+  using xvec = typename V::vec;
+  using wvec = typename V::vec;
+  static wvec load_w(const T* p) { return V::keep(V::load(p)); }
+  static xvec bcast_x(const float* p) { return V::set1(*p); }
+  static typename V::vec madd(xvec x, wvec w, typename V::vec acc) { return V::fma(x, w, acc); }
+};
+#ifdef CB_DOT_BF16
+// bf16 x bf16 on vdpbf16ps over pair panels (pack_bf16_pairs): a step is two k, one uint32 per
+// column holding (w[n, 2i], w[n, 2i + 1]) against the same pair of x broadcast: 32 products per
+// instruction into 16 f32 sums, so the f32 tile's shape and streams at twice the products.
+struct PackedDpBf16 {
+  using XT = uint32_t;  // x as bf16 pairs (k even, k odd), little-endian as stored
+  using WT = uint32_t;
+  using xvec = __m512i;
+  using wvec = __m512i;
+  static wvec load_w(const uint32_t* p) {
+    __m512i v = _mm512_load_si512(p);
+    __asm__("" : "+v"(v));  // one load per panel row, not one folded into every vdpbf16ps
+    return v;
+  }
+  static xvec bcast_x(const uint32_t* p) {
+    uint32_t pair;
+    std::memcpy(&pair, p, sizeof pair);  // x lives in a uint16_t buffer
+    return _mm512_set1_epi32(int(pair));
+  }
+  static __m512 madd(xvec x, wvec w, __m512 acc) { return _mm512_dpbf16_ps(acc, (__m512bh)x, (__m512bh)w); }
+};
+#endif
+
+// Rows [m0, m0 + MR) of x against panels [p, p + NP) over steps k in [k0, k0 + kn): stores
+// (first slice) or adds into y; columns at or past a.N are not written.
+template <class V, class Op, int MR, int NP, PackedPf PF>
 inline void packed_tile(const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, int64_t kn, bool first,
                         const PackedPrefetch& pf) {
   using vec = typename V::vec;
+  using T = typename Op::WT;
+  using XT = typename Op::XT;
   constexpr int VPP = kPackPanel / V::W;  // vectors per panel
   constexpr int NV = NP * VPP;
   const T* w = static_cast<const T*>(a.wp);
@@ -60,7 +100,7 @@ inline void packed_tile(const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, 
   vec acc[MR][NV];
   for (int m = 0; m < MR; ++m)
     for (int v = 0; v < NV; ++v) acc[m][v] = V::zero();
-  const float* xr = a.x + m0 * a.ldx + k0;
+  const XT* xr = static_cast<const XT*>(a.x) + m0 * a.ldx + k0;
   // One prefetch per 64-byte line of each next panel (a line is 1 k of f32, 2 of bf16); group g
   // of G takes lines g, g + G, ...
   constexpr int64_t kPerLine = 64 / (kPackPanel * int64_t(sizeof(T)));
@@ -77,11 +117,11 @@ inline void packed_tile(const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, 
         for (int j = 0; j < pf.np; ++j) __builtin_prefetch(pf_w + (j * a.K + k) * kPackPanel, 0, 3);
         pf_k += pf_step;
       }
-    vec wk[NV];
-    for (int v = 0; v < NV; ++v) wk[v] = V::keep(V::load(wv[v] + k * kPackPanel));
+    typename Op::wvec wk[NV];
+    for (int v = 0; v < NV; ++v) wk[v] = Op::load_w(wv[v] + k * kPackPanel);
     for (int m = 0; m < MR; ++m) {
-      const vec xv = V::set1(xr[m * a.ldx + k]);
-      for (int v = 0; v < NV; ++v) acc[m][v] = V::fma(xv, wk[v], acc[m][v]);
+      const typename Op::xvec xv = Op::bcast_x(xr + m * a.ldx + k);
+      for (int v = 0; v < NV; ++v) acc[m][v] = Op::madd(xv, wk[v], acc[m][v]);
     }
   }
   for (int m = 0; m < MR; ++m) {
@@ -97,21 +137,21 @@ inline void packed_tile(const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, 
 }
 
 // packed_tile with NP (<= NPMAX) and MR (<= MRMAX) chosen at run time for the tails.
-template <class V, class T, int MR, int NPMAX, PackedPf PF>
+template <class V, class Op, int MR, int NPMAX, PackedPf PF>
 inline void packed_tile_np(int np, const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, int64_t kn, bool first,
                            const PackedPrefetch& pf) {
-  if (np == NPMAX) return packed_tile<V, T, MR, NPMAX, PF>(a, m0, p, k0, kn, first, pf);
-  if constexpr (NPMAX > 1) packed_tile_np<V, T, MR, NPMAX - 1, PF>(np, a, m0, p, k0, kn, first, pf);
+  if (np == NPMAX) return packed_tile<V, Op, MR, NPMAX, PF>(a, m0, p, k0, kn, first, pf);
+  if constexpr (NPMAX > 1) packed_tile_np<V, Op, MR, NPMAX - 1, PF>(np, a, m0, p, k0, kn, first, pf);
 }
-template <class V, class T, int MRMAX, int NPMAX, PackedPf PF>
+template <class V, class Op, int MRMAX, int NPMAX, PackedPf PF>
 inline void packed_tile_any(int mr, int np, const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, int64_t kn,
                             bool first, const PackedPrefetch& pf) {
-  if (mr == MRMAX) return packed_tile_np<V, T, MRMAX, NPMAX, PF>(np, a, m0, p, k0, kn, first, pf);
-  if constexpr (MRMAX > 1) packed_tile_any<V, T, MRMAX - 1, NPMAX, PF>(mr, np, a, m0, p, k0, kn, first, pf);
+  if (mr == MRMAX) return packed_tile_np<V, Op, MRMAX, NPMAX, PF>(np, a, m0, p, k0, kn, first, pf);
+  if constexpr (MRMAX > 1) packed_tile_any<V, Op, MRMAX - 1, NPMAX, PF>(mr, np, a, m0, p, k0, kn, first, pf);
 }
 
 // Output columns [n0, n1) (n0 a multiple of kPackPanel) for all M rows.
-template <class V, class T>
+template <class V, class Op>
 void packed_gemm_typed(const PackedArgs& a, int64_t n0, int64_t n1) {
   const int64_t p0 = n0 / kPackPanel, p1 = (std::min(n1, a.N) + kPackPanel - 1) / kPackPanel;
   if (a.M == 1) {
@@ -119,7 +159,7 @@ void packed_gemm_typed(const PackedArgs& a, int64_t n0, int64_t n1) {
     // sequential, which the hardware prefetchers follow without help.
     constexpr int GP = packed_gemv_panels<V>();
     for (int64_t p = p0; p < p1; p += GP)
-      packed_tile_np<V, T, 1, GP, PackedPf::None>(int(std::min<int64_t>(GP, p1 - p)), a, 0, p, 0, a.K, true, {});
+      packed_tile_np<V, Op, 1, GP, PackedPf::None>(int(std::min<int64_t>(GP, p1 - p)), a, 0, p, 0, a.K, true, {});
     return;
   }
   // Past one row group, K goes in slices so that a tile's slice of W (k_slice x 48 columns, 96
@@ -127,7 +167,7 @@ void packed_gemm_typed(const PackedArgs& a, int64_t n0, int64_t n1) {
   constexpr int MR = packed_tile_rows<V>(), NP = packed_tile_panels<V>();
   const int64_t ks = a.k_slice > 0 ? a.k_slice : a.K;
   const int groups = int((a.M + MR - 1) / MR);
-  const T* w = static_cast<const T*>(a.wp);
+  const auto* w = static_cast<const typename Op::WT*>(a.wp);
   for (int64_t k0 = 0; k0 < a.K; k0 += ks) {
     const int64_t kn = std::min(ks, a.K - k0);
     for (int64_t p = p0; p < p1; p += NP) {
@@ -144,8 +184,8 @@ void packed_gemm_typed(const PackedArgs& a, int64_t n0, int64_t n1) {
       }
       for (int64_t m0 = 0; m0 < a.M; m0 += MR, ++pf.group) {
         const int mr = int(std::min<int64_t>(MR, a.M - m0));
-        if (groups == 1) packed_tile_any<V, T, MR, NP, PackedPf::Ahead>(mr, np, a, m0, p, k0, kn, k0 == 0, pf);
-        else packed_tile_any<V, T, MR, NP, PackedPf::NextTile>(mr, np, a, m0, p, k0, kn, k0 == 0, pf);
+        if (groups == 1) packed_tile_any<V, Op, MR, NP, PackedPf::Ahead>(mr, np, a, m0, p, k0, kn, k0 == 0, pf);
+        else packed_tile_any<V, Op, MR, NP, PackedPf::NextTile>(mr, np, a, m0, p, k0, kn, k0 == 0, pf);
       }
     }
   }
@@ -153,9 +193,16 @@ void packed_gemm_typed(const PackedArgs& a, int64_t n0, int64_t n1) {
 
 template <class V>
 void packed_gemm(const PackedArgs& a, int64_t n0, int64_t n1) {
-  if (a.wdt == DType::BF16) packed_gemm_typed<V, bf16_t>(a, n0, n1);
-  else packed_gemm_typed<V, float>(a, n0, n1);
+  if (a.wdt == DType::BF16) packed_gemm_typed<V, PackedFma<V, bf16_t>>(a, n0, n1);
+  else packed_gemm_typed<V, PackedFma<V, float>>(a, n0, n1);
 }
+#ifdef CB_DOT_BF16
+// a.x: bf16 pairs [M, ldx] (ldx, K and k_slice counted in pairs); a.wp: pack_bf16_pairs panels.
+template <class V>
+void packed_bf16dot(const PackedArgs& a, int64_t n0, int64_t n1) {
+  packed_gemm_typed<V, PackedDpBf16>(a, n0, n1);
+}
+#endif
 
 }  // namespace
 }  // namespace cb::kernels::cpu

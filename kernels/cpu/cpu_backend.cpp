@@ -223,7 +223,8 @@ class CpuBackend final : public HostBackend {
   // Dense f32 and bf16 weights (f32 activations) are packed into panels for packed_gemm, every
   // size: the packed kernel beats the row-major one at every M (cpu_algos_packed.h). The packed
   // copy replaces the row-major one (the loader drops the mapping's pages: RSS once); `values`
-  // stays as given. One pass over the weight at load, threads packing their own panels.
+  // stays as given. One pass over the weight at load, threads packing their own panels. bf16
+  // weights for bf16 x bf16 pack into k-pair panels where the ISA has vdpbf16ps (cpu_kernels.h).
   Status run_upload_weight(const Weight& host, Weight& out) override {
     out = host;
     if (in_place_) return Status::Ok();
@@ -238,19 +239,28 @@ class CpuBackend final : public HostBackend {
   }
 
  private:
-  static bool packable(const Weight& w) {
-    return w.layout == WeightLayout::Dense && w.act_quant == ActQuant::None &&
-           (w.dtype() == DType::F32 || w.dtype() == DType::BF16) && w.n > 0 && w.k > 0 && w.values.data != nullptr;
+  // bf16 x bf16 weights pack into k-pair panels where this ISA has a kernel for them.
+  bool pairs(const Weight& w) const { return w.act_quant == ActQuant::Bf16 && k_.packed_bf16dot != nullptr; }
+  bool packable(const Weight& w) const {
+    const bool f32_acts = w.act_quant == ActQuant::None && (w.dtype() == DType::F32 || w.dtype() == DType::BF16);
+    return w.layout == WeightLayout::Dense && (f32_acts || (pairs(w) && w.dtype() == DType::BF16)) && w.n > 0 &&
+           w.k > 0 && w.values.data != nullptr;
   }
   Status pack(const Weight& host, Weight& out) {
-    const int64_t elems = packed_elems(host.n, host.k), panels = elems / (kPackPanel * host.k);
+    const bool as_pairs = pairs(host);
+    const int64_t steps = as_pairs ? (host.k + 1) / 2 : host.k, lanes = as_pairs ? 2 * kPackPanel : kPackPanel;
+    const int64_t elems = as_pairs ? bf16_pair_elems(host.n, host.k) : packed_elems(host.n, host.k);
+    const int64_t panels = elems / (lanes * steps);
     const size_t es = dtype_size(host.dtype()), bytes = size_t(elems) * es;
     void* dst = arena_.allocate(bytes);
     if (!dst) return Status::out_of_memory(name() + ": cannot map " + std::to_string(bytes) + " bytes to pack weight " + host.values.describe());
 #pragma omp parallel for schedule(static) if (panels > 1 && bytes >= WeightArena::kMinBytes)
-    for (int64_t p = 0; p < panels; ++p)
-      pack_panels(host.values.data, int64_t(es), host.n, host.k, p * kPackPanel, std::min(host.n, (p + 1) * kPackPanel), dst);
-    out.packed = Tensor(dst, host.dtype(), {panels, host.k, kPackPanel});
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t n0 = p * kPackPanel, n1 = std::min(host.n, (p + 1) * kPackPanel);
+      if (as_pairs) pack_bf16_pairs(host.values.as<const uint16_t>(), host.n, host.k, n0, n1, static_cast<uint16_t*>(dst));
+      else pack_panels(host.values.data, int64_t(es), host.n, host.k, n0, n1, dst);
+    }
+    out.packed = Tensor(dst, host.dtype(), {panels, steps, lanes});
     return Status::Ok();
   }
   Status copy_to_arena(Tensor& t) {

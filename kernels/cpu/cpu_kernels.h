@@ -75,17 +75,26 @@ inline int64_t l2_block_rows(int64_t K, int64_t elem_bytes) {
 inline constexpr int64_t kPackPanel = 16;
 inline int64_t packed_elems(int64_t N, int64_t K) { return (N + kPackPanel - 1) / kPackPanel * kPackPanel * K; }
 struct PackedArgs {
-  const float* x = nullptr;  // [M, K], row stride ldx >= K
+  // packed_gemm: f32 [M, K]; packed_bf16dot: bf16 pairs (uint32) [M, K] where K counts pairs.
+  const void* x = nullptr;  // row stride ldx >= K (same unit as K)
   int64_t ldx = 0;
-  const void* wp = nullptr;  // packed_elems(N, K) elements of wdt (F32 or BF16)
+  const void* wp = nullptr;  // packed_elems(N, K) elements of wdt (F32 or BF16), or pairs
   DType wdt = DType::F32;
   float* y = nullptr;  // [M, N], row stride N
   int64_t M = 0, N = 0, K = 0;
-  int64_t k_slice = 512;  // past one tile of rows, K is summed in slices of this many columns
+  int64_t k_slice = 512;  // past one tile of rows, K is summed in slices of this many steps
 };
 // Packs rows [n0, n1) of a row-major [N, K] weight (n0 a multiple of kPackPanel) into dst, laid
 // out as above; rows past N in the last panel become zeros. elem_bytes 4 (f32) or 2 (bf16).
 void pack_panels(const void* src, int64_t elem_bytes, int64_t N, int64_t K, int64_t n0, int64_t n1, void* dst);
+// A bf16 weight for bf16 x bf16 (ActQuant::Bf16) where the ISA has packed_bf16dot: panels of 16
+// rows over Kp = ceil(K / 2) k pairs, element (n, k) at [((n / 16) * Kp + k / 2) * 32 + (n % 16) * 2
+// + k % 2]; an odd K's last pair and the last panel's padding rows are zeros. One 64-byte line per
+// pair and panel is exactly vdpbf16ps's operand: 16 columns x 2 k.
+inline int64_t bf16_pair_elems(int64_t N, int64_t K) {
+  return (N + kPackPanel - 1) / kPackPanel * kPackPanel * ((K + 1) / 2) * 2;
+}
+void pack_bf16_pairs(const uint16_t* src, int64_t N, int64_t K, int64_t n0, int64_t n1, uint16_t* dst);
 
 // W8A8: y[m, n] = (sum_k xq[m, k] * w[n, k]) * xs[m] * ws[n], integer products and sums.
 struct W8A8Args {
@@ -176,6 +185,9 @@ struct KernelTable {
   void (*w8a8_small)(const W8A8Args& a, int64_t n0, int64_t n1);
   int64_t w8a8_small_max_m;
   void (*bf16dot)(const Bf16Args& a, int64_t n0, int64_t n1);
+  // Output columns [n0, n1) (n0 a multiple of kPackPanel) of a pack_bf16_pairs weight, x as bf16
+  // pairs; nullptr where the ISA has no bf16 dot product (its bf16-dot weights stay row-major).
+  void (*packed_bf16dot)(const PackedArgs& a, int64_t n0, int64_t n1);
   // Output columns [n0, n1); returns false when a meta byte in those rows is malformed (the
   // outputs are then garbage and the driver reports InvalidArgument).
   bool (*sparse24)(const Sparse24Args& a, int64_t n0, int64_t n1);

@@ -34,8 +34,6 @@ namespace {
 
 // Rows of W per thread chunk are a multiple of this: whole tiles of 8, 4 or 3 rows.
 constexpr int64_t kRowAlign = 24;
-// ... and for packed weights whole tiles of 3 panels (the AVX-512 tile; AVX2's is one panel).
-constexpr int64_t kPackedAlign = 3 * kPackPanel;
 
 bool matmul_onednn(const Tensor& x, const Weight& w, Tensor& y) {
   // Row-major C[M, N] = A[M, K] * B^T with B = W[N, K]: transa 'N', transb 'T'.
@@ -59,6 +57,18 @@ void pack_panels(const void* src, int64_t elem_bytes, int64_t N, int64_t K, int6
         if (n < N) std::memcpy(to, s + size_t(n * K + k) * es, es);
         else std::memset(to, 0, es);
       }
+    }
+  }
+}
+
+void pack_bf16_pairs(const uint16_t* src, int64_t N, int64_t K, int64_t n0, int64_t n1, uint16_t* dst) {
+  const int64_t Kp = (K + 1) / 2;
+  for (int64_t p = n0 / kPackPanel; p * kPackPanel < n1; ++p) {
+    uint16_t* panel = dst + p * Kp * 2 * kPackPanel;
+    for (int64_t j = 0; j < kPackPanel; ++j) {
+      const int64_t n = p * kPackPanel + j;
+      const uint16_t* row = n < N ? src + n * K : nullptr;
+      for (int64_t k = 0; k < 2 * Kp; ++k) panel[(k / 2) * 2 * kPackPanel + j * 2 + k % 2] = row && k < K ? row[k] : 0;
     }
   }
 }
@@ -187,20 +197,49 @@ Status matmul(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, co
   return Status::Ok();
 }
 
+namespace {
+
+// The weights' rows laid end to end, split over the threads in one parallel region: one
+// fork/join and one barrier for q/k/v (or gate/up) instead of one per weight, and no thread
+// idles at the end of a small matrix (k/v_proj are 256 rows on llama-1b). With packed weights
+// every part starts on a panel boundary (its rows rounded up to whole panels; the padding rows
+// are skipped) and the split is in whole packed tiles. run(i, n0, n1): rows [n0, n1) of part i.
+template <class F>
+void run_parts_fused(std::span<const MatmulOutput> outs, bool panels, int64_t min_per_thread, F&& run) {
+  std::vector<int64_t> start{0};  // part i owns rows [start[i], start[i] + n_i) of the whole
+  for (const MatmulOutput& o : outs)
+    start.push_back(start.back() + (panels ? (o.w->n + kPackPanel - 1) / kPackPanel * kPackPanel : o.w->n));
+  parallel_ranges(start.back(), min_per_thread, panels ? kPackedAlign : kRowAlign, [&](int64_t n0, int64_t n1) {
+    for (size_t i = 0; i < outs.size(); ++i) {
+      const int64_t b = std::max(n0, start[i]), e = std::min(n1, start[i] + outs[i].w->n);
+      if (b < e) run(i, b - start[i], e - start[i]);
+    }
+  });
+}
+
+}  // namespace
+
 Status matmul_multi(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, std::span<const MatmulOutput> outs) {
   const int64_t M = x.rows();
-  bool fuse = cfg.fuse_matmuls && outs.size() > 1;
-  for (const MatmulOutput& o : outs) fuse = fuse && takes_gemv(cfg, *o.w, M);
-  if (!fuse) {
+  const bool fuse = cfg.fuse_matmuls && outs.size() > 1;
+  bool all_gemv = fuse, all_pairs = fuse;
+  for (const MatmulOutput& o : outs) {
+    all_gemv = all_gemv && takes_gemv(cfg, *o.w, M);
+    all_pairs = all_pairs && o.w->act_quant == ActQuant::Bf16 && !o.w->packed.empty() && o.w->k > 0;
+  }
+  if (all_pairs) {  // bf16 x bf16 on pair panels: x rounded once for all of them
+    const Bf16Input in = prepare_bf16_input(x);
+    std::vector<PackedArgs> pargs;
+    for (const MatmulOutput& o : outs) pargs.push_back(bf16_packed_args(in, M, *o.w, *o.y));
+    run_parts_fused(outs, true, bf16_min_cols(M, x.cols()),
+                    [&](size_t i, int64_t n0, int64_t n1) { k.packed_bf16dot(pargs[i], n0, n1); });
+    return Status::Ok();
+  }
+  if (!all_gemv) {
     for (const MatmulOutput& o : outs)
       if (Status s = matmul(k, cfg, x, *o.w, *o.y); !s.ok()) return s;
     return Status::Ok();
   }
-  // The weights' rows laid end to end, split over the threads in one parallel region: one
-  // fork/join and one barrier for q/k/v (or gate/up) instead of one per weight, and no thread
-  // idles at the end of a small matrix (k/v_proj are 256 rows on llama-1b).
-  // With a packed weight among them every part starts on a panel boundary (its rows rounded up
-  // to whole panels; the padding rows are skipped) and the split is in whole packed tiles.
   bool any_bf16_rowmajor = false, any_packed = false;
   for (const MatmulOutput& o : outs) {
     any_packed = any_packed || !o.w->packed.empty();
@@ -210,22 +249,14 @@ Status matmul_multi(const KernelTable& k, const MatmulConfig& cfg, const Tensor&
   prepare_gemv_input(x, any_bf16_rowmajor, in);
   std::vector<GemvArgs> args;
   std::vector<PackedArgs> pargs;
-  std::vector<int64_t> start{0};  // part i owns rows [start[i], start[i] + n_i) of the whole
   for (const MatmulOutput& o : outs) {
     args.push_back(gemv_args(in, M, *o.w, *o.y));
     pargs.push_back(o.w->packed.empty() ? PackedArgs{} : packed_args(in, M, *o.w, *o.y));
-    const int64_t span = any_packed ? (o.w->n + kPackPanel - 1) / kPackPanel * kPackPanel : o.w->n;
-    start.push_back(start.back() + span);
   }
-  parallel_ranges(start.back(), gemv_min_rows(M, x.cols()), any_packed ? kPackedAlign : kRowAlign,
-                  [&](int64_t n0, int64_t n1) {
-                    for (size_t i = 0; i < args.size(); ++i) {
-                      const int64_t b = std::max(n0, start[i]), e = std::min(n1, start[i] + args[i].N);
-                      if (b >= e) continue;
-                      if (pargs[i].wp) k.packed_gemm(pargs[i], b - start[i], e - start[i]);
-                      else k.gemv(args[i], b - start[i], e - start[i]);
-                    }
-                  });
+  run_parts_fused(outs, any_packed, gemv_min_rows(M, x.cols()), [&](size_t i, int64_t n0, int64_t n1) {
+    if (pargs[i].wp) k.packed_gemm(pargs[i], n0, n1);
+    else k.gemv(args[i], n0, n1);
+  });
   return Status::Ok();
 }
 

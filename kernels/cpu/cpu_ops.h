@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "cb/kernels/backend.h"
 #include "cpu_kernels.h"
@@ -31,6 +32,16 @@ Status matmul_multi(const KernelTable& k, const MatmulConfig& cfg, const Tensor&
 Status matmul_w8a8(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y);
 Status matmul_bf16dot(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y);
 Status matmul_sparse24(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y);
+// x rounded to bf16 once per call (matmul_multi shares it between bf16-dot weights).
+struct Bf16Input {
+  std::vector<uint16_t> xb;  // [M, ldx], columns K .. ldx-1 zero
+  int64_t ldx = 0;           // a multiple of 32
+};
+Bf16Input prepare_bf16_input(const Tensor& x);
+// The packed_bf16dot arguments for a weight packed into pair panels.
+PackedArgs bf16_packed_args(const Bf16Input& in, int64_t M, const Weight& w, Tensor& y);
+// Fewest output columns per thread worth a second thread at M rows of K.
+int64_t bf16_min_cols(int64_t M, int64_t K);
 Status rmsnorm(const KernelTable& k, const Tensor& x, const Tensor& weight, float eps, Tensor& y);
 Status rope(const KernelTable& k, Tensor& x, const Tensor& positions, int n_heads, int head_dim, float theta);
 Status kv_store(const Tensor& key, const Tensor& value, const Tensor& slot_mapping, KvLayer& kv);
@@ -40,6 +51,10 @@ Status silu_mul(const KernelTable& k, const Tensor& gate, const Tensor& up, Tens
 Status softmax(const KernelTable& k, const Tensor& x, Tensor& y);
 Status embedding(const KernelTable& k, const Tensor& ids, const Tensor& table, Tensor& out);
 Status add(const KernelTable& k, const Tensor& a, const Tensor& b, Tensor& out);
+
+// Output columns per thread chunk of a packed weight are a multiple of this: whole tiles of 3
+// panels (the AVX-512 tile; AVX2's is one panel).
+inline constexpr int64_t kPackedAlign = 3 * kPackPanel;
 
 // Runs f(begin, end) over [0, n) split into one contiguous range per thread, each range a
 // multiple of `align` (except the last); stays on the calling thread when the work is too small

@@ -3,7 +3,8 @@
 // output must equal, bit for bit, what matmul gives for that weight alone on the same backend
 // (the same kernel on the same rows, only the split over threads differs), and match ref within
 // the matmul limit. Mixed dtypes and layouts, a weight that cannot be fused (2:4 sparse, bf16
-// dot), an empty output, and the bad calls: a bad output is named and nothing is written.
+// dot among f32-activation weights; bf16-dot weights on pair panels fuse among themselves), an
+// empty output, and the bad calls: a bad output is named and nothing is written.
 #include <gtest/gtest.h>
 
 #include <cmath>

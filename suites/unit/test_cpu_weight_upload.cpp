@@ -118,11 +118,24 @@ TEST(CpuWeightUpload, DenseF32AndBf16WeightsArePackedIntoPanels) {
   const Weight bu = be->upload_weight(Weight::dense(matrix(big, 1024)));
   EXPECT_EQ(reinterpret_cast<uintptr_t>(bu.packed.data) % (size_t(2) << 20), 0u);
 
-  // Not packed: bf16 with bf16 activations (its own dot-product kernel), and everything when
-  // $CB_CPU_PACK_WEIGHTS=0.
+  // bf16 with bf16 activations: k-pair panels where the CPU has vdpbf16ps, element (n, k) at
+  // ((n / 16) * 19 + k / 2) * 32 + (n % 16) * 2 + k % 2, K = 37's last pair and the padding
+  // rows zero; row-major (its own dot-product kernel) on an ISA without it.
   Weight dot = Weight::dense(Tensor(wb.data(), DType::BF16, {N, K}));
   dot.act_quant = ActQuant::Bf16;
-  EXPECT_TRUE(be->upload_weight(dot).packed.empty());
+  const Weight pairs = be->upload_weight(dot);
+  if (__builtin_cpu_supports("avx512bf16")) {
+    ASSERT_EQ(pairs.packed.describe(), "bf16[4, 19, 32]");
+    const auto* pp = pairs.packed.as<const uint16_t>();
+    for (int64_t n = 0; n < 64; ++n)
+      for (int64_t k = 0; k < 38; ++k)
+        ASSERT_EQ(pp[((n / 16) * 19 + k / 2) * 32 + (n % 16) * 2 + k % 2], n < N && k < K ? wb[size_t(n * K + k)] : 0)
+            << "bf16 pairs n=" << n << " k=" << k;
+  } else {
+    EXPECT_TRUE(pairs.packed.empty());
+  }
+  EXPECT_TRUE(cpu_with("CB_CPU_ISA", "avx512")->upload_weight(dot).packed.empty()) << "no vdpbf16ps, no pair panels";
+  // Nothing packed when $CB_CPU_PACK_WEIGHTS=0.
   auto unpacked = cpu_with("CB_CPU_PACK_WEIGHTS", "0");
   EXPECT_TRUE(unpacked->upload_weight(Weight::dense(Tensor(w.data(), DType::F32, {N, K}))).packed.empty());
 }

@@ -16,8 +16,10 @@
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,avx2,fma,f16c")
 #define CB_DOT_BF16
+#include "../cpu_simd_avx512.h"
 #include "../cpu_dot_avx512.h"
 #include "../cpu_algos_dot.h"
+#include "../cpu_algos_packed.h"
 
 namespace cb::kernels::cpu {
 const KernelTable& kernels_avx512_bf16() {
@@ -25,6 +27,7 @@ const KernelTable& kernels_avx512_bf16() {
     KernelTable t = kernels_avx512_vnni();
     t.isa = Isa::Avx512Bf16;
     t.bf16dot = &bf16dot_range<DBf16>;
+    t.packed_bf16dot = &packed_bf16dot<VAvx512>;
     return t;
   }();
   return table;
