@@ -71,7 +71,7 @@ struct PackedDpBf16 {
   using xvec = __m512i;
   using wvec = __m512i;
   static wvec load_w(const uint32_t* p) {
-    __m512i v = _mm512_load_si512(p);
+    __m512i v = _mm512_loadu_si512(p);
     __asm__("" : "+v"(v));  // one load per panel row, not one folded into every vdpbf16ps
     return v;
   }
