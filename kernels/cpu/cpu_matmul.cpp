@@ -225,7 +225,7 @@ Status matmul_multi(const KernelTable& k, const MatmulConfig& cfg, const Tensor&
   bool all_gemv = fuse, all_pairs = fuse;
   for (const MatmulOutput& o : outs) {
     all_gemv = all_gemv && takes_gemv(cfg, *o.w, M);
-    all_pairs = all_pairs && o.w->act_quant == ActQuant::Bf16 && !o.w->packed.empty() && o.w->k > 0;
+    all_pairs = all_pairs && on_pair_panels(k, *o.w) && o.w->k > 0;
   }
   if (all_pairs) {  // bf16 x bf16 on pair panels: x rounded once for all of them
     const Bf16Input in = prepare_bf16_input(x);

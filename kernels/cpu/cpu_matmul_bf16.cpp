@@ -79,7 +79,7 @@ Status matmul_bf16dot(const KernelTable& k, const Tensor& x, const Weight& w, Te
   const int64_t M = x.rows(), N = w.n, K = w.k;
   const Bf16Input in = prepare_bf16_input(x);
   const int64_t min_cols = bf16_min_cols(M, K);
-  if (!w.packed.empty()) {
+  if (on_pair_panels(k, w)) {
     // Pair panels (the backend packed them because k.packed_bf16dot exists).
     const PackedArgs p = bf16_packed_args(in, M, w, y);
     parallel_ranges(N, min_cols, kPackedAlign, [&](int64_t n0, int64_t n1) { k.packed_bf16dot(p, n0, n1); });

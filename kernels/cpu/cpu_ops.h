@@ -38,6 +38,11 @@ struct Bf16Input {
   int64_t ldx = 0;           // a multiple of 32
 };
 Bf16Input prepare_bf16_input(const Tensor& x);
+// Whether w sits on pair panels this table can run (a weight packed by another backend's table
+// falls back to its row-major values).
+inline bool on_pair_panels(const KernelTable& k, const Weight& w) {
+  return w.act_quant == ActQuant::Bf16 && !w.packed.empty() && k.packed_bf16dot != nullptr;
+}
 // The packed_bf16dot arguments for a weight packed into pair panels.
 PackedArgs bf16_packed_args(const Bf16Input& in, int64_t M, const Weight& w, Tensor& y);
 // Fewest output columns per thread worth a second thread at M rows of K.

@@ -171,3 +171,25 @@ TEST(CpuWeightUpload, PackedKernelMatchesRowMajorAtEveryTail) {
                 << cb::kernels::dtype_name(dt) << " M=" << M << " N=" << N << " K=" << K << " at " << i;
         }
 }
+
+// A weight on pair panels handed to a cpu backend whose ISA has no bf16 dot product (another
+// backend's upload) runs its row-major values there instead of calling a kernel that is absent.
+TEST(CpuWeightUpload, PairPanelsFromAnotherBackendFallBackToRowMajor) {
+  if (!__builtin_cpu_supports("avx512bf16")) GTEST_SKIP() << "no avx512_bf16: no pair panels are made here";
+  auto be = cb::kernels::make_backend("cpu");
+  auto plain = cpu_with("CB_CPU_ISA", "avx512");
+  const int64_t M = 9, N = 50, K = 37;
+  std::vector<float> x(size_t(M * K));
+  std::vector<uint16_t> wb(size_t(N * K));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(int(i % 13) - 6) * 0.125f;
+  for (size_t i = 0; i < wb.size(); ++i) wb[i] = cb::kernels::f32_to_bf16(float(int(i % 7) - 3) * 0.5f);
+  Weight dot = Weight::dense(Tensor(wb.data(), DType::BF16, {N, K}));
+  dot.act_quant = ActQuant::Bf16;
+  const Weight pairs = be->upload_weight(dot);
+  ASSERT_FALSE(pairs.packed.empty());
+  std::vector<float> y0(size_t(M * N), NAN), y1(size_t(M * N), NAN);
+  Tensor xt(x.data(), DType::F32, {M, K}), t0(y0.data(), DType::F32, {M, N}), t1(y1.data(), DType::F32, {M, N});
+  ASSERT_TRUE(be->matmul(xt, pairs, t0).ok());
+  ASSERT_TRUE(plain->matmul(xt, pairs, t1).ok());
+  for (size_t i = 0; i < y0.size(); ++i) ASSERT_EQ(y1[i], y0[i]) << "at " << i;  // small exact values: every order sums alike
+}

@@ -349,9 +349,10 @@ CompareResult compare_runs(const RunData& base, const RunData& next, const Compa
     const auto& v = d.manifest["hardware"].value("llc_bytes", nlohmann::json());
     return v.is_number_integer() ? v.get<int64_t>() : 0;
   };
-  if (!r.hardware_mismatch && llc(base) > 0 && llc(next) > 0 && llc(base) != llc(next))
-    r.warnings.push_back("same machine class, different last-level cache (base " + std::to_string(llc(base) >> 20) +
-                         " MiB, new " + std::to_string(llc(next) >> 20) +
+  const int64_t llc_base = llc(base), llc_next = llc(next);
+  if (!r.hardware_mismatch && llc_base > 0 && llc_next > 0 && llc_base != llc_next)
+    r.warnings.push_back("same machine class, different last-level cache (base " + std::to_string(llc_base >> 20) +
+                         " MiB, new " + std::to_string(llc_next >> 20) +
                          " MiB): kernels whose data fits one but not the other are not compared like with like");
   // A suite that was fine in the base and broke in the new run is a failure, not a quiet "missing".
   for (const auto& [name, s] : next.suites) {
