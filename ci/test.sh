@@ -67,7 +67,8 @@ if [ "$asan" = 1 ]; then
   # Only what the unit and conformance suites run (and the binaries their tests start). -Og -g1
   # (the preset) keeps file:line stack traces; against -O1 it compiles in ~0.6x the time (GCC 12
   # spends most of an ASan + UBSan build optimizing the checks: 1188 s -> 863 s in a fresh-clone run
-  # on 2 cores) and the tests ran no slower (300 s against 337 s).
+  # on 2 cores) and the tests ran no slower (300 s against 337 s). The preset is a unity build:
+  # compile CPU time 1635 s -> ~800 s (cb_unit_tests alone 639 s -> ~260 s), tests unchanged.
   cmake --build --preset asan -j "$jobs" --target cb_unit_tests cb_conformance_tests refengine claimbench cb_tok
   stage "tests under ASan + UBSan (unit, conformance)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -13,6 +13,7 @@
 #include <string>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include "cb/engine/model/errors.h"
 
@@ -32,6 +33,33 @@ std::string model_error(F&& f) {
   }
   ADD_FAILURE() << "expected a ModelError";
   return "";
+}
+
+// The element of `rs` whose .id is `id` (a claim result, a metric); throws when there is none.
+template <class R>
+const R& by_id(const std::vector<R>& rs, const std::string& id) {
+  for (const auto& r : rs)
+    if (r.id == id) return r;
+  throw std::runtime_error("no result " + id);
+}
+
+// The message of the std::exception f throws, or "" when it throws none.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    std::forward<F>(f)();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// The whole file, byte for byte, or "" when it cannot be read (for output that may be missing).
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 // The whole file, byte for byte. Throws std::runtime_error when it cannot be opened.

@@ -16,6 +16,7 @@
 #include "cb/harness/engine/accuracy.h"
 #include "cb/harness/suites/accuracy_http.h"
 #include "test_server_util.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 namespace ah = cb::harness::accuracy_http;
@@ -29,15 +30,7 @@ fs::path temp_file(const std::string& name, const std::string& content) {
   return p;
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
+using cb::test::error_of;
 
 }  // namespace
 

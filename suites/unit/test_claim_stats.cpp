@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "cb/harness/verdicts/claims.h"
+#include "test_support.h"
 
 using namespace cb::harness;
 using nlohmann::json;
@@ -29,11 +30,7 @@ std::vector<ClaimResult> eval(const json& claims, const SuiteResult& s) {
   const json set = {{"schema", "claimbench.claimset"}, {"schema_version", "1.0"}, {"name", "t"}, {"source", "t"}, {"claims", claims}};
   return evaluate(claim_set_from_json(set, "mem"), run);
 }
-const ClaimResult& by_id(const std::vector<ClaimResult>& rs, const std::string& id) {
-  for (const auto& r : rs)
-    if (r.id == id) return r;
-  throw std::runtime_error("no result " + id);
-}
+using cb::test::by_id;
 }  // namespace
 
 TEST(ClaimStats, StudentTQuantiles) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "cb/harness/verdicts/claims.h"
+#include "test_support.h"
 
 using namespace cb::harness;
 namespace fs = std::filesystem;
@@ -70,11 +71,7 @@ RunData synthetic_run() {
   return r;
 }
 
-const ClaimResult& by_id(const std::vector<ClaimResult>& rs, const std::string& id) {
-  for (const auto& r : rs)
-    if (r.id == id) return r;
-  throw std::runtime_error("no result " + id);
-}
+using cb::test::by_id;
 }  // namespace
 
 TEST(ClaimsShipped, DeepSeekArticleLoadsWithAll21IdsAndContractKeys) {

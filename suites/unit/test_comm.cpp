@@ -10,20 +10,14 @@
 
 #include "cb/comm/communicator.h"
 #include "cb/comm/sweep.h"
+#include "test_support.h"
 
 using namespace cb::comm;
 using cb::kernels::DType;
 
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using cb::test::error_of;
 
 // Sets an environment variable for one scope, restoring the old value after.
 class ScopedEnv {

@@ -7,6 +7,7 @@
 
 #include "cb/harness/verdicts/claims.h"
 #include "cb/harness/verdicts/cost_model.h"
+#include "test_support.h"
 
 using namespace cb::harness;
 namespace fs = std::filesystem;
@@ -34,11 +35,7 @@ RunData load_run(std::vector<std::pair<std::string, double>> metrics) {
   r.suites["load"] = load;
   return r;
 }
-const ClaimResult& by_id(const std::vector<ClaimResult>& rs, const std::string& id) {
-  for (const auto& r : rs)
-    if (r.id == id) return r;
-  throw std::runtime_error("no result " + id);
-}
+using cb::test::by_id;
 }  // namespace
 
 TEST(CostDeepSeek, PublishedFiguresGive545Percent) {

@@ -46,7 +46,7 @@ struct Sink {
   }
 };
 
-std::vector<int32_t> prompt_of(int len, int salt) {
+std::vector<int32_t> loop_prompt(int len, int salt) {
   std::vector<int32_t> p = {256};
   for (int i = 1; i < len; ++i) p.push_back((i * 31 + salt * 7) % 256);
   return p;
@@ -54,7 +54,7 @@ std::vector<int32_t> prompt_of(int len, int salt) {
 
 RequestParams req(int len, int salt, int max_tokens) {
   RequestParams p;
-  p.prompt = prompt_of(len, salt);
+  p.prompt = loop_prompt(len, salt);
   p.max_tokens = max_tokens;
   p.stop_at_eos = false;
   return p;

@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "cb/harness/core/results.h"
+#include "test_support.h"
 
 using namespace cb::harness;
 namespace fs = std::filesystem;
@@ -41,12 +42,7 @@ fs::path temp_dir(const std::string& name) {
   return p;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using cb::test::slurp;
 
 bool has_temp_files(const fs::path& dir) {
   for (const auto& e : fs::directory_iterator(dir))

@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "cb/engine/model/engine.h"
+#include "test_support.h"
 
 using namespace cb::engine;
 
@@ -19,14 +20,7 @@ std::unique_ptr<LoadedModel> default_model(const std::string& backend = "cpu") {
   return LoadedModel::open(default_model_dir(), backend);
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using cb::test::error_of;
 
 TEST(Tokenizer, ByteRoundTripWithBos) {
   ByteTokenizer tok(259, 256, 257, 258);

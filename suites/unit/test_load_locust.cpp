@@ -22,6 +22,7 @@
 #include <gtest/gtest.h>
 
 #include "cb/harness/load/locust.h"
+#include "test_support.h"
 
 using namespace cb::harness;
 namespace fs = std::filesystem;
@@ -58,12 +59,7 @@ fs::path write_file(const std::string& name, const std::string& text) {
   return p;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using cb::test::slurp;
 
 // The message of the LocustCsvError that fn throws ("" when it throws nothing).
 template <class Fn>

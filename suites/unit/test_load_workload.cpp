@@ -24,7 +24,8 @@ std::pair<double, double> gap_stats(const std::vector<double>& t) {
   return {mean, std::sqrt(var) / mean};
 }
 
-std::string error_of(const std::function<void()>& f) {
+// The message of the exception f must throw (a test failure when it throws none).
+std::string expected_error_of(const std::function<void()>& f) {
   try {
     f();
   } catch (const std::exception& e) {
@@ -98,20 +99,20 @@ TEST_F(LoadTrace, ParsesRowsAndComments) {
 TEST_F(LoadTrace, ErrorsNameFileAndLine) {
   const std::string f = (dir.path() / "t.csv").string();
   // libfccp's own errors (bad number, missing column): FILE:LINE first, then its message.
-  const std::string bad_int = error_of([&] { read_trace_csv(write("arrival_s,prompt_tokens,output_tokens\n0,10,5\n1,x,5\n")); });
+  const std::string bad_int = expected_error_of([&] { read_trace_csv(write("arrival_s,prompt_tokens,output_tokens\n0,10,5\n1,x,5\n")); });
   EXPECT_EQ(bad_int.rfind(f + ":3: ", 0), 0u) << bad_int;
   EXPECT_CONTAINS(bad_int, "prompt_tokens");
-  const std::string short_row = error_of([&] { read_trace_csv(write("# c\narrival_s,prompt_tokens,output_tokens\n0,10,5\n1,10\n")); });
+  const std::string short_row = expected_error_of([&] { read_trace_csv(write("# c\narrival_s,prompt_tokens,output_tokens\n0,10,5\n1,10\n")); });
   EXPECT_EQ(short_row.rfind(f + ":4: ", 0), 0u) << short_row;
-  EXPECT_EQ(error_of([&] { read_trace_csv(write("arrival_s,prompt_tokens,output_tokens\n1,10,5\n0.5,10,5\n")); }),
+  EXPECT_EQ(expected_error_of([&] { read_trace_csv(write("arrival_s,prompt_tokens,output_tokens\n1,10,5\n0.5,10,5\n")); }),
             f + ":3: arrival_s 0.500000 is before the previous row's 1.000000 (rows must be in arrival order)");
-  EXPECT_EQ(error_of([&] { read_trace_csv(write("arrival_s,prompt_tokens,output_tokens\n0,0,5\n")); }),
+  EXPECT_EQ(expected_error_of([&] { read_trace_csv(write("arrival_s,prompt_tokens,output_tokens\n0,0,5\n")); }),
             f + ":2: prompt_tokens 0 must be >= 1");
-  EXPECT_EQ(error_of([&] { read_trace_csv(write("arrival_s,prompt_tokens,output_tokens\n0,90,20\n"), 100); }),
+  EXPECT_EQ(expected_error_of([&] { read_trace_csv(write("arrival_s,prompt_tokens,output_tokens\n0,90,20\n"), 100); }),
             f + ":2: prompt_tokens + output_tokens = 110 exceeds the model context of 100");
-  EXPECT_CONTAINS(error_of([&] { read_trace_csv(write("time,prompt,output\n0,1,1\n")); }), f);
-  EXPECT_EQ(error_of([&] { read_trace_csv(write("arrival_s,prompt_tokens,output_tokens\n")); }), f + ": trace has no rows");
-  EXPECT_EQ(error_of([&] { read_trace_csv(dir.path() / "missing.csv"); }),
+  EXPECT_CONTAINS(expected_error_of([&] { read_trace_csv(write("time,prompt,output\n0,1,1\n")); }), f);
+  EXPECT_EQ(expected_error_of([&] { read_trace_csv(write("arrival_s,prompt_tokens,output_tokens\n")); }), f + ": trace has no rows");
+  EXPECT_EQ(expected_error_of([&] { read_trace_csv(dir.path() / "missing.csv"); }),
             (dir.path() / "missing.csv").string() + ": trace file does not exist");
 }
 
@@ -148,7 +149,7 @@ TEST(LoadWorkloadSpec, QuickOverridesAndValidityDefaults) {
 }
 
 TEST(LoadWorkloadSpec, ErrorsNameFileAndField) {
-  auto err = [](nlohmann::json j) { return error_of([&] { parse_workload(j, "w.json", false); }); };
+  auto err = [](nlohmann::json j) { return expected_error_of([&] { parse_workload(j, "w.json", false); }); };
   auto j = minimal_spec();
   j["arrival"]["process"] = "uniform";
   EXPECT_EQ(err(j), "w.json: arrival.process: unknown 'uniform' (expected poisson, gamma, trace, closed)");
@@ -249,7 +250,7 @@ TEST(LoadPlan, TraceReplayTimeScale) {
   EXPECT_EQ(q.requested["time_scale"], 4.0);
   // More rows needed than the trace has: an error naming both.
   j["min_requests"] = 4;
-  EXPECT_CONTAINS(error_of([&] { parse_workload(j, dir.path() / "w.json", false); }), "min_requests 4 exceeds the 3 rows of");
+  EXPECT_CONTAINS(expected_error_of([&] { parse_workload(j, dir.path() / "w.json", false); }), "min_requests 4 exceeds the 3 rows of");
 }
 
 TEST(LoadWorkloadFiles, CommittedWorkloadsParseInBothVariants) {
@@ -273,7 +274,7 @@ TEST(LoadWorkloadFiles, CommittedWorkloadsParseInBothVariants) {
   int longest = 0;
   for (const auto& r : read_trace_csv(workloads_dir() / "traces" / "long-context.csv", 16384)) longest = std::max(longest, r.prompt_tokens);
   EXPECT_GT(longest, 8192);
-  EXPECT_CONTAINS(error_of([] { load_workload("no-such-workload", false); }), "no-such-workload.json: cannot open");
+  EXPECT_CONTAINS(expected_error_of([] { load_workload("no-such-workload", false); }), "no-such-workload.json: cannot open");
 }
 
 // The fuzzers' number-overflow finding: 1e400 is nlohmann's out_of_range, not a parse_error; it
@@ -282,7 +283,7 @@ TEST(LoadWorkloadSpec, NumberOverflowIsNotValidJson) {
   cb::test::TempDir dir("cb-load");
   const auto p = dir.path() / "big.json";
   cb::test::write_file(p, "{\"seed\": 1e400}");
-  const std::string msg = error_of([&] { load_workload(p.string(), false); });
+  const std::string msg = expected_error_of([&] { load_workload(p.string(), false); });
   EXPECT_CONTAINS(msg, "big.json: not valid JSON");
   EXPECT_CONTAINS(msg, "number overflow");
 }

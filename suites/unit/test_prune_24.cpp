@@ -22,6 +22,7 @@
 #include "cb/engine/model/errors.h"
 #include "cb/engine/model/model_init.h"
 #include "cb/engine/model/weights.h"
+#include "engine_test_util.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -33,14 +34,9 @@ using nlohmann::json;
 
 namespace {
 
-std::vector<float> logits_of(const fs::path& dir, const std::string& backend, const std::vector<int32_t>& tokens) {
-  auto lm = cb::engine::LoadedModel::open(dir, backend);
-  cb::engine::KvCache kv(lm->backend(), lm->config(), int((tokens.size() + 15) / 16), 16);
-  const auto table = cb::engine::KvCache::sequential_table(kv.num_blocks());
-  return lm->model().forward({cb::engine::SeqStep{tokens, 0, table, true}}, kv);
-}
+using cb::test::logits_of;
 
-const std::vector<int32_t> kTokens = {256, 84, 119, 111, 32, 111, 102, 32, 102, 111, 117, 114, 46};
+const std::vector<int32_t> k24Tokens = {256, 84, 119, 111, 32, 111, 102, 32, 102, 111, 117, 114, 46};
 
 std::vector<std::string> pruned_modules(const ModelConfig& cfg) {
   std::vector<std::string> m = cb::engine::linear_module_names(cfg);
@@ -211,7 +207,7 @@ TEST_F(Prune24Test, CompressedExportLoadsAsSparse24WithTheDenseLogits) {
   EXPECT_EQ(std::memcmp(back.data(), want.data(), back.size()), 0);
   EXPECT_EQ(lm->model().weights().lm_head.layout, WeightLayout::Dense);
 
-  const std::vector<float> a = logits_of(comp, "ref", kTokens), b = logits_of(dense, "ref", kTokens);
+  const std::vector<float> a = logits_of(comp, "ref", k24Tokens), b = logits_of(dense, "ref", k24Tokens);
   ASSERT_EQ(a.size(), b.size());
   float dmax = 0, amax = 0;
   for (size_t i = 0; i < a.size(); ++i) {

@@ -18,6 +18,7 @@
 #include "cb/engine/model/model_init.h"
 #include "cb/engine/model/planted_defects.h"
 #include "cb/engine/model/weights.h"
+#include "engine_test_util.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -28,14 +29,9 @@ using nlohmann::json;
 
 namespace {
 
-std::vector<float> logits_of(const fs::path& dir, const std::vector<int32_t>& tokens) {
-  auto lm = cb::engine::LoadedModel::open(dir, "ref");
-  cb::engine::KvCache kv(lm->backend(), lm->config(), int((tokens.size() + 15) / 16), 16);
-  const auto table = cb::engine::KvCache::sequential_table(kv.num_blocks());
-  return lm->model().forward({cb::engine::SeqStep{tokens, 0, table, true}}, kv);
-}
+using cb::test::logits_of;
 
-const std::vector<int32_t> kTokens = {256, 83, 116, 114, 117, 99, 116, 117, 114, 101, 100, 33, 10, 65, 66, 67, 68, 69};
+const std::vector<int32_t> kStructuredTokens = {256, 83, 116, 114, 117, 99, 116, 117, 114, 101, 100, 33, 10, 65, 66, 67, 68, 69};
 
 class StructuredTest : public ::testing::Test {
  protected:
@@ -94,7 +90,7 @@ TEST_F(StructuredTest, MeetsTheFlopTargetWithASmallerConsistentModel) {
   EXPECT_EQ(st.info("model.layers.0.self_attn.q_proj.weight").shape, (std::vector<int64_t>{32, 64}));
   EXPECT_EQ(st.info("model.layers.0.self_attn.o_proj.weight").shape, (std::vector<int64_t>{64, 32}));
   EXPECT_EQ(st.info("model.layers.1.mlp.down_proj.weight").shape, (std::vector<int64_t>{64, 28}));
-  EXPECT_EQ(logits_of(out, kTokens).size(), kTokens.size() * 259);  // it runs
+  EXPECT_EQ(logits_of(out, "ref", kStructuredTokens).size(), kStructuredTokens.size() * 259);  // it runs
 
   std::ifstream rec_in(out / "compression.json");
   const json rec = json::parse(rec_in);
@@ -110,7 +106,7 @@ TEST_F(StructuredTest, KeepEverythingPlanGivesIdenticalLogits) {
   const cp::StructuredPlan all = cp::plan_with_counts(src.cfg, imp, 2, 176);
   const fs::path out = tmp_.path() / "same";
   cp::write_structured(src, all, out, false);
-  EXPECT_EQ(logits_of(out, kTokens), logits_of(src_, kTokens));
+  EXPECT_EQ(logits_of(out, "ref", kStructuredTokens), logits_of(src_, "ref", kStructuredTokens));
   const ModelConfig pc = ModelConfig::load(out / "config.json");
   EXPECT_EQ(pc.head_dim_key, 0);  // nothing pruned: no explicit head_dim
   EXPECT_EQ(pc.to_json(), src.cfg.to_json());
@@ -149,7 +145,7 @@ TEST_F(StructuredTest, PrunedModelEqualsTheDenseModelWithRemovedUnitsZeroed) {
   }, {});
   // ref sums in double in column order; the zeroed model only adds exact zeros in between, and
   // every kept head attends exactly as before: the logits are the same floats.
-  EXPECT_EQ(logits_of(pruned, kTokens), logits_of(zeroed, kTokens));
+  EXPECT_EQ(logits_of(pruned, "ref", kStructuredTokens), logits_of(zeroed, "ref", kStructuredTokens));
 }
 
 TEST(StructuredPlan, KeepsTheMostImportantUnitsPerLayer) {
@@ -213,9 +209,9 @@ TEST_F(StructuredTest, DensePrunedDefectKeepsLogitsAndRunsDenseFlops) {
     if (pad) cb::engine::pad_pruned_to_dense(out, cfg, w);
     auto be = cb::kernels::make_backend("ref");
     cb::engine::Model m(cfg, std::move(w), *be);
-    cb::engine::KvCache kv(*be, cfg, int((kTokens.size() + 15) / 16), 16);
+    cb::engine::KvCache kv(*be, cfg, int((kStructuredTokens.size() + 15) / 16), 16);
     const auto table = cb::engine::KvCache::sequential_table(kv.num_blocks());
-    auto logits = m.forward({cb::engine::SeqStep{kTokens, 0, table, true}}, kv);
+    auto logits = m.forward({cb::engine::SeqStep{kStructuredTokens, 0, table, true}}, kv);
     *matmul_flops = m.executed_flops().matmul;
     if (pad) {
       EXPECT_EQ(cfg.num_attention_heads, cfg_.num_attention_heads);
@@ -227,7 +223,7 @@ TEST_F(StructuredTest, DensePrunedDefectKeepsLogitsAndRunsDenseFlops) {
   const auto pruned = run(false, &pruned_flops), padded = run(true, &padded_flops);
   // Zero heads attend uniformly over zero values and zero channels give SiLU(0) * 0: exact zeros.
   EXPECT_EQ(pruned, padded);
-  const int64_t T = int64_t(kTokens.size());
+  const int64_t T = int64_t(kStructuredTokens.size());
   EXPECT_EQ(padded_flops, T * cp::flops_per_token(cfg_, 0).matmul);
   EXPECT_LT(pruned_flops, padded_flops / 2);
 

@@ -20,6 +20,7 @@
 #include "cb/engine/model/model_init.h"
 #include "cb/engine/model/weights.h"
 #include "cb/kernels/int8_scheme.h"
+#include "engine_test_util.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -31,15 +32,9 @@ using nlohmann::json;
 
 namespace {
 
-// Logits of every position of `tokens` on `backend`.
-std::vector<float> logits_of(const fs::path& dir, const std::string& backend, const std::vector<int32_t>& tokens) {
-  auto lm = cb::engine::LoadedModel::open(dir, backend);
-  cb::engine::KvCache kv(lm->backend(), lm->config(), int((tokens.size() + 15) / 16), 16);
-  const auto table = cb::engine::KvCache::sequential_table(kv.num_blocks());
-  return lm->model().forward({cb::engine::SeqStep{tokens, 0, table, true}}, kv);
-}
+using cb::test::logits_of;
 
-const std::vector<int32_t> kTokens = {256, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100, 33};
+const std::vector<int32_t> kQuantTokens = {256, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100, 33};
 
 class QuantizeTest : public ::testing::Test {
  protected:
@@ -145,7 +140,7 @@ TEST_F(QuantizeTest, W8A16LogitsEqualTheDequantizedModel) {
       for (int64_t c = 0; c < s.shape[1]; ++c)
         static_cast<float*>(dst)[r * s.shape[1] + c] = float(v[r * s.shape[1] + c]) * sc[r];
   }, {});
-  const std::vector<float> a = logits_of(out, "ref", kTokens), b = logits_of(deq, "ref", kTokens);
+  const std::vector<float> a = logits_of(out, "ref", kQuantTokens), b = logits_of(deq, "ref", kQuantTokens);
   ASSERT_EQ(a.size(), b.size());
   float amax = 0, dmax = 0;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -162,7 +157,7 @@ TEST_F(QuantizeTest, W8A8QuantizesActivationsToo) {
   const fs::path a8 = tmp_.path() / "w8a8", a16 = tmp_.path() / "w8a16";
   quantize(cp::Int8Scheme::W8A8, a8);
   quantize(cp::Int8Scheme::W8A16, a16);
-  const std::vector<float> x = logits_of(a8, "ref", kTokens), y = logits_of(a16, "ref", kTokens);
+  const std::vector<float> x = logits_of(a8, "ref", kQuantTokens), y = logits_of(a16, "ref", kQuantTokens);
   double num = 0, den = 0;
   for (size_t i = 0; i < x.size(); ++i) {
     num += double(x[i] - y[i]) * (x[i] - y[i]);

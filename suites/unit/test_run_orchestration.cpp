@@ -24,6 +24,7 @@
 #include "cb/harness/verdicts/claims.h"
 #include "cb/harness/core/results.h"
 #include "cb/kernels/backend.h"
+#include "test_support.h"
 
 extern char** environ;
 
@@ -71,12 +72,7 @@ std::string quoted(const std::string& s) {
   return out + "'";
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using cb::test::slurp;
 
 std::string last_line(const std::string& text) {
   std::string line, last;

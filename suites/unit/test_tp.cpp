@@ -15,6 +15,7 @@
 #include "cb/engine/parallel/tp.h"
 #include "cb/engine/parallel/tp_step.h"
 #include "cb/engine/model/weights.h"
+#include "test_support.h"
 
 using namespace cb::engine;
 namespace comm = cb::comm;
@@ -25,14 +26,7 @@ namespace {
 // then the all-reduce); on the 2-layer default model that moves logits by ~1e-6.
 constexpr double kTol = 1e-4;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using cb::test::error_of;
 
 ModelConfig cfg_of(int H, int Hkv, int F, int V = 259) {
   ModelConfig c = preset_config("tiny");

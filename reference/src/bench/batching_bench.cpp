@@ -13,11 +13,6 @@ using nlohmann::json;
 
 namespace {
 
-double now_s() {
-  using namespace std::chrono;
-  return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
-
 double percentile(std::vector<double> v, double p) {  // nearest rank
   if (v.empty()) return std::nan("");
   std::sort(v.begin(), v.end());
@@ -60,7 +55,7 @@ MixResult run_mix(LoadedModel& m, const std::vector<MixRequest>& mix, EngineOpti
   std::vector<double> first(n, -1), done(n, -1);
   MixResult res;
   res.outputs.resize(n);
-  const double t0 = now_s();
+  const double t0 = steady_seconds();
   for (size_t i = 0; i < n; ++i) {
     RequestParams p;
     p.prompt = mix[i].prompt;
@@ -68,7 +63,7 @@ MixResult run_mix(LoadedModel& m, const std::vector<MixRequest>& mix, EngineOpti
     p.kv_reserve_tokens = mix[i].kv_reserve;
     p.stop_at_eos = false;  // fixed output lengths: every policy does the same work
     eng.add_request(p, [&, i](const TokenEvent& e) {
-      const double t = now_s() - t0;
+      const double t = steady_seconds() - t0;
       if (e.finished) {
         done[i] = t;
       } else {
@@ -78,7 +73,7 @@ MixResult run_mix(LoadedModel& m, const std::vector<MixRequest>& mix, EngineOpti
     });
   }
   eng.run_until_idle();
-  const double wall = now_s() - t0;
+  const double wall = steady_seconds() - t0;
   const EngineStats st = eng.stats();
   std::vector<double> ttft, e2e, tpot;
   int64_t out_tokens = 0, errors = 0;
@@ -344,10 +339,10 @@ WaveResult run_two_waves(LoadedModel& m, const std::vector<MixRequest>& mix, int
   submit(0);
   eng.run_until_idle();
   const int64_t before = w.delivered;
-  const double t0 = now_s();
+  const double t0 = steady_seconds();
   for (size_t i = 1; i < mix.size(); ++i) submit(i);
   eng.run_until_idle();
-  const double wave_s = now_s() - t0;
+  const double wave_s = steady_seconds() - t0;
   int64_t expected = 0;
   for (const auto& r : mix) expected += r.max_tokens;
   // A wave whose requests failed (e.g. out of KV blocks) has no speed to compare.

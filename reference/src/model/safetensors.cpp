@@ -30,12 +30,6 @@ using kernels::DType;
 // The reference implementation's limit; a larger header is a corrupt length field.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 std::string range_str(size_t begin, size_t end) {
   std::string s = "[";  // (not "[" + to_string(): GCC 12's -Wrestrict false positive, PR 105329)
   s += std::to_string(begin) + ", " + std::to_string(end) + ")";

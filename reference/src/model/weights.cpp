@@ -21,12 +21,6 @@ const char* const kLayerSuffixes[] = {
     "mlp.gate_proj.weight",        "mlp.up_proj.weight",      "mlp.down_proj.weight",
 };
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 class Binder {
  public:
   Binder(const WeightStore& store, const ModelConfig& cfg, ModelWeights& out) : store_(store), cfg_(cfg), out_(out) {}

@@ -26,11 +26,6 @@ namespace {
 
 constexpr int kDefaultMinHttpThreads = 1024;  // see Server::start
 
-double now_seconds() {
-  using namespace std::chrono;
-  return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
-
 void send_error(httplib::Response& res, int status, const std::string& message, const std::string& type,
                 const std::string& param, const std::string& code) {
   res.status = status;
@@ -381,7 +376,7 @@ void Server::Impl::routes() {
 }
 
 void Server::Impl::completions(const httplib::Request& req, httplib::Response& res) {
-  const double t_arrival = now_seconds();
+  const double t_arrival = steady_seconds();
   if (draining) return send_error(res, 503, "the server is draining and accepts no new requests", "server_error", "", "draining");
   if (!authorized(req, res)) return;
   CompletionRequest cr;
@@ -530,7 +525,7 @@ void Server::Impl::on_event(const std::shared_ptr<Completion>& c, const TokenEve
     bool finish = false;
     std::string reason;
     if (!e.finished) {
-      const double t = now_seconds();
+      const double t = steady_seconds();
       if (c->t_first < 0) c->t_first = t;
       ++c->completion_tokens;
       ++s.tokens;
@@ -552,7 +547,7 @@ void Server::Impl::on_event(const std::shared_ptr<Completion>& c, const TokenEve
       s.reason = reason;
       ++c->done;
       if (c->all_done()) {
-        c->t_done = now_seconds();
+        c->t_done = steady_seconds();
         record = true;
         abort_engine = c->engine_finished < int(c->samples.size());  // stop strings ended it early
       }
@@ -578,7 +573,7 @@ void Server::Impl::stream(const std::shared_ptr<Completion>& c, RequestId id, ht
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, c, id, last_write = now_seconds()](size_t, httplib::DataSink& sink) mutable {
+      [this, c, id, last_write = steady_seconds()](size_t, httplib::DataSink& sink) mutable {
         std::string out;
         bool finished = false, failed = false;
         std::string failure;
@@ -640,7 +635,7 @@ void Server::Impl::stream(const std::shared_ptr<Completion>& c, RequestId id, ht
           finished = true;
         }
         if (finished) out += "data: [DONE]\n\n";
-        const double now = now_seconds();
+        const double now = steady_seconds();
         if (out.empty() && opt.sse_keepalive_s > 0 && now - last_write >= opt.sse_keepalive_s) out = ": keep-alive\n\n";
         if (!out.empty()) {
           if (!sink.write(out.data(), out.size())) {

@@ -7,10 +7,6 @@
 namespace cb::engine {
 
 namespace {
-double now_seconds() {
-  using namespace std::chrono;
-  return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
 // How often the loop re-checks a static batch that is waiting for its timeout.
 constexpr auto kStalledPoll = std::chrono::milliseconds(1);
 }  // namespace
@@ -19,7 +15,7 @@ EngineLoop::EngineLoop(LoadedModel& model, EngineOptions opt, int max_queue) : m
   if (max_queue < 1) throw std::invalid_argument("max_queue: must be >= 1 (got " + std::to_string(max_queue) + ")");
   engine_ = std::make_unique<ServingEngine>(model, std::move(opt));
   snap_ = engine_->stats();
-  snap_at_ = now_seconds();
+  snap_at_ = steady_seconds();
   thread_ = std::thread([this] { run(); });
 }
 
@@ -95,7 +91,7 @@ EngineStats EngineLoop::stats() const {
   std::lock_guard lk(m_);
   EngineStats s = snap_;
   s.queued = waiting_locked();
-  if (s.wall_seconds > 0) s.wall_seconds += now_seconds() - snap_at_;
+  if (s.wall_seconds > 0) s.wall_seconds += steady_seconds() - snap_at_;
   return s;
 }
 
@@ -235,7 +231,7 @@ void EngineLoop::publish() {
   append(snap_.step_tokens, s.step_tokens);
   append(snap_.step_queue, s.step_queue);
   snap_ = std::move(s);
-  snap_at_ = now_seconds();
+  snap_at_ = steady_seconds();
   engine_queued_ = snap_.queued;
   if (finished_unpublished_ > 0) {
     outstanding_ -= finished_unpublished_;

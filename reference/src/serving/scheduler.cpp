@@ -9,13 +9,6 @@
 
 namespace cb::engine {
 
-namespace {
-double steady_seconds() {
-  using namespace std::chrono;
-  return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
-}  // namespace
-
 // One sample of a request. Its KV holds tokens[0, computed); tokens past `computed` are fed in
 // the next steps (the whole prompt at first, then the one token sampled last), so prefill chunks
 // and decodes are the same operation.

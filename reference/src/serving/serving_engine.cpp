@@ -9,13 +9,6 @@
 
 namespace cb::engine {
 
-namespace {
-double now_seconds() {
-  using namespace std::chrono;
-  return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
-}  // namespace
-
 ServingEngine::ServingEngine(LoadedModel& model, EngineOptions opt) : model_(model), opt_(std::move(opt)) {
   if (opt_.token_budget < 1) throw std::invalid_argument("token_budget must be >= 1");
   auto policy = opt_.custom_policy ? std::move(opt_.custom_policy) : make_policy(opt_.policy);
@@ -40,7 +33,7 @@ ServingEngine::ServingEngine(LoadedModel& model, EngineOptions opt) : model_(mod
                                          for (const BlockCopy& c : copies) pairs.emplace_back(c.src, c.dst);
                                          model_.model().copy_kv_blocks(*kv_, pairs);
                                        },
-                                       now_seconds);
+                                       steady_seconds);
   opt_.contiguous_reserve = sched_->options().contiguous_reserve;
 }
 
@@ -55,24 +48,24 @@ bool ServingEngine::stalled() const { return sched_->stalled(); }
 bool ServingEngine::step() {
   if (sched_->idle()) return false;
   if (planted(Defect::AnswerCache) && sched_->serve_cached_answers()) return true;
-  const double plan_start = now_seconds();
+  const double plan_start = steady_seconds();
   const StepPlan plan = sched_->schedule();
   if (plan.chunks.empty()) return plan.keep_going;
 
   std::vector<SeqStep> batch;
   batch.reserve(plan.chunks.size());
   for (const ScheduledChunk& c : plan.chunks) batch.push_back(SeqStep{c.tokens, c.pos0, c.block_table, false});
-  const double t_fwd = now_seconds();
+  const double t_fwd = steady_seconds();
   const std::vector<float> logits = model_.model().forward(batch, *kv_);
   if (planted(Defect::BusyLoop)) {  // planted defect: twice as long again inside the timed region, no work
-    const double until = now_seconds() + 2 * (now_seconds() - t_fwd);
-    while (now_seconds() < until) {
+    const double until = steady_seconds() + 2 * (steady_seconds() - t_fwd);
+    while (steady_seconds() < until) {
     }
   }
-  const double fwd = now_seconds() - t_fwd;
+  const double fwd = steady_seconds() - t_fwd;
   sched_->update_from_output(plan, logits, fwd);
 
-  const double end = now_seconds();
+  const double end = steady_seconds();
   ++stats_.steps;
   stats_.busy_seconds += fwd;
   if (const auto d = model_.backend().device_busy_seconds()) stats_.device_busy_seconds = *d - device_busy_base_;
@@ -126,7 +119,7 @@ EngineStats ServingEngine::stats_since(size_t first_step) const {
   s.queued = sched_->queued();
   s.running = sched_->running_requests();
   s.running_seqs = sched_->running_sequences();
-  s.wall_seconds = sched_->first_arrival() < 0 ? 0 : now_seconds() - sched_->first_arrival();
+  s.wall_seconds = sched_->first_arrival() < 0 ? 0 : steady_seconds() - sched_->first_arrival();
   s.blocks = sched_->blocks().stats();
   if (const Model::StepGraphStats& g = model_.model().step_graph_stats(); g.enabled) s.step_graphs = g;
   return s;

@@ -1,6 +1,8 @@
 #pragma once
+#include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace cb::engine {
 
@@ -10,5 +12,12 @@ class ModelError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// A tensor shape as error messages print it: "[2048, 5632]".
+inline std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
 
 }  // namespace cb::engine

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
@@ -24,6 +25,13 @@
 #include "cb/engine/model/sampler.h"
 
 namespace cb::engine {
+
+// Seconds on the steady clock: the serving side's one time base (arrivals, deadlines, step
+// timings), so that times taken in the server, the loop and the scheduler compare.
+inline double steady_seconds() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
 
 using RequestId = int64_t;
 
