@@ -116,6 +116,17 @@ def main(d):
     if not e:
         row("serving engine per-step overhead", None, "", "< 0.10", False)
 
+    # Can the figures fail? The planted matmul-twice defect streams the weights twice per token and
+    # does every matmul twice, counted once: decode and prefill figures must drop below 0.8x the
+    # clean run's (ideal 0.5x). PASS here means the defect was seen.
+    clean, planted = load(d, "engine-f32.json"), load(d, "engine-planted-matmul-twice.json")
+    for key, what in (("decode_triad_fraction", "F32 batch-1 decode figure"), ("prefill_peak_fraction", "F32 128-token prefill figure")):
+        c = (clean or {}).get("ratios", {}).get(key)
+        p = (planted or {}).get("ratios", {}).get(key)
+        ratio = p / c if c and p is not None else None
+        row(f"planted defect matmul-twice: {what}, planted / clean", ratio, "the clean run's figure", "< 0.80",
+            ratio is not None and ratio < 0.8, f"clean {c:.3f}, planted {p:.3f}" if ratio is not None else "")
+
     out = {"rows": rows, "folder": os.path.basename(os.path.normpath(d))}
     json.dump(out, open(os.path.join(d, "engine-speed.json"), "w"), indent=2)
     lines = ["| figure | value | limit / peer | target | verdict | detail |", "|---|---|---|---|---|---|"]

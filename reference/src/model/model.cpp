@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cb/engine/model/planted_defects.h"
 #include "cb/engine/parallel/tp_step.h"
 
 namespace cb::engine {
@@ -277,14 +278,18 @@ std::vector<float> Model::run(const std::vector<SeqStep>& batch, KvCache& kv, co
   const bool tp = tp_.active();
 
   // Every matmul as executed, counted from the shapes it ran on: 2 x rows x K x N.
+  static const bool matmul_twice = planted(Defect::MatmulTwice);
   auto mm = [&](const Tensor& a, const kernels::Weight& w, Tensor& out) {
     flops_.matmul += 2 * a.rows() * a.cols() * out.cols();
+    if (matmul_twice) check(be.matmul(a, w, out), "matmul (planted matmul-twice)");  // planted defect
     return be.matmul(a, w, out);
   };
   // Projections of one input in one call (the backend may run them as one pass).
   auto mm_multi = [&](const Tensor& a, std::initializer_list<kernels::MatmulOutput> outs) {
     for (const kernels::MatmulOutput& o : outs) flops_.matmul += 2 * a.rows() * a.cols() * o.y->cols();
-    return be.matmul_multi(a, std::span<const kernels::MatmulOutput>(outs.begin(), outs.size()));
+    const std::span<const kernels::MatmulOutput> all(outs.begin(), outs.size());
+    if (matmul_twice) check(be.matmul_multi(a, all), "matmul_multi (planted matmul-twice)");  // planted defect
+    return be.matmul_multi(a, all);
   };
   Tensor last = rows(last_, 0, logit_rows), logits = rows(logits_, 0, logit_rows);
   // The step's ops, queued on the backend (recorded instead when this step is being recorded).

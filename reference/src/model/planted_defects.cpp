@@ -13,6 +13,7 @@ const char* defect_name(Defect d) {
     case Defect::DensePruned: return "dense-pruned";
     case Defect::AnswerCache: return "answer-cache";
     case Defect::SlowSampling: return "slow-sampling";
+    case Defect::MatmulTwice: return "matmul-twice";
   }
   return "?";
 }
@@ -20,7 +21,8 @@ const char* defect_name(Defect d) {
 const std::vector<std::string>& known_defect_names() {
   static const std::vector<std::string> names = {defect_name(Defect::BatchIgnoresQueue), defect_name(Defect::KvReserveMax),
                                                  defect_name(Defect::BusyLoop), defect_name(Defect::DensePruned),
-                                                 defect_name(Defect::AnswerCache), defect_name(Defect::SlowSampling)};
+                                                 defect_name(Defect::AnswerCache), defect_name(Defect::SlowSampling),
+                                                 defect_name(Defect::MatmulTwice)};
   return names;
 }
 

@@ -17,6 +17,10 @@
 //                        without a forward pass (what MLPerf's TEST04 looks for)
 //   slow-sampling        the sampler sorts the whole vocabulary for every token (what it did before
 //                        issue #16): the serving engine's per-step overhead must show it
+//   matmul-twice         every matmul of the forward pass runs twice (the second writes the same
+//                        result), counted once: the weights stream twice per token, as with a
+//                        projection computed both fused and unfused; `refengine bench`'s decode
+//                        bandwidth fraction must drop
 #pragma once
 
 #include <filesystem>
@@ -28,7 +32,7 @@
 
 namespace cb::engine {
 
-enum class Defect { BatchIgnoresQueue, KvReserveMax, BusyLoop, DensePruned, AnswerCache, SlowSampling };
+enum class Defect { BatchIgnoresQueue, KvReserveMax, BusyLoop, DensePruned, AnswerCache, SlowSampling, MatmulTwice };
 
 const char* defect_name(Defect d);
 const std::vector<std::string>& known_defect_names();
