@@ -24,25 +24,28 @@ key=kernels.matmul.cpu_vs_ref.speedup
 export OMP_NUM_THREADS=1
 run() { "$bin" run --suite kernels --quick --repetitions 10 --bench-filter "$filter" --out "$work/runs" 2>>"$work/log" | tail -n 1; }
 
-base=$(run) || { echo "FAIL: baseline run failed"; cat "$work/log"; exit 1; }
-slow=$(CB_BENCH_PLANT_SLOWDOWN=2 run) || { echo "FAIL: planted run failed"; exit 1; }
-clean=$(run) || { echo "FAIL: clean rerun failed"; exit 1; }
-
-# Baselines: this machine class's (the first run), and the same files under another class.
 fp=$("$bin" hardware --fingerprint)
-mkdir -p "$work/baselines/$fp" "$work/other/0123456789ab"
-cp -r "$base" "$work/baselines/$fp/kernels-gate"
-cp -r "$base" "$work/other/0123456789ab/kernels-gate"
-python3 - "$work/other/0123456789ab/kernels-gate/manifest.json" <<'PY'
-import json, sys
-p = sys.argv[1]
-m = json.load(open(p))
-m["hardware"]["fingerprint"] = "0123456789ab"
-m["hardware"].setdefault("fingerprint_fields", {})["cpu_model_id"] = "an earlier generation"
-json.dump(m, open(p, "w"), indent=2)
-PY
-
 fails=0
+# A check that compares a planted run with a baseline run measured just before it: a neighbour's
+# burst can land in the baseline alone (a fresh-clone CI run once measured the clean ratio at 230
+# against 333-345 in the runs after it, so the planted 2x showed as -26%). Each such check measures
+# again, at most 3 times, and passes when one attempt meets every expectation; every attempt is
+# printed. A gate that never flags (or always flags) fails all three.
+attempts() {  # NAME FUNCTION [ARGS...]
+  local name=$1 before=$fails attempt
+  shift
+  for attempt in 1 2 3; do
+    fails=0
+    echo "== $name: attempt $attempt"
+    "$@"
+    if [ "$fails" -eq 0 ]; then
+      fails=$before
+      return
+    fi
+    echo "== $name: attempt $attempt missed $fails expectation(s)$([ "$attempt" -lt 3 ] && echo "; measuring again")"
+  done
+  fails=$((before + 1))
+}
 expect() {  # expect NAME WANT_RC PATTERN -- command...
   local what=$1 want=$2 pattern=$3
   shift 4
@@ -58,15 +61,36 @@ expect() {  # expect NAME WANT_RC PATTERN -- command...
 }
 gate() { "$bin" gate "$1" --baselines "$2" --suite kernels --noise ratio,exact --threshold 30% --metric "$key" --require "$key"; }
 
-expect baseline_planted_fails 1 "$key.*regression" -- gate "$slow" "$work/baselines"
-expect baseline_clean_passes 0 "gate: PASS" -- gate "$clean" "$work/baselines"
-expect other_class_skips_clean 77 "gate: SKIP: no 'kernels-gate' baseline .*for this machine class" -- gate "$clean" "$work/other"
-expect other_class_skips_planted 77 "Make one for this machine with" -- gate "$slow" "$work/other"
+baseline_mode() {
+  local base slow clean
+  base=$(run) || { echo "FAIL: baseline run failed"; cat "$work/log"; fails=$((fails + 1)); return; }
+  slow=$(CB_BENCH_PLANT_SLOWDOWN=2 run) || { echo "FAIL: planted run failed"; fails=$((fails + 1)); return; }
+  clean=$(run) || { echo "FAIL: clean rerun failed"; fails=$((fails + 1)); return; }
+  # Baselines: this machine class's (the first run), and the same files under another class.
+  rm -rf "$work/baselines" "$work/other"
+  mkdir -p "$work/baselines/$fp" "$work/other/0123456789ab"
+  cp -r "$base" "$work/baselines/$fp/kernels-gate"
+  cp -r "$base" "$work/other/0123456789ab/kernels-gate"
+  python3 - "$work/other/0123456789ab/kernels-gate/manifest.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+m = json.load(open(p))
+m["hardware"]["fingerprint"] = "0123456789ab"
+m["hardware"].setdefault("fingerprint_fields", {})["cpu_model_id"] = "an earlier generation"
+json.dump(m, open(p, "w"), indent=2)
+PY
+  expect baseline_planted_fails 1 "$key.*regression" -- gate "$slow" "$work/baselines"
+  expect baseline_clean_passes 0 "gate: PASS" -- gate "$clean" "$work/baselines"
+  expect other_class_skips_clean 77 "gate: SKIP: no 'kernels-gate' baseline .*for this machine class" -- gate "$clean" "$work/other"
+  expect other_class_skips_planted 77 "Make one for this machine with" -- gate "$slow" "$work/other"
+}
+attempts "baseline mode" baseline_mode
 
 ab() {
   "$bin" gate --ab --base "$build" --env OMP_NUM_THREADS=1 --bench-filter "$filter" --rounds 4 --repetitions 3 \
     --noise timing,ratio,exact --threshold 15% --require "$key" --out "$work/ab" "$@"
 }
+# A/B interleaves base and candidate rounds, so a burst lands on both sides: measured once.
 expect ab_same_build_passes 0 "gate: PASS" -- ab
 expect ab_planted_candidate_fails 1 "$key.*regression" -- ab --candidate-env CB_BENCH_PLANT_SLOWDOWN=2
 
@@ -81,12 +105,13 @@ ratio_flips() {  # NAME FILTER KEY NUMERATOR_DTYPE DENOMINATOR_DTYPE
   rbase=$(rrun) || { echo "FAIL: $name baseline run failed"; tail -n 20 "$work/log"; fails=$((fails + 1)); return; }
   rslow=$(CB_BENCH_PLANT_SLOWDOWN=2 CB_BENCH_PLANT_SLOWDOWN_DTYPE=$num rrun) || { echo "FAIL: $name planted run failed"; fails=$((fails + 1)); return; }
   rdenom=$(CB_BENCH_PLANT_SLOWDOWN=2 CB_BENCH_PLANT_SLOWDOWN_DTYPE=$den rrun) || { echo "FAIL: $name denominator run failed"; fails=$((fails + 1)); return; }
+  rm -rf "$work/$name-baselines"
   mkdir -p "$work/$name-baselines/$fp"
   cp -r "$rbase" "$work/$name-baselines/$fp/kernels-gate"
   rgate() { "$bin" gate "$1" --baselines "$work/$name-baselines" --suite kernels --noise ratio,exact --threshold 30% --metric "$rkey" --require "$rkey"; }
   expect "${name}_planted_fails" 1 "$rkey.*regression" -- rgate "$rslow"
   expect "${name}_denominator_planted_passes" 0 "gate: PASS" -- rgate "$rdenom"
 }
-ratio_flips bf16 '^matmul/cpu/(f32|bf16dot)/K2048_N2048/M128/' kernels.matmul.bf16_vs_f32.M128 bf16dot f32
-ratio_flips packed '^matmul/cpu/(f32|f32rowmajor)/K2048_N2048/M16/' kernels.matmul.packed_vs_rowmajor.M16 f32 f32rowmajor
+attempts "bf16 ratio" ratio_flips bf16 '^matmul/cpu/(f32|bf16dot)/K2048_N2048/M128/' kernels.matmul.bf16_vs_f32.M128 bf16dot f32
+attempts "packed ratio" ratio_flips packed '^matmul/cpu/(f32|f32rowmajor)/K2048_N2048/M16/' kernels.matmul.packed_vs_rowmajor.M16 f32 f32rowmajor
 exit $fails
