@@ -1,9 +1,12 @@
 // Helpers the test suites share: a substring expectation, the message of an expected ModelError,
-// a per-test temporary directory, and whole-file byte I/O.
+// per-test and per-process temporary directories, whole-file byte I/O, the claimbench binary.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -111,5 +114,42 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// One folder per test process and tag, <tmp>/cb_test_<tag>_<pid>, made empty on first use and
+// removed at exit when every test of the process passed (kept for a look otherwise).
+inline std::filesystem::path process_temp_root(const std::string& tag) {
+  struct Roots {
+    // Constructing gtest's UnitTest singleton first makes it outlive this object, whose
+    // destructor asks it whether every test passed.
+    Roots() { (void)::testing::UnitTest::GetInstance(); }
+    ~Roots() {
+      std::error_code ec;
+      if (::testing::UnitTest::GetInstance()->Passed())
+        for (const auto& p : made) std::filesystem::remove_all(p, ec);
+    }
+    std::vector<std::filesystem::path> made;
+  };
+  static Roots roots;
+  const std::filesystem::path p = std::filesystem::temp_directory_path() / ("cb_test_" + tag + "_" + std::to_string(::getpid()));
+  if (std::find(roots.made.begin(), roots.made.end(), p) == roots.made.end()) {
+    std::filesystem::remove_all(p);
+    std::filesystem::create_directories(p);
+    roots.made.push_back(p);
+  }
+  return p;
+}
+
+// root/name, emptied (made when missing).
+inline std::filesystem::path fresh_dir(const std::filesystem::path& root, const std::string& name) {
+  const std::filesystem::path p = root / name;
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p;
+}
+
+#ifdef CB_BINARY_DIR
+// The claimbench binary of this build (tests that run it end to end).
+inline std::filesystem::path claimbench_exe() { return std::filesystem::path(CB_BINARY_DIR) / "harness" / "claimbench"; }
+#endif
 
 }  // namespace cb::test

@@ -14,12 +14,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-fs::path temp_dir(const std::string& tag) {
-  const fs::path p = fs::temp_directory_path() / ("cb_test_claims_" + tag + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
+fs::path claims_dir(const std::string& tag) { return cb::test::fresh_dir(cb::test::process_temp_root("claims"), tag); }
 
 json claim(const std::string& id, const std::string& metric, const std::string& cmp, double threshold, const std::string& suite) {
   return {{"id", id}, {"claim", "wording of " + id}, {"figure", "figure " + id}, {"metric", metric},
@@ -131,7 +126,7 @@ TEST(ClaimsShipped, DeepSeekArticleLoadsWithAll21IdsAndContractKeys) {
 }
 
 TEST(ClaimsSchema, MalformedSetsNameFileAndJsonPath) {
-  const fs::path dir = temp_dir("schema");
+  const fs::path dir = claims_dir("schema");
   struct Case { const char* name; json doc; const char* path; const char* what; };
   json good = claim("a", "m.a", ">=", 1, "load");
   auto with = [&](const char* key, json v) { json c = good; c[key] = v; return c; };
@@ -309,7 +304,7 @@ TEST(ClaimsOutput, TableJsonRoundTripAndExitCode) {
   EXPECT_EQ(check_exit_code(rs), 1);
   EXPECT_EQ(check_exit_code(rs, true), 0);
 
-  const fs::path dir = temp_dir("json");
+  const fs::path dir = claims_dir("json");
   const json j = claims_to_json(rs, "suites/claims/x.json", "results/runs/r1");
   EXPECT_EQ(j["schema"], "claimbench.claims");
   EXPECT_EQ(j["results"][0]["verdict"], "PASS");
@@ -337,7 +332,7 @@ TEST(ClaimsOutput, TableJsonRoundTripAndExitCode) {
 
 TEST(ClaimsEvaluate, RunFolderOnDisk) {
   // The realistic path: a run folder written with the results API, read back by RunData::load.
-  const fs::path dir = temp_dir("run");
+  const fs::path dir = claims_dir("run");
   json manifest = {{"schema", "claimbench.manifest"}, {"schema_version", "1.0"}, {"run_id", "disk"},
                    {"hardware", {{"cpu_flags", {"avx2"}}, {"gpus", json::array()}}},
                    {"suites", {{"kernels", {{"status", "not_built"}}}, {"load", {{"status", "ok"}, {"file", "load.json"}}}}}};

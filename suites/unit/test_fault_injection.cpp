@@ -25,22 +25,8 @@ using nlohmann::json;
 
 namespace {
 
-fs::path temp_root() { return fs::temp_directory_path() / ("cb_test_fault_" + std::to_string(::getpid())); }
-// Removed at exit when every test passed (kept for a look otherwise).
-struct TempCleanup {
-  TempCleanup() { (void)::testing::UnitTest::GetInstance(); }
-  ~TempCleanup() {
-    std::error_code ec;
-    if (::testing::UnitTest::GetInstance()->Passed()) fs::remove_all(temp_root(), ec);
-  }
-} g_temp_cleanup;
-
-fs::path temp_dir(const std::string& name) {
-  const fs::path p = temp_root() / name;
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
+fs::path fault_root() { return cb::test::process_temp_root("fault"); }
+fs::path fault_dir(const std::string& name) { return cb::test::fresh_dir(fault_root(), name); }
 
 using cb::test::slurp;
 
@@ -90,7 +76,7 @@ std::string write_error(const fs::path& path, const std::string& text) {
 }
 
 TEST(FaultInjection, FullDiskKeepsThePreviousFileAndLeavesNoTempFile) {
-  const fs::path dir = temp_dir("full");
+  const fs::path dir = fault_dir("full");
   const fs::path file = dir / "manifest.json";
   write_text_atomic(file, "{\"old\": true}\n");
   // A file size limit makes write() fail past 4 KiB (EFBIG), as a full disk does (ENOSPC).
@@ -111,7 +97,7 @@ TEST(FaultInjection, FullDiskKeepsThePreviousFileAndLeavesNoTempFile) {
 
 TEST(FaultInjection, RealFullTmpfsWhenMountingIsAllowed) {
   if (::geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root; the file size limit test covers the path";
-  const fs::path dir = temp_dir("tmpfs");
+  const fs::path dir = fault_dir("tmpfs");
   if (std::system(("mount -t tmpfs -o size=64k tmpfs '" + dir.string() + "' 2>/dev/null").c_str()) != 0)
     GTEST_SKIP() << "this machine does not allow mounting a tmpfs here";
   const fs::path file = dir / "kernels.json";
@@ -126,7 +112,7 @@ TEST(FaultInjection, RealFullTmpfsWhenMountingIsAllowed) {
 }
 
 TEST(FaultInjection, ReadOnlyFolderGivesAClearErrorAndKeepsItsFiles) {
-  const fs::path dir = temp_dir("readonly");
+  const fs::path dir = fault_dir("readonly");
   const fs::path file = dir / "claims.json";
   write_text_atomic(file, "{\"a\": 1}\n");
   fs::permissions(dir, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read | fs::perms::group_exec |
@@ -152,7 +138,7 @@ TEST(FaultInjection, TempFileNamesAreRecognized) {
 
 // ---- The claimbench binary ----------------------------------------------------------------------
 
-fs::path claimbench_exe() { return fs::path(CB_BINARY_DIR) / "harness" / "claimbench"; }
+using cb::test::claimbench_exe;
 
 struct Cmd {
   int rc = -1;
@@ -186,7 +172,7 @@ std::string run_dir_of(const Cmd& c) {
 
 TEST(FaultInjection, SuiteKilledMidWriteIsRecordedAndItsPartialFileRemoved) {
   ASSERT_TRUE(fs::exists(claimbench_exe())) << claimbench_exe();
-  const fs::path base = temp_dir("killed");
+  const fs::path base = fault_dir("killed");
   const Cmd c = claimbench("CB_FAULT_KILL_MID_WRITE=selftest-ok.json @@run --suite selftest-ok,selftest-throw --out '" +
                                base.string() + "'",
                            base);
@@ -207,7 +193,7 @@ TEST(FaultInjection, SuiteKilledMidWriteIsRecordedAndItsPartialFileRemoved) {
 
 TEST(FaultInjection, ClaimSetEditedDuringRunChecksTheSnapshotAndSaysSo) {
   ASSERT_TRUE(fs::exists(claimbench_exe())) << claimbench_exe();
-  const fs::path base = temp_dir("edited");
+  const fs::path base = fault_dir("edited");
   const fs::path claims = base / "claims.json";
   fs::copy_file(fs::path(CB_SOURCE_DIR) / "suites" / "claims" / "deepseek-article.json", claims);
   const std::string original = slurp(claims);
@@ -232,7 +218,7 @@ TEST(FaultInjection, ClaimSetEditedDuringRunChecksTheSnapshotAndSaysSo) {
 
 TEST(FaultInjection, BrokenClaimSetFailsBeforeAnySuiteRuns) {
   ASSERT_TRUE(fs::exists(claimbench_exe())) << claimbench_exe();
-  const fs::path base = temp_dir("broken");
+  const fs::path base = fault_dir("broken");
   std::ofstream(base / "claims.json") << "{ \"name\": ";
   const Cmd c = claimbench("@@run --suite selftest-ok --check --claims '" + (base / "claims.json").string() + "' --out '" +
                                (base / "runs").string() + "'",

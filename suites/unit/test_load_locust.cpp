@@ -34,27 +34,10 @@ const fs::path kData = fs::path(CB_SOURCE_DIR) / "suites" / "unit" / "data" / "l
 const fs::path kStub = kData / "stub_server.py";
 const fs::path kLocustfile = fs::path(CB_SOURCE_DIR) / "workloads" / "locust" / "locustfile.py";
 
-fs::path temp_root() {
-  static const fs::path root = [] {
-    const fs::path p = fs::temp_directory_path() / ("cb_test_locust_" + std::to_string(::getpid()));
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
-  }();
-  return root;
-}
-struct TempCleanup {
-  // Touching gtest's UnitTest here constructs it before this object, so it is destroyed after it.
-  TempCleanup() { (void)::testing::UnitTest::GetInstance(); }
-  ~TempCleanup() {
-    std::error_code ec;
-    const fs::path p = fs::temp_directory_path() / ("cb_test_locust_" + std::to_string(::getpid()));
-    if (::testing::UnitTest::GetInstance()->Passed()) fs::remove_all(p, ec);
-  }
-} g_cleanup;
+fs::path locust_root() { return cb::test::process_temp_root("locust"); }
 
 fs::path write_file(const std::string& name, const std::string& text) {
-  const fs::path p = temp_root() / name;
+  const fs::path p = locust_root() / name;
   std::ofstream(p, std::ios::binary) << text;
   return p;
 }
@@ -210,7 +193,7 @@ TEST(LocustCsv, ErrorsNameWhereTheProblemIs) {
   EXPECT_NE(msg.find("quote.csv:3:"), std::string::npos) << msg;
   msg = csv_error([&] { parse_locust_stats(write_file("empty.csv", "")); });
   EXPECT_NE(msg.find("empty.csv:1: empty file: no header line"), std::string::npos) << msg;
-  msg = csv_error([&] { parse_locust_stats(temp_root() / "absent.csv"); });
+  msg = csv_error([&] { parse_locust_stats(locust_root() / "absent.csv"); });
   EXPECT_NE(msg.find("absent.csv: file does not exist"), std::string::npos) << msg;
 
   // History: a timestamp that is not an integer, on line 3.
@@ -298,7 +281,7 @@ TEST(LocustSuiteResult, MetricsComeFromThePostAndTtftRows) {
 
 LocustRunOptions stub_options(const std::string& name) {
   LocustRunOptions o;
-  o.out_dir = temp_root() / name;
+  o.out_dir = locust_root() / name;
   o.locustfile = kLocustfile;
   o.users = 2;
   o.spawn_rate = 10;
@@ -425,7 +408,7 @@ struct EnvVar {
 
 TEST(LocustLoad, SkippedWithTheReasonWhenLocustIsMissingOrTheSutIsNull) {
   SuiteContext ctx;
-  ctx.run_dir = temp_root() / "skip";
+  ctx.run_dir = locust_root() / "skip";
   {
     EnvVar v("CB_LOCUST", "/nonexistent/locust");
     const SuiteResult r = run_locust_load(ctx);
@@ -444,7 +427,7 @@ TEST(LocustLoad, SkippedWithTheReasonWhenLocustIsMissingOrTheSutIsNull) {
 TEST(LocustLoad, DISABLED_QuickSuiteAgainstExternalEndpoint) {
   if (!locust_installed()) GTEST_SKIP() << "Locust is not installed (/usr/bin/locust)";
   // Start the stub through run_locust's own server handling would hide the --sut path; start it here.
-  const fs::path log = temp_root() / "external_stub.log";
+  const fs::path log = locust_root() / "external_stub.log";
   const std::string cmd = "/usr/bin/python3 " + kStub.string() + " --port 0 > " + log.string() + " 2>&1 & echo $!";
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
@@ -466,7 +449,7 @@ TEST(LocustLoad, DISABLED_QuickSuiteAgainstExternalEndpoint) {
   ASSERT_FALSE(url.empty()) << slurp(log);
 
   SuiteContext ctx;
-  ctx.run_dir = temp_root() / "quick";
+  ctx.run_dir = locust_root() / "quick";
   ctx.sut = url;
   ctx.quick = true;
   ctx.seed = 3;

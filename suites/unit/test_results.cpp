@@ -21,12 +21,7 @@ using nlohmann::json;
 
 namespace {
 
-fs::path temp_dir(const std::string& tag) {
-  const fs::path p = fs::temp_directory_path() / ("cb_test_results_" + tag + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
+fs::path results_dir(const std::string& tag) { return cb::test::fresh_dir(cb::test::process_temp_root("results"), tag); }
 
 // The message of the SchemaError `fn` throws, or a test failure when it throws nothing.
 template <class F>
@@ -274,7 +269,7 @@ TEST(ResultsSchema, AddReplacesSameKey) {
 }
 
 TEST(ResultsFiles, CreateUniqueDirNeverReusesAFolder) {
-  const fs::path base = temp_dir("unique") / "runs";  // created by the first call
+  const fs::path base = results_dir("unique") / "runs";  // created by the first call
   const fs::path a = create_unique_dir(base, "20261129T000000Z-abc");
   EXPECT_EQ(a.string(), (base / "20261129T000000Z-abc").string());
   { std::ofstream(a / "keep.txt") << "first run"; }
@@ -292,7 +287,7 @@ TEST(ResultsFiles, CreateUniqueDirNeverReusesAFolder) {
 }
 
 TEST(ResultsFiles, WriteJsonAtomicReplacesAndLeavesNoTempFile) {
-  const fs::path dir = temp_dir("atomic");
+  const fs::path dir = results_dir("atomic");
   const fs::path f = dir / "sub" / "x.json";  // the parent folder is created
   write_json_atomic(f, {{"v", 1}, {"long", std::string(1000, 'a')}});
   EXPECT_EQ(read_json_file(f)["v"], 1);
@@ -309,7 +304,7 @@ TEST(ResultsFiles, WriteJsonAtomicReplacesAndLeavesNoTempFile) {
 }
 
 TEST(ResultsFiles, ReadJsonFileErrorsNameTheFile) {
-  const fs::path dir = temp_dir("readjson");
+  const fs::path dir = results_dir("readjson");
   std::ofstream(dir / "bad.json") << "{\"a\": 1,";
   std::string msg = schema_error([&] { read_json_file(dir / "bad.json"); });
   EXPECT_NE(msg.find((dir / "bad.json").string()), std::string::npos) << msg;
@@ -324,7 +319,7 @@ TEST(ResultsFiles, ReadJsonFileErrorsNameTheFile) {
 }
 
 TEST(ResultsFiles, SuiteCsvColumnsAndEscaping) {
-  const fs::path dir = temp_dir("csv");
+  const fs::path dir = results_dir("csv");
   SuiteResult r;
   r.suite = "demo";
   Metric m;
@@ -363,7 +358,7 @@ TEST(ResultsFiles, SuiteCsvColumnsAndEscaping) {
 }
 
 TEST(ResultsRunData, RejectsFolderWithoutManifest) {
-  const fs::path dir = temp_dir("nomanifest");
+  const fs::path dir = results_dir("nomanifest");
   write_json_atomic(dir / "demo.json", suite_json());
   std::string msg = schema_error([&] { RunData::load(dir); });
   EXPECT_NE(msg.find(dir.string()), std::string::npos) << msg;
@@ -374,7 +369,7 @@ TEST(ResultsRunData, RejectsFolderWithoutManifest) {
 }
 
 TEST(ResultsRunData, RejectsManifestWithWrongSchema) {
-  const fs::path dir = temp_dir("badmanifest");
+  const fs::path dir = results_dir("badmanifest");
   json m = manifest_json();
   m["schema"] = "claimbench.suite";
   write_json_atomic(dir / "manifest.json", m);
@@ -393,7 +388,7 @@ TEST(ResultsRunData, RejectsManifestWithWrongSchema) {
 // Found by fuzz_run_folder: a manifest field of another type than its readers take (label(),
 // compare, check, the gate) escaped as nlohmann's type_error, naming neither file nor key.
 TEST(ResultsRunData, ManifestFieldsOfTheWrongTypeNameFileAndKey) {
-  const fs::path dir = temp_dir("manifesttypes");
+  const fs::path dir = results_dir("manifesttypes");
   const std::vector<std::pair<std::function<void(json&)>, std::string>> cases = {
       {[](json& m) { m["run_id"] = 5; }, "key 'run_id': expected a string, got 5"},
       {[](json& m) { m["schema"] = 1; }, "key 'schema': expected a string, got 1"},
@@ -422,7 +417,7 @@ TEST(ResultsRunData, ManifestFieldsOfTheWrongTypeNameFileAndKey) {
 }
 
 TEST(ResultsRunData, LoadsSuitesAndIgnoresOtherJson) {
-  const fs::path dir = temp_dir("rundata");
+  const fs::path dir = results_dir("rundata");
   write_json_atomic(dir / "manifest.json", manifest_json());
   write_json_atomic(dir / "demo.json", suite_json());
   SuiteResult other = sample_suite();

@@ -35,7 +35,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-fs::path claimbench_exe() { return fs::path(CB_BINARY_DIR) / "harness" / "claimbench"; }
+using cb::test::claimbench_exe;
 
 #define REQUIRE_CLAIMBENCH()                                                                                  \
   ASSERT_TRUE(fs::exists(claimbench_exe()))                                                                   \
@@ -44,27 +44,8 @@ fs::path claimbench_exe() { return fs::path(CB_BINARY_DIR) / "harness" / "claimb
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Everything this file writes lives under one folder per test process, removed at exit when every
-// test passed (kept for a look otherwise).
-fs::path temp_root_path() { return fs::temp_directory_path() / ("cb_test_orch_" + std::to_string(::getpid())); }
-fs::path temp_root() {
-  static const bool made = [] {
-    fs::remove_all(temp_root_path());
-    fs::create_directories(temp_root_path());
-    return true;
-  }();
-  (void)made;
-  return temp_root_path();
-}
-struct TempCleanup {
-  // Construct gtest's UnitTest singleton first, so it is destroyed after this object and the
-  // destructor below never reads a destroyed singleton.
-  TempCleanup() { (void)::testing::UnitTest::GetInstance(); }
-  ~TempCleanup() {
-    std::error_code ec;
-    if (fs::exists(temp_root_path(), ec) && ::testing::UnitTest::GetInstance()->Passed()) fs::remove_all(temp_root_path(), ec);
-  }
-} g_temp_cleanup;
+// Everything this file writes lives under one folder per test process (test_support.h).
+fs::path orch_root() { return cb::test::process_temp_root("orch"); }
 
 std::string quoted(const std::string& s) {
   std::string out = "'";
@@ -91,7 +72,7 @@ struct Cmd {
 // Runs `claimbench ARGS` through the shell; with test_suites the self-test suites exist.
 Cmd claimbench(const std::string& args, bool test_suites = true) {
   static int n = 0;
-  const fs::path err = temp_root() / ("stderr." + std::to_string(++n) + ".txt");
+  const fs::path err = orch_root() / ("stderr." + std::to_string(++n) + ".txt");
   const std::string cmd = std::string(test_suites ? "CB_TEST_SUITES=1 " : "env -u CB_TEST_SUITES ") +
                           quoted(claimbench_exe().string()) + " " + args + " 2>" + quoted(err.string()) + " </dev/null";
   Cmd c;
@@ -133,7 +114,7 @@ struct SharedRun {
 const SharedRun& shared_run() {
   static SharedRun r = [] {
     SharedRun s;
-    s.out_base = temp_root() / "shared";
+    s.out_base = orch_root() / "shared";
     s.cmd = claimbench("run --suite selftest-crash,selftest-ok,selftest-throw,selftest-hang,selftest-ok --seed 7 --out " +
                        quoted(s.out_base.string()));
     s.dir = last_line(s.cmd.out);
@@ -260,7 +241,7 @@ TEST(RunOrchestration, EverySuiteFileParsesAndTheOkSuiteHasItsMetric) {
 
 TEST(RunOrchestration, TwoRunsIntoTheSameOutNeverShareAFolder) {
   REQUIRE_CLAIMBENCH();
-  const fs::path base = temp_root() / "twice";
+  const fs::path base = orch_root() / "twice";
   const Cmd a = claimbench("run --suite selftest-ok --out " + quoted(base.string()));
   const Cmd b = claimbench("run --suite selftest-ok --out " + quoted(base.string()));
   ASSERT_EQ(a.rc, 0) << describe(a);
@@ -281,7 +262,7 @@ TEST(RunOrchestration, TwoRunsIntoTheSameOutNeverShareAFolder) {
 
 TEST(RunOrchestration, UnknownSuiteFailsBeforeCreatingAnyFolder) {
   REQUIRE_CLAIMBENCH();
-  const fs::path base = temp_root() / "never";
+  const fs::path base = orch_root() / "never";
   const Cmd c = claimbench("run --suite selftest-ok,no-such-suite --out " + quoted(base.string()));
   EXPECT_EQ(c.rc, 2) << describe(c);
   EXPECT_NE(c.err.find("unknown suite 'no-such-suite'"), std::string::npos) << describe(c);
@@ -302,7 +283,7 @@ TEST(RunOrchestration, UnknownSuiteFailsBeforeCreatingAnyFolder) {
 // suites are skipped with that reason, and whose kernels suite says why cb_cuda_bench cannot run.
 TEST(RunOrchestration, BackendIsCheckedUpFrontAndSkipsWithTheReason) {
   REQUIRE_CLAIMBENCH();
-  const fs::path base = temp_root() / "backend";
+  const fs::path base = orch_root() / "backend";
   Cmd c = claimbench("run --suite engine --backend tpu --out " + quoted(base.string()));
   EXPECT_EQ(c.rc, 2) << describe(c);
   EXPECT_NE(c.err.find("unknown backend 'tpu' (known: ref, cpu, cuda)"), std::string::npos) << describe(c);
@@ -340,7 +321,7 @@ TEST(RunOrchestration, BackendIsCheckedUpFrontAndSkipsWithTheReason) {
 // "all" runs once. The real suites are cut short by a tiny time limit: only the list matters here.
 TEST(RunOrchestration, AllExcludesTestSuitesAndDuplicatesRunOnce) {
   REQUIRE_CLAIMBENCH();
-  const fs::path base = temp_root() / "all";
+  const fs::path base = orch_root() / "all";
   const Cmd c = claimbench("run --suite all,selftest-ok,cost --timeout-scale 0.0001 --out " + quoted(base.string()));
   ASSERT_EQ(c.rc, 0) << describe(c);
   const fs::path dir = last_line(c.out);
@@ -370,9 +351,9 @@ TEST(RunOrchestration, AllExcludesTestSuitesAndDuplicatesRunOnce) {
 // run interrupted and finished, and keeps what finished before.
 TEST(RunOrchestration, InterruptKeepsFinishedSuitesAndKillsTheRunningOne) {
   REQUIRE_CLAIMBENCH();
-  const fs::path base = temp_root() / "interrupt";
+  const fs::path base = orch_root() / "interrupt";
   fs::create_directories(base);
-  const fs::path out_file = temp_root() / "interrupt.stdout", err_file = temp_root() / "interrupt.stderr";
+  const fs::path out_file = orch_root() / "interrupt.stdout", err_file = orch_root() / "interrupt.stderr";
 
   std::vector<std::string> env_s;
   for (char** e = environ; *e; ++e)
@@ -485,7 +466,7 @@ json claim(const std::string& id, const std::string& suite, const std::string& m
 }
 
 fs::path write_claim_set(const std::string& name, const std::vector<json>& claims) {
-  const fs::path p = temp_root() / (name + ".claims.json");
+  const fs::path p = orch_root() / (name + ".claims.json");
   write_json_atomic(p, {{"$comment", "written by test_run_orchestration.cpp"}, {"schema", "claimbench.claimset"},
                         {"schema_version", "1.0"}, {"name", name}, {"source", "test_run_orchestration.cpp"}, {"claims", claims}});
   return p;
@@ -553,7 +534,7 @@ TEST(RunOrchestrationCheck, ExitCodesForPassAndFail) {
   EXPECT_NE(allowed.out.find("1 PASS, 1 FAIL"), std::string::npos) << allowed.out;
 
   // A claim set that cannot be read is an error (exit 2) that names the file.
-  const fs::path bad = temp_root() / "bad.claims.json";
+  const fs::path bad = orch_root() / "bad.claims.json";
   write_json_atomic(bad, {{"schema", "claimbench.claimset"}, {"schema_version", "1.0"}, {"name", "bad"}, {"source", "t"},
                           {"claims", json::array({claim("x", "selftest-ok", "selftest_ok.value", "=>", 1)})}});
   const Cmd broken = check(r.dir, bad);

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "cb/engine/model/engine.h"
+#include "cb/engine/model/thread_scope.h"
 #include "cb/engine/serving/serving_engine.h"
 #include "cb/peaks/machine_peaks.h"
 
@@ -47,13 +48,6 @@ using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 double median_of(const std::vector<double>& v) { return samples_summary(v)["median"].get<double>(); }
-
-// Restores the OpenMP thread count on every exit path.
-struct ThreadScope {
-  int saved = omp_get_max_threads();
-  explicit ThreadScope(int n) { omp_set_num_threads(n); }
-  ~ThreadScope() { omp_set_num_threads(saved); }
-};
 
 std::vector<int32_t> seeded_prompt(const ModelConfig& cfg, uint64_t seed, int T) {
   std::mt19937_64 rng(seed);

@@ -14,6 +14,7 @@
 #include "cb/engine/model/errors.h"
 #include "cb/engine/model/model_init.h"
 #include "cb/engine/model/safetensors.h"
+#include "cb/engine/model/thread_scope.h"
 #include "cb/engine/train/graph.h"
 #include "cb/engine/train/optim.h"
 #include "cb/engine/train/trainer.h"
@@ -182,15 +183,6 @@ std::vector<std::string> distinct(const std::vector<std::string>& tasks) {
     if (std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
   return out;
 }
-
-// Restores the OpenMP thread count on every exit path.
-struct ThreadScope {
-  int saved = omp_get_max_threads();
-  explicit ThreadScope(int n) {
-    if (n > 0) omp_set_num_threads(n);
-  }
-  ~ThreadScope() { omp_set_num_threads(saved); }
-};
 
 }  // namespace
 
