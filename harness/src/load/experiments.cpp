@@ -58,7 +58,11 @@ InProcessConfig inprocess_config_from_json(const json& j, InProcessConfig c, con
 
 std::string slo_verdict(const RunSummary& s, const Slo& slo) {
   std::string out;
-  const std::string p = "p" + g(slo.percentile) + " ";
+  // Appended, not "p" + g(...): GCC 12 reports a false -Wrestrict overlap in operator+(const char*,
+  // string&&) at -O3 (GCC PR 105329).
+  std::string p = "p";
+  p += g(slo.percentile);
+  p += ' ';
   auto add = [&](const std::string& what) {
     if (!out.empty()) out += "; ";
     out += what;
