@@ -40,6 +40,15 @@ def judge(iv, holds):
     return "PASS" if lo and hi else "FAIL" if not lo and not hi else "INCONCLUSIVE"
 
 
+def at_least(t):
+    """A target: its text in the table and the test of one value."""
+    return f">= {t:.2f}", lambda v: v >= t
+
+
+def below(t):
+    return f"< {t:.2f}", lambda v: v < t
+
+
 def load(d, name):
     p = os.path.join(d, name)
     if not os.path.exists(p):
@@ -68,7 +77,7 @@ def prefill_profile_row(row, label, e):
     slow = min(mm, key=lambda o: o["peak_fraction"]) if mm else None
     peak = "BF16 dot" if p.get("peak") == "bf16_dot" else "FP32 FMA"
     row(f"{label} {p['tokens']}-token prefill op profile: matmuls, fraction of the {peak} peak", p.get("matmul_peak_fraction"),
-        f"{p.get('peak_gflops', 0):.0f} GFLOP/s {peak}", "", True,
+        f"{p.get('peak_gflops', 0):.0f} GFLOP/s {peak}", None,
         f"prefill {p['step_ms']:.1f} ms: matmuls {100 * p['matmul_fraction']:.0f}% ({p.get('matmul_gflops', 0):.0f} GFLOP/s), "
         f"other ops {p['ops_ms'] - p['matmul_ms']:.1f} ms, outside the ops {p['outside_ops_ms']:.1f} ms"
         + (f"; slowest: {slow['op']} {slow['shape']} at {slow.get('gflops', 0):.0f} GFLOP/s" if slow else ""))
@@ -77,13 +86,17 @@ def prefill_profile_row(row, label, e):
 def main(d):
     rows = []
 
-    def row(what, value, limit, target, ok, detail="", samples=None, holds=None):
-        """ok: the point verdict; with samples (per repetition) and holds (the target as a test of one
-        value), a gated figure is judged on the 95% interval of the samples instead."""
-        verdict = "MISSING" if value is None else ("PASS" if ok else "FAIL") if target else "RECORDED"
+    def row(what, value, limit, target=None, detail="", samples=None):
+        """target: at_least(t) / below(t), or None for a recorded figure. A gated figure is judged on
+        the 95% interval of its per-repetition samples where it has enough, else on its value."""
+        text, holds = target or ("", None)
         iv = interval(samples) if samples is not None else None
-        if iv and target and value is not None and holds:
-            verdict = judge(iv, holds)
+        if value is None:
+            verdict = "MISSING"
+        elif not holds:
+            verdict = "RECORDED"
+        else:
+            verdict = judge(iv, holds) if iv else "PASS" if holds(value) else "FAIL"
         if iv:
             iv_text = f"[{iv[0]:.3f}, {iv[1]:.3f}] of {len(samples)}"
         elif samples is not None:
@@ -91,40 +104,39 @@ def main(d):
         else:
             iv_text = "one measurement"
         rows.append({"what": what, "value": value, "interval": list(iv) if iv else None, "interval_text": iv_text,
-                     "limit": limit, "target": target, "verdict": verdict, "detail": detail})
+                     "limit": limit, "target": text, "verdict": verdict, "detail": detail})
 
     for name, label in (("f32", "F32"), ("bf16", "BF16 weights")):
         e = load(d, f"engine-{name}.json")
         if not e:
-            row(f"{label} batch-1 decode / triad bandwidth", None, "", ">= 0.80", False)
+            row(f"{label} batch-1 decode / triad bandwidth", None, "", at_least(0.8))
             continue
         dec, pk = e["decode"], e["peaks"]
         tf = e["ratios"]["decode_triad_fraction"]
         row(f"{label} batch-1 decode, fraction of triad bandwidth / bytes per token", tf,
-            f"{pk['triad']['value']:.1f} GB/s triad -> {dec['triad_limit_tokens_per_s']:.1f} tok/s", ">= 0.80", tf >= 0.8,
+            f"{pk['triad']['value']:.1f} GB/s triad -> {dec['triad_limit_tokens_per_s']:.1f} tok/s", at_least(0.8),
             f"{dec['tokens_per_s']['median']:.2f} tok/s median of {dec['tokens_per_s']['samples']}; per repetition "
-            f"{[round(x, 3) for x in dec['triad_fraction']['samples']]}", dec["triad_fraction"]["samples"], lambda v: v >= 0.8)
+            f"{[round(x, 3) for x in dec['triad_fraction']['samples']]}", dec["triad_fraction"]["samples"])
         bf = e["ratios"]["decode_bw_fraction"]
         row(f"{label} batch-1 decode, fraction of read-only bandwidth", bf,
-            f"{pk['mem_read']['value']:.1f} GB/s read -> {dec['bandwidth_limit_tokens_per_s']:.1f} tok/s", "", True, "",
+            f"{pk['mem_read']['value']:.1f} GB/s read -> {dec['bandwidth_limit_tokens_per_s']:.1f} tok/s", None, "",
             dec["bw_fraction"]["samples"])
         pf = e["ratios"]["prefill_peak_fraction"]
         row(f"{label} 128-token prefill, fraction of FP32 FMA peak", pf,
-            f"{e['prefill']['peak_gflops']:.0f} GFLOP/s", ">= 0.50" if name == "f32" else "", pf >= 0.5,
-            f"{e['prefill']['gflops']['median']:.0f} GFLOP/s median", e["prefill"]["peak_fraction"]["samples"], lambda v: v >= 0.5)
+            f"{e['prefill']['peak_gflops']:.0f} GFLOP/s", at_least(0.5) if name == "f32" else None,
+            f"{e['prefill']['gflops']['median']:.0f} GFLOP/s median", e["prefill"]["peak_fraction"]["samples"])
         for b in e.get("batched_decode", {}).get("rows", []):
-            tgt = ">= 0.60" if b["batch"] == 16 else ""
             row(f"{label} decode batch {b['batch']}, fraction of roofline bound ({b['bound']}-bound)", b["roofline_fraction"],
-                f"{b['bound_tokens_per_s']:.1f} tok/s", tgt, b["roofline_fraction"] >= 0.6,
+                f"{b['bound_tokens_per_s']:.1f} tok/s", at_least(0.6) if b["batch"] == 16 else None,
                 f"{b['tokens_per_s']['median']:.1f} tok/s, MFU {b['mfu']:.2f}, MBU {b['mbu']:.2f}; per repetition "
-                f"{[round(x, 3) for x in b['roofline_fraction_samples']]}", b["roofline_fraction_samples"], lambda v: v >= 0.6)
+                f"{[round(x, 3) for x in b['roofline_fraction_samples']]}", b["roofline_fraction_samples"])
         # Where each decode step's time goes (--op-profile): the matmuls' share and their weight
         # stream against the read bandwidth; the slowest-streaming matmul named in the detail.
         for p in e.get("op_profile", {}).get("rows", []):
             mm = [o for o in p["ops"] if o["op"].startswith("matmul")]
             slow = min(mm, key=lambda o: o.get("read_bandwidth_fraction", 1)) if mm else None
             row(f"{label} decode batch {p['batch']} op profile: matmul weight stream, fraction of read bandwidth",
-                p.get("matmul_read_bandwidth_fraction"), f"{p.get('read_gbs', pk['mem_read']['value']):.1f} GB/s read", "", True,
+                p.get("matmul_read_bandwidth_fraction"), f"{p.get('read_gbs', pk['mem_read']['value']):.1f} GB/s read", None,
                 f"step {p['step_ms']:.2f} ms: matmuls {100 * p['matmul_fraction']:.0f}% ({p.get('matmul_gbs', 0):.1f} GB/s, "
                 f"{p.get('matmul_gflops', 0):.0f} GFLOP/s = {p.get('matmul_fma_peak_fraction', 0):.2f} of the FMA peak), "
                 f"other ops {p['ops_ms'] - p['matmul_ms']:.2f} ms, outside the ops {p['outside_ops_ms']:.2f} ms"
@@ -134,10 +146,10 @@ def main(d):
         if ts:
             r1, rn = ts["rows"][0], ts["rows"][-1]
             row(f"{label} prefill speedup 1 -> {rn['threads']} threads", ts["prefill_speedup"],
-                f"FMA peak x{ts['fma_peak_speedup']:.2f}", "", True,
+                f"FMA peak x{ts['fma_peak_speedup']:.2f}", None,
                 f"{r1['prefill_tokens_per_s']['median']:.1f} -> {rn['prefill_tokens_per_s']['median']:.1f} tok/s")
             row(f"{label} decode speedup 1 -> {rn['threads']} threads", ts["decode_speedup"],
-                f"read bandwidth x{ts['read_bandwidth_speedup']:.2f}", "", True,
+                f"read bandwidth x{ts['read_bandwidth_speedup']:.2f}", None,
                 f"{r1['decode_tokens_per_s']['median']:.2f} -> {rn['decode_tokens_per_s']['median']:.2f} tok/s")
 
     e = load(d, "engine-bf16dot.json")
@@ -145,26 +157,26 @@ def main(d):
         pf = e["ratios"]["prefill_peak_fraction"]
         peak = e["prefill"]["peak"]
         row(f"BF16-dot 128-token prefill, fraction of {'BF16 dot' if peak == 'bf16_dot' else 'FP32 FMA (no BF16 dot here)'} peak", pf,
-            f"{e['prefill']['peak_gflops']:.0f} GFLOP/s", ">= 0.50", pf >= 0.5, f"{e['prefill']['gflops']['median']:.0f} GFLOP/s median",
-            e["prefill"]["peak_fraction"]["samples"], lambda v: v >= 0.5)
+            f"{e['prefill']['peak_gflops']:.0f} GFLOP/s", at_least(0.5), f"{e['prefill']['gflops']['median']:.0f} GFLOP/s median",
+            e["prefill"]["peak_fraction"]["samples"])
         prefill_profile_row(row, "BF16-dot", e)
     else:
-        row("BF16-dot 128-token prefill, fraction of BF16 dot peak", None, "", ">= 0.50", False)
+        row("BF16-dot 128-token prefill, fraction of BF16 dot peak", None, "", at_least(0.5))
 
     k = load(d, "kernels.json")
     m = metric(k, "kernels.attention.paged_vs_contiguous.ctx4096")
     row("paged / contiguous attention throughput, 8 sequences at 4K context", m["value"] if m else None,
-        "contiguous cache, same kernel, same run", ">= 0.95", bool(m) and m["value"] >= 0.95,
-        f"per repetition {[round(x, 3) for x in m['samples']]}" if m else "", m["samples"] if m else None, lambda v: v >= 0.95)
+        "contiguous cache, same kernel, same run", at_least(0.95),
+        f"per repetition {[round(x, 3) for x in m['samples']]}" if m else "", m["samples"] if m else None)
 
     e = load(d, "engine-serving.json")
     for b in (e or {}).get("serving_overhead", {}).get("rows", []):
         ov = b.get("overhead_fraction")
-        row(f"serving engine per-step overhead at batch {b['batch']} (default model)", ov, "step time", "< 0.10",
-            ov is not None and ov < 0.1, f"step {b.get('step_ms_mean', 0):.3f} ms, forward {b.get('forward_ms_mean', 0):.3f} ms, "
-                                          f"{b['steps']} decode steps")
+        row(f"serving engine per-step overhead at batch {b['batch']} (default model)", ov, "step time", below(0.1),
+            f"step {b.get('step_ms_mean', 0):.3f} ms, forward {b.get('forward_ms_mean', 0):.3f} ms, "
+            f"{b['steps']} decode steps")
     if not e:
-        row("serving engine per-step overhead", None, "", "< 0.10", False)
+        row("serving engine per-step overhead", None, "", below(0.1))
 
     # Can the figures fail? The planted matmul-twice defect streams the weights twice per token and
     # does every matmul twice, counted once: decode and prefill figures must drop below 0.8x the
@@ -174,8 +186,8 @@ def main(d):
         c = (clean or {}).get("ratios", {}).get(key)
         p = (planted or {}).get("ratios", {}).get(key)
         ratio = p / c if c and p is not None else None
-        row(f"planted defect matmul-twice: {what}, planted / clean", ratio, "the clean run's figure", "< 0.80",
-            ratio is not None and ratio < 0.8, f"clean {c:.3f}, planted {p:.3f}" if ratio is not None else "")
+        row(f"planted defect matmul-twice: {what}, planted / clean", ratio, "the clean run's figure", below(0.8),
+            f"clean {c:.3f}, planted {p:.3f}" if ratio is not None else "")
 
     out = {"rows": rows, "folder": os.path.basename(os.path.normpath(d))}
     with open(os.path.join(d, "engine-speed.json"), "w") as f:
