@@ -96,7 +96,8 @@ inline void packed_tile(const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, 
   constexpr int NV = NP * VPP;
   const T* w = static_cast<const T*>(a.wp);
   const T* wv[NV];
-  for (int v = 0; v < NV; ++v) wv[v] = w + ((p + v / VPP) * a.K + k0) * kPackPanel + (v % VPP) * V::W;
+  const int64_t ps = a.panel_steps > 0 ? a.panel_steps : a.K;
+  for (int v = 0; v < NV; ++v) wv[v] = w + ((p + v / VPP) * ps + k0) * kPackPanel + (v % VPP) * V::W;
   vec acc[MR][NV];
   for (int m = 0; m < MR; ++m)
     for (int v = 0; v < NV; ++v) acc[m][v] = V::zero();
@@ -114,7 +115,7 @@ inline void packed_tile(const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, 
           __builtin_prefetch(reinterpret_cast<const char*>(wv[j * VPP] + k * kPackPanel) + kPackedAheadBytes, 0, 3);
     if constexpr (PF == PackedPf::NextTile)
       if (k == pf_k) {
-        for (int j = 0; j < pf.np; ++j) __builtin_prefetch(pf_w + (j * a.K + k) * kPackPanel, 0, 3);
+        for (int j = 0; j < pf.np; ++j) __builtin_prefetch(pf_w + (j * ps + k) * kPackPanel, 0, 3);
         pf_k += pf_step;
       }
     typename Op::wvec wk[NV];
@@ -168,6 +169,7 @@ void packed_gemm_typed(const PackedArgs& a, int64_t n0, int64_t n1) {
   const int64_t ks = a.k_slice > 0 ? a.k_slice : a.K;
   const int groups = int((a.M + MR - 1) / MR);
   const auto* w = static_cast<const typename Op::WT*>(a.wp);
+  const int64_t ps = a.panel_steps > 0 ? a.panel_steps : a.K;
   for (int64_t k0 = 0; k0 < a.K; k0 += ks) {
     const int64_t kn = std::min(ks, a.K - k0);
     for (int64_t p = p0; p < p1; p += NP) {
@@ -176,10 +178,10 @@ void packed_gemm_typed(const PackedArgs& a, int64_t n0, int64_t n1) {
       PackedPrefetch pf;
       pf.groups = groups;
       if (p + NP < p1) {
-        pf.next = w + ((p + NP) * a.K + k0) * kPackPanel;
+        pf.next = w + ((p + NP) * ps + k0) * kPackPanel;
         pf.np = int(std::min<int64_t>(NP, p1 - p - NP));
       } else if (k0 + ks < a.K) {
-        pf.next = w + (p0 * a.K + k0 + ks) * kPackPanel;
+        pf.next = w + (p0 * ps + k0 + ks) * kPackPanel;
         pf.np = int(std::min<int64_t>(NP, p1 - p0));
       }
       for (int64_t m0 = 0; m0 < a.M; m0 += MR, ++pf.group) {

@@ -12,6 +12,8 @@
 //                                  WeightArena, and pack dense f32/bf16 matmul weights there)
 //   CB_CPU_PACK_WEIGHTS=0          copy dense f32/bf16 matmul weights row-major instead of packing
 //                                  them into panels (the GEMV-style kernel runs them; for A/B runs)
+//   CB_CPU_PANEL_SKEW=0            f32 panels exactly K steps apart even where that is a whole
+//                                  number of pages (packed_panel_steps; for A/B runs)
 #include <sys/mman.h>
 
 #include <cstdlib>
@@ -100,8 +102,8 @@ bool weights_in_place() {
   return v && *v && std::strcmp(v, "0") != 0;
 }
 
-bool pack_weights() {
-  const char* v = std::getenv("CB_CPU_PACK_WEIGHTS");
+bool env_not_zero(const char* name) {
+  const char* v = std::getenv(name);
   return !(v && std::strcmp(v, "0") == 0);
 }
 
@@ -189,7 +191,9 @@ class WeightArena {
 class CpuBackend final : public HostBackend {
  public:
   CpuBackend()
-      : k_(kernels_for(choose_isa())), mm_(matmul_config()), in_place_(weights_in_place()), pack_(pack_weights()) {}
+      : k_(kernels_for(choose_isa())), mm_(matmul_config()), in_place_(weights_in_place()),
+        pack_(env_not_zero("CB_CPU_PACK_WEIGHTS")),
+        skew_panels_(env_not_zero("CB_CPU_PANEL_SKEW")) {}
 
   std::string name() const override { return "cpu"; }
 
@@ -248,17 +252,21 @@ class CpuBackend final : public HostBackend {
   }
   Status pack(const Weight& host, Weight& out) {
     const bool as_pairs = pairs(host);
-    const int64_t steps = as_pairs ? (host.k + 1) / 2 : host.k, lanes = as_pairs ? 2 * kPackPanel : kPackPanel;
-    const int64_t elems = as_pairs ? bf16_pair_elems(host.n, host.k) : packed_elems(host.n, host.k);
-    const int64_t panels = elems / (lanes * steps);
-    const size_t es = dtype_size(host.dtype()), bytes = size_t(elems) * es;
+    const size_t es = dtype_size(host.dtype());
+    const int64_t lanes = as_pairs ? 2 * kPackPanel : kPackPanel, k_steps = as_pairs ? (host.k + 1) / 2 : host.k;
+    // f32 panels only: bf16-weight decode (M = 1) ran slower skewed, 10 of 10 interleaved pairs
+    // on llama-1b (12-22 against 12-17 tokens/s); f32 decode was even (5 of 8), batch 16 faster.
+    const bool skew = skew_panels_ && host.dtype() == DType::F32;
+    const int64_t steps = skew ? packed_panel_steps(k_steps, lanes * int64_t(es)) : k_steps;
+    const int64_t panels = (host.n + kPackPanel - 1) / kPackPanel;
+    const size_t bytes = size_t(panels * steps * lanes) * es;
     void* dst = arena_.allocate(bytes);
     if (!dst) return Status::out_of_memory(name() + ": cannot map " + std::to_string(bytes) + " bytes to pack weight " + host.values.describe());
 #pragma omp parallel for schedule(static) if (panels > 1 && bytes >= WeightArena::kMinBytes)
     for (int64_t p = 0; p < panels; ++p) {
       const int64_t n0 = p * kPackPanel, n1 = std::min(host.n, (p + 1) * kPackPanel);
-      if (as_pairs) pack_bf16_pairs(host.values.as<const uint16_t>(), host.n, host.k, n0, n1, static_cast<uint16_t*>(dst));
-      else pack_panels(host.values.data, int64_t(es), host.n, host.k, n0, n1, dst);
+      if (as_pairs) pack_bf16_pairs(host.values.as<const uint16_t>(), host.n, host.k, steps, n0, n1, static_cast<uint16_t*>(dst));
+      else pack_panels(host.values.data, int64_t(es), host.n, host.k, steps, n0, n1, dst);
     }
     out.packed = Tensor(dst, host.dtype(), {panels, steps, lanes});
     return Status::Ok();
@@ -273,7 +281,7 @@ class CpuBackend final : public HostBackend {
 
   const KernelTable& k_;
   MatmulConfig mm_;
-  const bool in_place_, pack_;
+  const bool in_place_, pack_, skew_panels_;
   WeightArena arena_;
 };
 

@@ -44,12 +44,12 @@ bool matmul_onednn(const Tensor& x, const Weight& w, Tensor& y) {
 
 }  // namespace
 
-void pack_panels(const void* src, int64_t elem_bytes, int64_t N, int64_t K, int64_t n0, int64_t n1, void* dst) {
+void pack_panels(const void* src, int64_t elem_bytes, int64_t N, int64_t K, int64_t S, int64_t n0, int64_t n1, void* dst) {
   const auto* s = static_cast<const char*>(src);
   auto* d = static_cast<char*>(dst);
   const size_t es = size_t(elem_bytes);
   for (int64_t p = n0 / kPackPanel; p * kPackPanel < n1; ++p) {
-    char* panel = d + size_t(p * K * kPackPanel) * es;
+    char* panel = d + size_t(p * S * kPackPanel) * es;
     for (int64_t j = 0; j < kPackPanel; ++j) {
       const int64_t n = p * kPackPanel + j;
       for (int64_t k = 0; k < K; ++k) {
@@ -58,18 +58,20 @@ void pack_panels(const void* src, int64_t elem_bytes, int64_t N, int64_t K, int6
         else std::memset(to, 0, es);
       }
     }
+    std::memset(panel + size_t(K * kPackPanel) * es, 0, size_t((S - K) * kPackPanel) * es);
   }
 }
 
-void pack_bf16_pairs(const uint16_t* src, int64_t N, int64_t K, int64_t n0, int64_t n1, uint16_t* dst) {
+void pack_bf16_pairs(const uint16_t* src, int64_t N, int64_t K, int64_t S, int64_t n0, int64_t n1, uint16_t* dst) {
   const int64_t Kp = (K + 1) / 2;
   for (int64_t p = n0 / kPackPanel; p * kPackPanel < n1; ++p) {
-    uint16_t* panel = dst + p * Kp * 2 * kPackPanel;
+    uint16_t* panel = dst + p * S * 2 * kPackPanel;
     for (int64_t j = 0; j < kPackPanel; ++j) {
       const int64_t n = p * kPackPanel + j;
       const uint16_t* row = n < N ? src + n * K : nullptr;
       for (int64_t k = 0; k < 2 * Kp; ++k) panel[(k / 2) * 2 * kPackPanel + j * 2 + k % 2] = row && k < K ? row[k] : 0;
     }
+    std::memset(panel + Kp * 2 * kPackPanel, 0, sizeof(uint16_t) * size_t((S - Kp) * 2 * kPackPanel));
   }
 }
 
@@ -159,6 +161,7 @@ PackedArgs packed_args(const GemvInput& in, int64_t M, const Weight& w, Tensor& 
   a.M = M;
   a.N = w.n;
   a.K = w.k;
+  a.panel_steps = w.packed.shape[1];
   return a;
 }
 

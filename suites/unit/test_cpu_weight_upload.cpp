@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../../kernels/cpu/cpu_kernels.h"  // packed_panel_steps: the packed layout under test
 #include "cb/kernels/backend.h"
 
 namespace {
@@ -142,7 +143,8 @@ TEST(CpuWeightUpload, DenseF32AndBf16WeightsArePackedIntoPanels) {
 
 // The packed kernel against the row-major one (a weight never uploaded is not packed) over every
 // tile tail: rows 1 (decode), under one tile, one tile, past it; columns under one panel, whole
-// tiles of 3 panels, and ragged; K past one slice. Both sum in f32, in different orders.
+// tiles of 3 panels, and ragged; K past one slice, and panels skewed past a whole number of
+// pages (packed_panel_steps). Both sum in f32, in different orders.
 TEST(CpuWeightUpload, PackedKernelMatchesRowMajorAtEveryTail) {
   auto be = cb::kernels::make_backend("cpu");
   uint32_t seed = 12345;
@@ -152,7 +154,7 @@ TEST(CpuWeightUpload, PackedKernelMatchesRowMajorAtEveryTail) {
   };
   for (DType dt : {DType::F32, DType::BF16})
     for (int64_t N : {5, 48, 50, 200})
-      for (int64_t K : {7, 600})
+      for (int64_t K : {7, 600, 1024})  // 1024: panels a whole number of pages long, skewed
         for (int64_t M : {1, 3, 8, 9, 17}) {
           std::vector<float> w(size_t(N * K)), x(size_t(M * K));
           for (auto& v : w) v = next();
@@ -170,6 +172,38 @@ TEST(CpuWeightUpload, PackedKernelMatchesRowMajorAtEveryTail) {
             ASSERT_NEAR(y1[i], y0[i], 1e-5 * std::sqrt(double(K)) + 1e-6 * std::fabs(y0[i]))
                 << cb::kernels::dtype_name(dt) << " M=" << M << " N=" << N << " K=" << K << " at " << i;
         }
+}
+
+// f32 panels whose K steps fill whole 4 KiB pages start 3 cache lines later than K steps (K =
+// 64: 67 steps apart), the skew steps zeros and every element where packed_panel_steps says;
+// $CB_CPU_PANEL_SKEW=0 turns it off; bf16 panels and pair panels are not skewed (measured slower
+// at decode), their 4 KiB of K as they are.
+TEST(CpuWeightUpload, F32PanelsAWholeNumberOfPagesLongAreSkewedByThreeLines) {
+  EXPECT_EQ(cb::kernels::cpu::packed_panel_steps(64, 64), 67);
+  EXPECT_EQ(cb::kernels::cpu::packed_panel_steps(2048, 64), 2051);  // llama-1b q/k/v/o, gate/up, lm_head
+  EXPECT_EQ(cb::kernels::cpu::packed_panel_steps(5632, 64), 5635);  // down_proj
+  EXPECT_EQ(cb::kernels::cpu::packed_panel_steps(37, 64), 37) << "2368 B: no page multiple, no skew";
+  EXPECT_EQ(cb::kernels::cpu::packed_panel_steps(63, 64), 67) << "4032 B: 64 B short of a page, skewed to 192 B past it";
+  auto be = cb::kernels::make_backend("cpu");
+  const int64_t N = 20, K = 64, S = 67;
+  std::vector<float> w(size_t(N * K));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = float(i % 97) + 1.f;  // never zero: the skew is told apart
+  const Weight up = be->upload_weight(Weight::dense(Tensor(w.data(), DType::F32, {N, K})));
+  ASSERT_EQ(up.packed.describe(), "f32[2, 67, 16]");
+  for (int64_t n = 0; n < 32; ++n)
+    for (int64_t k = 0; k < S; ++k)
+      ASSERT_EQ(up.packed.as<const float>()[((n / 16) * S + k) * 16 + n % 16], n < N && k < K ? w[size_t(n * K + k)] : 0.f)
+          << "n=" << n << " k=" << k;
+  EXPECT_EQ(cpu_with("CB_CPU_PANEL_SKEW", "0")->upload_weight(Weight::dense(Tensor(w.data(), DType::F32, {N, K}))).packed.describe(),
+            "f32[2, 64, 16]")
+      << "$CB_CPU_PANEL_SKEW=0: panels exactly K steps apart";
+  std::vector<uint16_t> wb(size_t(N * 128));
+  for (size_t i = 0; i < wb.size(); ++i) wb[i] = cb::kernels::f32_to_bf16(float(i % 97) + 1.f);
+  EXPECT_EQ(be->upload_weight(Weight::dense(Tensor(wb.data(), DType::BF16, {N, 128}))).packed.describe(), "bf16[2, 128, 16]");
+  if (!__builtin_cpu_supports("avx512bf16")) return;  // no pair panels made here
+  Weight dot = Weight::dense(Tensor(wb.data(), DType::BF16, {N, 128}));
+  dot.act_quant = ActQuant::Bf16;
+  EXPECT_EQ(be->upload_weight(dot).packed.describe(), "bf16[2, 64, 32]");
 }
 
 // A weight on pair panels handed to a cpu backend whose ISA has no bf16 dot product (another
