@@ -77,11 +77,12 @@ inline constexpr int64_t kPackPanel = 16;
 // Steps from one panel's start to the next: `steps`, unless they fill a whole number of 4 KiB
 // pages (give or take 3 lines), then 3 cache lines more. A tile streams 3 neighbouring panels
 // and prefetches the next 3; panels a power of two apart (128 KiB at K = 2048 f32) start on
-// the same cache sets, and on 2 MiB pages nothing scatters them: llama-1b gate/up at M = 16 ran
-// 12-15% slower unskewed, down_proj 8% (Zen 5, 2 threads, interleaved, 80 rounds each); 1 line
-// of skew did not help, 2 to 65 did, 3 was best and also left M = 1 GEMV where it was (1 - 3%
-// faster). The skew is 192 B per panel: 0.15% of memory at K = 2048. The backend skews f32
-// panels only (cpu_backend.cpp says why).
+// the same cache sets, and on 2 MiB pages nothing scatters them. cb_m16_stream_study skew (this
+// kernel, Zen 5, 2 threads, 40 interleaved rounds): 16 rows 9-11% faster skewed on gate+up,
+// down_proj and lm_head, 1 row 0-6% slower in 4 of 5 runs (llama-1b decode even, 5 of 8 pairs);
+// in a standalone sweep 1 line of skew did not help, 2 to 65 did, 3 was best. The skew is
+// 192 B per panel: 0.15% of memory at K = 2048. The backend skews f32 panels only
+// (cpu_backend.cpp says why).
 inline int64_t packed_panel_steps(int64_t steps, int64_t step_bytes) {
   constexpr int64_t kPage = 4096, kSkew = 192;
   if (step_bytes <= 0 || kSkew % step_bytes != 0) return steps;

@@ -1,0 +1,191 @@
+// cb_m16_stream_study: the two standalone measurements behind the f32 panel skew
+// (packed_panel_steps in ../cpu/cpu_kernels.h), kept so anyone can rerun them on their machine.
+//
+//   cb_m16_stream_study overlap   3 sequential f32 streams from DRAM with R x 24 FMAs per 192 B
+//                                 (R = 2 is the 16-row tile's ratio), against the stream alone and
+//                                 the FMAs alone (on an L1-resident block): does the core overlap
+//                                 the two, i.e. is the roofline's max(memory, compute) reachable?
+//   cb_m16_stream_study skew [K N] the cpu backend's matmul at 16 rows and at 1 row on an [N, K] f32
+//                                 weight (default 11264 x 2048: llama-1b gate + up) packed with
+//                                 panels K steps apart ($CB_CPU_PANEL_SKEW=0) and skewed.
+//
+// All OpenMP threads ($OMP_NUM_THREADS), weights in two copies alternated so none starts
+// L3-resident, medians of interleaved rounds. Inputs are fixed patterns (no randomness). AVX-512
+// only; elsewhere it says so and exits 0.
+#include <immintrin.h>
+#include <omp.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cb/kernels/backend.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+float* huge_buffer(size_t floats, bool huge) {
+  constexpr size_t kHuge = size_t(2) << 20;
+  const size_t bytes = (floats * sizeof(float) + kHuge - 1) / kHuge * kHuge;
+  auto* p = static_cast<float*>(std::aligned_alloc(kHuge, bytes));
+  if (!p) {
+    std::fprintf(stderr, "cb_m16_stream_study: cannot allocate %zu bytes\n", bytes);
+    std::exit(1);
+  }
+  ::madvise(p, bytes, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  for (size_t i = 0; i < floats; ++i) p[i] = 1e-3f * float(i % 7);
+  return p;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// ---- overlap ---------------------------------------------------------------------------------
+// MODE 0: stream + FMAs, 1: FMAs only (the same loads from a 4 KiB block), 2: stream only.
+template <int R, int MODE>
+__attribute__((target("avx512f"), noinline)) float stream_fma(const float* w, long steps) {
+  __m512 acc[24];
+  for (auto& a : acc) a = _mm512_setzero_ps();
+  __m512 x[8];
+  for (int i = 0; i < 8; ++i) x[i] = _mm512_set1_ps(1e-7f * float(i + 1));
+  const float* s0 = w;
+  const float* s1 = w + steps * 16;
+  const float* s2 = w + 2 * steps * 16;
+  for (long k = 0; k < steps; ++k) {
+    const long off = MODE == 1 ? (k & 63) * 16 : k * 16;
+    if (MODE != 1) {
+      _mm_prefetch(reinterpret_cast<const char*>(s0 + off) + 2048, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(s1 + off) + 2048, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(s2 + off) + 2048, _MM_HINT_T0);
+    }
+    const __m512 w0 = _mm512_loadu_ps(s0 + off), w1 = _mm512_loadu_ps(s1 + off), w2 = _mm512_loadu_ps(s2 + off);
+    if (MODE == 2) {
+      acc[0] = _mm512_add_ps(acc[0], w0);
+      acc[1] = _mm512_add_ps(acc[1], w1);
+      acc[2] = _mm512_add_ps(acc[2], w2);
+      continue;
+    }
+    for (int r = 0; r < R; ++r)
+      for (int m = 0; m < 8; ++m) {
+        acc[m * 3 + 0] = _mm512_fmadd_ps(x[m], w0, acc[m * 3 + 0]);
+        acc[m * 3 + 1] = _mm512_fmadd_ps(x[m], w1, acc[m * 3 + 1]);
+        acc[m * 3 + 2] = _mm512_fmadd_ps(x[m], w2, acc[m * 3 + 2]);
+      }
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < 24; ++i) s = _mm512_add_ps(s, acc[i]);
+  float lanes[16];
+  _mm512_storeu_ps(lanes, s);
+  float sum = 0.f;
+  for (float v : lanes) sum += v;
+  return sum;
+}
+
+int run_overlap() {
+  const int nt = omp_get_max_threads();
+  const long steps = (long(512) << 20) / nt / (3 * 64);  // 512 MiB in all, 3 streams per thread
+  std::vector<float*> bufs(size_t(nt), nullptr);
+  for (auto& b : bufs) b = huge_buffer(size_t(3 * steps * 16 + 4096), true);
+  // Seven loops, each timed once per round, rounds interleaved: this host's bandwidth moves by
+  // tens of percent within minutes, so each comparison is between neighbours in time.
+  using Loop = float (*)(const float*, long);
+  const Loop loops[7] = {stream_fma<1, 2>, stream_fma<1, 1>, stream_fma<1, 0>, stream_fma<2, 1>,
+                         stream_fma<2, 0>, stream_fma<3, 1>, stream_fma<3, 0>};
+  std::vector<double> t[7];
+  for (int round = 0; round < 9; ++round)
+    for (int i = 0; i < 7; ++i) {
+      float sink = 0.f;
+      const auto t0 = Clock::now();
+#pragma omp parallel reduction(+ : sink)
+      sink += loops[i](bufs[size_t(omp_get_thread_num())], steps);
+      t[i].push_back(std::chrono::duration<double>(Clock::now() - t0).count() * 1e3);
+      if (sink == 1234.5f) std::puts("");  // keeps the sums alive
+    }
+  const double mem = median(t[0]);
+  std::printf("stream only: %.2f ms (%.1f GB/s, %d threads; medians of 9 interleaved rounds)\n", mem,
+              3.0 * double(steps) * 64 * nt / mem / 1e6, nt);
+  for (int r = 1; r <= 3; ++r) {
+    const double fma = median(t[2 * r - 1]), both = median(t[2 * r]);
+    std::printf("R = %d (%2d FMAs per 192 B): FMAs only %.2f ms, both %.2f ms = %.2f x max(stream, FMAs) (sum: %.2f x)\n", r,
+                24 * r, fma, both, both / std::max(mem, fma), (mem + fma) / std::max(mem, fma));
+  }
+  return 0;
+}
+
+// ---- skew ------------------------------------------------------------------------------------
+// The engine's own matmul (cpu backend, packed weights in huge-page memory) on a [N, K] f32
+// weight packed twice: panels K steps apart ($CB_CPU_PANEL_SKEW=0) and skewed (the default).
+std::unique_ptr<cb::kernels::Backend> cpu_backend_with_skew(bool skew) {
+  ::setenv("CB_CPU_PANEL_SKEW", skew ? "1" : "0", 1);
+  auto be = cb::kernels::make_backend("cpu");
+  ::unsetenv("CB_CPU_PANEL_SKEW");
+  return be;
+}
+
+int run_skew(long K, long N) {
+  using cb::kernels::DType;
+  using cb::kernels::Tensor;
+  using cb::kernels::Weight;
+  if (K <= 0 || N <= 0) {
+    std::fprintf(stderr, "cb_m16_stream_study skew: K and N must be positive (got K=%ld N=%ld)\n", K, N);
+    return 2;
+  }
+  std::vector<float> host(size_t(N * K)), x(size_t(16 * K)), y(size_t(16 * N));
+  for (size_t i = 0; i < host.size(); ++i) host[i] = 1e-3f * float(int(i % 7) - 3);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = 1e-2f * float(int(i % 5) - 2);
+  struct Case {
+    const char* name;
+    std::unique_ptr<cb::kernels::Backend> be;
+    std::vector<Weight> copies;  // two, alternated, so no pass starts with the weight in L3
+    std::vector<double> m16, m1;
+  };
+  Case cases[2] = {{"panels K apart", cpu_backend_with_skew(false), {}, {}, {}},
+                   {"skewed        ", cpu_backend_with_skew(true), {}, {}, {}}};
+  for (Case& c : cases)
+    for (int i = 0; i < 2; ++i) c.copies.push_back(c.be->upload_weight(Weight::dense(Tensor(host.data(), DType::F32, {N, K}))));
+  const double bytes = 4.0 * double(N) * double(K);
+  for (int round = 0; round < 40; ++round)
+    for (Case& c : cases)
+      for (int64_t M : {16, 1}) {
+        Tensor xt(x.data(), DType::F32, {M, K}), yt(y.data(), DType::F32, {M, N});
+        const auto t0 = Clock::now();
+        if (!c.be->matmul(xt, c.copies[size_t(round % 2)], yt).ok()) {
+          std::fprintf(stderr, "cb_m16_stream_study skew: matmul failed\n");
+          return 1;
+        }
+        (M == 16 ? c.m16 : c.m1).push_back(std::chrono::duration<double>(Clock::now() - t0).count() * 1e3);
+      }
+  std::printf("K=%ld N=%ld f32, cpu backend's packed matmul, %d threads, medians of 40 interleaved rounds\n", K, N,
+              omp_get_max_threads());
+  for (Case& c : cases) {
+    const double a = median(c.m16), b = median(c.m1);
+    std::printf("%s (%s): 16 rows %.3f ms (%.1f GB/s)   1 row %.3f ms (%.1f GB/s)\n", c.name,
+                c.copies[0].packed.describe().c_str(), a, bytes / a / 1e6, b, bytes / b / 1e6);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (mode != "overlap" && mode != "skew") {
+    std::fprintf(stderr, "usage: cb_m16_stream_study overlap | skew [K N]\n");
+    return 2;
+  }
+  if (!__builtin_cpu_supports("avx512f")) {
+    std::printf("cb_m16_stream_study: this CPU has no AVX-512; nothing measured\n");
+    return 0;
+  }
+  if (mode == "overlap") return run_overlap();
+  return run_skew(argc > 3 ? std::atol(argv[2]) : 2048, argc > 3 ? std::atol(argv[3]) : 11264);
+}
