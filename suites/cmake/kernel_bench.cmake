@@ -44,3 +44,24 @@ python3 "$src/kernels/bench/check_counters.py" "$out/run.json"
   set_tests_properties(kernels.bench_case_counters PROPERTIES LABELS kernels TIMEOUT 120
     PASS_REGULAR_EXPRESSION "counters: 7 benchmarks checked")
 endif()
+
+# cb_m16_stream_study skew on a small weight: the backend packs it both ways (64 steps of f32 fill a
+# page: skewed to 67), the engine's matmul runs on each; bad arguments are named.
+if(TARGET cb_m16_stream_study)
+  add_test(NAME kernels.m16_stream_study_skew_runs
+           COMMAND bash -c [=[
+set -u
+bin="$1"; err=$(mktemp); trap 'rm -f "$err"' EXIT
+out=$("$bin" skew 64 48) || { echo "skew 64 48 failed"; exit 1; }
+echo "$out"
+grep -q 'panels K apart (f32\[3, 64, 16\]): 16 rows' <<< "$out" || { echo "no unskewed row"; exit 1; }
+grep -q 'skewed *(f32\[3, 67, 16\]): 16 rows' <<< "$out" || { echo "no skewed row"; exit 1; }
+"$bin" skew 0 48 2> "$err" && { echo "skew 0 48: exit 0"; exit 1; }
+grep -q 'K and N must be positive (got K=0 N=48)' "$err" || { echo "skew 0 48: no message"; cat "$err"; exit 1; }
+"$bin" nope 2> "$err" && { echo "nope: exit 0"; exit 1; }
+grep -q 'usage: cb_m16_stream_study overlap | skew' "$err" || { echo "nope: no usage"; exit 1; }
+echo "study: both layouts timed, bad arguments named"
+]=] study $<TARGET_FILE:cb_m16_stream_study>)
+  set_tests_properties(kernels.m16_stream_study_skew_runs PROPERTIES LABELS kernels TIMEOUT 60
+    PASS_REGULAR_EXPRESSION "study: both layouts timed")
+endif()
