@@ -79,10 +79,10 @@ inline constexpr int64_t kPackPanel = 16;
 // and prefetches the next 3; panels a power of two apart (128 KiB at K = 2048 f32) start on
 // the same cache sets, and on 2 MiB pages nothing scatters them. cb_m16_stream_study skew (this
 // kernel, Zen 5, 2 threads, 40 interleaved rounds): 16 rows 9-11% faster skewed on gate+up,
-// down_proj and lm_head, 1 row 0-7% slower in 5 of 6 runs (llama-1b decode even, 5 of 8 pairs);
-// in a standalone sweep 1 line of skew did not help, 2 to 65 did, 3 was best. The skew is
-// 192 B per panel: 0.15% of memory at K = 2048. The backend skews f32 panels only
-// (cpu_backend.cpp says why).
+// down_proj and lm_head; 1 row from 7% slower to 10% faster over 8 runs (llama-1b decode even,
+// 5 of 8 pairs). Other skews, gate+up: 2, 8 and 16 lines 6-10% faster at 16 rows but 8-30%
+// slower at 1 row; 5 lines like 3. The skew is 192 B per panel: 0.15% of memory at K = 2048.
+// The backend skews f32 panels only (cpu_backend.cpp says why).
 inline int64_t packed_panel_steps(int64_t steps, int64_t step_bytes) {
   constexpr int64_t kPage = 4096, kSkew = 192;
   if (step_bytes <= 0 || kSkew % step_bytes != 0) return steps;
