@@ -23,7 +23,7 @@ name=kernels-gate
 # M=16 is batched decode; M=128 the K-sliced GEMM; f32 weights are packed at upload (outer-product
 # tiles), f32rowmajor is the same weight left row-major (the dot-product GEMV tiles, which also run
 # f16/int8 weights); bf16dot and w8a8 the dot-product paths, w8a8 beside oneDNN's integer GEMM.
-filter='^matmul/(cpu|ref)/f32/K512_N512/M8/|^matmul/(cpu|onednn_sgemm)/f32/K2048_N2048/M(1|16|128)/|^matmul/cpu/f32rowmajor/K2048_N2048/M(16|128)/|^matmul/cpu/(bf16|int8pc|bf16dot|w8a8)/K2048_N2048/M(16|128)/|^matmul/onednn_s8s8/w8a8/K2048_N2048/M128/|^attention/cpu/f32/H32_KV4_D64_(B16|contiguous)/decode_ctx4096_S8/M8/'
+filter='^matmul/(cpu|ref)/f32/K512_N512/M8/|^matmul/(cpu|onednn_sgemm)/f32/K2048_N2048/M(1|16|128)/|^matmul/cpu/f32rowmajor/K2048_N2048/M(16|128)/|^matmul/cpu/(bf16|int8pc|bf16dot|w8a8)/K2048_N2048/M(16|128)/|^matmul/onednn_s8s8/w8a8/K2048_N2048/M128/|^paired/attention/cpu/f32/H32_KV4_D64_B16_vs_contiguous/decode_ctx4096_S8/M8/'
 mode=auto
 case "${1:-}" in
   "") ;;

@@ -29,6 +29,9 @@
 //   kv_store/cpu/f32/KV4_D64_B16/M<m>   attention/cpu/f32/H32_KV4_D64_B16/{decode,prefill}_ctx<n>/M<m>
 //   silu_mul/cpu/f32/F5632/M<m>         softmax/cpu/f32/N32000/M<m>
 //   embedding/cpu/{f32,f16,bf16}/V32000_D2048/M<m>              add/cpu/f32/D2048/M<m>
+//   paired/attention/cpu/f32/H32_KV4_D64_B16_vs_contiguous/decode_ctx4096_S8/M8   the two 4K cases
+//       above timed alternately in one benchmark (counter ratio = contiguous time / paged time;
+//       name ends in "/manual_time")
 //   BM_peak_fp32_fma  BM_peak_bf16_dot  BM_peak_int8_dot  BM_mem_read_bw  BM_mem_triad_bw  (machine peaks;
 //   names end in "/manual_time": timed inside the threads)
 // with m in {1, 8, 128} (matmul also 16; attention: decode_ctx{512,2048} at M1 and M8,
@@ -272,7 +275,8 @@ void time_op(benchmark::State& st, Backend& be, Op&& op) {
 // CB_BENCH_PLANT_SLOWDOWN=N makes every cpu-backend matmul case do its work N times per iteration,
 // a planted N x slowdown of the optimized kernel that leaves the kernel code itself untouched.
 // CB_BENCH_PLANT_SLOWDOWN_DTYPE=DT limits it to the cases of that weight type (bf16dot, f32, ...),
-// so one side of a same-run ratio can be slowed. Unset: 1, every type.
+// so one side of a same-run ratio can be slowed. Unset: 1, every type. The paired paged vs
+// contiguous benchmark takes it too, as type paged_attention: the paged side runs N times.
 int planted_slowdown(const std::string& dt) {
   struct Plant {
     int factor = 1;
@@ -498,6 +502,22 @@ void bm_case(benchmark::State& st, const std::string& name, const CaseBench& b) 
   st.SetLabel(b.label);
 }
 
+// Paged vs contiguous at 4K context, same batch (8 sequences, one new token each): block 16
+// in shuffled order against one in-order block per sequence (a contiguous cache). The vLLM
+// paper reports 20-26% kernel overhead for paging; kernels.attention.paged_vs_contiguous.
+std::shared_ptr<const kt::OpCase> ctx4096_attention_case(bool paged) {
+  const int64_t ctx = 4096, seqs = 8, bs = paged ? kBlockSize : ctx;
+  auto c = std::make_shared<kt::AttentionCase>(int(bs), int(kHeads), int(kKvHeads), int(kHeadDim),
+                                               std::vector<kt::SeqRows>(size_t(seqs), kt::SeqRows{1, int(ctx - 1)}));
+  c->c.in_order = !paged;
+  c->c.pool = c->c.used_blocks();
+  return c;
+}
+
+std::string ctx4096_attention_what(bool paged) {
+  return std::string("f32 ") + (paged ? "paged block 16, shuffled" : "contiguous (one block per sequence)") + ", 8 sequences at 4K";
+}
+
 // The llama-1b cases of every op but matmul, in registration order: the name's "<shape>/M<m>"
 // tail under "<op>/<backend>/<dtype>/" and the label's text after the backend.
 struct ModelCase {
@@ -545,24 +565,91 @@ std::vector<ModelCase> model_cases() {
   for (int64_t ctx : {512, 2048})
     for (int64_t m : {1, 8}) attention(ctx, m, "decode_ctx" + std::to_string(ctx) + "/M" + std::to_string(m));
   attention(128, 128, "prefill_ctx128/M128");
-  // Paged vs contiguous at 4K context, same batch (8 sequences, one new token each): block 16
-  // in shuffled order against one in-order block per sequence (a contiguous cache). The vLLM
-  // paper reports 20-26% kernel overhead for paging; kernels.attention.paged_vs_contiguous.
-  for (bool paged : {true, false}) {
-    const int64_t ctx = 4096, seqs = 8, bs = paged ? kBlockSize : ctx;
-    auto c = std::make_shared<kt::AttentionCase>(int(bs), int(kHeads), int(kKvHeads), int(kHeadDim),
-                                                 std::vector<kt::SeqRows>(size_t(seqs), kt::SeqRows{1, int(ctx - 1)}));
-    c->c.in_order = !paged;
-    c->c.pool = c->c.used_blocks();
-    out.push_back({"attention", "f32", std::string("H32_KV4_D64_") + (paged ? "B16" : "contiguous") + "/decode_ctx4096_S8/M8", c,
-                   std::string("f32 ") + (paged ? "paged block 16, shuffled" : "contiguous (one block per sequence)") +
-                       ", 8 sequences at 4K"});
-  }
+  for (bool paged : {true, false})
+    out.push_back({"attention", "f32", std::string("H32_KV4_D64_") + (paged ? "B16" : "contiguous") + "/decode_ctx4096_S8/M8",
+                   ctx4096_attention_case(paged), ctx4096_attention_what(paged)});
   return out;
 }
 
 void reg_case(const std::string& name, CaseBench b) {
   reg(name, [name, b = std::move(b)](benchmark::State& st) { bm_case(st, name, b); });
+}
+
+// ---- paired A/B: two cases timed alternately inside one benchmark --------------------------------
+// A ratio of two separate benchmarks pairs repetitions that ran seconds apart (random
+// interleaving spreads them over the run), and this host's bandwidth drifts by tens of percent
+// in that time. Here every iteration runs both cases back to back, the order flipping each
+// iteration (ABBA), so both see the same moments. Where the buffers land in memory moves each
+// case by up to 15% on this VM (paged vs contiguous at 4K: one placement gave a ratio CV of 1.4%
+// over repetitions, yet 0.80-1.33 between processes; 8 alternations on fresh buffers each
+// 0.92-1.17), so both cases are prepared afresh every kIterationsPerPlacement iterations and a
+// repetition averages over several placements (about 0.6 s of untimed preparing each here).
+// Counters per repetition: ratio = time(b) / time(a) over its iterations (a's throughput over
+// b's; 1.0 = as fast), a_ms and b_ms per call, placements.
+constexpr int64_t kIterationsPerPlacement = 8;
+
+// plant_as: the planted_slowdown() type naming case a (its calls run N times, timed as one).
+void bm_paired_cases(benchmark::State& st, const std::string& name, const CaseBench& a, const CaseBench& b,
+                     const std::string& plant_as) {
+  Backend& be = backend(a.backend);
+  const int repeat_a = planted_slowdown(plant_as);
+  std::unique_ptr<kt::Prepared> pa, pb;
+  auto place = [&]() {  // frees the old buffers first: at most one pair is held
+    pa.reset();
+    pb.reset();
+    Status s = a.c->prepare(be, uint32_t(seed_of(name + "/a")), pa);
+    if (s.ok()) s = b.c->prepare(be, uint32_t(seed_of(name + "/b")), pb);
+    if (s.ok()) s = pa->execute();  // checked once per placement, untimed
+    if (s.ok()) s = pb->execute();
+    if (s.ok()) s = be.synchronize();
+    return check(st, s);
+  };
+  using clock = std::chrono::steady_clock;
+  auto timed = [&](kt::Prepared& p, int repeat) {
+    const auto t0 = clock::now();
+    for (int i = 0; i < repeat; ++i) p.execute();
+    be.synchronize();
+    return std::chrono::duration<double>(clock::now() - t0).count();
+  };
+  double ta = 0, tb = 0;
+  int64_t n = 0, placements = 0;
+  for (auto _ : st) {
+    if (n % kIterationsPerPlacement == 0) {
+      if (!place()) return;
+      ++placements;
+    }
+    double da, db;
+    if (n % 2 == 0) {
+      da = timed(*pa, repeat_a);
+      db = timed(*pb, 1);
+    } else {
+      db = timed(*pb, 1);
+      da = timed(*pa, repeat_a);
+    }
+    ta += da;
+    tb += db;
+    ++n;
+    st.SetIterationTime(da + db);
+  }
+  if (n == 0 || ta <= 0) return;
+  st.counters["ratio"] = tb / ta;
+  st.counters["a_ms"] = ta / double(n) * 1e3;
+  st.counters["b_ms"] = tb / double(n) * 1e3;
+  st.counters["placements"] = double(placements);
+  st.SetLabel("a: " + a.label + "; b: " + b.label + "; ratio = time(b) / time(a), alternating ABBA, fresh buffers every " +
+              std::to_string(kIterationsPerPlacement) + " iterations");
+}
+
+void register_paired() {
+  const std::string name = "paired/attention/cpu/f32/H32_KV4_D64_B16_vs_contiguous/decode_ctx4096_S8/M8";
+  const CaseBench paged{"cpu", ctx4096_attention_case(true), "cpu " + ctx4096_attention_what(true)};
+  const CaseBench contiguous{"cpu", ctx4096_attention_case(false), "cpu " + ctx4096_attention_what(false)};
+  // 0.25 s of timed calls per repetition whatever --benchmark_min_time says: ~30 alternations of
+  // ~4 ms calls (2 threads), ~4 placements.
+  benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { bm_paired_cases(st, name, paged, contiguous, "paged_attention"); })
+      ->UseManualTime()
+      ->MinTime(0.25)
+      ->Unit(benchmark::kMicrosecond);
 }
 
 // ---- perf mode: every model-shaped case on every backend -----------------------------------------
@@ -623,6 +710,7 @@ void register_all() {
   // Every other op from its op case, on the cpu backend.
   for (ModelCase& mc : model_cases())
     reg_case(mc.op + "/cpu/" + mc.dtype + "/" + mc.tail, {"cpu", std::move(mc.c), "cpu " + mc.what});
+  register_paired();
 }
 
 // libbenchmark < 1.8 parses --benchmark_min_time as a bare double and rejects "0.05s"; >= 1.8

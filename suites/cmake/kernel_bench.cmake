@@ -43,6 +43,37 @@ python3 "$src/kernels/bench/check_counters.py" "$out/run.json"
 ]=] counters ${_kb} ${PROJECT_SOURCE_DIR} ${_kbt}/counters)
   set_tests_properties(kernels.bench_case_counters PROPERTIES LABELS kernels TIMEOUT 120
     PASS_REGULAR_EXPRESSION "counters: 7 benchmarks checked")
+
+  # The paired paged vs contiguous benchmark (the kernels.attention.paged_vs_contiguous figure):
+  # one repetition clean and one with the paged side planted 2x slower. Its counters are there,
+  # it placed the buffers afresh more than once, and the planted paging overhead shows: the
+  # ratio falls below 0.75 and to under 0.75 of the clean run's.
+  add_test(NAME kernels.paired_attention_can_fail
+           COMMAND bash -c [=[
+set -u
+bin="$1"; out="$2"; rm -rf "$out"; mkdir -p "$out"
+f='^paired/attention/cpu/f32/H32_KV4_D64_B16_vs_contiguous/decode_ctx4096_S8/M8/'
+"$bin" --benchmark_filter="$f" --benchmark_format=json > "$out/clean.json" || { echo "clean run failed"; exit 1; }
+CB_BENCH_PLANT_SLOWDOWN=2 CB_BENCH_PLANT_SLOWDOWN_DTYPE=paged_attention   "$bin" --benchmark_filter="$f" --benchmark_format=json > "$out/planted.json" || { echo "planted run failed"; exit 1; }
+python3 - "$out/clean.json" "$out/planted.json" <<'PY'
+import json, sys
+def one(path):
+    runs = [b for b in json.load(open(path))["benchmarks"] if b.get("run_type", "iteration") == "iteration"]
+    assert len(runs) == 1 and not runs[0].get("error_occurred"), f"{path}: want one clean repetition: {runs}"
+    b = runs[0]
+    for k in ("ratio", "a_ms", "b_ms", "placements"):
+        assert k in b, f"{path}: no counter {k}"
+    assert b["placements"] >= 2, f"{path}: {b['placements']} placement(s), want >= 2"
+    assert abs(b["ratio"] - b["b_ms"] / b["a_ms"]) < 1e-6 * b["ratio"], f"{path}: ratio is not b_ms / a_ms"
+    return b
+c, p = one(sys.argv[1]), one(sys.argv[2])
+print(f"clean ratio {c['ratio']:.3f} ({c['placements']:.0f} placements), planted {p['ratio']:.3f}")
+assert p["ratio"] < 0.75 and p["ratio"] < 0.75 * c["ratio"], "the planted 2x paged side did not show"
+print("paired: clean and planted runs differ as planted")
+PY
+]=] paired ${_kb} ${_kbt}/paired)
+  set_tests_properties(kernels.paired_attention_can_fail PROPERTIES LABELS kernels TIMEOUT 120
+    PASS_REGULAR_EXPRESSION "paired: clean and planted runs differ as planted")
 endif()
 
 # cb_m16_stream_study skew on a small weight: the backend packs it both ways (64 steps of f32 fill a
