@@ -12,9 +12,9 @@
 #   engine-bf16dot.json     BF16 weights and bf16 activations: prefill vs the BF16 dot peak (and
 #                           its op profile)
 #   engine-serving.json     the serving engine's per-step overhead at batch 1 and 64 (default model)
-#   engine-planted-matmul-twice.json  the F32 decode and prefill figures with the planted
-#                           matmul-twice defect (every matmul runs twice, counted once): both must
-#                           fall well below the clean run's, or the figures could not fail
+#   engine-planted-matmul-twice.json  the F32 decode, prefill and batch-16 decode figures with the
+#                           planted matmul-twice defect (every matmul runs twice, counted once):
+#                           each must fall well below the clean run's, or the figures could not fail
 #   engine-speed.md/.json   the table of figures, limits and targets (ci/engine_speed_summary.py);
 #                           a gated figure's verdict comes from the 95% interval of its 5
 #                           repetitions (INCONCLUSIVE where it straddles the target), as claims'
@@ -50,7 +50,7 @@ bench f32 --model "$f32" --prefill-tokens 128 --decode-tokens 16 --repetitions 5
 bench bf16 --model "$bf16" --prefill-tokens 128 --decode-tokens 16 --repetitions 5 --op-profile
 bench bf16dot --model "$bf16" --bf16-activations --prefill-tokens 128 --decode-tokens 4 --repetitions 5 --op-profile
 bench serving --prefill-tokens 16 --decode-tokens 4 --repetitions 1 --overhead-batches 1,64
-CB_PLANT_DEFECTS=matmul-twice bench planted-matmul-twice --model "$f32" --prefill-tokens 128 --decode-tokens 8 --repetitions 2
+CB_PLANT_DEFECTS=matmul-twice bench planted-matmul-twice --model "$f32" --prefill-tokens 128 --decode-tokens 8 --repetitions 2 --batch-sizes 16
 
 python3 ci/engine_speed_summary.py "$dir"
 echo "$dir"

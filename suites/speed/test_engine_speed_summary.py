@@ -89,6 +89,29 @@ class Verdicts(unittest.TestCase):
         self.assertIn("fewer than 3", dec["interval_text"])
         self.assertEqual(find(rows, "F32 decode batch 16")["verdict"], "FAIL")
 
+    def test_limit_paired_with_the_steps_is_named_and_the_best_pass_recorded(self):
+        e = engine_json([0.85, 0.86, 0.84], [0.7, 0.7, 0.7], [0.7, 0.7, 0.7])
+        e["decode"].update({"bytes_per_token": 4.4e9, "triad_gbs_per_repetition": [50.0, 52.0, 48.0],
+                            "triad_best_pass_gbs_per_repetition": [56.0, 57.0, 55.0],
+                            "triad_best_pass_fraction": {"samples": [0.76, 0.78, 0.74], "median": 0.76}})
+        rows, _ = run({"engine-f32.json": e})
+        dec = find(rows, "F32 batch-1 decode, fraction of triad")
+        self.assertEqual(dec["verdict"], "PASS")
+        self.assertIn("triad between the steps, median 50.0 GB/s", dec["limit"])
+        best = find(rows, "F32 batch-1 decode, fraction of the best triad pass")
+        self.assertEqual(best["verdict"], "RECORDED")
+        self.assertAlmostEqual(best["value"], 0.76)
+
+    def test_planted_defect_rows_cover_decode_prefill_and_batch_16(self):
+        clean = engine_json([0.9, 0.9, 0.9], [0.7, 0.7, 0.7], [0.70, 0.70, 0.70])
+        planted = engine_json([0.5, 0.5], [0.36, 0.36], [0.63, 0.63])  # batch 16 barely moved: the defect not seen there
+        rows, _ = run({"engine-f32.json": clean, "engine-planted-matmul-twice.json": planted})
+        self.assertEqual(find(rows, "planted defect matmul-twice: F32 batch-1 decode")["verdict"], "PASS")
+        self.assertEqual(find(rows, "planted defect matmul-twice: F32 128-token prefill")["verdict"], "PASS")
+        b16 = find(rows, "planted defect matmul-twice: F32 decode batch 16")
+        self.assertAlmostEqual(b16["value"], 0.9)
+        self.assertEqual(b16["verdict"], "FAIL")
+
     def test_missing_files_are_missing(self):
         rows, _ = run({})
         self.assertEqual(find(rows, "F32 batch-1 decode")["verdict"], "MISSING")

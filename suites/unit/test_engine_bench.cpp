@@ -37,10 +37,16 @@ TEST(EngineBench, EveryFigureFollowsFromItsTimingsAndLimits) {
   o.overhead_batches = {1, 8};
   const nlohmann::json r = cb::engine::run_engine_bench(o);
 
-  // Decode fractions: tokens/s x bytes per token / the bandwidth measured before the repetition.
+  // Decode fractions: tokens/s x bytes per token / the triad bandwidth of the passes run between
+  // the repetition's steps (and of its best pass), or the read bandwidth measured before it.
   const auto& d = r["decode"];
   const double tps = d["tokens_per_s"]["samples"][0].get<double>(), bytes = d["bytes_per_token"].get<double>();
   EXPECT_NEAR(d["triad_fraction"]["samples"][0].get<double>(), tps * bytes / (d["triad_gbs_per_repetition"][0].get<double>() * 1e9), 1e-9);
+  const double triad = d["triad_gbs_per_repetition"][0].get<double>(), best = d["triad_best_pass_gbs_per_repetition"][0].get<double>();
+  EXPECT_GT(triad, 0);
+  EXPECT_GE(best, triad);  // the best pass of those whose bytes over seconds make the limit
+  EXPECT_NEAR(d["triad_best_pass_fraction"]["samples"][0].get<double>(), tps * bytes / (best * 1e9), 1e-9);
+  EXPECT_NE(d["triad_limit"].get<std::string>().find("before every decode step"), std::string::npos);
   EXPECT_NEAR(d["bw_fraction"]["samples"][0].get<double>(), tps * bytes / (d["bandwidth_gbs_per_repetition"][0].get<double>() * 1e9), 1e-9);
   EXPECT_DOUBLE_EQ(r["ratios"]["decode_triad_fraction"].get<double>(), d["triad_fraction"]["median"].get<double>());
   // Prefill: GFLOP/s over the peak measured before the same repetition.
