@@ -96,7 +96,7 @@ inline void packed_tile(const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, 
   constexpr int NV = NP * VPP;
   const T* w = static_cast<const T*>(a.wp);
   const T* wv[NV];
-  const int64_t ps = a.panel_steps > 0 ? a.panel_steps : a.K;
+  const int64_t ps = a.panel_stride();
   for (int v = 0; v < NV; ++v) wv[v] = w + ((p + v / VPP) * ps + k0) * kPackPanel + (v % VPP) * V::W;
   vec acc[MR][NV];
   for (int m = 0; m < MR; ++m)
@@ -169,7 +169,7 @@ void packed_gemm_typed(const PackedArgs& a, int64_t n0, int64_t n1) {
   const int64_t ks = a.k_slice > 0 ? a.k_slice : a.K;
   const int groups = int((a.M + MR - 1) / MR);
   const auto* w = static_cast<const typename Op::WT*>(a.wp);
-  const int64_t ps = a.panel_steps > 0 ? a.panel_steps : a.K;
+  const int64_t ps = a.panel_stride();
   for (int64_t k0 = 0; k0 < a.K; k0 += ks) {
     const int64_t kn = std::min(ks, a.K - k0);
     for (int64_t p = p0; p < p1; p += NP) {

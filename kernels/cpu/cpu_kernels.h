@@ -100,6 +100,7 @@ struct PackedArgs {
   int64_t M = 0, N = 0, K = 0;
   int64_t panel_steps = 0;  // steps from one panel to the next (Weight::packed's dim 1; 0: K)
   int64_t k_slice = 512;    // past one tile of rows, K is summed in slices of this many steps
+  int64_t panel_stride() const { return panel_steps > 0 ? panel_steps : K; }
 };
 // Packs rows [n0, n1) of a row-major [N, K] weight (n0 a multiple of kPackPanel) into dst, laid
 // out as above with panels S steps apart; rows past N in the last panel and steps K..S-1 become
