@@ -59,7 +59,6 @@ std::vector<int32_t> seeded_prompt(const ModelConfig& cfg, uint64_t seed, int T)
   return p;
 }
 
-// One prefill of the prompt and `steps` greedy decode steps on a fresh cache; seconds of each.
 // The machine's limits measured at the same moments as the decode steps they divide: before
 // every step (outside its timing), one STREAM triad pass over 1 GiB and, when asked, one FP32 FMA
 // window of about 10 ms. A repetition's limit is its best window, the estimator of the peaks
@@ -112,8 +111,9 @@ class StepLimits {
   Sum bytes_, flops_;
 };
 
-// {prefill seconds, decode seconds (the steps alone)}. before_step, when set, runs before every
-// decode step, outside the timing (the bandwidth probe paired with each step).
+// One prefill of the prompt and `steps` greedy decode steps on a fresh cache: {prefill seconds,
+// decode seconds (the steps alone)}. before_step, when set, runs before every decode step,
+// outside the timing (StepLimits' windows).
 std::pair<double, double> prefill_then_decode(LoadedModel& lm, const std::vector<int32_t>& prompt, int steps,
                                               const std::function<void()>& before_step = {}) {
   const int T = int(prompt.size());
@@ -316,13 +316,9 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
   const std::vector<int32_t> prompt = seeded_prompt(cfg, opt.seed, T);
 
   // This host's memory bandwidth drifts by tens of percent from minute to minute (shared
-  // machine), so each decode repetition is paired with bandwidth measured at the same moments:
-  // one triad pass over 1 GiB right before every decode step (untimed for the decode), the
-  // repetition's limit being those passes' bytes over their seconds, as its decode rate is the
-  // steps' tokens over their seconds. A neighbour's burst then lowers both sides of the ratio.
-  // (A 0.15 s triad window before the whole repetition, as before 2026-12-06, left per-repetition
-  // fractions of 0.73-1.00 in one run.) The best single pass is kept beside it (the peak estimator
-  // of the other limits), as is the read bandwidth measured right before the repetition.
+  // machine), so each decode repetition's triad limit is measured between its steps (StepLimits:
+  // the best pass is the limit, the passes' mean kept beside it); the read-only bandwidth is
+  // measured right before the repetition.
   // Prefill is paired with the compute peak measured right before it: a neighbour's load on the
   // shared host lowers both (peaks of 384-463 GFLOP/s within minutes here).
   std::unique_ptr<StepLimits> probe;
