@@ -197,21 +197,18 @@ def main(d):
         row("serving engine per-step overhead", None, "", below(0.1))
 
     # Can the figures fail? The planted matmul-twice defect streams the weights twice per token and
-    # does every matmul twice, counted once: decode and prefill figures must drop below 0.8x the
-    # clean run's (ideal 0.5x). PASS here means the defect was seen.
+    # does every matmul twice, counted once: the decode, prefill and batch-16 figures must drop
+    # below 0.8x the clean run's (ideal 0.5x). PASS here means the defect was seen.
     clean, planted = load(d, "engine-f32.json"), load(d, "engine-planted-matmul-twice.json")
-    for key, what in (("decode_triad_fraction", "F32 batch-1 decode figure"), ("prefill_peak_fraction", "F32 128-token prefill figure")):
-        c = (clean or {}).get("ratios", {}).get(key)
-        p = (planted or {}).get("ratios", {}).get(key)
+    ratio_of = lambda key: lambda e: (e or {}).get("ratios", {}).get(key)
+    batch16 = lambda e: next((b["roofline_fraction"] for b in (e or {}).get("batched_decode", {}).get("rows", []) if b["batch"] == 16), None)
+    for figure, what in ((ratio_of("decode_triad_fraction"), "F32 batch-1 decode figure"),
+                         (ratio_of("prefill_peak_fraction"), "F32 128-token prefill figure"),
+                         (batch16, "F32 decode batch 16 figure")):
+        c, p = figure(clean), figure(planted)
         ratio = p / c if c and p is not None else None
         row(f"planted defect matmul-twice: {what}, planted / clean", ratio, "the clean run's figure", below(0.8),
             f"clean {c:.3f}, planted {p:.3f}" if ratio is not None else "")
-    # The batch-16 figure too: every matmul twice doubles the FMAs and the weight stream per step.
-    b16 = lambda e: next((b["roofline_fraction"] for b in (e or {}).get("batched_decode", {}).get("rows", []) if b["batch"] == 16), None)
-    c, p = b16(clean), b16(planted)
-    ratio = p / c if c and p is not None else None
-    row("planted defect matmul-twice: F32 decode batch 16 figure, planted / clean", ratio, "the clean run's figure", below(0.8),
-        f"clean {c:.3f}, planted {p:.3f}" if ratio is not None else "")
 
     out = {"rows": rows, "folder": os.path.basename(os.path.normpath(d))}
     with open(os.path.join(d, "engine-speed.json"), "w") as f:

@@ -61,7 +61,7 @@ std::vector<int32_t> seeded_prompt(const ModelConfig& cfg, uint64_t seed, int T)
 
 // The machine's limits measured at the same moments as the decode steps they divide: before
 // every step (outside its timing), one STREAM triad pass over 1 GiB and, when asked, one FP32 FMA
-// window of about 10 ms. A repetition's limit is its best window, the estimator of the peaks
+// window of about 10 ms. One instance serves the whole bench (its 1 GiB held once). A repetition's limit is its best window, the estimator of the peaks
 // measured alone (a neighbour's load can only make a window slower than the machine); the mean
 // (sum over sum) is kept beside it. Measured so, the limit spans the steps' own minutes instead
 // of a window before them: this shared host's bandwidth moves by tens of percent within minutes
@@ -71,19 +71,22 @@ std::vector<int32_t> seeded_prompt(const ModelConfig& cfg, uint64_t seed, int T)
 // and decode is a read-only stream.
 class StepLimits {
  public:
-  explicit StepLimits(bool with_fma) : triad_(0, 0) {
-    if (!with_fma) return;
+  StepLimits() : triad_(0, 0) {
     // Rounds for ~10 ms from one short calibration (the rate, not the peak, is wanted here).
     double s = 0;
     const double f = bench::fp32_fma_work(0, 4096, bench::Isa::Auto, nullptr, nullptr, &s);
     fma_rounds_ = s > 0 && f > 0 ? std::max<int64_t>(4096, int64_t(4096 * 0.01 / s)) : 0;
   }
-  void reset() { bytes_ = flops_ = Sum{}; }
+  // Starts a repetition: its windows alone count; with_fma: an FMA window before every step too.
+  void reset(bool with_fma) {
+    bytes_ = flops_ = Sum{};
+    with_fma_ = with_fma;
+  }
   void before_step() {
     double s = 0;
     const double b = triad_.triad_pass(bench::Isa::Auto, &s);
     if (s > 0) add(bytes_, b, s);
-    if (fma_rounds_ > 0) {
+    if (with_fma_ && fma_rounds_ > 0) {
       s = 0;
       const double f = bench::fp32_fma_work(0, fma_rounds_, bench::Isa::Auto, nullptr, nullptr, &s);
       if (s > 0) add(flops_, f, s);
@@ -108,6 +111,7 @@ class StepLimits {
   }
   bench::TriadBuffers triad_;
   int64_t fma_rounds_ = 0;
+  bool with_fma_ = false;
   Sum bytes_, flops_;
 };
 
@@ -322,7 +326,7 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
   // Prefill is paired with the compute peak measured right before it: a neighbour's load on the
   // shared host lowers both (peaks of 384-463 GFLOP/s within minutes here).
   std::unique_ptr<StepLimits> probe;
-  if (host_limits) probe = std::make_unique<StepLimits>(/*with_fma=*/false);
+  if (host_limits) probe = std::make_unique<StepLimits>();
   std::vector<double> prefill_s, decode_tps, rep_bw, rep_triad, rep_triad_mean, rep_peak;
   for (int rep = 0; rep < opt.repetitions; ++rep) {
     say("repetition " + std::to_string(rep + 1) + "/" + std::to_string(opt.repetitions) + ": prefill " + std::to_string(T) +
@@ -332,7 +336,7 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
     rep_peak.push_back(!host_limits ? NAN
                        : bf16_peak  ? bench::measure_bf16_dot_peak(0, short_s).value
                                     : bench::measure_peak_fp32_fma(0, short_s).value);
-    if (probe) probe->reset();
+    if (probe) probe->reset(/*with_fma=*/false);
     const auto [pre, dec] =
         prefill_then_decode(*lm, prompt, steps, probe ? std::function<void()>([&] { probe->before_step(); }) : nullptr);
     prefill_s.push_back(pre);
@@ -406,8 +410,6 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
     const int ctx = T + opt.batch_steps / 2;
     const double kv_tok = 2.0 * cfg.num_hidden_layers * double(ctx) * cfg.kv_dim() * sizeof(float);
     const double weights_once = decode_bytes_per_token(cfg, lm->weight_bytes(), embed_bytes, 0);
-    std::unique_ptr<StepLimits> limits;
-    if (host_limits) limits = std::make_unique<StepLimits>(/*with_fma=*/true);
     json rows = json::array();
     for (int B : opt.batch_sizes) {
       const double step_flops = B * decode_flops_per_token(cfg, ctx), step_bytes = weights_once + B * kv_tok;
@@ -417,11 +419,11 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
       std::string bound_kind;
       for (int rep = 0; rep < opt.repetitions; ++rep) {
         say("batched decode: batch " + std::to_string(B) + ", repetition " + std::to_string(rep + 1));
-        if (limits) limits->reset();
-        const double t = batched_decode_step_seconds(*lm, prompt, B, opt.batch_steps, nullptr, limits.get());
+        if (probe) probe->reset(/*with_fma=*/true);
+        const double t = batched_decode_step_seconds(*lm, prompt, B, opt.batch_steps, nullptr, probe.get());
         // The bound from the best windows (peaks, as measured alone); from their means beside it.
-        const double peak = limits ? limits->fma_best_gflops() * 1e9 : NAN, bwr = limits ? limits->triad_best_gbs() * 1e9 : NAN;
-        const double mean_bound = limits ? std::max(step_flops / (limits->fma_gflops() * 1e9), step_bytes / (limits->triad_gbs() * 1e9)) : NAN;
+        const double peak = probe ? probe->fma_best_gflops() * 1e9 : NAN, bwr = probe ? probe->triad_best_gbs() * 1e9 : NAN;
+        const double mean_bound = probe ? std::max(step_flops / (probe->fma_gflops() * 1e9), step_bytes / (probe->triad_gbs() * 1e9)) : NAN;
         rep_peak_b.push_back(peak / 1e9);
         rep_bw_b.push_back(bwr / 1e9);
         frac_mean.push_back(mean_bound / t);
