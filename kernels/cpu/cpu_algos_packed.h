@@ -5,7 +5,8 @@
 // Why an outer product instead of cpu_algos.h's dot-product tiles: per k the tile loads one
 // vector of each panel (contiguous, aligned streams), broadcasts one x value per row and does
 // rows x vectors FMAs into accumulators that *are* the outputs, so there is no horizontal
-// reduction at the end of a row and x is read as scalars from L1. Measured against gemv<V> on
+// reduction at the end of a row and x is read as scalars from cache (past one row, from a
+// per-thread copy with each k step's rows side by side: interleave_rows). Measured against gemv<V> on
 // llama-1b shapes from DRAM (Zen 5, AVX-512, 2 threads, interleaved, same results within 4e-6):
 // M = 1 56-60 vs 46-49 GB/s, M = 8 212-218 vs 112-114 GFLOP/s, M = 16 275 vs 169, M = 128 1.45x.
 // With CB_DOT_BF16 (AVX512_BF16 region) the same tile runs bf16 x bf16 on vdpbf16ps over
@@ -15,6 +16,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "cpu_kernels.h"
 #include "cpu_types.h"
@@ -86,9 +88,14 @@ struct PackedDpBf16 {
 
 // Rows [m0, m0 + MR) of x against panels [p, p + NP) over steps k in [k0, k0 + kn): stores
 // (first slice) or adds into y; columns at or past a.N are not written.
-template <class V, class Op, int MR, int NP, PackedPf PF>
+//
+// XI: x comes interleaved (xi, one k step's rows side by side: element (m0 + m, k0 + k) at
+// xi[k * packed_tile_rows<V>() + m]), so every broadcast of a step is off one pointer at a
+// constant offset; otherwise rows of a.x, a.ldx apart (8 pointers, more than the general
+// registers the 8 x 3 tile leaves free: they spilled).
+template <class V, class Op, int MR, int NP, PackedPf PF, bool XI>
 inline void packed_tile(const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, int64_t kn, bool first,
-                        const PackedPrefetch& pf) {
+                        const PackedPrefetch& pf, const typename Op::XT* xi) {
   using vec = typename V::vec;
   using T = typename Op::WT;
   using XT = typename Op::XT;
@@ -101,7 +108,8 @@ inline void packed_tile(const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, 
   vec acc[MR][NV];
   for (int m = 0; m < MR; ++m)
     for (int v = 0; v < NV; ++v) acc[m][v] = V::zero();
-  const XT* xr = static_cast<const XT*>(a.x) + m0 * a.ldx + k0;
+  constexpr int64_t XS = packed_tile_rows<V>();
+  const XT* xr = XI ? xi : static_cast<const XT*>(a.x) + m0 * a.ldx + k0;
   // One prefetch per 64-byte line of each next panel (a line is 1 k of f32, 2 of bf16); group g
   // of G takes lines g, g + G, ...
   constexpr int64_t kPerLine = 64 / (kPackPanel * int64_t(sizeof(T)));
@@ -121,7 +129,7 @@ inline void packed_tile(const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, 
     typename Op::wvec wk[NV];
     for (int v = 0; v < NV; ++v) wk[v] = Op::load_w(wv[v] + k * kPackPanel);
     for (int m = 0; m < MR; ++m) {
-      const typename Op::xvec xv = Op::bcast_x(xr + m * a.ldx + k);
+      const typename Op::xvec xv = Op::bcast_x(XI ? xr + k * XS + m : xr + m * a.ldx + k);
       for (int v = 0; v < NV; ++v) acc[m][v] = Op::madd(xv, wk[v], acc[m][v]);
     }
   }
@@ -138,17 +146,35 @@ inline void packed_tile(const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, 
 }
 
 // packed_tile with NP (<= NPMAX) and MR (<= MRMAX) chosen at run time for the tails.
-template <class V, class Op, int MR, int NPMAX, PackedPf PF>
+template <class V, class Op, int MR, int NPMAX, PackedPf PF, bool XI = false>
 inline void packed_tile_np(int np, const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, int64_t kn, bool first,
-                           const PackedPrefetch& pf) {
-  if (np == NPMAX) return packed_tile<V, Op, MR, NPMAX, PF>(a, m0, p, k0, kn, first, pf);
-  if constexpr (NPMAX > 1) packed_tile_np<V, Op, MR, NPMAX - 1, PF>(np, a, m0, p, k0, kn, first, pf);
+                           const PackedPrefetch& pf, const typename Op::XT* xi = nullptr) {
+  if (np == NPMAX) return packed_tile<V, Op, MR, NPMAX, PF, XI>(a, m0, p, k0, kn, first, pf, xi);
+  if constexpr (NPMAX > 1) packed_tile_np<V, Op, MR, NPMAX - 1, PF, XI>(np, a, m0, p, k0, kn, first, pf, xi);
 }
-template <class V, class Op, int MRMAX, int NPMAX, PackedPf PF>
+template <class V, class Op, int MRMAX, int NPMAX, PackedPf PF, bool XI>
 inline void packed_tile_any(int mr, int np, const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, int64_t kn,
-                            bool first, const PackedPrefetch& pf) {
-  if (mr == MRMAX) return packed_tile_np<V, Op, MRMAX, NPMAX, PF>(np, a, m0, p, k0, kn, first, pf);
-  if constexpr (MRMAX > 1) packed_tile_any<V, Op, MRMAX - 1, NPMAX, PF>(mr, np, a, m0, p, k0, kn, first, pf);
+                            bool first, const PackedPrefetch& pf, const typename Op::XT* xi) {
+  if (mr == MRMAX) return packed_tile_np<V, Op, MRMAX, NPMAX, PF, XI>(np, a, m0, p, k0, kn, first, pf, xi);
+  if constexpr (MRMAX > 1) packed_tile_any<V, Op, MRMAX - 1, NPMAX, PF, XI>(mr, np, a, m0, p, k0, kn, first, pf, xi);
+}
+
+// dst[k * packed_tile_rows<V>() + r] = x[r * ldx + k] for r < rows, k < kn: a row group of x
+// interleaved for packed_tile's XI form. A full group of 8 on AVX-512 goes 16 steps at a time
+// through registers (VAvx512::transpose_8x16); the scalar loop stores one element per cycle,
+// which at 16 rows was 14 us per call and thread, 3% of a 2048 x 2048 matmul. Elements are
+// moved as bits (f32, or bf16 pairs as uint32).
+template <class V, class XT>
+void interleave_rows(const XT* x, int64_t ldx, int rows, int64_t kn, XT* dst) {
+  constexpr int MR = packed_tile_rows<V>();
+  static_assert(sizeof(XT) == 4);
+  int64_t k = 0;
+  if constexpr (MR == 8 && requires(const float* f, float* t) { V::transpose_8x16(f, int64_t(1), t); })
+    if (rows == MR)
+      for (; k + 16 <= kn; k += 16)
+        V::transpose_8x16(reinterpret_cast<const float*>(x + k), ldx, reinterpret_cast<float*>(dst + k * MR));
+  for (; k < kn; ++k)
+    for (int r = 0; r < rows; ++r) dst[k * MR + r] = x[r * ldx + k];
 }
 
 // Output columns [n0, n1) (n0 a multiple of kPackPanel) for all M rows.
@@ -165,32 +191,80 @@ void packed_gemm_typed(const PackedArgs& a, int64_t n0, int64_t n1) {
   }
   // Past one row group, K goes in slices so that a tile's slice of W (k_slice x 48 columns, 96
   // KiB for f32 at 512) stays in L2 while every row group passes over it: W from memory once.
+  // Few rows (x's copy within kPanelMajorXBytes): a tile's panels are walked slice after slice
+  // (all of K) before the next tile's, so its W is 3 sequential streams and the next-tile
+  // prefetch runs down the same panels. Walking every tile's first slice before any second one
+  // jumps to new panels every 32 KiB: in-process A/B on cold weights (40 rounds, both orders) at
+  // M = 16 the panel-major walk ran gate+up 1.05-1.07x, down_proj 1.04-1.06x, lm_head
+  // 1.13-1.17x, o_proj 1.0-1.04x, one row group (M = 4, 8) 1.11-1.18x; at M = 64 and 128
+  // (compute-bound) within 1%. Many rows keep the slice-major walk, whose copy of x is one slice.
   constexpr int MR = packed_tile_rows<V>(), NP = packed_tile_panels<V>();
+  constexpr size_t kPanelMajorXBytes = size_t(1) << 20;
   const int64_t ks = a.k_slice > 0 ? a.k_slice : a.K;
   const int groups = int((a.M + MR - 1) / MR);
   const auto* w = static_cast<const typename Op::WT*>(a.wp);
   const int64_t ps = a.panel_stride();
-  for (int64_t k0 = 0; k0 < a.K; k0 += ks) {
-    const int64_t kn = std::min(ks, a.K - k0);
+  using XT = typename Op::XT;
+  const XT* x = static_cast<const XT*>(a.x);
+  const bool panel_major = size_t(groups * MR * a.K) * sizeof(XT) <= kPanelMajorXBytes;
+  // This thread's interleaved copy of x (see packed_tile): all of K (panel-major) or one slice at
+  // a time, a slice's row groups one after another; M * K elements against the M * K * (n1 - n0)
+  // multiply-adds of the tiles that read it.
+  static thread_local std::vector<XT> xi;
+  xi.resize(size_t(groups * MR * (panel_major ? a.K : std::min(ks, a.K))));
+  auto copy_slice = [&](int64_t k0, int64_t kn, XT* to) {
+    for (int g = 0; g < groups; ++g)
+      interleave_rows<V>(x + int64_t(g) * MR * a.ldx + k0, a.ldx, int(std::min<int64_t>(MR, a.M - int64_t(g) * MR)), kn,
+                         to + g * kn * MR);
+  };
+  // Every row group over panels [p, p + np) and steps [k0, k0 + kn), x's slice at xs.
+  auto run_tile = [&](int64_t p, int np, int64_t k0, int64_t kn, const XT* xs, PackedPrefetch pf) {
+    pf.groups = groups;
+    for (int64_t m0 = 0; m0 < a.M; m0 += MR, ++pf.group) {
+      const int mr = int(std::min<int64_t>(MR, a.M - m0));
+      const XT* xg = xs + (m0 / MR) * kn * MR;
+      if (groups == 1) packed_tile_any<V, Op, MR, NP, PackedPf::Ahead, true>(mr, np, a, m0, p, k0, kn, k0 == 0, pf, xg);
+      else packed_tile_any<V, Op, MR, NP, PackedPf::NextTile, true>(mr, np, a, m0, p, k0, kn, k0 == 0, pf, xg);
+    }
+  };
+  if (panel_major) {
+    for (int64_t k0 = 0; k0 < a.K; k0 += ks) copy_slice(k0, std::min(ks, a.K - k0), xi.data() + groups * MR * k0);
     for (int64_t p = p0; p < p1; p += NP) {
       const int np = int(std::min<int64_t>(NP, p1 - p));
-      // The tile after this one: the next panels of this slice, else the first of the next slice.
-      PackedPrefetch pf;
-      pf.groups = groups;
-      if (p + NP < p1) {
-        pf.next = w + ((p + NP) * ps + k0) * kPackPanel;
-        pf.np = int(std::min<int64_t>(NP, p1 - p - NP));
-      } else if (k0 + ks < a.K) {
-        pf.next = w + (p0 * ps + k0 + ks) * kPackPanel;
-        pf.np = int(std::min<int64_t>(NP, p1 - p0));
+      for (int64_t k0 = 0; k0 < a.K; k0 += ks) {
+        // The tile after this one: the next slice of these panels, else the next panels' first.
+        PackedPrefetch pf;
+        if (k0 + ks < a.K) {
+          pf.next = w + (p * ps + k0 + ks) * kPackPanel;
+          pf.np = np;
+        } else if (p + NP < p1) {
+          pf.next = w + (p + NP) * ps * kPackPanel;
+          pf.np = int(std::min<int64_t>(NP, p1 - p - NP));
+        }
+        run_tile(p, np, k0, std::min(ks, a.K - k0), xi.data() + groups * MR * k0, pf);
       }
-      for (int64_t m0 = 0; m0 < a.M; m0 += MR, ++pf.group) {
-        const int mr = int(std::min<int64_t>(MR, a.M - m0));
-        if (groups == 1) packed_tile_any<V, Op, MR, NP, PackedPf::Ahead>(mr, np, a, m0, p, k0, kn, k0 == 0, pf);
-        else packed_tile_any<V, Op, MR, NP, PackedPf::NextTile>(mr, np, a, m0, p, k0, kn, k0 == 0, pf);
+    }
+  } else {
+    for (int64_t k0 = 0; k0 < a.K; k0 += ks) {
+      const int64_t kn = std::min(ks, a.K - k0);
+      copy_slice(k0, kn, xi.data());
+      for (int64_t p = p0; p < p1; p += NP) {
+        const int np = int(std::min<int64_t>(NP, p1 - p));
+        // The tile after this one: the next panels of this slice, else the first of the next slice.
+        PackedPrefetch pf;
+        if (p + NP < p1) {
+          pf.next = w + ((p + NP) * ps + k0) * kPackPanel;
+          pf.np = int(std::min<int64_t>(NP, p1 - p - NP));
+        } else if (k0 + ks < a.K) {
+          pf.next = w + (p0 * ps + k0 + ks) * kPackPanel;
+          pf.np = int(std::min<int64_t>(NP, p1 - p0));
+        }
+        run_tile(p, np, k0, kn, xi.data(), pf);
       }
     }
   }
+  // A long prefill's slice copy (M * k_slice elements) is not kept for the decode steps after it.
+  if (xi.capacity() * sizeof(XT) > (size_t(8) << 20)) std::vector<XT>().swap(xi);
 }
 
 template <class V>

@@ -90,6 +90,33 @@ struct VAvx512 {
   static bool sp24_any(mraw bad) { return _mm_cvtsi128_si64(bad) != 0; }  // the 8 bytes in use
   static vec perm2(vec a, ivec idx, vec b) { return _mm512_permutex2var_ps(a, idx, b); }
   static float reduce_add(vec a) { return _mm512_reduce_add_ps(a); }
+  // dst[k * 8 + r] = x[r * ldx + k] for 8 rows and 16 steps k, as bits: per 128-bit quarter q
+  // (steps 4q .. 4q + 3) unpacks pair the rows, then u[c] / v[c] hold rows 0-3 / 4-7 of step
+  // 4q + c, and each quarter is stored where its step's 8 rows go.
+  static void transpose_8x16(const float* x, int64_t ldx, float* dst) {
+    __m512 t[8], u[4], v[4];
+    for (int i = 0; i < 4; ++i) {
+      const __m512 a = _mm512_loadu_ps(x + 2 * i * ldx), b = _mm512_loadu_ps(x + (2 * i + 1) * ldx);
+      t[2 * i] = _mm512_unpacklo_ps(a, b);      // steps 4q, 4q + 1 of rows 2i, 2i + 1
+      t[2 * i + 1] = _mm512_unpackhi_ps(a, b);  // steps 4q + 2, 4q + 3
+    }
+    for (int h = 0; h < 2; ++h)  // h = 0: rows 0-3 into u, 1: rows 4-7 into v
+      for (int c = 0; c < 2; ++c) {
+        const __m512d a = _mm512_castps_pd(t[4 * h + c]), b = _mm512_castps_pd(t[4 * h + c + 2]);
+        (h ? v : u)[2 * c] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        (h ? v : u)[2 * c + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+      }
+    for (int c = 0; c < 4; ++c) {
+      _mm_storeu_ps(dst + c * 8, _mm512_extractf32x4_ps(u[c], 0));
+      _mm_storeu_ps(dst + c * 8 + 4, _mm512_extractf32x4_ps(v[c], 0));
+      _mm_storeu_ps(dst + (4 + c) * 8, _mm512_extractf32x4_ps(u[c], 1));
+      _mm_storeu_ps(dst + (4 + c) * 8 + 4, _mm512_extractf32x4_ps(v[c], 1));
+      _mm_storeu_ps(dst + (8 + c) * 8, _mm512_extractf32x4_ps(u[c], 2));
+      _mm_storeu_ps(dst + (8 + c) * 8 + 4, _mm512_extractf32x4_ps(v[c], 2));
+      _mm_storeu_ps(dst + (12 + c) * 8, _mm512_extractf32x4_ps(u[c], 3));
+      _mm_storeu_ps(dst + (12 + c) * 8 + 4, _mm512_extractf32x4_ps(v[c], 3));
+    }
+  }
   // The sums of a, b, c and d to out[0..3] (times scales[0..3] when given; added to out when
   // accumulate): 13 shuffles and adds for four sums where four reduce_adds take ~32, which a
   // GEMV tile pays for every slice of K (6 x 4 tiles over 512-column slices: 24 sums per 768 FMAs).

@@ -144,7 +144,8 @@ TEST(CpuWeightUpload, DenseF32AndBf16WeightsArePackedIntoPanels) {
 // The packed kernel against the row-major one (a weight never uploaded is not packed) over every
 // tile tail: rows 1 (decode), under one tile, one tile, past it; columns under one panel, whole
 // tiles of 3 panels, and ragged; K past one slice, and panels skewed past a whole number of
-// pages (packed_panel_steps). Both sum in f32, in different orders.
+// pages (packed_panel_steps); 300 rows at K = 1024, where x's interleaved copy passes 1 MiB and
+// the kernel walks slice-major instead of panel-major. Both sum in f32, in different orders.
 TEST(CpuWeightUpload, PackedKernelMatchesRowMajorAtEveryTail) {
   auto be = cb::kernels::make_backend("cpu");
   uint32_t seed = 12345;
@@ -155,7 +156,7 @@ TEST(CpuWeightUpload, PackedKernelMatchesRowMajorAtEveryTail) {
   for (DType dt : {DType::F32, DType::BF16})
     for (int64_t N : {5, 48, 50, 200})
       for (int64_t K : {7, 600, 1024})  // 1024: panels a whole number of pages long, skewed
-        for (int64_t M : {1, 3, 8, 9, 17}) {
+        for (int64_t M : {1, 3, 8, 9, 17, 300}) {
           std::vector<float> w(size_t(N * K)), x(size_t(M * K));
           for (auto& v : w) v = next();
           for (auto& v : x) v = next();
