@@ -400,8 +400,13 @@ void attention_item(const AttnArgs& a, int64_t item, float* scratch) {
     // Online softmax: new running max, rescale of the old sum/accumulator, p = e^(s - max).
     float corr[G];
     for (int g = 0; g < G; ++g) {
-      float tmax = p[g][0];
-      for (int j = 1; j < nt; ++j) tmax = std::max(tmax, p[g][j]);
+      // The tile's max a vector at a time: the scalar chain of dependent max was ~10% of a
+      // decode call (16 sequences at 144 keys, in-process A/B: 1.07-1.10x; 8 at 4K: 1.08-1.10x).
+      int jm = 0;
+      vec vmax = V::set1(p[g][0]);
+      for (; jm + W <= nt; jm += W) vmax = V::max(vmax, V::load(&p[g][jm]));
+      float tmax = V::reduce_max(vmax);
+      for (; jm < nt; ++jm) tmax = std::max(tmax, p[g][jm]);
       const float new_max = std::max(run_max[g], tmax);
       corr[g] = std::exp(run_max[g] - new_max);  // 0 on the first tile (run_max = -inf)
       run_max[g] = new_max;
