@@ -1,5 +1,6 @@
-// cb_m16_stream_study: the two standalone measurements behind the f32 panel skew
-// (packed_panel_steps in ../cpu/cpu_kernels.h), kept so anyone can rerun them on their machine.
+// cb_m16_stream_study: the standalone measurements behind the f32 panel skew (packed_panel_steps
+// in ../cpu/cpu_kernels.h) and the packed GEMM's walk (cpu_algos_packed.h), kept so anyone can
+// rerun them on their machine.
 //
 //   cb_m16_stream_study overlap   3 sequential f32 streams from DRAM with R x 24 FMAs per 192 B
 //                                 (R = 2 is the 16-row tile's ratio), against the stream alone and
@@ -8,6 +9,10 @@
 //   cb_m16_stream_study skew [K N] the cpu backend's matmul at 16 rows and at 1 row on an [N, K] f32
 //                                 weight (default 11264 x 2048: llama-1b gate + up) packed with
 //                                 panels K steps apart ($CB_CPU_PANEL_SKEW=0) and skewed.
+//   cb_m16_stream_study walk [K N] the same matmul at 4, 8 and 16 rows walking each tile's slices
+//                                 of K before the next tile ($CB_CPU_PACKED_WALK=panel, what
+//                                 decode batches get) against every tile's first slice first
+//                                 ($CB_CPU_PACKED_WALK=slice, what long prefills get).
 //
 // All OpenMP threads ($OMP_NUM_THREADS), weights in two copies alternated so none starts
 // L3-resident, medians of interleaved rounds. Inputs are fixed patterns (no randomness). overlap
@@ -121,55 +126,76 @@ int run_overlap() {
   return 0;
 }
 
-// ---- skew ------------------------------------------------------------------------------------
+// ---- skew, walk ------------------------------------------------------------------------------
 // The engine's own matmul (cpu backend, packed weights in huge-page memory) on a [N, K] f32
-// weight packed twice: panels K steps apart ($CB_CPU_PANEL_SKEW=0) and skewed (the default).
-std::unique_ptr<cb::kernels::Backend> cpu_backend_with_skew(bool skew) {
-  ::setenv("CB_CPU_PANEL_SKEW", skew ? "1" : "0", 1);
+// weight, under two backends made with `var` set to values[0] and values[1]: rows of x from
+// `rows`, 40 interleaved rounds (the two cases alternate, so host drift hits both), two copies of
+// the weight per case alternated so no pass starts with it in L3. Medians, and the median of the
+// per-round ratios case 0 / case 1 (> 1: case 1 faster).
+std::unique_ptr<cb::kernels::Backend> cpu_backend_with(const char* var, const char* value) {
+  ::setenv(var, value, 1);
   auto be = cb::kernels::make_backend("cpu");
-  ::unsetenv("CB_CPU_PANEL_SKEW");
+  ::unsetenv(var);
   return be;
 }
 
-int run_skew(long K, long N) {
+int run_pair(const char* mode, const char* var, const char* const values[2], const char* const names[2], long K, long N,
+             const std::vector<int64_t>& rows) {
   using cb::kernels::DType;
   using cb::kernels::Tensor;
   using cb::kernels::Weight;
   if (K <= 0 || N <= 0) {
-    std::fprintf(stderr, "cb_m16_stream_study skew: K and N must be positive (got K=%ld N=%ld)\n", K, N);
+    std::fprintf(stderr, "cb_m16_stream_study %s: K and N must be positive (got K=%ld N=%ld)\n", mode, K, N);
     return 2;
   }
-  std::vector<float> host(size_t(N * K)), x(size_t(16 * K)), y(size_t(16 * N));
+  const int64_t max_rows = *std::max_element(rows.begin(), rows.end());
+  std::vector<float> host(size_t(N * K)), x(size_t(max_rows * K)), y(size_t(max_rows * N));
   for (size_t i = 0; i < host.size(); ++i) host[i] = 1e-3f * float(int(i % 7) - 3);
   for (size_t i = 0; i < x.size(); ++i) x[i] = 1e-2f * float(int(i % 5) - 2);
   struct Case {
-    const char* name;
     std::unique_ptr<cb::kernels::Backend> be;
-    std::vector<Weight> copies;  // two, alternated, so no pass starts with the weight in L3
-    std::vector<double> m16, m1;
+    std::vector<Weight> copies;
+    std::vector<std::vector<double>> ms;  // per entry of rows
   };
-  Case cases[2] = {{"panels K apart", cpu_backend_with_skew(false), {}, {}, {}},
-                   {"skewed        ", cpu_backend_with_skew(true), {}, {}, {}}};
-  for (Case& c : cases)
-    for (int i = 0; i < 2; ++i) c.copies.push_back(c.be->upload_weight(Weight::dense(Tensor(host.data(), DType::F32, {N, K}))));
-  const double bytes = 4.0 * double(N) * double(K);
-  for (int round = 0; round < 40; ++round)
-    for (Case& c : cases)
-      for (int64_t M : {16, 1}) {
-        Tensor xt(x.data(), DType::F32, {M, K}), yt(y.data(), DType::F32, {M, N});
+  Case cases[2];
+  for (int c = 0; c < 2; ++c) {
+    cases[c].be = cpu_backend_with(var, values[c]);
+    for (int i = 0; i < 2; ++i)
+      cases[c].copies.push_back(cases[c].be->upload_weight(Weight::dense(Tensor(host.data(), DType::F32, {N, K}))));
+    cases[c].ms.resize(rows.size());
+  }
+  constexpr int kRounds = 40;
+  for (int round = 0; round < kRounds; ++round)
+    for (int ci = 0; ci < 2; ++ci) {
+      Case& c = cases[round % 2 ? 1 - ci : ci];  // ABBA: neither case always runs first
+      for (size_t r = 0; r < rows.size(); ++r) {
+        Tensor xt(x.data(), DType::F32, {rows[r], K}), yt(y.data(), DType::F32, {rows[r], N});
         const auto t0 = Clock::now();
         if (!c.be->matmul(xt, c.copies[size_t(round % 2)], yt).ok()) {
-          std::fprintf(stderr, "cb_m16_stream_study skew: matmul failed\n");
+          std::fprintf(stderr, "cb_m16_stream_study %s: matmul failed\n", mode);
           return 1;
         }
-        (M == 16 ? c.m16 : c.m1).push_back(std::chrono::duration<double>(Clock::now() - t0).count() * 1e3);
+        c.ms[r].push_back(std::chrono::duration<double>(Clock::now() - t0).count() * 1e3);
       }
-  std::printf("K=%ld N=%ld f32, cpu backend's packed matmul, %d threads, medians of 40 interleaved rounds\n", K, N,
-              omp_get_max_threads());
-  for (Case& c : cases) {
-    const double a = median(c.m16), b = median(c.m1);
-    std::printf("%s (%s): 16 rows %.3f ms (%.1f GB/s)   1 row %.3f ms (%.1f GB/s)\n", c.name,
-                c.copies[0].packed.describe().c_str(), a, bytes / a / 1e6, b, bytes / b / 1e6);
+    }
+  std::printf("K=%ld N=%ld f32, cpu backend's packed matmul, %d threads, medians of %d interleaved rounds\n", K, N,
+              omp_get_max_threads(), kRounds);
+  const double bytes = 4.0 * double(N) * double(K);
+  for (int c = 0; c < 2; ++c) {
+    std::printf("%-14s (%s):", names[c], cases[c].copies[0].packed.describe().c_str());
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const double m = median(cases[c].ms[r]);
+      std::printf("%s %ld row%s %.3f ms (%.1f GB/s, %.0f GFLOP/s)", r ? ";" : "", long(rows[r]), rows[r] == 1 ? "" : "s", m, bytes / m / 1e6,
+                  2.0 * double(rows[r]) * double(N) * double(K) / m / 1e6);
+    }
+    std::printf("\n");
+  }
+  for (size_t r = 0; r < rows.size(); ++r) {
+    std::vector<double> ratio;
+    for (int i = 0; i < kRounds; ++i) ratio.push_back(cases[0].ms[r][size_t(i)] / cases[1].ms[r][size_t(i)]);
+    std::sort(ratio.begin(), ratio.end());
+    std::printf("%ld row%s: %s / %s time %.3f (quartiles %.3f, %.3f)\n", long(rows[r]), rows[r] == 1 ? "" : "s", names[0],
+                names[1], ratio[kRounds / 2], ratio[kRounds / 4], ratio[3 * kRounds / 4]);
   }
   return 0;
 }
@@ -178,8 +204,8 @@ int run_skew(long K, long N) {
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
-  if (mode != "overlap" && mode != "skew") {
-    std::fprintf(stderr, "usage: cb_m16_stream_study overlap | skew [K N]\n");
+  if (mode != "overlap" && mode != "skew" && mode != "walk") {
+    std::fprintf(stderr, "usage: cb_m16_stream_study overlap | skew [K N] | walk [K N]\n");
     return 2;
   }
   if (mode == "overlap") {
@@ -189,5 +215,13 @@ int main(int argc, char** argv) {
     }
     return run_overlap();
   }
-  return run_skew(argc > 3 ? std::atol(argv[2]) : 2048, argc > 3 ? std::atol(argv[3]) : 11264);
+  const long K = argc > 3 ? std::atol(argv[2]) : 2048, N = argc > 3 ? std::atol(argv[3]) : 11264;
+  if (mode == "skew") {
+    const char* const values[2] = {"0", "1"};
+    const char* const names[2] = {"panels K apart", "skewed"};
+    return run_pair("skew", "CB_CPU_PANEL_SKEW", values, names, K, N, {16, 1});
+  }
+  const char* const values[2] = {"slice", "panel"};
+  const char* const names[2] = {"slice-major", "panel-major"};
+  return run_pair("walk", "CB_CPU_PACKED_WALK", values, names, K, N, {4, 8, 16});
 }

@@ -191,13 +191,15 @@ void packed_gemm_typed(const PackedArgs& a, int64_t n0, int64_t n1) {
   }
   // Past one row group, K goes in slices so that a tile's slice of W (k_slice x 48 columns, 96
   // KiB for f32 at 512) stays in L2 while every row group passes over it: W from memory once.
-  // Few rows (x's copy within kPanelMajorXBytes): a tile's panels are walked slice after slice
-  // (all of K) before the next tile's, so its W is 3 sequential streams and the next-tile
-  // prefetch runs down the same panels. Walking every tile's first slice before any second one
-  // jumps to new panels every 32 KiB: in-process A/B on cold weights (40 rounds, both orders) at
-  // M = 16 the panel-major walk ran gate+up 1.05-1.07x, down_proj 1.04-1.06x, lm_head
-  // 1.13-1.17x, o_proj 1.0-1.04x, one row group (M = 4, 8) 1.11-1.18x; at M = 64 and 128
-  // (compute-bound) within 1%. Many rows keep the slice-major walk, whose copy of x is one slice.
+  // One row group (x's copy within kPanelMajorXBytes): a tile's panels are walked slice after
+  // slice (all of K) before the next tile's, so its W is 3 sequential streams and the next-tile
+  // prefetch runs down the same panels; the slice-major walk (every tile's first slice before any
+  // second one) jumps to new panels every 32 KiB. `cb_m16_stream_study walk` (llama-1b shapes,
+  // cold weights, 40 ABBA rounds, 2 threads, Zen 5), slice-major / panel-major time: 4 rows
+  // 1.10-1.23, 8 rows 1.05-1.22 (gate+up, down, q/k/v, o_proj, lm_head). At 16 rows (two row
+  // groups, the second reading the slice from L2 while the first streams it) the walks swap:
+  // down_proj 0.95-0.97, q/k/v 0.94, o_proj 0.97, gate+up 1.0, lm_head 1.05, so two or more
+  // groups walk slice-major, whose copy of x is also one slice. a.walk forces either.
   constexpr int MR = packed_tile_rows<V>(), NP = packed_tile_panels<V>();
   constexpr size_t kPanelMajorXBytes = size_t(1) << 20;
   const int64_t ks = a.k_slice > 0 ? a.k_slice : a.K;
@@ -206,7 +208,9 @@ void packed_gemm_typed(const PackedArgs& a, int64_t n0, int64_t n1) {
   const int64_t ps = a.panel_stride();
   using XT = typename Op::XT;
   const XT* x = static_cast<const XT*>(a.x);
-  const bool panel_major = size_t(groups * MR * a.K) * sizeof(XT) <= kPanelMajorXBytes;
+  const bool panel_major = a.walk == PackedWalk::Auto
+                               ? groups == 1 && size_t(MR * a.K) * sizeof(XT) <= kPanelMajorXBytes
+                               : a.walk == PackedWalk::PanelMajor;
   // This thread's interleaved copy of x (see packed_tile): all of K (panel-major) or one slice at
   // a time, a slice's row groups one after another; M * K elements against the M * K * (n1 - n0)
   // multiply-adds of the tiles that read it.

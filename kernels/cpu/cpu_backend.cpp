@@ -16,6 +16,7 @@
 //                                  number of pages (packed_panel_steps; for A/B runs)
 #include <sys/mman.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -92,6 +93,11 @@ MatmulConfig matmul_config() {
     if (end != v && m > 0) cfg.onednn_min_m = m;
   }
   if (const char* v = std::getenv("CB_CPU_FUSED_MATMULS")) cfg.fuse_matmuls = std::strcmp(v, "0") != 0;
+  if (const char* v = std::getenv("CB_CPU_PACKED_WALK"); v && *v) {
+    if (std::strcmp(v, "panel") == 0) cfg.packed_walk = PackedWalk::PanelMajor;
+    else if (std::strcmp(v, "slice") == 0) cfg.packed_walk = PackedWalk::SliceMajor;
+    else std::fprintf(stderr, "cpu backend: $CB_CPU_PACKED_WALK='%s' is neither 'panel' nor 'slice'; walking as usual\n", v);
+  }
   return cfg;
 }
 

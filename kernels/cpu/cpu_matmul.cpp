@@ -151,8 +151,9 @@ void matmul_gemv(const KernelTable& k, const Tensor& x, const Weight& w, Tensor&
   parallel_ranges(a.N, gemv_min_rows(a.M, a.K), kRowAlign, [&](int64_t n0, int64_t n1) { k.gemv(a, n0, n1); });
 }
 
-PackedArgs packed_args(const GemvInput& in, int64_t M, const Weight& w, Tensor& y) {
+PackedArgs packed_args(const GemvInput& in, int64_t M, const Weight& w, Tensor& y, PackedWalk walk) {
   PackedArgs a;
+  a.walk = walk;
   a.x = in.x;
   a.ldx = in.ldx;
   a.wp = w.packed.data;
@@ -165,10 +166,10 @@ PackedArgs packed_args(const GemvInput& in, int64_t M, const Weight& w, Tensor& 
   return a;
 }
 
-void matmul_packed(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y) {
+void matmul_packed(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, const Weight& w, Tensor& y) {
   GemvInput in;
   prepare_gemv_input(x, false, in);
-  const PackedArgs a = packed_args(in, x.rows(), w, y);
+  const PackedArgs a = packed_args(in, x.rows(), w, y, cfg.packed_walk);
   parallel_ranges(a.N, gemv_min_rows(a.M, a.K), kPackedAlign, [&](int64_t n0, int64_t n1) { k.packed_gemm(a, n0, n1); });
 }
 
@@ -191,7 +192,7 @@ Status matmul(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, co
   if (w.act_quant == ActQuant::Bf16) return matmul_bf16dot(k, x, w, y);
   if (w.layout == WeightLayout::Sparse24) return matmul_sparse24(k, x, w, y);
   if (!w.packed.empty()) {
-    matmul_packed(k, x, w, y);
+    matmul_packed(k, cfg, x, w, y);
     return Status::Ok();
   }
   const bool dense_f32 = w.layout == WeightLayout::Dense && w.dtype() == DType::F32;
@@ -254,7 +255,7 @@ Status matmul_multi(const KernelTable& k, const MatmulConfig& cfg, const Tensor&
   std::vector<PackedArgs> pargs;
   for (const MatmulOutput& o : outs) {
     args.push_back(gemv_args(in, M, *o.w, *o.y));
-    pargs.push_back(o.w->packed.empty() ? PackedArgs{} : packed_args(in, M, *o.w, *o.y));
+    pargs.push_back(o.w->packed.empty() ? PackedArgs{} : packed_args(in, M, *o.w, *o.y, cfg.packed_walk));
   }
   run_parts_fused(outs, any_packed, gemv_min_rows(M, x.cols()), [&](size_t i, int64_t n0, int64_t n1) {
     if (pargs[i].wp) k.packed_gemm(pargs[i], n0, n1);

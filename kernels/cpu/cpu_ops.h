@@ -21,9 +21,12 @@ struct MatmulConfig {
   // matmul_multi runs weights that all take the GEMV kernel in one parallel region
   // ($CB_CPU_FUSED_MATMULS=0: one region per weight, for A/B runs).
   bool fuse_matmuls = true;
+  // The packed f32 / bf16-weight GEMM's walk past one row group ($CB_CPU_PACKED_WALK=panel or
+  // slice forces one, for `cb_m16_stream_study walk`; unset: by the size of x's copy).
+  PackedWalk packed_walk = PackedWalk::Auto;
 };
-// Defaults, with $CB_CPU_ONEDNN_MIN_M overriding the threshold and $CB_CPU_FUSED_MATMULS=0
-// turning fusion off.
+// Defaults, with $CB_CPU_ONEDNN_MIN_M overriding the threshold, $CB_CPU_FUSED_MATMULS=0 turning
+// fusion off and $CB_CPU_PACKED_WALK forcing the packed walk.
 MatmulConfig matmul_config();
 
 Status matmul(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, const Weight& w, Tensor& y);

@@ -77,7 +77,8 @@ PY
 endif()
 
 # cb_m16_stream_study skew on a small weight: the backend packs it both ways (64 steps of f32 fill a
-# page: skewed to 67), the engine's matmul runs on each; bad arguments are named.
+# page: skewed to 67), the engine's matmul runs on each; walk runs it both walks; bad arguments
+# are named.
 if(TARGET cb_m16_stream_study)
   add_test(NAME kernels.m16_stream_study_skew_runs
            COMMAND bash -c [=[
@@ -87,12 +88,19 @@ out=$("$bin" skew 64 48) || { echo "skew 64 48 failed"; exit 1; }
 echo "$out"
 grep -q 'panels K apart (f32\[3, 64, 16\]): 16 rows' <<< "$out" || { echo "no unskewed row"; exit 1; }
 grep -q 'skewed *(f32\[3, 67, 16\]): 16 rows' <<< "$out" || { echo "no skewed row"; exit 1; }
+grep -q '^16 rows: panels K apart / skewed time [0-9.]* (quartiles' <<< "$out" || { echo "no skew ratio"; exit 1; }
+out=$("$bin" walk 1100 48) || { echo "walk 1100 48 failed"; exit 1; }
+echo "$out"
+for w in slice-major panel-major; do
+  grep -q "^$w *(f32\[3, 1100, 16\]): 4 rows .*; 16 rows" <<< "$out" || { echo "no $w row"; exit 1; }
+done
+grep -q '^8 rows: slice-major / panel-major time [0-9.]* (quartiles' <<< "$out" || { echo "no walk ratio"; exit 1; }
 "$bin" skew 0 48 2> "$err" && { echo "skew 0 48: exit 0"; exit 1; }
 grep -q 'K and N must be positive (got K=0 N=48)' "$err" || { echo "skew 0 48: no message"; cat "$err"; exit 1; }
 "$bin" nope 2> "$err" && { echo "nope: exit 0"; exit 1; }
-grep -q 'usage: cb_m16_stream_study overlap | skew' "$err" || { echo "nope: no usage"; exit 1; }
-echo "study: both layouts timed, bad arguments named"
+grep -q 'usage: cb_m16_stream_study overlap | skew \[K N\] | walk' "$err" || { echo "nope: no usage"; exit 1; }
+echo "study: both layouts and both walks timed, bad arguments named"
 ]=] study $<TARGET_FILE:cb_m16_stream_study>)
   set_tests_properties(kernels.m16_stream_study_skew_runs PROPERTIES LABELS kernels TIMEOUT 60
-    PASS_REGULAR_EXPRESSION "study: both layouts timed")
+    PASS_REGULAR_EXPRESSION "study: both layouts and both walks timed")
 endif()

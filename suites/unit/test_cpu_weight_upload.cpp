@@ -144,8 +144,8 @@ TEST(CpuWeightUpload, DenseF32AndBf16WeightsArePackedIntoPanels) {
 // The packed kernel against the row-major one (a weight never uploaded is not packed) over every
 // tile tail: rows 1 (decode), under one tile, one tile, past it; columns under one panel, whole
 // tiles of 3 panels, and ragged; K past one slice, and panels skewed past a whole number of
-// pages (packed_panel_steps); 300 rows at K = 1024, where x's interleaved copy passes 1 MiB and
-// the kernel walks slice-major instead of panel-major. Both sum in f32, in different orders.
+// pages (packed_panel_steps); one row group (3, 8 rows) walks panel-major, more (9, 17, 300)
+// slice-major. Both sum in f32, in different orders.
 TEST(CpuWeightUpload, PackedKernelMatchesRowMajorAtEveryTail) {
   auto be = cb::kernels::make_backend("cpu");
   uint32_t seed = 12345;
@@ -173,6 +173,37 @@ TEST(CpuWeightUpload, PackedKernelMatchesRowMajorAtEveryTail) {
             ASSERT_NEAR(y1[i], y0[i], 1e-5 * std::sqrt(double(K)) + 1e-6 * std::fabs(y0[i]))
                 << cb::kernels::dtype_name(dt) << " M=" << M << " N=" << N << " K=" << K << " at " << i;
         }
+}
+
+// $CB_CPU_PACKED_WALK forces the packed GEMM's walk past one row: panel-major at 9-300 rows (two
+// or more row groups, which walk slice-major by default) and slice-major at 4 rows (one group,
+// panel-major by default) give what the row-major kernel gives, over K of several slices with a
+// ragged last one; an unknown value walks as usual.
+TEST(CpuWeightUpload, EitherForcedPackedWalkMatchesRowMajor) {
+  uint32_t seed = 777;
+  auto next = [&seed] {
+    seed = seed * 1664525u + 1013904223u;
+    return float(seed >> 8) / float(1 << 24) - 0.5f;
+  };
+  const int64_t N = 200, K = 1300;
+  std::vector<float> w(size_t(N * K));
+  for (auto& v : w) v = next();
+  const Weight host = Weight::dense(Tensor(w.data(), DType::F32, {N, K}));
+  auto plain = cb::kernels::make_backend("cpu");
+  for (const char* walk : {"panel", "slice", "sideways"}) {
+    auto be = cpu_with("CB_CPU_PACKED_WALK", walk);
+    const Weight packed = be->upload_weight(host);
+    ASSERT_FALSE(packed.packed.empty());
+    for (int64_t M : {4, 9, 17, 300}) {
+      std::vector<float> x(size_t(M * K)), y0(size_t(M * N), NAN), y1(size_t(M * N), NAN);
+      for (auto& v : x) v = next();
+      Tensor xt(x.data(), DType::F32, {M, K}), t0(y0.data(), DType::F32, {M, N}), t1(y1.data(), DType::F32, {M, N});
+      ASSERT_TRUE(plain->matmul(xt, host, t0).ok());
+      ASSERT_TRUE(be->matmul(xt, packed, t1).ok());
+      for (size_t i = 0; i < y0.size(); ++i)
+        ASSERT_NEAR(y1[i], y0[i], 1e-5 * std::sqrt(double(K)) + 1e-6 * std::fabs(y0[i])) << walk << " M=" << M << " at " << i;
+    }
+  }
 }
 
 // f32 panels whose K steps fill whole 4 KiB pages start 3 cache lines later than K steps (K =
