@@ -26,11 +26,11 @@ namespace {
 
 // Tile shape per vector width: AVX-512 8 rows x 3 panels (24 of 32 registers accumulate, 3 hold
 // W, 1 the broadcast); AVX2 6 rows x 1 panel of two vectors (12 + 2 + 1 of 16); scalar 4 x 1.
-// One row of x (decode) takes a wider tile: 8 vectors of W in flight per k keeps 8 independent
-// FMA chains and 8 sequential streams.
+// One row of x (decode) runs a 1-row tile over packed_gemv_panels panels, prefetching each
+// kPackedAheadBytes ahead (see packed_gemm_typed).
 template <class V> constexpr int packed_tile_rows() { return V::W == 16 ? 8 : V::W == 8 ? 6 : 4; }
 template <class V> constexpr int packed_tile_panels() { return V::W == 16 ? 3 : 1; }
-template <class V> constexpr int packed_gemv_panels() { return V::W == 16 ? 8 : V::W == 8 ? 4 : 1; }
+template <class V> constexpr int packed_gemv_panels() { return V::W == 16 ? 3 : V::W == 8 ? 4 : 1; }
 // Two prefetch schemes, measured on llama-1b shapes (Zen 5, 2 threads, interleaved):
 //  - several row groups: while they run, they prefetch the next tile's slice of W, each group
 //    its share of the lines, so the DRAM stream overlaps the FMAs of every group instead of
@@ -39,8 +39,9 @@ template <class V> constexpr int packed_gemv_panels() { return V::W == 16 ? 8 : 
 //    DRAM) it beat prefetcht1 (L2 only from Zen 4 on) in every round at M=16: gate/up 1.19-1.45
 //    vs 1.46-2.16 ms, down 1.20-1.39 vs 1.28-1.65, lm_head 8.3-8.5 vs 10.6-13.2 (kernel bench);
 //    a standalone DRAM prototype 261-274 vs 210-220 GFLOP/s. M=128 unchanged (7.5-8.2 ms both);
-//  - one row group (M <= 8 on AVX-512): it prefetches its own panels kPackedAheadBytes ahead
-//    into L1 (N=5632 at M=8: 0.54-0.57 ms against 0.59-0.62 with the next-tile scheme).
+//  - one row group (M <= 8 on AVX-512, and decode rows): it prefetches its own panels
+//    kPackedAheadBytes ahead into L1 (N=5632 at M=8: 0.54-0.57 ms against 0.59-0.62 with the
+//    next-tile scheme).
 constexpr int64_t kPackedAheadBytes = 2048;  // the prototype's 512 / 1024 / 2048 / 4096 B sweep peaked here
 struct PackedPrefetch {
   const void* next = nullptr;  // the next tile's first panel at its first k (nullptr: none)
@@ -182,11 +183,16 @@ template <class V, class Op>
 void packed_gemm_typed(const PackedArgs& a, int64_t n0, int64_t n1) {
   const int64_t p0 = n0 / kPackPanel, p1 = (std::min(n1, a.N) + kPackPanel - 1) / kPackPanel;
   if (a.M == 1) {
-    // Decode: one pass over K, no slices (nothing reuses a slice of W); the streams are
-    // sequential, which the hardware prefetchers follow without help.
+    // Decode: one pass over K, no slices (nothing reuses a slice of W), a few sequential streams
+    // each prefetched 2 KiB ahead. In-process A/B on llama-1b shapes (cold f32 weights, 40-60
+    // rounds, both orders, Zen 5, 2 threads), 3 panels with the prefetch against the 8 panels
+    // without it that ran before: 1.07-1.15x on every matrix (bf16 weights 1.08-1.43x); 4
+    // panels 0.92-0.97x of 3, 6 panels and 2 panels slower still; 8 with the prefetch 0.95x and 4
+    // without 0.92x of the prefetched 3. Engine decode (refengine bench, 3 interleaved pairs):
+    // 0.91-0.97 of the triad bandwidth against 0.81-0.90. AVX2 (4 panels): 1.02-1.06x with it.
     constexpr int GP = packed_gemv_panels<V>();
     for (int64_t p = p0; p < p1; p += GP)
-      packed_tile_np<V, Op, 1, GP, PackedPf::None>(int(std::min<int64_t>(GP, p1 - p)), a, 0, p, 0, a.K, true, {});
+      packed_tile_np<V, Op, 1, GP, PackedPf::Ahead>(int(std::min<int64_t>(GP, p1 - p)), a, 0, p, 0, a.K, true, {});
     return;
   }
   // Past one row group, K goes in slices so that a tile's slice of W (k_slice x 48 columns, 96
