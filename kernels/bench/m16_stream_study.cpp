@@ -13,6 +13,9 @@
 //                                 of K before the next tile ($CB_CPU_PACKED_WALK=panel, what
 //                                 decode batches get) against every tile's first slice first
 //                                 ($CB_CPU_PACKED_WALK=slice, what long prefills get).
+//   cb_m16_stream_study decode [K N] the same matmul at 1 row: the default tile (3 panels on
+//                                 AVX-512, each prefetched 2 KiB ahead) against the 8-panel one
+//                                 without prefetch that it replaced ($CB_CPU_PACKED_DECODE=wide).
 //
 // All OpenMP threads ($OMP_NUM_THREADS), weights in two copies alternated so none starts
 // L3-resident, medians of interleaved rounds. Inputs are fixed patterns (no randomness). overlap
@@ -204,8 +207,8 @@ int run_pair(const char* mode, const char* var, const char* const values[2], con
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
-  if (mode != "overlap" && mode != "skew" && mode != "walk") {
-    std::fprintf(stderr, "usage: cb_m16_stream_study overlap | skew [K N] | walk [K N]\n");
+  if (mode != "overlap" && mode != "skew" && mode != "walk" && mode != "decode") {
+    std::fprintf(stderr, "usage: cb_m16_stream_study overlap | skew [K N] | walk [K N] | decode [K N]\n");
     return 2;
   }
   if (mode == "overlap") {
@@ -220,6 +223,11 @@ int main(int argc, char** argv) {
     const char* const values[2] = {"0", "1"};
     const char* const names[2] = {"panels K apart", "skewed"};
     return run_pair("skew", "CB_CPU_PANEL_SKEW", values, names, K, N, {16, 1});
+  }
+  if (mode == "decode") {
+    const char* const values[2] = {"wide", "prefetched"};
+    const char* const names[2] = {"wide", "prefetched"};
+    return run_pair("decode", "CB_CPU_PACKED_DECODE", values, names, K, N, {1});
   }
   const char* const values[2] = {"slice", "panel"};
   const char* const names[2] = {"slice-major", "panel-major"};

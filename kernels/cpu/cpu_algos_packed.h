@@ -31,6 +31,7 @@ namespace {
 template <class V> constexpr int packed_tile_rows() { return V::W == 16 ? 8 : V::W == 8 ? 6 : 4; }
 template <class V> constexpr int packed_tile_panels() { return V::W == 16 ? 3 : 1; }
 template <class V> constexpr int packed_gemv_panels() { return V::W == 16 ? 3 : V::W == 8 ? 4 : 1; }
+template <class V> constexpr int packed_wide_decode_panels() { return V::W == 16 ? 8 : V::W == 8 ? 4 : 1; }
 // Two prefetch schemes, measured on llama-1b shapes (Zen 5, 2 threads, interleaved):
 //  - several row groups: while they run, they prefetch the next tile's slice of W, each group
 //    its share of the lines, so the DRAM stream overlaps the FMAs of every group instead of
@@ -191,6 +192,14 @@ void packed_gemm_typed(const PackedArgs& a, int64_t n0, int64_t n1) {
     // without 0.92x of the prefetched 3. Engine decode (refengine bench, 3 interleaved pairs):
     // 0.91-0.97 of the triad bandwidth against 0.81-0.90. AVX2 (4 panels): 1.02-1.06x with it.
     // The distance: 1 KiB ahead ran 0.97-0.99x of 2 KiB, 4 and 8 KiB 0.88-0.92x.
+    // a.decode == Wide runs that 8-panel tile: `cb_m16_stream_study decode` reruns the A/B on any
+    // machine (here, 2 weight copies alternated: wide / prefetched time 1.33-1.55).
+    if (a.decode == PackedDecode::Wide) {
+      constexpr int WP = packed_wide_decode_panels<V>();
+      for (int64_t p = p0; p < p1; p += WP)
+        packed_tile_np<V, Op, 1, WP, PackedPf::None>(int(std::min<int64_t>(WP, p1 - p)), a, 0, p, 0, a.K, true, {});
+      return;
+    }
     constexpr int GP = packed_gemv_panels<V>();
     for (int64_t p = p0; p < p1; p += GP)
       packed_tile_np<V, Op, 1, GP, PackedPf::Ahead>(int(std::min<int64_t>(GP, p1 - p)), a, 0, p, 0, a.K, true, {});

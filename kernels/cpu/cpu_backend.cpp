@@ -98,6 +98,11 @@ MatmulConfig matmul_config() {
     else if (std::strcmp(v, "slice") == 0) cfg.packed_walk = PackedWalk::SliceMajor;
     else std::fprintf(stderr, "cpu backend: $CB_CPU_PACKED_WALK='%s' is neither 'panel' nor 'slice'; walking as usual\n", v);
   }
+  if (const char* v = std::getenv("CB_CPU_PACKED_DECODE"); v && *v) {
+    if (std::strcmp(v, "wide") == 0) cfg.packed_decode = PackedDecode::Wide;
+    else if (std::strcmp(v, "prefetched") != 0)
+      std::fprintf(stderr, "cpu backend: $CB_CPU_PACKED_DECODE='%s' is neither 'prefetched' nor 'wide'; using prefetched\n", v);
+  }
   return cfg;
 }
 

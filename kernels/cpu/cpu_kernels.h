@@ -93,6 +93,10 @@ inline int64_t packed_panel_steps(int64_t steps, int64_t step_bytes) {
 // How packed_gemm walks a tile's panels past one row group (cpu_algos_packed.h): Auto picks by the
 // size of x's per-thread interleaved copy; the other two force one walk (A/B runs and tests).
 enum class PackedWalk : uint8_t { Auto, PanelMajor, SliceMajor };
+// How packed_gemm runs one row of x (decode): Prefetched, a few panels each prefetched ahead (the
+// default); Wide, 8 panels (AVX-512; AVX2 4) left to the hardware prefetchers, as before
+// 2026-12-06 (A/B runs: `cb_m16_stream_study decode`).
+enum class PackedDecode : uint8_t { Prefetched, Wide };
 struct PackedArgs {
   // packed_gemm: f32 [M, K]; packed_bf16dot: bf16 pairs (uint32) [M, K] where K counts pairs.
   const void* x = nullptr;  // row stride ldx >= K (same unit as K)
@@ -104,6 +108,7 @@ struct PackedArgs {
   int64_t panel_steps = 0;  // steps from one panel to the next (Weight::packed's dim 1; 0: K)
   int64_t k_slice = 512;    // past one tile of rows, K is summed in slices of this many steps
   PackedWalk walk = PackedWalk::Auto;
+  PackedDecode decode = PackedDecode::Prefetched;
   int64_t panel_stride() const { return panel_steps > 0 ? panel_steps : K; }
 };
 // Packs rows [n0, n1) of a row-major [N, K] weight (n0 a multiple of kPackPanel) into dst, laid

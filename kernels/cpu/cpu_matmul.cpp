@@ -151,9 +151,10 @@ void matmul_gemv(const KernelTable& k, const Tensor& x, const Weight& w, Tensor&
   parallel_ranges(a.N, gemv_min_rows(a.M, a.K), kRowAlign, [&](int64_t n0, int64_t n1) { k.gemv(a, n0, n1); });
 }
 
-PackedArgs packed_args(const GemvInput& in, int64_t M, const Weight& w, Tensor& y, PackedWalk walk) {
+PackedArgs packed_args(const GemvInput& in, int64_t M, const Weight& w, Tensor& y, const MatmulConfig& cfg) {
   PackedArgs a;
-  a.walk = walk;
+  a.walk = cfg.packed_walk;
+  a.decode = cfg.packed_decode;
   a.x = in.x;
   a.ldx = in.ldx;
   a.wp = w.packed.data;
@@ -169,7 +170,7 @@ PackedArgs packed_args(const GemvInput& in, int64_t M, const Weight& w, Tensor& 
 void matmul_packed(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, const Weight& w, Tensor& y) {
   GemvInput in;
   prepare_gemv_input(x, false, in);
-  const PackedArgs a = packed_args(in, x.rows(), w, y, cfg.packed_walk);
+  const PackedArgs a = packed_args(in, x.rows(), w, y, cfg);
   parallel_ranges(a.N, gemv_min_rows(a.M, a.K), kPackedAlign, [&](int64_t n0, int64_t n1) { k.packed_gemm(a, n0, n1); });
 }
 
@@ -255,7 +256,7 @@ Status matmul_multi(const KernelTable& k, const MatmulConfig& cfg, const Tensor&
   std::vector<PackedArgs> pargs;
   for (const MatmulOutput& o : outs) {
     args.push_back(gemv_args(in, M, *o.w, *o.y));
-    pargs.push_back(o.w->packed.empty() ? PackedArgs{} : packed_args(in, M, *o.w, *o.y, cfg.packed_walk));
+    pargs.push_back(o.w->packed.empty() ? PackedArgs{} : packed_args(in, M, *o.w, *o.y, cfg));
   }
   run_parts_fused(outs, any_packed, gemv_min_rows(M, x.cols()), [&](size_t i, int64_t n0, int64_t n1) {
     if (pargs[i].wp) k.packed_gemm(pargs[i], n0, n1);

@@ -24,9 +24,12 @@ struct MatmulConfig {
   // The packed f32 / bf16-weight GEMM's walk past one row group ($CB_CPU_PACKED_WALK=panel or
   // slice forces one, for `cb_m16_stream_study walk`; unset: by the size of x's copy).
   PackedWalk packed_walk = PackedWalk::Auto;
+  // Its one-row tile ($CB_CPU_PACKED_DECODE=wide: the 8-panel one it replaced, for A/B runs).
+  PackedDecode packed_decode = PackedDecode::Prefetched;
 };
 // Defaults, with $CB_CPU_ONEDNN_MIN_M overriding the threshold, $CB_CPU_FUSED_MATMULS=0 turning
-// fusion off and $CB_CPU_PACKED_WALK forcing the packed walk.
+// fusion off, $CB_CPU_PACKED_WALK forcing the packed walk and $CB_CPU_PACKED_DECODE its
+// one-row tile.
 MatmulConfig matmul_config();
 
 Status matmul(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, const Weight& w, Tensor& y);

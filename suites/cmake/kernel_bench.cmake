@@ -77,8 +77,8 @@ PY
 endif()
 
 # cb_m16_stream_study skew on a small weight: the backend packs it both ways (64 steps of f32 fill a
-# page: skewed to 67), the engine's matmul runs on each; walk runs it both walks; bad arguments
-# are named.
+# page: skewed to 67), the engine's matmul runs on each; walk runs it both walks, decode both
+# one-row tiles; bad arguments are named.
 if(TARGET cb_m16_stream_study)
   add_test(NAME kernels.m16_stream_study_skew_runs
            COMMAND bash -c [=[
@@ -95,12 +95,18 @@ for w in slice-major panel-major; do
   grep -q "^$w *(f32\[3, 1100, 16\]): 4 rows .*; 16 rows" <<< "$out" || { echo "no $w row"; exit 1; }
 done
 grep -q '^8 rows: slice-major / panel-major time [0-9.]* (quartiles' <<< "$out" || { echo "no walk ratio"; exit 1; }
+out=$("$bin" decode 1100 200) || { echo "decode 1100 200 failed"; exit 1; }
+echo "$out"
+for d in wide prefetched; do
+  grep -q "^$d *(f32\[13, 1100, 16\]): 1 row " <<< "$out" || { echo "no $d row"; exit 1; }
+done
+grep -q '^1 row: wide / prefetched time [0-9.]* (quartiles' <<< "$out" || { echo "no decode ratio"; exit 1; }
 "$bin" skew 0 48 2> "$err" && { echo "skew 0 48: exit 0"; exit 1; }
 grep -q 'K and N must be positive (got K=0 N=48)' "$err" || { echo "skew 0 48: no message"; cat "$err"; exit 1; }
 "$bin" nope 2> "$err" && { echo "nope: exit 0"; exit 1; }
-grep -q 'usage: cb_m16_stream_study overlap | skew \[K N\] | walk' "$err" || { echo "nope: no usage"; exit 1; }
-echo "study: both layouts and both walks timed, bad arguments named"
+grep -q 'usage: cb_m16_stream_study overlap | skew \[K N\] | walk \[K N\] | decode' "$err" || { echo "nope: no usage"; exit 1; }
+echo "study: both layouts, both walks and both decode tiles timed, bad arguments named"
 ]=] study $<TARGET_FILE:cb_m16_stream_study>)
   set_tests_properties(kernels.m16_stream_study_skew_runs PROPERTIES LABELS kernels TIMEOUT 60
-    PASS_REGULAR_EXPRESSION "study: both layouts and both walks timed")
+    PASS_REGULAR_EXPRESSION "study: both layouts, both walks and both decode tiles timed")
 endif()

@@ -206,6 +206,40 @@ TEST(CpuWeightUpload, EitherForcedPackedWalkMatchesRowMajor) {
   }
 }
 
+// $CB_CPU_PACKED_DECODE picks the one-row tile: the default (3 panels on AVX-512, prefetched
+// ahead) and the 8-panel one it replaced ("wide") give what the row-major kernel gives at every
+// panel tail (N = 5 .. 300: 1 to 19 panels), f32 and bf16 weights; an unknown value warns and
+// runs the default.
+TEST(CpuWeightUpload, EitherDecodeTileMatchesRowMajor) {
+  uint32_t seed = 4242;
+  auto next = [&seed] {
+    seed = seed * 1664525u + 1013904223u;
+    return float(seed >> 8) / float(1 << 24) - 0.5f;
+  };
+  auto plain = cb::kernels::make_backend("cpu");
+  for (const char* decode : {"prefetched", "wide", "narrow"}) {
+    auto be = cpu_with("CB_CPU_PACKED_DECODE", decode);
+    for (DType dt : {DType::F32, DType::BF16})
+      for (int64_t N : {5, 48, 130, 300})
+        for (int64_t K : {7, 1300}) {
+          std::vector<float> w(size_t(N * K)), x(static_cast<size_t>(K)), y0(size_t(N), NAN), y1(size_t(N), NAN);
+          for (auto& v : w) v = next();
+          for (auto& v : x) v = next();
+          std::vector<uint16_t> wb(w.size());
+          for (size_t i = 0; i < w.size(); ++i) wb[i] = cb::kernels::f32_to_bf16(w[i]);
+          const Weight host = Weight::dense(dt == DType::F32 ? Tensor(w.data(), DType::F32, {N, K}) : Tensor(wb.data(), DType::BF16, {N, K}));
+          const Weight packed = be->upload_weight(host);
+          ASSERT_FALSE(packed.packed.empty());
+          Tensor xt(x.data(), DType::F32, {1, K}), t0(y0.data(), DType::F32, {1, N}), t1(y1.data(), DType::F32, {1, N});
+          ASSERT_TRUE(plain->matmul(xt, host, t0).ok());
+          ASSERT_TRUE(be->matmul(xt, packed, t1).ok());
+          for (size_t i = 0; i < y0.size(); ++i)
+            ASSERT_NEAR(y1[i], y0[i], 1e-5 * std::sqrt(double(K)) + 1e-6 * std::fabs(y0[i]))
+                << decode << " " << cb::kernels::dtype_name(dt) << " N=" << N << " K=" << K << " at " << i;
+        }
+  }
+}
+
 // f32 panels whose K steps fill whole 4 KiB pages start 3 cache lines later than K steps (K =
 // 64: 67 steps apart), the skew steps zeros and every element where packed_panel_steps says;
 // $CB_CPU_PANEL_SKEW=0 turns it off; bf16 panels and pair panels are not skewed (measured slower
