@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "../../kernels/cpu/cpu_kernels.h"  // packed_panel_steps: the packed layout under test
@@ -27,6 +28,32 @@ std::unique_ptr<cb::kernels::Backend> cpu_with(const char* var, const char* valu
   auto be = cb::kernels::make_backend("cpu");
   unsetenv(var);
   return be;
+}
+
+// A random [N, K] weight (f32, or rounded to bf16) and [M, K] x drawn from seed: `be` runs x
+// against the weight as given (never uploaded, so row-major) and against its own packed upload,
+// and the two must agree (both sum in f32, in different orders). `what` names the case.
+void expect_packed_matches_rowmajor(cb::kernels::Backend& be, DType dt, int64_t M, int64_t N, int64_t K, uint32_t& seed,
+                                    const std::string& what) {
+  auto next = [&seed] {
+    seed = seed * 1664525u + 1013904223u;
+    return float(seed >> 8) / float(1 << 24) - 0.5f;
+  };
+  std::vector<float> w(size_t(N * K)), x(size_t(M * K));
+  for (auto& v : w) v = next();
+  for (auto& v : x) v = next();
+  std::vector<uint16_t> wb(w.size());
+  for (size_t i = 0; i < w.size(); ++i) wb[i] = cb::kernels::f32_to_bf16(w[i]);
+  const Weight host = Weight::dense(dt == DType::F32 ? Tensor(w.data(), DType::F32, {N, K}) : Tensor(wb.data(), DType::BF16, {N, K}));
+  const Weight packed = be.upload_weight(host);
+  ASSERT_FALSE(packed.packed.empty()) << what;
+  std::vector<float> y0(size_t(M * N), NAN), y1(size_t(M * N), NAN);
+  Tensor xt(x.data(), DType::F32, {M, K}), t0(y0.data(), DType::F32, {M, N}), t1(y1.data(), DType::F32, {M, N});
+  ASSERT_TRUE(be.matmul(xt, host, t0).ok()) << what;
+  ASSERT_TRUE(be.matmul(xt, packed, t1).ok()) << what;
+  for (size_t i = 0; i < y0.size(); ++i)
+    ASSERT_NEAR(y1[i], y0[i], 1e-5 * std::sqrt(double(K)) + 1e-6 * std::fabs(y0[i]))
+        << what << " " << cb::kernels::dtype_name(dt) << " M=" << M << " N=" << N << " K=" << K << " at " << i;
 }
 
 Tensor matrix(std::vector<float>& v, int64_t rows) { return Tensor(v.data(), DType::F32, {rows, int64_t(v.size()) / rows}); }
@@ -149,29 +176,12 @@ TEST(CpuWeightUpload, DenseF32AndBf16WeightsArePackedIntoPanels) {
 TEST(CpuWeightUpload, PackedKernelMatchesRowMajorAtEveryTail) {
   auto be = cb::kernels::make_backend("cpu");
   uint32_t seed = 12345;
-  auto next = [&seed] {
-    seed = seed * 1664525u + 1013904223u;
-    return float(seed >> 8) / float(1 << 24) - 0.5f;
-  };
   for (DType dt : {DType::F32, DType::BF16})
     for (int64_t N : {5, 48, 50, 200})
       for (int64_t K : {7, 600, 1024})  // 1024: panels a whole number of pages long, skewed
         for (int64_t M : {1, 3, 8, 9, 17, 300}) {
-          std::vector<float> w(size_t(N * K)), x(size_t(M * K));
-          for (auto& v : w) v = next();
-          for (auto& v : x) v = next();
-          std::vector<uint16_t> wb(w.size());
-          for (size_t i = 0; i < w.size(); ++i) wb[i] = cb::kernels::f32_to_bf16(w[i]);
-          const Weight host = Weight::dense(dt == DType::F32 ? Tensor(w.data(), DType::F32, {N, K}) : Tensor(wb.data(), DType::BF16, {N, K}));
-          const Weight packed = be->upload_weight(host);
-          ASSERT_FALSE(packed.packed.empty());
-          std::vector<float> y0(size_t(M * N), NAN), y1(size_t(M * N), NAN);
-          Tensor xt(x.data(), DType::F32, {M, K}), t0(y0.data(), DType::F32, {M, N}), t1(y1.data(), DType::F32, {M, N});
-          ASSERT_TRUE(be->matmul(xt, host, t0).ok());
-          ASSERT_TRUE(be->matmul(xt, packed, t1).ok());
-          for (size_t i = 0; i < y0.size(); ++i)
-            ASSERT_NEAR(y1[i], y0[i], 1e-5 * std::sqrt(double(K)) + 1e-6 * std::fabs(y0[i]))
-                << cb::kernels::dtype_name(dt) << " M=" << M << " N=" << N << " K=" << K << " at " << i;
+          expect_packed_matches_rowmajor(*be, dt, M, N, K, seed, "default");
+          if (HasFatalFailure()) return;
         }
 }
 
@@ -181,27 +191,11 @@ TEST(CpuWeightUpload, PackedKernelMatchesRowMajorAtEveryTail) {
 // ragged last one; an unknown value walks as usual.
 TEST(CpuWeightUpload, EitherForcedPackedWalkMatchesRowMajor) {
   uint32_t seed = 777;
-  auto next = [&seed] {
-    seed = seed * 1664525u + 1013904223u;
-    return float(seed >> 8) / float(1 << 24) - 0.5f;
-  };
-  const int64_t N = 200, K = 1300;
-  std::vector<float> w(size_t(N * K));
-  for (auto& v : w) v = next();
-  const Weight host = Weight::dense(Tensor(w.data(), DType::F32, {N, K}));
-  auto plain = cb::kernels::make_backend("cpu");
   for (const char* walk : {"panel", "slice", "sideways"}) {
     auto be = cpu_with("CB_CPU_PACKED_WALK", walk);
-    const Weight packed = be->upload_weight(host);
-    ASSERT_FALSE(packed.packed.empty());
     for (int64_t M : {4, 9, 17, 300}) {
-      std::vector<float> x(size_t(M * K)), y0(size_t(M * N), NAN), y1(size_t(M * N), NAN);
-      for (auto& v : x) v = next();
-      Tensor xt(x.data(), DType::F32, {M, K}), t0(y0.data(), DType::F32, {M, N}), t1(y1.data(), DType::F32, {M, N});
-      ASSERT_TRUE(plain->matmul(xt, host, t0).ok());
-      ASSERT_TRUE(be->matmul(xt, packed, t1).ok());
-      for (size_t i = 0; i < y0.size(); ++i)
-        ASSERT_NEAR(y1[i], y0[i], 1e-5 * std::sqrt(double(K)) + 1e-6 * std::fabs(y0[i])) << walk << " M=" << M << " at " << i;
+      expect_packed_matches_rowmajor(*be, DType::F32, M, 200, 1300, seed, std::string("walk ") + walk);
+      if (HasFatalFailure()) return;
     }
   }
 }
@@ -212,30 +206,13 @@ TEST(CpuWeightUpload, EitherForcedPackedWalkMatchesRowMajor) {
 // runs the default.
 TEST(CpuWeightUpload, EitherDecodeTileMatchesRowMajor) {
   uint32_t seed = 4242;
-  auto next = [&seed] {
-    seed = seed * 1664525u + 1013904223u;
-    return float(seed >> 8) / float(1 << 24) - 0.5f;
-  };
-  auto plain = cb::kernels::make_backend("cpu");
   for (const char* decode : {"prefetched", "wide", "narrow"}) {
     auto be = cpu_with("CB_CPU_PACKED_DECODE", decode);
     for (DType dt : {DType::F32, DType::BF16})
       for (int64_t N : {5, 48, 130, 300})
         for (int64_t K : {7, 1300}) {
-          std::vector<float> w(size_t(N * K)), x(static_cast<size_t>(K)), y0(size_t(N), NAN), y1(size_t(N), NAN);
-          for (auto& v : w) v = next();
-          for (auto& v : x) v = next();
-          std::vector<uint16_t> wb(w.size());
-          for (size_t i = 0; i < w.size(); ++i) wb[i] = cb::kernels::f32_to_bf16(w[i]);
-          const Weight host = Weight::dense(dt == DType::F32 ? Tensor(w.data(), DType::F32, {N, K}) : Tensor(wb.data(), DType::BF16, {N, K}));
-          const Weight packed = be->upload_weight(host);
-          ASSERT_FALSE(packed.packed.empty());
-          Tensor xt(x.data(), DType::F32, {1, K}), t0(y0.data(), DType::F32, {1, N}), t1(y1.data(), DType::F32, {1, N});
-          ASSERT_TRUE(plain->matmul(xt, host, t0).ok());
-          ASSERT_TRUE(be->matmul(xt, packed, t1).ok());
-          for (size_t i = 0; i < y0.size(); ++i)
-            ASSERT_NEAR(y1[i], y0[i], 1e-5 * std::sqrt(double(K)) + 1e-6 * std::fabs(y0[i]))
-                << decode << " " << cb::kernels::dtype_name(dt) << " N=" << N << " K=" << K << " at " << i;
+          expect_packed_matches_rowmajor(*be, dt, 1, N, K, seed, std::string("decode ") + decode);
+          if (HasFatalFailure()) return;
         }
   }
 }
