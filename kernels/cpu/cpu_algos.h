@@ -316,6 +316,43 @@ void convert_rows(const void* w, DType wdt, const float* scales, int64_t row0, i
 // 0..q_pos0+m in tiles of kAttnTile, keeping a running max and sum per head (online softmax) and
 // an unnormalized output accumulator; each K and V row is loaded once for all G heads.
 // ---------------------------------------------------------------------------------------------
+template <class V> inline constexpr int kVecRegs = V::W == 16 ? 32 : 16;
+template <class V>
+concept HasReduceAdd16 = requires(const typename V::vec* v) { V::reduce_add16(v); };
+
+// The scores of keys [0, 16 * floor(nt / 16)) of a tile for all G heads: p[g][j] = qs[g] . k_j,
+// head_dim being DV vectors. Per head, 16 keys' partial-sum vectors go through one reduce_add16
+// instead of 16 horizontal sums of ~8 shuffles and adds each; the head's query stays in registers
+// and each key's row is reread from L1 per head. The rows kAttnBlockPrefetch keys ahead (below
+// `fetchable`) are prefetched, spread over the heads. Returns the keys scored.
+template <class V, int DV, int G, class Prefetch>
+int attention_scores16(const float* qs, const float* const* kp, int nt, int fetchable, float (*p)[kAttnTile],
+                       const Prefetch& prefetch_row) {
+  using vec = typename V::vec;
+  constexpr int W = V::W, D = DV * W, B = 16;
+  static_assert(kAttnTile % B == 0);
+  int j0 = 0;
+  for (; j0 + B <= nt; j0 += B) {
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g) {
+      for (int i = g * B / G; i < (g + 1) * B / G; ++i)
+        if (j0 + i + kAttnBlockPrefetch < fetchable) prefetch_row(j0 + i + kAttnBlockPrefetch);
+      vec q[DV];
+      for (int v = 0; v < DV; ++v) q[v] = V::load(qs + g * D + v * W);
+      vec part[B];
+#pragma GCC unroll 16
+      for (int i = 0; i < B; ++i) {
+        const float* k = kp[j0 + i];
+        part[i] = V::mul(q[0], V::load(k));
+#pragma GCC unroll 8
+        for (int v = 1; v < DV; ++v) part[i] = V::fma(q[v], V::load(k + v * W), part[i]);
+      }
+      V::store(&p[g][j0], V::reduce_add16(part));
+    }
+  }
+  return j0;
+}
+
 template <class V, int G>
 void attention_item(const AttnArgs& a, int64_t item, float* scratch) {
   using vec = typename V::vec;
@@ -346,9 +383,19 @@ void attention_item(const AttnArgs& a, int64_t item, float* scratch) {
   // blocks lie anywhere in the pool, where the hardware prefetchers (which follow one stream)
   // cannot guess them, and a whole tile's prefetches issued at once overflow the core's miss
   // buffers. So the row pointers cover the tile and the next kAttnPrefetch keys.
-  constexpr int PD = kAttnPrefetch;
-  const float* kp[T + PD];
-  const float* vp[T + PD];
+  // 16-key blocks (attention_scores16) fetch a whole block ahead: the block reads its 16 rows at
+  // once, so rows only PD ahead would still be in flight for half of it (8 sequences at 4K:
+  // 0.85-0.9x of the per-key path with PD; 32 or 48 keys ahead, or prefetcht1, no better than 16).
+  // These blocks with the two-vector P.V loop below, against the per-key scores and one-vector
+  // loop, alternating processes of cb_kernel_bench (Zen 5, 2 threads), old / new time:
+  // decode at 512 and 2048 keys 1.06-1.25, 8 x 4K paged 0.9-1.15, contiguous 1.17-1.25, prefill
+  // 1.1; llama-1b batch-16 decode step (refengine bench --op-profile) attention 6.3 -> 5.2 ms.
+  constexpr int PD = kAttnPrefetch, PB = kAttnBlockPrefetch;
+  bool blocks = false;
+  if constexpr (HasReduceAdd16<V>) blocks = D == 4 * W || D == 8 * W;
+  const int PA = blocks ? PB : PD;
+  const float* kp[T + std::max(PD, PB)];
+  const float* vp[T + std::max(PD, PB)];
   float p[G][T];
   // Key t's row: block table[t / block_size], slot t % block_size, walked incrementally over the
   // keys in order (no division per key); (blk, slot) is the first key past the tile.
@@ -368,7 +415,7 @@ void attention_item(const AttnArgs& a, int64_t item, float* scratch) {
       vp[j] = a.v_pool + off;
       if (++slot == a.block_size) slot = 0, ++blk;
     }
-    const int ahead = static_cast<int>(std::min<int64_t>(PD, n_keys - t0 - nt));
+    const int ahead = static_cast<int>(std::min<int64_t>(PA, n_keys - t0 - nt));
     for (int64_t j = 0, b2 = blk, s2 = slot; j < ahead; ++j) {
       const int64_t off = row_of(b2, s2);
       kp[nt + j] = a.k_pool + off;
@@ -376,9 +423,16 @@ void attention_item(const AttnArgs& a, int64_t item, float* scratch) {
       if (++s2 == a.block_size) s2 = 0, ++b2;
     }
     if (t0 == 0)  // the first keys: nothing was fetched ahead of them
-      for (int j = 0; j < std::min(PD, nt); ++j) prefetch_row(j);
-    // Scores s = (q * scale) . k for the tile.
-    for (int j = 0; j < nt; ++j) {
+      for (int j = 0; j < std::min(PA, nt); ++j) prefetch_row(j);
+    // Scores s = (q * scale) . k for the tile: 16 keys at a time where the ISA has reduce_add16,
+    // the rest one key at a time.
+    int j = 0;
+    if constexpr (HasReduceAdd16<V>)
+      if (blocks) {
+        if (D == 4 * W) j = attention_scores16<V, 4, G>(qs, kp, nt, nt + ahead, p, prefetch_row);
+        else j = attention_scores16<V, 8, G>(qs, kp, nt, nt + ahead, p, prefetch_row);
+      }
+    for (; j < nt; ++j) {
       if (j + PD < nt + ahead) prefetch_row(j + PD);
       vec s[G];
 #pragma GCC unroll 8
@@ -423,7 +477,33 @@ void attention_item(const AttnArgs& a, int64_t item, float* scratch) {
       run_sum[g] = run_sum[g] * corr[g] + V::reduce_add(sum) + tail;
     }
     // acc = acc * corr + sum_j p_j v_j, one vector of head_dim at a time held in registers.
-    for (int d = 0; d < D; d += W) {
+    // Two vectors at a time where the registers hold 2G accumulators: with one, each key's G FMAs
+    // wait on the previous key's (FMA latency), with two the FMA ports set the pace.
+    int d0 = 0;
+    if constexpr (2 * G + 3 <= kVecRegs<V>)
+      for (; d0 + 2 * W <= D; d0 += 2 * W) {
+        vec o[G][2];
+#pragma GCC unroll 8
+        for (int g = 0; g < G; ++g) {
+          o[g][0] = V::mul(V::load(acc + g * D + d0), V::set1(corr[g]));
+          o[g][1] = V::mul(V::load(acc + g * D + d0 + W), V::set1(corr[g]));
+        }
+        for (int j = 0; j < nt; ++j) {
+          const vec v0 = V::load(vp[j] + d0), v1 = V::load(vp[j] + d0 + W);
+#pragma GCC unroll 8
+          for (int g = 0; g < G; ++g) {
+            const vec pj = V::set1(p[g][j]);
+            o[g][0] = V::fma(pj, v0, o[g][0]);
+            o[g][1] = V::fma(pj, v1, o[g][1]);
+          }
+        }
+#pragma GCC unroll 8
+        for (int g = 0; g < G; ++g) {
+          V::store(acc + g * D + d0, o[g][0]);
+          V::store(acc + g * D + d0 + W, o[g][1]);
+        }
+      }
+    for (int d = d0; d < D; d += W) {
       const int n = std::min(W, D - d);
       vec o[G];
 #pragma GCC unroll 8

@@ -174,6 +174,7 @@ struct AttnArgs {
 inline constexpr int kAttnMaxHeads = 8;  // query heads processed together against one key tile
 inline constexpr int kAttnTile = 64;     // keys per online-softmax step
 inline constexpr int kAttnPrefetch = 8;  // keys whose K/V rows are in flight ahead of the scores loop
+inline constexpr int kAttnBlockPrefetch = 16;  // the same for 16-key blocks (attention_scores16)
 
 // One ISA's kernels. Every function works on a range and is called from the drivers' threads.
 struct KernelTable {

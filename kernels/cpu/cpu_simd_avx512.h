@@ -133,6 +133,22 @@ struct VAvx512 {
     _mm_storeu_ps(out, sum);
   }
   static float reduce_max(vec a) { return _mm512_reduce_max_ps(a); }
+  // Lane i of the result = the sum of a[i]'s lanes, for 16 vectors: 45 shuffles and adds where 16
+  // reduce_adds take ~130 (attention scores 16 keys at a time; see attention_item).
+  static vec reduce_add16(const vec* a) {
+    vec b[8], c[4], d[2];
+    for (int i = 0; i < 8; ++i)  // per 128-bit lane: a[2i] a[2i+1] a[2i] a[2i+1] (half sums)
+      b[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    for (int i = 0; i < 4; ++i) {  // per 128-bit lane: the lane's sums of a[4i .. 4i+3]
+      const __m512d x = _mm512_castps_pd(b[2 * i]), y = _mm512_castps_pd(b[2 * i + 1]);
+      c[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+    }
+    for (int i = 0; i < 2; ++i)  // 128-bit lanes: c[2i] lanes 0+1, 2+3, c[2i+1] lanes 0+1, 2+3
+      d[i] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                           _mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(d[0], d[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(d[0], d[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  }
 
   // e^x to ~2 ulp (Cephes expf): x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial,
   // 2^n by scalef, which also gives inf above ~88.7 and 0 far below; NaN propagates.
