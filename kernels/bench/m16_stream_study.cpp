@@ -6,6 +6,9 @@
 //                                 (R = 2 is the 16-row tile's ratio), against the stream alone and
 //                                 the FMAs alone (on an L1-resident block): does the core overlap
 //                                 the two, i.e. is the roofline's max(memory, compute) reachable?
+//                                 Then the same 48 FMAs per 192 B as the packed GEMM can run them:
+//                                 two 8-row passes per chunk of 64 or 512 steps (the second
+//                                 rereading the chunk from L1 / L2: the slice-major walk's shape).
 //   cb_m16_stream_study skew [K N] the cpu backend's matmul at 16 rows and at 1 row on an [N, K] f32
 //                                 weight (default 11264 x 2048: llama-1b gate + up) packed with
 //                                 panels K steps apart ($CB_CPU_PANEL_SKEW=0) and skewed.
@@ -59,12 +62,16 @@ double median(std::vector<double> v) {
 
 // ---- overlap ---------------------------------------------------------------------------------
 // MODE 0: stream + FMAs, 1: FMAs only (the same loads from a 4 KiB block), 2: stream only.
+// x is broadcast from an interleaved block as the packed tile does (8 values per row group and
+// step, 64 steps cycled: L1-resident), each of the R groups its own: 8 x vectors held in
+// registers beside the 24 accumulators and 3 loads spilled (35 of 32 registers), which held
+// "FMAs only" to ~0.7 of the FMA peak before.
 template <int R, int MODE>
 __attribute__((target("avx512f"), noinline)) float stream_fma(const float* w, long steps) {
   __m512 acc[24];
   for (auto& a : acc) a = _mm512_setzero_ps();
-  __m512 x[8];
-  for (int i = 0; i < 8; ++i) x[i] = _mm512_set1_ps(1e-7f * float(i + 1));
+  alignas(64) float xi[64 * 8 * R];
+  for (int i = 0; i < 64 * 8 * R; ++i) xi[i] = 1e-7f * float(i % (8 * R) + 1);
   const float* s0 = w;
   const float* s1 = w + steps * 16;
   const float* s2 = w + 2 * steps * 16;
@@ -82,11 +89,13 @@ __attribute__((target("avx512f"), noinline)) float stream_fma(const float* w, lo
       acc[2] = _mm512_add_ps(acc[2], w2);
       continue;
     }
+    const float* xk = xi + (k & 63) * 8 * R;
     for (int r = 0; r < R; ++r)
       for (int m = 0; m < 8; ++m) {
-        acc[m * 3 + 0] = _mm512_fmadd_ps(x[m], w0, acc[m * 3 + 0]);
-        acc[m * 3 + 1] = _mm512_fmadd_ps(x[m], w1, acc[m * 3 + 1]);
-        acc[m * 3 + 2] = _mm512_fmadd_ps(x[m], w2, acc[m * 3 + 2]);
+        const __m512 x = _mm512_set1_ps(xk[r * 8 + m]);
+        acc[m * 3 + 0] = _mm512_fmadd_ps(x, w0, acc[m * 3 + 0]);
+        acc[m * 3 + 1] = _mm512_fmadd_ps(x, w1, acc[m * 3 + 1]);
+        acc[m * 3 + 2] = _mm512_fmadd_ps(x, w2, acc[m * 3 + 2]);
       }
   }
   __m512 s = acc[0];
@@ -98,19 +107,63 @@ __attribute__((target("avx512f"), noinline)) float stream_fma(const float* w, lo
   return sum;
 }
 
+// The 16-row tile as the packed GEMM can run it (48 accumulators do not fit): two 8 x 3 passes
+// over each chunk of C steps, the first loading W from the streams (prefetched as above), the
+// second rereading the chunk (3 x C x 64 B, from L1 at C = 64) with its own rows of x; each pass
+// starts from zero and adds its 24 sums into y at the end, as packed_tile does per slice.
+// MODE 0: streams + FMAs, 1: FMAs only (the chunk read from a 4 KiB block).
+template <int C, int MODE>
+__attribute__((target("avx512f"), noinline)) float stream_fma_passes(const float* w, long steps) {
+  alignas(64) float xi[64 * 16];
+  for (int i = 0; i < 64 * 16; ++i) xi[i] = 1e-7f * float(i % 16 + 1);
+  alignas(64) float y[2][24 * 16] = {};
+  const float* s0 = w;
+  const float* s1 = w + steps * 16;
+  const float* s2 = w + 2 * steps * 16;
+  for (long k0 = 0; k0 + C <= steps; k0 += C)
+    for (int pass = 0; pass < 2; ++pass) {
+      __m512 acc[24];
+      for (auto& a : acc) a = _mm512_setzero_ps();
+      for (long k = k0; k < k0 + C; ++k) {
+        const long off = MODE == 1 ? (k & 63) * 16 : k * 16;
+        if (MODE != 1 && pass == 0) {
+          _mm_prefetch(reinterpret_cast<const char*>(s0 + off) + 2048, _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(s1 + off) + 2048, _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(s2 + off) + 2048, _MM_HINT_T0);
+        }
+        const __m512 w0 = _mm512_loadu_ps(s0 + off), w1 = _mm512_loadu_ps(s1 + off), w2 = _mm512_loadu_ps(s2 + off);
+        const float* xk = xi + (k & 63) * 16 + pass * 8;
+        for (int m = 0; m < 8; ++m) {
+          const __m512 x = _mm512_set1_ps(xk[m]);
+          acc[m * 3 + 0] = _mm512_fmadd_ps(x, w0, acc[m * 3 + 0]);
+          acc[m * 3 + 1] = _mm512_fmadd_ps(x, w1, acc[m * 3 + 1]);
+          acc[m * 3 + 2] = _mm512_fmadd_ps(x, w2, acc[m * 3 + 2]);
+        }
+      }
+      for (int i = 0; i < 24; ++i) _mm512_store_ps(y[pass] + i * 16, _mm512_add_ps(_mm512_load_ps(y[pass] + i * 16), acc[i]));
+    }
+  float sum = 0.f;
+  for (int p = 0; p < 2; ++p)
+    for (float v : y[p]) sum += v;
+  return sum;
+}
+
 int run_overlap() {
   const int nt = omp_get_max_threads();
   const long steps = (long(512) << 20) / nt / (3 * 64);  // 512 MiB in all, 3 streams per thread
   std::vector<float*> bufs(size_t(nt), nullptr);
   for (auto& b : bufs) b = huge_buffer(size_t(3 * steps * 16 + 4096), true);
-  // Seven loops, each timed once per round, rounds interleaved: this host's bandwidth moves by
+  // Eleven loops, each timed once per round, rounds interleaved: this host's bandwidth moves by
   // tens of percent within minutes, so each comparison is between neighbours in time.
   using Loop = float (*)(const float*, long);
-  const Loop loops[7] = {stream_fma<1, 2>, stream_fma<1, 1>, stream_fma<1, 0>, stream_fma<2, 1>,
-                         stream_fma<2, 0>, stream_fma<3, 1>, stream_fma<3, 0>};
-  std::vector<double> t[7];
+  constexpr int kLoops = 11;
+  const Loop loops[kLoops] = {stream_fma<1, 2>,          stream_fma<1, 1>,          stream_fma<1, 0>,
+                              stream_fma<2, 1>,          stream_fma<2, 0>,          stream_fma<3, 1>,
+                              stream_fma<3, 0>,          stream_fma_passes<64, 1>,  stream_fma_passes<64, 0>,
+                              stream_fma_passes<512, 1>, stream_fma_passes<512, 0>};
+  std::vector<double> t[kLoops];
   for (int round = 0; round < 9; ++round)
-    for (int i = 0; i < 7; ++i) {
+    for (int i = 0; i < kLoops; ++i) {
       float sink = 0.f;
       const auto t0 = Clock::now();
 #pragma omp parallel reduction(+ : sink)
@@ -125,6 +178,11 @@ int run_overlap() {
     const double fma = median(t[2 * r - 1]), both = median(t[2 * r]);
     std::printf("R = %d (%2d FMAs per 192 B): FMAs only %.2f ms, both %.2f ms = %.2f x max(stream, FMAs) (sum: %.2f x)\n", r,
                 24 * r, fma, both, both / std::max(mem, fma), (mem + fma) / std::max(mem, fma));
+  }
+  for (int c = 0; c < 2; ++c) {
+    const double fma = median(t[7 + 2 * c]), both = median(t[8 + 2 * c]);
+    std::printf("two 8-row passes per %3d-step chunk (48 FMAs per 192 B): FMAs only %.2f ms, both %.2f ms = %.2f x max(stream, FMAs) (sum: %.2f x)\n",
+                c ? 512 : 64, fma, both, both / std::max(mem, fma), (mem + fma) / std::max(mem, fma));
   }
   return 0;
 }
