@@ -181,33 +181,38 @@ TEST(ServerLifecycle, MetricsAreValidPrometheusTextAfterTraffic) {
   for (int i = 0; i < 3; ++i) ASSERT_EQ(r.complete(R"({"prompt":"abc","max_tokens":5,"ignore_eos":true})").first, 200);
   stream_completion(r, R"({"prompt":"abc","max_tokens":5,"stream":true})");
   ASSERT_EQ(r.complete(R"({"prompt":"abc","max_tokens":0})").first, 400);
-  // The HTTP counter is bumped after a response is written: wait until the last one shows. The
-  // latency histograms need no wait: the server records a completion before it wakes the client
-  // (server.cpp), so the streamed request is counted once its stream has ended.
+  // Counters and gauges settle after the client is answered: the HTTP counter is bumped after a
+  // response is written (the streamed one's handler can finish after the 400 sent behind it: a
+  // CI run saw 200 at 3 with 400 at 1), and the scheduler frees the last sequence's KV blocks
+  // and batch slot after its final token is sent (under load the gauges lagged). So wait until
+  // every expected line shows, then report any that never did.
+  const std::vector<std::string> wants = {
+      "# TYPE refengine_time_to_first_token_seconds histogram",
+      "refengine_time_to_first_token_seconds_bucket{le=\"+Inf\"} 4",
+      "refengine_time_to_first_token_seconds_count 4",
+      "# TYPE refengine_time_per_output_token_seconds histogram",
+      "# TYPE refengine_e2e_request_latency_seconds histogram",
+      "refengine_e2e_request_latency_seconds_count 4",
+      "refengine_http_requests_total{endpoint=\"/v1/completions\",code=\"200\"} 4",
+      "refengine_http_requests_total{endpoint=\"/v1/completions\",code=\"400\"} 1",
+      "refengine_generation_tokens_total 20",
+      "refengine_prompt_tokens_total 16",
+      "# TYPE refengine_queue_length gauge",
+      "refengine_running_batch_size 0",
+      "refengine_kv_blocks_used 0",
+      "refengine_kv_blocks_free 256",
+      "refengine_kv_blocks_capacity 256",
+      "# TYPE refengine_busy_fraction gauge",
+  };
   std::string m;
   wait_for([&] {
     m = metrics_text(r);
-    return m.find("code=\"400\"} 1") != std::string::npos;
-  }, 2000);
+    for (const auto& want : wants)
+      if (m.find(want) == std::string::npos) return false;
+    return true;
+  }, 5000);
   ASSERT_FALSE(m.empty());
-  for (const char* want : {
-           "# TYPE refengine_time_to_first_token_seconds histogram",
-           "refengine_time_to_first_token_seconds_bucket{le=\"+Inf\"} 4",
-           "refengine_time_to_first_token_seconds_count 4",
-           "# TYPE refengine_time_per_output_token_seconds histogram",
-           "# TYPE refengine_e2e_request_latency_seconds histogram",
-           "refengine_e2e_request_latency_seconds_count 4",
-           "refengine_http_requests_total{endpoint=\"/v1/completions\",code=\"200\"} 4",
-           "refengine_http_requests_total{endpoint=\"/v1/completions\",code=\"400\"} 1",
-           "refengine_generation_tokens_total 20",
-           "refengine_prompt_tokens_total 16",
-           "# TYPE refengine_queue_length gauge",
-           "refengine_running_batch_size 0",
-           "refengine_kv_blocks_used 0",
-           "refengine_kv_blocks_free 256",
-           "refengine_kv_blocks_capacity 256",
-           "# TYPE refengine_busy_fraction gauge",
-       })
+  for (const auto& want : wants)
     EXPECT_NE(m.find(want), std::string::npos) << "missing: " << want << "\n" << m;
   // The device busy counter is a GPU's own clock: a cpu engine publishes none (not a copy of the
   // host-side busy time).
