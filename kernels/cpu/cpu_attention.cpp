@@ -83,11 +83,19 @@ Status attention(const KernelTable& k, const Tensor& q, const KvLayer& kv, const
   // Below ~32K keys x head_dim of work in total, one thread is quicker than waking the pool.
   const int nt = (work < (int64_t(1) << 15) || items < 2) ? 1 : static_cast<int>(std::min<int64_t>(threads, items));
   const int64_t scratch_floats = 2 * int64_t(heads_per_item) * p.head_dim;
+  // A query row's items (its kv heads and head chunks, consecutive) go to one thread together
+  // where there are rows enough to share: the kv heads' rows of a key lie side by side in the
+  // pool, so one core then reads the row's blocks whole instead of two cores each taking slices
+  // of them. llama-1b decode, 16 sequences at 144 keys, KV cold (cb_attention_study, 2 threads,
+  // Zen 5, alternating processes): 216-223 us a call against 268-271 one item at a time (warm
+  // 138-143 against 156-161).
+  const int64_t row_items = int64_t(p.n_kv_heads) * ((p.n_heads / p.n_kv_heads) / heads_per_item);
+  const int64_t chunk = rows >= 2 * int64_t(nt) ? row_items : 1;
 #pragma omp parallel num_threads(nt)
   {
     std::vector<float> scratch(static_cast<size_t>(scratch_floats));
     size_t s = 0;  // items are handed out in increasing order per thread: the sequence only moves forward
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, chunk)
     for (int64_t i = 0; i < items; ++i) {
       if (i < first[s]) s = 0;
       while (first[s + 1] <= i) ++s;

@@ -110,3 +110,21 @@ echo "study: both layouts, both walks and both decode tiles timed, bad arguments
   set_tests_properties(kernels.m16_stream_study_skew_runs PROPERTIES LABELS kernels TIMEOUT 60
     PASS_REGULAR_EXPRESSION "study: both layouts, both walks and both decode tiles timed")
 endif()
+
+# cb_attention_study on small shapes: cold and warm figures for each, bad shapes named.
+if(TARGET cb_attention_study)
+  add_test(NAME kernels.attention_study_runs
+           COMMAND bash -c [=[
+set -u
+bin="$1"; err=$(mktemp); trap 'rm -f "$err"' EXIT
+out=$("$bin" 2x40 1x100) || { echo "2x40 1x100 failed"; exit 1; }
+echo "$out"
+grep -Eq '^ *2 x +40 keys: cold +[0-9.]+ us \( *[0-9.]+ GB/s of KV, +[0-9.]+ ns per key and kv head\) +warm +[0-9.]+ us' <<< "$out" || { echo "no 2x40 line"; exit 1; }
+grep -Eq '^ *1 x +100 keys: cold' <<< "$out" || { echo "no 1x100 line"; exit 1; }
+"$bin" 16y144 2> "$err" && { echo "16y144: exit 0"; exit 1; }
+grep -q 'argument 1 "16y144" is not a shape SEQSxCTX' "$err" || { echo "16y144: no message"; cat "$err"; exit 1; }
+echo "attention study: cold and warm timed, bad shapes named"
+]=] study $<TARGET_FILE:cb_attention_study>)
+  set_tests_properties(kernels.attention_study_runs PROPERTIES LABELS kernels TIMEOUT 60
+    PASS_REGULAR_EXPRESSION "attention study: cold and warm timed, bad shapes named")
+endif()
