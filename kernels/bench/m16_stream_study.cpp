@@ -9,6 +9,13 @@
 //                                 Then the same 48 FMAs per 192 B as the packed GEMM can run them:
 //                                 two 8-row passes per chunk of 64 or 512 steps (the second
 //                                 rereading the chunk from L1 / L2: the slice-major walk's shape).
+//   cb_m16_stream_study tiles     the 16-row tile's own walk, outside the engine: 8 x 3 tiles in two
+//                                 passes over 512-step slices of K-major panels, every tile's slice
+//                                 before the next slice, the next tile prefetched over both passes
+//                                 (what packed_gemm_typed runs at 16 rows), against the same loop on
+//                                 cached W (FMAs only); and three other shapes of the same work:
+//                                 a slice-major layout (a slice of all panels contiguous), the
+//                                 panel-major walk, one pass of a 16 x 1 tile.
 //   cb_m16_stream_study skew [K N] the cpu backend's matmul at 16 rows and at 1 row on an [N, K] f32
 //                                 weight (default 11264 x 2048: llama-1b gate + up) packed with
 //                                 panels K steps apart ($CB_CPU_PANEL_SKEW=0) and skewed.
@@ -148,6 +155,127 @@ __attribute__((target("avx512f"), noinline)) float stream_fma_passes(const float
   return sum;
 }
 
+// ---- tiles -----------------------------------------------------------------------------------
+// The packed GEMM's 16-row work on P panels of K = 2048 f32 steps (16 columns each):
+// 8 x 3 tiles, two 8-row passes per tile and 512-step slice, each pass's 24 sums added into y.
+// LAYOUT 0: panels K-major one after another (the engine's packing); 1: slice-major ([slice]
+// [panel][512][16]: a slice of every panel is one run). PANEL_MAJOR: each tile's slices in turn
+// before the next tile (else every tile's slice before the next slice). Both passes prefetch the
+// next tile in walk order, every other line each (packed_tile's NextTile). HOT: the tiles reuse
+// the first 6 panels (W cached: the FMAs alone).
+template <int LAYOUT, bool PANEL_MAJOR, bool HOT>
+__attribute__((target("avx512f"), noinline)) float tile_walk(const float* w, long P, long K) {
+  constexpr long C = 512;
+  alignas(64) float xi[64 * 16];
+  for (int i = 0; i < 64 * 16; ++i) xi[i] = 1e-7f * float(i % 16 + 1);
+  alignas(64) float y[2][24 * 16] = {};
+  auto at = [&](long p, long k) {
+    if (HOT) p %= 6;
+    return LAYOUT == 0 ? w + (p * K + k) * 16 : w + ((k / C) * P * C + p * C + k % C) * 16;
+  };
+  const long tiles = P / 3, slices = K / C, n = tiles * slices;
+  auto tile_of = [&](long it, long& p, long& k0) {
+    p = (PANEL_MAJOR ? it / slices : it % tiles) * 3;
+    k0 = (PANEL_MAJOR ? it % slices : it / tiles) * C;
+  };
+  for (long it = 0; it < n; ++it) {
+    long p, k0, pn, kn;
+    tile_of(it, p, k0);
+    tile_of(std::min(it + 1, n - 1), pn, kn);
+    const float* s[3] = {at(p, k0), at(p + 1, k0), at(p + 2, k0)};
+    const float* nx[3] = {at(pn, kn), at(pn + 1, kn), at(pn + 2, kn)};
+    for (int pass = 0; pass < 2; ++pass) {
+      __m512 acc[24];
+      for (auto& a : acc) a = _mm512_setzero_ps();
+      for (long k = 0; k < C; ++k) {
+        const long off = k * 16;
+        if (!HOT && (k & 1) == pass)
+          for (int j = 0; j < 3; ++j) _mm_prefetch(reinterpret_cast<const char*>(nx[j] + off), _MM_HINT_T0);
+        const __m512 w0 = _mm512_loadu_ps(s[0] + off), w1 = _mm512_loadu_ps(s[1] + off), w2 = _mm512_loadu_ps(s[2] + off);
+        const float* xk = xi + (k & 63) * 16 + pass * 8;
+        for (int m = 0; m < 8; ++m) {
+          const __m512 x = _mm512_set1_ps(xk[m]);
+          acc[m * 3 + 0] = _mm512_fmadd_ps(x, w0, acc[m * 3 + 0]);
+          acc[m * 3 + 1] = _mm512_fmadd_ps(x, w1, acc[m * 3 + 1]);
+          acc[m * 3 + 2] = _mm512_fmadd_ps(x, w2, acc[m * 3 + 2]);
+        }
+      }
+      for (int i = 0; i < 24; ++i) _mm512_store_ps(y[pass] + i * 16, _mm512_add_ps(_mm512_load_ps(y[pass] + i * 16), acc[i]));
+    }
+  }
+  float sum = 0.f;
+  for (int p = 0; p < 2; ++p)
+    for (float v : y[p]) sum += v;
+  return sum;
+}
+
+// The same work in one pass: a 16 x 1 tile (16 accumulators, x's 16 values of a step broadcast
+// from an interleaved copy of all K), each panel through all of K, prefetched 2 KiB ahead.
+template <bool HOT>
+__attribute__((target("avx512f"), noinline)) float tile_16x1(const float* w, long P, long K) {
+  std::vector<float> xbuf(size_t(K * 16));
+  for (long i = 0; i < K * 16; ++i) xbuf[size_t(i)] = 1e-7f * float(i % 16 + 1);
+  alignas(64) float y[16 * 16] = {};
+  for (long p = 0; p < P; ++p) {
+    const float* s0 = w + (HOT ? p % 3 : p) * K * 16;
+    __m512 acc[16];
+    for (auto& a : acc) a = _mm512_setzero_ps();
+    for (long k = 0; k < K; ++k) {
+      if (!HOT) _mm_prefetch(reinterpret_cast<const char*>(s0 + k * 16) + 2048, _MM_HINT_T0);
+      const __m512 w0 = _mm512_loadu_ps(s0 + k * 16);
+      const float* xk = xbuf.data() + k * 16;
+#pragma GCC unroll 16
+      for (int m = 0; m < 16; ++m) acc[m] = _mm512_fmadd_ps(_mm512_set1_ps(xk[m]), w0, acc[m]);
+    }
+    for (int i = 0; i < 16; ++i) _mm512_store_ps(y + i * 16, _mm512_add_ps(_mm512_load_ps(y + i * 16), acc[i]));
+  }
+  float sum = 0.f;
+  for (float v : y) sum += v;
+  return sum;
+}
+
+int run_tiles() {
+  const int nt = omp_get_max_threads();
+  constexpr long K = 2048;
+  const long P = ((long(512) << 20) / nt / (K * 64)) / 3 * 3;  // 512 MiB of W in all
+  std::vector<float*> bufs(size_t(nt), nullptr);
+  for (auto& b : bufs) b = huge_buffer(size_t(P * K * 16), true);
+  using Loop = float (*)(const float*, long, long);
+  struct Case {
+    Loop loop;
+    const char* what;
+  };
+  const Case cases[] = {
+      {tile_walk<0, false, true>, "8 x 3 tiles, two passes, FMAs only (W cached)"},
+      {tile_walk<0, false, false>, "8 x 3 tiles, two passes, slice-major walk (the engine's)"},
+      {tile_walk<0, true, false>, "8 x 3 tiles, two passes, panel-major walk"},
+      {tile_walk<1, false, false>, "8 x 3 tiles, two passes, slice-major walk, slice-major layout"},
+      {tile_16x1<true>, "16 x 1 tiles, one pass, FMAs only (W cached)"},
+      {tile_16x1<false>, "16 x 1 tiles, one pass"},
+  };
+  constexpr int kCases = sizeof(cases) / sizeof(cases[0]);
+  // Cases interleaved round by round: this host's bandwidth moves by tens of percent in minutes.
+  std::vector<double> t[kCases];
+  for (int round = 0; round < 7; ++round)
+    for (int i = 0; i < kCases; ++i) {
+      float sink = 0.f;
+      const auto t0 = Clock::now();
+#pragma omp parallel reduction(+ : sink)
+      sink += cases[i].loop(bufs[size_t(omp_get_thread_num())], P, K);
+      t[i].push_back(std::chrono::duration<double>(Clock::now() - t0).count() * 1e3);
+      if (sink == 1234.5f) std::puts("");  // keeps the sums alive
+    }
+  const double flops = 2.0 * 16 * double(P) * 16 * K * nt;  // 16 rows x 16 columns a panel
+  std::printf("16 rows x %ld panels x K %ld per thread (%.0f MiB of f32 W in all), %d threads, medians of 7 rounds\n", P, K,
+              double(P) * K * 64 * nt / (1 << 20), nt);
+  for (int i = 0; i < kCases; ++i) {
+    const double ms = median(t[i]);
+    const double hot = median(t[i < 4 ? 0 : 4]);
+    std::printf("%-62s %7.2f ms (%3.0f GFLOP/s)  %.2f x its FMAs only\n", cases[i].what, ms, flops / ms / 1e6, ms / hot);
+  }
+  return 0;
+}
+
 int run_overlap() {
   const int nt = omp_get_max_threads();
   const long steps = (long(512) << 20) / nt / (3 * 64);  // 512 MiB in all, 3 streams per thread
@@ -265,8 +393,8 @@ int run_pair(const char* mode, const char* var, const char* const values[2], con
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
-  if (mode != "overlap" && mode != "skew" && mode != "walk" && mode != "decode") {
-    std::fprintf(stderr, "usage: cb_m16_stream_study overlap | skew [K N] | walk [K N] | decode [K N]\n");
+  if (mode != "overlap" && mode != "tiles" && mode != "skew" && mode != "walk" && mode != "decode") {
+    std::fprintf(stderr, "usage: cb_m16_stream_study overlap | skew [K N] | walk [K N] | decode [K N] | tiles\n");
     return 2;
   }
   if (mode == "overlap") {
@@ -275,6 +403,13 @@ int main(int argc, char** argv) {
       return 0;
     }
     return run_overlap();
+  }
+  if (mode == "tiles") {
+    if (!__builtin_cpu_supports("avx512f")) {
+      std::printf("cb_m16_stream_study tiles: this CPU has no AVX-512; nothing measured\n");
+      return 0;
+    }
+    return run_tiles();
   }
   const long K = argc > 3 ? std::atol(argv[2]) : 2048, N = argc > 3 ? std::atol(argv[3]) : 11264;
   if (mode == "skew") {
@@ -289,5 +424,5 @@ int main(int argc, char** argv) {
   }
   const char* const values[2] = {"slice", "panel"};
   const char* const names[2] = {"slice-major", "panel-major"};
-  return run_pair("walk", "CB_CPU_PACKED_WALK", values, names, K, N, {4, 8, 16});
+  return run_pair("walk", "CB_CPU_PACKED_WALK", values, names, K, N, {4, 8, 16, 64});
 }

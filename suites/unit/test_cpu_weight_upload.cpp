@@ -172,7 +172,9 @@ TEST(CpuWeightUpload, DenseF32AndBf16WeightsArePackedIntoPanels) {
 // tile tail: rows 1 (decode), under one tile, one tile, past it; columns under one panel, whole
 // tiles of 3 panels, and ragged; K past one slice, and panels skewed past a whole number of
 // pages (packed_panel_steps); one row group (3, 8 rows) walks panel-major, more (9, 17, 300)
-// slice-major. Both sum in f32, in different orders.
+// slice-major, and more with a thread's outputs past 512 KiB (17 rows x 40000 columns: 680 KiB
+// a thread at up to 4 threads; K past one slice) panel-major again. Both sum in f32, in
+// different orders.
 TEST(CpuWeightUpload, PackedKernelMatchesRowMajorAtEveryTail) {
   auto be = cb::kernels::make_backend("cpu");
   uint32_t seed = 12345;
@@ -183,6 +185,10 @@ TEST(CpuWeightUpload, PackedKernelMatchesRowMajorAtEveryTail) {
           expect_packed_matches_rowmajor(*be, dt, M, N, K, seed, "default");
           if (HasFatalFailure()) return;
         }
+  for (DType dt : {DType::F32, DType::BF16}) {
+    expect_packed_matches_rowmajor(*be, dt, 17, 40000, 600, seed, "default, large y");
+    if (HasFatalFailure()) return;
+  }
 }
 
 // $CB_CPU_PACKED_WALK forces the packed GEMM's walk past one row: panel-major at 9-300 rows (two
