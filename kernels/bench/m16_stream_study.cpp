@@ -158,7 +158,8 @@ __attribute__((target("avx512f"), noinline)) float stream_fma_passes(const float
 // ---- tiles -----------------------------------------------------------------------------------
 // The packed GEMM's 16-row work on P panels of K = 2048 f32 steps (16 columns each):
 // 8 x 3 tiles, two 8-row passes per tile and 512-step slice, each pass's 24 sums added into y.
-// LAYOUT 0: panels K-major one after another (the engine's packing); 1: slice-major ([slice]
+// LAYOUT 0: panels K-major one after another, K + 3 steps apart (the engine's packing, skewed as
+// packed_panel_steps lays 2048-step panels); 1: slice-major ([slice]
 // [panel][512][16]: a slice of every panel is one run). PANEL_MAJOR: each tile's slices in turn
 // before the next tile (else every tile's slice before the next slice). Both passes prefetch the
 // next tile in walk order, every other line each (packed_tile's NextTile). HOT: the tiles reuse
@@ -171,7 +172,7 @@ __attribute__((target("avx512f"), noinline)) float tile_walk(const float* w, lon
   alignas(64) float y[2][24 * 16] = {};
   auto at = [&](long p, long k) {
     if (HOT) p %= 6;
-    return LAYOUT == 0 ? w + (p * K + k) * 16 : w + ((k / C) * P * C + p * C + k % C) * 16;
+    return LAYOUT == 0 ? w + (p * (K + 3) + k) * 16 : w + ((k / C) * P * C + p * C + k % C) * 16;
   };
   const long tiles = P / 3, slices = K / C, n = tiles * slices;
   auto tile_of = [&](long it, long& p, long& k0) {
@@ -239,7 +240,7 @@ int run_tiles() {
   constexpr long K = 2048;
   const long P = ((long(512) << 20) / nt / (K * 64)) / 3 * 3;  // 512 MiB of W in all
   std::vector<float*> bufs(size_t(nt), nullptr);
-  for (auto& b : bufs) b = huge_buffer(size_t(P * K * 16), true);
+  for (auto& b : bufs) b = huge_buffer(size_t(P * (K + 3) * 16), true);
   using Loop = float (*)(const float*, long, long);
   struct Case {
     Loop loop;
