@@ -67,6 +67,37 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+// One k step of an 8-row x 3-vector tile: each row's x broadcast against the 3 vectors of W
+// (24 accumulators, row-major in acc), as packed_tile runs it.
+__attribute__((target("avx512f"), always_inline)) inline void fma_8x3(__m512* acc, const float* xk, __m512 w0, __m512 w1,
+                                                                       __m512 w2) {
+  for (int m = 0; m < 8; ++m) {
+    const __m512 x = _mm512_set1_ps(xk[m]);
+    acc[m * 3 + 0] = _mm512_fmadd_ps(x, w0, acc[m * 3 + 0]);
+    acc[m * 3 + 1] = _mm512_fmadd_ps(x, w1, acc[m * 3 + 1]);
+    acc[m * 3 + 2] = _mm512_fmadd_ps(x, w2, acc[m * 3 + 2]);
+  }
+}
+
+// One k step of such a tile with W's 3 vectors loaded from the 3 streams at `off`.
+__attribute__((target("avx512f"), always_inline)) inline void step_8x3(__m512* acc, const float* const* s, long off,
+                                                                        const float* xk) {
+  fma_8x3(acc, xk, _mm512_loadu_ps(s[0] + off), _mm512_loadu_ps(s[1] + off), _mm512_loadu_ps(s[2] + off));
+}
+
+// The sum of both passes' outputs: what keeps the work alive.
+inline float sum_passes(const float (*y)[24 * 16]) {
+  float sum = 0.f;
+  for (int p = 0; p < 2; ++p)
+    for (int i = 0; i < 24 * 16; ++i) sum += y[p][i];
+  return sum;
+}
+
+// A pass's 24 sums added into its outputs (y: 24 x 16 floats), as packed_tile ends a slice.
+__attribute__((target("avx512f"), always_inline)) inline void add_into(float* y, const __m512* acc) {
+  for (int i = 0; i < 24; ++i) _mm512_store_ps(y + i * 16, _mm512_add_ps(_mm512_load_ps(y + i * 16), acc[i]));
+}
+
 // ---- overlap ---------------------------------------------------------------------------------
 // MODE 0: stream + FMAs, 1: FMAs only (the same loads from a 4 KiB block), 2: stream only.
 // x is broadcast from an interleaved block as the packed tile does (8 values per row group and
@@ -97,13 +128,7 @@ __attribute__((target("avx512f"), noinline)) float stream_fma(const float* w, lo
       continue;
     }
     const float* xk = xi + (k & 63) * 8 * R;
-    for (int r = 0; r < R; ++r)
-      for (int m = 0; m < 8; ++m) {
-        const __m512 x = _mm512_set1_ps(xk[r * 8 + m]);
-        acc[m * 3 + 0] = _mm512_fmadd_ps(x, w0, acc[m * 3 + 0]);
-        acc[m * 3 + 1] = _mm512_fmadd_ps(x, w1, acc[m * 3 + 1]);
-        acc[m * 3 + 2] = _mm512_fmadd_ps(x, w2, acc[m * 3 + 2]);
-      }
+    for (int r = 0; r < R; ++r) fma_8x3(acc, xk + r * 8, w0, w1, w2);
   }
   __m512 s = acc[0];
   for (int i = 1; i < 24; ++i) s = _mm512_add_ps(s, acc[i]);
@@ -124,35 +149,20 @@ __attribute__((target("avx512f"), noinline)) float stream_fma_passes(const float
   alignas(64) float xi[64 * 16];
   for (int i = 0; i < 64 * 16; ++i) xi[i] = 1e-7f * float(i % 16 + 1);
   alignas(64) float y[2][24 * 16] = {};
-  const float* s0 = w;
-  const float* s1 = w + steps * 16;
-  const float* s2 = w + 2 * steps * 16;
+  const float* s[3] = {w, w + steps * 16, w + 2 * steps * 16};
   for (long k0 = 0; k0 + C <= steps; k0 += C)
     for (int pass = 0; pass < 2; ++pass) {
       __m512 acc[24];
       for (auto& a : acc) a = _mm512_setzero_ps();
       for (long k = k0; k < k0 + C; ++k) {
         const long off = MODE == 1 ? (k & 63) * 16 : k * 16;
-        if (MODE != 1 && pass == 0) {
-          _mm_prefetch(reinterpret_cast<const char*>(s0 + off) + 2048, _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(s1 + off) + 2048, _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(s2 + off) + 2048, _MM_HINT_T0);
-        }
-        const __m512 w0 = _mm512_loadu_ps(s0 + off), w1 = _mm512_loadu_ps(s1 + off), w2 = _mm512_loadu_ps(s2 + off);
-        const float* xk = xi + (k & 63) * 16 + pass * 8;
-        for (int m = 0; m < 8; ++m) {
-          const __m512 x = _mm512_set1_ps(xk[m]);
-          acc[m * 3 + 0] = _mm512_fmadd_ps(x, w0, acc[m * 3 + 0]);
-          acc[m * 3 + 1] = _mm512_fmadd_ps(x, w1, acc[m * 3 + 1]);
-          acc[m * 3 + 2] = _mm512_fmadd_ps(x, w2, acc[m * 3 + 2]);
-        }
+        if (MODE != 1 && pass == 0)
+          for (int j = 0; j < 3; ++j) _mm_prefetch(reinterpret_cast<const char*>(s[j] + off) + 2048, _MM_HINT_T0);
+        step_8x3(acc, s, off, xi + (k & 63) * 16 + pass * 8);
       }
-      for (int i = 0; i < 24; ++i) _mm512_store_ps(y[pass] + i * 16, _mm512_add_ps(_mm512_load_ps(y[pass] + i * 16), acc[i]));
+      add_into(y[pass], acc);
     }
-  float sum = 0.f;
-  for (int p = 0; p < 2; ++p)
-    for (float v : y[p]) sum += v;
-  return sum;
+  return sum_passes(y);
 }
 
 // ---- tiles -----------------------------------------------------------------------------------
@@ -192,22 +202,12 @@ __attribute__((target("avx512f"), noinline)) float tile_walk(const float* w, lon
         const long off = k * 16;
         if (!HOT && (k & 1) == pass)
           for (int j = 0; j < 3; ++j) _mm_prefetch(reinterpret_cast<const char*>(nx[j] + off), _MM_HINT_T0);
-        const __m512 w0 = _mm512_loadu_ps(s[0] + off), w1 = _mm512_loadu_ps(s[1] + off), w2 = _mm512_loadu_ps(s[2] + off);
-        const float* xk = xi + (k & 63) * 16 + pass * 8;
-        for (int m = 0; m < 8; ++m) {
-          const __m512 x = _mm512_set1_ps(xk[m]);
-          acc[m * 3 + 0] = _mm512_fmadd_ps(x, w0, acc[m * 3 + 0]);
-          acc[m * 3 + 1] = _mm512_fmadd_ps(x, w1, acc[m * 3 + 1]);
-          acc[m * 3 + 2] = _mm512_fmadd_ps(x, w2, acc[m * 3 + 2]);
-        }
+        step_8x3(acc, s, off, xi + (k & 63) * 16 + pass * 8);
       }
-      for (int i = 0; i < 24; ++i) _mm512_store_ps(y[pass] + i * 16, _mm512_add_ps(_mm512_load_ps(y[pass] + i * 16), acc[i]));
+      add_into(y[pass], acc);
     }
   }
-  float sum = 0.f;
-  for (int p = 0; p < 2; ++p)
-    for (float v : y[p]) sum += v;
-  return sum;
+  return sum_passes(y);
 }
 
 // The same work in one pass: a 16 x 1 tile (16 accumulators, x's 16 values of a step broadcast
