@@ -216,14 +216,14 @@ void packed_gemm_typed(const PackedArgs& a, int64_t n0, int64_t n1) {
   // groups, the second reading the slice from L2 while the first streams it) the walks swap:
   // down_proj 0.95-0.97, q/k/v 0.94, o_proj 0.97, gate+up 1.0, lm_head 1.05, so two or more
   // groups walk slice-major, whose copy of x is also one slice, unless this thread's outputs
-  // outgrow half of L2: slice-major adds each slice's sums into y, so every slice rereads and rewrites
+  // outgrow half of L2 (a.panel_major_y_bytes): slice-major adds each slice's sums into y, so every slice rereads and rewrites
   // all of y (lm_head at 16 rows: 1 MiB a thread, 4 slices), where panel-major writes it once.
   // `cb_m16_stream_study walk` (alternated in one process, Zen 5, 2 threads), slice-major /
   // panel-major time: lm_head (N=32000) 1.03-1.17 at 16 rows, 1.06-1.08 at 64; gate+up 1.03-1.05
   // at 64 (1.4 MiB of y a thread), 0.97-1.04 at 16 (0.35 MiB); down_proj 0.97-0.98 (small y).
   // Past 512 KiB of x (all of K for every row: prefill) the slice stays. a.walk forces either.
   constexpr int MR = packed_tile_rows<V>(), NP = packed_tile_panels<V>();
-  constexpr size_t kPanelMajorXBytes = size_t(1) << 20, kPanelMajorYBytes = size_t(512) << 10;
+  constexpr size_t kPanelMajorXBytes = size_t(1) << 20;
   const int64_t ks = a.k_slice > 0 ? a.k_slice : a.K;
   const int groups = int((a.M + MR - 1) / MR);
   const auto* w = static_cast<const typename Op::WT*>(a.wp);
@@ -233,7 +233,7 @@ void packed_gemm_typed(const PackedArgs& a, int64_t n0, int64_t n1) {
   const size_t x_bytes = size_t(groups * MR * a.K) * sizeof(XT), y_bytes = size_t(a.M * (n1 - n0)) * sizeof(float);
   const bool panel_major = a.walk == PackedWalk::Auto
                                ? (groups == 1 ? x_bytes <= kPanelMajorXBytes
-                                              : x_bytes <= kPanelMajorXBytes / 2 && y_bytes >= kPanelMajorYBytes)
+                                              : x_bytes <= kPanelMajorXBytes / 2 && y_bytes >= size_t(a.panel_major_y_bytes))
                                : a.walk == PackedWalk::PanelMajor;
   // This thread's interleaved copy of x (see packed_tile): all of K (panel-major) or one slice at
   // a time, a slice's row groups one after another; M * K elements against the M * K * (n1 - n0)

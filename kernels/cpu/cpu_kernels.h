@@ -57,6 +57,9 @@ struct GemvArgs {
 // Columns of K per slice so that a group of 6 rows of f32 x stays in this machine's L1 data
 // cache (3/4 of it, rounded down to a power of two, at least 256): 1024 for 32 and 48 KiB.
 int64_t gemv_k_slice();
+// Bytes of a thread's outputs past which two or more row groups walk panel-major (half of this
+// core's L2, from sysconf; 512 KiB where it does not say): see packed_gemm_typed.
+int64_t packed_panel_major_y_bytes();
 
 // Rows of W (K elements of elem_bytes each) per block that stays in L2 (~256 KiB) while every
 // group of x rows passes over it, so W still comes from memory once: a whole multiple of 24 (lcm
@@ -107,6 +110,7 @@ struct PackedArgs {
   int64_t M = 0, N = 0, K = 0;
   int64_t panel_steps = 0;  // steps from one panel to the next (Weight::packed's dim 1; 0: K)
   int64_t k_slice = 512;    // past one tile of rows, K is summed in slices of this many steps
+  int64_t panel_major_y_bytes = int64_t(512) << 10;  // packed_panel_major_y_bytes()
   PackedWalk walk = PackedWalk::Auto;
   PackedDecode decode = PackedDecode::Prefetched;
   int64_t panel_stride() const { return panel_steps > 0 ? panel_steps : K; }

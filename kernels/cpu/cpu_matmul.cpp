@@ -86,6 +86,14 @@ int64_t gemv_k_slice() {
   return slice;
 }
 
+int64_t packed_panel_major_y_bytes() {
+  static const int64_t bytes = [] {
+    const long l2 = ::sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return l2 > 0 ? int64_t(l2) / 2 : int64_t(512) << 10;
+  }();
+  return bytes;
+}
+
 namespace {
 
 // x as the GEMV kernel reads it, prepared once per call (matmul_multi shares it between weights).
@@ -164,6 +172,7 @@ PackedArgs packed_args(const GemvInput& in, int64_t M, const Weight& w, Tensor& 
   a.N = w.n;
   a.K = w.k;
   a.panel_steps = w.packed.shape[1];
+  a.panel_major_y_bytes = packed_panel_major_y_bytes();
   return a;
 }
 

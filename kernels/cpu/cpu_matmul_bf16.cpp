@@ -71,6 +71,7 @@ PackedArgs bf16_packed_args(const Bf16Input& in, int64_t M, const Weight& w, Ten
   p.K = (w.k + 1) / 2;
   p.panel_steps = w.packed.shape[1];
   p.k_slice = 512;  // pairs: the f32 tile's 96 KiB of W per slice, 2 KiB of x per row
+  p.panel_major_y_bytes = packed_panel_major_y_bytes();
   return p;
 }
 
