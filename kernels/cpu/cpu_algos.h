@@ -325,29 +325,46 @@ concept HasReduceAdd16 = requires(const typename V::vec* v) { V::reduce_add16(v)
 // instead of 16 horizontal sums of ~8 shuffles and adds each; the head's query stays in registers
 // and each key's row is reread from L1 per head. The rows kAttnBlockPrefetch keys ahead (below
 // `fetchable`) are prefetched, spread over the heads. Returns the keys scored.
+// One head's scores of 16 keys: out[i] = q . k_i, head_dim being DV vectors. Kept out of line:
+// inlined into attention_item (8 heads unrolled in a 6000-instruction function) GCC kept q, the
+// partial sums and the key rows on the stack, loading and storing around every FMA. Out of line
+// (Zen 5, alternating processes, old / new time): kernel bench decode 2048 keys 1.30-1.37,
+// 8 x 4K paged 1.18-1.21, contiguous 1.71-1.77, prefill 1.10; cb_attention_study warm 1.25-1.3
+// (16 x 144 KV-cold, memory-bound at 2 threads: about even); engine batch-16 decode step
+// attention 4.6-4.9 -> 4.0-4.1 ms.
+template <class V, int DV>
+[[gnu::noinline]] void attention_scores16_head(const float* q, const float* const* kp, float* out) {
+  using vec = typename V::vec;
+  constexpr int W = V::W, B = 16;
+  vec qv[DV];
+  for (int v = 0; v < DV; ++v) qv[v] = V::load(q + v * W);
+  vec part[B];
+#pragma GCC unroll 16
+  for (int i = 0; i < B; ++i) {
+    const float* k = kp[i];
+    part[i] = V::mul(qv[0], V::load(k));
+#pragma GCC unroll 8
+    for (int v = 1; v < DV; ++v) part[i] = V::fma(qv[v], V::load(k + v * W), part[i]);
+  }
+  V::store(out, V::reduce_add16(part));
+}
+
+// The scores of keys [0, 16 * floor(nt / 16)) of a tile for all G heads: p[g][j] = qs[g] . k_j,
+// head_dim being DV vectors. Per head, 16 keys' partial-sum vectors go through one reduce_add16
+// instead of 16 horizontal sums of ~8 shuffles and adds each; the head's query stays in registers
+// and each key's row is reread from L1 per head. The rows kAttnBlockPrefetch keys ahead (below
+// `fetchable`) are prefetched, spread over the heads. Returns the keys scored.
 template <class V, int DV, int G, class Prefetch>
 int attention_scores16(const float* qs, const float* const* kp, int nt, int fetchable, float (*p)[kAttnTile],
                        const Prefetch& prefetch_row) {
-  using vec = typename V::vec;
   constexpr int W = V::W, D = DV * W, B = 16;
   static_assert(kAttnTile % B == 0);
   int j0 = 0;
   for (; j0 + B <= nt; j0 += B) {
-#pragma GCC unroll 8
     for (int g = 0; g < G; ++g) {
       for (int i = g * B / G; i < (g + 1) * B / G; ++i)
         if (j0 + i + kAttnBlockPrefetch < fetchable) prefetch_row(j0 + i + kAttnBlockPrefetch);
-      vec q[DV];
-      for (int v = 0; v < DV; ++v) q[v] = V::load(qs + g * D + v * W);
-      vec part[B];
-#pragma GCC unroll 16
-      for (int i = 0; i < B; ++i) {
-        const float* k = kp[j0 + i];
-        part[i] = V::mul(q[0], V::load(k));
-#pragma GCC unroll 8
-        for (int v = 1; v < DV; ++v) part[i] = V::fma(q[v], V::load(k + v * W), part[i]);
-      }
-      V::store(&p[g][j0], V::reduce_add16(part));
+      attention_scores16_head<V, DV>(qs + g * D, kp + j0, &p[g][j0]);
     }
   }
   return j0;
