@@ -186,6 +186,12 @@ def main(d):
     row("paged / contiguous attention throughput, 8 sequences at 4K context", m["value"] if m else None,
         "contiguous cache, same kernel, same run", at_least(0.95),
         f"per repetition {[round(x, 3) for x in m['samples']]}" if m else "", m["samples"] if m else None)
+    for block in (64, 128):  # recorded beside it: paging's cost per block switch falls as blocks grow
+        m = metric(k, f"kernels.attention.paged_vs_contiguous.ctx4096.block{block}")
+        if m:
+            row(f"paged ({block}-token blocks) / contiguous attention throughput, 8 sequences at 4K context", m["value"],
+                "contiguous cache, same kernel, same run", None, f"per repetition {[round(x, 3) for x in m['samples']]}",
+                m["samples"])
 
     e = load(d, "engine-serving.json")
     for b in (e or {}).get("serving_overhead", {}).get("rows", []):
