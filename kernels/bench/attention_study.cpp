@@ -6,6 +6,7 @@
 // so no call finds its rows cached; the same call repeated on one copy gives the warm figure.
 //
 //   cb_attention_study [BxCTX ...]   default: 1x144 1x1024 16x144 16x512 (sequences x context)
+//   cb_attention_study scatter        read bandwidth of blocks in shuffled vs in-order placement
 //
 // llama-1b's attention (32 query heads, 4 kv heads, head_dim 64, 16-token blocks), one new row
 // per sequence at position CTX - 1, the cpu backend, all OpenMP threads. Prints per shape the
@@ -14,8 +15,14 @@
 // seeded (copy i from seed i).
 #include <omp.h>
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <numeric>
+#include <random>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -93,16 +100,104 @@ int run_shape(cb::kernels::Backend& be, const Shape& sh) {
   return 0;
 }
 
+
+// cb_attention_study scatter: what a paged cache's placement costs the memory system alone. One
+// thread per core reads a 512 MiB pool (2 MiB-aligned, huge pages, as the backend allocates KV
+// pools) whole, block after block, with no arithmetic but an XOR; the blocks in order, then in a
+// seeded shuffle, for block sizes from 4 KiB (one kv head's 16 rows in a per-head layout) to 16
+// KiB (a llama-1b 16-token block of K) and up. Each line is prefetched 2 KiB ahead in the read
+// order (what attention does a block ahead). Best of 5 passes each, in turn.
+using v4u64 = uint64_t __attribute__((vector_size(32)));
+
+[[gnu::target("avx2")]] uint64_t read_blocks(const char* pool, const std::vector<uint32_t>& order, size_t block) {
+  v4u64 acc0{}, acc1{};
+  const size_t lines = block / 64;
+  const char* next = pool + size_t(order[0]) * block;
+  for (size_t b = 0; b < order.size(); ++b) {
+    const char* p = pool + size_t(order[b]) * block;
+    if (b + 1 < order.size()) next = pool + size_t(order[b + 1]) * block;
+    for (size_t l = 0; l < lines; ++l) {
+      // 2 KiB ahead in read order: within this block, else into the next one.
+      const size_t ahead = l + 32;
+      __builtin_prefetch(ahead < lines ? p + ahead * 64 : next + (ahead - lines) * 64);
+      v4u64 a, c;
+      std::memcpy(&a, p + l * 64, 32);
+      std::memcpy(&c, p + l * 64 + 32, 32);
+      acc0 ^= a;
+      acc1 ^= c;
+    }
+  }
+  const v4u64 x = acc0 ^ acc1;
+  return x[0] ^ x[1] ^ x[2] ^ x[3];
+}
+
+int run_scatter() {
+  if (!__builtin_cpu_supports("avx2")) {
+    std::printf("cb_attention_study scatter: SKIP: this CPU has no AVX2 (the read loop needs 32-byte loads to outrun DRAM)\n");
+    return 0;
+  }
+  constexpr size_t kPool = size_t(512) << 20, kHuge = size_t(2) << 20;
+  char* pool = static_cast<char*>(std::aligned_alloc(kHuge, kPool));
+  if (!pool) {
+    std::fprintf(stderr, "cb_attention_study scatter: cannot allocate %zu bytes\n", kPool);
+    return 1;
+  }
+#ifdef MADV_HUGEPAGE
+  ::madvise(pool, kPool, MADV_HUGEPAGE);
+#endif
+  for (size_t i = 0; i < kPool / 8; ++i) {  // seeded, not a bijection of i (whose XOR over the pool is 0)
+    const uint64_t z = (i + 7) * 0x9E3779B97F4A7C15ull;
+    reinterpret_cast<uint64_t*>(pool)[i] = z ^ (z >> 29);
+  }
+  const int threads = omp_get_max_threads();
+  std::printf("read bandwidth of a 512 MiB pool in blocks, %d threads (each its own share), best of 5 passes, GB/s\n",
+              threads);
+  std::printf("%10s %10s %10s %10s\n", "block", "in order", "shuffled", "ratio");
+  uint64_t sink = 0;
+  for (size_t block : {size_t(4) << 10, size_t(16) << 10, size_t(64) << 10, size_t(256) << 10, size_t(1) << 20}) {
+    const size_t n = kPool / block;
+    std::vector<uint32_t> in_order(n);
+    std::iota(in_order.begin(), in_order.end(), 0u);
+    std::vector<uint32_t> shuffled = in_order;
+    std::mt19937 rng(7);
+    std::shuffle(shuffled.begin(), shuffled.end(), rng);
+    double best[2] = {0, 0};
+    for (int pass = 0; pass < 5; ++pass)
+      for (int s = 0; s < 2; ++s) {
+        const std::vector<uint32_t>& order = s ? shuffled : in_order;
+        const auto t0 = Clock::now();
+        uint64_t x = 0;
+#pragma omp parallel num_threads(threads) reduction(^ : x)
+        {
+          // Thread t reads the t-th share of the order (its own blocks, as an attention thread
+          // walks its own rows).
+          const size_t t = size_t(omp_get_thread_num()), nt = size_t(omp_get_num_threads());
+          const std::vector<uint32_t> mine(order.begin() + ptrdiff_t(n * t / nt), order.begin() + ptrdiff_t(n * (t + 1) / nt));
+          x ^= read_blocks(pool, mine, block);
+        }
+        sink += x;  // (a sum: the same XOR twice would cancel)
+        const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+        best[s] = std::max(best[s], double(kPool) / sec / 1e9);
+      }
+    std::printf("%7zu KiB %10.1f %10.1f %10.3f\n", block >> 10, best[0], best[1], best[1] / best[0]);
+    std::fflush(stdout);
+  }
+  std::printf("(check %llx)\n", static_cast<unsigned long long>(sink & 0xffff));
+  std::free(pool);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "scatter") return run_scatter();
   std::vector<Shape> shapes;
   for (int i = 1; i < argc; ++i) {
     Shape s;
     if (!parse_shape(argv[i], s)) {
       std::fprintf(stderr,
                    "cb_attention_study: argument %d \"%s\" is not a shape SEQSxCTX (e.g. 16x144: 16 sequences, "
-                   "144 keys each)\n",
+                   "144 keys each); `cb_attention_study scatter` alone runs the placement study\n",
                    i, argv[i]);
       return 2;
     }

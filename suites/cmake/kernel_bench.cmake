@@ -111,7 +111,8 @@ echo "study: both layouts, both walks and both decode tiles timed, bad arguments
     PASS_REGULAR_EXPRESSION "study: both layouts, both walks and both decode tiles timed")
 endif()
 
-# cb_attention_study on small shapes: cold and warm figures for each, bad shapes named.
+# cb_attention_study on small shapes: cold and warm figures for each, bad shapes named; the
+# scatter mode's table (block placement vs read bandwidth).
 if(TARGET cb_attention_study)
   add_test(NAME kernels.attention_study_runs
            COMMAND bash -c [=[
@@ -123,6 +124,12 @@ grep -Eq '^ *2 x +40 keys: cold +[0-9.]+ us \( *[0-9.]+ GB/s of KV, +[0-9.]+ ns 
 grep -Eq '^ *1 x +100 keys: cold' <<< "$out" || { echo "no 1x100 line"; exit 1; }
 "$bin" 16y144 2> "$err" && { echo "16y144: exit 0"; exit 1; }
 grep -q 'argument 1 "16y144" is not a shape SEQSxCTX' "$err" || { echo "16y144: no message"; cat "$err"; exit 1; }
+sc=$("$bin" scatter) || { echo "scatter failed"; exit 1; }
+echo "$sc"
+if ! grep -q 'SKIP: this CPU has no AVX2' <<< "$sc"; then
+  grep -Eq '^ +16 KiB +[0-9.]+ +[0-9.]+ +[0-9.]+$' <<< "$sc" || { echo "scatter: no 16 KiB row"; exit 1; }
+  grep -Eq '^\(check [0-9a-f]+\)$' <<< "$sc" || { echo "scatter: no check line"; exit 1; }
+fi
 echo "attention study: cold and warm timed, bad shapes named"
 ]=] study $<TARGET_FILE:cb_attention_study>)
   set_tests_properties(kernels.attention_study_runs PROPERTIES LABELS kernels TIMEOUT 60
