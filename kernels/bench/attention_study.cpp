@@ -101,21 +101,21 @@ int run_shape(cb::kernels::Backend& be, const Shape& sh) {
 }
 
 
-// cb_attention_study scatter: what a paged cache's placement costs the memory system alone. One
-// thread per core reads a 512 MiB pool (2 MiB-aligned, huge pages, as the backend allocates KV
-// pools) whole, block after block, with no arithmetic but an XOR; the blocks in order, then in a
+// cb_attention_study scatter: what a paged cache's placement costs the memory system alone. All
+// OpenMP threads, each its own share of the blocks, read a 512 MiB pool (2 MiB-aligned, huge
+// pages, as the backend allocates KV pools) whole, block after block, with no arithmetic but an XOR; the blocks in order, then in a
 // seeded shuffle, for block sizes from 4 KiB (one kv head's 16 rows in a per-head layout) to 16
 // KiB (a llama-1b 16-token block of K) and up. Each line is prefetched 2 KiB ahead in the read
 // order (what attention does a block ahead). Best of 5 passes each, in turn.
 using v4u64 = uint64_t __attribute__((vector_size(32)));
 
-[[gnu::target("avx2")]] uint64_t read_blocks(const char* pool, const std::vector<uint32_t>& order, size_t block) {
+[[gnu::target("avx2")]] uint64_t read_blocks(const char* pool, const uint32_t* order, size_t n, size_t block) {
   v4u64 acc0{}, acc1{};
   const size_t lines = block / 64;
   const char* next = pool + size_t(order[0]) * block;
-  for (size_t b = 0; b < order.size(); ++b) {
+  for (size_t b = 0; b < n; ++b) {
     const char* p = pool + size_t(order[b]) * block;
-    if (b + 1 < order.size()) next = pool + size_t(order[b + 1]) * block;
+    if (b + 1 < n) next = pool + size_t(order[b + 1]) * block;
     for (size_t l = 0; l < lines; ++l) {
       // 2 KiB ahead in read order: within this block, else into the next one.
       const size_t ahead = l + 32;
@@ -172,8 +172,7 @@ int run_scatter() {
           // Thread t reads the t-th share of the order (its own blocks, as an attention thread
           // walks its own rows).
           const size_t t = size_t(omp_get_thread_num()), nt = size_t(omp_get_num_threads());
-          const std::vector<uint32_t> mine(order.begin() + ptrdiff_t(n * t / nt), order.begin() + ptrdiff_t(n * (t + 1) / nt));
-          x ^= read_blocks(pool, mine, block);
+          x ^= read_blocks(pool, order.data() + n * t / nt, n * (t + 1) / nt - n * t / nt, block);
         }
         sink += x;  // (a sum: the same XOR twice would cancel)
         const double sec = std::chrono::duration<double>(Clock::now() - t0).count();

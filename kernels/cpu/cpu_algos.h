@@ -320,11 +320,6 @@ template <class V> inline constexpr int kVecRegs = V::W == 16 ? 32 : 16;
 template <class V>
 concept HasReduceAdd16 = requires(const typename V::vec* v) { V::reduce_add16(v); };
 
-// The scores of keys [0, 16 * floor(nt / 16)) of a tile for all G heads: p[g][j] = qs[g] . k_j,
-// head_dim being DV vectors. Per head, 16 keys' partial-sum vectors go through one reduce_add16
-// instead of 16 horizontal sums of ~8 shuffles and adds each; the head's query stays in registers
-// and each key's row is reread from L1 per head. The rows kAttnBlockPrefetch keys ahead (below
-// `fetchable`) are prefetched, spread over the heads. Returns the keys scored.
 // One head's scores of 16 keys: out[i] = q . k_i, head_dim being DV vectors. Kept out of line:
 // inlined into attention_item (8 heads unrolled in a 6000-instruction function) GCC kept q, the
 // partial sums and the key rows on the stack, loading and storing around every FMA. Out of line
