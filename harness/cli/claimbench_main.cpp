@@ -193,7 +193,7 @@ int main(int argc, char** argv) {
                   "reported as supplied, never as a measurement (energy-qps stays NOT MEASURED)")
       ->check(CLI::PositiveNumber);
   run->add_option("--plant-defect", ro.planted_defects,
-                  "plant an engine defect (batch-ignores-queue, kv-reserve-max, busy-loop, dense-pruned, answer-cache, slow-sampling, matmul-twice; repeatable): a compliance test that the "
+                  "plant an engine defect (batch-ignores-queue, kv-reserve-max, busy-loop, dense-pruned, answer-cache, slow-sampling, matmul-twice, kv-scatter; repeatable): a compliance test that the "
                   "matching claim flips; named in the manifest");
   run->add_option("--cost-defaults", ro.cost_defaults,
                   "cost suite: cost defaults with the token prices of the run's model (prices.model); default suites/claims/cost-defaults.json")

@@ -31,7 +31,9 @@
 //   embedding/cpu/{f32,f16,bf16}/V32000_D2048/M<m>              add/cpu/f32/D2048/M<m>
 //   paired/attention/cpu/f32/H32_KV4_D64_B16_vs_contiguous/decode_ctx4096_S8/M8   the two 4K cases
 //       above timed alternately in one benchmark (counter ratio = contiguous time / paged time;
-//       name ends in "/manual_time"); B64 and B128 the same with 64- and 128-token blocks
+//       name ends in "/manual_time"); B64 and B128 the same with 64- and 128-token blocks;
+//       B16_given_tables the 16-token blocks on the tables of --cb_paged_tables=FILE (the harness
+//       passes the engine allocator's; counters mean_run_blocks, jumps_per_sequence)
 //   BM_peak_fp32_fma  BM_peak_bf16_dot  BM_peak_int8_dot  BM_mem_read_bw  BM_mem_triad_bw  (machine peaks;
 //   names end in "/manual_time": timed inside the threads)
 // with m in {1, 8, 128} (matmul also 16; attention: decode_ctx{512,2048} at M1 and M8,
@@ -78,11 +80,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "cb/peaks/machine_peaks.h"
 #include "cb/kernels/backend.h"
@@ -515,6 +521,74 @@ std::shared_ptr<const kt::OpCase> ctx4096_attention_case(int block) {
   return c;
 }
 
+// The same batch on block tables given in a file (--cb_paged_tables): the harness writes the
+// tables the engine's allocator gives 8 sequences decoding to 4K beside churning short requests
+// (cb::engine::run_placement_trace; kernels/ does not link the engine), so the pair measures
+// what the engine's paged attention reads, where the shuffled tables above are the worst case of
+// a fully fragmented pool. File: {"block_size": 16, "context": 4096, "pool_blocks": n,
+// "tables": [[id, ...] x 8], "mean_run_blocks": x, "jumps_per_sequence": y, "source": "..."}.
+struct GivenTables {
+  std::shared_ptr<const kt::OpCase> c;
+  double mean_run_blocks = 0, jumps_per_sequence = 0;
+  int64_t pool_blocks = 0;
+  std::string source;
+};
+std::optional<GivenTables>& given_tables() {
+  static std::optional<GivenTables> t;
+  return t;
+}
+
+// Reads and checks the file; an error names the file and the field.
+std::optional<GivenTables> read_given_tables(const std::string& path, std::string& error) {
+  std::ifstream in(path);
+  if (!in) {
+    error = "--cb_paged_tables: cannot open " + path;
+    return std::nullopt;
+  }
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    error = "--cb_paged_tables: " + path + ": invalid JSON: " + e.what();
+    return std::nullopt;
+  }
+  auto bad = [&](const std::string& what) {
+    error = "--cb_paged_tables: " + path + ": " + what;
+    return std::nullopt;
+  };
+  if (!j.is_object()) return bad("not a JSON object");
+  for (const char* k : {"block_size", "context", "pool_blocks"})
+    if (!j.contains(k) || !j[k].is_number_integer()) return bad(std::string("\"") + k + "\" missing or not an integer");
+  if (!j.contains("tables") || !j["tables"].is_array() || j["tables"].empty()) return bad("\"tables\" missing or empty");
+  const int64_t block = j["block_size"], ctx = j["context"], pool = j["pool_blocks"];
+  if (block != kBlockSize) return bad("block_size " + std::to_string(block) + " (this benchmark's is " + std::to_string(kBlockSize) + ")");
+  // The contiguous side of the pair is this benchmark's batch: 8 sequences at 4K.
+  if (ctx != 4096) return bad("context " + std::to_string(ctx) + " (the paired batch is 8 sequences at 4096)");
+  if (j["tables"].size() != 8) return bad(std::to_string(j["tables"].size()) + " tables (the paired batch is 8 sequences at 4096)");
+  const size_t want = size_t((ctx + block - 1) / block);
+  if (pool < int64_t(want) || pool > (int64_t(1) << 24)) return bad("pool_blocks " + std::to_string(pool) + " outside [" + std::to_string(want) + ", 16777216]");
+  std::vector<std::vector<int32_t>> tables;
+  std::vector<char> seen(size_t(pool), 0);
+  for (size_t i = 0; i < j["tables"].size(); ++i) {
+    const auto& t = j["tables"][i];
+    if (!t.is_array() || t.size() != want)
+      return bad("tables[" + std::to_string(i) + "] is not an array of " + std::to_string(want) + " block ids");
+    std::vector<int32_t> ids;
+    for (const auto& b : t) {
+      if (!b.is_number_integer() || b.get<int64_t>() < 0 || b.get<int64_t>() >= pool)
+        return bad("tables[" + std::to_string(i) + "] holds " + b.dump() + ", not a block id below pool_blocks");
+      if (seen[size_t(b.get<int64_t>())]++) return bad("block " + b.dump() + " appears twice in tables");
+      ids.push_back(b.get<int32_t>());
+    }
+    tables.push_back(std::move(ids));
+  }
+  auto c = std::make_shared<kt::AttentionCase>(int(kBlockSize), int(kHeads), int(kKvHeads), int(kHeadDim),
+                                               std::vector<kt::SeqRows>(tables.size(), kt::SeqRows{1, int(ctx - 1)}));
+  c->c.tables = std::move(tables);
+  c->c.pool = pool;
+  return GivenTables{c, j.value("mean_run_blocks", 0.0), j.value("jumps_per_sequence", 0.0), pool, j.value("source", std::string())};
+}
+
 std::string ctx4096_attention_what(int block) {
   return std::string("f32 ") + (block > 0 ? "paged block " + std::to_string(block) + ", shuffled" : "contiguous (one block per sequence)") +
          ", 8 sequences at 4K";
@@ -646,10 +720,26 @@ void bm_paired_cases(benchmark::State& st, const std::string& name, const CaseBe
 // where paging's cost is per block switch (a stall as the walk jumps to the next block), it
 // falls as the blocks grow, and the sweep says which block size would meet the target.
 void register_paired() {
+  const CaseBench contiguous{"cpu", ctx4096_attention_case(0), "cpu " + ctx4096_attention_what(0)};
+  if (const auto& g = given_tables()) {
+    const std::string name = "paired/attention/cpu/f32/H32_KV4_D64_B16_given_tables_vs_contiguous/decode_ctx4096_S8/M8";
+    const CaseBench paged{"cpu", g->c,
+                          "cpu f32 paged block 16, given tables (" + (g->source.empty() ? std::string("--cb_paged_tables") : g->source) +
+                              "; pool " + std::to_string(g->pool_blocks) + " blocks), 8 sequences at 4K"};
+    const double runs = g->mean_run_blocks, jumps = g->jumps_per_sequence;
+    benchmark::RegisterBenchmark(name.c_str(),
+                                 [=](benchmark::State& st) {
+                                   bm_paired_cases(st, name, paged, contiguous, "paged_attention");
+                                   st.counters["mean_run_blocks"] = runs;
+                                   st.counters["jumps_per_sequence"] = jumps;
+                                 })
+        ->UseManualTime()
+        ->MinTime(0.25)
+        ->Unit(benchmark::kMicrosecond);
+  }
   for (int block : {kBlockSize, 64, 128}) {
     const std::string name = "paired/attention/cpu/f32/H32_KV4_D64_B" + std::to_string(block) + "_vs_contiguous/decode_ctx4096_S8/M8";
     const CaseBench paged{"cpu", ctx4096_attention_case(block), "cpu " + ctx4096_attention_what(block)};
-    const CaseBench contiguous{"cpu", ctx4096_attention_case(0), "cpu " + ctx4096_attention_what(0)};
     // 0.25 s of timed calls per repetition whatever --benchmark_min_time says: ~30 alternations of
     // ~4 ms calls (2 threads), ~4 placements.
     benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { bm_paired_cases(st, name, paged, contiguous, "paged_attention"); })
@@ -742,6 +832,22 @@ void normalize_flags(int argc, char** argv, std::vector<std::string>& storage) {
 // shapes). A --benchmark_filter that starts with "op/" or "^op/" turns it on too, with the
 // default backends. Takes the flag out of argv (Google Benchmark rejects flags it does not know).
 // Returns whether the mode is on; a bad list sets `error`.
+// --cb_paged_tables=FILE: reads the tables (read_given_tables) and takes the flag out of argv.
+void take_paged_tables(int& argc, char** argv, std::string& error) {
+  const std::string flag = "--cb_paged_tables=";
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind(flag, 0) == 0) {
+      given_tables() = read_given_tables(a.substr(flag.size()), error);
+      continue;
+    }
+    argv[kept++] = argv[i];
+  }
+  argc = kept;
+  argv[argc] = nullptr;
+}
+
 bool take_op_perf(int& argc, char** argv, std::vector<std::string>& backends, std::string& error) {
   const std::string flag = "--op_perf", filter = "--benchmark_filter=";
   bool on = false;
@@ -791,6 +897,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> op_backends;
   std::string error;
   const bool op_perf = take_op_perf(argc, argv, op_backends, error);
+  if (error.empty()) take_paged_tables(argc, argv, error);
   if (!error.empty()) {
     std::fprintf(stderr, "cb_kernel_bench: %s\n", error.c_str());
     return 1;

@@ -76,6 +76,45 @@ PY
     PASS_REGULAR_EXPRESSION "paired: clean and planted runs differ as planted")
 endif()
 
+# The engine-placement pair (kernels.attention.paged_vs_contiguous.ctx4096.engine_placement):
+# the kernels suite writes the engine allocator's block tables and the benchmark times attention
+# on them against the contiguous cache. Clean, the tables hold long runs of adjacent blocks; with
+# the planted kv-scatter defect (LIFO allocator) they are scattered, and the ratio drops. Bad
+# --cb_paged_tables files are refused with the file and the field named.
+if(TARGET cb_kernel_bench AND TARGET claimbench)
+  add_test(NAME kernels.engine_placement_can_fail
+           COMMAND bash -c [=[
+set -u
+cb="$1"; kb="$2"; out="$3"; rm -rf "$out"; mkdir -p "$out"
+f='^paired/attention/cpu/f32/H32_KV4_D64_B16_given_tables_vs_contiguous/'
+clean=$("$cb" run --suite kernels --bench-filter "$f" --repetitions 3 --out "$out/runs" 2>>"$out/log" | tail -n 1)
+planted=$("$cb" run --suite kernels --bench-filter "$f" --repetitions 3 --out "$out/runs" --plant-defect kv-scatter 2>>"$out/log" | tail -n 1)
+[ -f "$clean/kernels.json" ] && [ -f "$planted/kernels.json" ] || { echo "a run wrote no kernels.json"; cat "$out/log"; exit 1; }
+python3 - "$clean" "$planted" <<'PY' || exit 1
+import json, sys
+def fig(d):
+    ms = {m["key"]: m for m in json.load(open(d + "/kernels.json"))["metrics"]}
+    m = ms.get("kernels.attention.paged_vs_contiguous.ctx4096.engine_placement")
+    assert m, f"{d}: no engine_placement figure: {sorted(ms)}"
+    return m
+c, p = fig(sys.argv[1]), fig(sys.argv[2])
+print(f"clean {c['value']:.3f} (runs of {c['params']['mean_run_blocks']:.1f} blocks), "
+      f"kv-scatter {p['value']:.3f} (runs of {p['params']['mean_run_blocks']:.1f} blocks)")
+assert c["params"]["mean_run_blocks"] >= 32, "the engine's placement no longer keeps runs"
+assert p["params"]["mean_run_blocks"] < 2, "kv-scatter did not scatter the tables"
+assert p["value"] < 0.97 * c["value"], "scattered tables did not slow the paged side"
+PY
+printf '{"block_size": 16, "context": 4096, "pool_blocks": 300, "tables": [[0]]}' > "$out/short.json"
+"$kb" --cb_paged_tables="$out/short.json" --benchmark_list_tests > /dev/null 2> "$out/bad.txt" && { echo "short tables: exit 0"; exit 1; }
+grep -q "short.json: 1 tables" "$out/bad.txt" || { echo "short tables: no message"; cat "$out/bad.txt"; exit 1; }
+"$kb" --cb_paged_tables="$out/none.json" --benchmark_list_tests > /dev/null 2> "$out/bad.txt" && { echo "missing file: exit 0"; exit 1; }
+grep -q "cannot open .*none.json" "$out/bad.txt" || { echo "missing file: no message"; cat "$out/bad.txt"; exit 1; }
+echo "engine placement: clean and kv-scatter runs differ as planted"
+]=] placement $<TARGET_FILE:claimbench> ${_kb} ${_kbt}/placement)
+  set_tests_properties(kernels.engine_placement_can_fail PROPERTIES LABELS kernels TIMEOUT 300
+    PASS_REGULAR_EXPRESSION "engine placement: clean and kv-scatter runs differ as planted")
+endif()
+
 # cb_m16_stream_study skew on a small weight: the backend packs it both ways (64 steps of f32 fill a
 # page: skewed to 67), the engine's matmul runs on each; walk runs it both walks, decode both
 # one-row tiles; bad arguments are named.

@@ -1,5 +1,8 @@
 // BlockManager: block ids, all-or-nothing allocation, copy-on-write, n > 1 sharing, prefix cache
 // hits and LRU eviction, counters, and a seeded randomized run that checks invariants every step.
+// The tests that spell out block ids use the LIFO placement (ids easy to follow by hand); the
+// default run placement has its own tests in test_free_blocks.cpp, and the randomized run covers
+// both.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -8,16 +11,20 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cb/engine/serving/block_manager.h"
 
 using cb::engine::BlockManager;
+using cb::engine::BlockPlacement;
 using cb::engine::BlockStats;
 using cb::engine::SeqId;
 using Ids = std::vector<int32_t>;
 
 namespace {
+
+constexpr BlockPlacement kLifo = BlockPlacement::Lifo;
 
 Ids range(int32_t from, int32_t to) {  // [from, to)
   Ids v(to - from);
@@ -41,7 +48,7 @@ int admit(BlockManager& bm, SeqId s, const Ids& tokens) {
 }  // namespace
 
 TEST(BlockManager, HandsOutLowestIdsFirstAndReusesFreedLifo) {
-  BlockManager bm(8, 4);
+  BlockManager bm(8, 4, false, kLifo);
   EXPECT_EQ(bm.block_size(), 4);
   EXPECT_EQ(bm.blocks_for(0), 0);
   EXPECT_EQ(bm.blocks_for(4), 1);
@@ -78,7 +85,7 @@ TEST(BlockManager, HandsOutLowestIdsFirstAndReusesFreedLifo) {
 }
 
 TEST(BlockManager, AllocateIsAllOrNothing) {
-  BlockManager bm(4, 4);
+  BlockManager bm(4, 4, false, kLifo);
   EXPECT_EQ(bm.allocate(1, range(0, 8)), 0);
   EXPECT_EQ(bm.allocate(2, range(0, 12)), std::nullopt);  // needs 3, 2 left
   EXPECT_FALSE(bm.has(2));
@@ -93,7 +100,7 @@ TEST(BlockManager, AllocateIsAllOrNothing) {
 }
 
 TEST(BlockManager, AllocateIsAllOrNothingWithPrefixHits) {
-  BlockManager bm(3, 4, /*prefix cache*/ true);
+  BlockManager bm(3, 4, /*prefix cache*/ true, kLifo);
   EXPECT_EQ(admit(bm, 1, range(0, 8)), 0);
   bm.free(1);  // blocks 0, 1 cached and evictable; block 2 free
   ASSERT_EQ(bm.stats().cached_blocks, 2);
@@ -119,7 +126,7 @@ TEST(BlockManager, AllocateIsAllOrNothingWithPrefixHits) {
 }
 
 TEST(BlockManager, AppendSlotCrossesBlockBoundaries) {
-  BlockManager bm(3, 4);
+  BlockManager bm(3, 4, false, kLifo);
   Ids toks = range(0, 3);
   EXPECT_EQ(admit(bm, 1, toks), 0);
   EXPECT_EQ(bm.block_table(1), (Ids{0}));
@@ -144,7 +151,7 @@ TEST(BlockManager, AppendSlotCrossesBlockBoundaries) {
 }
 
 TEST(BlockManager, AppendSlotsTakesAWholeChunkOrNothing) {
-  BlockManager bm(4, 4);
+  BlockManager bm(4, 4, false, kLifo);
   Ids toks = range(0, 3);
   admit(bm, 1, toks);
   auto r = bm.append_slots(1, 3, 6);  // positions 3..8: blocks 1 and 2 are new
@@ -164,7 +171,7 @@ TEST(BlockManager, AppendSlotsTakesAWholeChunkOrNothing) {
 }
 
 TEST(BlockManager, AppendSlotsCopiesEverySharedBlockTheChunkWrites) {
-  BlockManager bm(8, 4);
+  BlockManager bm(8, 4, false, kLifo);
   ASSERT_EQ(bm.reserve(1, 12), 0);  // three empty blocks, as a contiguous reservation
   EXPECT_EQ(bm.block_table(1), (Ids{0, 1, 2}));
   EXPECT_EQ(bm.stats().tokens_stored, 0);
@@ -184,7 +191,7 @@ TEST(BlockManager, AppendSlotsCopiesEverySharedBlockTheChunkWrites) {
 }
 
 TEST(BlockManager, ForkSharesBlocksAndChildWriteCopiesOnce) {
-  BlockManager bm(8, 4);
+  BlockManager bm(8, 4, false, kLifo);
   Ids toks = range(0, 6);
   admit(bm, 1, toks);
   bm.fork(1, 2);
@@ -227,7 +234,7 @@ TEST(BlockManager, ForkSharesBlocksAndChildWriteCopiesOnce) {
 }
 
 TEST(BlockManager, ForkParentWriteCopiesAndLeavesChildTable) {
-  BlockManager bm(8, 4);
+  BlockManager bm(8, 4, false, kLifo);
   admit(bm, 1, range(0, 5));
   bm.fork(1, 2);
   auto r = bm.append_slot(1, 5);
@@ -239,7 +246,7 @@ TEST(BlockManager, ForkParentWriteCopiesAndLeavesChildTable) {
   EXPECT_EQ(bm.stats().cow_copies, 1);
 
   // A write at a block boundary after a fork needs a new block, never a copy.
-  BlockManager full(8, 4);
+  BlockManager full(8, 4, false, kLifo);
   admit(full, 1, range(0, 8));
   full.fork(1, 2);
   r = full.append_slot(2, 8);
@@ -250,7 +257,7 @@ TEST(BlockManager, ForkParentWriteCopiesAndLeavesChildTable) {
   EXPECT_EQ(full.stats().cow_copies, 0);
 
   // Copy-on-write with the pool exhausted says no and changes nothing.
-  BlockManager tight(2, 4);
+  BlockManager tight(2, 4, false, kLifo);
   admit(tight, 1, range(0, 5));
   tight.fork(1, 2);
   r = tight.append_slot(2, 5);
@@ -262,7 +269,7 @@ TEST(BlockManager, ForkParentWriteCopiesAndLeavesChildTable) {
 }
 
 TEST(BlockManager, ThreeSamplesShareThePromptBlocks) {
-  BlockManager bm(32, 4);
+  BlockManager bm(32, 4, false, kLifo);
   const Ids prompt = range(0, 10);  // blocks 0, 1 full, block 2 holds 2 tokens
   admit(bm, 100, prompt);
   for (SeqId s : {1, 2, 3}) bm.fork(100, s);
@@ -295,7 +302,7 @@ TEST(BlockManager, ThreeSamplesShareThePromptBlocks) {
 }
 
 TEST(BlockManager, PrefixCacheSharesLeadingFullBlocks) {
-  BlockManager bm(16, 4, true);
+  BlockManager bm(16, 4, true, kLifo);
   EXPECT_EQ(admit(bm, 1, range(0, 10)), 0);  // registers blocks 0 and 1
   EXPECT_EQ(bm.block_table(1), (Ids{0, 1, 2}));
   const Ids b_prompt = cat(range(0, 8), {50, 51, 52});
@@ -313,7 +320,7 @@ TEST(BlockManager, PrefixCacheSharesLeadingFullBlocks) {
   EXPECT_EQ(bm.stats().tokens_stored, 10 + 11);
 
   // Without the prefix cache the same calls share nothing and free blocks go straight back.
-  BlockManager off(16, 4, false);
+  BlockManager off(16, 4, false, kLifo);
   admit(off, 1, range(0, 10));
   EXPECT_EQ(off.allocate(2, b_prompt), 0);
   EXPECT_EQ(off.block_table(2), (Ids{3, 4, 5}));
@@ -325,7 +332,7 @@ TEST(BlockManager, PrefixCacheSharesLeadingFullBlocks) {
 }
 
 TEST(BlockManager, FullyCachedPromptStillComputesItsLastToken) {
-  BlockManager bm(16, 4, true);
+  BlockManager bm(16, 4, true, kLifo);
   admit(bm, 1, range(0, 8));  // two full blocks, both registered
   // Same 8 tokens: only block 0 is shared; block 1 is recomputed so the last token gets logits.
   EXPECT_EQ(bm.allocate(2, range(0, 8)), 4);
@@ -348,7 +355,7 @@ TEST(BlockManager, FullyCachedPromptStillComputesItsLastToken) {
 }
 
 TEST(BlockManager, PrefixHashIsChainedOverEarlierBlocks) {
-  BlockManager bm(16, 4, true);
+  BlockManager bm(16, 4, true, kLifo);
   admit(bm, 1, range(0, 9));
   // Block 1 (tokens 4..7) matches, but block 0 differs: no hit for either.
   const Ids other = cat(cat(Ids{100, 101, 102, 103}, range(4, 8)), {8});
@@ -364,7 +371,7 @@ TEST(BlockManager, PrefixHashIsChainedOverEarlierBlocks) {
 }
 
 TEST(BlockManager, EvictsLeastRecentlyUsedCachedBlocksFirst) {
-  BlockManager bm(6, 4, true);
+  BlockManager bm(6, 4, true, kLifo);
   const Ids a = range(0, 8), b = range(10, 18), c = range(20, 28);
   admit(bm, 1, a);  // blocks 0, 1
   admit(bm, 2, b);  // blocks 2, 3
@@ -406,7 +413,7 @@ TEST(BlockManager, EvictsLeastRecentlyUsedCachedBlocksFirst) {
 }
 
 TEST(BlockManager, HitBlockLeavesLruAndIsNotEvictedWhileReferenced) {
-  BlockManager bm(4, 4, true);
+  BlockManager bm(4, 4, true, kLifo);
   const Ids a = range(0, 8);
   admit(bm, 1, a);
   bm.free(1);
@@ -437,7 +444,7 @@ TEST(BlockManager, HitBlockLeavesLruAndIsNotEvictedWhileReferenced) {
 }
 
 TEST(BlockManager, StatsCounters) {
-  BlockManager bm(8, 4, true);
+  BlockManager bm(8, 4, true, kLifo);
   const Ids p = range(0, 10);
   admit(bm, 1, p);
   EXPECT_EQ(bm.allocate(2, p), 8);
@@ -471,7 +478,7 @@ TEST(BlockManager, StatsCounters) {
 TEST(BlockManager, ErrorsNameTheSequence) {
   EXPECT_THROW((void)BlockManager(0, 4), std::invalid_argument);
   EXPECT_THROW((void)BlockManager(4, 0), std::invalid_argument);
-  BlockManager bm(4, 4);
+  BlockManager bm(4, 4, false, kLifo);
   auto message = [](auto&& f) -> std::string {
     try {
       f();
@@ -497,12 +504,12 @@ TEST(BlockManager, ErrorsNameTheSequence) {
 // Random allocate / append / fork / free over a small pool with a model of what each block holds
 // (as KvCache would): no write ever lands in a shared block, prefix hits and forks always see the
 // right tokens, failed calls change nothing, and the invariants hold after every step.
-class BlockManagerRandom : public ::testing::TestWithParam<bool> {};
+class BlockManagerRandom : public ::testing::TestWithParam<std::tuple<bool, BlockPlacement>> {};
 
 TEST_P(BlockManagerRandom, InvariantsHoldOverRandomOps) {
   constexpr int kBlocks = 24, kBs = 4, kMaxLen = 40;
-  const bool prefix = GetParam();
-  BlockManager bm(kBlocks, kBs, prefix);
+  const auto [prefix, placement] = GetParam();
+  BlockManager bm(kBlocks, kBs, prefix, placement);
   std::mt19937 rng(20240611);
   auto uni = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   std::vector<Ids> bases(3);
@@ -631,5 +638,9 @@ TEST_P(BlockManagerRandom, InvariantsHoldOverRandomOps) {
               (long long)st.evictions, failed_allocs, failed_appends, st.peak_used_blocks);
 }
 
-INSTANTIATE_TEST_SUITE_P(BlockManager, BlockManagerRandom, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "PrefixCacheOn" : "PrefixCacheOff"; });
+INSTANTIATE_TEST_SUITE_P(BlockManager, BlockManagerRandom,
+                         ::testing::Combine(::testing::Bool(), ::testing::Values(BlockPlacement::Runs, BlockPlacement::Lifo)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param) ? "PrefixCacheOn" : "PrefixCacheOff") +
+                                  (std::get<1>(info.param) == BlockPlacement::Runs ? "Runs" : "Lifo");
+                         });

@@ -6,6 +6,7 @@
 #include "cb/engine/model/engine.h"
 #include "cb/engine/bench/engine_bench.h"
 #include "cb/engine/model/planted_defects.h"
+#include "cb/engine/serving/placement_trace.h"
 #include "cb/harness/core/engine_access.h"
 #include "cb/harness/engine/inprocess_sut.h"
 #include "cb/harness/engine/suites.h"
@@ -62,6 +63,34 @@ EngineBenchFigures engine_bench(const EngineBenchRequest& q, const std::function
   return f;
 }
 
+json kv_placement_tables(int sequences, int context, int block_size, uint32_t seed) {
+  engine::PlacementTraceOptions o;
+  o.long_sequences = sequences;
+  o.long_context = context;
+  o.block_size = block_size;
+  o.seed = seed;
+  const engine::PlacementTrace t = engine::run_placement_trace(o);
+  return {{"block_size", block_size},
+          {"context", context},
+          {"pool_blocks", t.pool_blocks},
+          {"tables", t.tables},
+          {"mean_run_blocks", t.mean_run_blocks},
+          {"jumps_per_sequence", t.jumps_per_sequence},
+          {"source", "engine allocator (" + engine::block_placement_name(o.placement) + ") after a seeded churn trace"},
+          {"trace",
+           {{"placement", engine::block_placement_name(o.placement)},
+            {"seed", seed},
+            {"long_sequences", sequences},
+            {"long_prompt", o.long_prompt},
+            {"long_context", context},
+            {"short_concurrency", o.short_concurrency},
+            {"short_prompt", {o.short_prompt_min, o.short_prompt_max}},
+            {"short_output", {o.short_output_min, o.short_output_max}},
+            {"warm_steps", o.warm_steps},
+            {"steps", t.steps},
+            {"short_requests", t.short_requests}}}};
+}
+
 }  // namespace
 
 void install_engine_adapter() {
@@ -72,6 +101,7 @@ void install_engine_adapter() {
   a.backend_unavailable = [](const std::string& name) { return kernels::backend_unavailable_reason(name); };
   a.bench = engine_bench;
   a.parse_defects = [](const std::string& csv) { return engine::parse_defect_list(csv); };
+  a.kv_placement_tables = kv_placement_tables;
   a.suites = {{"engine", run_engine_suite}, {"accuracy", run_accuracy_suite}, {"scaling", run_scaling_suite}};
   install_engine_access(std::move(a));
 }

@@ -14,6 +14,7 @@ const char* defect_name(Defect d) {
     case Defect::AnswerCache: return "answer-cache";
     case Defect::SlowSampling: return "slow-sampling";
     case Defect::MatmulTwice: return "matmul-twice";
+    case Defect::KvScatter: return "kv-scatter";
   }
   return "?";
 }
@@ -22,7 +23,7 @@ const std::vector<std::string>& known_defect_names() {
   static const std::vector<std::string> names = {defect_name(Defect::BatchIgnoresQueue), defect_name(Defect::KvReserveMax),
                                                  defect_name(Defect::BusyLoop), defect_name(Defect::DensePruned),
                                                  defect_name(Defect::AnswerCache), defect_name(Defect::SlowSampling),
-                                                 defect_name(Defect::MatmulTwice)};
+                                                 defect_name(Defect::MatmulTwice), defect_name(Defect::KvScatter)};
   return names;
 }
 

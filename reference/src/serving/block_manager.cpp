@@ -4,6 +4,8 @@
 // evictable cached blocks (ref 0, registered hash), or referenced (ref > 0, hash or not).
 #include "cb/engine/serving/block_manager.h"
 
+#include "cb/engine/model/planted_defects.h"
+
 #include <algorithm>
 #include <stdexcept>
 #include <string>
@@ -31,22 +33,30 @@ uint64_t hash_block(uint64_t prev, std::span<const int32_t> block_tokens) {
 
 }  // namespace
 
-BlockManager::BlockManager(int num_blocks, int block_size, bool enable_prefix_cache)
-    : num_blocks_(num_blocks), block_size_(block_size), prefix_cache_(enable_prefix_cache) {
+namespace {
+int checked_blocks(int num_blocks, int block_size) {
   if (num_blocks <= 0 || block_size <= 0)
     throw std::invalid_argument("BlockManager: num_blocks and block_size must be positive (got " +
                                 std::to_string(num_blocks) + ", " + std::to_string(block_size) + ")");
+  return num_blocks;
+}
+}  // namespace
+
+BlockManager::BlockManager(int num_blocks, int block_size, bool enable_prefix_cache, BlockPlacement placement)
+    : num_blocks_(num_blocks),
+      block_size_(block_size),
+      prefix_cache_(enable_prefix_cache),
+      // Planted defect kv-scatter: every allocator places LIFO.
+      free_(checked_blocks(num_blocks, block_size), planted(Defect::KvScatter) ? BlockPlacement::Lifo : placement) {
   ref_.assign(num_blocks, 0);
   block_hash_.assign(num_blocks, 0);
   lru_prev_.assign(num_blocks, -1);
   lru_next_.assign(num_blocks, -1);
   lru_in_.assign(num_blocks, 0);
-  free_.reserve(num_blocks);
-  for (int b = num_blocks - 1; b >= 0; --b) free_.push_back(b);  // hands out 0, 1, 2, ... first
   stats_.num_blocks = num_blocks;
 }
 
-int BlockManager::available_blocks() const { return static_cast<int>(free_.size()) + lru_size_; }
+int BlockManager::available_blocks() const { return free_.size() + lru_size_; }
 
 BlockManager::Seq& BlockManager::seq_at(SeqId seq) {
   auto it = seqs_.find(seq);
@@ -91,11 +101,10 @@ void BlockManager::acquire(int b) {
   }
 }
 
-int BlockManager::take_block() {
+int BlockManager::take_block(int after, int run) {
   int b = -1;
   if (!free_.empty()) {
-    b = free_.back();
-    free_.pop_back();
+    b = free_.take(after, run);
   } else if (lru_head_ >= 0) {
     b = lru_head_;
     lru_remove(b);
@@ -117,7 +126,7 @@ void BlockManager::release_block(int b) {
   } else {
     if (block_hash_[b] != 0) hash_to_block_.erase(block_hash_[b]);
     block_hash_[b] = 0;
-    free_.push_back(b);
+    free_.put(b);
   }
 }
 
@@ -157,7 +166,8 @@ std::optional<int> BlockManager::allocate(SeqId seq, std::span<const int32_t> to
     acquire(b);
     s.blocks.push_back(b);
   }
-  for (int i = 0; i < fresh; ++i) s.blocks.push_back(take_block());  // cannot fail (checked above)
+  for (int i = 0; i < fresh; ++i)  // cannot fail (checked above)
+    s.blocks.push_back(take_block(s.blocks.empty() ? -1 : s.blocks.back(), fresh - i));
   s.tokens = static_cast<int64_t>(hits.size()) * block_size_;
   s.hashed_blocks = static_cast<int>(hits.size());
   s.chain = chain;
@@ -175,7 +185,8 @@ std::optional<int> BlockManager::reserve(SeqId seq, int tokens) {
   if (needed > available_blocks()) return std::nullopt;
   Seq s;
   s.blocks.reserve(needed);
-  for (int i = 0; i < needed; ++i) s.blocks.push_back(take_block());  // cannot fail (checked above)
+  for (int i = 0; i < needed; ++i)  // cannot fail (checked above)
+    s.blocks.push_back(take_block(s.blocks.empty() ? -1 : s.blocks.back(), needed - i));
   seqs_.emplace(seq, std::move(s));
   return 0;
 }
@@ -188,14 +199,15 @@ BlockManager::AppendResult BlockManager::append_slot(SeqId seq, int pos) {
                                 " outside [0, " + std::to_string(capacity) + "] for sequence " +
                                 std::to_string(seq));
   if (pos == capacity) {  // starts a new block
-    const int b = take_block();
+    const int b = take_block(s.blocks.empty() ? -1 : s.blocks.back());
     if (b < 0) return {};
     s.blocks.push_back(b);
     return {true, std::nullopt};
   }
-  int32_t& slot = s.blocks[pos / block_size_];
+  const int index = pos / block_size_;
+  int32_t& slot = s.blocks[size_t(index)];
   if (ref_[slot] == 1) return {true, std::nullopt};
-  const int b = take_block();  // shared: copy-on-write
+  const int b = take_block(index > 0 ? s.blocks[size_t(index - 1)] : -1);  // shared: copy-on-write
   if (b < 0) return {};
   const BlockCopy copy{slot, b};
   release_block(slot);  // ref > 1, so it stays referenced
@@ -219,13 +231,13 @@ BlockManager::ChunkAppendResult BlockManager::append_slots(SeqId seq, int pos, i
   ChunkAppendResult out;
   out.ok = true;
   for (int i = first; i <= last; ++i) {
-    if (i >= static_cast<int>(s.blocks.size())) {
-      s.blocks.push_back(take_block());  // cannot fail (checked above)
+    if (i >= static_cast<int>(s.blocks.size())) {  // cannot fail (checked above)
+      s.blocks.push_back(take_block(s.blocks.empty() ? -1 : s.blocks.back(), last - i + 1));
       continue;
     }
     int32_t& slot = s.blocks[size_t(i)];
     if (ref_[slot] == 1) continue;
-    const int b = take_block();  // shared: copy-on-write
+    const int b = take_block(i > 0 ? s.blocks[size_t(i - 1)] : -1);  // shared: copy-on-write
     out.copies.push_back({slot, b});
     release_block(slot);  // ref > 1, so it stays referenced
     slot = b;
@@ -274,7 +286,7 @@ void BlockManager::free(SeqId seq) {
   auto it = seqs_.find(seq);
   if (it == seqs_.end()) throw std::out_of_range("BlockManager: unknown sequence " + std::to_string(seq));
   // Release the tail first: a prefix's later blocks are useless without its earlier ones, so they
-  // should be evicted (LRU) first; on the free list this makes block 0 of the table reused first.
+  // should be evicted (LRU) first; on a LIFO free list this makes block 0 of the table reused first.
   const auto& blocks = it->second.blocks;
   for (auto b = blocks.rbegin(); b != blocks.rend(); ++b) release_block(*b);
   seqs_.erase(it);
@@ -282,7 +294,7 @@ void BlockManager::free(SeqId seq) {
 
 BlockStats BlockManager::stats() const {
   BlockStats st = stats_;
-  st.free_blocks = static_cast<int>(free_.size());
+  st.free_blocks = free_.size();
   st.cached_blocks = lru_size_;
   st.used_blocks = used_;
   st.tokens_stored = 0;
@@ -301,8 +313,9 @@ void BlockManager::check_consistency() const {
       ++refs[b];
     }
   }
+  free_.check();
   std::vector<int> where(num_blocks_, 0);  // bit 1 free, 2 lru, 4 referenced
-  for (int b : free_) {
+  for (int b : free_.list()) {
     if (where[b] & 1) fail("block " + num(b) + " twice on the free list");
     where[b] |= 1;
     if (block_hash_[b] != 0) fail("free block " + num(b) + " has a hash");

@@ -51,7 +51,8 @@ Scheduler::Scheduler(SchedulerOptions opt, ModelLimits limits, std::unique_ptr<B
   if (!policy_) throw std::invalid_argument("Scheduler: no batch policy");
   if (!clock_) clock_ = steady_seconds;
   // The contiguous baseline never shares a prefix: it reserves per sequence.
-  blocks_ = std::make_unique<BlockManager>(opt_.num_blocks, opt_.block_size, opt_.prefix_cache && opt_.kv_mode == KvMode::Paged);
+  blocks_ = std::make_unique<BlockManager>(opt_.num_blocks, opt_.block_size, opt_.prefix_cache && opt_.kv_mode == KvMode::Paged,
+                                           opt_.kv_placement);
   if (opt_.contiguous_reserve <= 0) opt_.contiguous_reserve = lim_.max_context;
 }
 

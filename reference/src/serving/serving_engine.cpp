@@ -21,6 +21,7 @@ ServingEngine::ServingEngine(LoadedModel& model, EngineOptions opt) : model_(mod
   so.block_size = opt_.block_size;
   so.prefix_cache = opt_.prefix_cache;
   so.kv_mode = opt_.kv_mode;
+  so.kv_placement = opt_.kv_placement;
   so.contiguous_reserve = opt_.contiguous_reserve;
   so.token_budget = opt_.token_budget;
   // Copies go through the model: a tensor-parallel leader forwards them to its followers with the

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "cb/harness/core/suite.h"
 
 namespace cb::harness {
@@ -70,6 +72,11 @@ struct EngineAccess {
   // std::invalid_argument naming the known backends for a name the engine does not have.
   std::function<std::string(const std::string& backend)> backend_unavailable;
   std::function<EngineBenchFigures(const EngineBenchRequest&, const std::function<void(const std::string&)>& progress)> bench;
+  // The block tables the engine's KV allocator gives `sequences` sequences decoding to `context`
+  // beside churning short requests (cb/engine/serving/placement_trace.h, seeded), as the kernel
+  // bench's --cb_paged_tables file: {"block_size", "context", "pool_blocks", "tables",
+  // "mean_run_blocks", "jumps_per_sequence", "source", "trace"}.
+  std::function<nlohmann::json(int sequences, int context, int block_size, uint32_t seed)> kv_placement_tables;
   // Planted-defect names from a comma-separated list, validated against the engine's (throws
   // std::invalid_argument naming the unknown one).
   std::function<std::vector<std::string>(const std::string& csv)> parse_defects;

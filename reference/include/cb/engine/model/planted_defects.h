@@ -21,6 +21,10 @@
 //                        result), counted once: the weights stream twice per token, as with a
 //                        projection computed both fused and unfused; `refengine bench`'s decode
 //                        bandwidth fraction must drop
+//   kv-scatter           the KV block allocator hands out blocks LIFO (a plain free list) instead
+//                        of in runs of adjacent ids: after churn every sequence is scattered over
+//                        the pool, and the kernels suite's paged-vs-contiguous figure on the
+//                        engine's placement must drop to the shuffled one
 #pragma once
 
 #include <filesystem>
@@ -32,7 +36,7 @@
 
 namespace cb::engine {
 
-enum class Defect { BatchIgnoresQueue, KvReserveMax, BusyLoop, DensePruned, AnswerCache, SlowSampling, MatmulTwice };
+enum class Defect { BatchIgnoresQueue, KvReserveMax, BusyLoop, DensePruned, AnswerCache, SlowSampling, MatmulTwice, KvScatter };
 
 const char* defect_name(Defect d);
 const std::vector<std::string>& known_defect_names();

@@ -4,7 +4,8 @@
 // all tokens up to the end of a full block, whose unreferenced blocks are evicted LRU.
 //
 // It only allocates or says no; whom to run, queue or preempt is the scheduler's decision.
-// The storage itself lives in KvCache; this class hands out block ids of that pool.
+// The storage itself lives in KvCache; this class hands out block ids of that pool, placed by
+// FreeBlocks (default: each sequence's blocks in runs of adjacent ids, see free_blocks.h).
 #pragma once
 
 #include <cstdint>
@@ -13,6 +14,8 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include "cb/engine/serving/free_blocks.h"
 
 namespace cb::engine {
 
@@ -39,9 +42,11 @@ struct BlockCopy {
 
 class BlockManager {
  public:
-  BlockManager(int num_blocks, int block_size, bool enable_prefix_cache = false);
+  BlockManager(int num_blocks, int block_size, bool enable_prefix_cache = false,
+               BlockPlacement placement = BlockPlacement::Runs);
 
   int block_size() const { return block_size_; }
+  BlockPlacement placement() const { return free_.placement(); }
   int blocks_for(int tokens) const { return (tokens + block_size_ - 1) / block_size_; }
   // Blocks allocatable right now (free + evictable cached ones).
   int available_blocks() const;
@@ -107,7 +112,9 @@ class BlockManager {
   };
   Seq& seq_at(SeqId seq);
   const Seq& seq_at(SeqId seq) const;
-  int take_block();  // free list first, then evict LRU cached; -1 when none. Returns it with ref 1.
+  // Free blocks first (placed after `after`, the table's previous entry, -1 none, with `run`
+  // blocks to come in a row), then evict LRU cached; -1 when none. Returns it with ref 1.
+  int take_block(int after, int run = 1);
   void release_block(int block);  // ref - 1; at 0 to the LRU cached list or the free list
   void acquire(int block);        // ref + 1 (taking it out of the LRU list when it was there)
   void lru_push_back(int block);
@@ -116,7 +123,7 @@ class BlockManager {
   int num_blocks_, block_size_;
   bool prefix_cache_;
   std::vector<int> ref_;
-  std::vector<int> free_;                      // LIFO: back is handed out next
+  FreeBlocks free_;
   std::vector<uint64_t> block_hash_;           // 0 = not registered
   std::unordered_map<uint64_t, int> hash_to_block_;
   // Unreferenced cached blocks as an intrusive doubly linked list, least recently used at the head

@@ -77,6 +77,7 @@ struct SchedulerOptions {
   int block_size = 16;
   bool prefix_cache = false;
   KvMode kv_mode = KvMode::Paged;
+  BlockPlacement kv_placement = BlockPlacement::Runs;  // which free block a sequence gets (free_blocks.h)
   int contiguous_reserve = 0;  // tokens per sequence in Contiguous mode (0 = the model's context)
   int token_budget = 512;      // tokens per step (decodes + prefill chunks)
 };

@@ -31,6 +31,7 @@ struct EngineOptions {
   int block_size = 16;
   bool prefix_cache = false;
   KvMode kv_mode = KvMode::Paged;
+  BlockPlacement kv_placement = BlockPlacement::Runs;
   int contiguous_reserve = 0;    // tokens reserved per sequence in Contiguous mode (0 = model context)
   int token_budget = 512;        // tokens per step (decodes + prefill chunks)
   std::string policy = "queue-table";

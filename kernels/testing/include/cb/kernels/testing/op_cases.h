@@ -573,6 +573,9 @@ struct PagedBatch {
   // Each sequence's blocks in order, back to back: with one block per sequence this is the
   // contiguous cache a non-paged engine keeps (the baseline paged attention is compared with).
   bool in_order = false;
+  // Given block tables (an allocator's placement, one per sequence, ids below pool_blocks()):
+  // used as they are instead of in_order / shuffled ones.
+  std::vector<std::vector<int32_t>> tables = {};
   int64_t row() const { return int64_t(n_kv_heads) * head_dim; }
   int64_t blocks_of(const SeqRows& s) const { return (s.pos0 + s.rows + block_size - 1) / block_size; }
   int64_t used_blocks() const {
@@ -593,10 +596,11 @@ struct PagedBatch {
     return n;
   }
   std::vector<std::vector<int32_t>> make_tables(Rng& r) const {
+    if (!tables.empty()) return tables;
     std::vector<int32_t> all(static_cast<size_t>(pool_blocks()));
     std::iota(all.begin(), all.end(), 0);
     if (!in_order) std::shuffle(all.begin(), all.end(), r.gen);
-    std::vector<std::vector<int32_t>> tables;
+    std::vector<std::vector<int32_t>> tables = {};
     size_t next = 0;
     for (const auto& s : seqs) {
       tables.emplace_back(all.begin() + int64_t(next), all.begin() + int64_t(next + size_t(blocks_of(s))));
