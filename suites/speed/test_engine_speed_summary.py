@@ -112,6 +112,21 @@ class Verdicts(unittest.TestCase):
         self.assertAlmostEqual(b16["value"], 0.9)
         self.assertEqual(b16["verdict"], "FAIL")
 
+    def test_paged_target_is_on_the_engine_placement_and_the_worst_case_is_recorded(self):
+        m = lambda key, samples, **params: {"key": key, "value": sorted(samples)[len(samples) // 2], "samples": samples,
+                                            "params": params}
+        kernels = {"metrics": [m("kernels.attention.paged_vs_contiguous.ctx4096.engine_placement", [0.97, 0.98, 0.99, 0.98, 0.975],
+                                 mean_run_blocks=128.0),
+                               m("kernels.attention.paged_vs_contiguous.ctx4096", [0.81, 0.82, 0.83, 0.82, 0.82])]}
+        rows, md = run({"kernels.json": kernels})
+        placed = find(rows, "paged / contiguous attention throughput, 8 sequences at 4K context, the engine's block placement")
+        self.assertEqual(placed["verdict"], "PASS")
+        self.assertIn("runs of 128 blocks", md)
+        self.assertEqual(find(rows, "paged (shuffled blocks: worst case)")["verdict"], "RECORDED")
+        kernels["metrics"][0]["samples"] = [0.80, 0.81, 0.82]  # scattered (kv-scatter): below 0.95 whole
+        rows, _ = run({"kernels.json": kernels})
+        self.assertEqual(find(rows, "paged / contiguous attention throughput")["verdict"], "FAIL")
+
     def test_missing_files_are_missing(self):
         rows, _ = run({})
         self.assertEqual(find(rows, "F32 batch-1 decode")["verdict"], "MISSING")
