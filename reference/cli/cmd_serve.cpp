@@ -56,6 +56,7 @@ void add_serve_command(CLI::App& app) {
     bool prefix_cache = false, step_graphs = false;
     int tp = 1;
     std::string tp_comm = "auto";
+    std::string kv_placement = "runs";
   };
   auto o = std::make_shared<Opts>();
   auto* c = app.add_subcommand("serve", "OpenAI-compatible HTTP server (/v1/completions, /v1/models, /health, /metrics)");
@@ -68,6 +69,10 @@ void add_serve_command(CLI::App& app) {
   c->add_option("--policy", o->policy, "batch-size policy: static | queue-table | slo");
   c->add_option("--token-budget", o->token_budget, "tokens per engine step (decodes + prefill chunks)")->check(CLI::PositiveNumber);
   c->add_flag("--prefix-cache", o->prefix_cache, "reuse KV blocks of shared prompt prefixes");
+  c->add_option("--kv-placement", o->kv_placement,
+                "which free KV block a sequence gets: runs (adjacent to its last, so attention reads one stream) | lifo (the "
+                "most recently freed)")
+      ->check(CLI::IsMember({"runs", "lifo"}));
   c->add_flag("--step-graphs", o->step_graphs,
               "replay decode steps from recordings (CUDA graphs on --backend cuda; elsewhere steps run as usual)");
   c->add_option("--max-queue", o->max_queue, "requests allowed to wait; past it 429 + Retry-After")->check(CLI::PositiveNumber);
@@ -106,6 +111,7 @@ void add_serve_command(CLI::App& app) {
         so.engine.policy = o->policy;
         so.engine.token_budget = o->token_budget;
         so.engine.prefix_cache = o->prefix_cache;
+        so.engine.kv_placement = engine::parse_block_placement(o->kv_placement);
         so.max_queue = o->max_queue;
         so.max_body_bytes = o->max_body_bytes;
         so.http_threads = o->http_threads;

@@ -10,3 +10,10 @@ if(TARGET refengine AND CB_CURL)
 elseif(TARGET refengine)
   message(STATUS "claimbench: curl not found, cli.serve_smoke_curl_sigterm_drain not registered")
 endif()
+
+# A placement the engine does not have is refused before anything starts, naming the option.
+if(TARGET refengine)
+  add_test(NAME cli.serve_unknown_kv_placement COMMAND $<TARGET_FILE:refengine> serve --kv-placement bogus)
+  set_tests_properties(cli.serve_unknown_kv_placement PROPERTIES LABELS cli TIMEOUT 30
+                       PASS_REGULAR_EXPRESSION "--kv-placement: bogus not in")
+endif()

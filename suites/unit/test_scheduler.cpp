@@ -102,6 +102,31 @@ TEST(Scheduler, AdmitsFcfsUpToTheBatchCapThenDecodes) {
   EXPECT_FALSE(h.s->schedule().keep_going);
 }
 
+// The placement option reaches the block manager: with runs two decoding requests keep their
+// own adjacent blocks, with lifo they take turns.
+TEST(Scheduler, KvPlacementOptionReachesTheBlockManager) {
+  for (BlockPlacement placement : {BlockPlacement::Runs, BlockPlacement::Lifo}) {
+    SchedulerOptions o = opts(64, 4);
+    o.kv_placement = placement;
+    Harness h(o, cap(2));
+    EXPECT_EQ(h.s->blocks().placement(), placement);
+    const RequestId a = h.add(4, 12), b = h.add(4, 12);
+    StepPlan p = h.s->schedule();
+    std::vector<int32_t> table_a;
+    for (int step = 0; step < 10; ++step) {
+      for (const auto& c : p.chunks)
+        if (c.request == a) table_a.assign(c.block_table.begin(), c.block_table.end());
+      h.output(p, 7);
+      p = h.s->schedule();
+    }
+    ASSERT_GE(table_a.size(), 3u);
+    bool adjacent = true;
+    for (size_t i = 1; i < table_a.size(); ++i) adjacent = adjacent && table_a[i] == table_a[i - 1] + 1;
+    EXPECT_EQ(adjacent, placement == BlockPlacement::Runs) << block_placement_name(placement);
+    (void)b;
+  }
+}
+
 TEST(Scheduler, DecodesComeFirstAndPrefillIsChunkedUnderTheBudget) {
   Harness h(opts(64, 4, 6), cap(8));
   const RequestId a = h.add(3, 4);
