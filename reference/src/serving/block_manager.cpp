@@ -4,11 +4,11 @@
 // evictable cached blocks (ref 0, registered hash), or referenced (ref > 0, hash or not).
 #include "cb/engine/serving/block_manager.h"
 
-#include "cb/engine/model/planted_defects.h"
-
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+
+#include "cb/engine/model/planted_defects.h"
 
 namespace cb::engine {
 
@@ -31,15 +31,13 @@ uint64_t hash_block(uint64_t prev, std::span<const int32_t> block_tokens) {
 
 [[noreturn]] void fail(const std::string& what) { throw std::logic_error("BlockManager: " + what); }
 
-}  // namespace
-
-namespace {
 int checked_blocks(int num_blocks, int block_size) {
   if (num_blocks <= 0 || block_size <= 0)
     throw std::invalid_argument("BlockManager: num_blocks and block_size must be positive (got " +
                                 std::to_string(num_blocks) + ", " + std::to_string(block_size) + ")");
   return num_blocks;
 }
+
 }  // namespace
 
 BlockManager::BlockManager(int num_blocks, int block_size, bool enable_prefix_cache, BlockPlacement placement)
