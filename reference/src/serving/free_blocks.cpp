@@ -8,7 +8,7 @@ namespace cb::engine {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& what) { throw std::logic_error("FreeBlocks: " + what); }
+[[noreturn]] void free_blocks_fail(const std::string& what) { throw std::logic_error("FreeBlocks: " + what); }
 
 }  // namespace
 
@@ -64,7 +64,7 @@ void FreeBlocks::take_exact(int block) {
 }
 
 int FreeBlocks::take(int after, int run) {
-  if (count_ == 0) fail("take from an empty set");
+  if (count_ == 0) free_blocks_fail("take from an empty set");
   --count_;
   if (placement_ == BlockPlacement::Lifo) {
     const int b = stack_.back();
@@ -86,7 +86,7 @@ int FreeBlocks::take(int after, int run) {
 }
 
 void FreeBlocks::put(int block) {
-  if (block < 0 || block >= num_blocks_) fail("put of block " + std::to_string(block) + " outside the pool");
+  if (block < 0 || block >= num_blocks_) free_blocks_fail("put of block " + std::to_string(block) + " outside the pool");
   ++count_;
   if (placement_ == BlockPlacement::Lifo) {
     stack_.push_back(block);
@@ -96,7 +96,7 @@ void FreeBlocks::put(int block) {
   auto next = extents_.upper_bound(block);
   if (next != extents_.begin()) {
     auto prev = std::prev(next);
-    if (prev->first + prev->second > block) fail("put of free block " + std::to_string(block));
+    if (prev->first + prev->second > block) free_blocks_fail("put of free block " + std::to_string(block));
     if (prev->first + prev->second == block) {  // merge with the extent ending just before
       start = prev->first;
       length += prev->second;
@@ -130,23 +130,23 @@ void FreeBlocks::check() const {
   if (placement_ == BlockPlacement::Lifo) {
     std::vector<char> seen(size_t(num_blocks_), 0);
     for (int b : stack_) {
-      if (b < 0 || b >= num_blocks_) fail("free block " + num(b) + " outside the pool");
-      if (seen[size_t(b)]++) fail("block " + num(b) + " twice on the free list");
+      if (b < 0 || b >= num_blocks_) free_blocks_fail("free block " + num(b) + " outside the pool");
+      if (seen[size_t(b)]++) free_blocks_fail("block " + num(b) + " twice on the free list");
     }
-    if (int(stack_.size()) != count_) fail("count " + num(count_) + " but " + num(int(stack_.size())) + " listed");
+    if (int(stack_.size()) != count_) free_blocks_fail("count " + num(count_) + " but " + num(int(stack_.size())) + " listed");
     return;
   }
   int total = 0, end = -1;
   for (const auto& [start, length] : extents_) {
     if (length <= 0 || start < 0 || start + length > num_blocks_)
-      fail("extent [" + num(start) + ", +" + num(length) + ") outside the pool");
-    if (start <= end) fail("extent at " + num(start) + " touches or overlaps the one before");
-    if (!by_length_.count({-length, start})) fail("extent at " + num(start) + " missing from the length index");
+      free_blocks_fail("extent [" + num(start) + ", +" + num(length) + ") outside the pool");
+    if (start <= end) free_blocks_fail("extent at " + num(start) + " touches or overlaps the one before");
+    if (!by_length_.count({-length, start})) free_blocks_fail("extent at " + num(start) + " missing from the length index");
     end = start + length;
     total += length;
   }
-  if (by_length_.size() != extents_.size()) fail("length index holds " + num(int(by_length_.size())) + " entries for " + num(int(extents_.size())) + " extents");
-  if (total != count_) fail("count " + num(count_) + " but extents hold " + num(total));
+  if (by_length_.size() != extents_.size()) free_blocks_fail("length index holds " + num(int(by_length_.size())) + " entries for " + num(int(extents_.size())) + " extents");
+  if (total != count_) free_blocks_fail("count " + num(count_) + " but extents hold " + num(total));
 }
 
 }  // namespace cb::engine

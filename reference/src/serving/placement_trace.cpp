@@ -13,7 +13,7 @@ namespace cb::engine {
 
 namespace {
 
-void require(bool ok, const std::string& what) {
+void trace_require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument("placement trace: " + what);
 }
 
@@ -25,19 +25,19 @@ struct TraceSeq {
 }  // namespace
 
 PlacementTrace run_placement_trace(const PlacementTraceOptions& o) {
-  require(o.block_size >= 1, "block_size must be >= 1");
-  require(o.long_sequences >= 1, "long_sequences must be >= 1");
-  require(o.long_prompt >= 1 && o.long_prompt <= o.long_context, "long_prompt must be in [1, long_context]");
-  require(o.short_concurrency >= 0, "short_concurrency must be >= 0");
-  require(o.short_prompt_min >= 1 && o.short_prompt_min <= o.short_prompt_max, "short prompt range is empty");
-  require(o.short_output_min >= 1 && o.short_output_min <= o.short_output_max, "short output range is empty");
-  require(o.warm_steps >= 0, "warm_steps must be >= 0");
+  trace_require(o.block_size >= 1, "block_size must be >= 1");
+  trace_require(o.long_sequences >= 1, "long_sequences must be >= 1");
+  trace_require(o.long_prompt >= 1 && o.long_prompt <= o.long_context, "long_prompt must be in [1, long_context]");
+  trace_require(o.short_concurrency >= 0, "short_concurrency must be >= 0");
+  trace_require(o.short_prompt_min >= 1 && o.short_prompt_min <= o.short_prompt_max, "short prompt range is empty");
+  trace_require(o.short_output_min >= 1 && o.short_output_min <= o.short_output_max, "short output range is empty");
+  trace_require(o.warm_steps >= 0, "warm_steps must be >= 0");
 
   const auto blocks = [&](int64_t tokens) { return int((tokens + o.block_size - 1) / o.block_size); };
   const int short_blocks_max = blocks(int64_t(o.short_prompt_max) + o.short_output_max);
   // Sized for the load admitted beside the long sequences, short requests at their longest.
   const int64_t pool = int64_t(o.long_sequences) * blocks(o.long_context) + int64_t(o.short_concurrency) * short_blocks_max;
-  require(pool <= (int64_t(1) << 30), "the pool those options need is too large");
+  trace_require(pool <= (int64_t(1) << 30), "the pool those options need is too large");
   BlockManager bm(int(pool), o.block_size, false, o.placement);
 
   std::mt19937 rng(o.seed);
