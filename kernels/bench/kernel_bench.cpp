@@ -721,32 +721,27 @@ void bm_paired_cases(benchmark::State& st, const std::string& name, const CaseBe
 // falls as the blocks grow, and the sweep says which block size would meet the target.
 void register_paired() {
   const CaseBench contiguous{"cpu", ctx4096_attention_case(0), "cpu " + ctx4096_attention_what(0)};
-  if (const auto& g = given_tables()) {
-    const std::string name = "paired/attention/cpu/f32/H32_KV4_D64_B16_given_tables_vs_contiguous/decode_ctx4096_S8/M8";
-    const CaseBench paged{"cpu", g->c,
-                          "cpu f32 paged block 16, given tables (" + (g->source.empty() ? std::string("--cb_paged_tables") : g->source) +
-                              "; pool " + std::to_string(g->pool_blocks) + " blocks), 8 sequences at 4K"};
-    const double runs = g->mean_run_blocks, jumps = g->jumps_per_sequence;
+  // 0.25 s of timed calls per repetition whatever --benchmark_min_time says: ~30 alternations of
+  // ~4 ms calls (2 threads), ~4 placements. `counters` are added to each repetition's.
+  auto pair = [&](const std::string& name, const CaseBench& paged, const std::map<std::string, double>& counters) {
     benchmark::RegisterBenchmark(name.c_str(),
                                  [=](benchmark::State& st) {
                                    bm_paired_cases(st, name, paged, contiguous, "paged_attention");
-                                   st.counters["mean_run_blocks"] = runs;
-                                   st.counters["jumps_per_sequence"] = jumps;
+                                   for (const auto& [k, v] : counters) st.counters[k] = v;
                                  })
         ->UseManualTime()
         ->MinTime(0.25)
         ->Unit(benchmark::kMicrosecond);
-  }
-  for (int block : {kBlockSize, 64, 128}) {
-    const std::string name = "paired/attention/cpu/f32/H32_KV4_D64_B" + std::to_string(block) + "_vs_contiguous/decode_ctx4096_S8/M8";
-    const CaseBench paged{"cpu", ctx4096_attention_case(block), "cpu " + ctx4096_attention_what(block)};
-    // 0.25 s of timed calls per repetition whatever --benchmark_min_time says: ~30 alternations of
-    // ~4 ms calls (2 threads), ~4 placements.
-    benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { bm_paired_cases(st, name, paged, contiguous, "paged_attention"); })
-        ->UseManualTime()
-        ->MinTime(0.25)
-        ->Unit(benchmark::kMicrosecond);
-  }
+  };
+  if (const auto& g = given_tables())
+    pair("paired/attention/cpu/f32/H32_KV4_D64_B16_given_tables_vs_contiguous/decode_ctx4096_S8/M8",
+         {"cpu", g->c,
+          "cpu f32 paged block 16, given tables (" + (g->source.empty() ? std::string("--cb_paged_tables") : g->source) + "; pool " +
+              std::to_string(g->pool_blocks) + " blocks), 8 sequences at 4K"},
+         {{"mean_run_blocks", g->mean_run_blocks}, {"jumps_per_sequence", g->jumps_per_sequence}});
+  for (int block : {kBlockSize, 64, 128})
+    pair("paired/attention/cpu/f32/H32_KV4_D64_B" + std::to_string(block) + "_vs_contiguous/decode_ctx4096_S8/M8",
+         {"cpu", ctx4096_attention_case(block), "cpu " + ctx4096_attention_what(block)}, {});
 }
 
 // ---- perf mode: every model-shaped case on every backend -----------------------------------------
@@ -827,11 +822,6 @@ void normalize_flags(int argc, char** argv, std::vector<std::string>& storage) {
   }
 }
 
-// --op_perf[=BACKENDS] turns on the perf mode (register_op_perf) on BACKENDS, comma-separated, or
-// "all"; without a list, every available backend but ref (the plain-loop oracle, slow on these
-// shapes). A --benchmark_filter that starts with "op/" or "^op/" turns it on too, with the
-// default backends. Takes the flag out of argv (Google Benchmark rejects flags it does not know).
-// Returns whether the mode is on; a bad list sets `error`.
 // --cb_paged_tables=FILE: reads the tables (read_given_tables) and takes the flag out of argv.
 void take_paged_tables(int& argc, char** argv, std::string& error) {
   const std::string flag = "--cb_paged_tables=";
@@ -848,6 +838,11 @@ void take_paged_tables(int& argc, char** argv, std::string& error) {
   argv[argc] = nullptr;
 }
 
+// --op_perf[=BACKENDS] turns on the perf mode (register_op_perf) on BACKENDS, comma-separated, or
+// "all"; without a list, every available backend but ref (the plain-loop oracle, slow on these
+// shapes). A --benchmark_filter that starts with "op/" or "^op/" turns it on too, with the
+// default backends. Takes the flag out of argv (Google Benchmark rejects flags it does not know).
+// Returns whether the mode is on; a bad list sets `error`.
 bool take_op_perf(int& argc, char** argv, std::vector<std::string>& backends, std::string& error) {
   const std::string flag = "--op_perf", filter = "--benchmark_filter=";
   bool on = false;

@@ -222,14 +222,15 @@ void add_kernel_metrics(const json& gb, SuiteResult& r) {
   // allocator gives after a churn trace (the harness's --cb_paged_tables file).
   struct Paired {
     std::string bench, key, what, target;
+    int block;
   };
   std::vector<Paired> pairs = {{"paired/attention/cpu/f32/H32_KV4_D64_B16_given_tables_vs_contiguous/decode_ctx4096_S8/M8",
                                 "kernels.attention.paged_vs_contiguous.ctx4096.engine_placement",
-                                "block 16, the engine allocator's placement after a seeded churn trace", "target >= 0.95"}};
+                                "block 16, the engine allocator's placement after a seeded churn trace", "target >= 0.95", 16}};
   for (int block : {16, 64, 128})
     pairs.push_back({"paired/attention/cpu/f32/H32_KV4_D64_B" + std::to_string(block) + "_vs_contiguous/decode_ctx4096_S8/M8",
                      "kernels.attention.paged_vs_contiguous.ctx4096" + (block == 16 ? std::string() : ".block" + std::to_string(block)),
-                     "block " + std::to_string(block) + ", shuffled blocks", block == 16 ? "worst case, gated" : "recorded"});
+                     "block " + std::to_string(block) + ", shuffled blocks", block == 16 ? "worst case, gated" : "recorded", block});
   for (const Paired& pr : pairs) {
     auto it = series.find(pr.bench);
     if (it == series.end()) continue;
@@ -237,12 +238,9 @@ void add_kernel_metrics(const json& gb, SuiteResult& r) {
     for (double x : it->second.paired_ratio)
       if (std::isfinite(x) && x > 0) samples.push_back(x);
     if (samples.empty()) continue;
-    json p = {{"benchmark", it->first}, {"threads", threads}, {"block_size", 16},
+    json p = {{"benchmark", it->first}, {"threads", threads}, {"block_size", pr.block},
               {"samples", "one per repetition: contiguous time / paged time over that repetition's iterations, the two "
                           "kernels run back to back in alternating order"}};
-    static const std::regex block_of(R"(_B(\d+)_)");
-    std::smatch bm;
-    if (std::regex_search(pr.bench, bm, block_of)) p["block_size"] = std::stoi(bm[1]);
     for (const char* k : {"mean_run_blocks", "jumps_per_sequence"})
       if (it->second.counters.contains(k)) p[k] = it->second.counters[k];
     r.add({pr.key, median(samples), "x", Direction::HigherIsBetter, NoiseClass::Ratio, samples, p,
