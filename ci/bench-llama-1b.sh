@@ -15,6 +15,10 @@
 #   engine-planted-matmul-twice.json  the F32 decode, prefill and batch-16 decode figures with the
 #                           planted matmul-twice defect (every matmul runs twice, counted once):
 #                           each must fall well below the clean run's, or the figures could not fail
+#   kernels-planted-kv-scatter.json (and .manifest.json)  the engine-placement attention pair again with the planted
+#                           kv-scatter defect (the LIFO allocator's scattered tables): its ratio
+#                           must fall below the clean run's where this machine pays for scattered
+#                           blocks at all (the clean run's shuffled pair says)
 #   engine-speed.md/.json   the table of figures, limits and targets (ci/engine_speed_summary.py);
 #                           a gated figure's verdict comes from the 95% interval of its 5
 #                           repetitions (INCONCLUSIVE where it straddles the target), as claims'
@@ -40,6 +44,14 @@ bf16=build/models/llama-1b-seed7-bf16
 echo "== kernel suite on $f32"
 dir=$($bin/harness/claimbench run --suite kernels --quick --model "$f32" "$@" | tail -n 1)
 [ -d "$dir" ] || { echo "bench-llama-1b: claimbench run did not write a run folder ($dir)" >&2; exit 1; }
+
+echo "== engine-placement attention pair with the planted kv-scatter defect"
+planted=$($bin/harness/claimbench run --suite kernels --repetitions 3 --plant-defect kv-scatter --out "$dir/planted-kv-scatter" \
+  --bench-filter '^paired/attention/cpu/f32/H32_KV4_D64_B16_given_tables_vs_contiguous/' | tail -n 1)
+[ -f "$planted/kernels.json" ] || { echo "bench-llama-1b: the kv-scatter run wrote no kernels.json ($planted)" >&2; exit 1; }
+# Its manifest names the planted defect; the run folder itself is not kept inside this one.
+cp "$planted/kernels.json" "$dir/kernels-planted-kv-scatter.json"
+cp "$planted/manifest.json" "$dir/kernels-planted-kv-scatter.manifest.json" && rm -rf "$dir/planted-kv-scatter"
 
 bench() {  # NAME ARGS...: one refengine bench into the run folder
   local name=$1; shift

@@ -223,6 +223,22 @@ def main(d):
         row(f"planted defect matmul-twice: {what}, planted / clean", ratio, "the clean run's figure", below(0.8),
             f"clean {c:.3f}, planted {p:.3f}" if ratio is not None else "")
 
+    # The planted kv-scatter defect (LIFO allocator) scatters the engine's tables: their figure must
+    # fall below 0.97x the clean run's, judged only where the clean run's shuffled pair shows this
+    # machine pays for scattered blocks (< 0.9); elsewhere the ratio is recorded and the reason given.
+    engine_placement = lambda k: metric(k, "kernels.attention.paged_vs_contiguous.ctx4096.engine_placement")
+    c, p = engine_placement(k), engine_placement(load(d, "kernels-planted-kv-scatter.json"))
+    shuffled = metric(k, "kernels.attention.paged_vs_contiguous.ctx4096")
+    ratio = p["value"] / c["value"] if c and p else None
+    pays = shuffled is not None and shuffled["value"] < 0.9
+    runs = lambda m: m["params"].get("mean_run_blocks", 0)
+    row("planted defect kv-scatter: paged / contiguous attention, engine placement, planted / clean", ratio,
+        "the clean run's figure", below(0.97) if pays else None,
+        (f"clean {c['value']:.3f} (runs of {runs(c):.0f} blocks), planted {p['value']:.3f} (runs of {runs(p):.1f} blocks)"
+         + ("" if pays else f"; not judged: shuffled blocks cost this machine little ({shuffled['value']:.3f})" if shuffled
+            else "; not judged: no shuffled pair in the clean run"))
+        if ratio is not None else "")
+
     out = {"rows": rows, "folder": os.path.basename(os.path.normpath(d))}
     with open(os.path.join(d, "engine-speed.json"), "w") as f:
         json.dump(out, f, indent=2)

@@ -79,18 +79,19 @@ endif()
 # The engine-placement pair (kernels.attention.paged_vs_contiguous.ctx4096.engine_placement):
 # the kernels suite writes the engine allocator's block tables and the benchmark times attention
 # on them against the contiguous cache. Clean, the tables hold long runs of adjacent blocks; with
-# the planted kv-scatter defect (LIFO allocator) they are scattered, and the ratio drops where the
-# machine pays for scattered blocks at all (the shuffled pair, timed in the clean run, says). Bad
-# --cb_paged_tables files are refused with the file and the field named.
+# the planted kv-scatter defect (LIFO allocator) they are scattered. The tables are seeded, so the
+# run lengths are asserted here on any machine; what the scatter costs in time is a speed figure
+# and lives in ci/bench-llama-1b.sh (its planted kv-scatter row): under ctest's parallel load the
+# two timings drew level on a CI machine. Bad --cb_paged_tables files are refused with the file
+# and the field named.
 if(TARGET cb_kernel_bench AND TARGET claimbench)
   add_test(NAME kernels.engine_placement_can_fail
            COMMAND bash -c [=[
 set -u
 cb="$1"; kb="$2"; out="$3"; rm -rf "$out"; mkdir -p "$out"
 f='^paired/attention/cpu/f32/H32_KV4_D64_B16_given_tables_vs_contiguous/'
-# The clean run also times the shuffled pair: whether this machine pays for scattered blocks.
-clean=$("$cb" run --suite kernels --bench-filter "$f|^paired/attention/cpu/f32/H32_KV4_D64_B16_vs_contiguous/" --repetitions 3 --out "$out/runs" 2>>"$out/log" | tail -n 1)
-planted=$("$cb" run --suite kernels --bench-filter "$f" --repetitions 3 --out "$out/runs" --plant-defect kv-scatter 2>>"$out/log" | tail -n 1)
+clean=$("$cb" run --suite kernels --bench-filter "$f" --repetitions 2 --out "$out/runs" 2>>"$out/log" | tail -n 1)
+planted=$("$cb" run --suite kernels --bench-filter "$f" --repetitions 2 --out "$out/runs" --plant-defect kv-scatter 2>>"$out/log" | tail -n 1)
 [ -f "$clean/kernels.json" ] && [ -f "$planted/kernels.json" ] || { echo "a run wrote no kernels.json"; cat "$out/log"; exit 1; }
 python3 - "$clean" "$planted" <<'PY' || exit 1
 import json, sys
@@ -98,20 +99,15 @@ def fig(d, key="kernels.attention.paged_vs_contiguous.ctx4096.engine_placement")
     ms = {m["key"]: m for m in json.load(open(d + "/kernels.json"))["metrics"]}
     m = ms.get(key)
     assert m, f"{d}: no {key}: {sorted(ms)}"
+    assert m["value"] > 0 and all(x > 0 for x in m["samples"]), f"{d}: {key} is not a measured ratio: {m}"
     return m
 c, p = fig(sys.argv[1]), fig(sys.argv[2])
-shuffled = fig(sys.argv[1], "kernels.attention.paged_vs_contiguous.ctx4096")["value"]
 print(f"clean {c['value']:.3f} (runs of {c['params']['mean_run_blocks']:.1f} blocks), "
-      f"kv-scatter {p['value']:.3f} (runs of {p['params']['mean_run_blocks']:.1f} blocks), shuffled {shuffled:.3f}")
+      f"kv-scatter {p['value']:.3f} (runs of {p['params']['mean_run_blocks']:.1f} blocks): timings recorded, not judged here")
 # The tables are seeded: these hold on any machine.
 assert c["params"]["mean_run_blocks"] >= 32, "the engine's placement no longer keeps runs"
+assert c["params"]["jumps_per_sequence"] <= 8, "the engine's placement jumps too often"
 assert p["params"]["mean_run_blocks"] < 2, "kv-scatter did not scatter the tables"
-# The time only where this machine pays for scattered blocks (shuffled below 0.9; 0.80-0.83 on
-# the Zen 5 host this was written on): a CPU whose prefetchers follow them leaves nothing to see.
-if shuffled < 0.9:
-    assert p["value"] < 0.97 * c["value"], "scattered tables did not slow the paged side"
-else:
-    print(f"shuffled blocks cost this machine little ({shuffled:.3f}): the time comparison is not made")
 PY
 printf '{"block_size": 16, "context": 4096, "pool_blocks": 300, "tables": [[0]]}' > "$out/short.json"
 "$kb" --cb_paged_tables="$out/short.json" --benchmark_list_tests > /dev/null 2> "$out/bad.txt" && { echo "short tables: exit 0"; exit 1; }

@@ -127,6 +127,25 @@ class Verdicts(unittest.TestCase):
         rows, _ = run({"kernels.json": kernels})
         self.assertEqual(find(rows, "paged / contiguous attention throughput")["verdict"], "FAIL")
 
+    def test_planted_kv_scatter_is_judged_only_where_scattered_blocks_cost_time(self):
+        m = lambda key, v, **params: {"key": key, "value": v, "samples": [v, v, v], "params": params}
+        placed = "kernels.attention.paged_vs_contiguous.ctx4096.engine_placement"
+        clean = {"metrics": [m(placed, 0.98, mean_run_blocks=128.0), m("kernels.attention.paged_vs_contiguous.ctx4096", 0.82)]}
+        planted = {"metrics": [m(placed, 0.80, mean_run_blocks=1.0)]}
+        rows, md = run({"kernels.json": clean, "kernels-planted-kv-scatter.json": planted})
+        r = find(rows, "planted defect kv-scatter")
+        self.assertAlmostEqual(r["value"], 0.80 / 0.98)
+        self.assertEqual(r["verdict"], "PASS")
+        self.assertIn("runs of 1.0 blocks", r["detail"])
+        planted["metrics"][0]["value"] = 0.97  # the scatter not seen
+        self.assertEqual(find(run({"kernels.json": clean, "kernels-planted-kv-scatter.json": planted})[0],
+                              "planted defect kv-scatter")["verdict"], "FAIL")
+        clean["metrics"][1]["value"] = 0.95  # a machine whose prefetchers follow scattered blocks
+        r = find(run({"kernels.json": clean, "kernels-planted-kv-scatter.json": planted})[0], "planted defect kv-scatter")
+        self.assertEqual(r["verdict"], "RECORDED")
+        self.assertIn("cost this machine little (0.950)", r["detail"])
+        self.assertEqual(find(run({"kernels.json": clean})[0], "planted defect kv-scatter")["verdict"], "MISSING")
+
     def test_missing_files_are_missing(self):
         rows, _ = run({})
         self.assertEqual(find(rows, "F32 batch-1 decode")["verdict"], "MISSING")
