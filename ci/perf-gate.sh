@@ -23,7 +23,10 @@ name=kernels-gate
 # M=16 is batched decode; M=128 the K-sliced GEMM; f32 weights are packed at upload (outer-product
 # tiles), f32rowmajor is the same weight left row-major (the dot-product GEMV tiles, which also run
 # f16/int8 weights); bf16dot and w8a8 the dot-product paths, w8a8 beside oneDNN's integer GEMM.
-filter='^matmul/(cpu|ref)/f32/K512_N512/M8/|^matmul/(cpu|onednn_sgemm)/f32/K2048_N2048/M(1|16|128)/|^matmul/cpu/f32rowmajor/K2048_N2048/M(16|128)/|^matmul/cpu/(bf16|int8pc|bf16dot|w8a8)/K2048_N2048/M(16|128)/|^matmul/onednn_s8s8/w8a8/K2048_N2048/M128/|^paired/attention/cpu/f32/H32_KV4_D64_B16_vs_contiguous/decode_ctx4096_S8/M8/'
+# The oneDNN peers are its BLAS calls and its matmul primitive (W reordered once: the stronger);
+# a ratio divides by the faster of the two in each repetition. Paged attention on shuffled blocks
+# and on the engine allocator's placement (the harness passes its tables).
+filter='^matmul/(cpu|ref)/f32/K512_N512/M8/|^matmul/(cpu|onednn_sgemm|onednn_matmul)/f32/K2048_N2048/M(1|16|128)/|^matmul/cpu/f32rowmajor/K2048_N2048/M(16|128)/|^matmul/cpu/(bf16|int8pc|bf16dot|w8a8)/K2048_N2048/M(16|128)/|^matmul/(onednn_s8s8|onednn_matmul)/w8a8/K2048_N2048/M128/|^paired/attention/cpu/f32/H32_KV4_D64_B16(_given_tables)?_vs_contiguous/decode_ctx4096_S8/M8/'
 mode=auto
 case "${1:-}" in
   "") ;;
@@ -70,11 +73,12 @@ fi
 # (batched decode) and M=128 (the K-sliced GEMM), the packed f32 kernel against the row-major one
 # at M=16 and M=128 (the packing's gain; a regression in either kernel moves it), W8A8 against
 # oneDNN's integer GEMM at M=128, the BF16-dot GEMM against our f32 GEMM at M=128, and paged
-# attention against the same kernel on a contiguous cache at 4K context.
+# attention against the same kernel on a contiguous cache at 4K context, on shuffled blocks and
+# on the engine allocator's placement.
 # Not gated, only recorded: the M=1 ratio against oneDNN (both sides are memory-bound and this
 # host's bandwidth drifts: 1.1x-2.3x between back-to-back runs) and the weight-only int8 / bf16 ratios.
 # Observed spread of the gated ratios in back-to-back runs here: about 10-20%; threshold 30%.
-gated='kernels.matmul.cpu_vs_ref.speedup,kernels.matmul.cpu_vs_onednn.M16,kernels.matmul.cpu_vs_onednn.M128,kernels.matmul.packed_vs_rowmajor.M16,kernels.matmul.packed_vs_rowmajor.M128,kernels.matmul.w8a8_vs_onednn.M128,kernels.matmul.bf16_vs_f32.M128,kernels.attention.paged_vs_contiguous.ctx4096'
+gated='kernels.matmul.cpu_vs_ref.speedup,kernels.matmul.cpu_vs_onednn.M16,kernels.matmul.cpu_vs_onednn.M128,kernels.matmul.packed_vs_rowmajor.M16,kernels.matmul.packed_vs_rowmajor.M128,kernels.matmul.w8a8_vs_onednn.M128,kernels.matmul.bf16_vs_f32.M128,kernels.attention.paged_vs_contiguous.ctx4096,kernels.attention.paged_vs_contiguous.ctx4096.engine_placement'
 rc=0
 "$bin" gate "$new" --baselines "$root" --name "$name" --suite kernels --noise ratio,exact --threshold 30% \
   --metric "$gated" --require "$gated" --json "$new/gate.json" || rc=$?

@@ -25,6 +25,11 @@ WANT = {
     # int8 weight + f32 per-channel scales, x read, y written: as matmul/cpu/int8pc/K2048_N256/M1
     "op/cpu/matmul/int8pc/K2048_N256/M1/real_time": ("cpu matmul(i8/ch, M=1, K=2048, N=256)", {"M": 1, "N": 256, "K": 2048},
                                                      2 * 2048 * 256, 2048 * 256 + 4 * 256 + 4 * (2048 + 256)),
+    # the oneDNN matmul primitive peers: f32 as matmul/cpu/f32 (W + x + y); int8 W and x, int32 y
+    "matmul/onednn_matmul/f32/K2048_N256/M1/real_time": ("onednn matmul f32 k/v proj", {"M": 1, "N": 256, "K": 2048},
+                                                        2 * 2048 * 256, 4 * 2048 * 256 + 4 * (2048 + 256)),
+    "matmul/onednn_matmul/w8a8/K2048_N256/M1/real_time": ("onednn matmul s8s8s32 k/v proj", {"M": 1, "N": 256, "K": 2048},
+                                                         2 * 2048 * 256, 2048 * 256 + 2048 + 4 * 256),
 }
 UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 STANDARD = {"name", "family_index", "per_family_instance_index", "run_name", "run_type", "repetitions", "repetition_index",

@@ -1,5 +1,5 @@
 // cb_kernel_bench: microbenchmarks of every op of the table (kernels/include/cb/kernels/backend.h)
-// on the llama-1b shapes, a oneDNN sgemm peer for the f32 matmuls, and the machine peaks, in one
+// on the llama-1b shapes, oneDNN peers for the f32 and int8 matmuls, and the machine peaks, in one
 // binary, so one run measures the roofline and the kernels together.
 //
 // Run (Google Benchmark flags; this binary takes --benchmark_min_time in seconds with or without
@@ -25,6 +25,10 @@
 //   matmul/onednn_sgemm/f32/K<in>_N<out>/M<m>                  dnnl_sgemm on the same data
 //   matmul/onednn_s8s8/w8a8/K<in>_N<out>/M<m>   dnnl_gemm_s8s8s32 on x already quantized (the
 //                                          integer GEMM alone: no quantize or dequantize step)
+//   matmul/onednn_matmul/{f32,w8a8}/K<in>_N<out>/M<m>   oneDNN's matmul primitive on the same
+//                                          data (f32; int8 x and W, int32 out), W reordered once
+//                                          into the primitive's layout: the stronger oneDNN peer
+//                                          (onednn_peers.h)
 //   rmsnorm/cpu/f32/D2048/M<m>          rope/cpu/f32/H32_D64/M<m>
 //   kv_store/cpu/f32/KV4_D64_B16/M<m>   attention/cpu/f32/H32_KV4_D64_B16/{decode,prefill}_ctx<n>/M<m>
 //   silu_mul/cpu/f32/F5632/M<m>         softmax/cpu/f32/N32000/M<m>
@@ -70,7 +74,6 @@
 // and the role of the shape. Inputs come from fixed seeds (splitmix64 for the matmuls, the case's
 // seed from the benchmark name otherwise), so every run sees the same data.
 #include <benchmark/benchmark.h>
-#include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -94,6 +97,7 @@
 #include "cb/kernels/backend.h"
 #include "cb/kernels/int8_scheme.h"
 #include "cb/kernels/testing/op_cases.h"
+#include "onednn_peers.h"
 
 #ifndef CB_BENCHMARK_VERSION_MAJOR
 #define CB_BENCHMARK_VERSION_MAJOR 0
@@ -321,53 +325,60 @@ void bm_matmul(benchmark::State& st, std::string bname, std::string dt, MatShape
   st.SetLabel(bname + " " + dt + " " + sh.role);
 }
 
-void bm_onednn_sgemm(benchmark::State& st, MatShape sh, int64_t m) {
-  const BigInput& in = cached_weight("host", "f32", sh.n, sh.k);
-  const float* wp = in.host[0].as<const float>();
-  HostBuf x = random_host(DType::F32, m * sh.k, "x/" + std::to_string(m) + "x" + std::to_string(sh.k), 1.f);
-  HostBuf y(size_t(m * sh.n) * sizeof(float));
-  // Row-major y[M,N] = x[M,K] * W[N,K]^T.
-  auto run = [&] {
-    return dnnl_sgemm('N', 'T', m, sh.n, sh.k, 1.f, x.as<const float>(), sh.k, wp, sh.k, 0.f, y.as<float>(), sh.n);
-  };
-  if (run() != dnnl_success) {
-    st.SkipWithError("error: dnnl_sgemm failed");
-    return;
-  }
-  for (auto _ : st) run();
-  benchmark::DoNotOptimize(y.as<float>()[0]);
-  set_rates(st, kt::matmul_flops(m, sh.k, sh.n), kt::matmul_bytes(DType::F32, WeightLayout::Dense, m, sh.k, sh.n));
-  st.counters["M"] = double(m);
-  st.counters["N"] = double(sh.n);
-  st.counters["K"] = double(sh.k);
-  st.SetLabel(std::string("onednn f32 ") + sh.role);
-}
-
-// The integer GEMM of oneDNN on the W8A8 data: x quantized per token beforehand (not timed), W
-// int8, C int32; no dequantization. oneDNN packs W inside every call.
-void bm_onednn_s8s8(benchmark::State& st, MatShape sh, int64_t m) {
-  const BigInput& in = cached_weight("host", "w8a8", sh.n, sh.k);
-  const int8_t* wp = in.host[0].as<const int8_t>();
+// The oneDNN peers on the same weight values (onednn_peers.h): f32 kinds on the f32 weight, s8
+// kinds on the w8a8 one with x quantized per token beforehand (not timed; the integer GEMM alone,
+// int32 out: no dequantization). The matmul primitive reorders W once, before the timing.
+void bm_onednn(benchmark::State& st, cb::kbench::OnednnPeerKind kind, MatShape sh, int64_t m) {
+  using cb::kbench::OnednnPeerKind;
+  const bool int8 = kind == OnednnPeerKind::GemmS8 || kind == OnednnPeerKind::MatmulS8;
+  const BigInput& in = cached_weight("host", int8 ? "w8a8" : "f32", sh.n, sh.k);
   HostBuf x = random_host(DType::F32, m * sh.k, "x/" + std::to_string(m) + "x" + std::to_string(sh.k), 1.f);
   HostBuf xq(size_t(m * sh.k));
-  for (int64_t r = 0; r < m; ++r) int8::quantize_row(x.as<float>() + r * sh.k, sh.k, xq.as<int8_t>() + r * sh.k);
-  HostBuf c(size_t(m * sh.n) * sizeof(int32_t));
-  const int32_t co = 0;
-  auto run = [&] {
-    return dnnl_gemm_s8s8s32('N', 'T', 'F', m, sh.n, sh.k, 1.f, xq.as<const int8_t>(), sh.k, 0, wp, sh.k, 0, 0.f,
-                             c.as<int32_t>(), sh.n, &co);
-  };
-  if (run() != dnnl_success) {
-    st.SkipWithError("error: dnnl_gemm_s8s8s32 failed");
+  if (int8)
+    for (int64_t r = 0; r < m; ++r) int8::quantize_row(x.as<float>() + r * sh.k, sh.k, xq.as<int8_t>() + r * sh.k);
+  HostBuf y(size_t(m * sh.n) * 4);  // f32 or int32
+  std::unique_ptr<cb::kbench::OnednnPeer> peer;
+  try {
+    peer = cb::kbench::OnednnPeer::make(kind, m, sh.k, sh.n, in.host[0].p.get());
+  } catch (const std::exception& e) {
+    st.SkipWithError((std::string("error: ") + e.what()).c_str());
     return;
   }
-  for (auto _ : st) run();
-  benchmark::DoNotOptimize(c.as<int32_t>()[0]);
-  set_rates(st, 2.0 * double(m) * double(sh.n) * double(sh.k), double(sh.n * sh.k + m * sh.k) + double(m * sh.n) * 4.0);
+  const void* xp = int8 ? xq.p.get() : x.p.get();
+  if (!peer->run(xp, y.p.get())) {
+    st.SkipWithError((std::string("error: oneDNN ") + cb::kbench::onednn_peer_name(kind) + " failed").c_str());
+    return;
+  }
+  // A peer is only a peer if it does the same work: a few outputs (first and last row, three
+  // columns) against the dot products computed here (int8 exact, f32 to 1e-4 of the terms' size).
+  for (int64_t r : {int64_t(0), m - 1})
+    for (int64_t c : {int64_t(0), sh.n / 2, sh.n - 1}) {
+      double want = 0, size = 0;
+      for (int64_t i = 0; i < sh.k; ++i) {
+        const double t = int8 ? double(xq.as<int8_t>()[r * sh.k + i]) * double(in.host[0].as<int8_t>()[c * sh.k + i])
+                              : double(x.as<float>()[r * sh.k + i]) * double(in.host[0].as<float>()[c * sh.k + i]);
+        want += t;
+        size += std::fabs(t);
+      }
+      const double got = int8 ? double(y.as<int32_t>()[r * sh.n + c]) : double(y.as<float>()[r * sh.n + c]);
+      if (std::fabs(got - want) > (int8 ? 0.0 : 1e-4 * size + 1e-30)) {
+        st.SkipWithError((std::string("error: oneDNN ") + cb::kbench::onednn_peer_name(kind) + " computed y[" + std::to_string(r) +
+                          "," + std::to_string(c) + "] = " + std::to_string(got) + ", want " + std::to_string(want))
+                             .c_str());
+        return;
+      }
+    }
+  for (auto _ : st) peer->run(xp, y.p.get());
+  benchmark::DoNotOptimize(y.as<float>()[0]);
+  if (int8)
+    set_rates(st, 2.0 * double(m) * double(sh.n) * double(sh.k), double(sh.n * sh.k + m * sh.k) + double(m * sh.n) * 4.0);
+  else
+    set_rates(st, kt::matmul_flops(m, sh.k, sh.n), kt::matmul_bytes(DType::F32, WeightLayout::Dense, m, sh.k, sh.n));
   st.counters["M"] = double(m);
   st.counters["N"] = double(sh.n);
   st.counters["K"] = double(sh.k);
-  st.SetLabel(std::string("onednn s8s8s32 ") + sh.role);
+  const bool primitive = kind == OnednnPeerKind::MatmulF32 || kind == OnednnPeerKind::MatmulS8;
+  st.SetLabel(std::string(primitive ? "onednn matmul " : "onednn ") + (int8 ? "s8s8s32 " : "f32 ") + sh.role);
 }
 
 // ---- machine peaks -----------------------------------------------------------------------------
@@ -790,14 +801,17 @@ void register_all() {
       for (int m : kMatTokens)
         reg(std::string("matmul/cpu/") + dt + "/" + shape_name(sh) + "/M" + std::to_string(m),
             [=](benchmark::State& st) { bm_matmul(st, "cpu", dt, sh, m); });
-  for (const MatShape& sh : kMatShapes)
-    for (int m : kMatTokens)
-      reg("matmul/onednn_sgemm/f32/" + shape_name(sh) + "/M" + std::to_string(m),
-          [=](benchmark::State& st) { bm_onednn_sgemm(st, sh, m); });
-  for (const MatShape& sh : kMatShapes)
-    for (int m : kMatTokens)
-      reg("matmul/onednn_s8s8/w8a8/" + shape_name(sh) + "/M" + std::to_string(m),
-          [=](benchmark::State& st) { bm_onednn_s8s8(st, sh, m); });
+  // oneDNN: the BLAS calls and the matmul primitive (the stronger peer: W reordered once).
+  using cb::kbench::OnednnPeerKind;
+  const std::pair<const char*, OnednnPeerKind> peers[] = {{"onednn_sgemm/f32", OnednnPeerKind::Sgemm},
+                                                          {"onednn_s8s8/w8a8", OnednnPeerKind::GemmS8},
+                                                          {"onednn_matmul/f32", OnednnPeerKind::MatmulF32},
+                                                          {"onednn_matmul/w8a8", OnednnPeerKind::MatmulS8}};
+  for (const auto& [name, kind] : peers)
+    for (const MatShape& sh : kMatShapes)
+      for (int m : kMatTokens)
+        reg(std::string("matmul/") + name + "/" + shape_name(sh) + "/M" + std::to_string(m),
+            [=](benchmark::State& st) { bm_onednn(st, kind, sh, m); });
 
   // Every other op from its op case, on the cpu backend.
   for (ModelCase& mc : model_cases())
@@ -914,9 +928,7 @@ int main(int argc, char** argv) {
     }
   benchmark::AddCustomContext("cpu_isa", isa.empty() ? "baseline" : isa);
   benchmark::AddCustomContext("llc_bytes", std::to_string(cb::bench::last_level_cache_bytes()));
-  const dnnl_version_t* dv = dnnl_version();
-  benchmark::AddCustomContext("onednn_version",
-                              std::to_string(dv->major) + "." + std::to_string(dv->minor) + "." + std::to_string(dv->patch));
+  benchmark::AddCustomContext("onednn_version", cb::kbench::onednn_version());
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -26,8 +26,16 @@
 //   cb_m16_stream_study decode [K N] the same matmul at 1 row: the default tile (3 panels on
 //                                 AVX-512, each prefetched 2 KiB ahead) against the 8-panel one
 //                                 without prefetch that it replaced ($CB_CPU_PACKED_DECODE=wide).
+//   cb_m16_stream_study sequence [ROWS [ops]] a decode step's matmuls at ROWS rows (default 16)
+//                                 on llama-1b's 22 layers of distinct weights + lm_head (4.4 GB),
+//                                 optionally with the rmsnorm / silu_mul / adds between them: the
+//                                 engine's matmuls without the engine. Set it beside the engine's
+//                                 op profile before blaming the engine for a gap to `walk`: on
+//                                 2026-12-07 (Zen 5, 2 threads) it matched the engine's per-call
+//                                 times within 3-7% while `walk` minutes apart read 10-15% faster or
+//                                 slower with the host's memory phase (compare in one sitting).
 //
-// All OpenMP threads ($OMP_NUM_THREADS), weights in two copies alternated so none starts
+// All OpenMP threads ($OMP_NUM_THREADS), weights in enough copies rotated that none starts
 // L3-resident, medians of interleaved rounds. Inputs are fixed patterns (no randomness). overlap
 // is AVX-512 only (elsewhere it says so and exits 0); skew runs whatever ISA the backend picks.
 #include <immintrin.h>
@@ -36,6 +44,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -319,8 +328,8 @@ int run_overlap() {
 // ---- skew, walk ------------------------------------------------------------------------------
 // The engine's own matmul (cpu backend, packed weights in huge-page memory) on a [N, K] f32
 // weight, under two backends made with `var` set to values[0] and values[1]: rows of x from
-// `rows`, 40 interleaved rounds (the two cases alternate, so host drift hits both), two copies of
-// the weight per case alternated so no pass starts with it in L3. Medians, and the median of the
+// `rows`, 40 interleaved rounds (the two cases alternate, so host drift hits both), copies of the
+// weight rotated so no call starts with it in L3 (see run_pair). Medians, and the median of the
 // per-round ratios case 0 / case 1 (> 1: case 1 faster).
 std::unique_ptr<cb::kernels::Backend> cpu_backend_with(const char* var, const char* value) {
   ::setenv(var, value, 1);
@@ -347,13 +356,20 @@ int run_pair(const char* mode, const char* var, const char* const values[2], con
     std::vector<Weight> copies;
     std::vector<std::vector<double>> ms;  // per entry of rows
   };
+  // Every call reads a copy no call has touched for at least kColdBytes of other weights (the
+  // engine reads each weight once per step, ~4 GB apart): a copy the previous call (another row
+  // count) just streamed would start partly in L3 and flatter the figure. At most 64 copies a
+  // case: below 16 MiB a weight is cache-sized anyway (and each copy takes a 2 MiB page).
+  constexpr double kColdBytes = 1024.0 * 1024 * 1024;
+  const int n_copies = std::clamp(int(std::ceil(kColdBytes / (4.0 * double(N) * double(K)))) + 1, 2, 64);
   Case cases[2];
   for (int c = 0; c < 2; ++c) {
     cases[c].be = cpu_backend_with(var, values[c]);
-    for (int i = 0; i < 2; ++i)
+    for (int i = 0; i < n_copies; ++i)
       cases[c].copies.push_back(cases[c].be->upload_weight(Weight::dense(Tensor(host.data(), DType::F32, {N, K}))));
     cases[c].ms.resize(rows.size());
   }
+  size_t next_copy = 0;  // one rotation over both cases' copies
   constexpr int kRounds = 40;
   for (int round = 0; round < kRounds; ++round)
     for (int ci = 0; ci < 2; ++ci) {
@@ -361,15 +377,17 @@ int run_pair(const char* mode, const char* var, const char* const values[2], con
       for (size_t r = 0; r < rows.size(); ++r) {
         Tensor xt(x.data(), DType::F32, {rows[r], K}), yt(y.data(), DType::F32, {rows[r], N});
         const auto t0 = Clock::now();
-        if (!c.be->matmul(xt, c.copies[size_t(round % 2)], yt).ok()) {
+        const Weight& w = c.copies[next_copy++ % c.copies.size()];
+        if (!c.be->matmul(xt, w, yt).ok()) {
           std::fprintf(stderr, "cb_m16_stream_study %s: matmul failed\n", mode);
           return 1;
         }
         c.ms[r].push_back(std::chrono::duration<double>(Clock::now() - t0).count() * 1e3);
       }
     }
-  std::printf("K=%ld N=%ld f32, cpu backend's packed matmul, %d threads, medians of %d interleaved rounds\n", K, N,
-              omp_get_max_threads(), kRounds);
+  std::printf("K=%ld N=%ld f32, cpu backend's packed matmul, %d threads, medians of %d interleaved rounds, %d copies a case "
+              "(a call's copy untouched since up to 1 GiB of other weights)\n",
+              K, N, omp_get_max_threads(), kRounds, n_copies);
   const double bytes = 4.0 * double(N) * double(K);
   for (int c = 0; c < 2; ++c) {
     std::printf("%-14s (%s):", names[c], cases[c].copies[0].packed.describe().c_str());
@@ -390,13 +408,101 @@ int run_pair(const char* mode, const char* var, const char* const values[2], con
   return 0;
 }
 
+// ---- sequence --------------------------------------------------------------------------------
+// The engine's decode step at `rows` rows with only its matmuls: llama-1b's 22 layers of distinct
+// weights (q/k/v and gate/up as one matmul_multi each, o_proj, down_proj) and lm_head, 4.4 GB of
+// f32, each read once per step as the engine reads them; with `ops`, also the rmsnorm, silu_mul
+// and residual adds between them (on the same buffers). Per-op medians over 7 steps: set beside
+// `walk` (one weight, copies rotated) and the engine's op profile, it says whether a gap between
+// them comes from the other ops or from the matmuls meeting one weight after another.
+int run_sequence(int64_t rows, bool ops) {
+  using cb::kernels::DType;
+  using cb::kernels::MatmulOutput;
+  using cb::kernels::Tensor;
+  using cb::kernels::Weight;
+  constexpr int64_t D = 2048, KV = 256, F = 5632, V = 32000;
+  constexpr int kLayers = 22, kSteps = 7;
+  auto be = cb::kernels::make_backend("cpu");
+  auto weight = [&](int64_t n, int64_t k) {
+    std::vector<float> host(size_t(n * k));
+    for (size_t i = 0; i < host.size(); ++i) host[i] = 1e-3f * float(int(i % 7) - 3);
+    return be->upload_weight(Weight::dense(Tensor(host.data(), DType::F32, {n, k})));
+  };
+  struct Layer {
+    Weight q, k, v, o, gate, up, down;
+  };
+  std::vector<Layer> layers;
+  for (int l = 0; l < kLayers; ++l)
+    layers.push_back({weight(D, D), weight(KV, D), weight(KV, D), weight(D, D), weight(F, D), weight(F, D), weight(D, F)});
+  const Weight lm_head = weight(V, D);
+  std::vector<float> norm_w(size_t(D), 1.f);
+  const Tensor norm(norm_w.data(), DType::F32, {D});
+  std::vector<float> bx(size_t(rows * D), 0.01f), bh(size_t(rows * D)), bq(size_t(rows * D)), bk(size_t(rows * KV)),
+      bv(size_t(rows * KV)), bo(size_t(rows * D)), bg(size_t(rows * F)), bu(size_t(rows * F)), bf(size_t(rows * F)),
+      bl(size_t(rows * V));
+  Tensor x(bx.data(), DType::F32, {rows, D}), h(bh.data(), DType::F32, {rows, D}), q(bq.data(), DType::F32, {rows, D}),
+      k(bk.data(), DType::F32, {rows, KV}), v(bv.data(), DType::F32, {rows, KV}), o(bo.data(), DType::F32, {rows, D}),
+      g(bg.data(), DType::F32, {rows, F}), u(bu.data(), DType::F32, {rows, F}), f(bf.data(), DType::F32, {rows, F}),
+      logits(bl.data(), DType::F32, {rows, V});
+  const char* names[5] = {"q/k/v_proj", "o_proj", "gate/up_proj", "down_proj", "lm_head"};
+  std::vector<double> ms[6];  // per op kind, then the step
+  bool ok = true;
+  auto timed = [&](double& into, auto&& call) {
+    const auto t0 = Clock::now();
+    ok = call().ok() && ok;
+    into += std::chrono::duration<double>(Clock::now() - t0).count() * 1e3;
+  };
+  for (int step = 0; step < kSteps; ++step) {
+    double t[5] = {};
+    const auto s0 = Clock::now();
+    for (const Layer& L : layers) {
+      if (ops) ok = be->rmsnorm(x, norm, 1e-5f, h).ok() && ok;
+      const MatmulOutput qkv[3] = {{&L.q, &q}, {&L.k, &k}, {&L.v, &v}};
+      timed(t[0], [&] { return be->matmul_multi(ops ? h : x, qkv); });
+      timed(t[1], [&] { return be->matmul(q, L.o, o); });
+      if (ops) ok = be->add(x, o, x).ok() && be->rmsnorm(x, norm, 1e-5f, h).ok() && ok;
+      const MatmulOutput gu[2] = {{&L.gate, &g}, {&L.up, &u}};
+      timed(t[2], [&] { return be->matmul_multi(ops ? h : x, gu); });
+      if (ops) ok = be->silu_mul(g, u, f).ok() && ok;
+      timed(t[3], [&] { return be->matmul(f, L.down, o); });
+      if (ops) ok = be->add(x, o, x).ok() && ok;
+    }
+    timed(t[4], [&] { return be->matmul(x, lm_head, logits); });
+    ms[5].push_back(std::chrono::duration<double>(Clock::now() - s0).count() * 1e3);
+    for (int i = 0; i < 5; ++i) ms[i].push_back(t[i] / (i == 4 ? 1 : kLayers));
+  }
+  if (!ok) {
+    std::fprintf(stderr, "cb_m16_stream_study sequence: an op failed\n");
+    return 1;
+  }
+  std::printf("llama-1b decode step's matmuls%s at %ld rows, f32, cpu backend, %d threads, medians of %d steps\n",
+              ops ? " with rmsnorm, silu_mul and the residual adds" : " only", long(rows), omp_get_max_threads(), kSteps);
+  const double bytes[5] = {4.0 * D * (D + 2 * KV), 4.0 * D * D, 8.0 * D * F, 4.0 * D * F, 4.0 * D * V};
+  for (int i = 0; i < 5; ++i) {
+    const double m = median(ms[i]);
+    std::printf("  %-13s %8.3f ms a call (%.1f GB/s, %.0f GFLOP/s)\n", names[i], m, bytes[i] / m / 1e6,
+                2.0 * double(rows) * bytes[i] / 4.0 / m / 1e6);
+  }
+  std::printf("  step          %8.3f ms\n", median(ms[5]));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
-  if (mode != "overlap" && mode != "tiles" && mode != "skew" && mode != "walk" && mode != "decode") {
-    std::fprintf(stderr, "usage: cb_m16_stream_study overlap | skew [K N] | walk [K N] | decode [K N] | tiles\n");
+  if (mode != "overlap" && mode != "tiles" && mode != "skew" && mode != "walk" && mode != "decode" && mode != "sequence") {
+    std::fprintf(stderr,
+                 "usage: cb_m16_stream_study overlap | skew [K N] | walk [K N] | decode [K N] | tiles | sequence [ROWS [ops]]\n");
     return 2;
+  }
+  if (mode == "sequence") {
+    const long rows = argc > 2 ? std::atol(argv[2]) : 16;
+    if (rows <= 0) {
+      std::fprintf(stderr, "cb_m16_stream_study sequence: ROWS must be positive (got '%s')\n", argv[2]);
+      return 2;
+    }
+    return run_sequence(rows, argc > 3 && std::string(argv[3]) == "ops");
   }
   if (mode == "overlap") {
     if (!__builtin_cpu_supports("avx512f")) {

@@ -211,6 +211,40 @@ TEST(CompareGate, MissingNewAndRequired) {
   EXPECT_EQ(compare_exit_code(compare_runs(base, next, o)), 1);
 }
 
+// A ratio whose peer changed (oneDNN's matmul primitive joined sgemm as the denominator) is not
+// the same measurement: a 3x drop is not a regression, and a gate requiring it fails until the
+// baseline is re-made.
+TEST(CompareGate, RatioWhoseDenominatorChangedIsNotComparable) {
+  auto with_peer = [](std::vector<double> samples, const std::string& den) {
+    Metric m = make("kernels.matmul.cpu_vs_onednn.M16", std::move(samples), Direction::HigherIsBetter, NoiseClass::Ratio);
+    m.params = {{"numerator", "matmul/cpu/f32/K2048_N2048/M16"}, {"denominator", den}};
+    return m;
+  };
+  const auto base = run({{"kernels", with_peer({3.1, 3.0, 3.2, 3.1, 3.05}, "matmul/onednn_sgemm/f32/K2048_N2048/M16")}});
+  const auto next = run({{"kernels", with_peer({0.9, 0.88, 0.91, 0.9, 0.89},
+                                               "fastest of matmul/onednn_matmul/f32/K2048_N2048/M16, "
+                                               "matmul/onednn_sgemm/f32/K2048_N2048/M16")}});
+  auto r = compare_runs(base, next);
+  const auto* m = find(r, "kernels.matmul.cpu_vs_onednn.M16");
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->verdict, CompareVerdict::Invalid);
+  EXPECT_FALSE(m->failure);
+  EXPECT_NE(m->note.find("denominator changed"), std::string::npos) << m->note;
+  EXPECT_NE(m->note.find("onednn_matmul"), std::string::npos) << m->note;
+  EXPECT_EQ(compare_exit_code(r), 0);
+  EXPECT_TRUE(r.geomeans.empty() || r.geomeans[0].count == 0u);  // not folded into the geomean
+  ASSERT_EQ(r.warnings.size(), 1u);
+  CompareOptions o;
+  o.required = {"kernels.matmul.cpu_vs_onednn.M16"};
+  r = compare_runs(base, next, o);
+  EXPECT_TRUE(find(r, "kernels.matmul.cpu_vs_onednn.M16")->failure);
+  EXPECT_NE(find(r, "kernels.matmul.cpu_vs_onednn.M16")->note.find("re-make the baseline"), std::string::npos);
+  EXPECT_EQ(compare_exit_code(r), 1);
+  // The same peers on both sides: judged as usual (here a regression).
+  r = compare_runs(base, run({{"kernels", with_peer({0.9, 0.88, 0.91, 0.9, 0.89}, "matmul/onednn_sgemm/f32/K2048_N2048/M16")}}));
+  EXPECT_EQ(find(r, "kernels.matmul.cpu_vs_onednn.M16")->verdict, CompareVerdict::Regression);
+}
+
 TEST(CompareGate, HardwareMismatchFailsUnlessAllowed) {
   const auto base = run({{"k", single("k.a", 1, Direction::HigherIsBetter, NoiseClass::Exact)}}, "aaaa");
   const auto next = run({{"k", single("k.a", 1, Direction::HigherIsBetter, NoiseClass::Exact)}}, "bbbb");

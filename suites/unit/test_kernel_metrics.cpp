@@ -76,4 +76,40 @@ TEST(KernelMetrics, NoPairedBenchmarkNoPagedVsContiguousFigure) {
   EXPECT_EQ(r.find("kernels.attention.paged_vs_contiguous.ctx4096"), nullptr);
 }
 
+// cpu vs oneDNN divides each repetition by the faster of oneDNN's two f32 paths in it (the
+// matmul primitive with W reordered once, sgemm): a ratio against sgemm alone (which packs W in
+// every call) flattered the cpu kernel 3x at M=16.
+TEST(KernelMetrics, CpuVsOnednnDividesByTheFasterPeerOfEachRepetition) {
+  const std::string sh = "K2048_N2048/M16";
+  auto bench = [&](bool with_primitive) {
+    json b = json::array();
+    const double cpu[3] = {300, 310, 290}, sgemm[3] = {30, 31, 29}, primitive[3] = {350, 300, 320};
+    for (int i = 0; i < 3; ++i) {
+      b.push_back(repetition("matmul/cpu/f32/" + sh + "/real_time", i, {{"GFLOP/s", cpu[i]}, {"GB/s", 1.0}, {"M", 16}}));
+      b.push_back(repetition("matmul/onednn_sgemm/f32/" + sh + "/real_time", i, {{"GFLOP/s", sgemm[i]}, {"GB/s", 1.0}}));
+      if (with_primitive)
+        b.push_back(repetition("matmul/onednn_matmul/f32/" + sh + "/real_time", i, {{"GFLOP/s", primitive[i]}, {"GB/s", 1.0}}));
+    }
+    return json{{"context", {{"omp_max_threads", "2"}}}, {"benchmarks", b}};
+  };
+  SuiteResult r;
+  cb::harness::add_kernel_metrics(bench(true), r);
+  const auto* m = r.find("kernels.matmul.cpu_vs_onednn.M16");
+  ASSERT_NE(m, nullptr);
+  ASSERT_EQ(m->samples.size(), 3u);
+  EXPECT_DOUBLE_EQ(m->samples[0], 300.0 / 350.0);
+  EXPECT_DOUBLE_EQ(m->samples[1], 310.0 / 300.0);
+  EXPECT_DOUBLE_EQ(m->samples[2], 290.0 / 320.0);
+  EXPECT_DOUBLE_EQ(m->value, 290.0 / 320.0);  // the median
+  EXPECT_EQ(m->params.value("denominator", ""),
+            "fastest of matmul/onednn_matmul/f32/" + sh + ", matmul/onednn_sgemm/f32/" + sh);
+  // An older binary without the primitive: the ratio against sgemm, and its params say so.
+  SuiteResult old;
+  cb::harness::add_kernel_metrics(bench(false), old);
+  const auto* o = old.find("kernels.matmul.cpu_vs_onednn.M16");
+  ASSERT_NE(o, nullptr);
+  EXPECT_DOUBLE_EQ(o->value, 10.0);
+  EXPECT_EQ(o->params.value("denominator", ""), "matmul/onednn_sgemm/f32/" + sh);
+}
+
 }  // namespace

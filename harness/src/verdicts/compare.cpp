@@ -258,6 +258,20 @@ void judge(MetricComparison& mc, const Metric& b, const Metric& n, const Compare
     mc.note = std::isnan(n.value) ? "new value is NaN" : "base value is NaN";
     return;
   }
+  // A ratio whose numerator or denominator names other benchmarks (a peer added or renamed) is
+  // another measurement under the same key: not a regression, not comparable. A required metric
+  // fails, so a gate never passes on a figure it could not judge.
+  for (const char* part : {"numerator", "denominator"}) {
+    const std::string pb = b.params.is_object() && b.params.contains(part) && b.params[part].is_string() ? b.params[part].get<std::string>() : "";
+    const std::string pn = n.params.is_object() && n.params.contains(part) && n.params[part].is_string() ? n.params[part].get<std::string>() : "";
+    if (!pb.empty() && !pn.empty() && pb != pn) {
+      mc.verdict = CompareVerdict::Invalid;
+      mc.failure = o.is_required(mc.key);
+      mc.note = std::string("not comparable: the ratio's ") + part + " changed (base: " + pb + "; new: " + pn +
+                ")" + (mc.failure ? "; re-make the baseline with this version" : "");
+      return;
+    }
+  }
   const double sign = mc.direction == Direction::LowerIsBetter ? -1.0 : 1.0;
   if (b.value == 0) {
     mc.change = n.value == 0 ? 0.0 : sign * (n.value > 0 ? 1.0 : -1.0) * std::numeric_limits<double>::infinity();
@@ -408,8 +422,11 @@ CompareResult compare_runs(const RunData& base, const RunData& next, const Compa
       r.failures.push_back(msg + ")");
     } else if (mc.failure) {
       r.failures.push_back(key + ": " + mc.note);
+    } else if (mc.verdict == CompareVerdict::Invalid) {
+      r.warnings.push_back(key + ": " + mc.note);
     }
-    if (mc.direction != Direction::Neutral && *mc.base > 0 && *mc.next > 0 && std::isfinite(*mc.base) && std::isfinite(*mc.next)) {
+    if (mc.verdict != CompareVerdict::Invalid && mc.direction != Direction::Neutral && *mc.base > 0 && *mc.next > 0 &&
+        std::isfinite(*mc.base) && std::isfinite(*mc.next)) {
       const double ratio = mc.direction == Direction::HigherIsBetter ? *mc.next / *mc.base : *mc.base / *mc.next;
       auto& [sum, n] = logsum[mc.suite];
       sum += std::log(ratio);
