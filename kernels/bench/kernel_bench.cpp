@@ -25,10 +25,10 @@
 //   matmul/onednn_sgemm/f32/K<in>_N<out>/M<m>                  dnnl_sgemm on the same data
 //   matmul/onednn_s8s8/w8a8/K<in>_N<out>/M<m>   dnnl_gemm_s8s8s32 on x already quantized (the
 //                                          integer GEMM alone: no quantize or dequantize step)
-//   matmul/onednn_matmul/{f32,w8a8}/K<in>_N<out>/M<m>   oneDNN's matmul primitive on the same
-//                                          data (f32; int8 x and W, int32 out), W reordered once
-//                                          into the primitive's layout: the stronger oneDNN peer
-//                                          (onednn_peers.h)
+//   matmul/onednn_matmul/{f32,w8a8,bf16dot}/K<in>_N<out>/M<m>   oneDNN's matmul primitive on
+//                                          the same data (f32; int8 x and W, int32 out; bf16 x and
+//                                          W, f32 out), W reordered once into the primitive's
+//                                          layout: the stronger oneDNN peer (onednn_peers.h)
 //   rmsnorm/cpu/f32/D2048/M<m>          rope/cpu/f32/H32_D64/M<m>
 //   kv_store/cpu/f32/KV4_D64_B16/M<m>   attention/cpu/f32/H32_KV4_D64_B16/{decode,prefill}_ctx<n>/M<m>
 //   silu_mul/cpu/f32/F5632/M<m>         softmax/cpu/f32/N32000/M<m>
@@ -327,36 +327,47 @@ void bm_matmul(benchmark::State& st, std::string bname, std::string dt, MatShape
 
 // The oneDNN peers on the same weight values (onednn_peers.h): f32 kinds on the f32 weight, s8
 // kinds on the w8a8 one with x quantized per token beforehand (not timed; the integer GEMM alone,
-// int32 out: no dequantization). The matmul primitive reorders W once, before the timing.
+// int32 out: no dequantization), bf16 on the bf16dot one with x rounded to bf16 beforehand. The
+// matmul primitive reorders W once, before the timing.
 void bm_onednn(benchmark::State& st, cb::kbench::OnednnPeerKind kind, MatShape sh, int64_t m) {
   using cb::kbench::OnednnPeerKind;
   const bool int8 = kind == OnednnPeerKind::GemmS8 || kind == OnednnPeerKind::MatmulS8;
-  const BigInput& in = cached_weight("host", int8 ? "w8a8" : "f32", sh.n, sh.k);
+  const bool bf16 = kind == OnednnPeerKind::MatmulBf16;
+  const BigInput& in = cached_weight("host", int8 ? "w8a8" : bf16 ? "bf16dot" : "f32", sh.n, sh.k);
   HostBuf x = random_host(DType::F32, m * sh.k, "x/" + std::to_string(m) + "x" + std::to_string(sh.k), 1.f);
-  HostBuf xq(size_t(m * sh.k));
-  if (int8)
-    for (int64_t r = 0; r < m; ++r) int8::quantize_row(x.as<float>() + r * sh.k, sh.k, xq.as<int8_t>() + r * sh.k);
+  HostBuf xq(size_t(m * sh.k) * 2);  // int8 or bf16 x
+  for (int64_t r = 0; int8 && r < m; ++r) int8::quantize_row(x.as<float>() + r * sh.k, sh.k, xq.as<int8_t>() + r * sh.k);
+  for (int64_t i = 0; bf16 && i < m * sh.k; ++i) xq.as<uint16_t>()[i] = f32_to_bf16(x.as<float>()[i]);
   HostBuf y(size_t(m * sh.n) * 4);  // f32 or int32
   std::unique_ptr<cb::kbench::OnednnPeer> peer;
   try {
     peer = cb::kbench::OnednnPeer::make(kind, m, sh.k, sh.n, in.host[0].p.get());
+  } catch (const cb::kbench::OnednnUnsupported& e) {
+    st.SkipWithError((std::string("unsupported: ") + e.what()).c_str());
+    return;
   } catch (const std::exception& e) {
     st.SkipWithError((std::string("error: ") + e.what()).c_str());
     return;
   }
-  const void* xp = int8 ? xq.p.get() : x.p.get();
+  const void* xp = int8 || bf16 ? xq.p.get() : x.p.get();
   if (!peer->run(xp, y.p.get())) {
     st.SkipWithError((std::string("error: oneDNN ") + cb::kbench::onednn_peer_name(kind) + " failed").c_str());
     return;
   }
   // A peer is only a peer if it does the same work: a few outputs (first and last row, three
-  // columns) against the dot products computed here (int8 exact, f32 to 1e-4 of the terms' size).
+  // columns) against the dot products computed here (int8 exact, else to 1e-4 of the terms' size).
+  auto x_at = [&](int64_t i) {
+    return int8 ? double(xq.as<int8_t>()[i]) : bf16 ? double(bf16_to_f32(xq.as<uint16_t>()[i])) : double(x.as<float>()[i]);
+  };
+  auto w_at = [&](int64_t i) {
+    return int8 ? double(in.host[0].as<int8_t>()[i]) : bf16 ? double(bf16_to_f32(in.host[0].as<uint16_t>()[i]))
+                                                           : double(in.host[0].as<float>()[i]);
+  };
   for (int64_t r : {int64_t(0), m - 1})
     for (int64_t c : {int64_t(0), sh.n / 2, sh.n - 1}) {
       double want = 0, size = 0;
       for (int64_t i = 0; i < sh.k; ++i) {
-        const double t = int8 ? double(xq.as<int8_t>()[r * sh.k + i]) * double(in.host[0].as<int8_t>()[c * sh.k + i])
-                              : double(x.as<float>()[r * sh.k + i]) * double(in.host[0].as<float>()[c * sh.k + i]);
+        const double t = x_at(r * sh.k + i) * w_at(c * sh.k + i);
         want += t;
         size += std::fabs(t);
       }
@@ -373,12 +384,12 @@ void bm_onednn(benchmark::State& st, cb::kbench::OnednnPeerKind kind, MatShape s
   if (int8)
     set_rates(st, 2.0 * double(m) * double(sh.n) * double(sh.k), double(sh.n * sh.k + m * sh.k) + double(m * sh.n) * 4.0);
   else
-    set_rates(st, kt::matmul_flops(m, sh.k, sh.n), kt::matmul_bytes(DType::F32, WeightLayout::Dense, m, sh.k, sh.n));
+    set_rates(st, kt::matmul_flops(m, sh.k, sh.n), kt::matmul_bytes(bf16 ? DType::BF16 : DType::F32, WeightLayout::Dense, m, sh.k, sh.n));
   st.counters["M"] = double(m);
   st.counters["N"] = double(sh.n);
   st.counters["K"] = double(sh.k);
-  const bool primitive = kind == OnednnPeerKind::MatmulF32 || kind == OnednnPeerKind::MatmulS8;
-  st.SetLabel(std::string(primitive ? "onednn matmul " : "onednn ") + (int8 ? "s8s8s32 " : "f32 ") + sh.role);
+  const bool primitive = kind != OnednnPeerKind::Sgemm && kind != OnednnPeerKind::GemmS8;
+  st.SetLabel(std::string(primitive ? "onednn matmul " : "onednn ") + (int8 ? "s8s8s32 " : bf16 ? "bf16 " : "f32 ") + sh.role);
 }
 
 // ---- machine peaks -----------------------------------------------------------------------------
@@ -806,7 +817,8 @@ void register_all() {
   const std::pair<const char*, OnednnPeerKind> peers[] = {{"onednn_sgemm/f32", OnednnPeerKind::Sgemm},
                                                           {"onednn_s8s8/w8a8", OnednnPeerKind::GemmS8},
                                                           {"onednn_matmul/f32", OnednnPeerKind::MatmulF32},
-                                                          {"onednn_matmul/w8a8", OnednnPeerKind::MatmulS8}};
+                                                          {"onednn_matmul/w8a8", OnednnPeerKind::MatmulS8},
+                                                          {"onednn_matmul/bf16dot", OnednnPeerKind::MatmulBf16}};
   for (const auto& [name, kind] : peers)
     for (const MatShape& sh : kMatShapes)
       for (int m : kMatTokens)

@@ -34,10 +34,13 @@ class BlasPeer final : public OnednnPeer {
 // a call streams W in the primitive's own blocking and packs nothing.
 class MatmulPeer final : public OnednnPeer {
  public:
-  MatmulPeer(bool int8, int64_t m, int64_t k, int64_t n, const void* w) : eng_(dnnl::engine::kind::cpu, 0), stream_(eng_) {
+  MatmulPeer(OnednnPeerKind kind, int64_t m, int64_t k, int64_t n, const void* w)
+      : eng_(dnnl::engine::kind::cpu, 0), stream_(eng_) {
     using dnnl::memory;
-    const memory::data_type in = int8 ? memory::data_type::s8 : memory::data_type::f32;
-    const memory::data_type out = int8 ? memory::data_type::s32 : memory::data_type::f32;
+    const memory::data_type in = kind == OnednnPeerKind::MatmulS8     ? memory::data_type::s8
+                                 : kind == OnednnPeerKind::MatmulBf16 ? memory::data_type::bf16
+                                                                      : memory::data_type::f32;
+    const memory::data_type out = kind == OnednnPeerKind::MatmulS8 ? memory::data_type::s32 : memory::data_type::f32;
     const memory::desc xd({m, k}, in, memory::format_tag::ab);
     // W[N, K] row-major is the [K, N] weights matrix stored transposed ("ba").
     const memory::desc w_user({k, n}, in, memory::format_tag::ba);
@@ -49,6 +52,12 @@ class MatmulPeer final : public OnednnPeer {
 #else
     pd_ = dnnl::matmul::primitive_desc(dnnl::matmul::desc(xd, w_any, yd_), eng_);
 #endif
+    // oneDNN's reference loops run any type anywhere, orders of magnitude below its kernels: a
+    // peer that slow would flatter whatever it is set beside, so there is no peer here.
+    const std::string impl = pd_.impl_info_str();
+    if (impl.rfind("ref", 0) == 0)
+      throw OnednnUnsupported(std::string("oneDNN matmul primitive (") + onednn_peer_name(kind) + "): only its reference "
+                              "implementation '" + impl + "' on this CPU");
     prim_ = dnnl::matmul(pd_);
     memory user(w_user, eng_, const_cast<void*>(w));
     w_ = memory(pd_.weights_desc(), eng_);
@@ -84,6 +93,7 @@ const char* onednn_peer_name(OnednnPeerKind kind) {
     case OnednnPeerKind::GemmS8: return "gemm_s8s8s32";
     case OnednnPeerKind::MatmulF32: return "matmul";
     case OnednnPeerKind::MatmulS8: return "matmul_s8";
+    case OnednnPeerKind::MatmulBf16: return "matmul_bf16";
   }
   return "?";
 }
@@ -94,11 +104,14 @@ std::unique_ptr<OnednnPeer> OnednnPeer::make(OnednnPeerKind kind, int64_t m, int
     case OnednnPeerKind::GemmS8: return std::make_unique<BlasPeer>(true, m, k, n, w);
     case OnednnPeerKind::MatmulF32:
     case OnednnPeerKind::MatmulS8:
+    case OnednnPeerKind::MatmulBf16:
       try {
-        return std::make_unique<MatmulPeer>(kind == OnednnPeerKind::MatmulS8, m, k, n, w);
+        return std::make_unique<MatmulPeer>(kind, m, k, n, w);
       } catch (const dnnl::error& e) {
-        throw std::runtime_error(std::string("oneDNN matmul primitive (") + onednn_peer_name(kind) + ", M=" + std::to_string(m) +
-                                 " K=" + std::to_string(k) + " N=" + std::to_string(n) + "): " + e.what());
+        const std::string what = std::string("oneDNN matmul primitive (") + onednn_peer_name(kind) + ", M=" + std::to_string(m) +
+                                 " K=" + std::to_string(k) + " N=" + std::to_string(n) + "): " + e.what();
+        if (e.status == dnnl_unimplemented) throw OnednnUnsupported(what + " (no implementation for this CPU)");
+        throw std::runtime_error(what);
       }
   }
   throw std::runtime_error("unknown oneDNN peer kind");

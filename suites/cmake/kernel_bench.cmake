@@ -37,12 +37,12 @@ echo "names: $(wc -l < "$want") default names unchanged, $n op/cpu/ cases with -
            COMMAND bash -c [=[
 set -u
 bin="$1"; src="$2"; out="$3"; rm -rf "$out"; mkdir -p "$out"
-"$bin" --benchmark_filter='^(rmsnorm/cpu/f32/D2048|kv_store/cpu/f32/KV4_D64_B16|silu_mul/cpu/f32/F5632)/M1/|^attention/cpu/f32/H32_KV4_D64_B16/decode_ctx512/M1/|^op/cpu/(rmsnorm/f32/D2048|attention/f32/H32_KV4_D64_B16/C512|matmul/int8pc/K2048_N256)/M1/|^matmul/onednn_matmul/(f32|w8a8)/K2048_N256/M1/' \
+"$bin" --benchmark_filter='^(rmsnorm/cpu/f32/D2048|kv_store/cpu/f32/KV4_D64_B16|silu_mul/cpu/f32/F5632)/M1/|^attention/cpu/f32/H32_KV4_D64_B16/decode_ctx512/M1/|^op/cpu/(rmsnorm/f32/D2048|attention/f32/H32_KV4_D64_B16/C512|matmul/int8pc/K2048_N256)/M1/|^matmul/onednn_matmul/(f32|w8a8|bf16dot)/K2048_N256/M1/' \
        --op_perf=cpu --benchmark_min_time=0.01s --benchmark_format=json > "$out/run.json" || { echo "cb_kernel_bench failed"; exit 1; }
 python3 "$src/kernels/bench/check_counters.py" "$out/run.json"
 ]=] counters ${_kb} ${PROJECT_SOURCE_DIR} ${_kbt}/counters)
   set_tests_properties(kernels.bench_case_counters PROPERTIES LABELS kernels TIMEOUT 120
-    PASS_REGULAR_EXPRESSION "counters: 9 benchmarks checked")
+    PASS_REGULAR_EXPRESSION "counters: 10 benchmarks checked")
 
   # The paired paged vs contiguous benchmark (the kernels.attention.paged_vs_contiguous figure):
   # one repetition clean and one with the paged side planted 2x slower. Its counters are there,

@@ -292,6 +292,9 @@ void add_kernel_metrics(const json& gb, SuiteResult& r) {
                  {"matmul/onednn_matmul/w8a8/" + sh + "/" + m, "matmul/onednn_s8s8/w8a8/" + sh + "/" + m},
                  "cpu W8A8 (with quantize + dequantize) vs oneDNN's faster integer GEMM alone (matmul primitive "
                  "with W reordered once, or dnnl_gemm_s8s8s32)");
+      ratio("kernels.matmul.bf16dot_vs_onednn." + sfx, "matmul/cpu/bf16dot/" + sh + "/" + m, "matmul/onednn_matmul/bf16dot/" + sh + "/" + m,
+            "cpu BF16-dot GEMM (with x rounded to bf16) vs oneDNN's bf16 matmul primitive (W reordered once, x already "
+            "bf16), same shape");
       ratio("kernels.matmul.int8w_vs_f32." + sfx, "matmul/cpu/int8pc/" + sh + "/" + m, f32,
             "int8 weight-only (x stays f32, W widened in registers) vs f32 weights");
       ratio("kernels.matmul.bf16_vs_f32." + sfx, "matmul/cpu/bf16dot/" + sh + "/" + m, f32,
