@@ -8,6 +8,8 @@
 #                           FMA peak, batched decode 1/4/16/64 on the roofline, 1 -> N threads,
 #                           and the per-op profile of decode steps at each batch size and of
 #                           one prefill
+#   kernels-gemm-peers.json the f32 GEMM on gate/up, down and lm_head at M=16 and M=128 against
+#                           oneDNN's matmul primitive (W reordered once) and sgemm, 3 repetitions
 #   engine-bf16.json        the same with BF16-stored weights (widened to f32 in registers), batch 1
 #   engine-bf16dot.json     BF16 weights and bf16 activations: prefill vs the BF16 dot peak (and
 #                           its op profile)
@@ -52,6 +54,12 @@ planted=$($bin/harness/claimbench run --suite kernels --repetitions 3 --plant-de
 # Its manifest names the planted defect; the run folder itself is not kept inside this one.
 cp "$planted/kernels.json" "$dir/kernels-planted-kv-scatter.json"
 cp "$planted/manifest.json" "$dir/kernels-planted-kv-scatter.manifest.json" && rm -rf "$dir/planted-kv-scatter"
+
+echo "== the engine's f32 GEMM shapes at M=16 (batch-16 decode) and M=128 (prefill) against oneDNN's peers"
+peers=$($bin/harness/claimbench run --suite kernels --repetitions 3 --out "$dir/gemm-peers" \
+  --bench-filter '^matmul/(cpu/f32|onednn_(matmul|sgemm)/f32)/K(2048_N5632|5632_N2048|2048_N32000)/M(16|128)/' | tail -n 1)
+[ -f "$peers/kernels.json" ] || { echo "bench-llama-1b: the GEMM peers run wrote no kernels.json ($peers)" >&2; exit 1; }
+cp "$peers/kernels.json" "$dir/kernels-gemm-peers.json" && rm -rf "$dir/gemm-peers"
 
 bench() {  # NAME ARGS...: one refengine bench into the run folder
   local name=$1; shift

@@ -239,6 +239,21 @@ def main(d):
             else "; not judged: no shuffled pair in the clean run"))
         if ratio is not None else "")
 
+    # The strongest peer for the matmuls the batched-decode and prefill figures rest on: the engine's
+    # f32 GEMM against the faster of oneDNN's matmul primitive (W reordered once) and sgemm, on the
+    # shapes that hold most of the weights. Recorded: a peer, not a limit.
+    g = load(d, "kernels-gemm-peers.json")
+    for shape, role in (("K2048_N5632", "gate/up (46 MB)"), ("K5632_N2048", "down (46 MB)"), ("K2048_N32000", "lm_head (262 MB)")):
+        for m in ("M16", "M128"):
+            r = metric(g, f"kernels.matmul.cpu_vs_onednn.{shape}.{m}")
+            gf = lambda b: (metric(g, f"kernels.bench.matmul.{b}.{shape}.{m}.gflops") or {}).get("value")
+            cpu, prim, sg = gf("cpu.f32"), gf("onednn_matmul.f32"), gf("onednn_sgemm.f32")
+            row(f"F32 GEMM {role} at {m[1:]} rows vs oneDNN's faster f32 path", r["value"] if r else None,
+                "oneDNN matmul primitive / sgemm, same run", None,
+                (f"GFLOP/s: ours {cpu:.0f}, primitive {prim:.0f}, sgemm {sg:.0f}; per repetition "
+                 f"{[round(x, 3) for x in r['samples']]}") if r and cpu and prim and sg else "",
+                r["samples"] if r else None)
+
     out = {"rows": rows, "folder": os.path.basename(os.path.normpath(d))}
     with open(os.path.join(d, "engine-speed.json"), "w") as f:
         json.dump(out, f, indent=2)

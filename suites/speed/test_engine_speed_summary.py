@@ -146,6 +146,20 @@ class Verdicts(unittest.TestCase):
         self.assertIn("cost this machine little (0.950)", r["detail"])
         self.assertEqual(find(run({"kernels.json": clean})[0], "planted defect kv-scatter")["verdict"], "MISSING")
 
+    def test_gemm_peer_rows_are_recorded_against_the_faster_onednn_path(self):
+        m = lambda key, v, samples=None: {"key": key, "value": v, "samples": samples or [v], "params": {}}
+        sh = "K2048_N32000"
+        g = {"metrics": [m(f"kernels.matmul.cpu_vs_onednn.{sh}.M16", 1.26, [1.35, 1.26, 1.24]),
+                         m(f"kernels.bench.matmul.cpu.f32.{sh}.M16.gflops", 295.0),
+                         m(f"kernels.bench.matmul.onednn_matmul.f32.{sh}.M16.gflops", 224.0),
+                         m(f"kernels.bench.matmul.onednn_sgemm.f32.{sh}.M16.gflops", 60.0)]}
+        rows, _ = run({"kernels-gemm-peers.json": g})
+        r = find(rows, "F32 GEMM lm_head (262 MB) at 16 rows vs oneDNN")
+        self.assertEqual(r["verdict"], "RECORDED")  # a peer, never a target
+        self.assertAlmostEqual(r["value"], 1.26)
+        self.assertIn("ours 295, primitive 224, sgemm 60", r["detail"])
+        self.assertEqual(find(rows, "F32 GEMM down (46 MB) at 128 rows vs oneDNN")["verdict"], "MISSING")
+
     def test_missing_files_are_missing(self):
         rows, _ = run({})
         self.assertEqual(find(rows, "F32 batch-1 decode")["verdict"], "MISSING")
