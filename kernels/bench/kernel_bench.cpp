@@ -743,8 +743,10 @@ void bm_paired_cases(benchmark::State& st, const std::string& name, const CaseBe
 // falls as the blocks grow, and the sweep says which block size would meet the target.
 void register_paired() {
   const CaseBench contiguous{"cpu", ctx4096_attention_case(0), "cpu " + ctx4096_attention_what(0)};
-  // 0.25 s of timed calls per repetition whatever --benchmark_min_time says: ~30 alternations of
-  // ~4 ms calls (2 threads), ~4 placements. `counters` are added to each repetition's.
+  // 32 alternations per repetition whatever --benchmark_min_time says: 4 placements, ~0.25 s of
+  // ~4 ms calls (2 threads). A fixed count, not a minimum time: under a loaded CI machine a
+  // time-sized run shrank to fewer than 8 alternations, one placement, and averaged nothing.
+  // `counters` are added to each repetition's.
   auto pair = [&](const std::string& name, const CaseBench& paged, const std::map<std::string, double>& counters) {
     benchmark::RegisterBenchmark(name.c_str(),
                                  [=](benchmark::State& st) {
@@ -752,7 +754,7 @@ void register_paired() {
                                    for (const auto& [k, v] : counters) st.counters[k] = v;
                                  })
         ->UseManualTime()
-        ->MinTime(0.25)
+        ->Iterations(4 * kIterationsPerPlacement)
         ->Unit(benchmark::kMicrosecond);
   };
   if (const auto& g = given_tables())

@@ -63,6 +63,25 @@ TEST(KernelMetrics, PlantedPagingOverheadFlipsThePagedVsContiguousFigure) {
   EXPECT_LT(bad.find("kernels.attention.paged_vs_contiguous.ctx4096")->value, 0.95);
 }
 
+// The paired benchmark runs a fixed 32 alternations since 2026-12-07 ("/iterations:32" where it
+// said "/min_time:0.250"): the same figure under the same key either way.
+TEST(KernelMetrics, PairedRunLengthSuffixIsNotPartOfTheName) {
+  json run = run_with({1.02, 1.06, 0.98});
+  for (auto& e : run["benchmarks"]) {
+    std::string n = e.value("name", "");
+    const size_t at = n.find("/min_time:0.250");
+    if (at != std::string::npos) n.replace(at, std::string("/min_time:0.250").size(), "/iterations:32");
+    e["name"] = n;
+    if (e.contains("run_name")) e["run_name"] = n;
+  }
+  SuiteResult r;
+  cb::harness::add_kernel_metrics(run, r);
+  const auto* m = r.find("kernels.attention.paged_vs_contiguous.ctx4096");
+  ASSERT_NE(m, nullptr);
+  EXPECT_DOUBLE_EQ(m->value, 1.02);
+  EXPECT_EQ(m->params.value("benchmark", ""), "paired/attention/cpu/f32/H32_KV4_D64_B16_vs_contiguous/decode_ctx4096_S8/M8");
+}
+
 // Without the paired benchmark (a filter left it out) there is no figure: the separate
 // benchmarks' repetitions are not paired in time, so no ratio is made of them.
 TEST(KernelMetrics, NoPairedBenchmarkNoPagedVsContiguousFigure) {

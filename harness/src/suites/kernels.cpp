@@ -56,8 +56,11 @@ std::string strip_suffix(std::string name) {
     const std::string sfx = suffix;
     if (name.size() > sfx.size() && name.compare(name.size() - sfx.size(), sfx.size(), sfx) == 0) name.resize(name.size() - sfx.size());
   }
-  const size_t mt = name.rfind("/min_time:");
-  if (mt != std::string::npos && name.find('/', mt + 1) == std::string::npos) name.resize(mt);
+  // A benchmark's own run length ("/min_time:0.250", "/iterations:32") is not part of its name.
+  for (const char* tag : {"/min_time:", "/iterations:"}) {
+    const size_t at = name.rfind(tag);
+    if (at != std::string::npos && name.find('/', at + 1) == std::string::npos) name.resize(at);
+  }
   return name;
 }
 
