@@ -113,8 +113,18 @@ def main(d):
             continue
         dec, pk = e["decode"], e["peaks"]
         tf = e["ratios"]["decode_triad_fraction"]
-        # The limit of each repetition: the best triad pass run between its decode steps (refengine
-        # bench since 2026-12-06; older runs measured one window before the repetition).
+        # The target's figure (refengine bench since 2026-12-07): each decode step against the triad
+        # pass run right before it, the median over the steps per repetition. The best pass of the
+        # repetition (its envelope; the target's figure from 2026-12-06 to 2026-12-07) and the
+        # passes' mean stay beside it. Older runs: the best pass, or one window before the repetition.
+        by_step = dec.get("triad_paired_fraction")
+        if by_step:
+            passes = [g for rep in dec["triad_pass_gbs_per_repetition"] for g in rep if g]
+            row(f"{label} batch-1 decode, fraction of triad bandwidth / bytes per token", e["ratios"]["decode_triad_paired_fraction"],
+                f"each step against the triad pass right before it (passes {min(passes):.1f}-{max(passes):.1f} GB/s)", at_least(0.8),
+                f"{dec['tokens_per_s']['median']:.2f} tok/s median of {[round(x, 2) for x in dec['tokens_per_s']['samples']]}; "
+                f"per repetition (median of its {len(dec['step_seconds_per_repetition'][0])} steps) "
+                f"{[round(x, 3) for x in by_step['samples']]}", by_step["samples"])
         paired = "triad_mean_fraction" in dec
         if paired:
             reps_gbs = sorted(dec["triad_gbs_per_repetition"])
@@ -122,7 +132,8 @@ def main(d):
             triad_text = f"best triad pass between the steps, median {mid:.1f} GB/s -> {mid * 1e9 / dec['bytes_per_token']:.1f} tok/s"
         else:
             triad_text = f"{pk['triad']['value']:.1f} GB/s triad -> {dec['triad_limit_tokens_per_s']:.1f} tok/s"
-        row(f"{label} batch-1 decode, fraction of triad bandwidth / bytes per token", tf, triad_text, at_least(0.8),
+        best_what = "fraction of the best triad pass between the steps" if by_step else "fraction of triad bandwidth / bytes per token"
+        row(f"{label} batch-1 decode, {best_what}", tf, triad_text, None if by_step else at_least(0.8),
             f"{dec['tokens_per_s']['median']:.2f} tok/s median of {[round(x, 2) for x in dec['tokens_per_s']['samples']]}; "
             f"per repetition {[round(x, 3) for x in dec['triad_fraction']['samples']]}", dec["triad_fraction"]["samples"])
         if paired:
@@ -215,7 +226,9 @@ def main(d):
     clean, planted = load(d, "engine-f32.json"), load(d, "engine-planted-matmul-twice.json")
     ratio_of = lambda key: lambda e: (e or {}).get("ratios", {}).get(key)
     batch16 = lambda e: next((b["roofline_fraction"] for b in (e or {}).get("batched_decode", {}).get("rows", []) if b["batch"] == 16), None)
-    for figure, what in ((ratio_of("decode_triad_fraction"), "F32 batch-1 decode figure"),
+    # The decode figure the target judges: paired by step where the runs have it.
+    decode_figure = lambda e: ratio_of("decode_triad_paired_fraction")(e) or ratio_of("decode_triad_fraction")(e)
+    for figure, what in ((decode_figure, "F32 batch-1 decode figure"),
                          (ratio_of("prefill_peak_fraction"), "F32 128-token prefill figure"),
                          (batch16, "F32 decode batch 16 figure")):
         c, p = figure(clean), figure(planted)

@@ -102,6 +102,39 @@ class Verdicts(unittest.TestCase):
         self.assertEqual(mean["verdict"], "RECORDED")  # never gated
         self.assertAlmostEqual(mean["value"], 0.97)
 
+    def test_decode_is_judged_step_by_step_and_the_best_pass_recorded(self):
+        # The best pass reads 0.78-0.82 (INCONCLUSIVE were it gated); each step against the pass
+        # right before it 0.90-0.93: the paired figure is the gated one, the envelope recorded.
+        e = engine_json([0.78, 0.80, 0.82], [0.7, 0.7, 0.7], [0.7, 0.7, 0.7])
+        e["decode"].update({"bytes_per_token": 4.4e9, "triad_gbs_per_repetition": [70.0, 72.0, 71.0],
+                            "triad_mean_gbs_per_repetition": [60.0, 61.0, 62.0],
+                            "triad_mean_fraction": {"samples": [0.91, 0.92, 0.93], "median": 0.92},
+                            "step_seconds_per_repetition": [[0.08, 0.08]] * 3,
+                            "triad_pass_gbs_per_repetition": [[58.0, 71.5], [60.0, 62.0], [59.0, 61.0]],
+                            "triad_paired_fraction": {"samples": [0.90, 0.93, 0.92], "median": 0.92}})
+        e["ratios"]["decode_triad_paired_fraction"] = 0.92
+        rows, md = run({"engine-f32.json": e})
+        dec = find(rows, "F32 batch-1 decode, fraction of triad")
+        self.assertEqual(dec["verdict"], "PASS")
+        self.assertAlmostEqual(dec["value"], 0.92)
+        self.assertIn("each step against the triad pass right before it (passes 58.0-71.5 GB/s)", dec["limit"])
+        self.assertIn("median of its 2 steps", dec["detail"])
+        best = find(rows, "F32 batch-1 decode, fraction of the best triad pass")
+        self.assertEqual(best["verdict"], "RECORDED")
+        self.assertAlmostEqual(best["value"], 0.80)
+        # Paired steps below the target fail as the envelope would.
+        e["decode"]["triad_paired_fraction"] = {"samples": [0.70, 0.72, 0.71], "median": 0.71}
+        e["ratios"]["decode_triad_paired_fraction"] = 0.71
+        rows, _ = run({"engine-f32.json": e})
+        self.assertEqual(find(rows, "F32 batch-1 decode, fraction of triad")["verdict"], "FAIL")
+        # The planted row follows the gated figure.
+        planted = json.loads(json.dumps(e))
+        planted["ratios"]["decode_triad_paired_fraction"] = 0.36
+        rows, _ = run({"engine-f32.json": e, "engine-planted-matmul-twice.json": planted})
+        r = find(rows, "planted defect matmul-twice: F32 batch-1 decode")
+        self.assertAlmostEqual(r["value"], 0.36 / 0.71)
+        self.assertEqual(r["verdict"], "PASS")
+
     def test_planted_defect_rows_cover_decode_prefill_and_batch_16(self):
         clean = engine_json([0.9, 0.9, 0.9], [0.7, 0.7, 0.7], [0.70, 0.70, 0.70])
         planted = engine_json([0.5, 0.5], [0.36, 0.36], [0.63, 0.63])  # batch 16 barely moved: the defect not seen there

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "cb/engine/bench/engine_bench.h"
@@ -22,6 +23,19 @@ TEST(EngineBench, SamplesSummaryBestIsTheLargestRateAndTheSmallestTime) {
   EXPECT_DOUBLE_EQ(time["median"].get<double>(), 0.35);
   EXPECT_DOUBLE_EQ(time["best"].get<double>(), 0.2);
   EXPECT_DOUBLE_EQ(time["worst"].get<double>(), 0.5);
+}
+
+TEST(EngineBench, PairedStepFractionDividesEachStepByThePassBeforeIt) {
+  // 1 GB per token: steps of 0.1 s (10 GB/s) and 0.05 s (20 GB/s) against passes of 20 and 10 GB/s.
+  const std::vector<double> steps{0.1, 0.05, 0.1}, passes{20.0, 10.0, 12.5};
+  // Per step 0.5, 2.0, 0.8: their median.
+  EXPECT_DOUBLE_EQ(cb::engine::paired_step_fraction(steps, passes, 1e9), 0.8);
+  // A step is judged by its own pass: the same steps against swapped passes give another figure.
+  EXPECT_DOUBLE_EQ(cb::engine::paired_step_fraction(steps, {10.0, 20.0, 12.5}, 1e9), 1.0);
+  // A pass that measured nothing leaves its step out; mismatched or empty inputs give NaN.
+  EXPECT_DOUBLE_EQ(cb::engine::paired_step_fraction(steps, {20.0, std::nan(""), 0.0}, 1e9), 0.5);
+  EXPECT_TRUE(std::isnan(cb::engine::paired_step_fraction(steps, {20.0}, 1e9)));
+  EXPECT_TRUE(std::isnan(cb::engine::paired_step_fraction({}, {}, 1e9)));
 }
 
 TEST(EngineBench, EveryFigureFollowsFromItsTimingsAndLimits) {
@@ -49,6 +63,14 @@ TEST(EngineBench, EveryFigureFollowsFromItsTimingsAndLimits) {
   EXPECT_NE(d["triad_limit"].get<std::string>().find("before every decode step"), std::string::npos);
   EXPECT_NEAR(d["bw_fraction"]["samples"][0].get<double>(), tps * bytes / (d["bandwidth_gbs_per_repetition"][0].get<double>() * 1e9), 1e-9);
   EXPECT_DOUBLE_EQ(r["ratios"]["decode_triad_fraction"].get<double>(), d["triad_fraction"]["median"].get<double>());
+  // Paired: each step against the pass run right before it (one pass per step).
+  ASSERT_EQ(d["step_seconds_per_repetition"][0].size(), 4u);
+  ASSERT_EQ(d["triad_pass_gbs_per_repetition"][0].size(), 4u);
+  const double paired = cb::engine::paired_step_fraction(d["step_seconds_per_repetition"][0].get<std::vector<double>>(),
+                                                         d["triad_pass_gbs_per_repetition"][0].get<std::vector<double>>(), bytes);
+  EXPECT_GT(paired, 0);
+  EXPECT_DOUBLE_EQ(d["triad_paired_fraction"]["samples"][0].get<double>(), paired);
+  EXPECT_DOUBLE_EQ(r["ratios"]["decode_triad_paired_fraction"].get<double>(), paired);
   // Prefill: GFLOP/s over the peak measured before the same repetition.
   const auto& p = r["prefill"];
   EXPECT_NEAR(r["ratios"]["prefill_peak_fraction"].get<double>(),

@@ -53,6 +53,10 @@ double decode_flops_per_token(const ModelConfig& cfg, int ctx);
 // {"samples", "median", "best", "worst"} of repeated samples; best is the largest for rates
 // (higher_is_better) and the smallest for times.
 nlohmann::json samples_summary(const std::vector<double>& v, bool higher_is_better = true);
+// A decode repetition's figure paired step by step: step i's rate (bytes_per_token / its seconds)
+// over the triad pass run right before it, the median over the steps. Steps whose pass gave no
+// rate (NaN or <= 0) are left out; NaN when none is left or the lengths differ.
+double paired_step_fraction(const std::vector<double>& step_seconds, const std::vector<double>& pass_gbs, double bytes_per_token);
 
 // Returns {"model", "backend", "params", "peaks", "prefill", "decode", "ratios"} and the optional
 // sections ("batched_decode", "thread_scaling", "serving_overhead", "op_profile"); see README.
