@@ -9,6 +9,7 @@
 #include "cb/engine/bench/engine_bench.h"
 #include "cb/engine/model/engine.h"
 #include "cb/engine/model/errors.h"
+#include "cb/harness/core/engine_access.h"
 
 namespace {
 using cb::engine::EngineBenchOptions;
@@ -201,6 +202,34 @@ TEST(EngineBench, Bf16ActivationsOnF32WeightsNameTheTensor) {
               std::string::npos)
         << e.what();
   }
+}
+
+// The kernels suite reads refengine bench's figures through the adapter: each metric's value is the
+// median of the samples it records beside it (the prefill samples once divided by the peak measured
+// before the repetitions while the value used each repetition's own peak).
+TEST(EngineBench, KernelsSuiteFiguresAreTheMediansOfTheirOwnSamples) {
+  const cb::harness::EngineAccess* access = cb::harness::engine_access();
+  ASSERT_NE(access, nullptr);
+  cb::harness::EngineBenchRequest q;
+  q.model_dir = cb::engine::default_model_dir();
+  q.prefill_tokens = 16;
+  q.decode_tokens = 4;
+  q.repetitions = 3;
+  const cb::harness::EngineBenchFigures f = access->bench(q, nullptr);
+  const auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];  // 3 samples
+  };
+  for (const auto* v : {&f.decode_tokens_per_s, &f.decode_bw_fraction, &f.decode_triad_paired_fraction, &f.prefill_gflops,
+                        &f.prefill_peak_fraction_samples}) {
+    ASSERT_EQ(v->size(), 3u);
+    for (double x : *v) EXPECT_TRUE(std::isfinite(x) && x > 0) << x;
+  }
+  EXPECT_DOUBLE_EQ(f.decode_tokens_per_s_median, median(f.decode_tokens_per_s));
+  EXPECT_DOUBLE_EQ(f.decode_bw_fraction_median, median(f.decode_bw_fraction));
+  EXPECT_DOUBLE_EQ(f.decode_triad_paired_fraction_median, median(f.decode_triad_paired_fraction));
+  EXPECT_DOUBLE_EQ(f.prefill_gflops_median, median(f.prefill_gflops));
+  EXPECT_DOUBLE_EQ(f.prefill_peak_fraction, median(f.prefill_peak_fraction_samples));
 }
 
 }  // namespace

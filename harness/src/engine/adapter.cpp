@@ -54,12 +54,14 @@ EngineBenchFigures engine_bench(const EngineBenchRequest& q, const std::function
   f.weight_bytes = eb["model"]["weight_bytes"].get<double>();
   f.decode_tokens_per_s = samples_of(eb["decode"]["tokens_per_s"]);
   f.decode_bw_fraction = samples_of(eb["decode"]["bw_fraction"]);
+  f.decode_triad_paired_fraction = samples_of(eb["decode"]["triad_paired_fraction"]);
   f.prefill_gflops = samples_of(eb["prefill"]["gflops"]);
+  f.prefill_peak_fraction_samples = samples_of(eb["prefill"]["peak_fraction"]);
   f.decode_tokens_per_s_median = eb["decode"]["tokens_per_s"]["median"].get<double>();
   f.decode_bw_fraction_median = eb["ratios"]["decode_bw_fraction"].get<double>();
+  f.decode_triad_paired_fraction_median = eb["ratios"]["decode_triad_paired_fraction"].get<double>();
   f.prefill_gflops_median = eb["prefill"]["gflops"]["median"].get<double>();
   f.prefill_peak_fraction = eb["ratios"]["prefill_peak_fraction"].get<double>();
-  f.peak_fp32_gflops = eb["peaks"]["fp32_fma"]["value"].get<double>();
   return f;
 }
 

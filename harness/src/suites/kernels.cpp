@@ -427,7 +427,8 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
   if (!ctx.bench_filter.empty()) return r;
   const EngineAccess* access = engine_access();
   if (!access) {
-    for (const char* k : {"kernels.engine.decode.tokens_per_s", "kernels.engine.decode.bw_fraction", "kernels.engine.prefill.gflops", "kernels.engine.prefill.peak_fraction"})
+    for (const char* k : {"kernels.engine.decode.tokens_per_s", "kernels.engine.decode.bw_fraction", "kernels.engine.decode.triad_paired_fraction",
+                          "kernels.engine.prefill.gflops", "kernels.engine.prefill.peak_fraction"})
       r.params["not_measured"][k] = no_engine_reason();
     return r;
   }
@@ -443,18 +444,21 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
                         {"prefill_tokens", eo.prefill_tokens}, {"decode_tokens", eo.decode_tokens}};
   r.add({"kernels.engine.decode.tokens_per_s", eb.decode_tokens_per_s_median, "tokens/s", Direction::HigherIsBetter, NoiseClass::Timing,
          eb.decode_tokens_per_s, mparams, "batch 1"});
-  std::vector<double> prefill_fraction;
-  for (double x : eb.prefill_gflops) prefill_fraction.push_back(x / eb.peak_fp32_gflops);
   r.add({"kernels.engine.decode.bw_fraction", eb.decode_bw_fraction_median, "fraction", Direction::HigherIsBetter, NoiseClass::Ratio,
          eb.decode_bw_fraction, mparams,
          "decode tokens/s x bytes read per token / memory read bandwidth measured just before each repetition (>1 means the model fits in cache)"});
+  r.add({"kernels.engine.decode.triad_paired_fraction", eb.decode_triad_paired_fraction_median, "fraction", Direction::HigherIsBetter,
+         NoiseClass::Ratio, eb.decode_triad_paired_fraction, mparams,
+         "each decode step's bytes read / its seconds over the triad pass run right before it, the median over the steps "
+         "(triad counts 12 of the 16 bytes a write-allocating host moves, so a read-only stream can pass 1)"});
   r.add({"kernels.engine.prefill.gflops", eb.prefill_gflops_median, "GFLOP/s", Direction::HigherIsBetter, NoiseClass::Timing, eb.prefill_gflops,
          mparams, ""});
   r.add({"kernels.engine.prefill.peak_fraction", eb.prefill_peak_fraction, "fraction", Direction::HigherIsBetter, NoiseClass::Ratio,
-         prefill_fraction, mparams, "prefill FLOP/s / measured peak FP32 FMA"});
+         eb.prefill_peak_fraction_samples, mparams, "prefill FLOP/s / peak FP32 FMA measured right before each repetition"});
   r.tables["engine_bench"] = json::array({{{"model", ctx.model_dir.string()},
                                            {"decode_tokens_per_s", eb.decode_tokens_per_s_median},
                                            {"decode_bw_fraction", eb.decode_bw_fraction_median},
+                                           {"decode_triad_paired_fraction", eb.decode_triad_paired_fraction_median},
                                            {"prefill_gflops", eb.prefill_gflops_median},
                                            {"prefill_peak_fraction", eb.prefill_peak_fraction}}});
   return r;

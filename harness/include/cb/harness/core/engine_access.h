@@ -60,10 +60,14 @@ struct EngineBenchFigures {
   double weight_bytes = 0;
   std::vector<double> decode_tokens_per_s;   // one per repetition
   std::vector<double> decode_bw_fraction;    // decode bytes/s / bandwidth measured just before
+  // Each step's bytes/s over the triad pass run right before it, the median over the steps:
+  // steadier than one window before the repetition on a host whose bandwidth jitters.
+  std::vector<double> decode_triad_paired_fraction;
   std::vector<double> prefill_gflops;
+  std::vector<double> prefill_peak_fraction_samples;  // each over the FMA peak measured right before it
   double decode_tokens_per_s_median = 0, decode_bw_fraction_median = 0, prefill_gflops_median = 0;
+  double decode_triad_paired_fraction_median = 0;
   double prefill_peak_fraction = 0;          // median prefill GFLOP/s / peak FP32 FMA
-  double peak_fp32_gflops = 0;
 };
 
 struct EngineAccess {
