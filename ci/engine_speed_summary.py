@@ -66,6 +66,14 @@ def metric(kernels, key):
     return None
 
 
+def read_limit_detail(p, pk):
+    """The read bandwidth an op-profile row is divided by: the faster of the windows right before and
+    right after the row where the run has both (older runs: one window before, or the run's peak)."""
+    if "read_gbs_before" in p:
+        return f"{p['read_gbs']:.1f} GB/s read (before {p['read_gbs_before']:.1f}, after {p['read_gbs_after']:.1f})"
+    return f"{p.get('read_gbs', pk['mem_read']['value']):.1f} GB/s read"
+
+
 def prefill_profile_row(row, label, e):
     """Where one prefill's time goes (--op-profile): the matmuls' share and their rate against the
     peak prefill is divided by; the slowest matmul named in the detail."""
@@ -165,7 +173,7 @@ def main(d):
             mm = [o for o in p["ops"] if o["op"].startswith("matmul")]
             slow = min(mm, key=lambda o: o.get("read_bandwidth_fraction", 1)) if mm else None
             row(f"{label} decode batch {p['batch']} op profile: matmul weight stream, fraction of read bandwidth",
-                p.get("matmul_read_bandwidth_fraction"), f"{p.get('read_gbs', pk['mem_read']['value']):.1f} GB/s read", None,
+                p.get("matmul_read_bandwidth_fraction"), read_limit_detail(p, pk), None,
                 f"step {p['step_ms']:.2f} ms: matmuls {100 * p['matmul_fraction']:.0f}% ({p.get('matmul_gbs', 0):.1f} GB/s, "
                 f"{p.get('matmul_gflops', 0):.0f} GFLOP/s = {p.get('matmul_fma_peak_fraction', 0):.2f} of the FMA peak), "
                 f"other ops {p['ops_ms'] - p['matmul_ms']:.2f} ms, outside the ops {p['outside_ops_ms']:.2f} ms"

@@ -193,6 +193,13 @@ class Verdicts(unittest.TestCase):
         self.assertIn("ours 295, primitive 224, sgemm 60", r["detail"])
         self.assertEqual(find(rows, "F32 GEMM down (46 MB) at 128 rows vs oneDNN")["verdict"], "MISSING")
 
+    def test_op_profile_read_limit_names_both_windows_where_the_run_has_them(self):
+        pk = {"mem_read": {"value": 50.0}}
+        bracketed = {"read_gbs": 61.0, "read_gbs_before": 36.4, "read_gbs_after": 61.0}
+        self.assertEqual(summary.read_limit_detail(bracketed, pk), "61.0 GB/s read (before 36.4, after 61.0)")
+        self.assertEqual(summary.read_limit_detail({"read_gbs": 36.4}, pk), "36.4 GB/s read")  # older runs: one window
+        self.assertEqual(summary.read_limit_detail({}, pk), "50.0 GB/s read")  # oldest: the run's peak
+
     def test_missing_files_are_missing(self):
         rows, _ = run({})
         self.assertEqual(find(rows, "F32 batch-1 decode")["verdict"], "MISSING")

@@ -159,6 +159,10 @@ TEST(EngineBench, OpProfileAccountsForTheDecodeStep) {
                 1e-6 * row["matmul_gflops"].get<double>());
     EXPECT_NEAR(row["matmul_read_bandwidth_fraction"].get<double>() * row["read_gbs"].get<double>(), row["matmul_gbs"].get<double>(),
                 1e-6 * row["matmul_gbs"].get<double>());
+    // The read limit brackets the row: the faster of the windows right before and right after it.
+    EXPECT_GT(row["read_gbs_before"].get<double>(), 0);
+    EXPECT_GT(row["read_gbs_after"].get<double>(), 0);
+    EXPECT_DOUBLE_EQ(row["read_gbs"].get<double>(), std::max(row["read_gbs_before"].get<double>(), row["read_gbs_after"].get<double>()));
     EXPECT_EQ(multi_calls, 2 * L) << "q/k/v and gate/up once per layer";
     EXPECT_EQ(single_calls, 2 * L + 1) << "o, down per layer and lm_head";
     EXPECT_EQ(attention_calls, L);
@@ -186,6 +190,7 @@ TEST(EngineBench, OpProfileAccountsForTheDecodeStep) {
   EXPECT_EQ(attention_calls, L);
   EXPECT_NEAR(pre["matmul_peak_fraction"].get<double>() * pre["peak_gflops"].get<double>(), pre["matmul_gflops"].get<double>(),
               1e-6 * pre["matmul_gflops"].get<double>());
+  EXPECT_DOUBLE_EQ(pre["read_gbs"].get<double>(), std::max(pre["read_gbs_before"].get<double>(), pre["read_gbs_after"].get<double>()));
   // Without the flag the model runs on the backend itself.
   auto lm = cb::engine::LoadedModel::open(o.model_dir, "cpu");
   EXPECT_EQ(lm->op_profiler(), nullptr);

@@ -227,25 +227,54 @@ json op_profile_json(const kernels::ProfilingBackend& prof, int steps, double st
   return row;
 }
 
+// The read bandwidth a profiled section is divided by, measured right before and right after it
+// (measure_read null: off the host, no limit). The faster of the two is the limit: this host's
+// memory phase moves within a profile, and one 36 GB/s window before a row once gave its matmuls
+// 1.095 of "the" read bandwidth.
+struct ReadBracket {
+  double before = 0, after = 0;
+  double limit() const { return std::max(before, after); }
+  void record(json& row) const {
+    row["read_gbs"] = limit();
+    row["read_gbs_before"] = before;
+    row["read_gbs_after"] = after;
+  }
+};
+template <class Section>
+std::pair<double, ReadBracket> bracketed(const std::function<double()>& measure_read, Section&& section) {
+  ReadBracket b;
+  if (measure_read) b.before = measure_read();
+  const double seconds = section();
+  if (measure_read) b.after = measure_read();
+  return {seconds, b};
+}
+
 // A decode step at batch B, against the FMA peak.
-json op_profile_row(LoadedModel& lm, const std::vector<int32_t>& prompt, int B, int steps, double read_gbs, double fma_gflops) {
+json op_profile_row(LoadedModel& lm, const std::vector<int32_t>& prompt, int B, int steps,
+                    const std::function<double()>& measure_read, double fma_gflops) {
   kernels::ProfilingBackend& prof = *lm.op_profiler();
   prof.reset();
-  const double step = batched_decode_step_seconds(lm, prompt, B, steps, &prof);
-  json row = op_profile_json(prof, steps, step, read_gbs, fma_gflops, "fma_peak_fraction");
+  const auto [step, read] = bracketed(measure_read, [&] { return batched_decode_step_seconds(lm, prompt, B, steps, &prof); });
+  json row = op_profile_json(prof, steps, step, read.limit(), fma_gflops, "fma_peak_fraction");
   row["batch"] = B;
+  if (measure_read) read.record(row);
   return row;
 }
 
 // One prefill of the prompt (a fresh cache), against the compute peak prefill is divided by.
-json op_profile_prefill(LoadedModel& lm, const std::vector<int32_t>& prompt, double read_gbs, double peak_gflops) {
+json op_profile_prefill(LoadedModel& lm, const std::vector<int32_t>& prompt, const std::function<double()>& measure_read,
+                        double peak_gflops) {
   kernels::ProfilingBackend& prof = *lm.op_profiler();
   prof.reset();
-  prof.set_enabled(true);
-  const double pre = prefill_then_decode(lm, prompt, 0).first;
-  prof.set_enabled(false);
-  json row = op_profile_json(prof, 1, pre, read_gbs, peak_gflops, "peak_fraction");
+  const auto [pre, read] = bracketed(measure_read, [&] {
+    prof.set_enabled(true);
+    const double seconds = prefill_then_decode(lm, prompt, 0).first;
+    prof.set_enabled(false);
+    return seconds;
+  });
+  json row = op_profile_json(prof, 1, pre, read.limit(), peak_gflops, "peak_fraction");
   row["tokens"] = prompt.size();
+  if (measure_read) read.record(row);
   return row;
 }
 
@@ -528,23 +557,27 @@ json run_engine_bench(const EngineBenchOptions& opt, const std::function<void(co
     for (int b : opt.batch_sizes)
       if (std::find(batches.begin(), batches.end(), b) == batches.end()) batches.push_back(b);
     json rows = json::array();
+    // Limits measured beside each row, as for the repetitions above (this host drifts): the
+    // compute peak right before, the read bandwidth before and after (ReadBracket).
+    std::function<double()> measure_read;
+    if (host_limits) measure_read = [] { return bench::measure_memory_read_bandwidth(0, 0, 0.1).value; };
     for (int B : batches) {
       say("op profile: decode batch " + std::to_string(B));
-      // Limits measured right before the row, as for the repetitions above (this host drifts).
-      const double read_gbs = host_limits ? bench::measure_memory_read_bandwidth(0, 0, 0.1).value : 0;
       const double fma_gflops = host_limits ? bench::measure_peak_fp32_fma(0, 0.1).value : 0;
-      rows.push_back(op_profile_row(*lm, prompt, B, steps, read_gbs, fma_gflops));
-      if (host_limits) rows.back()["read_gbs"] = read_gbs, rows.back()["fma_gflops"] = fma_gflops;
+      rows.push_back(op_profile_row(*lm, prompt, B, steps, measure_read, fma_gflops));
+      if (host_limits) rows.back()["fma_gflops"] = fma_gflops;
     }
     say("op profile: prefill " + std::to_string(T) + " tokens");
-    const double read_gbs = host_limits ? bench::measure_memory_read_bandwidth(0, 0, 0.1).value : 0;
     const double peak = !host_limits ? 0 : bf16_peak ? bench::measure_bf16_dot_peak(0, 0.1).value : bench::measure_peak_fp32_fma(0, 0.1).value;
-    json prefill = op_profile_prefill(*lm, prompt, read_gbs, peak);
-    if (host_limits) prefill["read_gbs"] = read_gbs, prefill["peak_gflops"] = peak;
+    json prefill = op_profile_prefill(*lm, prompt, measure_read, peak);
+    if (host_limits) prefill["peak_gflops"] = peak;
     prefill["peak"] = bf16_peak ? "bf16_dot" : "fp32_fma";
     out["op_profile"] = {{"rows", rows},
                          {"prefill", prefill},
-                         {"limits", host_limits ? json("read bandwidth and fp32 FMA peak measured right before each row (read_gbs, fma_gflops)") : json(off_host)},
+                         {"limits", host_limits ? json("fp32 FMA peak measured right before each row (fma_gflops); read bandwidth right before and "
+                                                         "right after it (read_gbs_before, read_gbs_after), the faster of the two the row's "
+                                                         "limit (read_gbs)")
+                                                  : json(off_host)},
                          {"synchronized_per_op", lm->op_profiler()->synchronizes()},
                          {"note", lm->op_profiler()->synchronizes()
                                       ? "each op is followed by a device synchronize, so ops do not overlap and the step is slower than unprofiled"
