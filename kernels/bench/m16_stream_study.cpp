@@ -23,6 +23,8 @@
 //                                 of K before the next tile ($CB_CPU_PACKED_WALK=panel, what
 //                                 decode batches get) against every tile's first slice first
 //                                 ($CB_CPU_PACKED_WALK=slice, what long prefills get).
+//   cb_m16_stream_study aa [K N]   the same matmul at 16 rows and at 1 as two identical cases: the
+//                                 pair's own spread and bias (read the other pairs against it).
 //   cb_m16_stream_study decode [K N] the same matmul at 1 row: the default tile (3 panels on
 //                                 AVX-512, each prefetched 2 KiB ahead) against the 8-panel one
 //                                 without prefetch that it replaced ($CB_CPU_PACKED_DECODE=wide).
@@ -365,10 +367,11 @@ int run_pair(const char* mode, const char* var, const char* const values[2], con
   Case cases[2];
   for (int c = 0; c < 2; ++c) {
     cases[c].be = cpu_backend_with(var, values[c]);
-    for (int i = 0; i < n_copies; ++i)
-      cases[c].copies.push_back(cases[c].be->upload_weight(Weight::dense(Tensor(host.data(), DType::F32, {N, K}))));
     cases[c].ms.resize(rows.size());
   }
+  // The two cases' copies allocated alternately, so neither gets all the early (or late) memory.
+  for (int i = 0; i < n_copies; ++i)
+    for (Case& c : cases) c.copies.push_back(c.be->upload_weight(Weight::dense(Tensor(host.data(), DType::F32, {N, K}))));
   size_t next_copy = 0;  // one rotation over both cases' copies
   constexpr int kRounds = 40;
   for (int round = 0; round < kRounds; ++round)
@@ -491,9 +494,11 @@ int run_sequence(int64_t rows, bool ops) {
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
-  if (mode != "overlap" && mode != "tiles" && mode != "skew" && mode != "walk" && mode != "decode" && mode != "sequence") {
+  if (mode != "overlap" && mode != "tiles" && mode != "skew" && mode != "walk" && mode != "decode" && mode != "sequence" &&
+      mode != "aa") {
     std::fprintf(stderr,
-                 "usage: cb_m16_stream_study overlap | skew [K N] | walk [K N] | decode [K N] | tiles | sequence [ROWS [ops]]\n");
+                 "usage: cb_m16_stream_study overlap | skew [K N] | walk [K N] | decode [K N] | aa [K N] | tiles | "
+                 "sequence [ROWS [ops]]\n");
     return 2;
   }
   if (mode == "sequence") {
@@ -523,6 +528,11 @@ int main(int argc, char** argv) {
     const char* const values[2] = {"0", "1"};
     const char* const names[2] = {"panels K apart", "skewed"};
     return run_pair("skew", "CB_CPU_PANEL_SKEW", values, names, K, N, {16, 1});
+  }
+  if (mode == "aa") {  // the same backend twice: the pair's own noise and bias, to read the others against
+    const char* const values[2] = {"", ""};
+    const char* const names[2] = {"first", "second"};
+    return run_pair("aa", "CB_CPU_PACKED_WALK", values, names, K, N, {16, 1});
   }
   if (mode == "decode") {
     const char* const values[2] = {"wide", "prefetched"};

@@ -122,7 +122,7 @@ endif()
 
 # cb_m16_stream_study skew on a small weight: the backend packs it both ways (64 steps of f32 fill a
 # page: skewed to 67), the engine's matmul runs on each; walk runs it both walks, decode both
-# one-row tiles; bad arguments are named.
+# one-row tiles, aa one backend twice; bad arguments are named.
 if(TARGET cb_m16_stream_study)
   add_test(NAME kernels.m16_stream_study_skew_runs
            COMMAND bash -c [=[
@@ -145,6 +145,12 @@ for d in wide prefetched; do
   grep -q "^$d *(f32\[13, 1100, 16\]): 1 row " <<< "$out" || { echo "no $d row"; exit 1; }
 done
 grep -q '^1 row: wide / prefetched time [0-9.]* (quartiles' <<< "$out" || { echo "no decode ratio"; exit 1; }
+out=$("$bin" aa 1100 200) || { echo "aa 1100 200 failed"; exit 1; }
+echo "$out"
+for c in first second; do
+  grep -q "^$c *(f32\[13, 1100, 16\]): 16 rows .*; 1 row " <<< "$out" || { echo "no $c row"; exit 1; }
+done
+grep -q '^16 rows: first / second time [0-9.]* (quartiles' <<< "$out" || { echo "no aa ratio"; exit 1; }
 "$bin" skew 0 48 2> "$err" && { echo "skew 0 48: exit 0"; exit 1; }
 grep -q 'K and N must be positive (got K=0 N=48)' "$err" || { echo "skew 0 48: no message"; cat "$err"; exit 1; }
 "$bin" nope 2> "$err" && { echo "nope: exit 0"; exit 1; }
