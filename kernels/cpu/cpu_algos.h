@@ -752,6 +752,7 @@ KernelTable make_table(Isa isa) {
   t.w8a8_small_max_m = 0;
   t.bf16dot = &bf16dot_range<DBF>;
   t.packed_bf16dot = nullptr;  // AVX512_BF16's table sets it
+  t.packed_w8a8 = nullptr;     // AVX512_VNNI's table sets it
   t.sparse24 = &sparse24<V>;
   return t;
 }

@@ -10,7 +10,8 @@
 // llama-1b shapes from DRAM (Zen 5, AVX-512, 2 threads, interleaved, same results within 4e-6):
 // M = 1 56-60 vs 46-49 GB/s, M = 8 212-218 vs 112-114 GFLOP/s, M = 16 275 vs 169, M = 128 1.45x.
 // With CB_DOT_BF16 (AVX512_BF16 region) the same tile runs bf16 x bf16 on vdpbf16ps over
-// panels of k pairs (packed_bf16dot).
+// panels of k pairs (packed_bf16dot); with CB_DOT_VNNI (AVX512_VNNI region) W8A8's u8 x s8 on
+// vpdpbusd over panels of k quads, int32 sums (packed_w8a8).
 #pragma once
 
 #include <algorithm>
@@ -63,7 +64,11 @@ struct PackedFma {
   using wvec = typename V::vec;
   static wvec load_w(const T* p) { return V::keep(V::load(p)); }
   static xvec bcast_x(const float* p) { return V::set1(*p); }
-  static typename V::vec madd(xvec x, wvec w, typename V::vec acc) { return V::fma(x, w, acc); }
+  using avec = typename V::vec;  // the tile's sums
+  static avec azero() { return V::zero(); }
+  static typename V::vec to_vec(avec a) { return a; }  // as stored in y
+  static avec madd(xvec x, wvec w, avec acc) { return V::fma(x, w, acc); }
+  static typename V::vec combine(typename V::vec acc, typename V::vec y) { return V::add(acc, y); }  // a slice into y
 };
 #ifdef CB_DOT_BF16
 // bf16 x bf16 on vdpbf16ps over pair panels (pack_bf16_pairs): a step is two k, one uint32 per
@@ -84,7 +89,44 @@ struct PackedDpBf16 {
     std::memcpy(&pair, p, sizeof pair);  // x lives in a uint16_t buffer
     return _mm512_set1_epi32(int(pair));
   }
-  static __m512 madd(xvec x, wvec w, __m512 acc) { return _mm512_dpbf16_ps(acc, (__m512bh)x, (__m512bh)w); }
+  using avec = __m512;
+  static avec azero() { return _mm512_setzero_ps(); }
+  static __m512 to_vec(avec a) { return a; }
+  static avec madd(xvec x, wvec w, avec acc) { return _mm512_dpbf16_ps(acc, (__m512bh)x, (__m512bh)w); }
+  static __m512 combine(__m512 acc, __m512 y) { return _mm512_add_ps(acc, y); }
+};
+#endif
+#ifdef CB_DOT_VNNI
+// u8 x s8 on vpdpbusd over quad panels (pack_i8_quads): a step is four k, one uint32 per column
+// holding w[n, 4i .. 4i + 3] against x's four (q + 128) broadcast: 64 products per instruction
+// into 16 int32 sums, kept in y as int32 bits between slices (casts only), so the f32 tile's
+// shape and walks carry over; packed_w8a8 turns them into W8A8 results.
+struct PackedDpI8 {
+  using XT = uint32_t;  // x as u8 quads (k = 4i .. 4i + 3)
+  using WT = uint32_t;
+  using xvec = __m512i;
+  using wvec = __m512i;
+  static wvec load_w(const uint32_t* p) {
+    __m512i v = _mm512_loadu_si512(p);
+    __asm__("" : "+v"(v));  // one load per panel row, not one folded into every vpdpbusd
+    return v;
+  }
+  static xvec bcast_x(const uint32_t* p) {
+    uint32_t quad;
+    std::memcpy(&quad, p, sizeof quad);
+    return _mm512_set1_epi32(int(quad));
+  }
+  using avec = __m512i;  // int32 sums: an f32 array with casts each step left GCC storing all 24 every step
+  static avec azero() { return _mm512_setzero_si512(); }
+  static __m512 to_vec(avec a) { return _mm512_castsi512_ps(a); }
+  static avec madd(xvec x, wvec w, avec acc) {
+    // The intrinsic (GCC 12) copied and stored all 24 sums every step; in place, as an FMA's:
+    __asm__("vpdpbusd %[w], %[x], %[acc]" : [acc] "+v"(acc) : [x] "v"(x), [w] "v"(w));
+    return acc;
+  }
+  static __m512 combine(__m512 acc, __m512 y) {
+    return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(acc), _mm512_castps_si512(y)));
+  }
 };
 #endif
 
@@ -107,9 +149,9 @@ inline void packed_tile(const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, 
   const T* wv[NV];
   const int64_t ps = a.panel_stride();
   for (int v = 0; v < NV; ++v) wv[v] = w + ((p + v / VPP) * ps + k0) * kPackPanel + (v % VPP) * V::W;
-  vec acc[MR][NV];
+  typename Op::avec acc[MR][NV];
   for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) acc[m][v] = V::zero();
+    for (int v = 0; v < NV; ++v) acc[m][v] = Op::azero();
   constexpr int64_t XS = packed_tile_rows<V>();
   const XT* xr = XI ? xi : static_cast<const XT*>(a.x) + m0 * a.ldx + k0;
   // One prefetch per 64-byte line of each next panel (a line is 1 k of f32, 2 of bf16); group g
@@ -141,8 +183,9 @@ inline void packed_tile(const PackedArgs& a, int64_t m0, int64_t p, int64_t k0, 
       const int64_t col = (p + v / VPP) * kPackPanel + (v % VPP) * V::W;
       if (col >= a.N) break;
       const int n = int(std::min<int64_t>(V::W, a.N - col));
-      if (n == V::W) V::store(yr + col, first ? acc[m][v] : V::add(acc[m][v], V::load(yr + col)));
-      else V::store_n(yr + col, first ? acc[m][v] : V::add(acc[m][v], V::load_n(yr + col, n)), n);
+      const vec sum = Op::to_vec(acc[m][v]);
+      if (n == V::W) V::store(yr + col, first ? sum : Op::combine(sum, V::load(yr + col)));
+      else V::store_n(yr + col, first ? sum : Op::combine(sum, V::load_n(yr + col, n)), n);
     }
   }
 }
@@ -305,6 +348,26 @@ void packed_gemm(const PackedArgs& a, int64_t n0, int64_t n1) {
 template <class V>
 void packed_bf16dot(const PackedArgs& a, int64_t n0, int64_t n1) {
   packed_gemm_typed<V, PackedDpBf16>(a, n0, n1);
+}
+#endif
+
+#ifdef CB_DOT_VNNI
+// a.x: u8 quads (q + 128) [M, ldx] (ldx, K and k_slice counted in quads); a.wp: pack_i8_quads
+// panels. The tiles leave int32 sums in y; then each column takes w8a8_range's epilogue, in the
+// same order of operations, so the result is bit-equal to the row-major W8A8 kernels'.
+template <class V>
+void packed_w8a8(const PackedArgs& a, int64_t n0, int64_t n1) {
+  packed_gemm_typed<V, PackedDpI8>(a, n0, n1);
+  const int64_t e = std::min(n1, a.N);
+  for (int64_t m = 0; m < a.M; ++m) {
+    float* yr = a.y + m * a.N;
+    for (int64_t n = n0; n < e; ++n) {
+      uint32_t s;
+      std::memcpy(&s, yr + n, sizeof s);
+      const auto acc = static_cast<int32_t>(s - 128u * static_cast<uint32_t>(a.wsum[n]));
+      yr[n] = float(acc) * a.xs[m] * a.ws[n];
+    }
+  }
 }
 #endif
 

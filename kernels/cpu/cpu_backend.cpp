@@ -256,12 +256,32 @@ class CpuBackend final : public HostBackend {
  private:
   // bf16 x bf16 weights pack into k-pair panels where this ISA has a kernel for them.
   bool pairs(const Weight& w) const { return w.act_quant == ActQuant::Bf16 && k_.packed_bf16dot != nullptr; }
+  // W8A8 weights pack into k-quad panels where this ISA has vpdpbusd.
+  bool quads(const Weight& w) const {
+    return w.act_quant == ActQuant::PerTokenInt8 && w.layout == WeightLayout::Int8PerChannel && w.dtype() == DType::I8 &&
+           k_.packed_w8a8 != nullptr;
+  }
   bool packable(const Weight& w) const {
     const bool f32_acts = w.act_quant == ActQuant::None && (w.dtype() == DType::F32 || w.dtype() == DType::BF16);
-    return w.layout == WeightLayout::Dense && (f32_acts || (pairs(w) && w.dtype() == DType::BF16)) && w.n > 0 &&
-           w.k > 0 && w.values.data != nullptr;
+    const bool dense = w.layout == WeightLayout::Dense && (f32_acts || (pairs(w) && w.dtype() == DType::BF16));
+    return (dense || quads(w)) && w.n > 0 && w.k > 0 && w.values.data != nullptr;
+  }
+  // W8A8: quad panels, then each row's sum over k (pack_i8_quads); the scales stay as uploaded.
+  Status pack_quads(const Weight& host, Weight& out) {
+    if (Status s = copy_to_arena(out.scales); !s.ok()) return s;
+    const int64_t steps = (host.k + 3) / 4, panels = (host.n + kPackPanel - 1) / kPackPanel;
+    const size_t bytes = size_t(packed_i8_quad_bytes(panels, steps)) + size_t(panels * kPackPanel) * sizeof(int32_t);
+    void* dst = arena_.allocate(bytes);
+    if (!dst) return Status::out_of_memory(name() + ": cannot map " + std::to_string(bytes) + " bytes to pack weight " + host.values.describe());
+#pragma omp parallel for schedule(static) if (panels > 1 && bytes >= WeightArena::kMinBytes)
+    for (int64_t p = 0; p < panels; ++p)
+      pack_i8_quads(host.values.as<const int8_t>(), host.n, host.k, steps, p * kPackPanel, std::min(host.n, (p + 1) * kPackPanel),
+                    static_cast<uint8_t*>(dst));
+    out.packed = Tensor(dst, DType::I8, {panels, steps, 64});
+    return Status::Ok();
   }
   Status pack(const Weight& host, Weight& out) {
+    if (quads(host)) return pack_quads(host, out);
     const bool as_pairs = pairs(host);
     const size_t es = dtype_size(host.dtype());
     const int64_t lanes = as_pairs ? 2 * kPackPanel : kPackPanel, k_steps = as_pairs ? (host.k + 1) / 2 : host.k;

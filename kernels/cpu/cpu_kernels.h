@@ -113,6 +113,10 @@ struct PackedArgs {
   int64_t panel_major_y_bytes = int64_t(512) << 10;  // packed_panel_major_y_bytes()
   PackedWalk walk = PackedWalk::Auto;
   PackedDecode decode = PackedDecode::Prefetched;
+  // packed_w8a8 only: y[m, n] = (sum - 128 * wsum[n]) * xs[m] * ws[n] after the int32 sums.
+  const int32_t* wsum = nullptr;  // [N] sum over k of W's row n (pack_i8_quads)
+  const float* xs = nullptr;      // [M] x's per-token scales
+  const float* ws = nullptr;      // [N] W's per-channel scales
   int64_t panel_stride() const { return panel_steps > 0 ? panel_steps : K; }
 };
 // Packs rows [n0, n1) of a row-major [N, K] weight (n0 a multiple of kPackPanel) into dst, laid
@@ -125,6 +129,14 @@ void pack_panels(const void* src, int64_t elem_bytes, int64_t N, int64_t K, int6
 // the last panel's padding rows and pair steps past ceil(K / 2) are zeros. One 64-byte line per
 // pair and panel is exactly vdpbf16ps's operand: 16 columns x 2 k.
 void pack_bf16_pairs(const uint16_t* src, int64_t N, int64_t K, int64_t S, int64_t n0, int64_t n1, uint16_t* dst);
+
+// An int8 per-channel weight for W8A8 where the ISA has packed_w8a8 (vpdpbusd): panels of 16 rows
+// over ceil(K / 4) k quads, S >= ceil(K / 4) quad steps apart, element (n, k) at byte
+// [((n / 16) * S + k / 4) * 64 + (n % 16) * 4 + k % 4] (one 64-byte line per quad and panel is
+// vpdpbusd's signed operand: 16 columns x 4 k), zeros past K and N; then, at byte
+// panels * S * 64, int32 wsum[panels * 16]: each row's sum over k (the x offset's correction).
+void pack_i8_quads(const int8_t* src, int64_t N, int64_t K, int64_t S, int64_t n0, int64_t n1, uint8_t* dst);
+inline int64_t packed_i8_quad_bytes(int64_t panels, int64_t S) { return panels * S * 64; }
 
 // W8A8: y[m, n] = (sum_k xq[m, k] * w[n, k]) * xs[m] * ws[n], integer products and sums.
 struct W8A8Args {
@@ -219,6 +231,10 @@ struct KernelTable {
   // Output columns [n0, n1) (n0 a multiple of kPackPanel) of a pack_bf16_pairs weight, x as bf16
   // pairs; nullptr where the ISA has no bf16 dot product (its bf16-dot weights stay row-major).
   void (*packed_bf16dot)(const PackedArgs& a, int64_t n0, int64_t n1);
+  // Output columns [n0, n1) (n0 a multiple of kPackPanel) of a pack_i8_quads weight, x as u8 quads
+  // (q + 128) [M, ldx]; y gets the W8A8 result. nullptr without vpdpbusd (such weights stay
+  // row-major for w8a8 / w8a8_small).
+  void (*packed_w8a8)(const PackedArgs& a, int64_t n0, int64_t n1);
   // Output columns [n0, n1); returns false when a meta byte in those rows is malformed (the
   // outputs are then garbage and the driver reports InvalidArgument).
   bool (*sparse24)(const Sparse24Args& a, int64_t n0, int64_t n1);

@@ -75,6 +75,27 @@ void pack_bf16_pairs(const uint16_t* src, int64_t N, int64_t K, int64_t S, int64
   }
 }
 
+void pack_i8_quads(const int8_t* src, int64_t N, int64_t K, int64_t S, int64_t n0, int64_t n1, uint8_t* dst) {
+  const int64_t Kq = (K + 3) / 4;
+  const int64_t panels_total = (N + kPackPanel - 1) / kPackPanel;
+  auto* wsum = reinterpret_cast<int32_t*>(dst + packed_i8_quad_bytes(panels_total, S));
+  for (int64_t p = n0 / kPackPanel; p * kPackPanel < n1; ++p) {
+    uint8_t* panel = dst + p * S * 64;
+    for (int64_t j = 0; j < kPackPanel; ++j) {
+      const int64_t n = p * kPackPanel + j;
+      const int8_t* row = n < N ? src + n * K : nullptr;
+      int32_t sum = 0;
+      for (int64_t k = 0; k < 4 * Kq; ++k) {
+        const int8_t v = row && k < K ? row[k] : int8_t(0);
+        panel[(k / 4) * 64 + j * 4 + k % 4] = uint8_t(v);
+        sum += v;
+      }
+      wsum[n] = sum;
+    }
+    std::memset(panel + Kq * 64, 0, size_t((S - Kq) * 64));
+  }
+}
+
 int64_t gemv_k_slice() {
   static const int64_t slice = [] {
     long l1 = ::sysconf(_SC_LEVEL1_DCACHE_SIZE);

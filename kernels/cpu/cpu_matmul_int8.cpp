@@ -16,6 +16,13 @@
 //                  M=128 3197 vs 3211 vs 11960
 //   K=5632 N=2048  M=1 199 vs 281 vs 2104 | M=8 868 vs 1745 vs 4039 | M=128 7929 vs 8058 vs 30532
 // so the own kernel runs at every M (at M=128 ~70% of the measured vpdpbusd peak).
+//
+// Where the table has packed_w8a8 (VNNI) the backend packs such weights at upload into k-quad
+// panels (pack_i8_quads: one 64-byte line = 16 output rows x 4 k, vpdpbusd's signed operand, and
+// each row's sum over k) and the f32 GEMM's outer-product tiles run them (cpu_algos_packed.h) at
+// every M, x stored as q + 128: no horizontal sums, W in a few sequential streams. Against the
+// row-major tiles above (Zen 5, 2 threads, kernel bench, alternated): 1.07-1.21x at M = 1,
+// 1.27-1.69x at 16, 1.13-1.70x at 128 on the llama-1b shapes; bit-equal output.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -37,7 +44,8 @@ Status matmul_w8a8(const KernelTable& k, const Tensor& x, const Weight& w, Tenso
   std::vector<int8_t> q(static_cast<size_t>(M * a.ldx));
   std::vector<float> xs(static_cast<size_t>(M));
   const float* xp = x.as<const float>();
-  const bool small = k.w8a8_small != nullptr && M <= k.w8a8_small_max_m;
+  const bool panels = on_quad_panels(k, w);
+  const bool small = !panels && k.w8a8_small != nullptr && M <= k.w8a8_small_max_m;
   const int offset = small ? 0 : k.w8a8_x_offset;
   // Quantizing is ~1% of the GEMM; it gets threads of its own only from 4M elements per thread:
   // a second parallel region costs more than it saves below that, and on a shared host much
@@ -46,6 +54,28 @@ Status matmul_w8a8(const KernelTable& k, const Tensor& x, const Weight& w, Tenso
   parallel_ranges(M, min_rows, 1, [&](int64_t m0, int64_t m1) {
     k.quantize_rows(xp, K, K, m0, m1, q.data(), a.ldx, xs.data(), offset);
   });
+  // Below ~256K multiply-adds per thread (int8 steps are 4x denser than f32 ones), one thread.
+  const int64_t min_cols = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, M * K));
+  if (panels) {  // quad panels (the backend packed them because k.packed_w8a8 exists)
+    PackedArgs p;
+    p.x = q.data();
+    p.ldx = a.ldx / 4;
+    p.wp = w.packed.data;
+    p.wdt = DType::I8;
+    p.y = y.as<float>();
+    p.M = M;
+    p.N = N;
+    p.K = (K + 3) / 4;
+    p.panel_steps = w.packed.shape[1];
+    p.k_slice = 512;  // quads: the f32 tile's 96 KiB of W per slice, 2 KiB of x per row
+    p.panel_major_y_bytes = packed_panel_major_y_bytes();
+    p.wsum = reinterpret_cast<const int32_t*>(static_cast<const uint8_t*>(w.packed.data) +
+                                              packed_i8_quad_bytes(w.packed.shape[0], w.packed.shape[1]));
+    p.xs = xs.data();
+    p.ws = w.scales.as<const float>();
+    parallel_ranges(N, min_cols, kPackedAlign, [&](int64_t n0, int64_t n1) { k.packed_w8a8(p, n0, n1); });
+    return Status::Ok();
+  }
   std::vector<int32_t> xsum;
   if (small) {  // the few-rows kernel subtracts 128 * sum(q row)
     xsum.assign(static_cast<size_t>(M), 0);
@@ -61,8 +91,6 @@ Status matmul_w8a8(const KernelTable& k, const Tensor& x, const Weight& w, Tenso
   a.M = M;
   a.N = N;
   a.K = K;
-  // Below ~256K multiply-adds per thread (int8 steps are 4x denser than f32 ones), one thread.
-  const int64_t min_cols = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, M * K));
   parallel_ranges(N, min_cols, 24, [&](int64_t n0, int64_t n1) { (small ? k.w8a8_small : k.w8a8)(a, n0, n1); });
   return Status::Ok();
 }

@@ -49,6 +49,10 @@ Bf16Input prepare_bf16_input(const Tensor& x);
 inline bool on_pair_panels(const KernelTable& k, const Weight& w) {
   return w.act_quant == ActQuant::Bf16 && !w.packed.empty() && k.packed_bf16dot != nullptr;
 }
+// Whether w sits on W8A8 quad panels this table can run (else its row-major values run).
+inline bool on_quad_panels(const KernelTable& k, const Weight& w) {
+  return w.act_quant == ActQuant::PerTokenInt8 && !w.packed.empty() && k.packed_w8a8 != nullptr;
+}
 // The packed_bf16dot arguments for a weight packed into pair panels.
 PackedArgs bf16_packed_args(const Bf16Input& in, int64_t M, const Weight& w, Tensor& y);
 // Fewest output columns per thread worth a second thread at M rows of K.

@@ -27,6 +27,11 @@ TEST(Conformance, MatMulW8A8) {
   // llama-1b projections at decode and prefill row counts, and x rows that stress the scale.
   for (int64_t M : {1, 16, 33, 128}) add_case<QuantMatMulCase>(cases, ActQuant::PerTokenInt8, M, 2048, 40);
   add_case<QuantMatMulCase>(cases, ActQuant::PerTokenInt8, 3, 5632, 30);
+  // On quad panels (AVX512_VNNI) past 8 rows K goes in slices of 512 quads (2048 columns): several
+  // slices, the last with a tail, one and two row groups and a partial one, panel tails.
+  add_case<QuantMatMulCase>(cases, ActQuant::PerTokenInt8, 13, 2100, 29);
+  add_case<QuantMatMulCase>(cases, ActQuant::PerTokenInt8, 20, 5632, 26);
+  add_case<QuantMatMulCase>(cases, ActQuant::PerTokenInt8, 72, 4099, 50);
   add_case<QuantMatMulCase>(cases, ActQuant::PerTokenInt8, 12, 300, 29, XKind::Spiky);
   add_case<QuantMatMulCase>(cases, ActQuant::PerTokenInt8, 10, 130, 20, XKind::ZeroRows);
   check_cases("w8a8", cases, 11000);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "../../kernels/cpu/cpu_kernels.h"  // packed_panel_steps: the packed layout under test
@@ -166,6 +167,66 @@ TEST(CpuWeightUpload, DenseF32AndBf16WeightsArePackedIntoPanels) {
   // Nothing packed when $CB_CPU_PACK_WEIGHTS=0.
   auto unpacked = cpu_with("CB_CPU_PACK_WEIGHTS", "0");
   EXPECT_TRUE(unpacked->upload_weight(Weight::dense(Tensor(w.data(), DType::F32, {N, K}))).packed.empty());
+}
+
+// W8A8 (int8 per-channel W, per-token int8 x): k-quad panels where the CPU has vpdpbusd, element
+// (n, k) at ((n / 16) * ceil(K / 4) + k / 4) * 64 + (n % 16) * 4 + k % 4, then each row's sum over
+// k as int32; the quad kernel's output is bit-equal to the row-major kernels' (integer sums, the
+// same epilogue) at decode, one row group, two, a partial one and past eight, over several
+// slices with a tail and ragged panels. Without VNNI, or with $CB_CPU_PACK_WEIGHTS=0, row-major.
+TEST(CpuWeightUpload, W8A8WeightsPackIntoQuadPanelsAndMatchRowMajorBitForBit) {
+  uint32_t seed = 31337;
+  auto next = [&seed] {
+    seed = seed * 1664525u + 1013904223u;
+    return seed >> 8;
+  };
+  auto w8a8 = [](std::vector<int8_t>& q, std::vector<float>& scales, int64_t N, int64_t K) {
+    Weight w;
+    w.layout = cb::kernels::WeightLayout::Int8PerChannel;
+    w.values = Tensor(q.data(), DType::I8, {N, K});
+    w.scales = Tensor(scales.data(), DType::F32, {N});
+    w.n = N;
+    w.k = K;
+    w.act_quant = ActQuant::PerTokenInt8;
+    return w;
+  };
+  auto be = cb::kernels::make_backend("cpu");
+  auto rowmajor = cpu_with("CB_CPU_PACK_WEIGHTS", "0");
+  const bool vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+  for (auto [M, N, K] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {1, 50, 37}, {3, 48, 2048}, {8, 130, 300}, {16, 100, 2100}, {17, 33, 4099}, {72, 40, 5000}}) {
+    std::vector<int8_t> q(static_cast<size_t>(N * K));
+    std::vector<float> scales(static_cast<size_t>(N)), x(static_cast<size_t>(M * K)), y0(static_cast<size_t>(M * N)),
+        y1(static_cast<size_t>(M * N));
+    for (auto& v : q) v = int8_t(int(next() % 255) - 127);
+    for (auto& v : scales) v = 1e-3f * float(1 + next() % 100);
+    for (auto& v : x) v = float(int(next() % 2001) - 1000) / 300.f;
+    const Weight host = w8a8(q, scales, N, K);
+    const Weight packed = be->upload_weight(host), plain = rowmajor->upload_weight(host);
+    const std::string at = "M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K);
+    ASSERT_TRUE(plain.packed.empty()) << at;
+    if (!vnni) {
+      EXPECT_TRUE(packed.packed.empty()) << at;
+      continue;
+    }
+    const int64_t Kq = (K + 3) / 4, panels = (N + 15) / 16;
+    ASSERT_EQ(packed.packed.describe(), "i8[" + std::to_string(panels) + ", " + std::to_string(Kq) + ", 64]") << at;
+    const auto* pq = packed.packed.as<const int8_t>();
+    const auto* wsum = reinterpret_cast<const int32_t*>(pq + panels * Kq * 64);
+    for (int64_t n = 0; n < panels * 16; ++n) {
+      int32_t sum = 0;
+      for (int64_t k = 0; k < 4 * Kq; ++k) {
+        const int8_t want = n < N && k < K ? q[size_t(n * K + k)] : int8_t(0);
+        ASSERT_EQ(pq[((n / 16) * Kq + k / 4) * 64 + (n % 16) * 4 + k % 4], want) << at << " n=" << n << " k=" << k;
+        sum += want;
+      }
+      ASSERT_EQ(wsum[n], sum) << at << " row sum n=" << n;
+    }
+    Tensor xt(x.data(), DType::F32, {M, K}), t0(y0.data(), DType::F32, {M, N}), t1(y1.data(), DType::F32, {M, N});
+    ASSERT_TRUE(rowmajor->matmul(xt, plain, t0).ok()) << at;
+    ASSERT_TRUE(be->matmul(xt, packed, t1).ok()) << at;
+    EXPECT_EQ(0, std::memcmp(y0.data(), y1.data(), y0.size() * sizeof(float))) << at;
+  }
 }
 
 // The packed kernel against the row-major one (a weight never uploaded is not packed) over every
