@@ -257,10 +257,19 @@ void run_parts_fused(std::span<const MatmulOutput> outs, bool panels, int64_t mi
 Status matmul_multi(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, std::span<const MatmulOutput> outs) {
   const int64_t M = x.rows();
   const bool fuse = cfg.fuse_matmuls && outs.size() > 1;
-  bool all_gemv = fuse, all_pairs = fuse;
+  bool all_gemv = fuse, all_pairs = fuse, all_quads = fuse;
   for (const MatmulOutput& o : outs) {
     all_gemv = all_gemv && takes_gemv(cfg, *o.w, M);
     all_pairs = all_pairs && on_pair_panels(k, *o.w) && o.w->k > 0;
+    all_quads = all_quads && on_quad_panels(k, *o.w) && o.w->k > 0 && w8a8_k_fits(o.w->k).ok();
+  }
+  if (all_quads) {  // W8A8 on quad panels: x quantized once for all of them
+    const W8A8Input in = quantize_w8a8_input(k, x, k.w8a8_x_offset);
+    std::vector<PackedArgs> pargs;
+    for (const MatmulOutput& o : outs) pargs.push_back(w8a8_packed_args(in, M, *o.w, *o.y));
+    run_parts_fused(outs, true, w8a8_min_cols(M, x.cols()),
+                    [&](size_t i, int64_t n0, int64_t n1) { k.packed_w8a8(pargs[i], n0, n1); });
+    return Status::Ok();
   }
   if (all_pairs) {  // bf16 x bf16 on pair panels: x rounded once for all of them
     const Bf16Input in = prepare_bf16_input(x);

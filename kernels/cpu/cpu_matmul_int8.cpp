@@ -34,57 +34,77 @@ namespace cb::kernels::cpu {
 // The int32 accumulator holds |sum q_x q_w| <= 127 * 128 * K exactly up to this K.
 constexpr int64_t kW8A8MaxK = 131072;
 
-Status matmul_w8a8(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y) {
-  const int64_t M = x.rows(), N = w.n, K = w.k;
-  if (K > kW8A8MaxK)
-    return Status::unsupported("cpu matmul: W8A8 with K=" + std::to_string(K) + " > " + std::to_string(kW8A8MaxK) +
-                               " could overflow the int32 accumulator");
-  W8A8Args a;
-  a.ldx = (K + 63) / 64 * 64;  // whole 64-byte steps: the GEMM reads x without tail masks
-  std::vector<int8_t> q(static_cast<size_t>(M * a.ldx));
-  std::vector<float> xs(static_cast<size_t>(M));
+W8A8Input quantize_w8a8_input(const KernelTable& k, const Tensor& x, int offset) {
+  const int64_t M = x.rows(), K = x.cols();
+  W8A8Input in;
+  in.ldx = (K + 63) / 64 * 64;  // whole 64-byte steps: the GEMMs read x without tail masks
+  in.q.resize(static_cast<size_t>(M * in.ldx));
+  in.xs.resize(static_cast<size_t>(M));
+  in.offset = offset;
   const float* xp = x.as<const float>();
-  const bool panels = on_quad_panels(k, w);
-  const bool small = !panels && k.w8a8_small != nullptr && M <= k.w8a8_small_max_m;
-  const int offset = small ? 0 : k.w8a8_x_offset;
   // Quantizing is ~1% of the GEMM; it gets threads of its own only from 4M elements per thread:
   // a second parallel region costs more than it saves below that, and on a shared host much
   // more (a descheduled thread stalls the region: bf16dot ran 28 vs 19 ms at M=128 here).
-  const int64_t min_rows = std::max<int64_t>(1, (int64_t(1) << 22) / K);
+  const int64_t min_rows = std::max<int64_t>(1, (int64_t(1) << 22) / std::max<int64_t>(1, K));
   parallel_ranges(M, min_rows, 1, [&](int64_t m0, int64_t m1) {
-    k.quantize_rows(xp, K, K, m0, m1, q.data(), a.ldx, xs.data(), offset);
+    k.quantize_rows(xp, K, K, m0, m1, in.q.data(), in.ldx, in.xs.data(), offset);
   });
-  // Below ~256K multiply-adds per thread (int8 steps are 4x denser than f32 ones), one thread.
-  const int64_t min_cols = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, M * K));
+  return in;
+}
+
+PackedArgs w8a8_packed_args(const W8A8Input& in, int64_t M, const Weight& w, Tensor& y) {
+  PackedArgs p;
+  p.x = in.q.data();
+  p.ldx = in.ldx / 4;
+  p.wp = w.packed.data;
+  p.wdt = DType::I8;
+  p.y = y.as<float>();
+  p.M = M;
+  p.N = w.n;
+  p.K = (w.k + 3) / 4;
+  p.panel_steps = w.packed.shape[1];
+  p.k_slice = 512;  // quads: the f32 tile's 96 KiB of W per slice, 2 KiB of x per row
+  p.panel_major_y_bytes = packed_panel_major_y_bytes();
+  p.wsum = reinterpret_cast<const int32_t*>(static_cast<const uint8_t*>(w.packed.data) +
+                                            packed_i8_quad_bytes(w.packed.shape[0], w.packed.shape[1]));
+  p.xs = in.xs.data();
+  p.ws = w.scales.as<const float>();
+  return p;
+}
+
+// Below ~256K multiply-adds per thread (int8 steps are 4x denser than f32 ones), one thread.
+int64_t w8a8_min_cols(int64_t M, int64_t K) { return std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, M * K)); }
+
+Status w8a8_k_fits(int64_t K) {
+  if (K > kW8A8MaxK)
+    return Status::unsupported("cpu matmul: W8A8 with K=" + std::to_string(K) + " > " + std::to_string(kW8A8MaxK) +
+                               " could overflow the int32 accumulator");
+  return Status::Ok();
+}
+
+Status matmul_w8a8(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y) {
+  const int64_t M = x.rows(), N = w.n, K = w.k;
+  if (Status s = w8a8_k_fits(K); !s.ok()) return s;
+  const bool panels = on_quad_panels(k, w);
+  const bool small = !panels && k.w8a8_small != nullptr && M <= k.w8a8_small_max_m;
+  const W8A8Input in = quantize_w8a8_input(k, x, small ? 0 : k.w8a8_x_offset);
+  const int64_t min_cols = w8a8_min_cols(M, K);
   if (panels) {  // quad panels (the backend packed them because k.packed_w8a8 exists)
-    PackedArgs p;
-    p.x = q.data();
-    p.ldx = a.ldx / 4;
-    p.wp = w.packed.data;
-    p.wdt = DType::I8;
-    p.y = y.as<float>();
-    p.M = M;
-    p.N = N;
-    p.K = (K + 3) / 4;
-    p.panel_steps = w.packed.shape[1];
-    p.k_slice = 512;  // quads: the f32 tile's 96 KiB of W per slice, 2 KiB of x per row
-    p.panel_major_y_bytes = packed_panel_major_y_bytes();
-    p.wsum = reinterpret_cast<const int32_t*>(static_cast<const uint8_t*>(w.packed.data) +
-                                              packed_i8_quad_bytes(w.packed.shape[0], w.packed.shape[1]));
-    p.xs = xs.data();
-    p.ws = w.scales.as<const float>();
+    const PackedArgs p = w8a8_packed_args(in, M, w, y);
     parallel_ranges(N, min_cols, kPackedAlign, [&](int64_t n0, int64_t n1) { k.packed_w8a8(p, n0, n1); });
     return Status::Ok();
   }
+  W8A8Args a;
+  a.ldx = in.ldx;
   std::vector<int32_t> xsum;
   if (small) {  // the few-rows kernel subtracts 128 * sum(q row)
     xsum.assign(static_cast<size_t>(M), 0);
     for (int64_t m = 0; m < M; ++m)
-      for (int64_t i = 0; i < K; ++i) xsum[size_t(m)] += q[size_t(m * a.ldx + i)];
+      for (int64_t i = 0; i < K; ++i) xsum[size_t(m)] += in.q[size_t(m * a.ldx + i)];
     a.xsum = xsum.data();
   }
-  a.xq = q.data();
-  a.xs = xs.data();
+  a.xq = in.q.data();
+  a.xs = in.xs.data();
   a.w = w.values.as<const int8_t>();
   a.ws = w.scales.as<const float>();
   a.y = y.as<float>();

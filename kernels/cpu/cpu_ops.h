@@ -36,6 +36,18 @@ Status matmul(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, co
 Status matmul_multi(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, std::span<const MatmulOutput> outs);
 // The three special matmuls, called by matmul() when K > 0.
 Status matmul_w8a8(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y);
+// x quantized per token once per call (matmul_multi shares it between W8A8 weights on quad panels).
+struct W8A8Input {
+  std::vector<int8_t> q;   // [M, ldx], plus `offset` (read as u8 where 128); columns K .. ldx-1 offset zeros
+  std::vector<float> xs;   // [M] per-token scales
+  int64_t ldx = 0;         // a multiple of 64
+  int offset = 0;
+};
+W8A8Input quantize_w8a8_input(const KernelTable& k, const Tensor& x, int offset);
+// The packed_w8a8 arguments for a weight on quad panels (in quantized with k.w8a8_x_offset).
+PackedArgs w8a8_packed_args(const W8A8Input& in, int64_t M, const Weight& w, Tensor& y);
+int64_t w8a8_min_cols(int64_t M, int64_t K);
+Status w8a8_k_fits(int64_t K);  // Unsupported past the K the int32 sums hold exactly
 Status matmul_bf16dot(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y);
 Status matmul_sparse24(const KernelTable& k, const Tensor& x, const Weight& w, Tensor& y);
 // x rounded to bf16 once per call (matmul_multi shares it between bf16-dot weights).
