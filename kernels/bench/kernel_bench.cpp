@@ -221,14 +221,14 @@ BigInput& cached_weight(const std::string& backend_name, const std::string& dt, 
   Weight w;
   w.n = n;
   w.k = k;
-  if (dt == "int8pc" || dt == "w8a8") {
+  if (dt == "int8pc" || dt == "w8a8" || dt == "w8a8rowmajor") {
     in->host.push_back(random_host(DType::I8, n * k, seed_name, 1.f));
     in->host.push_back(random_host(DType::F32, n, seed_name + "/scales", 1.f));
     for (int64_t i = 0; i < n; ++i) in->host[1].as<float>()[i] = scale / 127.f * (1.5f + 0.5f * in->host[1].as<float>()[i]);
     w.layout = WeightLayout::Int8PerChannel;
     w.values = Tensor(in->host[0].p.get(), DType::I8, {n, k});
     w.scales = Tensor(in->host[1].p.get(), DType::F32, {n});
-    if (dt == "w8a8") w.act_quant = ActQuant::PerTokenInt8;
+    if (dt != "int8pc") w.act_quant = ActQuant::PerTokenInt8;
   } else if (dt == "sparse24") {
     // Kept values as the f32 weight's, and two random columns of every group of 4.
     in->host.push_back(random_host(DType::F32, n * (k / 2), seed_name, scale));
@@ -248,8 +248,20 @@ BigInput& cached_weight(const std::string& backend_name, const std::string& dt, 
   }
   if (backend_name != "host" && dt.size() > 8 && dt.compare(dt.size() - 8, 8, "rowmajor") == 0) {
     // The peer of the packed kernel: the same weight uploaded as a plain tensor (copied into the
-    // backend's memory as it is, row-major), so the row-major GEMV-style kernel runs it.
-    in->weight = Weight::dense(backend(backend_name).upload_tensor(w.values));
+    // backend's memory as it is, row-major), so the row-major GEMV-style kernel runs it. W8A8 (a
+    // weight with scales, not a plain tensor): uploaded by a cpu backend that packs nothing
+    // ($CB_CPU_PACK_WEIGHTS=0), which the row-major W8A8 kernels then run.
+    if (w.layout == WeightLayout::Dense) {
+      in->weight = Weight::dense(backend(backend_name).upload_tensor(w.values));
+    } else {
+      static const std::unique_ptr<Backend> unpacked = [] {
+        ::setenv("CB_CPU_PACK_WEIGHTS", "0", 1);
+        auto b = make_backend("cpu");
+        ::unsetenv("CB_CPU_PACK_WEIGHTS");
+        return b;
+      }();
+      in->weight = unpacked->upload_weight(w);
+    }
   } else {
     in->weight = backend_name == "host" ? w : backend(backend_name).upload_weight(w);
   }
@@ -808,8 +820,9 @@ void register_all() {
         reg(std::string("matmul/cpu/") + dt + "/" + shape_name(sh) + "/M" + std::to_string(m),
             [=](benchmark::State& st) { bm_matmul(st, "cpu", dt, sh, m); });
   }
-  // The row-major kernel on the weights the cpu backend packs (f32, bf16): the packed kernel's peer.
-  for (const char* dt : {"f32rowmajor", "bf16rowmajor"})
+  // The row-major kernel on the weights the cpu backend packs (f32, bf16; W8A8 on VNNI): the packed
+  // kernel's peer.
+  for (const char* dt : {"f32rowmajor", "bf16rowmajor", "w8a8rowmajor"})
     for (const MatShape& sh : kMatShapes)
       for (int m : kMatTokens)
         reg(std::string("matmul/cpu/") + dt + "/" + shape_name(sh) + "/M" + std::to_string(m),

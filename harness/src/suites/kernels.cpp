@@ -41,7 +41,7 @@ namespace {
 const char* kQuickFilter =
     "^BM_(peak_fp32_fma|peak_bf16_dot|peak_int8_dot|mem_read_bw|mem_triad_bw)"
     "|^matmul/(cpu|ref)/f32/K512_N512/M8/"
-    "|^matmul/cpu/(f32|f32rowmajor|bf16|int8pc|w8a8|bf16dot|sparse24)/K2048_N2048/M(1|128)/"
+    "|^matmul/cpu/(f32|f32rowmajor|bf16|int8pc|w8a8|w8a8rowmajor|bf16dot|sparse24)/K2048_N2048/M(1|128)/"
     "|^matmul/onednn_(sgemm|s8s8|matmul)/[a-z0-9]+/K2048_N2048/M(1|128)/"
     "|^(rmsnorm|rope|silu_mul|add|softmax|kv_store)/cpu/f32/[^/]+/M1/"
     "|^embedding/cpu/f32/[^/]+/M1/"
@@ -289,6 +289,10 @@ void add_kernel_metrics(const json& gb, SuiteResult& r) {
       ratio("kernels.matmul.bf16w_packed_vs_rowmajor." + sfx, "matmul/cpu/bf16/" + sh + "/" + m,
             "matmul/cpu/bf16rowmajor/" + sh + "/" + m,
             "bf16-stored weight packed at upload vs the same weight row-major (both widened to f32 in registers)");
+      ratio("kernels.matmul.w8a8_packed_vs_rowmajor." + sfx, "matmul/cpu/w8a8/" + sh + "/" + m,
+            "matmul/cpu/w8a8rowmajor/" + sh + "/" + m,
+            "W8A8 weight packed at upload into k-quad panels (outer-product vpdpbusd tiles) vs the same weight "
+            "row-major (dot-product tiles), cpu backend, same shape; both row-major (about 1) without AVX512_VNNI");
       ratio("kernels.matmul.int8_vs_f32." + sfx, "matmul/cpu/w8a8/" + sh + "/" + m, f32,
             "W8A8 INT8 GEMM (x quantized per token inside each call) vs f32 GEMM, cpu backend, same shape");
       ratio_best("kernels.matmul.w8a8_vs_onednn." + sfx, "matmul/cpu/w8a8/" + sh + "/" + m,
