@@ -70,25 +70,32 @@ struct PackedFma {
   static avec madd(xvec x, wvec w, avec acc) { return V::fma(x, w, acc); }
   static typename V::vec combine(typename V::vec acc, typename V::vec y) { return V::add(acc, y); }  // a slice into y
 };
-#ifdef CB_DOT_BF16
-// bf16 x bf16 on vdpbf16ps over pair panels (pack_bf16_pairs): a step is two k, one uint32 per
-// column holding (w[n, 2i], w[n, 2i + 1]) against the same pair of x broadcast: 32 products per
-// instruction into 16 f32 sums, so the f32 tile's shape and streams at twice the products.
-struct PackedDpBf16 {
-  using XT = uint32_t;  // x as bf16 pairs (k even, k odd), little-endian as stored
+#if defined(CB_DOT_BF16) || defined(CB_DOT_VNNI)
+// The dot-product steps' operands (bf16 pairs, int8 quads): one uint32 per column of a panel line
+// and one uint32 of x broadcast to all 16.
+struct PackedU32Operands {
+  using XT = uint32_t;
   using WT = uint32_t;
   using xvec = __m512i;
   using wvec = __m512i;
   static wvec load_w(const uint32_t* p) {
     __m512i v = _mm512_loadu_si512(p);
-    __asm__("" : "+v"(v));  // one load per panel row, not one folded into every vdpbf16ps
+    __asm__("" : "+v"(v));  // one load per panel row, not one folded into every dot-product instruction
     return v;
   }
   static xvec bcast_x(const uint32_t* p) {
-    uint32_t pair;
-    std::memcpy(&pair, p, sizeof pair);  // x lives in a uint16_t buffer
-    return _mm512_set1_epi32(int(pair));
+    uint32_t step;
+    std::memcpy(&step, p, sizeof step);  // x lives in a uint16_t (bf16) or int8_t buffer
+    return _mm512_set1_epi32(int(step));
   }
+};
+#endif
+#ifdef CB_DOT_BF16
+// bf16 x bf16 on vdpbf16ps over pair panels (pack_bf16_pairs): a step is two k, one uint32 per
+// column holding (w[n, 2i], w[n, 2i + 1]) against the same pair of x (k even, k odd, little-endian
+// as stored) broadcast: 32 products per instruction into 16 f32 sums, so the f32 tile's shape and
+// streams at twice the products.
+struct PackedDpBf16 : PackedU32Operands {
   using avec = __m512;
   static avec azero() { return _mm512_setzero_ps(); }
   static __m512 to_vec(avec a) { return a; }
@@ -101,21 +108,7 @@ struct PackedDpBf16 {
 // holding w[n, 4i .. 4i + 3] against x's four (q + 128) broadcast: 64 products per instruction
 // into 16 int32 sums, kept in y as int32 bits between slices (casts only), so the f32 tile's
 // shape and walks carry over; packed_w8a8 turns them into W8A8 results.
-struct PackedDpI8 {
-  using XT = uint32_t;  // x as u8 quads (k = 4i .. 4i + 3)
-  using WT = uint32_t;
-  using xvec = __m512i;
-  using wvec = __m512i;
-  static wvec load_w(const uint32_t* p) {
-    __m512i v = _mm512_loadu_si512(p);
-    __asm__("" : "+v"(v));  // one load per panel row, not one folded into every vpdpbusd
-    return v;
-  }
-  static xvec bcast_x(const uint32_t* p) {
-    uint32_t quad;
-    std::memcpy(&quad, p, sizeof quad);
-    return _mm512_set1_epi32(int(quad));
-  }
+struct PackedDpI8 : PackedU32Operands {
   using avec = __m512i;  // int32 sums: an f32 array with casts each step left GCC storing all 24 every step
   static avec azero() { return _mm512_setzero_si512(); }
   static __m512 to_vec(avec a) { return _mm512_castsi512_ps(a); }

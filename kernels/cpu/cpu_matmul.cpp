@@ -213,6 +213,23 @@ bool takes_gemv(const MatmulConfig& cfg, const Weight& w, int64_t M) {
 
 }  // namespace
 
+PackedArgs dot_step_packed_args(const void* x, int64_t ldx_steps, int64_t M, int64_t k_steps, const Weight& w, DType wdt,
+                                Tensor& y) {
+  PackedArgs p;
+  p.x = x;
+  p.ldx = ldx_steps;
+  p.wp = w.packed.data;
+  p.wdt = wdt;
+  p.y = y.as<float>();
+  p.M = M;
+  p.N = w.n;
+  p.K = k_steps;
+  p.panel_steps = w.packed.shape[1];
+  p.k_slice = 512;  // steps: the f32 tile's 96 KiB of W per slice, 2 KiB of x per row
+  p.panel_major_y_bytes = packed_panel_major_y_bytes();
+  return p;
+}
+
 Status matmul(const KernelTable& k, const MatmulConfig& cfg, const Tensor& x, const Weight& w, Tensor& y) {
   const int64_t K = w.k, M = x.rows();
   if (K == 0) {

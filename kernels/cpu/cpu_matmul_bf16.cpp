@@ -60,19 +60,7 @@ Bf16Input prepare_bf16_input(const Tensor& x) {
 }
 
 PackedArgs bf16_packed_args(const Bf16Input& in, int64_t M, const Weight& w, Tensor& y) {
-  PackedArgs p;
-  p.x = in.xb.data();
-  p.ldx = in.ldx / 2;
-  p.wp = w.packed.data;
-  p.wdt = DType::BF16;
-  p.y = y.as<float>();
-  p.M = M;
-  p.N = w.n;
-  p.K = (w.k + 1) / 2;
-  p.panel_steps = w.packed.shape[1];
-  p.k_slice = 512;  // pairs: the f32 tile's 96 KiB of W per slice, 2 KiB of x per row
-  p.panel_major_y_bytes = packed_panel_major_y_bytes();
-  return p;
+  return dot_step_packed_args(in.xb.data(), in.ldx / 2, M, (w.k + 1) / 2, w, DType::BF16, y);
 }
 
 int64_t bf16_min_cols(int64_t M, int64_t K) { return std::max<int64_t>(1, (int64_t(1) << 17) / std::max<int64_t>(1, M * K)); }

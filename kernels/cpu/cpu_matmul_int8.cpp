@@ -53,18 +53,7 @@ W8A8Input quantize_w8a8_input(const KernelTable& k, const Tensor& x, int offset)
 }
 
 PackedArgs w8a8_packed_args(const W8A8Input& in, int64_t M, const Weight& w, Tensor& y) {
-  PackedArgs p;
-  p.x = in.q.data();
-  p.ldx = in.ldx / 4;
-  p.wp = w.packed.data;
-  p.wdt = DType::I8;
-  p.y = y.as<float>();
-  p.M = M;
-  p.N = w.n;
-  p.K = (w.k + 3) / 4;
-  p.panel_steps = w.packed.shape[1];
-  p.k_slice = 512;  // quads: the f32 tile's 96 KiB of W per slice, 2 KiB of x per row
-  p.panel_major_y_bytes = packed_panel_major_y_bytes();
+  PackedArgs p = dot_step_packed_args(in.q.data(), in.ldx / 4, M, (w.k + 3) / 4, w, DType::I8, y);
   p.wsum = reinterpret_cast<const int32_t*>(static_cast<const uint8_t*>(w.packed.data) +
                                             packed_i8_quad_bytes(w.packed.shape[0], w.packed.shape[1]));
   p.xs = in.xs.data();

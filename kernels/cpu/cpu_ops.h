@@ -65,6 +65,10 @@ inline bool on_pair_panels(const KernelTable& k, const Weight& w) {
 inline bool on_quad_panels(const KernelTable& k, const Weight& w) {
   return w.act_quant == ActQuant::PerTokenInt8 && !w.packed.empty() && k.packed_w8a8 != nullptr;
 }
+// PackedArgs for x already in a dot-product kernel's step unit (bf16 pairs, int8 quads: one uint32
+// per step), ldx and K counted in steps, against w's packed panels of wdt.
+PackedArgs dot_step_packed_args(const void* x, int64_t ldx_steps, int64_t M, int64_t k_steps, const Weight& w, DType wdt,
+                                Tensor& y);
 // The packed_bf16dot arguments for a weight packed into pair panels.
 PackedArgs bf16_packed_args(const Bf16Input& in, int64_t M, const Weight& w, Tensor& y);
 // Fewest output columns per thread worth a second thread at M rows of K.

@@ -133,24 +133,19 @@ echo "$out"
 grep -q 'panels K apart (f32\[3, 64, 16\]): 16 rows' <<< "$out" || { echo "no unskewed row"; exit 1; }
 grep -q 'skewed *(f32\[3, 67, 16\]): 16 rows' <<< "$out" || { echo "no skewed row"; exit 1; }
 grep -q '^16 rows: panels K apart / skewed time [0-9.]* (quartiles' <<< "$out" || { echo "no skew ratio"; exit 1; }
-out=$("$bin" walk 1100 48) || { echo "walk 1100 48 failed"; exit 1; }
-echo "$out"
-for w in slice-major panel-major; do
-  grep -q "^$w *(f32\[3, 1100, 16\]): 4 rows .*; 16 rows" <<< "$out" || { echo "no $w row"; exit 1; }
-done
-grep -q '^8 rows: slice-major / panel-major time [0-9.]* (quartiles' <<< "$out" || { echo "no walk ratio"; exit 1; }
-out=$("$bin" decode 1100 200) || { echo "decode 1100 200 failed"; exit 1; }
-echo "$out"
-for d in wide prefetched; do
-  grep -q "^$d *(f32\[13, 1100, 16\]): 1 row " <<< "$out" || { echo "no $d row"; exit 1; }
-done
-grep -q '^1 row: wide / prefetched time [0-9.]* (quartiles' <<< "$out" || { echo "no decode ratio"; exit 1; }
-out=$("$bin" aa 1100 200) || { echo "aa 1100 200 failed"; exit 1; }
-echo "$out"
-for c in first second; do
-  grep -q "^$c *(f32\[13, 1100, 16\]): 16 rows .*; 1 row " <<< "$out" || { echo "no $c row"; exit 1; }
-done
-grep -q '^16 rows: first / second time [0-9.]* (quartiles' <<< "$out" || { echo "no aa ratio"; exit 1; }
+# pair MODE N PANELS ROWS_SEEN RATIO_ROW A B: MODE on a K=1100 x N weight times cases A and B
+# (each a row of PANELS panels naming ROWS_SEEN) and prints A / B at RATIO_ROW.
+pair() {
+  out=$("$bin" "$1" 1100 "$2") || { echo "$1 1100 $2 failed"; exit 1; }
+  echo "$out"
+  for c in "$6" "$7"; do
+    grep -q "^$c *(f32\[$3, 1100, 16\]): $4" <<< "$out" || { echo "$1: no $c row"; exit 1; }
+  done
+  grep -q "^$5: $6 / $7 time [0-9.]* (quartiles" <<< "$out" || { echo "no $1 ratio"; exit 1; }
+}
+pair walk 48 3 '4 rows .*; 16 rows' '8 rows' slice-major panel-major
+pair decode 200 13 '1 row ' '1 row' wide prefetched
+pair aa 200 13 '16 rows .*; 1 row ' '16 rows' first second
 "$bin" skew 0 48 2> "$err" && { echo "skew 0 48: exit 0"; exit 1; }
 grep -q 'K and N must be positive (got K=0 N=48)' "$err" || { echo "skew 0 48: no message"; cat "$err"; exit 1; }
 "$bin" nope 2> "$err" && { echo "nope: exit 0"; exit 1; }
