@@ -62,7 +62,7 @@ RequestParams req(int len, int salt, int max_tokens) {
 
 class EngineLoopTest : public ::testing::Test {
  protected:
-  void SetUp() override { model = LoadedModel::open(default_model_dir(), "cpu"); }
+  void SetUp() override { model = LoadedModel::open(cb::engine::default_model_dir(), "cpu"); }
   std::unique_ptr<LoadedModel> model;
 };
 
