@@ -17,6 +17,8 @@
 #   engine-planted-matmul-twice.json  the F32 decode, prefill and batch-16 decode figures with the
 #                           planted matmul-twice defect (every matmul runs twice, counted once):
 #                           each must fall well below the clean run's, or the figures could not fail
+#   kernels-paged-pair.json the engine-placement attention pair (paged vs contiguous at 4K, the
+#                           allocator's tables) alone, 15 repetitions: the paged target's figure
 #   kernels-planted-kv-scatter.json (and .manifest.json)  the engine-placement attention pair again with the planted
 #                           kv-scatter defect (the LIFO allocator's scattered tables): its ratio
 #                           must fall below the clean run's where this machine pays for scattered
@@ -47,9 +49,18 @@ echo "== kernel suite on $f32"
 dir=$($bin/harness/claimbench run --suite kernels --quick --model "$f32" "$@" | tail -n 1)
 [ -d "$dir" ] || { echo "bench-llama-1b: claimbench run did not write a run folder ($dir)" >&2; exit 1; }
 
+# The paged target's own pair, 15 repetitions: 5 gave intervals 0.05-0.09 wide around a figure
+# 0.02-0.04 above the target (INCONCLUSIVE in 3 of 9 runs); 15 cost ~45 s. Right before the planted
+# run, so the planted / clean ratio compares one memory phase.
+pair='^paired/attention/cpu/f32/H32_KV4_D64_B16_given_tables_vs_contiguous/'
+echo "== engine-placement attention pair, 15 repetitions"
+paged=$($bin/harness/claimbench run --suite kernels --repetitions 15 --out "$dir/paged-pair" --bench-filter "$pair" | tail -n 1)
+[ -f "$paged/kernels.json" ] || { echo "bench-llama-1b: the paged pair run wrote no kernels.json ($paged)" >&2; exit 1; }
+cp "$paged/kernels.json" "$dir/kernels-paged-pair.json" && rm -rf "$dir/paged-pair"
+
 echo "== engine-placement attention pair with the planted kv-scatter defect"
 planted=$($bin/harness/claimbench run --suite kernels --repetitions 3 --plant-defect kv-scatter --out "$dir/planted-kv-scatter" \
-  --bench-filter '^paired/attention/cpu/f32/H32_KV4_D64_B16_given_tables_vs_contiguous/' | tail -n 1)
+  --bench-filter "$pair" | tail -n 1)
 [ -f "$planted/kernels.json" ] || { echo "bench-llama-1b: the kv-scatter run wrote no kernels.json ($planted)" >&2; exit 1; }
 # Its manifest names the planted defect; the run folder itself is not kept inside this one.
 cp "$planted/kernels.json" "$dir/kernels-planted-kv-scatter.json"

@@ -160,6 +160,24 @@ class Verdicts(unittest.TestCase):
         rows, _ = run({"kernels.json": kernels})
         self.assertEqual(find(rows, "paged / contiguous attention throughput")["verdict"], "FAIL")
 
+    def test_paged_target_comes_from_the_pairs_own_run_where_there_is_one(self):
+        m = lambda key, samples: {"key": key, "value": sorted(samples)[len(samples) // 2], "samples": samples,
+                                  "params": {"mean_run_blocks": 128.0}}
+        placed = "kernels.attention.paged_vs_contiguous.ctx4096.engine_placement"
+        quick = {"metrics": [m(placed, [0.886, 0.953, 0.959, 0.965, 0.973]),
+                             m("kernels.attention.paged_vs_contiguous.ctx4096", [0.82, 0.82, 0.82])]}
+        own = {"metrics": [m(placed, [0.975, 0.961, 0.971, 0.936, 0.991, 0.969, 0.97, 1.01, 0.976, 0.992, 0.975, 1.016,
+                                      0.961, 0.998, 0.903])]}
+        planted = {"metrics": [{"key": placed, "value": 0.80, "samples": [0.8] * 3, "params": {"mean_run_blocks": 1.0}}]}
+        find_placed = lambda rows: find(rows, "paged / contiguous attention throughput, 8 sequences at 4K context, the engine")
+        self.assertEqual(find_placed(run({"kernels.json": quick})[0])["verdict"], "INCONCLUSIVE")  # 5 repetitions
+        rows, _ = run({"kernels.json": quick, "kernels-paged-pair.json": own, "kernels-planted-kv-scatter.json": planted})
+        r = find_placed(rows)
+        self.assertEqual((r["verdict"], r["value"]), ("PASS", 0.975))  # the 15 of its own run
+        self.assertIn("of 15", r["interval_text"])
+        # The planted run is divided by the same clean figure the target is judged on.
+        self.assertAlmostEqual(find(rows, "planted defect kv-scatter")["value"], 0.80 / 0.975)
+
     def test_planted_kv_scatter_is_judged_only_where_scattered_blocks_cost_time(self):
         m = lambda key, v, **params: {"key": key, "value": v, "samples": [v, v, v], "params": params}
         placed = "kernels.attention.paged_vs_contiguous.ctx4096.engine_placement"
