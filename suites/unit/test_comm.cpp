@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <numeric>
 
+#include "cb/comm/block_cache.h"
 #include "cb/comm/communicator.h"
 #include "cb/comm/sweep.h"
 #include "test_support.h"
@@ -233,6 +234,55 @@ TEST(CommHost, AStreamHandleIsAcceptedAndIgnored) {
     EXPECT_EQ(w, 42);
   });
   EXPECT_EQ(token, 0);
+}
+
+// The nccl backend's staging buffers (comm_nccl.cpp) come from this cache; here over malloc, with
+// the raw calls counted.
+TEST(CommBlockCache, ReusesReleasedBlocksOfFittingSizeAndBoundsWhatItKeeps) {
+  int raw_allocs = 0, raw_frees = 0;
+  {
+    BlockCache cache([&](size_t n) { ++raw_allocs; return std::malloc(n); },
+                     [&](void* p) { ++raw_frees; std::free(p); }, 1000);
+    // A decode step's staging, step after step: two raw allocations in all, then reuse.
+    void* first_plan = nullptr;
+    for (int step = 0; step < 5; ++step) {
+      void* plan = cache.take(64);
+      void* logits = cache.take(400);
+      if (step == 0) first_plan = plan;
+      EXPECT_EQ(plan, first_plan);
+      EXPECT_EQ(cache.blocks_out(), 2u);
+      EXPECT_TRUE(cache.give(logits));
+      EXPECT_TRUE(cache.give(plan));
+    }
+    EXPECT_EQ(raw_allocs, 2);
+    EXPECT_EQ(cache.reused(), 8u);
+    EXPECT_EQ(cache.kept_bytes(), 464u);
+    // The smallest kept block that fits, not past twice the request: 300 takes the 400-byte
+    // block, 100 then gets a new one (64 is too small; no larger block is left).
+    void* a = cache.take(300);
+    void* b = cache.take(100);
+    EXPECT_EQ(raw_allocs, 3);
+    EXPECT_EQ(cache.kept_bytes(), 64u);
+    // 30 is under half of 64: a new block rather than pinning the larger one.
+    void* c = cache.take(30);
+    EXPECT_EQ(raw_allocs, 4);
+    cache.give(a);
+    cache.give(b);
+    cache.give(c);
+    EXPECT_EQ(cache.kept_bytes(), 594u);
+    // Past the bound, the largest kept blocks go back first.
+    void* big = cache.take(900);
+    EXPECT_EQ(raw_allocs, 5);
+    cache.give(big);
+    EXPECT_LE(cache.kept_bytes(), 1000u);
+    EXPECT_EQ(cache.kept_bytes(), 594u);  // the 900-byte block itself was the largest
+    EXPECT_EQ(raw_frees, 1);
+    // A pointer the cache never handed out goes to the raw free, not into the cache.
+    EXPECT_FALSE(cache.give(std::malloc(8)));
+    EXPECT_EQ(raw_frees, 2);
+    EXPECT_EQ(cache.kept_bytes(), 594u);
+  }
+  EXPECT_EQ(raw_frees, 2 + 4);  // the destructor releases the four kept blocks
 }
 
 TEST(CommSweep, RefusesATypeItCannotFillOrCheck) {
