@@ -130,13 +130,20 @@ def figure_stats(what, seen):
     gated = any(targets)  # gated in any run: its RECORDED runs (if any) show under "other"
     values = sorted(v for _, row in seen if isinstance(v := row.get("value"), (int, float)))
     run, row = seen[-1]
-    regimes = [m.group(1) + "-bound" for _, r in seen if (m := REGIME.search(r["what"]))]
+    # Per regime: which side of the ridge a run fell on is the machine's memory phase, not the
+    # engine's, and the verdicts differ by side.
+    regimes = [(m.group(1) + "-bound", r.get("verdict")) for _, r in seen if (m := REGIME.search(r["what"]))]
+    by_regime = {g: {v: sum(1 for rg, vv in regimes if rg == g and vv == v) for v in GATED}
+                 for g in dict.fromkeys(rg for rg, _ in regimes)}
     if regimes:
-        what += " (" + ", ".join(f"{g} {regimes.count(g)}" for g in dict.fromkeys(regimes)) + ")"
+        what += " (" + ", ".join(f"{g} {sum(1 for rg, _ in regimes if rg == g)}" + (": " + "/".join(str(c[v]) for v in GATED) if any(targets) else "")
+                                 for g, c in by_regime.items()) + ")"
     fig = {"what": what, "target": next((t for t in reversed(targets) if t), ""), "gated": gated, "runs": len(seen),
            "values": len(values), "min": values[0] if values else None,
            "median": statistics.median(values) if values else None, "max": values[-1] if values else None,
            "newest": {"value": row.get("value"), "verdict": row.get("verdict"), "run": run["stamp"]}}
+    if by_regime:
+        fig["by_regime"] = by_regime
     if gated:
         fig["counts"] = {v: verdicts.count(v) for v in GATED}
         fig["other"] = {v: verdicts.count(v) for v in sorted(set(verdicts) - set(GATED))}

@@ -127,8 +127,9 @@ class History(unittest.TestCase):
         self.assertEqual((old["runs"], old["counts"]["INCONCLUSIVE"]), (1, 1))
         self.assertEqual(figs[DECODE + " [limit: ]"]["runs"], 3)
         # One batch-16 figure whichever side of the ridge a run fell on, the regimes counted.
-        b = figs[b16 + " (memory-bound 1, compute-bound 2)"]
+        b = figs[b16 + " (memory-bound 1: 1/0/0, compute-bound 2: 1/0/1)"]
         self.assertEqual((b["runs"], b["counts"], b["flips"]), (3, {"PASS": 2, "INCONCLUSIVE": 0, "FAIL": 1}, "yes"))
+        self.assertEqual(b["by_regime"]["compute-bound"], {"PASS": 1, "INCONCLUSIVE": 0, "FAIL": 1})
 
     def test_fingerprints_are_never_merged(self):
         make_run(self.d, "20261206T120000Z", "fp2", [row(DECODE, 0.50, "FAIL")])
