@@ -210,6 +210,15 @@ def main(d):
     row("paged / contiguous attention throughput, 8 sequences at 4K context, the engine's block placement", m["value"] if m else None,
         "contiguous cache, same kernel, same run", at_least(0.95),
         f"per repetition {[round(x, 3) for x in m['samples']]}{runs}" if m else "", m["samples"] if m else None)
+    placed = m
+    m = metric(kp, "kernels.attention.engine_placement.prefix_cache.mean_run_blocks")
+    if m:  # not timed: at runs of ~1 block the pair is the shuffled case below
+        p = m["params"]
+        off = f"{placed['params'].get('mean_run_blocks', 0):.0f}" if placed else "?"
+        row("the engine's placement with the prefix cache on: adjacent blocks per run (same trace)", m["value"],
+            f"blocks ({off} with it off, the pair above)", None,
+            f"{p.get('jumps_per_sequence', 0):.0f} jumps a sequence; {p.get('evictions', 0)} LRU evictions, "
+            f"prefix hits {p.get('prefix_hits', 0)} / {p.get('prefix_queries', 0)}")
     m = metric(k, "kernels.attention.paged_vs_contiguous.ctx4096")
     if m:
         row("paged (shuffled blocks: worst case) / contiguous attention throughput, 8 sequences at 4K context", m["value"],

@@ -156,6 +156,13 @@ class Verdicts(unittest.TestCase):
         self.assertEqual(placed["verdict"], "PASS")
         self.assertIn("runs of 128 blocks", md)
         self.assertEqual(find(rows, "paged (shuffled blocks: worst case)")["verdict"], "RECORDED")
+        kernels["metrics"].append({"key": "kernels.attention.engine_placement.prefix_cache.mean_run_blocks", "value": 1.05,
+                                   "samples": [], "params": {"jumps_per_sequence": 243.1, "evictions": 9380,
+                                                             "prefix_hits": 4144, "prefix_queries": 4377}})
+        pc = find(run({"kernels.json": kernels})[0], "the engine's placement with the prefix cache on")
+        self.assertEqual((pc["verdict"], pc["value"]), ("RECORDED", 1.05))
+        self.assertIn("128 with it off", pc["limit"])
+        self.assertIn("243 jumps a sequence", pc["detail"])
         kernels["metrics"][0]["samples"] = [0.80, 0.81, 0.82]  # scattered (kv-scatter): below 0.95 whole
         rows, _ = run({"kernels.json": kernels})
         self.assertEqual(find(rows, "paged / contiguous attention throughput")["verdict"], "FAIL")

@@ -185,3 +185,24 @@ TEST(PlacementTrace, RunsKeepLongSequencesInLongRunsWhereLifoScattersThem) {
     EXPECT_NE(std::string(e.what()).find("long_prompt"), std::string::npos) << e.what();
   }
 }
+
+// The prefix-cache trace: the pool fills with cached blocks and runs on evictions (LRU order),
+// and the shared system prompts are reused; where the long sequences' blocks land is what the
+// kernels suite records (kernels.attention.engine_placement.prefix_cache.mean_run_blocks).
+TEST(PlacementTrace, WithThePrefixCacheThePoolRunsOnEvictionsAndSharesThePrefixes) {
+  cb::engine::PlacementTraceOptions o;
+  o.prefix_cache = true;
+  const auto t = cb::engine::run_placement_trace(o);
+  ASSERT_EQ(t.tables.size(), 8u);
+  for (const auto& tab : t.tables) EXPECT_EQ(tab.size(), 256u);
+  EXPECT_GT(t.evictions, 1000);  // measured at this change: 9380
+  // Every short prompt looks up its full blocks; the 16 blocks of its shared prefix hit.
+  EXPECT_GT(t.prefix_hits, 1000);
+  EXPECT_GT(t.prefix_queries, t.prefix_hits);
+  EXPECT_EQ(cb::engine::run_placement_trace(o).tables, t.tables);  // seeded
+  const auto off = cb::engine::run_placement_trace({});
+  EXPECT_EQ(off.prefix_hits, 0);
+  EXPECT_EQ(off.evictions, 0);
+  o.shared_prefixes = 0;
+  EXPECT_THROW(cb::engine::run_placement_trace(o), std::invalid_argument);
+}

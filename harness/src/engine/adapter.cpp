@@ -72,6 +72,12 @@ json kv_placement_tables(int sequences, int context, int block_size, uint32_t se
   o.block_size = block_size;
   o.seed = seed;
   const engine::PlacementTrace t = engine::run_placement_trace(o);
+  // The same trace with the prefix cache on: the pool fills with cached blocks and new ones come
+  // by LRU eviction, so the tables the pair times (prefix cache off, as the engine's default)
+  // are not what a server with --prefix-cache places. Recorded beside them.
+  engine::PlacementTraceOptions pc = o;
+  pc.prefix_cache = true;
+  const engine::PlacementTrace p = engine::run_placement_trace(pc);
   return {{"block_size", block_size},
           {"context", context},
           {"pool_blocks", t.pool_blocks},
@@ -90,7 +96,15 @@ json kv_placement_tables(int sequences, int context, int block_size, uint32_t se
             {"short_output", {o.short_output_min, o.short_output_max}},
             {"warm_steps", o.warm_steps},
             {"steps", t.steps},
-            {"short_requests", t.short_requests}}}};
+            {"short_requests", t.short_requests}}},
+          {"prefix_cache_trace",
+           {{"mean_run_blocks", p.mean_run_blocks},
+            {"jumps_per_sequence", p.jumps_per_sequence},
+            {"shared_prefixes", pc.shared_prefixes},
+            {"shared_prefix_tokens", pc.shared_prefix_tokens},
+            {"prefix_hits", p.prefix_hits},
+            {"prefix_queries", p.prefix_queries},
+            {"evictions", p.evictions}}}};
 }
 
 }  // namespace

@@ -397,6 +397,20 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
 
   add_kernel_metrics(read_benchmark_json(raw), r);
 
+  // Where the same churn trace puts the long sequences with the prefix cache on (the pool full of
+  // cached blocks, new ones by LRU eviction), beside the engine-placement pair it does not time.
+  if (r.find("kernels.attention.paged_vs_contiguous.ctx4096.engine_placement")) {
+    const json t = json::parse(std::ifstream(ctx.run_dir / "raw" / "kv_placement.json"), nullptr, false);
+    if (t.is_object() && t.contains("prefix_cache_trace")) {
+      const json& pc = t["prefix_cache_trace"];
+      r.add({"kernels.attention.engine_placement.prefix_cache.mean_run_blocks", pc.value("mean_run_blocks", 0.0), "blocks",
+             Direction::Neutral, NoiseClass::Exact, {}, pc,
+             "the engine allocator's runs of adjacent blocks per long sequence on the engine-placement trace with the "
+             "prefix cache on (seeded; the timed pair's tables come from the same trace with it off): eviction in LRU "
+             "order scatters them, and at 1 block the pair is the shuffled case"});
+    }
+  }
+
   // The machine limits, checked by an independent tool in the same job and on the same threads.
   if (r.find("kernels.peak.fp32_fma_gflops") || r.find("kernels.peak.mem_read_gbs")) {
     // At least 1 s per run: with -s below 1 likwid-bench 5.2 settles on 10 iterations (microseconds).

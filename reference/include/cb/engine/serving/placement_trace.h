@@ -8,6 +8,10 @@
 // there will be long and short sequences together) to fragment it, then the long sequences arrive
 // with `long_prompt`-token prompts and decode one token a step to `long_context` while short
 // requests keep arriving and finishing beside them. Every sequence decodes one token per step.
+// With `prefix_cache`, the allocator caches full blocks as the serving engine does (tokens
+// committed every step; finished requests' blocks stay cached until evicted) and each short prompt
+// starts with one of `shared_prefixes` seeded system prompts, so the pool fills with cached blocks
+// and new blocks come by eviction, in LRU order: wherever the oldest cached block lies.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +32,8 @@ struct PlacementTraceOptions {
   int warm_steps = 3000;
   uint32_t seed = 1;
   BlockPlacement placement = BlockPlacement::Runs;
+  bool prefix_cache = false;
+  int shared_prefixes = 4, shared_prefix_tokens = 256;
 };
 
 struct PlacementTrace {
@@ -39,6 +45,8 @@ struct PlacementTrace {
   double jumps_per_sequence = 0;
   int64_t steps = 0;
   int64_t short_requests = 0;  // admitted over the whole trace
+  // The allocator's counters at the end (prefix cache: blocks reused, looked up, evicted).
+  int64_t prefix_hits = 0, prefix_queries = 0, evictions = 0;
 };
 
 // Throws std::invalid_argument naming the option out of range.
