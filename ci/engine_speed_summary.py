@@ -217,7 +217,7 @@ def main(d):
         off = f"{placed['params'].get('mean_run_blocks', 0):.0f}" if placed else "?"
         row("the engine's placement with the prefix cache on: adjacent blocks per run (same trace)", m["value"],
             f"blocks ({off} with it off, the pair above)", None,
-            f"{p.get('jumps_per_sequence', 0):.0f} jumps a sequence; {p.get('evictions', 0)} LRU evictions, "
+            f"{p.get('jumps_per_sequence', 0):.0f} jumps a sequence; {p.get('evictions', 0)} evictions, "
             f"prefix hits {p.get('prefix_hits', 0)} / {p.get('prefix_queries', 0)}")
     m = metric(k, "kernels.attention.paged_vs_contiguous.ctx4096")
     if m:

@@ -186,23 +186,71 @@ TEST(PlacementTrace, RunsKeepLongSequencesInLongRunsWhereLifoScattersThem) {
   }
 }
 
-// The prefix-cache trace: the pool fills with cached blocks and runs on evictions (LRU order),
-// and the shared system prompts are reused; where the long sequences' blocks land is what the
-// kernels suite records (kernels.attention.engine_placement.prefix_cache.mean_run_blocks).
-TEST(PlacementTrace, WithThePrefixCacheThePoolRunsOnEvictionsAndSharesThePrefixes) {
+// Under Runs with the prefix cache, cached blocks are placed like free ones: a prefix hit takes its
+// block back, and a sequence that needs room evicts cached blocks where its run goes.
+TEST(BlockManagerPlacement, CachedBlocksArePlacedWithTheFreeOnesAndEvictedWhereARunNeedsThem) {
+  BlockManager bm(8, 2, true, BlockPlacement::Runs);
+  const Ids a{1, 2, 3, 4};
+  ASSERT_TRUE(bm.allocate(1, a));
+  bm.commit_tokens(1, a);
+  EXPECT_EQ(bm.block_table(1), (Ids{0, 1}));
+  bm.free(1);
+  auto st = bm.stats();
+  EXPECT_EQ(st.free_blocks, 6);
+  EXPECT_EQ(st.cached_blocks, 2);
+  EXPECT_EQ(bm.available_blocks(), 8);
+  // The same prompt and one token more: both cached blocks hit, the third grows their run.
+  EXPECT_EQ(bm.allocate(2, Ids{1, 2, 3, 4, 5}), 4);
+  EXPECT_EQ(bm.block_table(2), (Ids{0, 1, 2}));
+  EXPECT_EQ(bm.stats().cached_blocks, 0);
+  EXPECT_EQ(bm.available_blocks(), 5);
+  bm.check_consistency();
+  bm.free(2);  // blocks 0 and 1 cached again, 2 (never committed) free
+  // A new 8-block sequence: one run over the whole pool, evicting the two cached blocks in it.
+  Ids fresh;
+  for (int i = 0; i < 16; ++i) fresh.push_back(100 + i);
+  EXPECT_EQ(bm.allocate(3, fresh), 0);
+  EXPECT_EQ(bm.block_table(3), (Ids{0, 1, 2, 3, 4, 5, 6, 7}));
+  st = bm.stats();
+  EXPECT_EQ(st.evictions, 2);
+  EXPECT_EQ(st.cached_blocks, 0);
+  EXPECT_EQ(st.free_blocks, 0);
+  bm.check_consistency();
+  // The prefix of sequence 1 is gone with them.
+  bm.free(3);
+  EXPECT_EQ(bm.allocate(4, Ids{1, 2, 3, 4, 5}), 0);
+}
+
+// The prefix-cache trace: the pool fills with cached blocks and new ones come by eviction. Under
+// Runs placement the cached blocks are placed like free ones (evicted where a run needs them), so
+// the long sequences keep their runs; in LRU order (what Lifo placement keeps) they scatter. The
+// shared system prompts are reused about as often either way.
+TEST(PlacementTrace, WithThePrefixCacheRunsSurviveEvictionAndThePrefixesStillHit) {
   cb::engine::PlacementTraceOptions o;
   o.prefix_cache = true;
-  const auto t = cb::engine::run_placement_trace(o);
-  ASSERT_EQ(t.tables.size(), 8u);
-  for (const auto& tab : t.tables) EXPECT_EQ(tab.size(), 256u);
-  EXPECT_GT(t.evictions, 1000);  // measured at this change: 9380
-  // Every short prompt looks up its full blocks; the 16 blocks of its shared prefix hit.
-  EXPECT_GT(t.prefix_hits, 1000);
-  EXPECT_GT(t.prefix_queries, t.prefix_hits);
-  EXPECT_EQ(cb::engine::run_placement_trace(o).tables, t.tables);  // seeded
+  const auto runs = cb::engine::run_placement_trace(o);
+  o.placement = BlockPlacement::Lifo;
+  const auto lru = cb::engine::run_placement_trace(o);
+  for (const auto* t : {&runs, &lru}) {
+    ASSERT_EQ(t->tables.size(), 8u);
+    for (const auto& tab : t->tables) EXPECT_EQ(tab.size(), 256u);
+    EXPECT_GT(t->evictions, 1000);  // the pool ran on evicted blocks (9507 / 9380 at this change)
+    EXPECT_GT(t->prefix_hits, 1000);
+    EXPECT_GT(t->prefix_queries, t->prefix_hits);
+  }
+  // Measured at this change: runs of 97.5 blocks against 1.05 in LRU order (what Runs placement
+  // gave before cached blocks were placed), prefix hits 4078 / 4312 against 4144 / 4377.
+  EXPECT_GE(runs.mean_run_blocks, 32.0);
+  EXPECT_LT(lru.mean_run_blocks, 2.0);
+  const double hit_rate = double(runs.prefix_hits) / double(runs.prefix_queries);
+  const double lru_hit_rate = double(lru.prefix_hits) / double(lru.prefix_queries);
+  EXPECT_GT(hit_rate, lru_hit_rate - 0.02);
+  cb::engine::PlacementTraceOptions seeded;
+  seeded.prefix_cache = true;
+  EXPECT_EQ(cb::engine::run_placement_trace(seeded).tables, runs.tables);
   const auto off = cb::engine::run_placement_trace({});
   EXPECT_EQ(off.prefix_hits, 0);
   EXPECT_EQ(off.evictions, 0);
-  o.shared_prefixes = 0;
-  EXPECT_THROW(cb::engine::run_placement_trace(o), std::invalid_argument);
+  seeded.shared_prefixes = 0;
+  EXPECT_THROW(cb::engine::run_placement_trace(seeded), std::invalid_argument);
 }

@@ -73,8 +73,8 @@ json kv_placement_tables(int sequences, int context, int block_size, uint32_t se
   o.seed = seed;
   const engine::PlacementTrace t = engine::run_placement_trace(o);
   // The same trace with the prefix cache on: the pool fills with cached blocks and new ones come
-  // by LRU eviction, so the tables the pair times (prefix cache off, as the engine's default)
-  // are not what a server with --prefix-cache places. Recorded beside them.
+  // by eviction, which must not scatter the runs the pair's tables (prefix cache off, the
+  // engine's default) have. Recorded beside them.
   engine::PlacementTraceOptions pc = o;
   pc.prefix_cache = true;
   const engine::PlacementTrace p = engine::run_placement_trace(pc);

@@ -398,7 +398,7 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
   add_kernel_metrics(read_benchmark_json(raw), r);
 
   // Where the same churn trace puts the long sequences with the prefix cache on (the pool full of
-  // cached blocks, new ones by LRU eviction), beside the engine-placement pair it does not time.
+  // cached blocks, new ones by eviction), beside the engine-placement pair it does not time.
   if (r.find("kernels.attention.paged_vs_contiguous.ctx4096.engine_placement")) {
     const json t = json::parse(std::ifstream(ctx.run_dir / "raw" / "kv_placement.json"), nullptr, false);
     if (t.is_object() && t.contains("prefix_cache_trace")) {
@@ -406,8 +406,8 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
       r.add({"kernels.attention.engine_placement.prefix_cache.mean_run_blocks", pc.value("mean_run_blocks", 0.0), "blocks",
              Direction::Neutral, NoiseClass::Exact, {}, pc,
              "the engine allocator's runs of adjacent blocks per long sequence on the engine-placement trace with the "
-             "prefix cache on (seeded; the timed pair's tables come from the same trace with it off): eviction in LRU "
-             "order scatters them, and at 1 block the pair is the shuffled case"});
+             "prefix cache on (seeded; the timed pair's tables come from the same trace with it off); near 1 block "
+             "(eviction in LRU order scatters them) the pair would be the shuffled case"});
     }
   }
 

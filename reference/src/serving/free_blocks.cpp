@@ -85,6 +85,13 @@ int FreeBlocks::take(int after, int run) {
   return b;
 }
 
+void FreeBlocks::remove(int block) {
+  if (placement_ != BlockPlacement::Runs || !contains(block))
+    free_blocks_fail("remove of block " + std::to_string(block) + ", which is not in the set (or placement is not runs)");
+  --count_;
+  take_exact(block);
+}
+
 void FreeBlocks::put(int block) {
   if (block < 0 || block >= num_blocks_) free_blocks_fail("put of block " + std::to_string(block) + " outside the pool");
   ++count_;

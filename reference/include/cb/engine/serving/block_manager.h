@@ -1,7 +1,8 @@
 // KV block accounting for the paged cache (vLLM style): which physical blocks each sequence owns,
 // reference counts so that `n > 1` samples of one prompt share the prompt's blocks, copy-on-write
 // when a shared block is about to be written, and an optional prefix cache keyed by the hash of
-// all tokens up to the end of a full block, whose unreferenced blocks are evicted LRU.
+// all tokens up to the end of a full block, whose unreferenced blocks are evicted LRU (under Runs
+// placement, where the placement puts a run: cached blocks are placed with the free ones).
 //
 // It only allocates or says no; whom to run, queue or preempt is the scheduler's decision.
 // The storage itself lives in KvCache; this class hands out block ids of that pool, placed by
@@ -124,6 +125,9 @@ class BlockManager {
   bool prefix_cache_;
   std::vector<int> ref_;
   FreeBlocks free_;
+  // Prefix cache under Runs placement: ref-0 cached blocks are on free_ too, so placement picks
+  // among free and cached blocks together (take_block).
+  bool cached_placed_;
   std::vector<uint64_t> block_hash_;           // 0 = not registered
   std::unordered_map<uint64_t, int> hash_to_block_;
   // Unreferenced cached blocks as an intrusive doubly linked list, least recently used at the head

@@ -43,6 +43,8 @@ class FreeBlocks {
   int take(int after, int run = 1);
   // Returns a block (not free) to the set.
   void put(int block);
+  // Takes that block out of the set (it must be in it; Runs placement only).
+  void remove(int block);
   bool contains(int block) const;
   // The free ids, ascending.
   std::vector<int> list() const;

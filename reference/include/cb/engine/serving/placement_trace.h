@@ -11,7 +11,7 @@
 // With `prefix_cache`, the allocator caches full blocks as the serving engine does (tokens
 // committed every step; finished requests' blocks stay cached until evicted) and each short prompt
 // starts with one of `shared_prefixes` seeded system prompts, so the pool fills with cached blocks
-// and new blocks come by eviction, in LRU order: wherever the oldest cached block lies.
+// and new blocks come by eviction (under Runs, placed with the free ones; under Lifo, LRU order).
 #pragma once
 
 #include <cstdint>
