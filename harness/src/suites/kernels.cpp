@@ -375,9 +375,11 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
                                    "--benchmark_enable_random_interleaving=true"};
   // The engine allocator's block tables for the paired paged-vs-contiguous benchmark, as a file
   // the benchmark reads (kernels/ does not link the engine); none in a build without the engine.
+  json placement;  // kept: its prefix-cache trace is recorded after the benchmark
   if (const EngineAccess* ea = engine_access(); ea && ea->kv_placement_tables) {
     const fs::path tables = ctx.run_dir / "raw" / "kv_placement.json";
-    std::ofstream(tables) << ea->kv_placement_tables(8, 4096, 16, uint32_t(ctx.seed)).dump() << "\n";
+    placement = ea->kv_placement_tables(8, 4096, 16, uint32_t(ctx.seed));
+    std::ofstream(tables) << placement.dump() << "\n";
     argv.push_back("--cb_paged_tables=" + tables.string());
   } else {
     r.params["not_measured"]["kernels.attention.paged_vs_contiguous.ctx4096.engine_placement"] = no_engine_reason();
@@ -399,16 +401,13 @@ SuiteResult run_kernels_suite(const SuiteContext& ctx) {
 
   // Where the same churn trace puts the long sequences with the prefix cache on (the pool full of
   // cached blocks, new ones by eviction), beside the engine-placement pair it does not time.
-  if (r.find("kernels.attention.paged_vs_contiguous.ctx4096.engine_placement")) {
-    const json t = json::parse(std::ifstream(ctx.run_dir / "raw" / "kv_placement.json"), nullptr, false);
-    if (t.is_object() && t.contains("prefix_cache_trace")) {
-      const json& pc = t["prefix_cache_trace"];
-      r.add({"kernels.attention.engine_placement.prefix_cache.mean_run_blocks", pc.value("mean_run_blocks", 0.0), "blocks",
-             Direction::Neutral, NoiseClass::Exact, {}, pc,
-             "the engine allocator's runs of adjacent blocks per long sequence on the engine-placement trace with the "
-             "prefix cache on (seeded; the timed pair's tables come from the same trace with it off); near 1 block "
-             "(eviction in LRU order scatters them) the pair would be the shuffled case"});
-    }
+  if (r.find("kernels.attention.paged_vs_contiguous.ctx4096.engine_placement") && placement.contains("prefix_cache_trace")) {
+    const json& pc = placement["prefix_cache_trace"];
+    r.add({"kernels.attention.engine_placement.prefix_cache.mean_run_blocks", pc.value("mean_run_blocks", 0.0), "blocks",
+           Direction::Neutral, NoiseClass::Exact, {}, pc,
+           "the engine allocator's runs of adjacent blocks per long sequence on the engine-placement trace with the "
+           "prefix cache on (seeded; the timed pair's tables come from the same trace with it off); near 1 block "
+           "(eviction in LRU order scatters them) the pair would be the shuffled case"});
   }
 
   // The machine limits, checked by an independent tool in the same job and on the same threads.

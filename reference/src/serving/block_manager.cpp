@@ -114,20 +114,16 @@ int BlockManager::take_block(int after, int run) {
   int b = -1;
   if (!free_.empty()) {
     b = free_.take(after, run);
-    if (lru_in_[b]) {
-      lru_remove(b);
-      hash_to_block_.erase(block_hash_[b]);
-      block_hash_[b] = 0;
-      ++stats_.evictions;
-    }
   } else if (lru_head_ >= 0) {
     b = lru_head_;
+  } else {
+    return -1;
+  }
+  if (lru_in_[b]) {  // a cached block: evicted, its prefix forgotten
     lru_remove(b);
     hash_to_block_.erase(block_hash_[b]);
     block_hash_[b] = 0;
     ++stats_.evictions;
-  } else {
-    return -1;
   }
   acquire(b);
   return b;
